@@ -1,0 +1,3 @@
+fn main() {
+    println!("shardmq-loadtest {}", env!("CARGO_PKG_VERSION"));
+}

@@ -1,0 +1,55 @@
+//! Decode errors, each mapped to the MQTT 5 reason code the broker sends before closing.
+
+use super::ReasonCode;
+use std::fmt;
+
+/// Why a frame could not be decoded. The `&'static str` names the rule that was broken, with the
+/// spec statement number where there is one (e.g. `"[MQTT-3.3.1-4] QoS 3"`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DecodeError {
+    /// The fixed header announces a packet of `size` bytes, over `max`. Reason 0x95.
+    PacketTooLarge { size: u64, max: u32 },
+    /// A malformed packet (bad encoding, bad lengths, bad UTF-8, reserved bits). Reason 0x81.
+    Malformed(&'static str),
+    /// Well-formed bytes that break a protocol rule (e.g. a duplicated property). Reason 0x82.
+    Protocol(&'static str),
+    /// A PUBLISH topic name that is not valid (wildcards, empty without alias). Reason 0x90.
+    TopicNameInvalid(&'static str),
+    /// A SUBSCRIBE/UNSUBSCRIBE topic filter that is not valid. Reason 0x8F.
+    TopicFilterInvalid(&'static str),
+    /// CONNECT with a protocol name/level this codec does not speak. Reason 0x84 (3.1.1 code 1).
+    UnsupportedProtocolVersion(u8),
+}
+
+impl DecodeError {
+    /// The MQTT 5 reason code to send in CONNACK or DISCONNECT for this error.
+    pub fn reason_code(&self) -> ReasonCode {
+        match self {
+            DecodeError::PacketTooLarge { .. } => ReasonCode::PacketTooLarge,
+            DecodeError::Malformed(_) => ReasonCode::MalformedPacket,
+            DecodeError::Protocol(_) => ReasonCode::ProtocolError,
+            DecodeError::TopicNameInvalid(_) => ReasonCode::TopicNameInvalid,
+            DecodeError::TopicFilterInvalid(_) => ReasonCode::TopicFilterInvalid,
+            DecodeError::UnsupportedProtocolVersion(_) => ReasonCode::UnsupportedProtocolVersion,
+        }
+    }
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DecodeError::PacketTooLarge { size, max } => {
+                write!(f, "packet too large: {size} bytes, maximum {max}")
+            }
+            DecodeError::Malformed(rule) => write!(f, "malformed packet: {rule}"),
+            DecodeError::Protocol(rule) => write!(f, "protocol error: {rule}"),
+            DecodeError::TopicNameInvalid(rule) => write!(f, "topic name invalid: {rule}"),
+            DecodeError::TopicFilterInvalid(rule) => write!(f, "topic filter invalid: {rule}"),
+            DecodeError::UnsupportedProtocolVersion(level) => {
+                write!(f, "unsupported protocol version {level}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for DecodeError {}

@@ -1,0 +1,3 @@
+fn main() {
+    println!("shardmq {}", env!("CARGO_PKG_VERSION"));
+}
