@@ -311,8 +311,6 @@ impl Shard {
         };
         if let codec::DecodeError::PacketTooLarge { .. } = error {
             bump(&self.shared.counters[self.id].packets_too_large);
-        } else {
-            bump(&self.shared.counters[self.id].protocol_errors);
         }
         if conn.state == ConnState::AwaitConnect {
             if let codec::DecodeError::UnsupportedProtocolVersion(_) = error {
@@ -411,6 +409,9 @@ impl Shard {
             _ => log::debug!("close addr={} shard={} reason={reason}", conn.peer, self.id),
         }
         match reason {
+            CloseReason::Protocol(code, _) if code != ReasonCode::PacketTooLarge => {
+                bump(&self.shared.counters[self.id].protocol_errors)
+            }
             CloseReason::KeepAliveTimeout => {
                 bump(&self.shared.counters[self.id].keep_alive_timeouts)
             }

@@ -57,7 +57,7 @@ counters! {
     retained_refused,
     /// Packets over `max_packet_size` received (the connection is closed).
     packets_too_large,
-    /// Connections closed for a malformed packet or protocol error.
+    /// Connections closed for a malformed packet or protocol error (other than too large).
     protocol_errors,
     /// Connections closed because the keep-alive expired.
     keep_alive_timeouts,
