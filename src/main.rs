@@ -65,6 +65,12 @@ struct Cli {
     /// Maximum retained messages [default: 100000].
     #[arg(long, value_name = "N")]
     max_retained_messages: Option<usize>,
+    /// Maximum sessions, online and offline [default: 1000000].
+    #[arg(long, value_name = "N")]
+    max_sessions: Option<usize>,
+    /// Capacity of each shard-to-shard channel, messages [default: 4096].
+    #[arg(long, value_name = "N")]
+    mesh_channel_capacity: Option<usize>,
     /// Milliseconds allowed for graceful shutdown [default: 2000].
     #[arg(long, value_name = "MS")]
     shutdown_timeout: Option<u64>,
@@ -108,6 +114,8 @@ impl Cli {
             handshake_timeout_ms = self.handshake_timeout.map(|s| s.saturating_mul(1000)),
             max_keep_alive_secs = self.max_keep_alive,
             max_retained_messages = self.max_retained_messages,
+            max_sessions = self.max_sessions,
+            mesh_channel_capacity = self.mesh_channel_capacity,
             shutdown_timeout_ms = self.shutdown_timeout,
         }
         config.pin_cores |= self.pin_cores;

@@ -316,3 +316,22 @@ fn slow_subscriber_gets_qos0_dropped_then_disconnected() {
     publisher.ping();
     drop(slow1);
 }
+
+#[test]
+fn max_sessions_refuses_new_sessions_with_quota_exceeded() {
+    let mut config = config(2);
+    config.max_sessions = 2;
+    let broker = start_with(config);
+    let a = addr(&broker);
+    let _one = Raw::connect(a, V5, "s1");
+    let _two = Raw::connect(a, V4, "s2");
+    let (mut three, connack) = Raw::connect_with(a, connect_packet(V5, "s3", true));
+    assert_eq!(connack.reason_code, ReasonCode::QuotaExceeded);
+    three.expect_closed();
+    let (_, connack) = Raw::connect_with(a, connect_packet(V4, "s4", true));
+    assert_eq!(connack.reason_code, ReasonCode::ServerUnavailable);
+    // Taking over an existing session is still allowed.
+    let (_again, connack) = Raw::connect_with(a, connect_packet(V5, "s1", true));
+    assert_eq!(connack.reason_code, ReasonCode::Success);
+    assert_eq!(broker.stats().sessions_refused, 2);
+}

@@ -51,6 +51,13 @@ pub struct Config {
     /// Maximum retained messages held, 0..=100,000,000. Default 100,000. Over it a new retained
     /// topic is not stored (counted); replacing or clearing an existing one always works.
     pub max_retained_messages: usize,
+    /// Capacity of each shard-to-shard channel in messages, 1..=1,000,000. Default 4,096. When
+    /// one is full, publishers feeding it are paused (TCP backpressure) until it drains.
+    pub mesh_channel_capacity: usize,
+    /// Maximum sessions (online and offline) over all shards, 1..=100,000,000. Default
+    /// 1,000,000. A CONNECT needing a new session over it is refused (0x97 Quota exceeded,
+    /// 3.1.1 return code 3) and counted.
+    pub max_sessions: usize,
     /// Time allowed for graceful shutdown (telling clients and flushing), in milliseconds,
     /// 0..=60,000. Default 2,000.
     pub shutdown_timeout_ms: u64,
@@ -58,8 +65,6 @@ pub struct Config {
 
 /// The largest shard count accepted (the mesh has shards² channels).
 pub const SHARDS_MAX: usize = 256;
-/// Capacity of each bounded shard-to-shard channel, in messages.
-pub const MESH_CHANNEL_CAPACITY: usize = 4096;
 
 impl Default for Config {
     fn default() -> Config {
@@ -79,6 +84,8 @@ impl Default for Config {
             handshake_timeout_ms: 10_000,
             max_keep_alive_secs: 65_535,
             max_retained_messages: 100_000,
+            mesh_channel_capacity: 4096,
+            max_sessions: 1_000_000,
             shutdown_timeout_ms: 2_000,
         }
     }
@@ -140,6 +147,13 @@ impl Config {
             0,
             100_000_000,
         )?;
+        range(
+            "mesh_channel_capacity",
+            self.mesh_channel_capacity,
+            1,
+            1_000_000,
+        )?;
+        range("max_sessions", self.max_sessions, 1, 100_000_000)?;
         range("shutdown_timeout_ms", self.shutdown_timeout_ms, 0, 60_000)?;
         Ok(())
     }

@@ -84,6 +84,16 @@ impl Shard {
         };
         conn.client_id = accepted.client_id.clone();
         let (claim, previous) = self.shared.registry.claim(&accepted.client_id, self.id);
+        if previous.is_none()
+            && self.shared.sessions_open.load(Ordering::Relaxed) >= self.shared.config.max_sessions
+        {
+            self.shared.registry.release(&accepted.client_id, claim);
+            bump(&self.shared.counters[self.id].sessions_refused);
+            bump(&self.shared.counters[self.id].connects_refused);
+            self.send_packet(key, &protocol::connack_refused(ReasonCode::QuotaExceeded));
+            self.close(key, CloseReason::ConnectRefused(ReasonCode::QuotaExceeded));
+            return;
+        }
         match previous {
             Some(previous) if previous.shard != self.id => {
                 let conn_id = conn.id;
@@ -280,6 +290,7 @@ impl Shard {
             .map(|(f, o)| (f.clone(), *o))
             .collect();
         let limits = self.limits();
+        self.shared.sessions_open.fetch_add(1, Ordering::Relaxed);
         let skey = self.sessions.insert(ShardSession {
             session: Session::new(state, inflight_max.max(1), limits),
             claim,
@@ -379,6 +390,7 @@ impl Shard {
             return;
         }
         let session = self.sessions.remove(skey);
+        self.shared.sessions_open.fetch_sub(1, Ordering::Relaxed);
         let client_id = &session.session.state.client_id;
         if self.client_ids.get(client_id) == Some(&skey) {
             self.client_ids.remove(client_id);
@@ -394,6 +406,7 @@ impl Shard {
             return None;
         }
         let session = self.sessions.remove(skey);
+        self.shared.sessions_open.fetch_sub(1, Ordering::Relaxed);
         let client_id = &session.session.state.client_id;
         if self.client_ids.get(client_id) == Some(&skey) {
             self.client_ids.remove(client_id);

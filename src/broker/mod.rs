@@ -79,6 +79,8 @@ pub(crate) struct Shared {
     pub shutdown: AtomicBool,
     /// Open connections over all shards, for `max_connections`.
     pub connections_open: AtomicUsize,
+    /// Sessions over all shards, for `max_sessions`.
+    pub sessions_open: AtomicUsize,
     /// Source of assigned client identifiers.
     pub assigned_ids: AtomicU64,
     /// Makes assigned ids differ between broker runs.
@@ -115,6 +117,7 @@ impl Broker {
             acceptor_counters: ShardCounters::default(),
             shutdown: AtomicBool::new(false),
             connections_open: AtomicUsize::new(0),
+            sessions_open: AtomicUsize::new(0),
             assigned_ids: AtomicU64::new(0),
             instance,
             config,
@@ -141,7 +144,7 @@ impl Broker {
         for target_receivers in receivers.iter_mut() {
             for source_senders in senders.iter_mut() {
                 let (tx, rx) =
-                    crossbeam_channel::bounded::<ShardMsg>(config::MESH_CHANNEL_CAPACITY);
+                    crossbeam_channel::bounded::<ShardMsg>(shared.config.mesh_channel_capacity);
                 source_senders.push(tx);
                 target_receivers.push(rx);
             }

@@ -37,6 +37,8 @@ counters! {
     connections_rejected,
     /// CONNECTs accepted (CONNACK 0).
     clients_connected,
+    /// CONNECTs refused because `max_sessions` was reached (also in `connects_refused`).
+    sessions_refused,
     /// CONNECTs refused with a CONNACK error code.
     connects_refused,
     /// PUBLISH packets received from clients.
