@@ -81,6 +81,7 @@ fn keep_alive_cap_server_keep_alive_for_v5_and_refusal_for_v311() {
     let (mut c4, connack) = Raw::connect_with(addr(&broker), connect);
     assert_eq!(connack.reason_code, ReasonCode::ClientIdentifierNotValid);
     c4.expect_closed();
+    assert_eq!(broker.stats().keep_alive_capped, 2);
 }
 
 #[test]
@@ -242,6 +243,7 @@ fn subscription_and_topic_level_limits() {
         ]
     );
     assert_eq!(broker.stats().subscriptions_refused, 1);
+    assert_eq!(broker.stats().topic_levels_exceeded, 1);
     let mut c4 = Raw::connect(addr(&broker), V4, "limits4");
     c4.send(&subscribe_packet(1, &[("a", opts), ("b/c/d/e", opts)]));
     let codes = c4.expect_suback().reason_codes;

@@ -323,3 +323,35 @@ fn clean_session_v311_discards_state() {
         "clean session 1 ended the session"
     );
 }
+
+#[test]
+fn inflight_window_max_inflight_for_v311_and_receive_maximum_for_v5() {
+    let mut config = config(2);
+    config.max_inflight = 2;
+    let broker = start_with(config);
+    let mut placer = Placer::new(&broker);
+    let mut v4 = placer.raw_on(0, V4, "win4");
+    v4.subscribe("win", QoS::AtLeastOnce);
+    let mut connect = connect_packet(V5, "win5", true);
+    connect.properties.receive_maximum = Some(1);
+    let (mut v5, _) = placer.connect_on(0, connect);
+    v5.subscribe("win", QoS::ExactlyOnce);
+    let mut publisher = placer.raw_on(1, V4, "win-pub");
+    for i in 1..=4u16 {
+        publisher.publish_acked("win", &[i as u8], QoS::AtLeastOnce, false, i);
+    }
+    // Window 2 for the 3.1.1 client, 1 for the MQTT 5 client with Receive Maximum 1.
+    let a = v4.expect_publish();
+    let b = v4.expect_publish();
+    v4.expect_nothing();
+    let c = v5.expect_publish();
+    v5.expect_nothing();
+    assert_eq!((a.payload[0], b.payload[0], c.payload[0]), (1, 2, 1));
+    assert!(broker.stats().inflight_window_full >= 5);
+    // Each acknowledgement opens the window for the next message, in order.
+    v4.send(&Packet::PubAck(ack(a.packet_id)));
+    assert_eq!(v4.expect_publish().payload[0], 3);
+    v5.send(&Packet::PubAck(ack(c.packet_id)));
+    assert_eq!(v5.expect_publish().payload[0], 2);
+    v5.expect_nothing();
+}

@@ -255,9 +255,11 @@ impl Shard {
         retained: &mut Vec<(MqttString, QoS)>,
     ) -> ReasonCode {
         let filter_str = subscription.filter.as_str();
-        if topic::validate_topic_filter(filter_str).is_err()
-            || topic_levels(filter_str) > self.shared.config.max_topic_levels
-        {
+        if topic::validate_topic_filter(filter_str).is_err() {
+            return ReasonCode::TopicFilterInvalid;
+        }
+        if topic_levels(filter_str) > self.shared.config.max_topic_levels {
+            bump(&self.shared.counters[self.id].topic_levels_exceeded);
             return ReasonCode::TopicFilterInvalid;
         }
         if matches!(topic::parse_shared(filter_str), Ok(Some(_))) {

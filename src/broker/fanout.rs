@@ -141,6 +141,9 @@ impl Shard {
                     self.write_publish(key, skey, message, qos, packet_id, retain, encoding);
                 }
             }
+            Delivery::Queued if connection.is_some() => {
+                bump(&self.shared.counters[self.id].inflight_window_full)
+            }
             Delivery::Queued | Delivery::Discarded => {}
             Delivery::DroppedQueueFull => bump(&self.shared.counters[self.id].dropped_queue_full),
         }

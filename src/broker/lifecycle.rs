@@ -76,6 +76,11 @@ impl Shard {
             Ok(accepted) => accepted,
             Err(code) => {
                 bump(&self.shared.counters[self.id].connects_refused);
+                if !version.is_v5()
+                    && connect.keep_alive_secs > self.shared.config.max_keep_alive_secs
+                {
+                    bump(&self.shared.counters[self.id].keep_alive_capped);
+                }
                 conn.client_id = connect.client_id.clone();
                 self.send_packet(key, &protocol::connack_refused(code));
                 self.close(key, CloseReason::ConnectRefused(code));
@@ -83,6 +88,11 @@ impl Shard {
             }
         };
         conn.client_id = accepted.client_id.clone();
+        if accepted.server_keep_alive.is_some()
+            && connect.keep_alive_secs > self.shared.config.max_keep_alive_secs
+        {
+            bump(&self.shared.counters[self.id].keep_alive_capped);
+        }
         let (claim, previous) = self.shared.registry.claim(&accepted.client_id, self.id);
         if previous.is_none()
             && self.shared.sessions_open.load(Ordering::Relaxed) >= self.shared.config.max_sessions

@@ -51,8 +51,14 @@ counters! {
     dropped_outgoing_buffer_full,
     /// Messages not sent because they exceeded the client's Maximum Packet Size.
     dropped_client_packet_size,
-    /// Publishes whose topic exceeded `max_topic_levels` (the connection is closed).
+    /// Publishes (the connection is closed) and filters (refused) over `max_topic_levels`.
     topic_levels_exceeded,
+    /// QoS 1/2 messages to an online client that waited because its in-flight window
+    /// (`max_inflight` / its Receive Maximum) was full.
+    inflight_window_full,
+    /// CONNECTs whose keep-alive was over `max_keep_alive_secs` (MQTT 5: capped with Server Keep
+    /// Alive; 3.x: refused).
+    keep_alive_capped,
     /// Subscriptions refused because of `max_subscriptions_per_client`.
     subscriptions_refused,
     /// Retained messages not stored because of `max_retained_messages`.
