@@ -359,3 +359,50 @@ fn inflight_window_max_inflight_for_v311_and_receive_maximum_for_v5() {
     assert_eq!(v5.expect_publish().payload[0], 2);
     v5.expect_nothing();
 }
+
+/// Three CONNECTs for one client id racing on two shards: nothing hangs, exactly one connection
+/// ends up connected, and the session with its subscription survives.
+#[test]
+fn racing_takeovers_leave_one_connection_and_the_session() {
+    let broker = start_broker(2);
+    let mut placer = Placer::new(&broker);
+    let (mut first, _) = placer.connect_on(0, persistent(V5, "racer"));
+    first.subscribe("race/#", QoS::AtLeastOnce);
+    // Place two TCP connections (shard 1 then shard 0), then send both CONNECTs at once.
+    let mut b = placer.tcp_on(1);
+    let mut c = placer.tcp_on(0);
+    b.version = V5;
+    c.version = V5;
+    b.send(&Packet::Connect(Box::new(persistent(V5, "racer"))));
+    c.send(&Packet::Connect(Box::new(persistent(V5, "racer"))));
+    let mut survivors = 0;
+    for raw in [&mut first, &mut b, &mut c] {
+        loop {
+            match raw.recv(Duration::from_secs(3)) {
+                Ok(Packet::ConnAck(connack)) => {
+                    assert_eq!(connack.reason_code, ReasonCode::Success)
+                }
+                Ok(Packet::Disconnect(d)) => {
+                    assert_eq!(d.reason_code, ReasonCode::SessionTakenOver)
+                }
+                Ok(other) => panic!("{other:?}"),
+                Err(RecvError::Closed) => break,
+                Err(RecvError::Timeout) => {
+                    survivors += 1;
+                    break;
+                }
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+    }
+    assert_eq!(survivors, 1, "exactly one connection stays");
+    wait_until("two connections closed", || {
+        broker.stats().connections_open == 1
+    });
+    // The session still has its subscription, wherever it ended up.
+    let (mut last, connack) = placer.connect_on(1, persistent(V5, "racer"));
+    assert!(connack.session_present);
+    let mut publisher = placer.raw_on(0, V4, "race-pub");
+    publisher.publish_acked("race/x", b"still subscribed", QoS::AtLeastOnce, false, 1);
+    assert_eq!(&last.receive_and_ack().payload[..], b"still subscribed");
+}
