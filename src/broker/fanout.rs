@@ -85,6 +85,7 @@ impl Shard {
             matches.retain(|m| !(m.session == origin && m.options.no_local));
         }
         let matched = !matches.is_empty();
+        let mut identifiers = std::mem::take(&mut self.subscription_ids);
         if matched {
             matches.sort_unstable_by_key(|m| m.session);
             self.layouts.clear();
@@ -93,23 +94,33 @@ impl Shard {
                 let session = matches[i].session;
                 let mut qos = QoS::AtMostOnce;
                 let mut retain_as_published = false;
+                identifiers.clear();
                 while i < matches.len() && matches[i].session == session {
                     qos = qos.max(matches[i].options.qos);
                     retain_as_published |= matches[i].options.retain_as_published;
+                    if matches[i].identifier != 0 {
+                        identifiers.push(matches[i].identifier);
+                    }
                     i += 1;
                 }
                 // [MQTT-3.3.1-9]: retain is 0 for an established subscription, unless Retain
                 // As Published (MQTT 5) asks for the flag as published.
                 let retain = retain_as_published && message.retain;
-                self.deliver_to_session(
-                    session,
-                    message,
-                    qos.min(message.qos),
-                    retain,
-                    Encoding::Cached,
-                );
+                let qos = qos.min(message.qos);
+                if identifiers.is_empty() {
+                    self.deliver_to_session(session, message, qos, retain, Encoding::Cached);
+                } else {
+                    // [MQTT-3.3.4-3]: the identifiers of every matching subscription of this
+                    // client. That layout is this subscriber's own, so it is encoded for it.
+                    identifiers.sort_unstable();
+                    let own = with_subscription_identifiers(message, &identifiers);
+                    let fresh = Encoding::Fresh { dup: false };
+                    self.deliver_to_session(session, &own, qos, retain, fresh);
+                }
             }
         }
+        identifiers.clear();
+        self.subscription_ids = identifiers;
         self.matches = matches;
         matched
     }
@@ -299,21 +310,27 @@ impl Shard {
         &mut self,
         key: usize,
         suback: SubAck,
-        retained: &[(MqttString, QoS)],
+        retained: &[(MqttString, QoS, u32)],
     ) {
         self.send_packet(key, &Packet::SubAck(suback));
         let Some(skey) = self.connections.get(key).and_then(|c| c.session) else {
             return;
         };
         let mut messages = std::mem::take(&mut self.retained_scratch);
-        for (filter, qos) in retained {
+        for (filter, qos, identifier) in retained {
             messages.clear();
             self.shared
                 .retained
                 .collect_matching(filter.as_str(), &mut messages);
             for message in &messages {
                 let qos = (*qos).min(message.qos);
-                self.deliver_to_session(skey, message, qos, true, Encoding::Fresh { dup: false });
+                let message = if *identifier != 0 {
+                    with_subscription_identifiers(message, &[*identifier])
+                } else {
+                    message.clone()
+                };
+                let fresh = Encoding::Fresh { dup: false };
+                self.deliver_to_session(skey, &message, qos, true, fresh);
             }
         }
         messages.clear();
@@ -338,4 +355,12 @@ impl Shard {
         self.trie.insert(filter.as_str(), sub);
         self.router.local_added(filter)
     }
+}
+
+/// A copy of `message` carrying `identifiers` as its Subscription Identifier properties (the
+/// payload and topic stay shared).
+fn with_subscription_identifiers(message: &SharedPublish, identifiers: &[u32]) -> SharedPublish {
+    let mut own = Publish::clone(message);
+    own.properties.subscription_identifiers = identifiers.to_vec();
+    Arc::new(own)
 }

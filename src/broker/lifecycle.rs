@@ -297,7 +297,7 @@ impl Shard {
         let filters: Vec<_> = state
             .subscriptions
             .iter()
-            .map(|(f, o)| (f.clone(), *o))
+            .map(|(f, s)| (f.clone(), *s))
             .collect();
         let limits = self.limits();
         self.shared.sessions_open.fetch_add(1, Ordering::Relaxed);
@@ -309,14 +309,13 @@ impl Shard {
             pending_will: None,
         });
         let mut new_routes = Vec::new();
-        for (filter, options) in filters {
-            self.trie.insert(
-                filter.as_str(),
-                LocalSub {
-                    session: skey,
-                    options,
-                },
-            );
+        for (filter, stored) in filters {
+            let sub = LocalSub {
+                session: skey,
+                options: stored.options,
+                identifier: stored.identifier,
+            };
+            self.trie.insert(filter.as_str(), sub);
             if self.router.local_added(&filter) {
                 new_routes.push(filter);
             }

@@ -150,7 +150,7 @@ pub fn connack_accepted(
         properties.maximum_packet_size = Some(config.max_packet_size);
         properties.retain_available = Some(1);
         properties.wildcard_subscription_available = Some(1);
-        properties.subscription_identifier_available = Some(0);
+        properties.subscription_identifier_available = Some(1);
         properties.shared_subscription_available = Some(0);
         properties.topic_alias_maximum = Some(0);
         properties.server_keep_alive = accepted.server_keep_alive;
@@ -244,11 +244,9 @@ pub fn encode_layout(
 ) -> Layout {
     let mut properties = message.properties.clone();
     // A Topic Alias belongs to one network connection (spec 3.3.2.3.4), so it is never
-    // forwarded; subscription identifiers are per subscriber (not implemented yet).
+    // forwarded. Subscription identifiers, if any, were set for this subscriber by the shard
+    // (a client cannot send them, [MQTT-3.3.4-6]).
     properties.topic_alias = None;
-    if !properties.subscription_identifiers.is_empty() {
-        properties.subscription_identifiers.clear();
-    }
     let packet = Packet::Publish(Publish {
         dup: dup && qos != QoS::AtMostOnce,
         qos,

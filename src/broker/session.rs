@@ -80,12 +80,21 @@ pub struct SessionLimits {
     pub receive_maximum: u16,
 }
 
+/// One subscription of a session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct StoredSubscription {
+    pub options: SubscriptionOptions,
+    /// MQTT 5 Subscription Identifier, 1..=268,435,455; 0 = none.
+    pub identifier: u32,
+}
+
 /// The part of a session that outlives its connection.
 #[derive(Clone, Debug, Default)]
 pub struct SessionState {
     pub client_id: MqttString,
-    /// Filter -> options. At most `max_subscriptions_per_client` entries (enforced by the shard).
-    pub subscriptions: HashMap<MqttString, SubscriptionOptions>,
+    /// Filter -> subscription. At most `max_subscriptions_per_client` entries (enforced by the
+    /// shard).
+    pub subscriptions: HashMap<MqttString, StoredSubscription>,
     /// Unacknowledged outgoing messages in the order they were first sent.
     pub inflight: VecDeque<Outgoing>,
     /// Messages waiting to be sent, in order.

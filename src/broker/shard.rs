@@ -40,6 +40,8 @@ pub struct LocalSub {
     /// Session slab key.
     pub session: usize,
     pub options: SubscriptionOptions,
+    /// MQTT 5 Subscription Identifier; 0 = none.
+    pub identifier: u32,
 }
 
 /// A session living on this shard.
@@ -60,8 +62,9 @@ pub struct PendingSubAck {
     pub connection: usize,
     pub connection_id: u64,
     pub suback: SubAck,
-    /// (filter, granted QoS) whose retained messages go out after the SUBACK.
-    pub retained: Vec<(MqttString, QoS)>,
+    /// (filter, granted QoS, subscription identifier) whose retained messages go out after
+    /// the SUBACK.
+    pub retained: Vec<(MqttString, QoS, u32)>,
 }
 
 /// Why a connection is closed (logged, and mapped to the DISCONNECT an MQTT 5 client gets).
@@ -134,6 +137,7 @@ pub struct Shard {
     pub now: Instant,
     // Scratch space reused every turn.
     pub matches: Vec<LocalSub>,
+    pub subscription_ids: Vec<u32>,
     pub layouts: LayoutCache,
     pub encode_buf: BytesMut,
     pub retained_scratch: Vec<SharedPublish>,
@@ -169,6 +173,7 @@ impl Shard {
             next_generation: 0,
             now: Instant::now(),
             matches: Vec::new(),
+            subscription_ids: Vec::new(),
             layouts: LayoutCache::default(),
             encode_buf: BytesMut::new(),
             retained_scratch: Vec::new(),
