@@ -6,8 +6,7 @@
 //! Buffers are released when empty so an idle connection holds no buffer memory beyond its
 //! read buffer's last allocation.
 
-use super::session::SharedPublish;
-use crate::codec::{MqttString, Packet, ProtocolVersion};
+use crate::codec::{MqttString, Packet, ProtocolVersion, Publish};
 use bytes::{Buf, Bytes, BytesMut};
 use mio::net::TcpStream;
 use std::collections::VecDeque;
@@ -137,7 +136,8 @@ pub enum ConnState {
 /// A will message armed by CONNECT.
 #[derive(Clone, Debug)]
 pub struct WillMessage {
-    pub message: SharedPublish,
+    /// Becomes a [`super::session::Message`] when published (its expiry runs from then).
+    pub message: Publish,
     /// MQTT 5 Will Delay Interval, seconds (0 for 3.x).
     pub delay_secs: u32,
 }

@@ -5,7 +5,7 @@
 
 use super::connection::ConnState;
 use super::protocol::{granted, topic_levels};
-use super::session::{IncomingQoS2, StoredSubscription};
+use super::session::{IncomingQoS2, Message, StoredSubscription};
 use super::shard::{CloseReason, LocalSub, PendingSubAck, Shard};
 use super::stats::bump;
 use crate::codec::{
@@ -13,7 +13,6 @@ use crate::codec::{
     SubAck, Subscribe, UnsubAck, Unsubscribe,
 };
 use crate::topic;
-use std::sync::Arc;
 
 fn ack(packet_id: u16, reason_code: ReasonCode) -> Ack {
     Ack {
@@ -164,7 +163,8 @@ impl Shard {
         }
         publish.dup = false;
         publish.packet_id = 0;
-        let (matched, overflowed) = self.route_publish(Arc::new(publish), Some(skey));
+        let (matched, overflowed) =
+            self.route_publish(Message::shared(publish, self.now), Some(skey));
         // MQTT 5: 0x10 No matching subscribers is informative, the message was accepted.
         let code = if matched {
             ReasonCode::Success

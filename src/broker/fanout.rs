@@ -6,9 +6,9 @@
 //! layout (version, QoS, retain) is encoded once; subscribers share the encoded bytes.
 
 use super::mesh::ShardMsg;
-use super::protocol::{encode_layout, Layout};
+use super::protocol::{encode_layout, Layout, LayoutOptions};
 use super::retained::RetainOutcome;
-use super::session::{Delivery, SharedPublish};
+use super::session::{Delivery, Message, SharedPublish};
 use super::shard::{CloseReason, LocalSub, Shard};
 use super::stats::bump;
 use crate::codec::{MqttString, Packet, Publish, QoS, SubAck};
@@ -55,7 +55,7 @@ impl Shard {
 
     fn store_retained(&mut self, message: &SharedPublish) {
         // The retained copy owns its bytes so it does not pin the publisher's read buffer.
-        let copy = Arc::new(Publish {
+        let publish = Publish {
             dup: false,
             qos: message.qos,
             retain: true,
@@ -63,6 +63,11 @@ impl Shard {
             packet_id: 0,
             properties: message.properties.clone(),
             payload: Bytes::copy_from_slice(&message.payload),
+        };
+        // Its expiry keeps running from when the original was received.
+        let copy = Arc::new(Message {
+            publish,
+            received_at: message.received_at,
         });
         if self.shared.retained.store(&copy) == RetainOutcome::Refused {
             bump(&self.shared.counters[self.id].retained_refused);
@@ -180,6 +185,25 @@ impl Shard {
             bump(&self.shared.counters[self.id].dropped_outgoing_buffer_full);
             return;
         }
+        // MQTT 5 Message Expiry: an expired message is not started any more ([MQTT-3.3.2-5]);
+        // one that waited at least a second goes out with the time left ([MQTT-3.3.2-6]).
+        let expiry_left = message.expiry_left_secs(self.now);
+        let resend = encoding == Encoding::Fresh { dup: true };
+        if expiry_left == Some(0) && !resend {
+            bump(&self.shared.counters[self.id].messages_expired);
+            if qos != QoS::AtMostOnce {
+                if let Some(session) = self.sessions.get_mut(skey) {
+                    session.session.forget(packet_id);
+                }
+            }
+            return;
+        }
+        let adjusted =
+            expiry_left.filter(|&left| Some(left) != message.properties.message_expiry_interval);
+        let encoding = match (encoding, adjusted) {
+            (Encoding::Cached, Some(_)) => Encoding::Fresh { dup: false },
+            (other, _) => other,
+        };
         let fresh: Layout;
         let layout = match encoding {
             Encoding::Cached => {
@@ -187,14 +211,13 @@ impl Shard {
                     .get(message, conn.version, qos, retain, &mut self.encode_buf)
             }
             Encoding::Fresh { dup } => {
-                fresh = encode_layout(
-                    message,
-                    conn.version,
+                let options = LayoutOptions {
                     qos,
                     retain,
                     dup,
-                    &mut self.encode_buf,
-                );
+                    message_expiry_interval: adjusted,
+                };
+                fresh = encode_layout(message, conn.version, options, &mut self.encode_buf);
                 &fresh
             }
         };
@@ -360,7 +383,7 @@ impl Shard {
 /// A copy of `message` carrying `identifiers` as its Subscription Identifier properties (the
 /// payload and topic stay shared).
 fn with_subscription_identifiers(message: &SharedPublish, identifiers: &[u32]) -> SharedPublish {
-    let mut own = Publish::clone(message);
-    own.properties.subscription_identifiers = identifiers.to_vec();
+    let mut own = Message::clone(message);
+    own.publish.properties.subscription_identifiers = identifiers.to_vec();
     Arc::new(own)
 }

@@ -514,6 +514,7 @@ impl Shard {
     /// Publishes a will message like any other publish from this shard.
     pub(super) fn publish_will(&mut self, will: WillMessage) {
         bump(&self.shared.counters[self.id].wills_published);
-        self.route_publish(will.message, None);
+        let message = super::session::Message::shared(will.message, self.now);
+        self.route_publish(message, None);
     }
 }

@@ -8,7 +8,6 @@ use crate::codec::{
     ConnAck, Connect, MqttString, Packet, Properties, ProtocolVersion, Publish, QoS, ReasonCode,
 };
 use bytes::{Bytes, BytesMut};
-use std::sync::Arc;
 
 /// A CONNECT the broker accepts, with what was negotiated.
 #[derive(Debug)]
@@ -101,7 +100,7 @@ pub fn validate_connect(
             let mut properties = will.properties.clone();
             let delay_secs = properties.will_delay_interval.take().unwrap_or(0);
             Some(WillMessage {
-                message: Arc::new(Publish {
+                message: Publish {
                     dup: false,
                     qos: will.qos,
                     retain: will.retain,
@@ -109,7 +108,7 @@ pub fn validate_connect(
                     packet_id: 0,
                     properties,
                     payload: will.payload.clone(),
-                }),
+                },
                 delay_secs: if version.is_v5() { delay_secs } else { 0 },
             })
         }
@@ -227,26 +226,50 @@ impl LayoutCache {
         scratch: &mut BytesMut,
     ) -> &Layout {
         let index = usize::from(version.is_v5()) * 6 + (qos as usize) * 2 + usize::from(retain);
-        self.slots[index]
-            .get_or_insert_with(|| encode_layout(message, version, qos, retain, false, scratch))
+        self.slots[index].get_or_insert_with(|| {
+            let options = LayoutOptions {
+                qos,
+                retain,
+                dup: false,
+                message_expiry_interval: None,
+            };
+            encode_layout(message, version, options, scratch)
+        })
     }
 }
 
-/// Encodes a PUBLISH for delivery and splits it around the packet id. `dup` is set only for
-/// re-sends ([MQTT-3.3.1-1]); re-sends are rare and not cached.
+/// How one delivery of a PUBLISH is laid out.
+#[derive(Clone, Copy, Debug)]
+pub struct LayoutOptions {
+    pub qos: QoS,
+    pub retain: bool,
+    /// Set only for re-sends ([MQTT-3.3.1-1]); re-sends are rare and not cached.
+    pub dup: bool,
+    /// Replaces the Message Expiry Interval (the time left, [MQTT-3.3.2-6]).
+    pub message_expiry_interval: Option<u32>,
+}
+
+/// Encodes a PUBLISH for delivery and splits it around the packet id.
 pub fn encode_layout(
     message: &Publish,
     version: ProtocolVersion,
-    qos: QoS,
-    retain: bool,
-    dup: bool,
+    options: LayoutOptions,
     scratch: &mut BytesMut,
 ) -> Layout {
+    let LayoutOptions {
+        qos,
+        retain,
+        dup,
+        message_expiry_interval,
+    } = options;
     let mut properties = message.properties.clone();
     // A Topic Alias belongs to one network connection (spec 3.3.2.3.4), so it is never
     // forwarded. Subscription identifiers, if any, were set for this subscriber by the shard
     // (a client cannot send them, [MQTT-3.3.4-6]).
     properties.topic_alias = None;
+    if message_expiry_interval.is_some() {
+        properties.message_expiry_interval = message_expiry_interval;
+    }
     let packet = Packet::Publish(Publish {
         dup: dup && qos != QoS::AtMostOnce,
         qos,
