@@ -14,6 +14,18 @@
 //! Every rule a frame can break is a [`DecodeError`] naming the rule (with its spec statement number
 //! where the spec gives one) and mapping to the MQTT 5 reason code to send.
 //!
+//! Versions: MQTT 3.1 and 3.1.1 share every layout but CONNECT's protocol name and level, the
+//! CONNACK acknowledge flags (3.1 has no Session Present) and the SUBACK failure code 0x80
+//! (3.1.1 only); 3.1 also allowed QoS 1 and DUP in the fixed header of PUBREL, SUBSCRIBE and
+//! UNSUBSCRIBE, which decoding accepts for 3.1 only. MQTT 5 adds properties, reason codes and AUTH.
+//!
+//! What the codec does not check, because it needs session state or the direction of the packet
+//! (the broker and client do): the 3.1 client identifier length of 1 to 23 characters, a client
+//! identifier the server rejects, Topic Alias above the negotiated maximum, a Subscription
+//! Identifier on a client-to-server PUBLISH ([MQTT-3.3.4-6]), packet identifiers in use, the
+//! payload against Payload Format Indicator ([MQTT-3.3.2-4] is a MAY), and which packets may come
+//! when (a second CONNECT, AUTH without an Authentication Method).
+//!
 //! Folder guide:
 //! - `mod.rs`: [`decode`], fixed-header framing, [`Packet::encode`] and [`Packet::encoded_len`].
 //! - `types.rs`: the packet types ([`Packet`], [`Publish`], ...), [`MqttString`], [`QoS`].
