@@ -820,8 +820,9 @@ fn invalid_topic_filters() {
         (b"a/#/b", "[MQTT-4.7.1-1]"),
         (b"a+", "[MQTT-4.7.1-2]"),
         (b"a/+b/c", "[MQTT-4.7.1-2]"),
-        (b"$share/g", "[MQTT-4.8.2-1]"),
-        (b"$share//a", "[MQTT-4.8.2-2]"),
+        (b"$share/g", "[MQTT-4.8.2-2]"),
+        (b"$share/g/", "[MQTT-4.8.2-2]"),
+        (b"$share//a", "[MQTT-4.8.2-1]"),
         (b"$share/g+/a", "[MQTT-4.8.2-2]"),
     ];
     for v in ALL {
