@@ -3,7 +3,9 @@
 //! The crate is layered so that the protocol logic never touches a socket or a clock:
 //! - [`codec`]: sans-IO framing, decoding and encoding of every MQTT packet.
 //! - [`topic`]: topic names and filters, and the topic trie.
+//! - [`client`]: the sans-IO client session and the synchronous mio-based client.
 #![forbid(unsafe_code)]
 
+pub mod client;
 pub mod codec;
 pub mod topic;
