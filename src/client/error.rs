@@ -40,7 +40,7 @@ pub enum ClientError {
     Io(io::Error),
     /// The host name did not resolve to any address.
     Resolve(String),
-    /// The connection was closed by `Client::disconnect` or dropped.
+    /// The connection was closed by [`crate::client::Client::disconnect`] or dropped.
     ConnectionClosed,
 }
 

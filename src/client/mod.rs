@@ -9,14 +9,16 @@
 //!   resend after reconnect. No sockets, no clock: bytes and `now` are passed in, bytes and
 //!   [`Event`]s come out, as in quinn-proto.
 //! - `throttle.rs`: [`TokenBucket`], a sans-IO rate limiter.
-//! - `blocking.rs`: `Client` and `Connection`, a rumqttc-like synchronous API over one mio TCP
+//! - `blocking.rs`: [`Client`] and [`Connection`], a rumqttc-like synchronous API over one mio TCP
 //!   connection with backpressure, throttling and automatic reconnect.
 
+mod blocking;
 mod error;
 mod options;
 mod session;
 mod throttle;
 
+pub use blocking::{Client, ClientOptions, Connection, Iter};
 pub use error::ClientError;
 pub use options::ConnectOptions;
 pub use session::{ClientSession, Event, SessionState, SessionStats};
