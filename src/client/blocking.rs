@@ -119,8 +119,7 @@ type Reply<T> = Sender<Result<T, ClientError>>;
 
 enum Command {
     Publish {
-        /// Boxed: `Publish` carries every MQTT 5 property.
-        publish: Box<Publish>,
+        publish: Publish,
         wait: bool,
         reply: Reply<Option<u16>>,
     },
@@ -257,7 +256,7 @@ impl Client {
     ) -> Result<Option<u16>, ClientError> {
         let publish = message(topic.into(), qos, retain, payload.into());
         self.call(|reply| Command::Publish {
-            publish: Box::new(publish),
+            publish,
             wait: false,
             reply,
         })
@@ -267,7 +266,7 @@ impl Client {
     /// [`Client::publish`].
     pub fn publish_message(&self, publish: Publish) -> Result<Option<u16>, ClientError> {
         self.call(|reply| Command::Publish {
-            publish: Box::new(publish),
+            publish,
             wait: true,
             reply,
         })
@@ -673,7 +672,7 @@ impl Connection {
                         reply,
                     });
                 }
-                let result = self.session.publish_message(*publish, now);
+                let result = self.session.publish_message(publish, now);
                 if result.is_ok() {
                     if let Some(throttle) = &mut self.throttle {
                         throttle.try_take(now);

@@ -302,7 +302,7 @@ impl ClientSession {
             password: self.options.password.clone(),
             properties: self.connect_properties(),
         };
-        self.connect_packet = Some(Packet::Connect(connect));
+        self.connect_packet = Some(Packet::Connect(Box::new(connect)));
         self.state = SessionState::Connecting;
         self.closing = false;
         self.stamp(now);

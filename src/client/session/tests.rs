@@ -2,7 +2,7 @@
 //! the clock advanced by hand.
 
 use super::*;
-use crate::codec::{ConnAck, Packet, ReasonCode, RetainHandling};
+use crate::codec::{ConnAck, MoreProperties, Packet, ReasonCode, RetainHandling};
 
 const KEEP_ALIVE_SECS: u16 = 10;
 
@@ -227,10 +227,10 @@ fn connect_timeout() {
 
 #[test]
 fn window_is_min_of_ours_and_server_receive_maximum() {
-    let properties = Properties {
+    let properties = Properties::from(MoreProperties {
         receive_maximum: Some(3),
-        ..Properties::default()
-    };
+        ..MoreProperties::default()
+    });
     let mut h = Harness::connected(v5().inflight_window(10), connack_with(properties));
     assert_eq!(h.session.window(), 3);
     for expected in 1..=3 {
@@ -267,10 +267,10 @@ fn publishes_accepted_before_connack_respect_a_smaller_server_window() {
         h.publish("t", QoS::AtLeastOnce)
             .expect("room before connack");
     }
-    let properties = Properties {
+    let properties = Properties::from(MoreProperties {
         receive_maximum: Some(2),
-        ..Properties::default()
-    };
+        ..MoreProperties::default()
+    });
     h.recv(Packet::ConnAck(connack_with(properties)))
         .expect("connack");
     assert_eq!(publish_ids(&h.sent()), vec![(1, false), (2, false)]);
@@ -479,11 +479,11 @@ fn keep_alive_zero_never_pings() {
 
 #[test]
 fn server_keep_alive_and_assigned_client_id_are_honoured() {
-    let properties = Properties {
+    let properties = Properties::from(MoreProperties {
         server_keep_alive: Some(3),
         assigned_client_identifier: Some(MqttString::from("assigned-1")),
-        ..Properties::default()
-    };
+        ..MoreProperties::default()
+    });
     let mut h = Harness::connected(
         ConnectOptions::new("").protocol(ProtocolVersion::V5),
         connack_with(properties),
@@ -506,11 +506,11 @@ fn server_keep_alive_and_assigned_client_id_are_honoured() {
 
 #[test]
 fn server_maximum_qos_and_retain_available_are_honoured() {
-    let properties = Properties {
+    let properties = Properties::from(MoreProperties {
         maximum_qos: Some(1),
         retain_available: Some(0),
-        ..Properties::default()
-    };
+        ..MoreProperties::default()
+    });
     let mut h = Harness::connected(v5(), connack_with(properties));
     assert!(matches!(
         h.publish("t", QoS::ExactlyOnce),
@@ -830,4 +830,182 @@ fn retain_handling_options_are_passed_through() {
         panic!("{sent:?}")
     };
     assert_eq!(subscribe.subscriptions[0].options, options);
+}
+
+// ---- through the codec: bytes in, bytes out ----
+
+/// Decodes every frame the client wrote, as the server would.
+fn decode_all(buf: &mut BytesMut, version: ProtocolVersion) -> Vec<Packet> {
+    let mut packets = Vec::new();
+    while let Some(packet) = codec::decode(buf, version, u32::MAX).expect("client bytes decode") {
+        packets.push(packet);
+    }
+    assert!(buf.is_empty(), "trailing bytes");
+    packets
+}
+
+fn encode(packets: &[Packet], version: ProtocolVersion) -> BytesMut {
+    let mut out = BytesMut::new();
+    for packet in packets {
+        packet.encode(version, &mut out);
+    }
+    out
+}
+
+#[test]
+fn poll_transmit_batches_frames_into_one_buffer() {
+    for version in [
+        ProtocolVersion::V3_1,
+        ProtocolVersion::V3_1_1,
+        ProtocolVersion::V5,
+    ] {
+        let mut h = Harness::new(v311().protocol(version));
+        h.session.start(h.now);
+        let mut wire = BytesMut::new();
+        h.session.poll_transmit(&mut wire);
+        let sent = decode_all(&mut wire, version);
+        assert!(matches!(sent.as_slice(), [Packet::Connect(c)] if c.protocol_version == version));
+        let mut input = encode(&[Packet::ConnAck(ok_connack())], version);
+        h.session.handle_input(&mut input, h.now).expect("connack");
+        assert!(input.is_empty());
+        for _ in 0..10 {
+            h.publish("batch", QoS::AtLeastOnce).expect("room");
+        }
+        h.session.poll_transmit(&mut wire);
+        let sent = decode_all(&mut wire, version);
+        assert_eq!(sent.len(), 10, "{version:?}");
+        assert_eq!(
+            publish_ids(&sent),
+            (1..=10).map(|id| (id, false)).collect::<Vec<_>>()
+        );
+    }
+}
+
+#[test]
+fn handle_input_waits_for_whole_frames() {
+    let mut h = Harness::new(v5());
+    h.session.start(h.now);
+    h.sent();
+    let publish = Publish {
+        qos: QoS::AtLeastOnce,
+        topic: MqttString::from("in/t"),
+        packet_id: 3,
+        payload: Bytes::from_static(b"0123456789"),
+        ..Publish::default()
+    };
+    let wire = encode(
+        &[
+            Packet::ConnAck(ok_connack()),
+            Packet::Publish(publish.clone()),
+        ],
+        ProtocolVersion::V5,
+    );
+    // Feed one byte at a time: nothing is lost or decoded early.
+    let mut input = BytesMut::new();
+    for byte in wire.iter() {
+        input.extend_from_slice(&[*byte]);
+        h.session
+            .handle_input(&mut input, h.now)
+            .expect("partial input is fine");
+    }
+    assert!(input.is_empty());
+    let events = h.events();
+    assert!(matches!(events[0], Event::Connected(_)));
+    assert_eq!(events[1], Event::Publish(publish));
+    let mut out = BytesMut::new();
+    h.session.poll_transmit(&mut out);
+    assert_eq!(
+        decode_all(&mut out, ProtocolVersion::V5),
+        vec![Packet::PubAck(ack_packet(3))]
+    );
+}
+
+#[test]
+fn handle_input_stops_at_the_event_limit() {
+    let mut options = v311();
+    options.event_queue_max = 2;
+    let mut h = Harness::connected(options, ok_connack());
+    let publishes: Vec<Packet> = (0..5)
+        .map(|i| {
+            Packet::Publish(Publish {
+                topic: MqttString::from(format!("t/{i}")),
+                ..Publish::default()
+            })
+        })
+        .collect();
+    let mut input = encode(&publishes, ProtocolVersion::V3_1_1);
+    h.session.handle_input(&mut input, h.now).expect("ok");
+    assert_eq!(h.events().len(), 2);
+    assert!(!input.is_empty(), "the rest waits in the caller's buffer");
+    h.session.handle_input(&mut input, h.now).expect("ok");
+    h.session.handle_input(&mut input, h.now).expect("ok");
+    assert_eq!(h.events().len(), 2);
+    h.session.handle_input(&mut input, h.now).expect("ok");
+    assert_eq!(h.events().len(), 1);
+    assert!(input.is_empty());
+}
+
+#[test]
+fn garbage_from_the_server_is_a_decode_error() {
+    let mut h = Harness::connected(v311(), ok_connack());
+    // Packet type 0 is reserved.
+    let mut input = BytesMut::from(&[0x00u8, 0x00][..]);
+    assert!(matches!(
+        h.session.handle_input(&mut input, h.now),
+        Err(ClientError::Decode(_))
+    ));
+    assert_eq!(h.session.state(), SessionState::Disconnected);
+}
+
+#[test]
+fn incoming_packets_over_our_maximum_are_refused() {
+    let mut options = v5();
+    options.max_packet_size = 64;
+    let mut h = Harness::connected(options, ok_connack());
+    let big = Packet::Publish(Publish {
+        topic: MqttString::from("t"),
+        payload: Bytes::from(vec![b'x'; 100]),
+        ..Publish::default()
+    });
+    let mut input = encode(&[big], ProtocolVersion::V5);
+    assert!(matches!(
+        h.session.handle_input(&mut input, h.now),
+        Err(ClientError::Decode(_))
+    ));
+}
+
+#[test]
+fn server_maximum_packet_size_is_honoured() {
+    let properties = Properties::from(MoreProperties {
+        maximum_packet_size: Some(50),
+        ..MoreProperties::default()
+    });
+    let mut h = Harness::connected(v5(), connack_with(properties));
+    let result = h.session.publish(
+        MqttString::from("t"),
+        Bytes::from(vec![0u8; 60]),
+        QoS::AtLeastOnce,
+        false,
+        h.now,
+    );
+    assert!(
+        matches!(result, Err(ClientError::PacketTooLarge { max: 50, .. })),
+        "{result:?}"
+    );
+    assert_eq!(
+        h.session.inflight_len(),
+        0,
+        "a refused call changes nothing"
+    );
+    let small = h.session.publish(
+        MqttString::from("t"),
+        Bytes::from(vec![0u8; 20]),
+        QoS::AtLeastOnce,
+        false,
+        h.now,
+    );
+    assert!(small.is_ok());
+    let mut out = BytesMut::new();
+    h.session.poll_transmit(&mut out);
+    assert!(out.len() <= 50);
 }
