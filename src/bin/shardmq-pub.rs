@@ -202,7 +202,7 @@ impl Publisher<'_> {
     fn handle(&mut self, notification: Result<Event, ClientError>) -> Result<(), ClientError> {
         let event = notification?;
         if self.args.connect.debug {
-            eprintln!("{event:?}");
+            common::stderr_line(format_args!("{event:?}"));
         }
         match event {
             Event::PubAck(packet_id) | Event::PubComp(packet_id) => {

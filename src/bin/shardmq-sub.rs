@@ -138,7 +138,7 @@ fn receive(args: &Args, session: &common::Session, deadline: Option<Instant>) ->
             }
         };
         if args.connect.debug {
-            eprintln!("{event:?}");
+            common::stderr_line(format_args!("{event:?}"));
         }
         match event {
             Event::Publish(publish) => {

@@ -6,6 +6,7 @@ use clap::Args;
 use crossbeam_channel::Receiver;
 use shardmq::client::{Client, ClientError, ClientOptions, ConnectOptions, Connection, Event};
 use shardmq::codec::{ProtocolVersion, QoS};
+use std::io::Write;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -15,6 +16,13 @@ pub const EXIT_OK: i32 = 0;
 pub const EXIT_ERROR: i32 = 1;
 /// Notifications buffered between the I/O thread and the main thread.
 const NOTIFICATION_CAPACITY: usize = 1024;
+
+/// Writes one line to stderr, ignoring failures: a closed stderr must not kill the tool
+/// (`eprintln!` panics then).
+pub fn stderr_line(line: std::fmt::Arguments<'_>) {
+    let mut stderr = std::io::stderr().lock();
+    let _ = writeln!(stderr, "{line}");
+}
 
 /// Connection flags common to both tools.
 #[derive(Args, Debug)]
@@ -147,7 +155,7 @@ impl ConnectArgs {
     /// Prints an error unless `--quiet`.
     pub fn error(&self, message: impl std::fmt::Display) {
         if !self.quiet {
-            eprintln!("Error: {message}");
+            stderr_line(format_args!("Error: {message}"));
         }
     }
 }
@@ -173,7 +181,7 @@ pub fn connect(
     loop {
         match notifications.recv_timeout(connect_timeout) {
             Ok(Ok(Event::Connected(_) | Event::Reconnected(_))) => break,
-            Ok(Ok(event)) if debug => eprintln!("{event:?}"),
+            Ok(Ok(event)) if debug => stderr_line(format_args!("{event:?}")),
             Ok(Ok(_)) => {}
             Ok(Err(error)) => {
                 let _ = client.disconnect();
