@@ -20,6 +20,9 @@ use std::time::{Duration, Instant};
 struct Script {
     connack: ConnAck,
     answer_pings: bool,
+    /// Close the first connection after this many PUBLISH packets; later connections that
+    /// ask to resume (Clean Start = 0) get Session Present = 1.
+    drop_first_after: Option<usize>,
 }
 
 impl Default for Script {
@@ -27,6 +30,7 @@ impl Default for Script {
         Script {
             connack: ConnAck::default(),
             answer_pings: true,
+            drop_first_after: None,
         }
     }
 }
@@ -61,9 +65,14 @@ impl FakeBroker {
         let (orders_tx, orders) = crossbeam_channel::unbounded();
         let (seen_tx, seen) = crossbeam_channel::unbounded();
         std::thread::spawn(move || {
-            for stream in listener.incoming() {
+            for (index, stream) in listener.incoming().enumerate() {
                 let Ok(stream) = stream else { return };
-                if serve(stream, &script, &orders, &seen_tx).is_err() {
+                let drop_after = if index == 0 {
+                    script.drop_first_after
+                } else {
+                    None
+                };
+                if serve(stream, &script, drop_after, &orders, &seen_tx).is_err() {
                     return;
                 }
             }
@@ -96,6 +105,7 @@ impl FakeBroker {
 fn serve(
     mut stream: TcpStream,
     script: &Script,
+    drop_after: Option<usize>,
     orders: &Receiver<Order>,
     seen: &Sender<Seen>,
 ) -> Result<(), ()> {
@@ -107,6 +117,7 @@ fn serve(
     let mut chunk = [0u8; 4096];
     let mut outstanding = 0usize;
     let mut max_outstanding = 0usize;
+    let mut publishes = 0usize;
     loop {
         let mut out = BytesMut::new();
         while let Ok(order) = orders.try_recv() {
@@ -138,12 +149,18 @@ fn serve(
             match &packet {
                 Packet::Connect(connect) => {
                     version = connect.protocol_version;
-                    Packet::ConnAck(script.connack.clone()).encode(version, &mut out);
+                    let mut connack = script.connack.clone();
+                    connack.session_present =
+                        !connect.clean_start && script.drop_first_after.is_some();
+                    Packet::ConnAck(connack).encode(version, &mut out);
                     seen.send(Seen::Connected).map_err(|_| ())?;
                 }
-                Packet::Publish(publish) if publish.qos == QoS::AtLeastOnce => {
-                    outstanding += 1;
-                    max_outstanding = max_outstanding.max(outstanding);
+                Packet::Publish(publish) => {
+                    publishes += 1;
+                    if publish.qos == QoS::AtLeastOnce {
+                        outstanding += 1;
+                        max_outstanding = max_outstanding.max(outstanding);
+                    }
                 }
                 Packet::PingReq if script.answer_pings => {
                     Packet::PingResp.encode(version, &mut out);
@@ -151,6 +168,10 @@ fn serve(
                 _ => {}
             }
             seen.send(Seen::Packet(packet)).map_err(|_| ())?;
+            if drop_after == Some(publishes) {
+                // Vanish mid-flight: no acknowledgement, just a closed socket.
+                return seen.send(Seen::Closed { max_outstanding }).map_err(|_| ());
+            }
         }
         if !out.is_empty() && stream.write_all(&out).is_err() {
             return seen.send(Seen::Closed { max_outstanding }).map_err(|_| ());
@@ -314,4 +335,60 @@ fn try_publish_reports_throttling() {
         .client
         .try_publish("th/t", QoS::AtMostOnce, false, "second");
     assert!(matches!(second, Err(ClientError::Throttled)), "{second:?}");
+}
+
+#[test]
+fn a_lost_connection_resends_unacknowledged_publishes_with_dup() {
+    for version in [ProtocolVersion::V3_1_1, ProtocolVersion::V5] {
+        let broker = FakeBroker::start(Script {
+            drop_first_after: Some(2),
+            ..Script::default()
+        });
+        let client = TestClient::connect(
+            ClientOptions::from(
+                options(4)
+                    .protocol(version)
+                    .clean_start(false)
+                    .session_expiry_secs(60),
+            )
+            .reconnect_delay(Duration::from_millis(50), Duration::from_millis(200)),
+            broker.port,
+        );
+        for _ in 0..2 {
+            client
+                .client
+                .publish("dup/t", QoS::AtLeastOnce, false, "x")
+                .expect("publish");
+        }
+        let mut first = Vec::new();
+        let mut second = Vec::new();
+        let mut connections = 0;
+        while second.len() < 2 {
+            match broker.next_seen() {
+                Seen::Connected => connections += 1,
+                Seen::Packet(Packet::Publish(publish)) if connections == 1 => {
+                    first.push((publish.packet_id, publish.dup))
+                }
+                Seen::Packet(Packet::Publish(publish)) => {
+                    second.push((publish.packet_id, publish.dup))
+                }
+                Seen::Packet(_) | Seen::Closed { .. } => {}
+            }
+        }
+        assert_eq!(first, vec![(1, false), (2, false)], "{version:?}");
+        assert_eq!(
+            second,
+            vec![(1, true), (2, true)],
+            "resent in order with DUP, {version:?}"
+        );
+        let event = client.wait_for("reconnect", |e| matches!(e, Event::Reconnected(_)));
+        let Event::Reconnected(connack) = event else {
+            unreachable!()
+        };
+        assert!(connack.session_present);
+        broker.orders.send(Order::PubAck(1)).expect("order");
+        broker.orders.send(Order::PubAck(2)).expect("order");
+        client.wait_for("PUBACK 1", |e| *e == Event::PubAck(1));
+        client.wait_for("PUBACK 2", |e| *e == Event::PubAck(2));
+    }
 }

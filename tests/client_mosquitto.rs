@@ -242,3 +242,44 @@ fn retained_messages_and_will_messages() {
     assert_eq!(will.topic.as_str(), "will/t");
     assert_eq!(&will.payload[..], b"gone");
 }
+
+#[test]
+fn a_persistent_session_keeps_subscriptions_and_queued_messages() {
+    let broker = Mosquitto::start();
+    for version in [ProtocolVersion::V3_1_1, ProtocolVersion::V5] {
+        let id = format!("persistent-{version:?}");
+        let persistent = || {
+            options(&id, version)
+                .clean_start(false)
+                .session_expiry_secs(300)
+        };
+        let first = TestClient::connect(persistent(), broker.port);
+        first
+            .client
+            .subscribe("persist/t", QoS::AtLeastOnce)
+            .expect("subscribe");
+        first.wait_for("SUBACK", |e| matches!(e, Event::SubAck(_)));
+        first.client.disconnect().expect("disconnect");
+        first.wait_for("DISCONNECT", |e| matches!(e, Event::Disconnected(None)));
+
+        let publisher = TestClient::connect(options(&format!("{id}-pub"), version), broker.port);
+        let packet_id = publisher
+            .client
+            .publish("persist/t", QoS::AtLeastOnce, false, "while away")
+            .expect("publish")
+            .expect("packet id");
+        publisher.wait_for("PUBACK", |e| *e == Event::PubAck(packet_id));
+
+        let second = TestClient::spawn(persistent(), broker.port);
+        let event = second.wait_for("CONNACK", |e| matches!(e, Event::Connected(_)));
+        let Event::Connected(connack) = event else {
+            unreachable!()
+        };
+        assert!(connack.session_present, "{version:?}");
+        let event = second.wait_for("queued message", |e| matches!(e, Event::Publish(_)));
+        let Event::Publish(publish) = event else {
+            unreachable!()
+        };
+        assert_eq!(&publish.payload[..], b"while away");
+    }
+}

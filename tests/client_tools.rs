@@ -231,7 +231,7 @@ fn pub_tool_reads_lines_files_null_and_repeats() {
 }
 
 #[test]
-fn sub_tool_prints_what_mosquitto_pub_sends() {
+fn sub_tool_prints_what_mosquitto_pub_sends_minus_filtered_topics() {
     let broker = Mosquitto::start();
     let port = broker.port.to_string();
     let mut child = spawn_sub(

@@ -20,8 +20,14 @@ struct Args {
     #[command(flatten)]
     connect: ConnectArgs,
     /// Topic filter to subscribe to; may be repeated.
-    #[arg(short = 't', long = "topic", required = true)]
+    #[arg(short = 't', long = "topic", required_unless_present = "unsubscribe")]
     topics: Vec<String>,
+    /// Topic filter whose matching messages are not printed; may be repeated.
+    #[arg(short = 'T', long = "filter-out")]
+    filter_out: Vec<String>,
+    /// Topic filter to unsubscribe from (useful with -c); may be repeated.
+    #[arg(short = 'U', long = "unsubscribe")]
+    unsubscribe: Vec<String>,
     /// Quality of service of the subscriptions.
     #[arg(short = 'q', long = "qos", default_value_t = 0, value_parser = common::parse_qos_u8)]
     qos: u8,
@@ -56,6 +62,13 @@ fn main() {
 fn run(args: &Args) -> i32 {
     let started = Instant::now();
     let deadline = args.timeout.map(|secs| started + Duration::from_secs(secs));
+    for filter in args.filter_out.iter().chain(&args.unsubscribe) {
+        if let Err(e) = shardmq::topic::validate_topic_filter(filter) {
+            args.connect
+                .error(format!("invalid topic filter {filter:?}: {e}"));
+            return EXIT_ERROR;
+        }
+    }
     let mut filters = Vec::with_capacity(args.topics.len());
     for topic in &args.topics {
         if let Err(e) = shardmq::topic::validate_topic_filter(topic) {
@@ -91,9 +104,22 @@ fn run(args: &Args) -> i32 {
             return EXIT_ERROR;
         }
     };
-    if let Err(error) = session.client.subscribe_many(filters) {
-        args.connect.error(error);
-        return EXIT_ERROR;
+    if !args.unsubscribe.is_empty() {
+        let unsubscribe = args
+            .unsubscribe
+            .iter()
+            .map(|filter| MqttString::from(filter.as_str()))
+            .collect();
+        if let Err(error) = session.client.unsubscribe(unsubscribe) {
+            args.connect.error(error);
+            return EXIT_ERROR;
+        }
+    }
+    if !filters.is_empty() {
+        if let Err(error) = session.client.subscribe_many(filters) {
+            args.connect.error(error);
+            return EXIT_ERROR;
+        }
     }
     let code = receive(args, &session, deadline);
     let _ = session.client.disconnect();
@@ -145,6 +171,14 @@ fn receive(args: &Args, session: &common::Session, deadline: Option<Instant>) ->
                 if args.no_stale && publish.retain {
                     continue;
                 }
+                let topic = publish.topic.as_str();
+                if args
+                    .filter_out
+                    .iter()
+                    .any(|filter| shardmq::topic::filter_matches(filter, topic))
+                {
+                    continue;
+                }
                 if print(args, &mut stdout.lock(), &publish).is_err() {
                     // stdout closed (a pipe reader went away): nothing more to do.
                     return EXIT_OK;
@@ -163,6 +197,7 @@ fn receive(args: &Args, session: &common::Session, deadline: Option<Instant>) ->
                     return EXIT_OK;
                 }
             }
+            Event::UnsubAck(_) if args.topics.is_empty() => return EXIT_OK,
             _ => {}
         }
     }

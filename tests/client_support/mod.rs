@@ -181,6 +181,13 @@ impl TestClient {
     }
 }
 
+impl Drop for TestClient {
+    /// Ends the driving thread (it would otherwise reconnect until the process exits).
+    fn drop(&mut self) {
+        let _ = self.client.disconnect();
+    }
+}
+
 /// Options for a test client.
 pub fn options(id: &str, version: ProtocolVersion) -> ConnectOptions {
     ConnectOptions::new(id)
