@@ -283,3 +283,102 @@ fn a_persistent_session_keeps_subscriptions_and_queued_messages() {
         assert_eq!(&publish.payload[..], b"while away");
     }
 }
+
+#[test]
+fn outgoing_topic_aliases_are_understood_by_mosquitto() {
+    use bytes::BytesMut;
+    use shardmq::client::ClientSession;
+    use shardmq::codec::{self, Packet};
+    use std::io::{Read, Write};
+    use std::time::Instant;
+
+    let broker = Mosquitto::start();
+    let subscriber = TestClient::connect(options("alias-sub", ProtocolVersion::V5), broker.port);
+    subscriber
+        .client
+        .subscribe("alias/#", QoS::AtLeastOnce)
+        .expect("subscribe");
+    subscriber.wait_for("SUBACK", |e| matches!(e, Event::SubAck(_)));
+
+    // Drive a session by hand over a blocking socket to see the aliases on the wire.
+    let mut publisher_options = options("alias-pub", ProtocolVersion::V5);
+    publisher_options.topic_alias_outgoing_max = 10;
+    let mut session = ClientSession::new(publisher_options);
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", broker.port)).expect("connect");
+    stream
+        .set_read_timeout(Some(client_support::TIMEOUT))
+        .expect("timeout");
+    session.start(Instant::now());
+    let mut out = BytesMut::new();
+    session.poll_transmit(&mut out);
+    stream.write_all(&out).expect("CONNECT");
+    let mut input = BytesMut::new();
+    let connack = loop {
+        let mut chunk = [0u8; 256];
+        let n = stream.read(&mut chunk).expect("read CONNACK");
+        assert!(n > 0, "mosquitto closed the connection");
+        input.extend_from_slice(&chunk[..n]);
+        session
+            .handle_input(&mut input, Instant::now())
+            .expect("CONNACK");
+        if let Some(Event::Connected(connack)) = session.poll_event() {
+            break connack;
+        }
+    };
+    let server_maximum = connack.properties.topic_alias_maximum.unwrap_or(0);
+    assert!(
+        server_maximum > 0,
+        "mosquitto announces a Topic Alias Maximum: {connack:?}"
+    );
+    let topics = [
+        "alias/long/topic/name",
+        "alias/other",
+        "alias/long/topic/name",
+    ];
+    for (i, topic) in topics.into_iter().enumerate() {
+        session
+            .publish(
+                topic.into(),
+                format!("m{i}").into(),
+                QoS::AtMostOnce,
+                false,
+                Instant::now(),
+            )
+            .expect("publish");
+    }
+    let mut out = BytesMut::new();
+    session.poll_transmit(&mut out);
+    let mut wire = out.clone();
+    let mut aliases = Vec::new();
+    while let Some(packet) =
+        codec::decode(&mut wire, ProtocolVersion::V5, u32::MAX).expect("decode")
+    {
+        if let Packet::Publish(publish) = packet {
+            aliases.push((
+                publish.topic.as_str().to_owned(),
+                publish.properties.topic_alias,
+            ));
+        }
+    }
+    assert_eq!(
+        aliases,
+        vec![
+            ("alias/long/topic/name".to_owned(), Some(1)),
+            ("alias/other".to_owned(), Some(2)),
+            (String::new(), Some(1)),
+        ]
+    );
+    stream.write_all(&out).expect("PUBLISH");
+    for (i, topic) in topics.into_iter().enumerate() {
+        let event = subscriber.wait_for("aliased message", |e| matches!(e, Event::Publish(_)));
+        let Event::Publish(publish) = event else {
+            unreachable!()
+        };
+        assert_eq!(
+            publish.topic.as_str(),
+            topic,
+            "mosquitto resolved the alias"
+        );
+        assert_eq!(&publish.payload[..], format!("m{i}").as_bytes());
+    }
+}

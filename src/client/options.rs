@@ -65,6 +65,10 @@ pub struct ConnectOptions {
     /// Whether to re-subscribe every active subscription after a reconnect in which the server
     /// reports no session (`session_present = false`).
     pub resubscribe: bool,
+    /// Most topic aliases we assign on outgoing PUBLISH packets (MQTT 5), further capped by the
+    /// server's Topic Alias Maximum ([MQTT-3.3.2-9]); 0 (the default) sends full topic names.
+    /// The first `topic_alias_outgoing_max` distinct topics of a connection get an alias.
+    pub topic_alias_outgoing_max: u16,
 }
 
 impl Default for ConnectOptions {
@@ -86,6 +90,7 @@ impl Default for ConnectOptions {
             transmit_queue_max: TRANSMIT_QUEUE_MAX_DEFAULT,
             event_queue_max: EVENT_QUEUE_MAX_DEFAULT,
             resubscribe: true,
+            topic_alias_outgoing_max: 0,
         }
     }
 }

@@ -132,6 +132,7 @@ pub struct ClientSession {
     server_max_packet_size: Option<u32>,
     server_maximum_qos: QoS,
     server_retain_available: bool,
+    server_topic_alias_maximum: u16,
     keep_alive: Duration,
     // Packet identifiers and outgoing flows.
     next_packet_id: u16,
@@ -149,6 +150,9 @@ pub struct ClientSession {
     incoming_qos2: HashSet<u16>,
     /// Topic aliases the server set on this connection (MQTT 5).
     incoming_aliases: HashMap<u16, MqttString>,
+    /// Topic aliases we assigned on this connection (MQTT 5), at most
+    /// min(`topic_alias_outgoing_max`, server's Topic Alias Maximum) entries.
+    outgoing_aliases: HashMap<MqttString, u16>,
     // Transmission.
     connect_packet: Option<Packet>,
     tx: VecDeque<Packet>,
@@ -179,6 +183,7 @@ impl ClientSession {
             server_max_packet_size: None,
             server_maximum_qos: QoS::ExactlyOnce,
             server_retain_available: true,
+            server_topic_alias_maximum: 0,
             next_packet_id: 1,
             next_seq: 0,
             outgoing: HashMap::new(),
@@ -188,6 +193,7 @@ impl ClientSession {
             subscriptions: Vec::new(),
             incoming_qos2: HashSet::new(),
             incoming_aliases: HashMap::new(),
+            outgoing_aliases: HashMap::new(),
             connect_packet: None,
             tx: VecDeque::new(),
             latest_now: None,
@@ -353,7 +359,9 @@ impl ClientSession {
             .collect();
         order.sort_unstable();
         self.unsent = order.into_iter().map(|(_, id)| id).collect();
+        // [MQTT-3.3.2-7]: aliases do not carry over to another network connection.
         self.incoming_aliases.clear();
+        self.outgoing_aliases.clear();
         self.ping_sent = None;
     }
 
@@ -643,10 +651,13 @@ impl ClientSession {
         if self.state != SessionState::Connected {
             return None;
         }
-        let packet = self.tx.pop_front()?;
+        let mut packet = self.tx.pop_front()?;
         self.last_send = self.latest_now;
-        match &packet {
-            Packet::Publish(_) => self.stats.publishes_sent += 1,
+        match &mut packet {
+            Packet::Publish(publish) => {
+                self.stats.publishes_sent += 1;
+                self.apply_outgoing_alias(publish);
+            }
             Packet::Disconnect(_) => {
                 self.state = SessionState::Disconnected;
                 self.tx.clear();
@@ -655,6 +666,36 @@ impl ClientSession {
             _ => {}
         }
         Some(packet)
+    }
+
+    /// Replaces the topic by its alias when one is assigned, or assigns one while the limit
+    /// allows. Applied at transmission so that queued and resent packets carry the full topic.
+    fn apply_outgoing_alias(&mut self, publish: &mut Publish) {
+        let limit = self
+            .options
+            .topic_alias_outgoing_max
+            .min(self.server_topic_alias_maximum);
+        if limit == 0 || !self.version.is_v5() {
+            return;
+        }
+        if let Some(&alias) = self.outgoing_aliases.get(&publish.topic) {
+            publish.properties.topic_alias = Some(alias);
+            publish.topic = MqttString::default();
+            return;
+        }
+        if self.outgoing_aliases.len() >= usize::from(limit) {
+            return;
+        }
+        if let Some(max) = self.server_max_packet_size {
+            // The alias property adds three bytes, and may lengthen the property length.
+            if publish_encoded_len(publish, self.version) + 4 > max as usize {
+                return;
+            }
+        }
+        // Aliases 1..=limit, in order of first use ([MQTT-3.3.2-8]: never 0).
+        let alias = self.outgoing_aliases.len() as u16 + 1;
+        self.outgoing_aliases.insert(publish.topic.clone(), alias);
+        publish.properties.topic_alias = Some(alias);
     }
 
     /// When `handle_timeout` must be called next: the CONNACK deadline, the next PINGREQ, or the
@@ -840,6 +881,7 @@ impl ClientSession {
             self.server_max_packet_size = None;
             self.server_maximum_qos = QoS::ExactlyOnce;
             self.server_retain_available = true;
+            self.server_topic_alias_maximum = 0;
             return Ok(());
         }
         if properties.receive_maximum == Some(0) {
@@ -860,6 +902,7 @@ impl ClientSession {
             _ => QoS::ExactlyOnce,
         };
         self.server_retain_available = properties.retain_available != Some(0);
+        self.server_topic_alias_maximum = properties.topic_alias_maximum.unwrap_or(0);
         if let Some(assigned) = &properties.assigned_client_identifier {
             // [MQTT-3.2.2-16]: the assigned id names the session on later connections.
             self.client_id = assigned.as_str().to_owned();

@@ -1009,3 +1009,67 @@ fn server_maximum_packet_size_is_honoured() {
     h.session.poll_transmit(&mut out);
     assert!(out.len() <= 50);
 }
+
+#[test]
+fn outgoing_topic_aliases_respect_both_maximums_and_reset_per_connection() {
+    let mut options = v5();
+    options.topic_alias_outgoing_max = 5;
+    let properties = Properties::from(MoreProperties {
+        topic_alias_maximum: Some(2),
+        ..MoreProperties::default()
+    });
+    let mut h = Harness::connected(options, connack_with(properties.clone()));
+    for topic in ["a", "a", "b", "c", "a", "b"] {
+        h.publish(topic, QoS::AtMostOnce).expect("ok");
+    }
+    h.publish("c", QoS::AtLeastOnce).expect("ok");
+    let wire: Vec<(String, Option<u16>)> = h
+        .sent()
+        .iter()
+        .filter_map(|p| match p {
+            Packet::Publish(p) => Some((p.topic.as_str().to_owned(), p.properties.topic_alias)),
+            _ => None,
+        })
+        .collect();
+    let expected = [
+        ("a", Some(1)),
+        ("", Some(1)),
+        ("b", Some(2)),
+        ("c", None),
+        ("", Some(1)),
+        ("", Some(2)),
+        ("c", None),
+    ];
+    let expected: Vec<(String, Option<u16>)> =
+        expected.iter().map(|(t, a)| (t.to_string(), *a)).collect();
+    assert_eq!(wire, expected);
+    // A new connection starts without aliases ([MQTT-3.3.2-7]); the resent QoS 1 message
+    // carries its full topic.
+    h.session.reset_for_reconnect();
+    h.session.start(h.now);
+    h.sent();
+    h.recv(Packet::ConnAck(connack_with(properties)))
+        .expect("connack");
+    let sent = h.sent();
+    let [Packet::Publish(resent)] = sent.as_slice() else {
+        panic!("{sent:?}")
+    };
+    assert_eq!(resent.topic.as_str(), "c");
+    assert_eq!(resent.properties.topic_alias, Some(1));
+}
+
+#[test]
+fn no_outgoing_aliases_when_the_server_allows_none() {
+    let mut options = v5();
+    options.topic_alias_outgoing_max = 5;
+    let mut h = Harness::connected(options, ok_connack());
+    h.publish("a", QoS::AtMostOnce).expect("ok");
+    h.publish("a", QoS::AtMostOnce).expect("ok");
+    for packet in h.sent() {
+        let Packet::Publish(publish) = packet else {
+            panic!("{packet:?}")
+        };
+        assert_eq!(publish.topic.as_str(), "a");
+        assert_eq!(publish.properties.topic_alias, None);
+    }
+}
