@@ -392,3 +392,41 @@ fn a_lost_connection_resends_unacknowledged_publishes_with_dup() {
         client.wait_for("PUBACK 2", |e| *e == Event::PubAck(2));
     }
 }
+
+#[test]
+fn disconnect_releases_a_publish_waiting_for_the_window() {
+    let broker = FakeBroker::start(Script::default());
+    let client = TestClient::connect(options(1), broker.port);
+    client
+        .client
+        .publish("w/t", QoS::AtLeastOnce, false, "fills the window")
+        .expect("publish");
+    let (done_tx, done) = crossbeam_channel::bounded(1);
+    let waiting = client.client.clone();
+    std::thread::spawn(move || {
+        let _ = done_tx.send(waiting.publish("w/t", QoS::AtLeastOnce, false, "waits"));
+    });
+    assert!(
+        done.recv_timeout(Duration::from_millis(300)).is_err(),
+        "must wait"
+    );
+    client.client.disconnect().expect("disconnect");
+    let result = done
+        .recv_timeout(TIMEOUT)
+        .expect("released by the disconnect");
+    assert!(
+        matches!(result, Err(ClientError::ConnectionClosed)),
+        "{result:?}"
+    );
+    client.wait_for("our DISCONNECT", |e| matches!(e, Event::Disconnected(None)));
+    loop {
+        match broker.next_seen() {
+            Seen::Packet(Packet::Disconnect(_)) => break,
+            Seen::Packet(Packet::Publish(publish)) => {
+                assert_eq!(&publish.payload[..], b"fills the window")
+            }
+            Seen::Closed { .. } => panic!("closed without DISCONNECT"),
+            Seen::Packet(_) | Seen::Connected => {}
+        }
+    }
+}

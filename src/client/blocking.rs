@@ -197,7 +197,7 @@ impl Client {
             read_buf: BytesMut::with_capacity(READ_CHUNK),
             write_buf: BytesMut::with_capacity(READ_CHUNK),
             chunk: vec![0; READ_CHUNK],
-            blocked: None,
+            queued: VecDeque::new(),
             throttle,
             throttled_until: None,
             notifications: VecDeque::new(),
@@ -343,8 +343,9 @@ pub struct Connection {
     read_buf: BytesMut,
     write_buf: BytesMut,
     chunk: Vec<u8>,
-    /// A publish waiting for room in the window, a rate token or the write buffer.
-    blocked: Option<Command>,
+    /// Commands taken from the channel and not yet run, at most `command_capacity`. The front
+    /// one may be a publish waiting for room in the window, a rate token or the write buffer.
+    queued: VecDeque<Command>,
     throttle: Option<TokenBucket>,
     throttled_until: Option<Instant>,
     backoff: Duration,
@@ -476,8 +477,12 @@ impl Connection {
             Link::Down { retry_at } => consider(Some(retry_at)),
             Link::Opening | Link::Up => consider(self.session.poll_timeout()),
         }
-        if self.blocked.is_some() {
+        if !self.queued.is_empty() {
             consider(self.throttled_until);
+        }
+        if self.read_ready && self.link == Link::Up {
+            // The socket may hold more than the read buffer took: no new edge will announce it.
+            consider(Some(now));
         }
         wake.map(|at| at.saturating_duration_since(now))
     }
@@ -606,7 +611,7 @@ impl Connection {
     }
 
     fn refuse_commands(&mut self) {
-        if let Some(command) = self.blocked.take() {
+        while let Some(command) = self.queued.pop_front() {
             command.refuse(|| ClientError::ConnectionClosed);
         }
         while let Ok(command) = self.commands.try_recv() {
@@ -622,18 +627,31 @@ impl Connection {
             return;
         }
         self.throttled_until = None;
-        while self.write_buf.len() < self.options.write_buffer_max {
-            let command = match self.blocked.take() {
-                Some(command) => command,
-                None => match self.commands.try_recv() {
-                    Ok(command) => command,
-                    Err(_) => break,
-                },
-            };
-            if let Some(command) = self.execute(command, now) {
-                self.blocked = Some(command);
-                break;
+        // Take what the channel holds, so that a DISCONNECT behind a waiting publish is seen.
+        while self.queued.len() < self.options.command_capacity.max(1) {
+            match self.commands.try_recv() {
+                Ok(command) => self.queued.push_back(command),
+                Err(_) => break,
             }
+        }
+        while self.write_buf.len() < self.options.write_buffer_max {
+            let Some(command) = self.queued.pop_front() else {
+                break;
+            };
+            let Some(waiting) = self.execute(command, now) else {
+                continue;
+            };
+            if self
+                .queued
+                .iter()
+                .any(|command| matches!(command, Command::Disconnect))
+            {
+                // The client is disconnecting: a publish that must wait is refused instead.
+                waiting.refuse(|| ClientError::ConnectionClosed);
+                continue;
+            }
+            self.queued.push_front(waiting);
+            break;
         }
     }
 
