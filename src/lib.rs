@@ -3,7 +3,9 @@
 //! The crate is layered so that the protocol logic never touches a socket or a clock:
 //! - [`codec`]: sans-IO framing, decoding and encoding of every MQTT packet.
 //! - [`topic`]: topic names and filters, and the topic trie.
+//! - [`auth`]: enhanced authentication (SCRAM-SHA-256) and password checks.
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod codec;
 pub mod topic;
