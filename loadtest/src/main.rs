@@ -1,3 +1,102 @@
-fn main() {
-    println!("shardmq-loadtest {}", env!("CARGO_PKG_VERSION"));
+//! `shardmq-loadtest`: see `shardmq-loadtest --help`.
+
+use clap::Parser;
+use shardmq_loadtest::cli::{Cli, Command, CommonArgs};
+use shardmq_loadtest::scenario::{Kind, Scenario};
+use shardmq_loadtest::{bench, relay};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let (kind, common): (Kind, CommonArgs) = match cli.command {
+        Command::Relay(args) => return run_relay(&args),
+        Command::Conn(a) => (
+            Kind::Conn {
+                connections: a.connections,
+            },
+            a.common,
+        ),
+        Command::Fanin(a) => (
+            Kind::Fanin {
+                publishers: a.publishers,
+                subscribers: a.subscribers,
+                topic: a.topic,
+                filter: a.filter,
+            },
+            a.common,
+        ),
+        Command::Fanout(a) => (
+            Kind::Fanout {
+                publishers: a.publishers,
+                subscribers: a.subscribers,
+                topic: a.topic,
+            },
+            a.common,
+        ),
+        Command::P2p(a) => (
+            Kind::P2p {
+                pairs: a.pairs,
+                topic: a.topic,
+            },
+            a.common,
+        ),
+        Command::Sharedsub(a) => (
+            Kind::Sharedsub {
+                publishers: a.publishers,
+                subscribers: a.subscribers,
+                topic: a.topic,
+                filter: a.filter,
+            },
+            a.common,
+        ),
+    };
+    let scenario = Scenario { kind, common };
+    let report = match bench::execute(&scenario) {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("shardmq-loadtest: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    if let Some(path) = &scenario.common.json {
+        let written = serde_json::to_vec_pretty(&report)
+            .map_err(|e| e.to_string())
+            .and_then(|json| std::fs::write(path, json).map_err(|e| e.to_string()));
+        if let Err(e) = written {
+            eprintln!("shardmq-loadtest: cannot write {}: {e}", path.display());
+            return ExitCode::from(1);
+        }
+    }
+    let broken = report.runs.iter().any(|r| r.guarantee_broken.is_some())
+        || report
+            .searches
+            .iter()
+            .flat_map(|(_, s)| &s.steps)
+            .any(|s| s.run.guarantee_broken.is_some());
+    if broken {
+        eprintln!("shardmq-loadtest: the broker broke a QoS guarantee (see above)");
+        return ExitCode::from(3);
+    }
+    ExitCode::SUCCESS
+}
+
+fn run_relay(args: &shardmq_loadtest::cli::RelayArgs) -> ExitCode {
+    let threads = args.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    let relay = match relay::Relay::start(&args.listen, threads) {
+        Ok(relay) => relay,
+        Err(e) => {
+            eprintln!("shardmq-loadtest relay: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    println!(
+        "relay listening on {} with {threads} threads",
+        relay.local_addr()
+    );
+    relay.join();
+    ExitCode::SUCCESS
 }

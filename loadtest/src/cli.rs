@@ -1,0 +1,290 @@
+//! Command-line options (clap). Scenario names follow the open MQTT benchmark: `conn`, `fanin`,
+//! `fanout`, `p2p`, `sharedsub`; `relay` runs the raw relay.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+
+/// Load generator for MQTT brokers on this machine (loopback only).
+#[derive(Parser, Debug, Clone)]
+#[command(name = "shardmq-loadtest", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum Command {
+    /// N connections opened at R per second and held; connect-to-CONNACK percentiles.
+    Conn(ConnArgs),
+    /// P publishers on distinct topics to S subscribers on one wildcard filter.
+    Fanin(FaninArgs),
+    /// P publishers to S subscribers, all on one topic.
+    Fanout(FanoutArgs),
+    /// N publisher/subscriber pairs, each pair on its own topic.
+    P2p(P2pArgs),
+    /// P publishers to S subscribers sharing one `$share` subscription.
+    Sharedsub(SharedsubArgs),
+    /// Runs the raw relay: a byte-copying forwarder that fakes CONNACK/SUBACK (the ceiling).
+    Relay(RelayArgs),
+}
+
+/// Which MQTT stack the connections use.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EngineKind {
+    /// `shardmq::client::ClientSession`, the project's client engine.
+    Client,
+    /// Fixed-layout frames, no validation: the load generator's own overhead floor.
+    Raw,
+}
+
+/// MQTT protocol versions.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MqttArg {
+    #[value(name = "3.1.1")]
+    V311,
+    #[value(name = "5")]
+    V5,
+}
+
+/// Options every load scenario shares.
+#[derive(Args, Debug, Clone)]
+pub struct CommonArgs {
+    /// Broker host (loopback only).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Broker port.
+    #[arg(long, default_value_t = 1883)]
+    pub port: u16,
+    /// NAME=HOST:PORT, repeated: run against each target in alternation (A B A B ...).
+    #[arg(long = "target", value_name = "NAME=HOST:PORT")]
+    pub targets: Vec<String>,
+    /// Worker threads (default: one per core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// QoS of publishes and subscriptions.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=2))]
+    pub qos: u8,
+    /// Payload size in bytes (at least 24: publisher id, sequence, timestamp).
+    #[arg(long, default_value_t = 64)]
+    pub payload: usize,
+    /// Messages per second per publisher (0 = as fast as possible).
+    #[arg(long, default_value_t = 0.0)]
+    pub rate: f64,
+    /// QoS 1/2 publishes in flight per publisher.
+    #[arg(long, default_value_t = 64)]
+    pub inflight: usize,
+    /// Measured seconds.
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Seconds of load before measuring.
+    #[arg(long, default_value_t = 2.0)]
+    pub warmup: f64,
+    /// MQTT version.
+    #[arg(long, value_enum, default_value = "3.1.1")]
+    pub mqtt: MqttArg,
+    /// Write the results as JSON to FILE.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Runs per target (the summary reports medians).
+    #[arg(long, default_value_t = 1)]
+    pub repeat: usize,
+    /// Search for the highest offered rate the broker delivers in full.
+    #[arg(long)]
+    pub find_max: bool,
+    /// First total offered rate of the search (messages per second over all publishers).
+    #[arg(long, default_value_t = 1000.0)]
+    pub start_rate: f64,
+    /// Factor between search steps.
+    #[arg(long, default_value_t = 1.5)]
+    pub step_factor: f64,
+    /// Latency bound of the search: a step passes only with p99 under it.
+    #[arg(long, default_value_t = 50.0)]
+    pub p99_bound_ms: f64,
+    /// Most steps of the search.
+    #[arg(long, default_value_t = 16)]
+    pub max_steps: usize,
+    /// MQTT stack of the connections.
+    #[arg(long, value_enum, default_value = "client")]
+    pub engine: EngineKind,
+    /// Keep-alive in seconds.
+    #[arg(long, default_value_t = 60)]
+    pub keep_alive: u16,
+    /// Seconds connection setup may take.
+    #[arg(long, default_value_t = 60.0)]
+    pub setup_timeout: f64,
+    /// New connections per second during setup (0 = unpaced).
+    #[arg(long, default_value_t = 0.0)]
+    pub connect_rate: f64,
+    /// No progress lines.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ConnArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Connections to open.
+    #[arg(long, default_value_t = 1000)]
+    pub connections: usize,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct FaninArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[arg(long, default_value_t = 100)]
+    pub publishers: usize,
+    #[arg(long, default_value_t = 1)]
+    pub subscribers: usize,
+    /// Publisher topic; %i is the publisher index.
+    #[arg(long, default_value = "bench/fanin/%i")]
+    pub topic: String,
+    /// Subscriber filter.
+    #[arg(long, default_value = "bench/fanin/#")]
+    pub filter: String,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct FanoutArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[arg(long, default_value_t = 1)]
+    pub publishers: usize,
+    #[arg(long, default_value_t = 100)]
+    pub subscribers: usize,
+    /// The one topic of publishers and subscribers.
+    #[arg(long, default_value = "bench/fanout")]
+    pub topic: String,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct P2pArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Publisher/subscriber pairs.
+    #[arg(long, default_value_t = 100)]
+    pub pairs: usize,
+    /// Topic of pair %i.
+    #[arg(long, default_value = "bench/p2p/%i")]
+    pub topic: String,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct SharedsubArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[arg(long, default_value_t = 10)]
+    pub publishers: usize,
+    #[arg(long, default_value_t = 10)]
+    pub subscribers: usize,
+    /// Publisher topic; %i is the publisher index.
+    #[arg(long, default_value = "bench/shared/%i")]
+    pub topic: String,
+    /// Shared subscription filter of every subscriber.
+    #[arg(long, default_value = "$share/bench/bench/shared/#")]
+    pub filter: String,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RelayArgs {
+    /// Loopback address to listen on (port 0 picks a free port and prints it).
+    #[arg(long, default_value = "127.0.0.1:1884")]
+    pub listen: String,
+    /// Relay threads (default: one per core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+/// Resolves `host:port` and insists that every address is a loopback address: this tool is for
+/// benchmarking brokers on this machine, never for loading someone else's server.
+pub fn resolve_loopback(host_port: &str) -> Result<SocketAddr, String> {
+    let addrs: Vec<SocketAddr> = host_port
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {host_port}: {e}"))?
+        .collect();
+    let Some(first) = addrs.first().copied() else {
+        return Err(format!("{host_port} resolves to no address"));
+    };
+    if let Some(bad) = addrs.iter().find(|a| !a.ip().is_loopback()) {
+        return Err(format!(
+            "refusing {host_port} ({bad}): shardmq-loadtest only targets loopback addresses \
+             (127.0.0.0/8, ::1); it is a tool for local benchmarking"
+        ));
+    }
+    Ok(first)
+}
+
+/// Joins a host and a port, bracketing IPv6 literals.
+pub fn host_port(host: &str, port: u16) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+/// Parses `NAME=HOST:PORT`.
+pub fn parse_target(spec: &str) -> Result<(String, SocketAddr), String> {
+    let Some((name, addr)) = spec.split_once('=') else {
+        return Err(format!("--target {spec}: expected NAME=HOST:PORT"));
+    };
+    if name.is_empty() {
+        return Err(format!("--target {spec}: the name is empty"));
+    }
+    Ok((name.to_owned(), resolve_loopback(addr)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_only() {
+        assert!(resolve_loopback("127.0.0.1:1883").is_ok());
+        assert!(resolve_loopback("[::1]:1883").is_ok());
+        assert!(resolve_loopback("localhost:1883").is_ok());
+        let err = resolve_loopback("10.1.2.3:1883").unwrap_err();
+        assert!(err.contains("loopback"), "{err}");
+        assert!(resolve_loopback("192.168.0.1:1883").is_err());
+    }
+
+    #[test]
+    fn targets_parse() {
+        let (name, addr) = parse_target("mosquitto=127.0.0.1:1884").unwrap();
+        assert_eq!((name.as_str(), addr.port()), ("mosquitto", 1884));
+        assert!(parse_target("127.0.0.1:1884").is_err());
+        assert!(parse_target("x=8.8.8.8:53").is_err());
+        assert_eq!(host_port("::1", 5), "[::1]:5");
+    }
+
+    #[test]
+    fn cli_parses_scenarios() {
+        let cli = Cli::try_parse_from([
+            "shardmq-loadtest",
+            "p2p",
+            "--pairs",
+            "4",
+            "--qos",
+            "1",
+            "--mqtt",
+            "5",
+            "--target",
+            "a=127.0.0.1:1",
+            "--target",
+            "b=127.0.0.1:2",
+        ])
+        .unwrap();
+        match cli.command {
+            Command::P2p(args) => {
+                assert_eq!(args.pairs, 4);
+                assert_eq!(args.common.qos, 1);
+                assert_eq!(args.common.mqtt, MqttArg::V5);
+                assert_eq!(args.common.targets.len(), 2);
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        assert!(Cli::try_parse_from(["shardmq-loadtest", "p2p", "--qos", "3"]).is_err());
+    }
+}

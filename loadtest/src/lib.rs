@@ -1,0 +1,25 @@
+//! shardmq-loadtest: a load generator for MQTT brokers on this machine, and the raw relay that
+//! measures its ceiling.
+//!
+//! Folder guide:
+//! - `cli.rs`: command-line options; the loopback-only address check.
+//! - `scenario.rs`: `conn`, `fanin`, `fanout`, `p2p`, `sharedsub` as lists of connections.
+//! - `engine.rs`: worker threads (mio poll + slab of connections), pacing, measurement.
+//! - `session.rs`: the sans-IO session trait the engine drives, and the raw session.
+//! - `payload.rs`: the stamped payload (publisher id, sequence, send time).
+//! - `stats.rs`: sequence tracking (loss, duplicates, reordering) and histograms.
+//! - `bench.rs`: repeats, targets in alternation, capacity search, medians, ratios.
+//! - `report.rs`: the summary table and the JSON document.
+//! - `relay.rs` and `wire.rs`: the raw relay and the few wire forms it understands.
+#![forbid(unsafe_code)]
+
+pub mod bench;
+pub mod cli;
+pub mod engine;
+pub mod payload;
+pub mod relay;
+pub mod report;
+pub mod scenario;
+pub mod session;
+pub mod stats;
+pub mod wire;

@@ -1,0 +1,276 @@
+//! Scenarios: which connections a run opens, what each publishes or subscribes to, and how many
+//! deliveries each message should produce.
+
+use crate::cli::{CommonArgs, MqttArg};
+use crate::engine::{ConnSpec, Plan, Role};
+use crate::payload::PAYLOAD_LEN_MIN;
+use crate::session::MqttVersion;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Most connections one run may open (a limit, not a target: one process drives 10,000+).
+pub const CONNECTIONS_MAX: usize = 100_000;
+
+/// Which scenario, with its counts and topics.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Kind {
+    Conn {
+        connections: usize,
+    },
+    Fanin {
+        publishers: usize,
+        subscribers: usize,
+        topic: String,
+        filter: String,
+    },
+    Fanout {
+        publishers: usize,
+        subscribers: usize,
+        topic: String,
+    },
+    P2p {
+        pairs: usize,
+        topic: String,
+    },
+    Sharedsub {
+        publishers: usize,
+        subscribers: usize,
+        topic: String,
+        filter: String,
+    },
+}
+
+/// A scenario with its common options, ready to build plans for any target and rate.
+#[derive(Clone, Debug)]
+pub struct Scenario {
+    pub kind: Kind,
+    pub common: CommonArgs,
+}
+
+/// Replaces every `%i` in a topic pattern by `index`.
+pub fn expand(pattern: &str, index: usize) -> String {
+    pattern.replace("%i", &index.to_string())
+}
+
+impl Kind {
+    /// The scenario's name as on the command line.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Kind::Conn { .. } => "conn",
+            Kind::Fanin { .. } => "fanin",
+            Kind::Fanout { .. } => "fanout",
+            Kind::P2p { .. } => "p2p",
+            Kind::Sharedsub { .. } => "sharedsub",
+        }
+    }
+
+    /// Publishing connections.
+    pub fn publishers(&self) -> usize {
+        match self {
+            Kind::Conn { .. } => 0,
+            Kind::Fanin { publishers, .. }
+            | Kind::Fanout { publishers, .. }
+            | Kind::Sharedsub { publishers, .. } => *publishers,
+            Kind::P2p { pairs, .. } => *pairs,
+        }
+    }
+
+    /// Subscribing connections.
+    pub fn subscribers(&self) -> usize {
+        match self {
+            Kind::Conn { .. } => 0,
+            Kind::Fanin { subscribers, .. }
+            | Kind::Fanout { subscribers, .. }
+            | Kind::Sharedsub { subscribers, .. } => *subscribers,
+            Kind::P2p { pairs, .. } => *pairs,
+        }
+    }
+
+    /// How many subscribers each message reaches.
+    pub fn deliveries_per_message(&self) -> u64 {
+        match self {
+            Kind::Conn { .. } => 0,
+            Kind::Fanin { subscribers, .. } | Kind::Fanout { subscribers, .. } => {
+                *subscribers as u64
+            }
+            Kind::P2p { .. } | Kind::Sharedsub { .. } => 1,
+        }
+    }
+
+    /// Every connection: subscribers first, then publishers with ids `0..publishers`.
+    fn connections(&self, run_id: u64) -> Vec<ConnSpec> {
+        let prefix = format!("lt{}-{run_id}", std::process::id());
+        let subscriber = |i: usize, filter: String| ConnSpec {
+            client_id: format!("{prefix}-s{i}"),
+            role: Role::Subscriber { filter },
+        };
+        let publisher = |i: usize, topic: String| ConnSpec {
+            client_id: format!("{prefix}-p{i}"),
+            role: Role::Publisher {
+                publisher_id: i as u64,
+                topic,
+            },
+        };
+        match self {
+            Kind::Conn { connections } => (0..*connections)
+                .map(|i| ConnSpec {
+                    client_id: format!("{prefix}-c{i}"),
+                    role: Role::Idle,
+                })
+                .collect(),
+            Kind::Fanin {
+                publishers,
+                subscribers,
+                topic,
+                filter,
+            }
+            | Kind::Sharedsub {
+                publishers,
+                subscribers,
+                topic,
+                filter,
+            } => (0..*subscribers)
+                .map(|i| subscriber(i, expand(filter, i)))
+                .chain((0..*publishers).map(|i| publisher(i, expand(topic, i))))
+                .collect(),
+            Kind::Fanout {
+                publishers,
+                subscribers,
+                topic,
+            } => (0..*subscribers)
+                .map(|i| subscriber(i, topic.clone()))
+                .chain((0..*publishers).map(|i| publisher(i, topic.clone())))
+                .collect(),
+            Kind::P2p { pairs, topic } => (0..*pairs)
+                .map(|i| subscriber(i, expand(topic, i)))
+                .chain((0..*pairs).map(|i| publisher(i, expand(topic, i))))
+                .collect(),
+        }
+    }
+}
+
+impl Scenario {
+    /// Checks the options that clap cannot.
+    pub fn validate(&self) -> Result<(), String> {
+        let c = &self.common;
+        if c.payload < PAYLOAD_LEN_MIN {
+            return Err(format!(
+                "--payload must be at least {PAYLOAD_LEN_MIN} bytes"
+            ));
+        }
+        if !(c.duration > 0.0 && c.duration <= 3600.0) {
+            return Err("--duration must be in (0, 3600] seconds".into());
+        }
+        if !(0.0..=600.0).contains(&c.warmup) {
+            return Err("--warmup must be in [0, 600] seconds".into());
+        }
+        if !(c.rate >= 0.0 && c.rate.is_finite()) {
+            return Err("--rate must be 0 or a positive number".into());
+        }
+        if c.inflight == 0 || c.inflight > 65_000 {
+            return Err("--inflight must be in 1..=65000".into());
+        }
+        if c.repeat == 0 || c.repeat > 100 {
+            return Err("--repeat must be in 1..=100".into());
+        }
+        if c.find_max && !(c.step_factor > 1.0 && c.start_rate > 0.0) {
+            return Err("--find-max needs --start-rate > 0 and --step-factor > 1".into());
+        }
+        if c.find_max && matches!(self.kind, Kind::Conn { .. }) {
+            return Err("--find-max does not apply to the conn scenario".into());
+        }
+        let total = self.kind.publishers() + self.kind.subscribers();
+        let total = if let Kind::Conn { connections } = self.kind {
+            connections
+        } else {
+            total
+        };
+        if total == 0 || total > CONNECTIONS_MAX {
+            return Err(format!("a run needs 1..={CONNECTIONS_MAX} connections"));
+        }
+        if !matches!(self.kind, Kind::Conn { .. }) && self.kind.publishers() == 0 {
+            return Err("a run needs at least one publisher".into());
+        }
+        Ok(())
+    }
+
+    /// The plan for one run against `addr`, with `rate_per_publisher` messages per second.
+    pub fn plan(&self, addr: SocketAddr, rate_per_publisher: f64, threads: usize) -> Plan {
+        static RUN_ID: AtomicU64 = AtomicU64::new(0);
+        let run_id = RUN_ID.fetch_add(1, Ordering::Relaxed);
+        let c = &self.common;
+        let is_conn = matches!(self.kind, Kind::Conn { .. });
+        Plan {
+            addr,
+            version: match c.mqtt {
+                MqttArg::V311 => MqttVersion::V3_1_1,
+                MqttArg::V5 => MqttVersion::V5,
+            },
+            qos: c.qos,
+            payload_len: c.payload,
+            rate_per_publisher,
+            inflight: c.inflight,
+            connect_rate: c.connect_rate,
+            keep_alive_secs: c.keep_alive,
+            connections: self.kind.connections(run_id),
+            publishers: self.kind.publishers(),
+            run_tag: run_tag(run_id),
+            deliveries_per_message: self.kind.deliveries_per_message(),
+            warmup: if is_conn {
+                Duration::ZERO
+            } else {
+                Duration::from_secs_f64(c.warmup)
+            },
+            duration: Duration::from_secs_f64(c.duration),
+            setup_timeout: Duration::from_secs_f64(c.setup_timeout.max(1.0)),
+            drain_timeout: Duration::from_secs(5),
+            threads,
+            progress: !c.quiet,
+        }
+    }
+}
+
+/// A tag that differs between runs and between processes (pid, run counter, clock).
+fn run_tag(run_id: u64) -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(run_id);
+    hasher.write_u32(std::process::id());
+    if let Ok(since) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        hasher.write_u128(since.as_nanos());
+    }
+    hasher.finish() as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expand_replaces_every_marker() {
+        assert_eq!(expand("a/%i/b/%i", 7), "a/7/b/7");
+        assert_eq!(expand("plain", 7), "plain");
+    }
+
+    #[test]
+    fn connections_put_subscribers_first() {
+        let kind = Kind::P2p {
+            pairs: 3,
+            topic: "t/%i".into(),
+        };
+        let conns = kind.connections(0);
+        assert_eq!(conns.len(), 6);
+        assert!(matches!(&conns[0].role, Role::Subscriber { filter } if filter == "t/0"));
+        assert!(
+            matches!(&conns[5].role, Role::Publisher { publisher_id: 2, topic } if topic == "t/2")
+        );
+        let fanout = Kind::Fanout {
+            publishers: 2,
+            subscribers: 5,
+            topic: "x".into(),
+        };
+        assert_eq!(fanout.deliveries_per_message(), 5);
+        assert_eq!(fanout.connections(1).len(), 7);
+    }
+}
