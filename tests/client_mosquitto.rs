@@ -166,12 +166,12 @@ fn publishes_accepted_while_the_broker_is_down_complete_after_reconnect() {
 #[test]
 fn keep_alive_pings_keep_an_idle_connection_open() {
     let broker = Mosquitto::start();
-    // Mosquitto drops a client silent for 1.5 x keep-alive; stay idle for 3.5 x.
+    // Mosquitto drops a client silent for 1.5 x keep-alive; stay idle for 2.75 x.
     let client = TestClient::connect(
-        options("idle", ProtocolVersion::V3_1_1).keep_alive_secs(1),
+        options("idle", ProtocolVersion::V3_1_1).keep_alive_secs(2),
         broker.port,
     );
-    let notifications = client.collect_for(Duration::from_millis(3500));
+    let notifications = client.collect_for(Duration::from_millis(5500));
     let pings = notifications
         .iter()
         .filter(|n| matches!(n, Ok(Event::PingResp)))
