@@ -1073,3 +1073,138 @@ fn no_outgoing_aliases_when_the_server_allows_none() {
         assert_eq!(publish.properties.topic_alias, None);
     }
 }
+
+// ---- properties: any server input, no panic, invariants kept ----
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A server packet from a small alphabet, with packet ids in a small range so that they
+    /// often collide with ours.
+    fn server_packet() -> impl Strategy<Value = Packet> {
+        let id = 1u16..8;
+        prop_oneof![
+            id.clone().prop_map(|id| Packet::PubAck(ack_packet(id))),
+            id.clone().prop_map(|id| Packet::PubRec(ack_packet(id))),
+            id.clone().prop_map(|id| Packet::PubRel(ack_packet(id))),
+            id.clone().prop_map(|id| Packet::PubComp(ack_packet(id))),
+            (id.clone(), 0u8..3).prop_map(|(id, qos)| Packet::Publish(Publish {
+                qos: QoS::from_u8(qos).unwrap_or_default(),
+                packet_id: if qos == 0 { 0 } else { id },
+                topic: MqttString::from("p/t"),
+                ..Publish::default()
+            })),
+            id.clone().prop_map(|id| Packet::SubAck(SubAck {
+                packet_id: id,
+                properties: Properties::default(),
+                reason_codes: vec![ReasonCode::GrantedQoS1],
+            })),
+            Just(Packet::PingResp),
+        ]
+    }
+
+    #[derive(Clone, Debug)]
+    enum Step {
+        Server(Packet),
+        Publish(u8),
+        Subscribe,
+        Tick(u64),
+        Reconnect(bool),
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            4 => server_packet().prop_map(Step::Server),
+            3 => (0u8..3).prop_map(Step::Publish),
+            1 => Just(Step::Subscribe),
+            1 => (0u64..15).prop_map(Step::Tick),
+            1 => any::<bool>().prop_map(Step::Reconnect),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            for version in [ProtocolVersion::V3_1_1, ProtocolVersion::V5] {
+                let mut h = Harness::connected(v311().protocol(version), ok_connack());
+                let mut input = BytesMut::from(&bytes[..]);
+                let _ = h.session.handle_input(&mut input, h.now);
+                h.sent();
+                h.events();
+            }
+        }
+
+        #[test]
+        fn random_flows_keep_the_window(steps in proptest::collection::vec(step(), 1..80)) {
+            let window = 3;
+            let mut h = Harness::connected(v5().inflight_window(window), ok_connack());
+            let mut on_wire: HashSet<u16> = HashSet::new();
+            for step in steps {
+                match step {
+                    Step::Server(packet) => {
+                        if h.recv(packet).is_err() {
+                            h.session.reset_for_reconnect();
+                            h.session.start(h.now);
+                            h.sent();
+                            let _ = h.recv(Packet::ConnAck(ok_connack()));
+                            on_wire.clear();
+                        }
+                    }
+                    Step::Publish(qos) => {
+                        let qos = QoS::from_u8(qos).unwrap_or_default();
+                        let result = h.publish("r/t", qos);
+                        if qos != QoS::AtMostOnce && h.session.inflight_len() > usize::from(window) {
+                            prop_assert!(false, "window exceeded");
+                        }
+                        if let Err(e) = result {
+                            prop_assert!(matches!(e, ClientError::WindowFull), "{e}");
+                        }
+                    }
+                    Step::Subscribe => {
+                        h.session.subscribe(&[sub("s/#", QoS::AtLeastOnce)]);
+                    }
+                    Step::Tick(secs) => {
+                        h.advance(secs);
+                        if h.session.handle_timeout(h.now).is_err() {
+                            h.session.reset_for_reconnect();
+                            h.session.start(h.now);
+                            h.sent();
+                            let _ = h.recv(Packet::ConnAck(ok_connack()));
+                            on_wire.clear();
+                        }
+                    }
+                    Step::Reconnect(session_present) => {
+                        h.session.reset_for_reconnect();
+                        h.session.start(h.now);
+                        h.sent();
+                        let connack = ConnAck { session_present, ..ok_connack() };
+                        // A session present after a clean start is refused; try again clean.
+                        if h.recv(Packet::ConnAck(connack)).is_err() {
+                            h.session.reset_for_reconnect();
+                            h.session.start(h.now);
+                            h.sent();
+                            let _ = h.recv(Packet::ConnAck(ok_connack()));
+                        }
+                        on_wire.clear();
+                    }
+                }
+                for packet in h.sent() {
+                    if let Packet::Publish(publish) = &packet {
+                        if publish.qos != QoS::AtMostOnce {
+                            on_wire.insert(publish.packet_id);
+                        }
+                    }
+                }
+                for event in h.events() {
+                    if let Event::PubAck(id) | Event::PubComp(id) = event {
+                        on_wire.remove(&id);
+                    }
+                }
+                prop_assert!(h.session.on_wire <= usize::from(window));
+                prop_assert!(h.session.inflight_len() <= usize::from(window));
+                prop_assert!(on_wire.len() <= usize::from(window), "{on_wire:?}");
+            }
+        }
+    }
+}
