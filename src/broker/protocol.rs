@@ -173,6 +173,25 @@ pub fn connack_refused(reason_code: ReasonCode) -> Packet {
     })
 }
 
+/// Whether `buf` starts with a CONNECT whose protocol level is 5 (looked at before decoding, so
+/// that a malformed MQTT 5 CONNECT can be answered with a CONNACK reason code).
+pub fn is_v5_connect(buf: &[u8]) -> bool {
+    if buf.first().map(|b| b >> 4) != Some(1) {
+        return false;
+    }
+    // Skip the remaining-length variable byte integer (at most four bytes).
+    let mut offset = 1;
+    while offset < 5 && buf.get(offset).is_some_and(|b| b & 0x80 != 0) {
+        offset += 1;
+    }
+    offset += 1;
+    let Some(name_len) = buf.get(offset..offset + 2) else {
+        return false;
+    };
+    let name_len = usize::from(u16::from_be_bytes([name_len[0], name_len[1]]));
+    buf.get(offset + 2 + name_len) == Some(&5)
+}
+
 /// The number of levels of a topic name or filter.
 pub fn topic_levels(topic: &str) -> usize {
     topic.bytes().filter(|&b| b == b'/').count() + 1
@@ -305,6 +324,15 @@ pub fn encode_layout(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn peeks_the_protocol_level_of_connect() {
+        assert!(is_v5_connect(&[0x10, 10, 0, 4, b'M', b'Q', b'T', b'T', 5]));
+        assert!(!is_v5_connect(&[0x10, 10, 0, 4, b'M', b'Q', b'T', b'T', 4]));
+        assert!(!is_v5_connect(&[0x10, 10, 0, 4, b'M']));
+        assert!(!is_v5_connect(&[0x30, 10, 0, 4, b'M', b'Q', b'T', b'T', 5]));
+        assert!(!is_v5_connect(&[]));
+    }
 
     #[test]
     fn topic_levels_counts_separators() {

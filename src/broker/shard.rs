@@ -296,6 +296,8 @@ impl Shard {
             {
                 return;
             }
+            let v5_connect = conn.state == ConnState::AwaitConnect
+                && super::protocol::is_v5_connect(&conn.read_buf);
             match codec::decode(&mut conn.read_buf, conn.version, max_packet_size) {
                 Ok(Some(packet)) => {
                     conn.last_received = self.now;
@@ -303,14 +305,16 @@ impl Shard {
                 }
                 Ok(None) => return,
                 Err(e) => {
-                    self.decode_failed(key, e);
+                    self.decode_failed(key, e, v5_connect);
                     return;
                 }
             }
         }
     }
 
-    fn decode_failed(&mut self, key: usize, error: codec::DecodeError) {
+    /// A frame could not be decoded. `v5_connect`: it was an MQTT 5 CONNECT, answered with a
+    /// CONNACK carrying the reason code (spec 4.13.1) instead of a bare close.
+    fn decode_failed(&mut self, key: usize, error: codec::DecodeError, v5_connect: bool) {
         let Some(conn) = self.connections.get_mut(key) else {
             return;
         };
@@ -330,6 +334,18 @@ impl Shard {
                     key,
                     CloseReason::ConnectRefused(ReasonCode::UnsupportedProtocolVersion),
                 );
+                return;
+            }
+            if v5_connect {
+                bump(&self.shared.counters[self.id].protocol_errors);
+                let code = error.reason_code();
+                log::warn!("refused CONNECT from {}: {error}", conn.peer);
+                conn.out.push_packet(
+                    &super::protocol::connack_refused(code),
+                    codec::ProtocolVersion::V5,
+                );
+                self.mark_dirty(key);
+                self.close(key, CloseReason::ConnectRefused(code));
                 return;
             }
         }
