@@ -8,6 +8,8 @@
 //! (re-adding its subscriptions, with route broadcasts) and sends CONNACK. A third CONNECT racing
 //! in while B waits is handled where it lands: on B it replaces the parked connection; on another
 //! shard C it sends `Takeover` to B, which closes its parked connection and forwards A's answer.
+//! Two takeovers crossing each other (A and B each waiting for the other) end with both new
+//! connections closed and the session where it was; the clients' next CONNECT succeeds.
 
 use super::connection::{ConnState, WillMessage};
 use super::mesh::{ShardId, ShardMsg};
@@ -366,23 +368,25 @@ impl Shard {
             self.end_session(skey);
             return;
         }
-        if let Some(will) = will {
-            if will.delay_secs == 0 {
-                self.publish_will(will);
-            } else {
-                // Published when the delay ends or the session ends, whichever is first.
-                let delay = will.delay_secs.min(expiry);
-                session.pending_will = Some(will);
-                let deadline = now + Duration::from_secs(u64::from(delay));
-                self.timers
-                    .arm(deadline, TimerKind::WillDelay, skey, generation);
-            }
-        }
+        self.store.save(&session.session.state);
         if expiry != u32::MAX {
             let deadline = now + Duration::from_secs(u64::from(expiry));
             self.timers
                 .arm(deadline, TimerKind::SessionExpiry, skey, generation);
         }
+        let Some(will) = will else {
+            return;
+        };
+        if will.delay_secs == 0 {
+            self.publish_will(will);
+            return;
+        }
+        // Published when the delay ends or the session ends, whichever is first.
+        let delay = will.delay_secs.min(expiry);
+        session.pending_will = Some(will);
+        let deadline = now + Duration::from_secs(u64::from(delay));
+        self.timers
+            .arm(deadline, TimerKind::WillDelay, skey, generation);
     }
 
     /// Ends a session: its pending will goes out, its subscriptions and registry entry go.
@@ -404,6 +408,7 @@ impl Shard {
         if self.client_ids.get(client_id) == Some(&skey) {
             self.client_ids.remove(client_id);
         }
+        self.store.remove(client_id);
         self.shared.registry.release(client_id, session.claim);
     }
 

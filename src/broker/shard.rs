@@ -11,7 +11,7 @@ use super::lifecycle::PendingTakeover;
 use super::mesh::{Mesh, ShardId, ShardMsg};
 use super::protocol::LayoutCache;
 use super::router::Router;
-use super::session::{Session, SharedPublish};
+use super::session::{MemoryStore, Session, SessionStore, SharedPublish};
 use super::stats::{bump, drop_one, ShardCounters};
 use super::timers::{TimerKind, Timers};
 use super::{Shared, WAKER_TOKEN};
@@ -132,6 +132,8 @@ pub struct Shard {
     pub pending_takeovers: HashMap<u64, PendingTakeover>,
     pub next_request: u64,
     pub timers: Timers,
+    /// Where kept sessions would be persisted (memory only for now).
+    pub store: Box<dyn SessionStore>,
     pub next_connection_id: u64,
     pub next_generation: u64,
     pub now: Instant,
@@ -169,6 +171,7 @@ impl Shard {
             pending_takeovers: HashMap::new(),
             next_request: 0,
             timers: Timers::default(),
+            store: Box::new(MemoryStore),
             next_connection_id: 0,
             next_generation: 0,
             now: Instant::now(),
