@@ -8,8 +8,9 @@
 //! (re-adding its subscriptions, with route broadcasts) and sends CONNACK. A third CONNECT racing
 //! in while B waits is handled where it lands: on B it replaces the parked connection; on another
 //! shard C it sends `Takeover` to B, which closes its parked connection and forwards A's answer.
-//! Two takeovers crossing each other (A and B each waiting for the other) end with both new
-//! connections closed and the session where it was; the clients' next CONNECT succeeds.
+//! Known limit: two takeovers crossing each other (A and B each waiting for the other) end with
+//! both new connections closed, the session where it was and two `PendingTakeover` entries that
+//! are never answered (a small leak per such race); the client's next CONNECT succeeds.
 
 use super::connection::{ConnState, WillMessage};
 use super::mesh::{ShardId, ShardMsg};
