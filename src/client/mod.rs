@@ -7,7 +7,8 @@
 //! - `session.rs`: [`ClientSession`], the protocol state of one client: CONNECT/CONNACK, packet
 //!   identifiers, the outgoing in-flight window, QoS 1 and 2 flows in both directions, keep-alive,
 //!   resend after reconnect. No sockets, no clock: bytes and `now` are passed in, bytes and
-//!   [`Event`]s come out, as in quinn-proto.
+//!   [`Event`]s come out, as in quinn-proto. `session/incoming.rs` handles each packet from the
+//!   server; `session/tests.rs` drives the session against a scripted fake server.
 //! - `throttle.rs`: [`TokenBucket`], a sans-IO rate limiter.
 //! - `blocking.rs`: [`Client`] and [`Connection`], a rumqttc-like synchronous API over one mio TCP
 //!   connection with backpressure, throttling and automatic reconnect.
