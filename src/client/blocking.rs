@@ -172,6 +172,19 @@ impl Client {
         port: u16,
     ) -> Result<(Client, Connection), ClientError> {
         let options = options.into();
+        let session = ClientSession::new(options.connect.clone());
+        Client::with_session(session, options, host, port)
+    }
+
+    /// Like [`Client::new`] with a prepared session, for example one with
+    /// [`ClientSession::with_enhanced_auth`]. The session's own [`ConnectOptions`] apply;
+    /// `options.connect` is not used.
+    pub fn with_session(
+        session: ClientSession,
+        options: ClientOptions,
+        host: impl Into<String>,
+        port: u16,
+    ) -> Result<(Client, Connection), ClientError> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let (commands_tx, commands_rx) =
@@ -181,7 +194,7 @@ impl Client {
             .max_rate_per_sec
             .map(|rate| TokenBucket::new(rate, options.rate_burst, now));
         let connection = Connection {
-            session: ClientSession::new(options.connect.clone()),
+            session,
             backoff: options.reconnect_delay_min,
             options,
             host: host.into(),

@@ -17,7 +17,7 @@
 //! - Keep-alive: a PINGREQ is queued after `keep_alive` without transmission; the session fails
 //!   with `KeepAliveTimeout` if no PINGRESP arrives within `keep_alive` of it.
 
-use super::{ClientError, ConnectOptions};
+use super::{ClientError, ConnectOptions, EnhancedAuth};
 use crate::codec::{
     self, Ack, ConnAck, Connect, Disconnect, MqttString, Packet, Properties, ProtocolVersion,
     Publish, QoS, ReasonCode, SubAck, Subscribe, Subscription, SubscriptionOptions, UnsubAck,
@@ -166,6 +166,12 @@ pub struct ClientSession {
     closing: bool,
     events: VecDeque<Event>,
     stats: SessionStats,
+    /// MQTT 5 enhanced authentication, restarted on every connection.
+    enhanced_auth: Option<Box<dyn EnhancedAuth>>,
+    /// Our AUTH 0x18 answer, sent while still connecting.
+    auth_packet: Option<Packet>,
+    /// An error found by `start` (which returns nothing), reported by the next `handle_timeout`.
+    deferred_error: Option<ClientError>,
 }
 
 impl ClientSession {
@@ -203,7 +209,17 @@ impl ClientSession {
             closing: false,
             events: VecDeque::new(),
             stats: SessionStats::default(),
+            enhanced_auth: None,
+            auth_packet: None,
+            deferred_error: None,
         }
+    }
+
+    /// Authenticates every connection with this MQTT 5 enhanced-authentication mechanism
+    /// (section 4.12); for example [`crate::client::ScramSha256Auth`].
+    pub fn with_enhanced_auth(mut self, auth: Box<dyn EnhancedAuth>) -> ClientSession {
+        self.enhanced_auth = Some(auth);
+        self
     }
 
     // ---- accessors ----
@@ -293,7 +309,7 @@ impl ClientSession {
         };
         self.sent_clean_start = clean_start;
         self.keep_alive = Duration::from_secs(u64::from(self.options.keep_alive_secs));
-        let connect = Connect {
+        let mut connect = Connect {
             protocol_version: self.version,
             clean_start,
             keep_alive_secs: self.options.keep_alive_secs,
@@ -308,6 +324,24 @@ impl ClientSession {
             password: self.options.password.clone(),
             properties: self.connect_properties(),
         };
+        self.auth_packet = None;
+        self.deferred_error = None;
+        if let Some(auth) = &mut self.enhanced_auth {
+            if !self.version.is_v5() {
+                self.deferred_error = Some(ClientError::InvalidArgument(
+                    "enhanced authentication needs MQTT 5",
+                ));
+            } else {
+                match auth.start() {
+                    Ok(data) => {
+                        connect.properties.authentication_method =
+                            Some(MqttString::from(auth.method()));
+                        connect.properties.authentication_data = data;
+                    }
+                    Err(error) => self.deferred_error = Some(error),
+                }
+            }
+        }
         self.connect_packet = Some(Packet::Connect(Box::new(connect)));
         self.state = SessionState::Connecting;
         self.closing = false;
@@ -343,6 +377,7 @@ impl ClientSession {
         self.state = SessionState::Disconnected;
         self.reconnecting = true;
         self.connect_packet = None;
+        self.auth_packet = None;
         self.closing = false;
         self.tx.retain(|packet| match packet {
             Packet::Publish(publish) => publish.qos == QoS::AtMostOnce,
@@ -648,6 +683,10 @@ impl ClientSession {
             self.last_send = self.latest_now;
             return Some(connect);
         }
+        if let Some(auth) = self.auth_packet.take() {
+            self.last_send = self.latest_now;
+            return Some(auth);
+        }
         if self.state != SessionState::Connected {
             return None;
         }
@@ -701,6 +740,9 @@ impl ClientSession {
     /// When `handle_timeout` must be called next: the CONNACK deadline, the next PINGREQ, or the
     /// PINGRESP deadline.
     pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.deferred_error.is_some() {
+            return self.connect_sent;
+        }
         match self.state {
             SessionState::Connecting => self
                 .connect_sent
@@ -720,6 +762,11 @@ impl ClientSession {
     /// On error the state is [`SessionState::Disconnected`].
     pub fn handle_timeout(&mut self, now: Instant) -> Result<(), ClientError> {
         self.stamp(now);
+        if let Some(error) = self.deferred_error.take() {
+            self.state = SessionState::Disconnected;
+            self.connect_packet = None;
+            return Err(error);
+        }
         match self.state {
             SessionState::Connecting => {
                 if let Some(sent) = self.connect_sent {
@@ -788,6 +835,7 @@ impl ClientSession {
             SessionState::Connecting => {
                 return match packet {
                     Packet::ConnAck(connack) => self.handle_connack(connack),
+                    Packet::Auth(auth) => self.handle_auth(auth),
                     // [MQTT-3.2.0-1]: the first packet from the server is CONNACK.
                     _ => Err(ClientError::Protocol(
                         "[MQTT-3.2.0-1] the first packet from the server must be CONNACK",

@@ -5,15 +5,55 @@ use super::{make_ack, ClientSession, Event, RESUBSCRIBE_CHUNK};
 use super::{Request, SessionState};
 use crate::client::ClientError;
 use crate::codec::{
-    Ack, ConnAck, MqttString, Packet, Properties, Publish, QoS, ReasonCode, SubAck, Subscribe,
-    Subscription, SubscriptionOptions, UnsubAck,
+    Ack, Auth, ConnAck, MqttString, Packet, Properties, Publish, QoS, ReasonCode, SubAck,
+    Subscribe, Subscription, SubscriptionOptions, UnsubAck,
 };
 use std::time::Duration;
 
 impl ClientSession {
+    /// AUTH while connecting: one step of enhanced authentication (section 4.12).
+    pub(super) fn handle_auth(&mut self, auth: Auth) -> Result<(), ClientError> {
+        let Some(authenticator) = self.enhanced_auth.as_mut() else {
+            return Err(ClientError::Protocol(
+                "AUTH received, but no authentication method was sent (section 4.12)",
+            ));
+        };
+        if auth.reason_code != ReasonCode::ContinueAuthentication {
+            return Err(ClientError::Protocol(
+                "AUTH before CONNACK must be Continue authentication (section 4.12)",
+            ));
+        }
+        let method = authenticator.method();
+        if auth
+            .properties
+            .authentication_method
+            .as_ref()
+            .map(|m| m.as_str())
+            != Some(method)
+        {
+            return Err(ClientError::Protocol(
+                "[MQTT-4.12.0-5] AUTH with another authentication method",
+            ));
+        }
+        let method = MqttString::from(method);
+        let data = authenticator.continue_auth(auth.properties.authentication_data.as_deref())?;
+        let mut properties = Properties::new();
+        properties.authentication_method = Some(method);
+        properties.authentication_data = data;
+        self.auth_packet = Some(Packet::Auth(Auth {
+            reason_code: ReasonCode::ContinueAuthentication,
+            properties,
+        }));
+        Ok(())
+    }
+
     pub(super) fn handle_connack(&mut self, connack: ConnAck) -> Result<(), ClientError> {
         if connack.reason_code != ReasonCode::Success {
             return Err(ClientError::ConnectionRefused(connack.reason_code));
+        }
+        if let Some(auth) = &mut self.enhanced_auth {
+            // The server proves itself in the CONNACK's Authentication Data (SCRAM).
+            auth.finish(connack.properties.authentication_data.as_deref())?;
         }
         if connack.session_present && self.sent_clean_start {
             // [MQTT-3.2.2-4]: no session state here, yet the server says it has one.
