@@ -749,19 +749,24 @@ impl Connection {
     }
 
     fn drive_up(&mut self, now: Instant) {
-        if self.read_ready {
-            if let Err(error) = self.read_socket() {
-                self.collect_events();
-                self.lost(Some(error), now);
-                return;
-            }
-        }
+        // A read error or end of stream is reported after the bytes read before it are handled:
+        // the server's last words (a refusing CONNACK, a DISCONNECT) explain it better.
+        let read_error = if self.read_ready {
+            self.read_socket().err()
+        } else {
+            None
+        };
         if !self.read_buf.is_empty() {
             if let Err(error) = self.session.handle_input(&mut self.read_buf, now) {
                 self.collect_events();
                 self.lost(Some(error), now);
                 return;
             }
+        }
+        if let Some(error) = read_error {
+            let server_disconnected = self.collect_events();
+            self.lost((!server_disconnected).then_some(error), now);
+            return;
         }
         if let Err(error) = self.session.handle_timeout(now) {
             self.collect_events();
