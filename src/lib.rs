@@ -5,9 +5,11 @@
 //! - [`topic`]: topic names and filters, and the topic trie.
 //! - [`auth`]: enhanced authentication (SCRAM-SHA-256) and password checks.
 //! - [`client`]: the sans-IO client session and the synchronous mio-based client.
+//! - [`broker`]: the thread-per-core broker (shards, mesh, sessions).
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod broker;
 pub mod client;
 pub mod codec;
 pub mod topic;
