@@ -596,7 +596,11 @@ impl ClientSession {
         if self.closing || self.state == SessionState::Disconnected && !self.reconnecting {
             return Err(ClientError::ConnectionClosed);
         }
-        if self.tx.len() >= self.options.transmit_queue_max {
+        // Unacknowledged requests count against the same limit: while disconnected they are
+        // recorded without being queued.
+        if self.tx.len() >= self.options.transmit_queue_max
+            || self.requests.len() >= self.options.transmit_queue_max
+        {
             self.stats.transmit_queue_full += 1;
             return Err(ClientError::TransmitQueueFull);
         }

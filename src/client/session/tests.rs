@@ -1376,3 +1376,18 @@ mod enhanced_auth {
         assert!(matches!(result, Err(ClientError::Protocol(_))));
     }
 }
+
+#[test]
+fn requests_made_while_disconnected_are_bounded() {
+    let mut options = v311();
+    options.transmit_queue_max = 2;
+    let mut h = Harness::new(options);
+    h.session.start(h.now);
+    h.sent();
+    assert_ne!(h.session.subscribe(&[sub("a", QoS::AtMostOnce)]), 0);
+    assert_ne!(h.session.subscribe(&[sub("b", QoS::AtMostOnce)]), 0);
+    assert!(matches!(
+        h.session.try_subscribe(&[sub("c", QoS::AtMostOnce)]),
+        Err(ClientError::TransmitQueueFull)
+    ));
+}
