@@ -350,3 +350,11 @@ fn no_topic_aliases_are_sent_when_our_broker_allows_none() {
         "{notifications:?}"
     );
 }
+
+#[test]
+fn unsubscribe_stops_delivery_on_our_broker() {
+    let (_broker, port) = broker();
+    for version in [ProtocolVersion::V3_1_1, ProtocolVersion::V5] {
+        client_support::unsubscribe_scenario(port, version);
+    }
+}
