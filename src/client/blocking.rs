@@ -249,6 +249,10 @@ impl Client {
     /// Publishes, blocking until the session accepts the message (window, rate limit and write
     /// buffer permitting). Returns the packet id for QoS 1/2; completion is reported by
     /// [`Event::PubAck`] / [`Event::PubComp`] on the connection.
+    ///
+    /// Every call is one round trip to the thread driving the [`Connection`], so call it from
+    /// another thread: called from the driving thread itself it waits forever. Use
+    /// [`Client::try_publish`] there.
     pub fn publish(
         &self,
         topic: impl Into<MqttString>,
