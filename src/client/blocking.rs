@@ -250,9 +250,9 @@ impl Client {
     /// buffer permitting). Returns the packet id for QoS 1/2; completion is reported by
     /// [`Event::PubAck`] / [`Event::PubComp`] on the connection.
     ///
-    /// Every call is one round trip to the thread driving the [`Connection`], so call it from
-    /// another thread: called from the driving thread itself it waits forever. Use
-    /// [`Client::try_publish`] there.
+    /// Every call except [`Client::disconnect`] is one round trip to the thread driving the
+    /// [`Connection`], so make it from another thread: made from the driving thread itself it
+    /// waits forever.
     pub fn publish(
         &self,
         topic: impl Into<MqttString>,
