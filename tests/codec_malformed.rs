@@ -2,6 +2,7 @@
 //! frame that breaks exactly that rule and checks the typed error (its MQTT 5 reason code and the
 //! rule it names), so removing the check makes the test fail.
 
+#[path = "codec_support/mod.rs"]
 mod common;
 
 use bytes::BytesMut;

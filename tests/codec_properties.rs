@@ -2,6 +2,7 @@
 //! (table 2-4, written out here independently of the codec's table), the duplicate rules, and the
 //! value rules (zero values, 0/1 bytes).
 
+#[path = "codec_support/mod.rs"]
 mod common;
 
 use bytes::BytesMut;
