@@ -1,56 +1,17 @@
 //! `shardmq-loadtest`: see `shardmq-loadtest --help`.
 
 use clap::Parser;
-use shardmq_loadtest::cli::{Cli, Command, CommonArgs};
-use shardmq_loadtest::scenario::{Kind, Scenario};
+use shardmq_loadtest::cli::Cli;
+use shardmq_loadtest::scenario::Scenario;
 use shardmq_loadtest::{bench, relay};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let (kind, common): (Kind, CommonArgs) = match cli.command {
-        Command::Relay(args) => return run_relay(&args),
-        Command::Conn(a) => (
-            Kind::Conn {
-                connections: a.connections,
-            },
-            a.common,
-        ),
-        Command::Fanin(a) => (
-            Kind::Fanin {
-                publishers: a.publishers,
-                subscribers: a.subscribers,
-                topic: a.topic,
-                filter: a.filter,
-            },
-            a.common,
-        ),
-        Command::Fanout(a) => (
-            Kind::Fanout {
-                publishers: a.publishers,
-                subscribers: a.subscribers,
-                topic: a.topic,
-            },
-            a.common,
-        ),
-        Command::P2p(a) => (
-            Kind::P2p {
-                pairs: a.pairs,
-                topic: a.topic,
-            },
-            a.common,
-        ),
-        Command::Sharedsub(a) => (
-            Kind::Sharedsub {
-                publishers: a.publishers,
-                subscribers: a.subscribers,
-                topic: a.topic,
-                filter: a.filter,
-            },
-            a.common,
-        ),
+    let scenario = match Scenario::from_command(cli.command) {
+        Ok(scenario) => scenario,
+        Err(relay_args) => return run_relay(&relay_args),
     };
-    let scenario = Scenario { kind, common };
     let report = match bench::execute(&scenario) {
         Ok(report) => report,
         Err(e) => {
