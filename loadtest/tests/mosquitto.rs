@@ -5,6 +5,9 @@ mod common;
 use shardmq_loadtest::bench;
 use shardmq_loadtest::scenario::Scenario;
 
+/// The MQTT stacks the load generator can drive.
+const ENGINES: &[&str] = &["raw"];
+
 fn scenario(words: &[&str]) -> Scenario {
     Scenario::parse(words).expect("valid scenario")
 }
@@ -13,7 +16,7 @@ fn scenario(words: &[&str]) -> Scenario {
 fn p2p_qos1_sent_equals_received_with_zero_loss() {
     let broker = common::Mosquitto::start();
     let port = broker.addr.port().to_string();
-    for engine in ["raw"] {
+    for &engine in ENGINES {
         let s = scenario(&[
             "p2p",
             "--port",
