@@ -1,68 +1,271 @@
 //! Sans-IO MQTT codec for MQTT 3.1 (`MQIsdp`, level 3), 3.1.1 (level 4) and 5.0 (level 5).
 //!
 //! The codec never touches a socket or a clock. Bytes come in through [`decode`], which frames a
-//! packet (checking the remaining length against the maximum packet size *before* buffering the
-//! body), splits the frame off the caller's `BytesMut`, and parses it with one [`reader::Reader`].
-//! Packets go out through [`Packet::encode`] into a caller-owned `BytesMut`;
+//! packet (checking the remaining length against the maximum packet size *before* the body is
+//! buffered), splits the frame off the caller's `BytesMut`, and parses it with one reader that
+//! rejects leftovers. Packets go out through [`Packet::encode`] into a caller-owned `BytesMut`;
 //! [`Packet::encoded_len`] computes the exact wire size without encoding.
 //!
 //! Zero-copy: every string and binary field of a decoded packet is a `Bytes` slice of the frame, so a
 //! decoded PUBLISH shares its topic and payload with the read buffer and fan-out shares it further.
+//! [`Publish::encode_header`] writes a PUBLISH without its payload, so a sender can follow it with
+//! the shared payload bytes.
+//!
+//! Every rule a frame can break is a [`DecodeError`] naming the rule (with its spec statement number
+//! where the spec gives one) and mapping to the MQTT 5 reason code to send.
 //!
 //! Folder guide:
-//! - `mod.rs`: the packet types (this file) and the top-level `decode`/`encode` entry points.
+//! - `mod.rs`: [`decode`], fixed-header framing, [`Packet::encode`] and [`Packet::encoded_len`].
+//! - `types.rs`: the packet types ([`Packet`], [`Publish`], ...), [`MqttString`], [`QoS`].
 //! - `error.rs`: [`DecodeError`], each variant mapped to its MQTT 5 reason code.
-//! - `reason.rs`: [`ReasonCode`] and the MQTT 3.1.1 CONNACK return codes.
-//! - `properties.rs`: [`Properties`], every MQTT 5 property, which packet may carry which.
+//! - `reason.rs`: [`ReasonCode`] (with which packet allows which) and the 3.1.1 return codes.
+//! - `properties.rs`: [`Properties`], every MQTT 5 property, its wire type, which packet may carry
+//!   which, the duplicate rules; decoding and encoding of property lists.
 //! - `reader.rs` / `writer.rs`: the only places that consume and produce primitive wire types.
-//! - one file per packet family (`connect.rs`, `publish.rs`, `subscribe.rs`, ...).
+//! - `topic_rules.rs`: the topic name and filter rules a frame must pass.
+//! - one file per packet family: `connect.rs` (CONNECT, CONNACK), `publish.rs`, `ack.rs` (PUBACK,
+//!   PUBREC, PUBREL, PUBCOMP), `subscribe.rs` (SUBSCRIBE, SUBACK, UNSUBSCRIBE, UNSUBACK),
+//!   `disconnect.rs` (DISCONNECT, AUTH).
 
+mod ack;
+mod connect;
+mod disconnect;
 mod error;
 mod properties;
+mod publish;
+mod reader;
 mod reason;
+mod subscribe;
+mod topic_rules;
 mod types;
+mod writer;
 
 pub use error::DecodeError;
-pub use properties::{Properties, PropertyId};
+pub use properties::{MoreProperties, Properties, PropertyContext, PropertyId, PropertyType};
 pub use reason::{ConnectReturnCode, ReasonCode};
 pub use types::*;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, BytesMut};
+use reader::{parse_varint, Reader};
+use writer::put_fixed_header;
 
 /// Default maximum packet size the broker accepts (1 MiB), overridable by `--max-packet-size`.
 pub const MAX_PACKET_SIZE_DEFAULT: u32 = 1024 * 1024;
 /// The largest remaining length the four-byte variable byte integer can express.
 pub const REMAINING_LENGTH_MAX: u32 = 268_435_455;
 
+/// The fixed header of a frame whose length is known (the body may not be buffered yet).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrameHeader {
+    /// The packet type from the first byte.
+    pub packet_type: PacketType,
+    /// The low nibble of the first byte.
+    pub flags: u8,
+    /// Bytes of the fixed header: the first byte and 1 to 4 remaining-length bytes.
+    pub header_len: usize,
+    /// The remaining length: bytes of the body after the fixed header.
+    pub remaining_len: usize,
+}
+
+impl FrameHeader {
+    /// The whole frame's length.
+    pub fn frame_len(&self) -> usize {
+        self.header_len + self.remaining_len
+    }
+}
+
+/// The packet type of the frame at the front of `buf`, if there is a first byte and its type is
+/// not the reserved value 0.
+pub fn peek_packet_type(buf: &[u8]) -> Option<PacketType> {
+    buf.first().copied().and_then(PacketType::from_first_byte)
+}
+
+/// Checks the fixed header at the front of `buf` without consuming anything: the first byte's type
+/// and flags for `version`, the remaining length's encoding, and the frame size against
+/// `max_packet_size`. `Ok(None)` while the fixed header itself is incomplete. Whether the body is
+/// buffered is not checked: compare `buf.len()` with [`FrameHeader::frame_len`].
+pub fn check_frame(
+    buf: &[u8],
+    version: ProtocolVersion,
+    max_packet_size: u32,
+) -> Result<Option<FrameHeader>, DecodeError> {
+    let Some(&first_byte) = buf.first() else {
+        return Ok(None);
+    };
+    let packet_type = check_first_byte(first_byte, version)?;
+    let Some((remaining_len, varint_len)) = parse_varint(&buf[1..])? else {
+        return Ok(None);
+    };
+    let header_len = 1 + varint_len;
+    let size = header_len as u64 + u64::from(remaining_len);
+    if size > u64::from(max_packet_size) {
+        return Err(DecodeError::PacketTooLarge {
+            size,
+            max: max_packet_size,
+        });
+    }
+    Ok(Some(FrameHeader {
+        packet_type,
+        flags: first_byte & 0x0F,
+        header_len,
+        remaining_len: remaining_len as usize,
+    }))
+}
+
+/// The rules on the first byte: no reserved packet type, and the reserved flag bits of each
+/// packet type as listed ([MQTT-2.1.3-1]).
+fn check_first_byte(first_byte: u8, version: ProtocolVersion) -> Result<PacketType, DecodeError> {
+    let packet_type = PacketType::from_first_byte(first_byte)
+        .ok_or(DecodeError::Malformed("reserved packet type 0 (2.1.2)"))?;
+    let flags = first_byte & 0x0F;
+    match packet_type {
+        PacketType::Publish => {
+            let qos = (flags >> 1) & 0x03;
+            if qos == 3 {
+                return Err(DecodeError::Malformed("[MQTT-3.3.1-4] PUBLISH QoS 3"));
+            }
+            if qos == 0 && flags & 0x08 != 0 {
+                return Err(DecodeError::Malformed(
+                    "[MQTT-3.3.1-2] DUP set on a QoS 0 PUBLISH",
+                ));
+            }
+        }
+        PacketType::PubRel | PacketType::Subscribe | PacketType::Unsubscribe => {
+            // MQTT 3.1 sent these with QoS 1 and allowed DUP on them; 3.1.1 and 5.0 fix 0b0010.
+            let allowed = flags == 0x02 || (version == ProtocolVersion::V3_1 && flags == 0x0A);
+            if !allowed {
+                return Err(DecodeError::Malformed(match packet_type {
+                    PacketType::PubRel => "[MQTT-3.6.1-1] PUBREL fixed-header flags not 0b0010",
+                    PacketType::Subscribe => {
+                        "[MQTT-3.8.1-1] SUBSCRIBE fixed-header flags not 0b0010"
+                    }
+                    _ => "[MQTT-3.10.1-1] UNSUBSCRIBE fixed-header flags not 0b0010",
+                }));
+            }
+        }
+        PacketType::Auth if !version.is_v5() => {
+            return Err(DecodeError::Malformed(
+                "packet type 15 is reserved before MQTT 5 (3.1.1 2.2.1)",
+            ));
+        }
+        _ => {
+            if flags != 0 {
+                return Err(DecodeError::Malformed(
+                    "[MQTT-2.1.3-1] reserved fixed-header flags set",
+                ));
+            }
+        }
+    }
+    Ok(packet_type)
+}
+
 /// Tries to split one complete packet off the front of `buf` and decode it.
 ///
 /// Returns `Ok(None)` when `buf` does not yet hold a whole frame (nothing is consumed then), and
 /// `Err(DecodeError::PacketTooLarge)` as soon as the fixed header announces a packet larger than
-/// `max_packet_size` (total size: fixed header + remaining length), before the body is buffered.
-/// `version` is the protocol version negotiated by CONNECT; a CONNECT itself is parsed by its own
-/// protocol level whatever `version` says.
+/// `max_packet_size` (total size: fixed header + remaining length), before the body is buffered;
+/// nothing is reserved or allocated for an announced size. `version` is the protocol version
+/// negotiated by CONNECT; a CONNECT itself is parsed by its own protocol level whatever `version`
+/// says. After an error the connection must be closed; what is left in `buf` is unspecified.
 pub fn decode(
     buf: &mut BytesMut,
     version: ProtocolVersion,
     max_packet_size: u32,
 ) -> Result<Option<Packet>, DecodeError> {
-    let _ = (buf, version, max_packet_size);
-    Err(DecodeError::Malformed("codec not implemented yet"))
+    let Some(header) = check_frame(buf, version, max_packet_size)? else {
+        return Ok(None);
+    };
+    if buf.len() < header.frame_len() {
+        return Ok(None);
+    }
+    let mut frame = buf.split_to(header.frame_len()).freeze();
+    frame.advance(header.header_len);
+    decode_body(
+        header.packet_type,
+        header.flags,
+        Reader::new(frame),
+        version,
+    )
+    .map(Some)
+}
+
+fn decode_body(
+    packet_type: PacketType,
+    flags: u8,
+    r: Reader,
+    version: ProtocolVersion,
+) -> Result<Packet, DecodeError> {
+    Ok(match packet_type {
+        PacketType::Connect => Packet::Connect(Box::new(Connect::decode(r)?)),
+        PacketType::ConnAck => Packet::ConnAck(ConnAck::decode(r, version)?),
+        PacketType::Publish => Packet::Publish(Publish::decode(flags, r, version)?),
+        PacketType::PubAck => Packet::PubAck(Ack::decode(packet_type, r, version)?),
+        PacketType::PubRec => Packet::PubRec(Ack::decode(packet_type, r, version)?),
+        PacketType::PubRel => Packet::PubRel(Ack::decode(packet_type, r, version)?),
+        PacketType::PubComp => Packet::PubComp(Ack::decode(packet_type, r, version)?),
+        PacketType::Subscribe => Packet::Subscribe(Subscribe::decode(r, version)?),
+        PacketType::SubAck => Packet::SubAck(SubAck::decode(r, version)?),
+        PacketType::Unsubscribe => Packet::Unsubscribe(Unsubscribe::decode(r, version)?),
+        PacketType::UnsubAck => Packet::UnsubAck(UnsubAck::decode(r, version)?),
+        PacketType::PingReq => {
+            r.finish()?;
+            Packet::PingReq
+        }
+        PacketType::PingResp => {
+            r.finish()?;
+            Packet::PingResp
+        }
+        PacketType::Disconnect => Packet::Disconnect(Disconnect::decode(r, version)?),
+        PacketType::Auth => Packet::Auth(Auth::decode(r)?),
+    })
 }
 
 impl Packet {
-    /// Appends this packet's exact wire bytes for `version` to `out`.
+    /// Appends this packet's exact wire bytes for `version` to `out`. A CONNECT is laid out by its
+    /// own `protocol_version`; an AUTH always in the MQTT 5 layout. Properties not allowed on the
+    /// packet are not written.
     pub fn encode(&self, version: ProtocolVersion, out: &mut BytesMut) {
-        let _ = (version, out);
+        out.reserve(self.encoded_len(version));
+        match self {
+            Packet::Connect(connect) => connect.encode(out),
+            Packet::ConnAck(connack) => connack.encode(version, out),
+            Packet::Publish(publish) => publish.encode(version, out),
+            Packet::PubAck(ack) => ack.encode(PacketType::PubAck, version, out),
+            Packet::PubRec(ack) => ack.encode(PacketType::PubRec, version, out),
+            Packet::PubRel(ack) => ack.encode(PacketType::PubRel, version, out),
+            Packet::PubComp(ack) => ack.encode(PacketType::PubComp, version, out),
+            Packet::Subscribe(subscribe) => subscribe.encode(version, out),
+            Packet::SubAck(suback) => suback.encode(version, out),
+            Packet::Unsubscribe(unsubscribe) => unsubscribe.encode(version, out),
+            Packet::UnsubAck(unsuback) => unsuback.encode(version, out),
+            Packet::PingReq => put_fixed_header(out, (PacketType::PingReq as u8) << 4, 0),
+            Packet::PingResp => put_fixed_header(out, (PacketType::PingResp as u8) << 4, 0),
+            Packet::Disconnect(disconnect) => disconnect.encode(version, out),
+            Packet::Auth(auth) => auth.encode(out),
+        }
     }
 
     /// The number of bytes [`Packet::encode`] writes for `version`, computed without encoding.
     pub fn encoded_len(&self, version: ProtocolVersion) -> usize {
-        let _ = version;
-        0
+        match self {
+            Packet::Connect(connect) => connect.encoded_len(),
+            Packet::ConnAck(connack) => connack.encoded_len(version),
+            Packet::Publish(publish) => publish.encoded_len(version),
+            Packet::PubAck(ack)
+            | Packet::PubRec(ack)
+            | Packet::PubRel(ack)
+            | Packet::PubComp(ack) => ack.encoded_len(version),
+            Packet::Subscribe(subscribe) => subscribe.encoded_len(version),
+            Packet::SubAck(suback) => suback.encoded_len(version),
+            Packet::Unsubscribe(unsubscribe) => unsubscribe.encoded_len(version),
+            Packet::UnsubAck(unsuback) => unsuback.encoded_len(version),
+            Packet::PingReq | Packet::PingResp => 2,
+            Packet::Disconnect(disconnect) => disconnect.encoded_len(version),
+            Packet::Auth(auth) => auth.encoded_len(),
+        }
     }
 }
 
 /// Keeps `Bytes` in the public API surface visible for docs.
 #[doc(hidden)]
-pub type Payload = Bytes;
+pub type Payload = bytes::Bytes;

@@ -1,10 +1,13 @@
 //! MQTT 5 reason codes (spec section 2.4) and the MQTT 3.1.1 CONNACK return codes.
 
+use super::PacketType;
+
 /// Every MQTT 5.0 reason code. `0x00` is Success, Normal disconnection and Granted QoS 0 at once;
 /// the spec's aliases are associated constants.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 #[repr(u8)]
 pub enum ReasonCode {
+    #[default]
     Success = 0x00,
     GrantedQoS1 = 0x01,
     GrantedQoS2 = 0x02,
@@ -115,6 +118,113 @@ impl ReasonCode {
             0xA2 => WildcardSubscriptionsNotSupported,
             _ => return None,
         })
+    }
+
+    /// Whether this code may appear in a packet of type `packet_type` (MQTT 5 section 2.4 and the
+    /// reason code table of each packet). Packets without a reason code allow none.
+    pub fn is_valid_for(self, packet_type: PacketType) -> bool {
+        use ReasonCode::*;
+        match packet_type {
+            PacketType::ConnAck => matches!(
+                self,
+                Success
+                    | UnspecifiedError
+                    | MalformedPacket
+                    | ProtocolError
+                    | ImplementationSpecificError
+                    | UnsupportedProtocolVersion
+                    | ClientIdentifierNotValid
+                    | BadUserNameOrPassword
+                    | NotAuthorized
+                    | ServerUnavailable
+                    | ServerBusy
+                    | Banned
+                    | BadAuthenticationMethod
+                    | TopicNameInvalid
+                    | PacketTooLarge
+                    | QuotaExceeded
+                    | PayloadFormatInvalid
+                    | RetainNotSupported
+                    | QoSNotSupported
+                    | UseAnotherServer
+                    | ServerMoved
+                    | ConnectionRateExceeded
+            ),
+            PacketType::PubAck | PacketType::PubRec => matches!(
+                self,
+                Success
+                    | NoMatchingSubscribers
+                    | UnspecifiedError
+                    | ImplementationSpecificError
+                    | NotAuthorized
+                    | TopicNameInvalid
+                    | PacketIdentifierInUse
+                    | QuotaExceeded
+                    | PayloadFormatInvalid
+            ),
+            PacketType::PubRel | PacketType::PubComp => {
+                matches!(self, Success | PacketIdentifierNotFound)
+            }
+            PacketType::SubAck => matches!(
+                self,
+                Success
+                    | GrantedQoS1
+                    | GrantedQoS2
+                    | UnspecifiedError
+                    | ImplementationSpecificError
+                    | NotAuthorized
+                    | TopicFilterInvalid
+                    | PacketIdentifierInUse
+                    | QuotaExceeded
+                    | SharedSubscriptionsNotSupported
+                    | SubscriptionIdentifiersNotSupported
+                    | WildcardSubscriptionsNotSupported
+            ),
+            PacketType::UnsubAck => matches!(
+                self,
+                Success
+                    | NoSubscriptionExisted
+                    | UnspecifiedError
+                    | ImplementationSpecificError
+                    | NotAuthorized
+                    | TopicFilterInvalid
+                    | PacketIdentifierInUse
+            ),
+            PacketType::Disconnect => matches!(
+                self,
+                Success
+                    | DisconnectWithWillMessage
+                    | UnspecifiedError
+                    | MalformedPacket
+                    | ProtocolError
+                    | ImplementationSpecificError
+                    | NotAuthorized
+                    | ServerBusy
+                    | ServerShuttingDown
+                    | KeepAliveTimeout
+                    | SessionTakenOver
+                    | TopicFilterInvalid
+                    | TopicNameInvalid
+                    | ReceiveMaximumExceeded
+                    | TopicAliasInvalid
+                    | PacketTooLarge
+                    | MessageRateTooHigh
+                    | QuotaExceeded
+                    | AdministrativeAction
+                    | PayloadFormatInvalid
+                    | RetainNotSupported
+                    | QoSNotSupported
+                    | UseAnotherServer
+                    | ServerMoved
+                    | SharedSubscriptionsNotSupported
+                    | ConnectionRateExceeded
+                    | MaximumConnectTime
+                    | SubscriptionIdentifiersNotSupported
+                    | WildcardSubscriptionsNotSupported
+            ),
+            PacketType::Auth => matches!(self, Success | ContinueAuthentication | ReAuthenticate),
+            _ => false,
+        }
     }
 
     /// The MQTT 3.1/3.1.1 CONNACK return code closest to this reason code (spec 3.1.1 table 3.1).

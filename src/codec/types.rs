@@ -91,6 +91,12 @@ impl MqttString {
         }
     }
 
+    /// Wraps bytes the codec has already validated (UTF-8, no U+0000).
+    pub(crate) fn from_validated(bytes: Bytes) -> MqttString {
+        debug_assert!(std::str::from_utf8(&bytes).is_ok());
+        MqttString(bytes)
+    }
+
     /// The underlying bytes.
     pub fn as_bytes(&self) -> &Bytes {
         &self.0
@@ -139,7 +145,8 @@ impl fmt::Display for MqttString {
 /// One MQTT control packet.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Packet {
-    Connect(Connect),
+    /// Boxed: a CONNECT is large and rare, and keeps `Packet` small for the PUBLISH hot path.
+    Connect(Box<Connect>),
     ConnAck(ConnAck),
     Publish(Publish),
     PubAck(Ack),
@@ -178,6 +185,54 @@ pub enum PacketType {
     Auth = 15,
 }
 
+impl PacketType {
+    /// The packet type of a fixed header's first byte; `None` for the reserved value 0.
+    pub fn from_first_byte(first_byte: u8) -> Option<PacketType> {
+        use PacketType::*;
+        Some(match first_byte >> 4 {
+            1 => Connect,
+            2 => ConnAck,
+            3 => Publish,
+            4 => PubAck,
+            5 => PubRec,
+            6 => PubRel,
+            7 => PubComp,
+            8 => Subscribe,
+            9 => SubAck,
+            10 => Unsubscribe,
+            11 => UnsubAck,
+            12 => PingReq,
+            13 => PingResp,
+            14 => Disconnect,
+            15 => Auth,
+            _ => return None,
+        })
+    }
+}
+
+impl Packet {
+    /// This packet's control packet type.
+    pub fn packet_type(&self) -> PacketType {
+        match self {
+            Packet::Connect(_) => PacketType::Connect,
+            Packet::ConnAck(_) => PacketType::ConnAck,
+            Packet::Publish(_) => PacketType::Publish,
+            Packet::PubAck(_) => PacketType::PubAck,
+            Packet::PubRec(_) => PacketType::PubRec,
+            Packet::PubRel(_) => PacketType::PubRel,
+            Packet::PubComp(_) => PacketType::PubComp,
+            Packet::Subscribe(_) => PacketType::Subscribe,
+            Packet::SubAck(_) => PacketType::SubAck,
+            Packet::Unsubscribe(_) => PacketType::Unsubscribe,
+            Packet::UnsubAck(_) => PacketType::UnsubAck,
+            Packet::PingReq => PacketType::PingReq,
+            Packet::PingResp => PacketType::PingResp,
+            Packet::Disconnect(_) => PacketType::Disconnect,
+            Packet::Auth(_) => PacketType::Auth,
+        }
+    }
+}
+
 /// CONNECT. `clean_start` is MQTT 3.1.1's Clean Session flag.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct Connect {
@@ -209,12 +264,6 @@ pub struct ConnAck {
     pub session_present: bool,
     pub reason_code: ReasonCode,
     pub properties: Properties,
-}
-
-impl Default for ReasonCode {
-    fn default() -> ReasonCode {
-        ReasonCode::Success
-    }
 }
 
 /// PUBLISH. `topic` and `payload` are slices of the frame.
@@ -310,4 +359,17 @@ pub struct Disconnect {
 pub struct Auth {
     pub reason_code: ReasonCode,
     pub properties: Properties,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A PUBLISH is moved and cloned per destination shard: keep it and `Packet` small.
+    #[test]
+    fn hot_types_stay_small() {
+        assert!(std::mem::size_of::<Properties>() <= 32);
+        assert!(std::mem::size_of::<Publish>() <= 112);
+        assert!(std::mem::size_of::<Packet>() <= 120);
+    }
 }

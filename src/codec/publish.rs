@@ -1,0 +1,129 @@
+//! PUBLISH (3.3). The hot path: decoding slices topic and payload out of the frame without copying,
+//! and encoding can write the header separately from the shared payload (fan-out).
+
+use super::properties::PropertyContext;
+use super::reader::Reader;
+use super::topic_rules::check_topic_name;
+use super::writer::{binary_len, frame_len, put_binary, put_fixed_header};
+use super::{DecodeError, PacketType, Properties, ProtocolVersion, Publish, QoS};
+use bytes::{BufMut, BytesMut};
+
+impl Publish {
+    /// Decodes a PUBLISH body; `flags` is the low nibble of the first byte (already checked by
+    /// the fixed-header rules: QoS 3 and DUP on QoS 0 never reach here).
+    pub(crate) fn decode(
+        flags: u8,
+        mut r: Reader,
+        version: ProtocolVersion,
+    ) -> Result<Publish, DecodeError> {
+        let qos = QoS::from_u8((flags >> 1) & 0x03)
+            .ok_or(DecodeError::Malformed("[MQTT-3.3.1-4] PUBLISH QoS 3"))?;
+        // [MQTT-3.3.2-1] the Topic Name is a UTF-8 string; [MQTT-3.3.2-2] without wildcards.
+        let topic = r.string()?;
+        check_topic_name(topic.as_bytes())?;
+        let packet_id = if qos == QoS::AtMostOnce {
+            0
+        } else {
+            match r.u16()? {
+                0 => {
+                    return Err(DecodeError::Malformed(if version.is_v5() {
+                        "[MQTT-2.2.1-3] PUBLISH with QoS > 0 and Packet Identifier 0"
+                    } else {
+                        "[MQTT-2.3.1-1] PUBLISH with QoS > 0 and Packet Identifier 0"
+                    }))
+                }
+                id => id,
+            }
+        };
+        let properties = if version.is_v5() {
+            Properties::decode(&mut r, PropertyContext::Publish)?
+        } else {
+            Properties::default()
+        };
+        if topic.is_empty() {
+            if !version.is_v5() {
+                return Err(DecodeError::TopicNameInvalid(
+                    "[MQTT-4.7.3-1] empty topic name",
+                ));
+            }
+            if properties.topic_alias.is_none() {
+                return Err(DecodeError::Protocol(
+                    "empty topic name without a Topic Alias (3.3.2.1)",
+                ));
+            }
+        }
+        Ok(Publish {
+            dup: flags & 0x08 != 0,
+            qos,
+            retain: flags & 0x01 != 0,
+            topic,
+            packet_id,
+            properties,
+            payload: r.rest(),
+        })
+    }
+
+    /// The first byte of the fixed header. DUP is only written for QoS > 0 ([MQTT-3.3.1-2]).
+    fn first_byte(&self) -> u8 {
+        let mut byte = ((PacketType::Publish as u8) << 4) | ((self.qos as u8) << 1);
+        if self.dup && self.qos != QoS::AtMostOnce {
+            byte |= 0x08;
+        }
+        if self.retain {
+            byte |= 0x01;
+        }
+        byte
+    }
+
+    /// The variable header length (topic, packet identifier, properties), without the payload.
+    fn variable_header_len(&self, version: ProtocolVersion) -> usize {
+        let mut len = binary_len(self.topic.as_bytes());
+        if self.qos != QoS::AtMostOnce {
+            len += 2;
+        }
+        if version.is_v5() {
+            len += self.properties.encoded_len(PropertyContext::Publish);
+        }
+        len
+    }
+
+    /// The exact encoded size for `version`, payload included.
+    pub fn encoded_len(&self, version: ProtocolVersion) -> usize {
+        frame_len(self.variable_header_len(version) + self.payload.len())
+    }
+
+    /// The size of what [`Publish::encode_header`] writes: the whole frame except the payload.
+    pub fn header_len(&self, version: ProtocolVersion) -> usize {
+        self.encoded_len(version) - self.payload.len()
+    }
+
+    /// Appends everything but the payload: fixed header (whose remaining length counts the
+    /// payload), topic, packet identifier and (MQTT 5) properties. A fan-out sender writes this
+    /// header and then the shared `payload` bytes as they are.
+    pub fn encode_header(&self, version: ProtocolVersion, out: &mut BytesMut) {
+        let variable_header_len = self.variable_header_len(version);
+        put_fixed_header(
+            out,
+            self.first_byte(),
+            variable_header_len + self.payload.len(),
+        );
+        put_binary(out, self.topic.as_bytes());
+        if self.qos != QoS::AtMostOnce {
+            debug_assert!(
+                self.packet_id != 0,
+                "[MQTT-2.2.1-3] QoS > 0 needs a packet id"
+            );
+            out.put_u16(self.packet_id);
+        }
+        if version.is_v5() {
+            self.properties.encode(PropertyContext::Publish, out);
+        }
+    }
+
+    /// Appends the whole PUBLISH.
+    pub fn encode(&self, version: ProtocolVersion, out: &mut BytesMut) {
+        out.reserve(self.encoded_len(version));
+        self.encode_header(version, out);
+        out.put_slice(&self.payload);
+    }
+}
