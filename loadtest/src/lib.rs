@@ -10,6 +10,7 @@
 //! - `stats.rs`: sequence tracking (loss, duplicates, reordering) and histograms.
 //! - `bench.rs`: repeats, targets in alternation, capacity search, medians, ratios.
 //! - `report.rs`: the summary table and the JSON document.
+//! - `table.rs`: markdown tables from JSON reports (for compare.sh and BENCHMARKS.md).
 //! - `relay.rs` and `wire.rs`: the raw relay and the few wire forms it understands.
 #![forbid(unsafe_code)]
 
@@ -22,4 +23,5 @@ pub mod report;
 pub mod scenario;
 pub mod session;
 pub mod stats;
+pub mod table;
 pub mod wire;

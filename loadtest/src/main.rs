@@ -1,16 +1,20 @@
 //! `shardmq-loadtest`: see `shardmq-loadtest --help`.
 
 use clap::Parser;
-use shardmq_loadtest::cli::Cli;
+use shardmq_loadtest::cli::{Cli, Command, TableArgs};
 use shardmq_loadtest::scenario::Scenario;
-use shardmq_loadtest::{bench, relay};
+use shardmq_loadtest::{bench, relay, table};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let scenario = match Scenario::from_command(cli.command) {
         Ok(scenario) => scenario,
-        Err(relay_args) => return run_relay(&relay_args),
+        Err(other) => match *other {
+            Command::Relay(args) => return run_relay(&args),
+            Command::Table(args) => return print_table(&args),
+            _ => return ExitCode::from(1),
+        },
     };
     let report = match bench::execute(&scenario) {
         Ok(report) => report,
@@ -60,4 +64,17 @@ fn run_relay(args: &shardmq_loadtest::cli::RelayArgs) -> ExitCode {
     );
     relay.join();
     ExitCode::SUCCESS
+}
+
+fn print_table(args: &TableArgs) -> ExitCode {
+    match table::markdown(&args.files, args.baseline.as_deref()) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("shardmq-loadtest table: {e}");
+            ExitCode::from(1)
+        }
+    }
 }

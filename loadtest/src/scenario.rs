@@ -1,7 +1,7 @@
 //! Scenarios: which connections a run opens, what each publishes or subscribes to, and how many
 //! deliveries each message should produce.
 
-use crate::cli::{Cli, Command, CommonArgs, MqttArg, RelayArgs};
+use crate::cli::{Cli, Command, CommonArgs, MqttArg};
 use crate::engine::{ConnSpec, Plan, Role};
 use crate::payload::PAYLOAD_LEN_MIN;
 use crate::session::MqttVersion;
@@ -152,10 +152,11 @@ impl Kind {
 }
 
 impl Scenario {
-    /// The scenario a load command describes; `Err` carries the relay's options for `relay`.
-    pub fn from_command(command: Command) -> Result<Scenario, RelayArgs> {
+    /// The scenario a load command describes; `Err` gives back the other commands (boxed: they
+    /// are rare and large).
+    pub fn from_command(command: Command) -> Result<Scenario, Box<Command>> {
         let (kind, common) = match command {
-            Command::Relay(args) => return Err(args),
+            other @ (Command::Relay(_) | Command::Table(_)) => return Err(Box::new(other)),
             Command::Conn(a) => (
                 Kind::Conn {
                     connections: a.connections,
@@ -204,7 +205,7 @@ impl Scenario {
         let cli =
             Cli::try_parse_from(std::iter::once("shardmq-loadtest").chain(words.iter().copied()))
                 .map_err(|e| e.to_string())?;
-        Scenario::from_command(cli.command).map_err(|_| "relay is not a load scenario".to_string())
+        Scenario::from_command(cli.command).map_err(|_| "not a load scenario".to_string())
     }
 
     /// Checks the options that clap cannot.
