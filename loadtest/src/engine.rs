@@ -518,7 +518,7 @@ impl<S: LoadSession> Worker<S> {
                 self.run_timers(now);
                 next_timers = now + TIMER_INTERVAL;
             }
-            self.flush_all();
+            self.flush_all(now);
             if now >= next_share {
                 self.share();
                 next_share = now + SHARE_INTERVAL;
@@ -672,7 +672,10 @@ impl<S: LoadSession> Worker<S> {
                 }
                 Ok(n) => {
                     conn.rx.extend_from_slice(&self.scratch[..n]);
-                    if !self.consume_input(key, now) {
+                    if !self.consume_input(key, now) || n < self.scratch.len() {
+                        // A short read drained the socket: the next arrival raises a new edge,
+                        // so the extra read that would only say WouldBlock is skipped (as
+                        // tokio does).
                         return;
                     }
                 }
@@ -980,8 +983,7 @@ impl<S: LoadSession> Worker<S> {
     }
 
     /// One write per connection per turn: everything the session has queued goes out together.
-    fn flush_all(&mut self) {
-        let now = Instant::now();
+    fn flush_all(&mut self, now: Instant) {
         for key in std::mem::take(&mut self.flush) {
             let Some(conn) = self.conns.get_mut(key) else {
                 continue;

@@ -343,6 +343,9 @@ impl RelayWorker {
                     if self.handle_frames(key).is_err() {
                         return self.close(key);
                     }
+                    if n < self.scratch.len() {
+                        return; // Drained: the next arrival raises a new edge.
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

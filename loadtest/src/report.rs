@@ -49,6 +49,8 @@ pub struct RunReport {
     pub connections_ready: usize,
     pub connection_errors: u64,
     pub setup_s: f64,
+    /// Connections made per second during setup.
+    pub connect_per_s: f64,
     pub sent: u64,
     /// QoS 1/2 completions over the whole run (warmup included).
     pub acked_total: u64,
@@ -104,6 +106,11 @@ impl RunReport {
             connections_ready: r.connections_ready,
             connection_errors: t.connection_errors,
             setup_s: r.setup.as_secs_f64(),
+            connect_per_s: if r.setup.is_zero() {
+                0.0
+            } else {
+                r.connections_ready as f64 / r.setup.as_secs_f64()
+            },
             sent: t.sent,
             acked_total: t.acked,
             expected: r.expected,
@@ -136,8 +143,12 @@ impl RunReport {
             (
                 "connections",
                 format!(
-                    "{} ready of {}, {} errors, setup {:.2} s",
-                    self.connections_ready, self.connections, self.connection_errors, self.setup_s
+                    "{} ready of {}, {} errors, setup {:.2} s ({:.0}/s)",
+                    self.connections_ready,
+                    self.connections,
+                    self.connection_errors,
+                    self.setup_s,
+                    self.connect_per_s
                 ),
             ),
             (
@@ -179,8 +190,13 @@ impl RunReport {
                 ),
             ),
         ];
+        // A run without publishers (conn) has only the connection rows to show.
+        let without_messages = self.sent == 0 && self.expected == 0 && self.received == 0;
         for (name, value) in rows {
-            println!("  {name:<24} {value}");
+            let message_row = !matches!(name, "connections" | "connect ms");
+            if !(without_messages && message_row) {
+                println!("  {name:<24} {value}");
+            }
         }
         for error in &self.errors {
             println!("  error: {error}");
