@@ -9,8 +9,9 @@
 #
 # Environment (defaults in brackets): DURATION [10] WARMUP [2] REPEAT [3] PAIRS [100]
 # FANIN_PUBS [100] FANOUT_SUBS [100] PAYLOAD [64] LATENCY_RATE [100] (per publisher, for the
-# fixed-rate run) START_RATE [5000] P99_BOUND_MS [50] THREADS [cores] OUT [target/compare]
-# TARGETS [shardmq mosquitto rumqttd relay] BROKER_SHARDS [cores].
+# fixed-rate run) START_RATE [5000] MAX_STEPS [16] P99_BOUND_MS [50] THREADS [cores] OUT [target/compare]
+# TARGETS [shardmq mosquitto rumqttd relay] BROKER_SHARDS [cores] ENGINE [client] (the load
+# generator's MQTT stack: client = shardmq's ClientSession, raw = fixed-layout frames).
 # Writes OUT/*.json (one report per scenario) and OUT/table.md, and prints the table.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +25,8 @@ FANOUT_SUBS=${FANOUT_SUBS:-100}
 PAYLOAD=${PAYLOAD:-64}
 LATENCY_RATE=${LATENCY_RATE:-100}
 START_RATE=${START_RATE:-5000}
+MAX_STEPS=${MAX_STEPS:-16}
+ENGINE=${ENGINE:-client}
 P99_BOUND_MS=${P99_BOUND_MS:-50}
 OUT=${OUT:-target/compare}
 TARGETS=${TARGETS:-shardmq mosquitto rumqttd relay}
@@ -83,7 +86,9 @@ if wants mosquitto; then
   fi
   MOSQUITTO=$(command -v mosquitto || echo /usr/sbin/mosquitto)
   P=$(free_port)
-  printf 'listener %s 127.0.0.1\nallow_anonymous true\n' "$P" >"$WORK/mosquitto.conf"
+  # Mosquitto's defaults otherwise (max_inflight_messages 20, max_queued_messages 1000: beyond
+  # that it drops QoS 1/2 messages to a slow subscriber). MOSQUITTO_EXTRA adds config lines.
+  printf 'listener %s 127.0.0.1\nallow_anonymous true\n%b\n' "$P" "${MOSQUITTO_EXTRA:-}" >"$WORK/mosquitto.conf"
   "$MOSQUITTO" -c "$WORK/mosquitto.conf" >"$WORK/mosquitto.log" 2>&1 &
   PIDS+=($!)
   wait_port "$P" mosquitto && TARGET_ARGS+=(--target "mosquitto=127.0.0.1:$P")
@@ -135,7 +140,7 @@ if [ ${#TARGET_ARGS[@]} -eq 0 ]; then log "no target started"; exit 1; fi
 log "targets: ${TARGET_ARGS[*]}"
 
 COMMON=(--duration "$DURATION" --warmup "$WARMUP" --repeat "$REPEAT" --payload "$PAYLOAD"
-        --threads "$THREADS" --quiet "${TARGET_ARGS[@]}")
+        --threads "$THREADS" --engine "$ENGINE" --quiet "${TARGET_ARGS[@]}")
 REPORTS=()
 run() {
   local name=$1; shift
@@ -154,12 +159,14 @@ for qos in 0 1; do
   run "fanout-q$qos" fanout --publishers 1 --subscribers "$FANOUT_SUBS" --qos "$qos"
 done
 # Capacity searches: the highest fixed offered rate delivered in full with p99 under the bound.
-SEARCH=(--find-max --start-rate "$START_RATE" --step-factor 1.5 --p99-bound-ms "$P99_BOUND_MS")
+SEARCH=(--find-max --start-rate "$START_RATE" --step-factor 1.5 --p99-bound-ms "$P99_BOUND_MS"
+        --max-steps "$MAX_STEPS")
 run "p2p-q0-max" p2p --pairs "$PAIRS" --qos 0 "${SEARCH[@]}"
 run "fanout-q0-max" fanout --publishers 1 --subscribers "$FANOUT_SUBS" --qos 0 "${SEARCH[@]}"
 # Latency at a fixed rate well under every broker's capacity.
 run "p2p-q1-latency" p2p --pairs "$PAIRS" --qos 1 --rate "$LATENCY_RATE"
 
+if [ ${#REPORTS[@]} -eq 0 ]; then log "every run failed"; exit 1; fi
 "$LOADTEST" table "${REPORTS[@]}" | tee "$OUT/table.md"
 log "machine: $(lscpu | grep 'Model name' | sed 's/.*: *//'), $(nproc) cores"
 log "reports in $OUT"
