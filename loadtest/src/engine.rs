@@ -85,6 +85,10 @@ pub struct Plan {
     /// Tags this run's payloads (the high 32 bits of the publisher id field) so that messages a
     /// broker still holds from an earlier run are recognised as foreign, not counted.
     pub run_tag: u32,
+    /// Track sequences per worker instead of per subscriber: shared subscriptions spread one
+    /// publisher's messages over several subscribers, so only their union is in sequence.
+    /// Duplicates across workers stay undetected (use `--threads 1` for an exact count).
+    pub track_per_worker: bool,
     /// How many subscribers receive each message (S for fanout and fanin, 1 for p2p).
     pub deliveries_per_message: u64,
     pub warmup: Duration,
@@ -433,6 +437,8 @@ struct Worker<S: LoadSession> {
     arena: BytesMut,
     scratch: Vec<u8>,
     tally: Tally,
+    /// Sequence trackers of all this worker's subscribers (when `plan.track_per_worker`).
+    worker_trackers: HashMap<u64, SeqTracker>,
     /// Latencies since the last share, merged into the shared histogram.
     recent_latency: Histogram<u64>,
     sent_total: u64,
@@ -468,6 +474,7 @@ impl<S: LoadSession> Worker<S> {
             arena: BytesMut::new(),
             scratch: vec![0; READ_CHUNK_BYTES],
             tally: Tally::default(),
+            worker_trackers: HashMap::new(),
             recent_latency: latency_histogram(),
             sent_total: 0,
             received_total: 0,
@@ -792,14 +799,15 @@ impl<S: LoadSession> Worker<S> {
         if stamp.sent_ns < self.measure_start_ns || stamp.sent_ns >= self.measure_end_ns {
             return;
         }
-        let Some(conn) = self.conns.get_mut(key) else {
-            return;
+        let trackers = if self.plan.track_per_worker {
+            &mut self.worker_trackers
+        } else {
+            match self.conns.get_mut(key) {
+                Some(conn) => &mut conn.trackers,
+                None => return,
+            }
         };
-        let arrival = conn
-            .trackers
-            .entry(publisher_id)
-            .or_default()
-            .record(stamp.seq);
+        let arrival = trackers.entry(publisher_id).or_default().record(stamp.seq);
         let latency_us = nanos_since_epoch(now).saturating_sub(stamp.sent_ns) / 1000;
         self.tally.count_arrival(arrival, latency_us);
         self.recent_latency.saturating_record(latency_us.max(1));

@@ -273,6 +273,7 @@ impl Scenario {
             connections: self.kind.connections(run_id),
             publishers: self.kind.publishers(),
             run_tag: run_tag(run_id),
+            track_per_worker: matches!(self.kind, Kind::Sharedsub { .. }),
             deliveries_per_message: self.kind.deliveries_per_message(),
             warmup: if is_conn {
                 Duration::ZERO

@@ -128,3 +128,43 @@ fn conn_scenario_reports_connect_percentiles() {
         run.setup_s
     );
 }
+
+#[test]
+fn sharedsub_qos1_delivers_each_message_once_over_the_group() {
+    let broker = common::Mosquitto::start();
+    let port = broker.addr.port().to_string();
+    let s = scenario(&[
+        "sharedsub",
+        "--port",
+        &port,
+        "--publishers",
+        "3",
+        "--subscribers",
+        "3",
+        "--qos",
+        "1",
+        "--rate",
+        "100",
+        "--duration",
+        "1.5",
+        "--warmup",
+        "0.5",
+        "--threads",
+        "1",
+        "--engine",
+        "raw",
+        "--quiet",
+    ]);
+    let report = bench::execute(&s).expect("run");
+    let run = &report.runs[0];
+    assert!(run.sent > 0);
+    assert_eq!(
+        run.expected, run.sent,
+        "a shared subscription delivers each message once"
+    );
+    assert_eq!(
+        (run.unique, run.lost, run.duplicates),
+        (run.sent, 0, 0),
+        "{run:?}"
+    );
+}
