@@ -51,7 +51,7 @@ pub fn threads(scenario: &Scenario) -> usize {
 pub fn run_plan(engine: EngineKind, plan: &Plan) -> Result<RunResult, String> {
     match engine {
         EngineKind::Raw => engine::run::<RawSession>(plan),
-        EngineKind::Client => Err("the client engine is not merged yet; use --engine raw".into()),
+        EngineKind::Client => engine::run::<crate::client_session::ClientLoadSession>(plan),
     }
 }
 

@@ -6,6 +6,7 @@
 //! - `scenario.rs`: `conn`, `fanin`, `fanout`, `p2p`, `sharedsub` as lists of connections.
 //! - `engine.rs`: worker threads (mio poll + slab of connections), pacing, measurement.
 //! - `session.rs`: the sans-IO session trait the engine drives, and the raw session.
+//! - `client_session.rs`: the trait for `shardmq::client::ClientSession` (`--engine client`).
 //! - `payload.rs`: the stamped payload (publisher id, sequence, send time).
 //! - `stats.rs`: sequence tracking (loss, duplicates, reordering) and histograms.
 //! - `bench.rs`: repeats, targets in alternation, capacity search, medians, ratios.
@@ -16,6 +17,7 @@
 
 pub mod bench;
 pub mod cli;
+pub mod client_session;
 pub mod engine;
 pub mod payload;
 pub mod relay;

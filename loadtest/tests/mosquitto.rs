@@ -6,7 +6,7 @@ use shardmq_loadtest::bench;
 use shardmq_loadtest::scenario::Scenario;
 
 /// The MQTT stacks the load generator can drive.
-const ENGINES: &[&str] = &["raw"];
+const ENGINES: &[&str] = &["raw", "client"];
 
 fn scenario(words: &[&str]) -> Scenario {
     Scenario::parse(words).expect("valid scenario")
