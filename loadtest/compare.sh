@@ -11,7 +11,9 @@
 # FANIN_PUBS [100] FANOUT_SUBS [100] PAYLOAD [64] LATENCY_RATE [100] (per publisher, for the
 # fixed-rate run) START_RATE [5000] MAX_STEPS [16] P99_BOUND_MS [50] THREADS [cores] OUT [target/compare]
 # TARGETS [shardmq mosquitto rumqttd relay] BROKER_SHARDS [cores] ENGINE [client] (the load
-# generator's MQTT stack: client = shardmq's ClientSession, raw = fixed-layout frames).
+# generator's MQTT stack: client = shardmq's ClientSession, raw = fixed-layout frames)
+# QOS_LIST [0 1] (QoS levels of the unpaced runs) SEARCH_SCENARIOS [p2p fanout]
+# SEARCH_REPEAT [REPEAT].
 # Writes OUT/*.json (one report per scenario) and OUT/table.md, and prints the table.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,6 +29,9 @@ LATENCY_RATE=${LATENCY_RATE:-100}
 START_RATE=${START_RATE:-5000}
 MAX_STEPS=${MAX_STEPS:-16}
 ENGINE=${ENGINE:-client}
+QOS_LIST=${QOS_LIST:-0 1}
+SEARCH_SCENARIOS=${SEARCH_SCENARIOS:-p2p fanout}
+SEARCH_REPEAT=${SEARCH_REPEAT:-$REPEAT}
 P99_BOUND_MS=${P99_BOUND_MS:-50}
 OUT=${OUT:-target/compare}
 TARGETS=${TARGETS:-shardmq mosquitto rumqttd relay}
@@ -139,7 +144,7 @@ fi
 if [ ${#TARGET_ARGS[@]} -eq 0 ]; then log "no target started"; exit 1; fi
 log "targets: ${TARGET_ARGS[*]}"
 
-COMMON=(--duration "$DURATION" --warmup "$WARMUP" --repeat "$REPEAT" --payload "$PAYLOAD"
+COMMON=(--duration "$DURATION" --warmup "$WARMUP" --payload "$PAYLOAD"
         --threads "$THREADS" --engine "$ENGINE" --quiet "${TARGET_ARGS[@]}")
 REPORTS=()
 run() {
@@ -153,18 +158,24 @@ run() {
 
 # Throughput, unpaced: at QoS 1 the in-flight window bounds the offered load, so the number is
 # the broker's. At QoS 0 flooding mostly measures socket buffers: see the capacity searches.
-for qos in 0 1; do
-  run "p2p-q$qos" p2p --pairs "$PAIRS" --qos "$qos"
-  run "fanin-q$qos" fanin --publishers "$FANIN_PUBS" --subscribers 1 --qos "$qos"
-  run "fanout-q$qos" fanout --publishers 1 --subscribers "$FANOUT_SUBS" --qos "$qos"
+for qos in $QOS_LIST; do
+  run "p2p-q$qos" p2p --pairs "$PAIRS" --qos "$qos" --repeat "$REPEAT"
+  run "fanin-q$qos" fanin --publishers "$FANIN_PUBS" --subscribers 1 --qos "$qos" --repeat "$REPEAT"
+  run "fanout-q$qos" fanout --publishers 1 --subscribers "$FANOUT_SUBS" --qos "$qos" --repeat "$REPEAT"
 done
 # Capacity searches: the highest fixed offered rate delivered in full with p99 under the bound.
 SEARCH=(--find-max --start-rate "$START_RATE" --step-factor 1.5 --p99-bound-ms "$P99_BOUND_MS"
-        --max-steps "$MAX_STEPS")
-run "p2p-q0-max" p2p --pairs "$PAIRS" --qos 0 "${SEARCH[@]}"
-run "fanout-q0-max" fanout --publishers 1 --subscribers "$FANOUT_SUBS" --qos 0 "${SEARCH[@]}"
+        --max-steps "$MAX_STEPS" --repeat "$SEARCH_REPEAT")
+for scenario in $SEARCH_SCENARIOS; do
+  case $scenario in
+    p2p) run "p2p-q0-max" p2p --pairs "$PAIRS" --qos 0 "${SEARCH[@]}" ;;
+    fanout) run "fanout-q0-max" fanout --publishers 1 --subscribers "$FANOUT_SUBS" --qos 0 "${SEARCH[@]}" ;;
+    fanin) run "fanin-q0-max" fanin --publishers "$FANIN_PUBS" --subscribers 1 --qos 0 "${SEARCH[@]}" ;;
+    *) log "unknown search scenario $scenario" ;;
+  esac
+done
 # Latency at a fixed rate well under every broker's capacity.
-run "p2p-q1-latency" p2p --pairs "$PAIRS" --qos 1 --rate "$LATENCY_RATE"
+run "p2p-q1-latency" p2p --pairs "$PAIRS" --qos 1 --rate "$LATENCY_RATE" --repeat "$REPEAT"
 
 if [ ${#REPORTS[@]} -eq 0 ]; then log "every run failed"; exit 1; fi
 "$LOADTEST" table "${REPORTS[@]}" | tee "$OUT/table.md"
