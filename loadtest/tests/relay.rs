@@ -158,3 +158,30 @@ fn targets_alternate_and_report_medians_and_ratios() {
         .iter()
         .any(|r| r.metric == "received_per_s" && r.numerator == "mosquitto" && r.ratio > 0.0));
 }
+
+#[test]
+fn relay_pushes_back_instead_of_dropping_under_an_unpaced_fanin() {
+    let relay = Relay::start("127.0.0.1:0", 2).expect("relay");
+    let report = run(
+        &relay,
+        &[
+            "fanin",
+            "--publishers",
+            "8",
+            "--subscribers",
+            "1",
+            "--qos",
+            "1",
+            "--inflight",
+            "256",
+            "--duration",
+            "1",
+            "--warmup",
+            "0.3",
+        ],
+    );
+    let r = &report.runs[0];
+    assert!(r.sent > 0);
+    assert_eq!((r.unique, r.lost), (r.expected, 0), "{r:?}");
+    assert_eq!(relay.stats().dropped, 0);
+}
