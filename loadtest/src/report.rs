@@ -244,6 +244,9 @@ pub struct SearchReport {
     pub max_received_per_s: f64,
     /// p99 at that step, milliseconds.
     pub p99_ms_at_max: f64,
+    /// Whether a step failed: false means the search ran out of steps and the maximum is
+    /// only a lower bound.
+    pub bounded: bool,
 }
 
 /// Medians of one target's runs.
@@ -259,6 +262,8 @@ pub struct TargetSummary {
     pub median_connect_p99_ms: f64,
     /// Median of the capacity searches' maxima (received per second), when searching.
     pub median_max_received_per_s: Option<f64>,
+    /// Whether every search found a failing step (else the maximum is a lower bound).
+    pub max_bounded: bool,
     pub lost_total: u64,
     pub duplicates_total: u64,
     pub guarantee_broken: bool,
@@ -295,7 +300,15 @@ pub struct Report {
 }
 
 impl TargetSummary {
-    pub fn new(target: &str, address: &str, runs: &[&RunReport], maxima: &[f64]) -> TargetSummary {
+    /// The medians of `runs`; `maxima` are the capacity searches' results, `max_bounded` whether
+    /// every search found a failing step.
+    pub fn new(
+        target: &str,
+        address: &str,
+        runs: &[&RunReport],
+        maxima: &[f64],
+        max_bounded: bool,
+    ) -> TargetSummary {
         let m = |f: fn(&RunReport) -> f64| median(&runs.iter().map(|r| f(r)).collect::<Vec<_>>());
         TargetSummary {
             target: target.to_owned(),
@@ -307,6 +320,7 @@ impl TargetSummary {
             median_p99_ms: m(|r| r.latency_ms.p99),
             median_connect_p99_ms: m(|r| r.connect_ms.p99),
             median_max_received_per_s: (!maxima.is_empty()).then(|| median(maxima)),
+            max_bounded,
             lost_total: runs.iter().map(|r| r.lost).sum(),
             duplicates_total: runs.iter().map(|r| r.duplicates).sum(),
             guarantee_broken: runs.iter().any(|r| r.guarantee_broken.is_some()),

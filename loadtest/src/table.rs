@@ -43,9 +43,15 @@ fn rows(doc: &Value, baseline: Option<&str>, out: &mut String) {
         doc["scenario"].as_str().unwrap_or("?").to_owned()
     };
     for s in &summaries {
+        // A search that never failed only shows a lower bound.
+        let at_least = if s["max_bounded"].as_bool() == Some(false) {
+            "≥ "
+        } else {
+            ""
+        };
         let max = s["median_max_received_per_s"]
             .as_f64()
-            .map_or("-".to_string(), |m| format!("{m:.0}"));
+            .map_or("-".to_string(), |m| format!("{at_least}{m:.0}"));
         let ratio = if base_value > 0.0 {
             format!("{:.2}x", headline(s) / base_value)
         } else {

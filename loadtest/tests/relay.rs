@@ -116,6 +116,8 @@ fn capacity_search_against_the_relay_finds_a_rate() {
     assert!((search.steps[1].offered_rate - 1000.0).abs() < 1e-6);
     assert!(search.steps[0].passed, "{:?}", search.steps[0].reason);
     assert!(search.max_offered_rate >= 500.0 && search.max_received_per_s > 0.0);
+    // Bounded only if some step failed; otherwise the maximum is a lower bound.
+    assert_eq!(search.bounded, search.steps.iter().any(|s| !s.passed));
 }
 
 #[test]
