@@ -158,3 +158,39 @@ fn json_of_a_broker_run_parses_with_the_expected_fields() {
             > 0.0
     );
 }
+
+/// Under an unpaced QoS 1 load the broker may drop messages for subscribers whose queue is full
+/// (`max_queued_messages`, as Mosquitto does). Whatever it does, the loss the load generator
+/// reports must be accounted for by the broker's own drop counters: the generator itself loses
+/// nothing, and it says loudly that the guarantee was broken.
+#[test]
+fn unpaced_qos1_loss_matches_the_brokers_drop_counters() {
+    let handle = broker(2);
+    let report = run(
+        &handle,
+        &[
+            "p2p",
+            "--pairs",
+            "4",
+            "--qos",
+            "1",
+            "--inflight",
+            "256",
+            "--duration",
+            "1.5",
+            "--warmup",
+            "0.3",
+        ],
+    );
+    let r = &report.runs[0];
+    let stats = handle.stats();
+    assert!(r.sent > 0);
+    assert_eq!(r.duplicates, 0, "{r:?}");
+    let dropped = stats.dropped_queue_full + stats.dropped_outgoing_buffer_full;
+    assert!(
+        r.lost <= dropped,
+        "generator lost {} but the broker dropped {dropped}: {r:?}",
+        r.lost
+    );
+    assert_eq!(r.guarantee_broken.is_some(), r.lost > 0, "{r:?}");
+}
