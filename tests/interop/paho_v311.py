@@ -9,6 +9,10 @@ passes (and the one seen is noted on the PASS line).
 Usage: paho_v311.py --port N [--host 127.0.0.1] [--shards-hint S] [--only REGEX]
 """
 
+import sys
+
+sys.dont_write_bytecode = True  # leave no __pycache__ in the source tree
+
 import time
 
 import mqttraw

@@ -13,6 +13,9 @@ Usage: paho_v5.py --port N [--host 127.0.0.1] [--shards-hint S] [--only REGEX] [
 """
 
 import sys
+
+sys.dont_write_bytecode = True  # leave no __pycache__ in the source tree
+
 import time
 
 import mqttraw

@@ -8,6 +8,10 @@ pending.py (then paho_v5.py asserts it).
 Usage: paho_v5_pending.py --port N [--host 127.0.0.1] [--shards-hint S] [--only REGEX]
 """
 
+import sys
+
+sys.dont_write_bytecode = True  # leave no __pycache__ in the source tree
+
 import paho_v5
 from pending import PENDING
 

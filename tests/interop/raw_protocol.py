@@ -11,6 +11,10 @@ Usage: raw_protocol.py --port N [--host 127.0.0.1] [--shards-hint S] [--only REG
 """
 
 
+import sys
+
+sys.dont_write_bytecode = True  # leave no __pycache__ in the source tree
+
 import time
 
 import mqttraw
