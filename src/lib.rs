@@ -3,7 +3,13 @@
 //! The crate is layered so that the protocol logic never touches a socket or a clock:
 //! - [`codec`]: sans-IO framing, decoding and encoding of every MQTT packet.
 //! - [`topic`]: topic names and filters, and the topic trie.
+//! - [`auth`]: enhanced authentication (SCRAM-SHA-256) and password checks.
+//! - [`client`]: the sans-IO client session and the synchronous mio-based client.
+//! - [`broker`]: the thread-per-core broker (shards, mesh, sessions).
 #![forbid(unsafe_code)]
 
+pub mod auth;
+pub mod broker;
+pub mod client;
 pub mod codec;
 pub mod topic;

@@ -13,7 +13,8 @@ pub enum DecodeError {
     Malformed(&'static str),
     /// Well-formed bytes that break a protocol rule (e.g. a duplicated property). Reason 0x82.
     Protocol(&'static str),
-    /// A PUBLISH topic name that is not valid (wildcards, empty without alias). Reason 0x90.
+    /// A PUBLISH or Will topic name that is not valid (wildcards; empty before MQTT 5). Reason 0x90.
+    /// (An MQTT 5 PUBLISH with an empty name and no Topic Alias is a `Protocol` error, 3.3.2.1.)
     TopicNameInvalid(&'static str),
     /// A SUBSCRIBE/UNSUBSCRIBE topic filter that is not valid. Reason 0x8F.
     TopicFilterInvalid(&'static str),

@@ -14,6 +14,18 @@
 //! Every rule a frame can break is a [`DecodeError`] naming the rule (with its spec statement number
 //! where the spec gives one) and mapping to the MQTT 5 reason code to send.
 //!
+//! Versions: MQTT 3.1 and 3.1.1 share every layout but CONNECT's protocol name and level, the
+//! CONNACK acknowledge flags (3.1 has no Session Present) and the SUBACK failure code 0x80
+//! (3.1.1 only); 3.1 also allowed QoS 1 and DUP in the fixed header of PUBREL, SUBSCRIBE and
+//! UNSUBSCRIBE, which decoding accepts for 3.1 only. MQTT 5 adds properties, reason codes and AUTH.
+//!
+//! What the codec does not check, because it needs session state or the direction of the packet
+//! (the broker and client do): the 3.1 client identifier length of 1 to 23 characters, a client
+//! identifier the server rejects, Topic Alias above the negotiated maximum, a Subscription
+//! Identifier on a client-to-server PUBLISH ([MQTT-3.3.4-6]), packet identifiers in use, the
+//! payload against Payload Format Indicator ([MQTT-3.3.2-4] is a MAY), and which packets may come
+//! when (a second CONNECT, AUTH without an Authentication Method).
+//!
 //! Folder guide:
 //! - `mod.rs`: [`decode`], fixed-header framing, [`Packet::encode`] and [`Packet::encoded_len`].
 //! - `types.rs`: the packet types ([`Packet`], [`Publish`], ...), [`MqttString`], [`QoS`].
@@ -269,3 +281,55 @@ impl Packet {
 /// Keeps `Bytes` in the public API surface visible for docs.
 #[doc(hidden)]
 pub type Payload = bytes::Bytes;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peek_packet_type_reads_the_high_nibble() {
+        assert_eq!(peek_packet_type(&[]), None);
+        assert_eq!(peek_packet_type(&[0x00]), None);
+        assert_eq!(peek_packet_type(&[0x10]), Some(PacketType::Connect));
+        assert_eq!(peek_packet_type(&[0x3D, 0xFF]), Some(PacketType::Publish));
+        assert_eq!(peek_packet_type(&[0xF0]), Some(PacketType::Auth));
+    }
+
+    #[test]
+    fn check_frame_knows_the_length_before_the_body() {
+        let header = check_frame(&[0x30, 0xC1, 0x02], ProtocolVersion::V3_1_1, u32::MAX);
+        assert_eq!(
+            header,
+            Ok(Some(FrameHeader {
+                packet_type: PacketType::Publish,
+                flags: 0,
+                header_len: 3,
+                remaining_len: 321,
+            }))
+        );
+        assert_eq!(header.ok().flatten().map(|h| h.frame_len()), Some(324));
+        assert_eq!(
+            check_frame(&[0x30, 0xC1], ProtocolVersion::V3_1_1, u32::MAX),
+            Ok(None)
+        );
+    }
+
+    #[test]
+    fn packet_type_of_every_variant_matches_its_first_byte() {
+        let packets = [
+            Packet::Connect(Box::default()),
+            Packet::ConnAck(ConnAck::default()),
+            Packet::PubAck(Ack::default()),
+            Packet::PubRel(Ack::default()),
+            Packet::PingReq,
+            Packet::PingResp,
+            Packet::Disconnect(Disconnect::default()),
+            Packet::Auth(Auth::default()),
+        ];
+        for packet in packets {
+            let mut out = BytesMut::new();
+            packet.encode(ProtocolVersion::V5, &mut out);
+            assert_eq!(peek_packet_type(&out), Some(packet.packet_type()));
+        }
+    }
+}

@@ -277,7 +277,37 @@ impl PropertyId {
 
     /// Parses an identifier; `None` for one the spec does not define.
     pub fn from_u8(value: u8) -> Option<PropertyId> {
-        PropertyId::ALL.into_iter().find(|id| *id as u8 == value)
+        use PropertyId::*;
+        Some(match value {
+            0x01 => PayloadFormatIndicator,
+            0x02 => MessageExpiryInterval,
+            0x03 => ContentType,
+            0x08 => ResponseTopic,
+            0x09 => CorrelationData,
+            0x0B => SubscriptionIdentifier,
+            0x11 => SessionExpiryInterval,
+            0x12 => AssignedClientIdentifier,
+            0x13 => ServerKeepAlive,
+            0x15 => AuthenticationMethod,
+            0x16 => AuthenticationData,
+            0x17 => RequestProblemInformation,
+            0x18 => WillDelayInterval,
+            0x19 => RequestResponseInformation,
+            0x1A => ResponseInformation,
+            0x1C => ServerReference,
+            0x1F => ReasonString,
+            0x21 => ReceiveMaximum,
+            0x22 => TopicAliasMaximum,
+            0x23 => TopicAlias,
+            0x24 => MaximumQoS,
+            0x25 => RetainAvailable,
+            0x26 => UserProperty,
+            0x27 => MaximumPacketSize,
+            0x28 => WildcardSubscriptionAvailable,
+            0x29 => SubscriptionIdentifierAvailable,
+            0x2A => SharedSubscriptionAvailable,
+            _ => return None,
+        })
     }
 
     /// The identifier's wire type (table 2-4).
@@ -676,5 +706,23 @@ impl Field<'_> {
                 put_binary(out, b);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn from_u8_agrees_with_the_discriminants() {
+        for value in 0..=255u8 {
+            let expected = PropertyId::ALL.into_iter().find(|id| *id as u8 == value);
+            assert_eq!(PropertyId::from_u8(value), expected, "0x{value:02X}");
+        }
+    }
+
+    #[test]
+    fn properties_stay_small() {
+        assert!(std::mem::size_of::<Properties>() <= 32);
     }
 }

@@ -127,3 +127,50 @@ impl Publish {
         out.put_slice(&self.payload);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn sample(qos: QoS) -> Publish {
+        Publish {
+            dup: true,
+            qos,
+            retain: true,
+            topic: super::super::MqttString::from_static("a/b"),
+            packet_id: if qos == QoS::AtMostOnce { 0 } else { 7 },
+            properties: Properties {
+                message_expiry_interval: Some(9),
+                ..Properties::new()
+            },
+            payload: Bytes::from_static(b"payload"),
+        }
+    }
+
+    #[test]
+    fn header_counts_the_payload_but_does_not_write_it() {
+        for version in [ProtocolVersion::V3_1_1, ProtocolVersion::V5] {
+            let publish = sample(QoS::AtLeastOnce);
+            let mut header = BytesMut::new();
+            publish.encode_header(version, &mut header);
+            assert_eq!(header.len(), publish.header_len(version));
+            assert_eq!(
+                header.len() + publish.payload.len(),
+                publish.encoded_len(version)
+            );
+            // The remaining length in the header covers the payload too.
+            assert_eq!(usize::from(header[1]) + 2, publish.encoded_len(version));
+        }
+    }
+
+    #[test]
+    fn dup_is_not_written_for_qos_0() {
+        let mut out = BytesMut::new();
+        sample(QoS::AtMostOnce).encode(ProtocolVersion::V3_1_1, &mut out);
+        assert_eq!(out[0], 0x31);
+        out.clear();
+        sample(QoS::ExactlyOnce).encode(ProtocolVersion::V3_1_1, &mut out);
+        assert_eq!(out[0], 0x3D);
+    }
+}

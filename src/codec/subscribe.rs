@@ -88,7 +88,7 @@ impl Subscribe {
         while !r.is_empty() {
             // [MQTT-3.8.3-1] the Topic Filter is a UTF-8 string.
             let filter = r.string()?;
-            check_topic_filter(filter.as_bytes())?;
+            check_topic_filter(filter.as_str())?;
             let options = SubscriptionOptions::decode(r.u8()?, version)?;
             if options.no_local && filter.as_bytes().starts_with(b"$share/") {
                 return Err(DecodeError::Protocol(
@@ -249,7 +249,7 @@ impl Unsubscribe {
         while !r.is_empty() {
             // [MQTT-3.10.3-1] the Topic Filters are UTF-8 strings.
             let filter = r.string()?;
-            check_topic_filter(filter.as_bytes())?;
+            check_topic_filter(filter.as_str())?;
             filters.push(filter);
         }
         if filters.is_empty() {

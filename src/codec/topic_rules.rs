@@ -1,5 +1,6 @@
-//! The wire-level rules on topic names and topic filters that decoding enforces (4.7). The topic
-//! module holds the full validators used by the broker; these are the checks a frame must pass.
+//! The topic name and filter rules decoding enforces (4.7). Filters are checked by the topic
+//! module's validator; names by a single wildcard scan here, because the PUBLISH hot path has
+//! already checked UTF-8 and U+0000, and emptiness depends on the version (MQTT 5 Topic Alias).
 
 use super::DecodeError;
 
@@ -19,52 +20,12 @@ pub(crate) fn check_topic_name(topic: &[u8]) -> Result<(), DecodeError> {
     Ok(())
 }
 
-/// Checks a SUBSCRIBE/UNSUBSCRIBE topic filter: at least one character ([MQTT-4.7.3-1]); `#` only
-/// as the whole last level ([MQTT-4.7.1-1]); `+` only as a whole level ([MQTT-4.7.1-2]); a shared
-/// subscription `$share/{group}/{filter}` has a non-empty group without wildcards or `/` and a
-/// non-empty filter ([MQTT-4.8.2-1], [MQTT-4.8.2-2]).
-pub(crate) fn check_topic_filter(filter: &[u8]) -> Result<(), DecodeError> {
-    if filter.is_empty() {
-        return Err(DecodeError::TopicFilterInvalid(
-            "[MQTT-4.7.3-1] empty topic filter",
-        ));
-    }
-    let filter = match filter.strip_prefix(b"$share/") {
-        Some(rest) => {
-            let slash = rest.iter().position(|&b| b == b'/');
-            let (group, inner) = match slash {
-                Some(at) => (&rest[..at], &rest[at + 1..]),
-                None => (rest, &rest[rest.len()..]),
-            };
-            if group.is_empty() || has_wildcard(group) {
-                return Err(DecodeError::TopicFilterInvalid(
-                    "[MQTT-4.8.2-2] shared subscription group empty or with wildcards",
-                ));
-            }
-            if inner.is_empty() {
-                return Err(DecodeError::TopicFilterInvalid(
-                    "[MQTT-4.8.2-1] shared subscription without a topic filter",
-                ));
-            }
-            inner
-        }
-        None => filter,
-    };
-    let mut levels = filter.split(|&b| b == b'/').peekable();
-    while let Some(level) = levels.next() {
-        let is_last = levels.peek().is_none();
-        if level.contains(&b'#') && (level != b"#" || !is_last) {
-            return Err(DecodeError::TopicFilterInvalid(
-                "[MQTT-4.7.1-1] '#' not alone as the last level",
-            ));
-        }
-        if level.contains(&b'+') && level != b"+" {
-            return Err(DecodeError::TopicFilterInvalid(
-                "[MQTT-4.7.1-2] '+' not alone in its level",
-            ));
-        }
-    }
-    Ok(())
+/// Checks a SUBSCRIBE/UNSUBSCRIBE topic filter with the topic module's validator (one definition
+/// of the rules): non-empty ([MQTT-4.7.3-1]), `#` only alone as the last level ([MQTT-4.7.1-1]),
+/// `+` only alone in its level ([MQTT-4.7.1-2]), and for `$share/{group}/{filter}` a non-empty
+/// group without wildcards followed by a valid filter ([MQTT-4.8.2-1], [MQTT-4.8.2-2]).
+pub(crate) fn check_topic_filter(filter: &str) -> Result<(), DecodeError> {
+    crate::topic::validate_topic_filter(filter).map_err(|e| DecodeError::TopicFilterInvalid(e.0))
 }
 
 #[cfg(test)]
@@ -87,7 +48,7 @@ mod tests {
             "$share/g/+",
             "sport/tennis/player1",
         ] {
-            assert_eq!(check_topic_filter(f.as_bytes()), Ok(()), "{f}");
+            assert_eq!(check_topic_filter(f), Ok(()), "{f}");
         }
     }
 
@@ -110,7 +71,7 @@ mod tests {
         ] {
             assert!(
                 matches!(
-                    check_topic_filter(f.as_bytes()),
+                    check_topic_filter(f),
                     Err(DecodeError::TopicFilterInvalid(_))
                 ),
                 "{f}"

@@ -1,0 +1,147 @@
+//! One acceptor thread per listen address. It accepts until `WouldBlock`, enforces
+//! `max_connections`, and hands connection k (counted over all listeners) to shard k % N through
+//! that shard's control channel, waking the shard if it may be asleep.
+
+use super::mesh::{ShardMsg, ShardSignal};
+use super::stats::bump;
+use super::{Shared, WAKER_TOKEN};
+use crossbeam_channel::{SendTimeoutError, Sender};
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Token, Waker};
+use socket2::{Domain, Protocol, Socket, Type};
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Listen backlog: deep enough for connection bursts.
+const LISTEN_BACKLOG: i32 = 4096;
+const LISTENER_TOKEN: Token = Token(0);
+
+/// Binds a non-blocking listener with SO_REUSEADDR and a deep backlog.
+pub fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket
+        .bind(&addr.into())
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(socket.into())
+}
+
+/// An acceptor: its poll, listener and the shards' control channels.
+pub struct Acceptor {
+    poll: Poll,
+    listener: TcpListener,
+    waker: Arc<Waker>,
+    shared: Arc<Shared>,
+    targets: Vec<Sender<ShardMsg>>,
+    signals: Arc<[Arc<ShardSignal>]>,
+    next_connection: Arc<AtomicUsize>,
+}
+
+impl Acceptor {
+    pub fn new(
+        listener: std::net::TcpListener,
+        shared: Arc<Shared>,
+        targets: Vec<Sender<ShardMsg>>,
+        signals: Arc<[Arc<ShardSignal>]>,
+        next_connection: Arc<AtomicUsize>,
+    ) -> io::Result<Acceptor> {
+        let poll = Poll::new()?;
+        let mut listener = TcpListener::from_std(listener);
+        poll.registry()
+            .register(&mut listener, LISTENER_TOKEN, Interest::READABLE)?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER_TOKEN)?);
+        Ok(Acceptor {
+            poll,
+            listener,
+            waker,
+            shared,
+            targets,
+            signals,
+            next_connection,
+        })
+    }
+
+    /// The waker that interrupts this acceptor (for shutdown).
+    pub fn waker(&self) -> Arc<Waker> {
+        self.waker.clone()
+    }
+
+    /// Accepts until shutdown.
+    pub fn run(mut self) {
+        let mut events = Events::with_capacity(16);
+        loop {
+            if let Err(e) = self.poll.poll(&mut events, None) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    log::error!("acceptor: poll failed: {e}");
+                    return;
+                }
+            }
+            if self.shared.shutdown.load(Ordering::SeqCst) {
+                return;
+            }
+            if !self.accept_all() {
+                return;
+            }
+        }
+    }
+
+    /// Accepts until `WouldBlock`. Returns false when the broker is going away.
+    fn accept_all(&mut self) -> bool {
+        loop {
+            let (stream, peer) = match self.listener.accept() {
+                Ok(accepted) => accepted,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // EMFILE and friends: log and back off briefly rather than spin.
+                    log::warn!("acceptor: accept failed: {e}");
+                    std::thread::sleep(Duration::from_millis(10));
+                    return true;
+                }
+            };
+            let max = self.shared.config.max_connections;
+            if self.shared.connections_open.fetch_add(1, Ordering::SeqCst) >= max {
+                self.shared.connections_open.fetch_sub(1, Ordering::SeqCst);
+                bump(&self.shared.acceptor_counters.connections_rejected);
+                log::info!("refused connection from {peer}: max_connections ({max}) reached");
+                drop(stream);
+                continue;
+            }
+            bump(&self.shared.acceptor_counters.connections_accepted);
+            if let Err(e) = stream.set_nodelay(true) {
+                log::debug!("set_nodelay failed for {peer}: {e}");
+            }
+            let k = self.next_connection.fetch_add(1, Ordering::Relaxed);
+            let target = k % self.targets.len();
+            if !self.hand_over(target, ShardMsg::Connection { stream, peer }) {
+                return false;
+            }
+        }
+    }
+
+    /// Sends to a shard, waiting while its control channel is full (this is backpressure on
+    /// accepting, never on a shard). Returns false on shutdown.
+    fn hand_over(&self, target: usize, mut msg: ShardMsg) -> bool {
+        loop {
+            match self.targets[target].send_timeout(msg, Duration::from_millis(50)) {
+                Ok(()) => break,
+                Err(SendTimeoutError::Timeout(back)) => {
+                    if self.shared.shutdown.load(Ordering::SeqCst) {
+                        return false;
+                    }
+                    msg = back;
+                }
+                Err(SendTimeoutError::Disconnected(_)) => return false,
+            }
+        }
+        if let Err(e) = self.signals[target].notify() {
+            log::error!("acceptor: cannot wake shard {target}: {e}");
+        }
+        true
+    }
+}

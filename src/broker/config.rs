@@ -1,0 +1,184 @@
+//! Broker configuration: every limit in one place, each with its range and default.
+//!
+//! `Config::default()` gives the documented defaults; `Config::from_toml_str` loads a TOML file
+//! (any field may be omitted); the command line overrides both.
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+
+/// Every setting and limit of the broker. Field docs give the range and the default.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Addresses to listen on, one acceptor thread each. Default `127.0.0.1:1883` (loopback only,
+    /// as Mosquitto 2 does). Port 0 picks a free port; `BrokerHandle::local_addrs` reports it.
+    pub listen: Vec<SocketAddr>,
+    /// Number of shard threads, 1..=[`SHARDS_MAX`]. Default: the number of cores.
+    pub shards: usize,
+    /// Pin shard `i` to core `i % cores`. Default false.
+    pub pin_cores: bool,
+    /// Maximum simultaneous connections over all listeners, 1..=10,000,000. Default 100,000.
+    /// Connections over the limit are closed at accept (counted in `connections_rejected`).
+    pub max_connections: usize,
+    /// Maximum MQTT packet size accepted from clients in bytes (fixed header included),
+    /// 16..=268,435,460. Default 1 MiB. Advertised to MQTT 5 clients as Maximum Packet Size.
+    pub max_packet_size: u32,
+    /// Outgoing in-flight window (unacknowledged QoS 1/2 messages per client), 1..=65,535.
+    /// Default 32. MQTT 5 clients get min(their Receive Maximum, this).
+    pub max_inflight: u16,
+    /// Incoming QoS 2 messages awaiting PUBREL per client, 1..=65,535. Default 1,024. Advertised
+    /// to MQTT 5 clients as Receive Maximum; exceeding it is a protocol error (0x93).
+    pub receive_maximum: u16,
+    /// Messages queued per session while offline or while the in-flight window is full,
+    /// 0..=10,000,000. Default 1,000. Over the limit new messages are dropped and counted.
+    pub max_queued_messages: usize,
+    /// Queue QoS 0 messages for offline sessions too. Default false.
+    pub queue_qos0: bool,
+    /// Maximum subscriptions per client, 1..=1,000,000. Default 1,000. Over the limit a filter
+    /// is refused (0x97 Quota exceeded, 0x80 for MQTT 3.x).
+    pub max_subscriptions_per_client: usize,
+    /// Maximum levels of a topic name or filter, 1..=65,535. Default 128.
+    pub max_topic_levels: usize,
+    /// Per-connection outgoing buffer limit in bytes, 1 KiB..=1 GiB. Default 1 MiB. Over it QoS 0
+    /// messages to that client are dropped (counted); at twice the limit it is disconnected.
+    pub max_outgoing_bytes: usize,
+    /// Time allowed between TCP accept and CONNECT, in milliseconds, 1..=3,600,000. Default 10 s.
+    pub handshake_timeout_ms: u64,
+    /// Largest keep-alive the broker accepts in seconds, 1..=65,535. Default 65,535. MQTT 5
+    /// clients asking more (or 0) get Server Keep Alive; MQTT 3.x clients asking more are
+    /// rejected with return code 2, as Mosquitto does.
+    pub max_keep_alive_secs: u16,
+    /// Maximum retained messages held, 0..=100,000,000. Default 100,000. Over it a new retained
+    /// topic is not stored (counted); replacing or clearing an existing one always works.
+    pub max_retained_messages: usize,
+    /// Capacity of each shard-to-shard channel in messages, 1..=1,000,000. Default 4,096. When
+    /// one is full, publishers feeding it are paused (TCP backpressure) until it drains.
+    pub mesh_channel_capacity: usize,
+    /// Maximum sessions (online and offline) over all shards, 1..=100,000,000. Default
+    /// 1,000,000. A CONNECT needing a new session over it is refused (0x97 Quota exceeded,
+    /// 3.1.1 return code 3) and counted.
+    pub max_sessions: usize,
+    /// Time allowed for graceful shutdown (telling clients and flushing), in milliseconds,
+    /// 0..=60,000. Default 2,000.
+    pub shutdown_timeout_ms: u64,
+}
+
+/// The largest shard count accepted (the mesh has shards² channels).
+pub const SHARDS_MAX: usize = 256;
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            listen: vec![SocketAddr::from(([127, 0, 0, 1], 1883))],
+            shards: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            pin_cores: false,
+            max_connections: 100_000,
+            max_packet_size: crate::codec::MAX_PACKET_SIZE_DEFAULT,
+            max_inflight: 32,
+            receive_maximum: 1024,
+            max_queued_messages: 1000,
+            queue_qos0: false,
+            max_subscriptions_per_client: 1000,
+            max_topic_levels: 128,
+            max_outgoing_bytes: 1024 * 1024,
+            handshake_timeout_ms: 10_000,
+            max_keep_alive_secs: 65_535,
+            max_retained_messages: 100_000,
+            mesh_channel_capacity: 4096,
+            max_sessions: 1_000_000,
+            shutdown_timeout_ms: 2_000,
+        }
+    }
+}
+
+impl Config {
+    /// Parses a TOML document; omitted fields keep their defaults.
+    pub fn from_toml_str(text: &str) -> Result<Config, String> {
+        let config: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks every field against its documented range.
+    pub fn validate(&self) -> Result<(), String> {
+        fn range<T: PartialOrd + std::fmt::Display>(
+            name: &str,
+            value: T,
+            min: T,
+            max: T,
+        ) -> Result<(), String> {
+            if value < min || value > max {
+                return Err(format!("{name} must be in {min}..={max}, got {value}"));
+            }
+            Ok(())
+        }
+        if self.listen.is_empty() {
+            return Err("at least one listen address is needed".into());
+        }
+        range("shards", self.shards, 1, SHARDS_MAX)?;
+        range("max_connections", self.max_connections, 1, 10_000_000)?;
+        range("max_packet_size", self.max_packet_size, 16, 268_435_460)?;
+        range("max_inflight", self.max_inflight, 1, u16::MAX)?;
+        range("receive_maximum", self.receive_maximum, 1, u16::MAX)?;
+        range(
+            "max_queued_messages",
+            self.max_queued_messages,
+            0,
+            10_000_000,
+        )?;
+        range(
+            "max_subscriptions_per_client",
+            self.max_subscriptions_per_client,
+            1,
+            1_000_000,
+        )?;
+        range("max_topic_levels", self.max_topic_levels, 1, 65_535)?;
+        range("max_outgoing_bytes", self.max_outgoing_bytes, 1024, 1 << 30)?;
+        range(
+            "handshake_timeout_ms",
+            self.handshake_timeout_ms,
+            1,
+            3_600_000,
+        )?;
+        range("max_keep_alive_secs", self.max_keep_alive_secs, 1, u16::MAX)?;
+        range(
+            "max_retained_messages",
+            self.max_retained_messages,
+            0,
+            100_000_000,
+        )?;
+        range(
+            "mesh_channel_capacity",
+            self.mesh_channel_capacity,
+            1,
+            1_000_000,
+        )?;
+        range("max_sessions", self.max_sessions, 1, 100_000_000)?;
+        range("shutdown_timeout_ms", self.shutdown_timeout_ms, 0, 60_000)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_documented_values() {
+        let config = Config::default();
+        assert!(config.validate().is_ok());
+        assert_eq!(config.max_connections, 100_000);
+        assert_eq!(config.max_queued_messages, 1000);
+        assert_eq!(config.listen[0].to_string(), "127.0.0.1:1883");
+    }
+
+    #[test]
+    fn toml_overrides_some_fields() {
+        let config = Config::from_toml_str("shards = 3\nmax_inflight = 5\n").unwrap();
+        assert_eq!(config.shards, 3);
+        assert_eq!(config.max_inflight, 5);
+        assert_eq!(config.max_packet_size, Config::default().max_packet_size);
+        assert!(Config::from_toml_str("shards = 0").is_err());
+        assert!(Config::from_toml_str("no_such_field = 1").is_err());
+    }
+}

@@ -1,0 +1,341 @@
+//! Publish delivery: retained store, local fan-out through the trie, one mesh message per
+//! destination shard, and writing PUBLISH packets into connections' outgoing buffers.
+//!
+//! Within a shard a message is matched into a reused scratch vector, sorted by session so that
+//! overlapping subscriptions of one client deliver once with the highest QoS, and each wire
+//! layout (version, QoS, retain) is encoded once; subscribers share the encoded bytes.
+
+use super::mesh::ShardMsg;
+use super::protocol::{encode_layout, Layout};
+use super::retained::RetainOutcome;
+use super::session::{Delivery, SharedPublish};
+use super::shard::{CloseReason, LocalSub, Shard};
+use super::stats::bump;
+use crate::codec::{MqttString, Packet, Publish, QoS, SubAck};
+use bytes::Bytes;
+use std::sync::Arc;
+
+/// How `write_publish` gets the wire bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Encoding {
+    /// From the per-message layout cache (fan-out of the message being routed now).
+    Cached,
+    /// Encoded for this one send (queued messages, re-sends with DUP, retained on subscribe).
+    Fresh { dup: bool },
+}
+
+impl Shard {
+    /// Routes a message published on this shard (by a client or as a will). Returns whether any
+    /// subscriber matched and whether a mesh channel was full (the caller pauses the publisher).
+    pub(super) fn route_publish(
+        &mut self,
+        message: SharedPublish,
+        origin: Option<usize>,
+    ) -> (bool, bool) {
+        if message.retain {
+            self.store_retained(&message);
+        }
+        let local = self.deliver_local(&message, origin);
+        let mut overflowed = false;
+        let mut remote = false;
+        let shards = self.mesh.shards();
+        if shards > 1 {
+            // One message per destination shard, sharing the Arc'd publish.
+            let destinations = self.router.destinations(message.topic.as_str());
+            remote = !destinations.is_empty();
+            for &target in destinations {
+                if !self.mesh.send(target, ShardMsg::Publish(message.clone())) {
+                    overflowed = true;
+                    bump(&self.shared.counters[self.id].mesh_channel_full);
+                }
+            }
+        }
+        (local || remote, overflowed)
+    }
+
+    fn store_retained(&mut self, message: &SharedPublish) {
+        // The retained copy owns its bytes so it does not pin the publisher's read buffer.
+        let copy = Arc::new(Publish {
+            dup: false,
+            qos: message.qos,
+            retain: true,
+            topic: MqttString::from(message.topic.as_str()),
+            packet_id: 0,
+            properties: message.properties.clone(),
+            payload: Bytes::copy_from_slice(&message.payload),
+        });
+        if self.shared.retained.store(&copy) == RetainOutcome::Refused {
+            bump(&self.shared.counters[self.id].retained_refused);
+            log::debug!(
+                "shard {}: retained message for {} not stored: max_retained_messages reached",
+                self.id,
+                message.topic
+            );
+        }
+    }
+
+    /// Delivers to this shard's matching sessions. Returns whether any matched.
+    pub(super) fn deliver_local(&mut self, message: &SharedPublish, origin: Option<usize>) -> bool {
+        let mut matches = std::mem::take(&mut self.matches);
+        matches.clear();
+        self.trie
+            .for_each_match(message.topic.as_str(), |sub| matches.push(*sub));
+        // [MQTT-3.8.3-3] No Local: not to the publishing session.
+        if let Some(origin) = origin {
+            matches.retain(|m| !(m.session == origin && m.options.no_local));
+        }
+        let matched = !matches.is_empty();
+        if matched {
+            matches.sort_unstable_by_key(|m| m.session);
+            self.layouts.clear();
+            let mut i = 0;
+            while i < matches.len() {
+                let session = matches[i].session;
+                let mut qos = QoS::AtMostOnce;
+                let mut retain_as_published = false;
+                while i < matches.len() && matches[i].session == session {
+                    qos = qos.max(matches[i].options.qos);
+                    retain_as_published |= matches[i].options.retain_as_published;
+                    i += 1;
+                }
+                // [MQTT-3.3.1-9]: retain is 0 for an established subscription, unless Retain
+                // As Published (MQTT 5) asks for the flag as published.
+                let retain = retain_as_published && message.retain;
+                self.deliver_to_session(
+                    session,
+                    message,
+                    qos.min(message.qos),
+                    retain,
+                    Encoding::Cached,
+                );
+            }
+        }
+        self.matches = matches;
+        matched
+    }
+
+    /// Offers a message to one session and writes it if it may be sent now.
+    pub(super) fn deliver_to_session(
+        &mut self,
+        skey: usize,
+        message: &SharedPublish,
+        qos: QoS,
+        retain: bool,
+        encoding: Encoding,
+    ) {
+        let Some(session) = self.sessions.get_mut(skey) else {
+            return;
+        };
+        let connection = session.connection;
+        match session
+            .session
+            .deliver(message, qos, retain, connection.is_some())
+        {
+            Delivery::SendQoS0 => {
+                if let Some(key) = connection {
+                    self.write_publish(key, skey, message, QoS::AtMostOnce, 0, retain, encoding);
+                }
+            }
+            Delivery::Send { packet_id } => {
+                if let Some(key) = connection {
+                    self.write_publish(key, skey, message, qos, packet_id, retain, encoding);
+                }
+            }
+            Delivery::Queued if connection.is_some() => {
+                bump(&self.shared.counters[self.id].inflight_window_full)
+            }
+            Delivery::Queued | Delivery::Discarded => {}
+            Delivery::DroppedQueueFull => bump(&self.shared.counters[self.id].dropped_queue_full),
+        }
+    }
+
+    /// Appends one PUBLISH to a connection's outgoing buffer.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn write_publish(
+        &mut self,
+        key: usize,
+        skey: usize,
+        message: &SharedPublish,
+        qos: QoS,
+        packet_id: u16,
+        retain: bool,
+        encoding: Encoding,
+    ) {
+        let max_outgoing = self.shared.config.max_outgoing_bytes;
+        let Some(conn) = self.connections.get_mut(key) else {
+            return;
+        };
+        if qos == QoS::AtMostOnce && conn.out.len() >= max_outgoing {
+            bump(&self.shared.counters[self.id].dropped_outgoing_buffer_full);
+            return;
+        }
+        let fresh: Layout;
+        let layout = match encoding {
+            Encoding::Cached => {
+                self.layouts
+                    .get(message, conn.version, qos, retain, &mut self.encode_buf)
+            }
+            Encoding::Fresh { dup } => {
+                fresh = encode_layout(
+                    message,
+                    conn.version,
+                    qos,
+                    retain,
+                    dup,
+                    &mut self.encode_buf,
+                );
+                &fresh
+            }
+        };
+        if layout.len(qos) > conn.client_max_packet_size as usize {
+            // [MQTT-3.1.2-25]: discard it and behave as if it had been delivered.
+            bump(&self.shared.counters[self.id].dropped_client_packet_size);
+            if qos != QoS::AtMostOnce {
+                if let Some(session) = self.sessions.get_mut(skey) {
+                    session.session.forget(packet_id);
+                }
+            }
+            return;
+        }
+        conn.out.push_shared(&layout.head);
+        if qos != QoS::AtMostOnce {
+            conn.out.push_copy(&packet_id.to_be_bytes());
+            conn.out.push_shared(&layout.tail);
+        }
+        let over = conn.out.len() > max_outgoing.saturating_mul(2);
+        bump(&self.shared.counters[self.id].messages_sent);
+        self.mark_dirty(key);
+        if over {
+            self.close(key, CloseReason::SlowConsumer);
+        }
+    }
+
+    /// Sends queued messages while the in-flight window has room.
+    pub(super) fn pump_queue(&mut self, key: usize, skey: usize) {
+        loop {
+            let Some(session) = self.sessions.get_mut(skey) else {
+                return;
+            };
+            if session.connection != Some(key) {
+                return;
+            }
+            let Some((packet_id, queued)) = session.session.poll_queued() else {
+                return;
+            };
+            self.write_publish(
+                key,
+                skey,
+                &queued.message,
+                queued.qos,
+                packet_id,
+                queued.retain,
+                Encoding::Fresh { dup: false },
+            );
+        }
+    }
+
+    /// Broadcasts `RouteAdd` for filters that gained their first local subscriber.
+    pub(super) fn broadcast_route_add(&mut self, filters: Vec<MqttString>) {
+        if filters.is_empty() || self.mesh.shards() < 2 {
+            return;
+        }
+        let epoch = self.router.next_epoch();
+        for target in 0..self.mesh.shards() {
+            if target != self.id {
+                self.mesh.send(
+                    target,
+                    ShardMsg::RouteAdd {
+                        from: self.id,
+                        filters: filters.clone(),
+                        epoch,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Broadcasts `RouteRemove` for filters that lost their last local subscriber.
+    pub(super) fn broadcast_route_remove(&mut self, filters: Vec<MqttString>) {
+        if filters.is_empty() || self.mesh.shards() < 2 {
+            return;
+        }
+        for target in 0..self.mesh.shards() {
+            if target != self.id {
+                self.mesh.send(
+                    target,
+                    ShardMsg::RouteRemove {
+                        from: self.id,
+                        filters: filters.clone(),
+                    },
+                );
+            }
+        }
+    }
+
+    /// Sends the SUBACKs whose routing epoch every peer has acknowledged, in order.
+    pub(super) fn release_subacks(&mut self) {
+        let acked = self.router.epoch_acked();
+        while self
+            .pending_subacks
+            .front()
+            .is_some_and(|p| p.epoch <= acked)
+        {
+            let Some(pending) = self.pending_subacks.pop_front() else {
+                break;
+            };
+            let alive = self
+                .connections
+                .get(pending.connection)
+                .is_some_and(|c| c.id == pending.connection_id && c.is_connected());
+            if alive {
+                self.complete_subscribe(pending.connection, pending.suback, &pending.retained);
+            }
+        }
+    }
+
+    /// Sends SUBACK, then the retained messages matching the new subscriptions
+    /// ([MQTT-3.3.1-6]: with the retain flag set).
+    pub(super) fn complete_subscribe(
+        &mut self,
+        key: usize,
+        suback: SubAck,
+        retained: &[(MqttString, QoS)],
+    ) {
+        self.send_packet(key, &Packet::SubAck(suback));
+        let Some(skey) = self.connections.get(key).and_then(|c| c.session) else {
+            return;
+        };
+        let mut messages = std::mem::take(&mut self.retained_scratch);
+        for (filter, qos) in retained {
+            messages.clear();
+            self.shared
+                .retained
+                .collect_matching(filter.as_str(), &mut messages);
+            for message in &messages {
+                let qos = (*qos).min(message.qos);
+                self.deliver_to_session(skey, message, qos, true, Encoding::Fresh { dup: false });
+            }
+        }
+        messages.clear();
+        self.retained_scratch = messages;
+    }
+
+    /// Adds (or replaces) one subscription of a session. Returns whether the filter is new
+    /// on this shard (a route to broadcast).
+    pub(super) fn insert_subscription(
+        &mut self,
+        skey: usize,
+        filter: &MqttString,
+        sub: LocalSub,
+        replace: bool,
+    ) -> bool {
+        if replace {
+            self.trie
+                .remove_where(filter.as_str(), |s| s.session == skey);
+            self.trie.insert(filter.as_str(), sub);
+            return false;
+        }
+        self.trie.insert(filter.as_str(), sub);
+        self.router.local_added(filter)
+    }
+}

@@ -1,0 +1,520 @@
+//! Connection and session life: CONNECT, session takeover (same shard or across shards),
+//! detaching a session when its connection closes, wills, and ending sessions.
+//!
+//! Takeover across shards: shard B accepts a CONNECT for client id X and claims X in the
+//! registry; if the previous claim was shard A's, B parks the connection and sends `Takeover` to
+//! A. A closes the old connection (MQTT 5: DISCONNECT 0x8E), handles its will, and either sends
+//! the session state back (clean start 0) or ends the session. B then installs the state
+//! (re-adding its subscriptions, with route broadcasts) and sends CONNACK. A third CONNECT racing
+//! in while B waits is handled where it lands: on B it replaces the parked connection; on another
+//! shard C it sends `Takeover` to B, which closes its parked connection and forwards A's answer.
+
+use super::connection::{ConnState, WillMessage};
+use super::mesh::{ShardId, ShardMsg};
+use super::protocol::{self, AcceptedConnect};
+use super::registry::Claim;
+use super::session::{OutgoingState, Session, SessionLimits, SessionState};
+use super::shard::{CloseReason, LocalSub, Shard, ShardSession};
+use super::stats::bump;
+use super::timers::TimerKind;
+use crate::codec::{Ack, Connect, MqttString, Packet, Properties, ReasonCode};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+/// A CONNECT waiting for another shard to hand over (or drop) the session.
+pub struct PendingTakeover {
+    pub connection: usize,
+    pub connection_id: u64,
+    pub accepted: AcceptedConnect,
+    pub claim: Claim,
+    /// Set when a later CONNECT for the same id, on another shard, took over from us while we
+    /// waited: (shard, its request number, whether it keeps the state).
+    pub forward: Option<(ShardId, u64, bool)>,
+}
+
+/// Where the session of an accepted CONNECT comes from.
+enum SessionSource {
+    Fresh,
+    /// A session already on this shard (slab key).
+    Local(usize),
+    /// State handed over by another shard.
+    Transferred(Box<SessionState>),
+}
+
+impl Shard {
+    fn limits(&self) -> SessionLimits {
+        let config = &self.shared.config;
+        SessionLimits {
+            max_queued_messages: config.max_queued_messages,
+            queue_qos0: config.queue_qos0,
+            receive_maximum: config.receive_maximum,
+        }
+    }
+
+    fn assign_client_id(&self) -> MqttString {
+        let n = self.shared.assigned_ids.fetch_add(1, Ordering::Relaxed);
+        MqttString::from(format!(
+            "shardmq-{:x}-{n}",
+            self.shared.instance & 0xffff_ffff
+        ))
+    }
+
+    /// The first packet: validate, claim the client id, then connect locally or ask the shard
+    /// holding the session for it.
+    pub(super) fn handle_connect(&mut self, key: usize, connect: Connect) {
+        let version = connect.protocol_version;
+        let accepted = {
+            let config = &self.shared.config;
+            let assign = || self.assign_client_id();
+            protocol::validate_connect(&connect, config, assign)
+        };
+        let Some(conn) = self.connections.get_mut(key) else {
+            return;
+        };
+        conn.version = version;
+        let accepted = match accepted {
+            Ok(accepted) => accepted,
+            Err(code) => {
+                bump(&self.shared.counters[self.id].connects_refused);
+                if !version.is_v5()
+                    && connect.keep_alive_secs > self.shared.config.max_keep_alive_secs
+                {
+                    bump(&self.shared.counters[self.id].keep_alive_capped);
+                }
+                conn.client_id = connect.client_id.clone();
+                self.send_packet(key, &protocol::connack_refused(code));
+                self.close(key, CloseReason::ConnectRefused(code));
+                return;
+            }
+        };
+        conn.client_id = accepted.client_id.clone();
+        if accepted.server_keep_alive.is_some()
+            && connect.keep_alive_secs > self.shared.config.max_keep_alive_secs
+        {
+            bump(&self.shared.counters[self.id].keep_alive_capped);
+        }
+        let (claim, previous) = self.shared.registry.claim(&accepted.client_id, self.id);
+        if previous.is_none()
+            && self.shared.sessions_open.load(Ordering::Relaxed) >= self.shared.config.max_sessions
+        {
+            self.shared.registry.release(&accepted.client_id, claim);
+            bump(&self.shared.counters[self.id].sessions_refused);
+            bump(&self.shared.counters[self.id].connects_refused);
+            self.send_packet(key, &protocol::connack_refused(ReasonCode::QuotaExceeded));
+            self.close(key, CloseReason::ConnectRefused(ReasonCode::QuotaExceeded));
+            return;
+        }
+        match previous {
+            Some(previous) if previous.shard != self.id => {
+                let conn_id = conn.id;
+                conn.state = ConnState::AwaitTakeover;
+                let request = self.next_request;
+                self.next_request += 1;
+                let client_id = accepted.client_id.clone();
+                let keep_state = !accepted.clean_start;
+                self.pending_takeovers.insert(
+                    request,
+                    PendingTakeover {
+                        connection: key,
+                        connection_id: conn_id,
+                        accepted,
+                        claim,
+                        forward: None,
+                    },
+                );
+                self.mesh.send(
+                    previous.shard,
+                    ShardMsg::Takeover {
+                        from: self.id,
+                        request,
+                        client_id,
+                        keep_state,
+                    },
+                );
+            }
+            _ => self.connect_locally(key, accepted, claim),
+        }
+    }
+
+    /// The session, if any, is on this shard (or in a takeover this shard is waiting for).
+    fn connect_locally(&mut self, key: usize, accepted: AcceptedConnect, claim: Claim) {
+        let client_id = accepted.client_id.clone();
+        // A takeover for this id is in flight towards us: this connection replaces the parked one
+        // and waits for the same answer.
+        if let Some((&request, _)) = self
+            .pending_takeovers
+            .iter()
+            .find(|(_, p)| p.accepted.client_id == client_id && p.forward.is_none())
+        {
+            let conn_id = self.connections.get(key).map_or(0, |c| c.id);
+            if let Some(pending) = self.pending_takeovers.get_mut(&request) {
+                let old = pending.connection;
+                let old_id = pending.connection_id;
+                pending.connection = key;
+                pending.connection_id = conn_id;
+                pending.accepted = accepted;
+                pending.claim = claim;
+                if let Some(conn) = self.connections.get_mut(key) {
+                    conn.state = ConnState::AwaitTakeover;
+                }
+                if self.connections.get(old).is_some_and(|c| c.id == old_id) {
+                    self.close(old, CloseReason::TakenOver);
+                }
+            }
+            return;
+        }
+        let source = match self.client_ids.get(&client_id).copied() {
+            None => SessionSource::Fresh,
+            Some(skey) => {
+                if let Some(old) = self.sessions[skey].connection {
+                    bump(&self.shared.counters[self.id].takeovers);
+                    self.close(old, CloseReason::TakenOver);
+                }
+                // Closing may have ended the session (expiry 0).
+                match self.client_ids.get(&client_id).copied() {
+                    None => SessionSource::Fresh,
+                    Some(skey) if accepted.clean_start => {
+                        self.end_session(skey);
+                        SessionSource::Fresh
+                    }
+                    Some(skey) => SessionSource::Local(skey),
+                }
+            }
+        };
+        self.finish_connect(key, accepted, claim, source);
+    }
+
+    /// Attaches the session, sends CONNACK, re-sends what was in flight and drains the queue.
+    fn finish_connect(
+        &mut self,
+        key: usize,
+        accepted: AcceptedConnect,
+        claim: Claim,
+        source: SessionSource,
+    ) {
+        let inflight_max = accepted
+            .client_receive_maximum
+            .min(self.shared.config.max_inflight);
+        let limits = self.limits();
+        let (skey, session_present) = match source {
+            SessionSource::Local(skey) => (skey, true),
+            SessionSource::Transferred(state) => {
+                (self.install_session(*state, claim, inflight_max), true)
+            }
+            SessionSource::Fresh => {
+                let state = SessionState {
+                    client_id: accepted.client_id.clone(),
+                    ..SessionState::default()
+                };
+                (self.install_session(state, claim, inflight_max), false)
+            }
+        };
+        let generation = self.next_generation;
+        self.next_generation += 1;
+        let Some(session) = self.sessions.get_mut(skey) else {
+            debug_assert!(false, "session just installed");
+            return;
+        };
+        session.connection = Some(key);
+        session.claim = claim;
+        session.generation = generation;
+        // [MQTT-3.1.3-9]: a new connection before the Will Delay Interval cancels the will.
+        session.pending_will = None;
+        session.session.inflight_max = inflight_max.max(1);
+        session.session.limits = limits;
+        session.session.state.session_expiry_interval_secs = accepted.session_expiry_interval_secs;
+        self.client_ids.insert(accepted.client_id.clone(), skey);
+
+        let config = &self.shared.config;
+        let Some(conn) = self.connections.get_mut(key) else {
+            return;
+        };
+        let version = conn.version;
+        let connack = protocol::connack_accepted(&accepted, session_present, version, config);
+        conn.session = Some(skey);
+        conn.state = ConnState::Connected;
+        conn.keep_alive = Duration::from_secs(u64::from(accepted.keep_alive_secs));
+        conn.client_max_packet_size = accepted.client_max_packet_size;
+        conn.will = accepted.will;
+        conn.last_received = self.now;
+        let conn_id = conn.id;
+        log::info!(
+            "connect client_id={} addr={} shard={} version={:?} clean_start={} keep_alive={} session_present={}",
+            accepted.client_id,
+            conn.peer,
+            self.id,
+            version,
+            accepted.clean_start,
+            accepted.keep_alive_secs,
+            session_present
+        );
+        bump(&self.shared.counters[self.id].clients_connected);
+        if accepted.keep_alive_secs > 0 {
+            let deadline = self.now + conn.keep_alive * 3 / 2;
+            self.timers
+                .arm(deadline, TimerKind::KeepAlive, key, conn_id);
+        }
+        self.send_packet(key, &connack);
+        if session_present {
+            self.resend_inflight(key, skey);
+        }
+        self.pump_queue(key, skey);
+        self.ready.push(key);
+    }
+
+    /// [MQTT-4.4.0-1]: on resume, re-send unacknowledged PUBLISH with DUP and PUBREL.
+    fn resend_inflight(&mut self, key: usize, skey: usize) {
+        let Some(session) = self.sessions.get(skey) else {
+            return;
+        };
+        let inflight: Vec<_> = session.session.state.inflight.iter().cloned().collect();
+        for outgoing in inflight {
+            match outgoing.state {
+                OutgoingState::AwaitPubComp => {
+                    let packet = Packet::PubRel(Ack {
+                        packet_id: outgoing.packet_id,
+                        reason_code: ReasonCode::Success,
+                        properties: Properties::default(),
+                    });
+                    self.send_packet(key, &packet);
+                }
+                _ => self.write_publish(
+                    key,
+                    skey,
+                    &outgoing.message,
+                    outgoing.qos,
+                    outgoing.packet_id,
+                    outgoing.retain,
+                    super::fanout::Encoding::Fresh { dup: true },
+                ),
+            }
+        }
+    }
+
+    /// Puts a session into the slab and its subscriptions into the trie (broadcasting routes
+    /// for filters new to this shard; the route barrier of later SUBACKs covers them).
+    fn install_session(&mut self, state: SessionState, claim: Claim, inflight_max: u16) -> usize {
+        let filters: Vec<_> = state
+            .subscriptions
+            .iter()
+            .map(|(f, o)| (f.clone(), *o))
+            .collect();
+        let limits = self.limits();
+        self.shared.sessions_open.fetch_add(1, Ordering::Relaxed);
+        let skey = self.sessions.insert(ShardSession {
+            session: Session::new(state, inflight_max.max(1), limits),
+            claim,
+            connection: None,
+            generation: 0,
+            pending_will: None,
+        });
+        let mut new_routes = Vec::new();
+        for (filter, options) in filters {
+            self.trie.insert(
+                filter.as_str(),
+                LocalSub {
+                    session: skey,
+                    options,
+                },
+            );
+            if self.router.local_added(&filter) {
+                new_routes.push(filter);
+            }
+        }
+        self.broadcast_route_add(new_routes);
+        skey
+    }
+
+    /// Removes a session's subscriptions from the trie, broadcasting routes that went away.
+    fn remove_subscriptions(&mut self, skey: usize) {
+        let Some(session) = self.sessions.get(skey) else {
+            return;
+        };
+        let filters: Vec<MqttString> = session
+            .session
+            .state
+            .subscriptions
+            .keys()
+            .cloned()
+            .collect();
+        let mut gone = Vec::new();
+        for filter in filters {
+            self.trie
+                .remove_where(filter.as_str(), |sub| sub.session == skey);
+            if self.router.local_removed(&filter) {
+                gone.push(filter);
+            }
+        }
+        self.broadcast_route_remove(gone);
+    }
+
+    /// The connection of a session closed: end the session or keep it offline, and handle the
+    /// will (at once, or after its delay while the session lives).
+    pub(super) fn detach_session(&mut self, skey: usize, will: Option<WillMessage>) {
+        let generation = self.next_generation;
+        self.next_generation += 1;
+        let now = self.now;
+        let Some(session) = self.sessions.get_mut(skey) else {
+            return;
+        };
+        session.connection = None;
+        session.generation = generation;
+        let expiry = session.session.state.session_expiry_interval_secs;
+        if session.session.ends_with_connection() {
+            if let Some(will) = will {
+                self.publish_will(will);
+            }
+            self.end_session(skey);
+            return;
+        }
+        if let Some(will) = will {
+            if will.delay_secs == 0 {
+                self.publish_will(will);
+            } else {
+                // Published when the delay ends or the session ends, whichever is first.
+                let delay = will.delay_secs.min(expiry);
+                session.pending_will = Some(will);
+                let deadline = now + Duration::from_secs(u64::from(delay));
+                self.timers
+                    .arm(deadline, TimerKind::WillDelay, skey, generation);
+            }
+        }
+        if expiry != u32::MAX {
+            let deadline = now + Duration::from_secs(u64::from(expiry));
+            self.timers
+                .arm(deadline, TimerKind::SessionExpiry, skey, generation);
+        }
+    }
+
+    /// Ends a session: its pending will goes out, its subscriptions and registry entry go.
+    pub(super) fn end_session(&mut self, skey: usize) {
+        if let Some(will) = self
+            .sessions
+            .get_mut(skey)
+            .and_then(|s| s.pending_will.take())
+        {
+            self.publish_will(will);
+        }
+        self.remove_subscriptions(skey);
+        if !self.sessions.contains(skey) {
+            return;
+        }
+        let session = self.sessions.remove(skey);
+        self.shared.sessions_open.fetch_sub(1, Ordering::Relaxed);
+        let client_id = &session.session.state.client_id;
+        if self.client_ids.get(client_id) == Some(&skey) {
+            self.client_ids.remove(client_id);
+        }
+        self.shared.registry.release(client_id, session.claim);
+    }
+
+    /// Takes a session off this shard for a takeover; its pending will is cancelled because a
+    /// new connection resumes it.
+    fn extract_session(&mut self, skey: usize) -> Option<SessionState> {
+        self.remove_subscriptions(skey);
+        if !self.sessions.contains(skey) {
+            return None;
+        }
+        let session = self.sessions.remove(skey);
+        self.shared.sessions_open.fetch_sub(1, Ordering::Relaxed);
+        let client_id = &session.session.state.client_id;
+        if self.client_ids.get(client_id) == Some(&skey) {
+            self.client_ids.remove(client_id);
+        }
+        Some(session.session.state)
+    }
+
+    /// Another shard accepted a CONNECT for a client id this shard holds.
+    pub(super) fn handle_takeover_request(
+        &mut self,
+        from: ShardId,
+        request: u64,
+        client_id: MqttString,
+        keep_state: bool,
+    ) {
+        bump(&self.shared.counters[self.id].takeovers);
+        // We are ourselves waiting for this id's session: hand the answer on when it comes.
+        if let Some(pending) = self
+            .pending_takeovers
+            .values_mut()
+            .find(|p| p.accepted.client_id == client_id && p.forward.is_none())
+        {
+            pending.forward = Some((from, request, keep_state));
+            let (old, old_id) = (pending.connection, pending.connection_id);
+            if self.connections.get(old).is_some_and(|c| c.id == old_id) {
+                self.close(old, CloseReason::TakenOver);
+            }
+            return;
+        }
+        let mut state = None;
+        if let Some(skey) = self.client_ids.get(&client_id).copied() {
+            if let Some(old) = self.sessions[skey].connection {
+                self.close(old, CloseReason::TakenOver);
+            }
+            if let Some(skey) = self.client_ids.get(&client_id).copied() {
+                if keep_state {
+                    state = self.extract_session(skey).map(Box::new);
+                } else {
+                    self.end_session(skey);
+                }
+            }
+        }
+        self.mesh
+            .send(from, ShardMsg::TakeoverReply { request, state });
+    }
+
+    /// The shard that held a session answered our `Takeover`.
+    pub(super) fn handle_takeover_reply(&mut self, request: u64, state: Option<Box<SessionState>>) {
+        let Some(pending) = self.pending_takeovers.remove(&request) else {
+            return;
+        };
+        if let Some((to, their_request, keep)) = pending.forward {
+            let state = if keep { state } else { None };
+            self.mesh.send(
+                to,
+                ShardMsg::TakeoverReply {
+                    request: their_request,
+                    state,
+                },
+            );
+            return;
+        }
+        let alive = self
+            .connections
+            .get(pending.connection)
+            .is_some_and(|c| c.id == pending.connection_id && c.state == ConnState::AwaitTakeover);
+        let source = match state {
+            Some(state) if !pending.accepted.clean_start => SessionSource::Transferred(state),
+            _ => SessionSource::Fresh,
+        };
+        if alive {
+            self.finish_connect(pending.connection, pending.accepted, pending.claim, source);
+            return;
+        }
+        // The new connection died while waiting: keep a handed-over session offline under our
+        // claim (its expiry runs from now), or give the claim up.
+        match source {
+            SessionSource::Transferred(mut state)
+                if pending.accepted.session_expiry_interval_secs > 0 =>
+            {
+                state.session_expiry_interval_secs = pending.accepted.session_expiry_interval_secs;
+                let inflight_max = self.shared.config.max_inflight;
+                let skey = self.install_session(*state, pending.claim, inflight_max);
+                let client_id = pending.accepted.client_id.clone();
+                self.client_ids.insert(client_id, skey);
+                self.detach_session(skey, None);
+            }
+            _ => {
+                self.shared
+                    .registry
+                    .release(&pending.accepted.client_id, pending.claim);
+            }
+        }
+    }
+
+    /// Publishes a will message like any other publish from this shard.
+    pub(super) fn publish_will(&mut self, will: WillMessage) {
+        bump(&self.shared.counters[self.id].wills_published);
+        self.route_publish(will.message, None);
+    }
+}

@@ -1,0 +1,221 @@
+//! The shard mesh: one bounded crossbeam channel per (source shard, target shard) pair, one
+//! control channel per shard (acceptors), and one mio [`Waker`] per shard.
+//!
+//! Wake-ups: a shard sets its `sleeping` flag before `poll()` and clears it after. A sender wakes
+//! a peer only if it swapped that flag from true to false, and at most once per loop turn
+//! (targets are collected during the turn and woken at its end), as glommio's channel mesh does.
+//! The SeqCst fences on both sides make "push, then check flag" and "set flag, then check
+//! channels" a Dekker pair: one side always sees the other, so no wake-up is lost.
+//!
+//! Backpressure: a send never blocks. When the channel to a target is full the message waits in
+//! that target's overflow queue (order kept: once anything waits, later messages queue behind it)
+//! and the caller stops reading the connection that produced it until the overflow drains.
+
+use super::session::{SessionState, SharedPublish};
+use crate::codec::MqttString;
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use mio::net::TcpStream;
+use mio::Waker;
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::atomic::{fence, AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// A shard's index, 0..shards.
+pub type ShardId = usize;
+
+/// Everything one thread may tell a shard.
+#[derive(Debug)]
+pub enum ShardMsg {
+    /// A freshly accepted socket (from an acceptor).
+    Connection { stream: TcpStream, peer: SocketAddr },
+    /// A publish with subscribers on the target shard; one per publish per target.
+    Publish(SharedPublish),
+    /// `from` gained its first local subscriber for each filter. Answered with `RouteAck`.
+    RouteAdd {
+        from: ShardId,
+        filters: Vec<MqttString>,
+        epoch: u64,
+    },
+    /// The target has applied every `RouteAdd` from `from` up to `epoch`.
+    RouteAck { from: ShardId, epoch: u64 },
+    /// `from` lost its last local subscriber for each filter.
+    RouteRemove {
+        from: ShardId,
+        filters: Vec<MqttString>,
+    },
+    /// `from` accepted a CONNECT for `client_id`, whose session the target holds: close the old
+    /// connection and send the session state back (`keep_state`) or drop it.
+    Takeover {
+        from: ShardId,
+        request: u64,
+        client_id: MqttString,
+        keep_state: bool,
+    },
+    /// The answer to `Takeover`.
+    TakeoverReply {
+        request: u64,
+        state: Option<Box<SessionState>>,
+    },
+}
+
+/// What other threads hold to wake a shard.
+#[derive(Debug)]
+pub struct ShardSignal {
+    pub waker: Waker,
+    pub sleeping: AtomicBool,
+}
+
+impl ShardSignal {
+    /// Wakes the shard if it may be asleep. Call after pushing into one of its channels.
+    pub fn notify(&self) -> std::io::Result<()> {
+        fence(Ordering::SeqCst);
+        if self.sleeping.swap(false, Ordering::SeqCst) {
+            self.waker.wake()?;
+        }
+        Ok(())
+    }
+}
+
+/// One shard's end of the mesh.
+pub struct Mesh {
+    me: ShardId,
+    /// `senders[t]`: the channel from this shard to shard `t` (`senders[me]` is unused).
+    senders: Vec<Sender<ShardMsg>>,
+    /// One receiver per source shard, then the control receiver (acceptors).
+    receivers: Vec<Receiver<ShardMsg>>,
+    signals: Arc<[Arc<ShardSignal>]>,
+    overflow: Vec<VecDeque<ShardMsg>>,
+    overflow_len: usize,
+    to_wake: Vec<bool>,
+    any_to_wake: bool,
+}
+
+impl Mesh {
+    pub fn new(
+        me: ShardId,
+        senders: Vec<Sender<ShardMsg>>,
+        receivers: Vec<Receiver<ShardMsg>>,
+        signals: Arc<[Arc<ShardSignal>]>,
+    ) -> Mesh {
+        let shards = signals.len();
+        Mesh {
+            me,
+            senders,
+            receivers,
+            signals,
+            overflow: (0..shards).map(|_| VecDeque::new()).collect(),
+            overflow_len: 0,
+            to_wake: vec![false; shards],
+            any_to_wake: false,
+        }
+    }
+
+    /// The number of shards.
+    pub fn shards(&self) -> usize {
+        self.signals.len()
+    }
+
+    /// Sends `msg` to `target` without blocking. Returns false when it had to wait in the
+    /// overflow queue (the caller then pauses the connection that produced it).
+    pub fn send(&mut self, target: ShardId, msg: ShardMsg) -> bool {
+        debug_assert_ne!(target, self.me, "a shard never sends to itself");
+        if !self.overflow[target].is_empty() {
+            self.overflow[target].push_back(msg);
+            self.overflow_len += 1;
+            return false;
+        }
+        match self.senders[target].try_send(msg) {
+            Ok(()) => {
+                self.mark_wake(target);
+                true
+            }
+            Err(TrySendError::Full(msg)) => {
+                self.overflow[target].push_back(msg);
+                self.overflow_len += 1;
+                false
+            }
+            // The target thread is gone (shutdown): nothing can be delivered there any more.
+            Err(TrySendError::Disconnected(_)) => true,
+        }
+    }
+
+    fn mark_wake(&mut self, target: ShardId) {
+        self.to_wake[target] = true;
+        self.any_to_wake = true;
+    }
+
+    /// Moves what it can from the overflow queues into the channels, in order.
+    pub fn flush_overflow(&mut self) {
+        if self.overflow_len == 0 {
+            return;
+        }
+        for target in 0..self.overflow.len() {
+            while let Some(msg) = self.overflow[target].pop_front() {
+                match self.senders[target].try_send(msg) {
+                    Ok(()) => {
+                        self.overflow_len -= 1;
+                        self.to_wake[target] = true;
+                        self.any_to_wake = true;
+                    }
+                    Err(TrySendError::Full(msg)) => {
+                        self.overflow[target].push_front(msg);
+                        break;
+                    }
+                    Err(TrySendError::Disconnected(_)) => self.overflow_len -= 1,
+                }
+            }
+        }
+    }
+
+    /// Whether any message waits for room in a channel.
+    pub fn has_overflow(&self) -> bool {
+        self.overflow_len > 0
+    }
+
+    /// Wakes, once, every peer sent to during this turn that may be asleep.
+    pub fn wake_peers(&mut self) {
+        if !self.any_to_wake {
+            return;
+        }
+        self.any_to_wake = false;
+        for (target, flag) in self.to_wake.iter_mut().enumerate() {
+            if std::mem::take(flag) {
+                if let Err(e) = self.signals[target].notify() {
+                    log::error!("shard {}: cannot wake shard {target}: {e}", self.me);
+                }
+            }
+        }
+    }
+
+    /// Moves up to `budget` messages per source into `out`.
+    pub fn drain_into(&self, out: &mut Vec<ShardMsg>, budget: usize) {
+        for receiver in &self.receivers {
+            out.extend(receiver.try_iter().take(budget));
+        }
+    }
+
+    /// Whether any inbound channel holds a message.
+    pub fn inbox_pending(&self) -> bool {
+        self.receivers.iter().any(|r| !r.is_empty())
+    }
+
+    /// Marks this shard asleep unless messages are waiting; returns whether it may sleep.
+    pub fn prepare_sleep(&self) -> bool {
+        let signal = &self.signals[self.me];
+        signal.sleeping.store(true, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        if self.inbox_pending() {
+            signal.sleeping.store(false, Ordering::SeqCst);
+            return false;
+        }
+        true
+    }
+
+    /// Clears the sleeping flag after `poll()` returned.
+    pub fn woke_up(&self) {
+        self.signals[self.me]
+            .sleeping
+            .store(false, Ordering::SeqCst);
+    }
+}

@@ -1,0 +1,338 @@
+//! Protocol decisions that need no shard state: CONNECT validation, the CONNACK to send, topic
+//! level counting, and encoding a fanned-out PUBLISH once per wire layout.
+
+use super::config::Config;
+use super::connection::WillMessage;
+use super::session::SharedPublish;
+use crate::codec::{
+    ConnAck, Connect, MqttString, Packet, Properties, ProtocolVersion, Publish, QoS, ReasonCode,
+};
+use bytes::{Bytes, BytesMut};
+use std::sync::Arc;
+
+/// A CONNECT the broker accepts, with what was negotiated.
+#[derive(Debug)]
+pub struct AcceptedConnect {
+    pub client_id: MqttString,
+    /// The id was assigned by the broker (MQTT 5 gets it back as Assigned Client Identifier).
+    pub assigned_client_id: bool,
+    pub clean_start: bool,
+    /// Keep-alive in force, seconds; 0 = none.
+    pub keep_alive_secs: u16,
+    /// Set when the broker changed the keep-alive (MQTT 5 Server Keep Alive).
+    pub server_keep_alive: Option<u16>,
+    /// 0 = session ends with the connection; u32::MAX = never expires.
+    pub session_expiry_interval_secs: u32,
+    /// The client's Receive Maximum (65,535 when absent).
+    pub client_receive_maximum: u16,
+    /// The client's Maximum Packet Size (u32::MAX when absent).
+    pub client_max_packet_size: u32,
+    pub will: Option<WillMessage>,
+}
+
+/// Validates a CONNECT (the codec already checked its encoding). `assign_id` makes a client id
+/// for an empty one. `Err` carries the CONNACK reason code to refuse with.
+pub fn validate_connect(
+    connect: &Connect,
+    config: &Config,
+    assign_id: impl FnOnce() -> MqttString,
+) -> Result<AcceptedConnect, ReasonCode> {
+    let version = connect.protocol_version;
+    let mut client_id = connect.client_id.clone();
+    let mut assigned_client_id = false;
+    match version {
+        // MQTT 3.1: the client id is 1 to 23 characters (3.1 spec, CONNECT payload).
+        ProtocolVersion::V3_1 => {
+            if client_id.is_empty() || client_id.as_str().chars().count() > 23 {
+                return Err(ReasonCode::ClientIdentifierNotValid);
+            }
+        }
+        ProtocolVersion::V3_1_1 => {
+            if client_id.is_empty() {
+                // [MQTT-3.1.3-8]: an empty id needs Clean Session 1, else return code 0x02.
+                if !connect.clean_start {
+                    return Err(ReasonCode::ClientIdentifierNotValid);
+                }
+                // [MQTT-3.1.3-6]: the server assigns a unique id.
+                client_id = assign_id();
+                assigned_client_id = true;
+            }
+        }
+        ProtocolVersion::V5 => {
+            if client_id.is_empty() {
+                // [MQTT-3.1.3-6], [MQTT-3.2.2-16]: assign and return it in CONNACK.
+                client_id = assign_id();
+                assigned_client_id = true;
+            }
+            // Enhanced authentication is not supported (spec 4.12: 0x8C Bad authentication method).
+            if connect.properties.authentication_method.is_some() {
+                return Err(ReasonCode::BadAuthenticationMethod);
+            }
+        }
+    }
+
+    let max_keep_alive = config.max_keep_alive_secs;
+    let mut keep_alive_secs = connect.keep_alive_secs;
+    let mut server_keep_alive = None;
+    if version.is_v5() {
+        // [MQTT-3.2.2-21]: the client must use the Server Keep Alive we return.
+        if keep_alive_secs > max_keep_alive || (keep_alive_secs == 0 && max_keep_alive < u16::MAX) {
+            keep_alive_secs = max_keep_alive;
+            server_keep_alive = Some(max_keep_alive);
+        }
+    } else if keep_alive_secs > max_keep_alive {
+        // MQTT 3.x cannot be told another keep-alive; Mosquitto refuses with return code 2.
+        return Err(ReasonCode::ClientIdentifierNotValid);
+    }
+
+    let session_expiry_interval_secs = if version.is_v5() {
+        connect.properties.session_expiry_interval.unwrap_or(0)
+    } else if connect.clean_start {
+        0
+    } else {
+        u32::MAX
+    };
+
+    let will = match &connect.will {
+        Some(will) => {
+            if topic_levels(will.topic.as_str()) > config.max_topic_levels {
+                return Err(ReasonCode::TopicNameInvalid);
+            }
+            let mut properties = will.properties.clone();
+            let delay_secs = properties.will_delay_interval.take().unwrap_or(0);
+            Some(WillMessage {
+                message: Arc::new(Publish {
+                    dup: false,
+                    qos: will.qos,
+                    retain: will.retain,
+                    topic: will.topic.clone(),
+                    packet_id: 0,
+                    properties,
+                    payload: will.payload.clone(),
+                }),
+                delay_secs: if version.is_v5() { delay_secs } else { 0 },
+            })
+        }
+        None => None,
+    };
+
+    Ok(AcceptedConnect {
+        client_id,
+        assigned_client_id,
+        clean_start: connect.clean_start,
+        keep_alive_secs,
+        server_keep_alive,
+        session_expiry_interval_secs,
+        client_receive_maximum: connect
+            .properties
+            .receive_maximum
+            .unwrap_or(u16::MAX)
+            .max(1),
+        client_max_packet_size: connect
+            .properties
+            .maximum_packet_size
+            .unwrap_or(u32::MAX)
+            .max(1),
+        will,
+    })
+}
+
+/// The CONNACK for an accepted CONNECT.
+pub fn connack_accepted(
+    accepted: &AcceptedConnect,
+    session_present: bool,
+    version: ProtocolVersion,
+    config: &Config,
+) -> Packet {
+    let mut properties = Properties::default();
+    if version.is_v5() {
+        properties.receive_maximum = Some(config.receive_maximum);
+        properties.maximum_packet_size = Some(config.max_packet_size);
+        properties.retain_available = Some(1);
+        properties.wildcard_subscription_available = Some(1);
+        properties.subscription_identifier_available = Some(0);
+        properties.shared_subscription_available = Some(0);
+        properties.topic_alias_maximum = Some(0);
+        properties.server_keep_alive = accepted.server_keep_alive;
+        if accepted.assigned_client_id {
+            properties.assigned_client_identifier = Some(accepted.client_id.clone());
+        }
+    }
+    Packet::ConnAck(ConnAck {
+        session_present,
+        reason_code: ReasonCode::Success,
+        properties,
+    })
+}
+
+/// The CONNACK refusing a CONNECT ([MQTT-3.2.2-4]: session present 0 with an error).
+pub fn connack_refused(reason_code: ReasonCode) -> Packet {
+    Packet::ConnAck(ConnAck {
+        session_present: false,
+        reason_code,
+        properties: Properties::default(),
+    })
+}
+
+/// The number of levels of a topic name or filter.
+pub fn topic_levels(topic: &str) -> usize {
+    topic.bytes().filter(|&b| b == b'/').count() + 1
+}
+
+/// The SUBACK code for a granted QoS.
+pub fn granted(qos: QoS) -> ReasonCode {
+    match qos {
+        QoS::AtMostOnce => ReasonCode::GRANTED_QOS0,
+        QoS::AtLeastOnce => ReasonCode::GrantedQoS1,
+        QoS::ExactlyOnce => ReasonCode::GrantedQoS2,
+    }
+}
+
+/// One encoded wire layout of a PUBLISH. For QoS 1/2 the packet id sits between `head` and
+/// `tail`; for QoS 0 `head` is the whole packet and `tail` is empty.
+#[derive(Clone, Debug)]
+pub struct Layout {
+    pub head: Bytes,
+    pub tail: Bytes,
+}
+
+impl Layout {
+    /// The wire size with the packet id.
+    pub fn len(&self, qos: QoS) -> usize {
+        self.head.len() + self.tail.len() + if qos == QoS::AtMostOnce { 0 } else { 2 }
+    }
+}
+
+/// The layouts of one message, each encoded at most once: indexed by (MQTT 5, QoS, retain).
+#[derive(Default)]
+pub struct LayoutCache {
+    slots: [Option<Layout>; 12],
+}
+
+impl LayoutCache {
+    /// Forgets the layouts of the previous message.
+    pub fn clear(&mut self) {
+        for slot in &mut self.slots {
+            *slot = None;
+        }
+    }
+
+    /// The layout for (`version`, `qos`, `retain`), encoding it into `scratch` the first time.
+    pub fn get(
+        &mut self,
+        message: &SharedPublish,
+        version: ProtocolVersion,
+        qos: QoS,
+        retain: bool,
+        scratch: &mut BytesMut,
+    ) -> &Layout {
+        let index = usize::from(version.is_v5()) * 6 + (qos as usize) * 2 + usize::from(retain);
+        self.slots[index]
+            .get_or_insert_with(|| encode_layout(message, version, qos, retain, false, scratch))
+    }
+}
+
+/// Encodes a PUBLISH for delivery and splits it around the packet id. `dup` is set only for
+/// re-sends ([MQTT-3.3.1-1]); re-sends are rare and not cached.
+pub fn encode_layout(
+    message: &Publish,
+    version: ProtocolVersion,
+    qos: QoS,
+    retain: bool,
+    dup: bool,
+    scratch: &mut BytesMut,
+) -> Layout {
+    let mut properties = message.properties.clone();
+    // A Topic Alias belongs to one network connection (spec 3.3.2.3.4), so it is never
+    // forwarded; subscription identifiers are per subscriber (not implemented yet).
+    properties.topic_alias = None;
+    if !properties.subscription_identifiers.is_empty() {
+        properties.subscription_identifiers.clear();
+    }
+    let packet = Packet::Publish(Publish {
+        dup: dup && qos != QoS::AtMostOnce,
+        qos,
+        retain,
+        topic: message.topic.clone(),
+        packet_id: if qos == QoS::AtMostOnce { 0 } else { 1 },
+        properties,
+        payload: message.payload.clone(),
+    });
+    scratch.clear();
+    packet.encode(version, scratch);
+    let full = scratch.split().freeze();
+    if qos == QoS::AtMostOnce {
+        return Layout {
+            head: full,
+            tail: Bytes::new(),
+        };
+    }
+    // Offset of the packet id: fixed header byte, remaining-length bytes, topic length + topic.
+    let mut offset = 1;
+    while offset < full.len() && full[offset] & 0x80 != 0 {
+        offset += 1;
+    }
+    offset += 1 + 2 + message.topic.len();
+    debug_assert!(full.len() >= offset + 2 && full[offset..offset + 2] == [0, 1]);
+    let offset = offset.min(full.len().saturating_sub(2));
+    Layout {
+        head: full.slice(..offset),
+        tail: full.slice(offset + 2..),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_levels_counts_separators() {
+        assert_eq!(topic_levels("a"), 1);
+        assert_eq!(topic_levels("a/b/c"), 3);
+        assert_eq!(topic_levels("/"), 2);
+    }
+
+    #[test]
+    fn v311_empty_id_rules() {
+        let config = Config::default();
+        let mut connect = Connect {
+            clean_start: false,
+            ..Connect::default()
+        };
+        let refused = validate_connect(&connect, &config, || MqttString::from("x"));
+        assert_eq!(refused.err(), Some(ReasonCode::ClientIdentifierNotValid));
+        connect.clean_start = true;
+        let accepted = validate_connect(&connect, &config, || MqttString::from("x")).unwrap();
+        assert_eq!(accepted.client_id.as_str(), "x");
+        assert_eq!(accepted.session_expiry_interval_secs, 0);
+    }
+
+    #[test]
+    fn keep_alive_cap_per_version() {
+        let config = Config {
+            max_keep_alive_secs: 60,
+            ..Config::default()
+        };
+        let mut connect = Connect {
+            client_id: MqttString::from("c"),
+            keep_alive_secs: 100,
+            ..Connect::default()
+        };
+        assert!(validate_connect(&connect, &config, MqttString::default).is_err());
+        connect.protocol_version = ProtocolVersion::V5;
+        let accepted = validate_connect(&connect, &config, MqttString::default).unwrap();
+        assert_eq!(accepted.keep_alive_secs, 60);
+        assert_eq!(accepted.server_keep_alive, Some(60));
+    }
+
+    #[test]
+    fn v31_client_id_length() {
+        let config = Config::default();
+        let connect = Connect {
+            protocol_version: ProtocolVersion::V3_1,
+            client_id: MqttString::from("123456789012345678901234"),
+            ..Connect::default()
+        };
+        assert!(validate_connect(&connect, &config, MqttString::default).is_err());
+    }
+}

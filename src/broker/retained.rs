@@ -1,0 +1,64 @@
+//! The global retained-message store: a `RetainedTree` behind a `RwLock`, written on retained
+//! publishes and read on subscribe (FlashMQ also keeps a locked global retained store). Not on
+//! the path of ordinary publishes.
+
+use super::session::SharedPublish;
+use crate::topic::RetainedTree;
+use parking_lot::RwLock;
+
+/// Retained messages by topic name, at most `max` of them.
+pub struct Retained {
+    tree: RwLock<RetainedTree<SharedPublish>>,
+    max: usize,
+}
+
+/// What a retained publish did to the store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RetainOutcome {
+    Stored,
+    Cleared,
+    /// A new topic over `max_retained_messages`: not stored (counted by the caller).
+    Refused,
+}
+
+impl Retained {
+    pub fn new(max: usize) -> Retained {
+        Retained {
+            tree: RwLock::new(RetainedTree::new()),
+            max,
+        }
+    }
+
+    /// Sets, replaces or (empty payload, [MQTT-3.3.1-10]) clears the retained message of the
+    /// publish's topic.
+    pub fn store(&self, message: &SharedPublish) -> RetainOutcome {
+        let topic = message.topic.as_str();
+        let mut tree = self.tree.write();
+        if message.payload.is_empty() {
+            tree.remove(topic);
+            return RetainOutcome::Cleared;
+        }
+        if tree.len() >= self.max && tree.get(topic).is_none() {
+            return RetainOutcome::Refused;
+        }
+        tree.insert(topic, message.clone());
+        RetainOutcome::Stored
+    }
+
+    /// Appends every retained message matching `filter` to `out`.
+    pub fn collect_matching(&self, filter: &str, out: &mut Vec<SharedPublish>) {
+        self.tree
+            .read()
+            .for_each_matching(filter, |_, message| out.push(message.clone()));
+    }
+
+    /// The number of retained messages.
+    pub fn len(&self) -> usize {
+        self.tree.read().len()
+    }
+
+    /// Whether no message is retained.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

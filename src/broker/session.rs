@@ -1,0 +1,429 @@
+//! Sans-IO session state of one client: subscriptions, the outgoing in-flight window, the incoming
+//! QoS 2 packet ids awaiting PUBREL, the offline queue, packet id allocation and the will.
+//!
+//! No sockets and no clock here: the shard passes decisions' inputs in and turns the returned
+//! decisions into packets. [`SessionState`] is the part that outlives a connection; it is what a
+//! takeover moves between shards and what a persistent store would save (see [`SessionStore`]).
+
+use crate::codec::{MqttString, Publish, QoS, SubscriptionOptions};
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
+
+/// An application message as received from its publisher, shared by every subscriber and shard.
+pub type SharedPublish = Arc<Publish>;
+
+/// Where an outgoing QoS 1/2 message stands in its acknowledgement flow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutgoingState {
+    /// QoS 1 PUBLISH sent, PUBACK awaited.
+    AwaitPubAck,
+    /// QoS 2 PUBLISH sent, PUBREC awaited.
+    AwaitPubRec,
+    /// PUBREL sent, PUBCOMP awaited.
+    AwaitPubComp,
+}
+
+/// One unacknowledged outgoing message.
+#[derive(Clone, Debug)]
+pub struct Outgoing {
+    pub packet_id: u16,
+    pub message: SharedPublish,
+    /// The QoS it is delivered with (min of subscription and message QoS), 1 or 2.
+    pub qos: QoS,
+    /// Whether it goes out with the retain flag (delivery of a retained message on subscribe).
+    pub retain: bool,
+    pub state: OutgoingState,
+}
+
+/// A message waiting for room in the in-flight window or for the client to reconnect.
+#[derive(Clone, Debug)]
+pub struct Queued {
+    pub message: SharedPublish,
+    pub qos: QoS,
+    pub retain: bool,
+}
+
+/// What the shard must do with a message offered to a session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// Send now as QoS 0.
+    SendQoS0,
+    /// Send now with this packet id (QoS 1 or 2); it is recorded in flight.
+    Send { packet_id: u16 },
+    /// Kept in the session's queue.
+    Queued,
+    /// Not kept: QoS 0 for an offline session (normal, not a drop).
+    Discarded,
+    /// Not kept: the queue is at its limit (counted).
+    DroppedQueueFull,
+}
+
+/// Result of an incoming QoS 2 PUBLISH.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IncomingQoS2 {
+    /// First time this packet id is seen: route the message, answer PUBREC.
+    New,
+    /// A retransmission before PUBREL: answer PUBREC again, do not route ([MQTT-4.3.3-10]).
+    Duplicate,
+    /// More than Receive Maximum messages awaiting PUBREL ([MQTT-3.3.4-7]).
+    ReceiveMaximumExceeded,
+}
+
+/// Limits a session enforces, copied from the config.
+#[derive(Clone, Copy, Debug)]
+pub struct SessionLimits {
+    /// Maximum queued messages.
+    pub max_queued_messages: usize,
+    /// Queue QoS 0 while offline.
+    pub queue_qos0: bool,
+    /// Incoming QoS 2 ids awaiting PUBREL.
+    pub receive_maximum: u16,
+}
+
+/// The part of a session that outlives its connection.
+#[derive(Clone, Debug, Default)]
+pub struct SessionState {
+    pub client_id: MqttString,
+    /// Filter -> options. At most `max_subscriptions_per_client` entries (enforced by the shard).
+    pub subscriptions: HashMap<MqttString, SubscriptionOptions>,
+    /// Unacknowledged outgoing messages in the order they were first sent.
+    pub inflight: VecDeque<Outgoing>,
+    /// Messages waiting to be sent, in order.
+    pub queued: VecDeque<Queued>,
+    /// Incoming QoS 2 packet ids received and answered with PUBREC, awaiting PUBREL.
+    pub incoming_qos2: BTreeSet<u16>,
+    /// The last packet id handed out; ids cycle through 1..=65,535 ([MQTT-2.2.1-3]).
+    pub last_packet_id: u16,
+    /// Seconds the session is kept after disconnect: 0 = ends with the connection,
+    /// `u32::MAX` = never expires.
+    pub session_expiry_interval_secs: u32,
+    /// Messages dropped because the queue was full, over the session's life.
+    pub dropped_messages: u64,
+}
+
+/// A session while it lives on a shard: the state plus what the connection negotiated.
+#[derive(Debug)]
+pub struct Session {
+    pub state: SessionState,
+    /// The outgoing in-flight window: min(client Receive Maximum, `max_inflight`), at least 1.
+    pub inflight_max: u16,
+    pub limits: SessionLimits,
+}
+
+impl Session {
+    /// A new session or one resumed from `state`.
+    pub fn new(state: SessionState, inflight_max: u16, limits: SessionLimits) -> Session {
+        debug_assert!(inflight_max >= 1);
+        Session {
+            state,
+            inflight_max: inflight_max.max(1),
+            limits,
+        }
+    }
+
+    /// Offers a message to the session with its effective QoS. `online` says whether a
+    /// connection is attached. Ordering is kept: while anything is queued, QoS 1/2 messages queue
+    /// behind it.
+    pub fn deliver(
+        &mut self,
+        message: &SharedPublish,
+        qos: QoS,
+        retain: bool,
+        online: bool,
+    ) -> Delivery {
+        if qos == QoS::AtMostOnce {
+            if online {
+                return Delivery::SendQoS0;
+            }
+            if !self.limits.queue_qos0 {
+                return Delivery::Discarded;
+            }
+            return self.enqueue(message, qos, retain);
+        }
+        if online && self.state.queued.is_empty() && self.window_has_room() {
+            let packet_id = self.allocate_packet_id();
+            self.state.inflight.push_back(Outgoing {
+                packet_id,
+                message: message.clone(),
+                qos,
+                retain,
+                state: initial_state(qos),
+            });
+            return Delivery::Send { packet_id };
+        }
+        self.enqueue(message, qos, retain)
+    }
+
+    fn enqueue(&mut self, message: &SharedPublish, qos: QoS, retain: bool) -> Delivery {
+        if self.state.queued.len() >= self.limits.max_queued_messages {
+            self.state.dropped_messages += 1;
+            return Delivery::DroppedQueueFull;
+        }
+        self.state.queued.push_back(Queued {
+            message: message.clone(),
+            qos,
+            retain,
+        });
+        Delivery::Queued
+    }
+
+    fn window_has_room(&self) -> bool {
+        self.state.inflight.len() < usize::from(self.inflight_max)
+    }
+
+    /// Takes the next queued message that may be sent now, moving QoS 1/2 into the in-flight
+    /// window. Returns the packet id (0 for QoS 0) and the message.
+    pub fn poll_queued(&mut self) -> Option<(u16, Queued)> {
+        let front = self.state.queued.front()?;
+        if front.qos == QoS::AtMostOnce {
+            return self.state.queued.pop_front().map(|q| (0, q));
+        }
+        if !self.window_has_room() {
+            return None;
+        }
+        let queued = self.state.queued.pop_front()?;
+        let packet_id = self.allocate_packet_id();
+        self.state.inflight.push_back(Outgoing {
+            packet_id,
+            message: queued.message.clone(),
+            qos: queued.qos,
+            retain: queued.retain,
+            state: initial_state(queued.qos),
+        });
+        Some((packet_id, queued))
+    }
+
+    /// Picks a packet id not in flight. The window is at most 65,535, so one is always free.
+    fn allocate_packet_id(&mut self) -> u16 {
+        loop {
+            self.state.last_packet_id = self.state.last_packet_id.wrapping_add(1).max(1);
+            let id = self.state.last_packet_id;
+            if !self.state.inflight.iter().any(|o| o.packet_id == id) {
+                return id;
+            }
+        }
+    }
+
+    fn position(&self, packet_id: u16, state: OutgoingState) -> Option<usize> {
+        self.state
+            .inflight
+            .iter()
+            .position(|o| o.packet_id == packet_id && o.state == state)
+    }
+
+    /// PUBACK received. False if no QoS 1 message with that id was in flight.
+    pub fn handle_puback(&mut self, packet_id: u16) -> bool {
+        match self.position(packet_id, OutgoingState::AwaitPubAck) {
+            Some(i) => {
+                self.state.inflight.remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// PUBREC received. With `accepted` (reason < 0x80) the message moves to awaiting PUBCOMP
+    /// and the caller sends PUBREL; an error reason (0x80 or above) ends the flow (spec 4.3.3).
+    /// Returns false if no QoS 2 message with that id awaited PUBREC (the caller answers
+    /// PUBREL with 0x92 for MQTT 5). A PUBREC for a message already released is answered with
+    /// PUBREL again (returns true).
+    pub fn handle_pubrec(&mut self, packet_id: u16, accepted: bool) -> bool {
+        if let Some(i) = self.position(packet_id, OutgoingState::AwaitPubRec) {
+            if accepted {
+                self.state.inflight[i].state = OutgoingState::AwaitPubComp;
+            } else {
+                self.state.inflight.remove(i);
+            }
+            return true;
+        }
+        self.position(packet_id, OutgoingState::AwaitPubComp)
+            .is_some()
+    }
+
+    /// PUBCOMP received. False if no message with that id awaited it.
+    pub fn handle_pubcomp(&mut self, packet_id: u16) -> bool {
+        match self.position(packet_id, OutgoingState::AwaitPubComp) {
+            Some(i) => {
+                self.state.inflight.remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Drops an in-flight message as if it had been acknowledged (it could not be sent:
+    /// larger than the client's Maximum Packet Size, [MQTT-3.1.2-25]).
+    pub fn forget(&mut self, packet_id: u16) {
+        self.state.inflight.retain(|o| o.packet_id != packet_id);
+    }
+
+    /// An incoming QoS 2 PUBLISH with `packet_id`.
+    pub fn handle_incoming_qos2(&mut self, packet_id: u16) -> IncomingQoS2 {
+        if self.state.incoming_qos2.contains(&packet_id) {
+            return IncomingQoS2::Duplicate;
+        }
+        if self.state.incoming_qos2.len() >= usize::from(self.limits.receive_maximum) {
+            return IncomingQoS2::ReceiveMaximumExceeded;
+        }
+        self.state.incoming_qos2.insert(packet_id);
+        IncomingQoS2::New
+    }
+
+    /// PUBREL received: forgets the id. False if it was unknown (MQTT 5 PUBCOMP 0x92).
+    pub fn handle_pubrel(&mut self, packet_id: u16) -> bool {
+        self.state.incoming_qos2.remove(&packet_id)
+    }
+
+    /// Whether the session ends when its connection does.
+    pub fn ends_with_connection(&self) -> bool {
+        self.state.session_expiry_interval_secs == 0
+    }
+}
+
+fn initial_state(qos: QoS) -> OutgoingState {
+    if qos == QoS::ExactlyOnce {
+        OutgoingState::AwaitPubRec
+    } else {
+        OutgoingState::AwaitPubAck
+    }
+}
+
+/// Where kept sessions would be persisted. Sessions live in shard memory for now; a disk store
+/// implements this trait and the shard calls it at the points named below. Keeping the whole
+/// persistent state in [`SessionState`] is what makes that possible.
+pub trait SessionStore: Send {
+    /// A session that is kept changed (subscribe, unsubscribe, disconnect).
+    fn save(&mut self, state: &SessionState);
+    /// A session ended (clean start, expiry).
+    fn remove(&mut self, client_id: &MqttString);
+}
+
+/// The in-memory "store": sessions already live in shard memory, so there is nothing to do.
+#[derive(Debug, Default)]
+pub struct MemoryStore;
+
+impl SessionStore for MemoryStore {
+    fn save(&mut self, _state: &SessionState) {}
+    fn remove(&mut self, _client_id: &MqttString) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn limits() -> SessionLimits {
+        SessionLimits {
+            max_queued_messages: 3,
+            queue_qos0: false,
+            receive_maximum: 2,
+        }
+    }
+
+    fn message(n: u8) -> SharedPublish {
+        Arc::new(Publish {
+            topic: MqttString::from("t"),
+            payload: Bytes::from(vec![n]),
+            qos: QoS::ExactlyOnce,
+            ..Publish::default()
+        })
+    }
+
+    #[test]
+    fn window_then_queue_then_drop() {
+        let mut s = Session::new(SessionState::default(), 2, limits());
+        let m = message(1);
+        assert_eq!(
+            s.deliver(&m, QoS::AtLeastOnce, false, true),
+            Delivery::Send { packet_id: 1 }
+        );
+        assert_eq!(
+            s.deliver(&m, QoS::ExactlyOnce, false, true),
+            Delivery::Send { packet_id: 2 }
+        );
+        for _ in 0..3 {
+            assert_eq!(
+                s.deliver(&m, QoS::AtLeastOnce, false, true),
+                Delivery::Queued
+            );
+        }
+        assert_eq!(
+            s.deliver(&m, QoS::AtLeastOnce, false, true),
+            Delivery::DroppedQueueFull
+        );
+        assert_eq!(s.state.dropped_messages, 1);
+        assert!(s.poll_queued().is_none(), "window is full");
+        assert!(s.handle_puback(1));
+        assert!(!s.handle_puback(1), "already acknowledged");
+        let (id, _) = s.poll_queued().unwrap();
+        assert_eq!(id, 3);
+        assert!(s.poll_queued().is_none());
+        // QoS 2 flow: PUBREC then PUBCOMP.
+        assert!(!s.handle_pubcomp(2), "PUBCOMP before PUBREC");
+        assert!(s.handle_pubrec(2, true));
+        assert!(s.handle_pubcomp(2));
+        assert_eq!(s.poll_queued().unwrap().0, 4);
+    }
+
+    #[test]
+    fn qos0_offline_is_discarded_unless_configured() {
+        let mut s = Session::new(SessionState::default(), 2, limits());
+        let m = message(1);
+        assert_eq!(
+            s.deliver(&m, QoS::AtMostOnce, false, false),
+            Delivery::Discarded
+        );
+        assert_eq!(
+            s.deliver(&m, QoS::AtMostOnce, false, true),
+            Delivery::SendQoS0
+        );
+        s.limits.queue_qos0 = true;
+        assert_eq!(
+            s.deliver(&m, QoS::AtMostOnce, false, false),
+            Delivery::Queued
+        );
+        assert_eq!(
+            s.deliver(&m, QoS::AtLeastOnce, false, false),
+            Delivery::Queued
+        );
+        assert_eq!(s.poll_queued().unwrap().0, 0);
+        assert_eq!(s.poll_queued().unwrap().0, 1);
+    }
+
+    #[test]
+    fn incoming_qos2_dedup_and_limit() {
+        let mut s = Session::new(SessionState::default(), 2, limits());
+        assert_eq!(s.handle_incoming_qos2(7), IncomingQoS2::New);
+        assert_eq!(s.handle_incoming_qos2(7), IncomingQoS2::Duplicate);
+        assert_eq!(s.handle_incoming_qos2(8), IncomingQoS2::New);
+        assert_eq!(
+            s.handle_incoming_qos2(9),
+            IncomingQoS2::ReceiveMaximumExceeded
+        );
+        assert!(s.handle_pubrel(7));
+        assert!(!s.handle_pubrel(7));
+        assert_eq!(s.handle_incoming_qos2(7), IncomingQoS2::New);
+    }
+
+    #[test]
+    fn packet_ids_skip_zero_and_ids_in_flight() {
+        let mut s = Session::new(SessionState::default(), 10, limits());
+        s.state.last_packet_id = u16::MAX - 1;
+        let m = message(1);
+        assert_eq!(
+            s.deliver(&m, QoS::AtLeastOnce, false, true),
+            Delivery::Send {
+                packet_id: u16::MAX
+            }
+        );
+        assert_eq!(
+            s.deliver(&m, QoS::AtLeastOnce, false, true),
+            Delivery::Send { packet_id: 1 }
+        );
+        s.state.last_packet_id = u16::MAX - 1;
+        assert_eq!(
+            s.deliver(&m, QoS::AtLeastOnce, false, true),
+            Delivery::Send { packet_id: 2 }
+        );
+    }
+}

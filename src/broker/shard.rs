@@ -1,0 +1,666 @@
+//! The shard event loop: one thread, one mio `Poll`, its connections, sessions, trie, routing
+//! replica and timers.
+//!
+//! One loop turn: poll; read every readable socket until `WouldBlock` (decoding and handling
+//! each whole packet as it arrives); handle the inbox; fire due timers; move overflowed mesh
+//! messages; resume connections that were paused or parked; write each connection touched this
+//! turn once (until `WouldBlock`); close the connections marked for closing; wake peers sent to.
+
+use super::connection::{ConnState, Connection, ReadOutcome, WillMessage};
+use super::lifecycle::PendingTakeover;
+use super::mesh::{Mesh, ShardId, ShardMsg};
+use super::protocol::LayoutCache;
+use super::router::Router;
+use super::session::{Session, SharedPublish};
+use super::stats::{bump, drop_one, ShardCounters};
+use super::timers::{TimerKind, Timers};
+use super::{Shared, WAKER_TOKEN};
+use crate::codec::{
+    self, Disconnect, MqttString, Packet, Properties, QoS, ReasonCode, SubAck, SubscriptionOptions,
+};
+use crate::topic::TopicTrie;
+use bytes::BytesMut;
+use mio::{Events, Interest, Poll, Token};
+use slab::Slab;
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::io;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Messages taken per inbound channel per loop turn, so one busy peer cannot starve sockets.
+const INBOX_BUDGET_PER_SOURCE: usize = 1024;
+/// Poll timeout while a mesh overflow waits for room.
+const OVERFLOW_RETRY: Duration = Duration::from_millis(1);
+
+/// One subscription in the shard's trie.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LocalSub {
+    /// Session slab key.
+    pub session: usize,
+    pub options: SubscriptionOptions,
+}
+
+/// A session living on this shard.
+pub struct ShardSession {
+    pub session: Session,
+    pub claim: super::registry::Claim,
+    /// The connection slab key while online.
+    pub connection: Option<usize>,
+    /// Changes whenever the session goes offline; guards its timers.
+    pub generation: u64,
+    /// A will waiting for its Will Delay Interval (or the end of the session).
+    pub pending_will: Option<WillMessage>,
+}
+
+/// A SUBACK waiting for the routing barrier, with the retained messages to send after it.
+pub struct PendingSubAck {
+    pub epoch: u64,
+    pub connection: usize,
+    pub connection_id: u64,
+    pub suback: SubAck,
+    /// (filter, granted QoS) whose retained messages go out after the SUBACK.
+    pub retained: Vec<(MqttString, QoS)>,
+}
+
+/// Why a connection is closed (logged, and mapped to the DISCONNECT an MQTT 5 client gets).
+#[derive(Clone, Debug)]
+pub enum CloseReason {
+    /// The client sent DISCONNECT.
+    ClientDisconnect(ReasonCode),
+    /// The peer closed the TCP connection without DISCONNECT.
+    PeerClosed,
+    Io(io::ErrorKind),
+    /// A malformed packet or protocol violation; the code goes into DISCONNECT.
+    Protocol(ReasonCode, String),
+    KeepAliveTimeout,
+    HandshakeTimeout,
+    TakenOver,
+    SlowConsumer,
+    /// CONNACK with an error code was sent.
+    ConnectRefused(ReasonCode),
+}
+
+impl CloseReason {
+    /// The reason code of the DISCONNECT sent to an MQTT 5 client, if any.
+    fn disconnect_code(&self) -> Option<ReasonCode> {
+        match self {
+            CloseReason::Protocol(code, _) => Some(*code),
+            CloseReason::KeepAliveTimeout => Some(ReasonCode::KeepAliveTimeout),
+            CloseReason::TakenOver => Some(ReasonCode::SessionTakenOver),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CloseReason::ClientDisconnect(code) => write!(f, "client disconnected ({code:?})"),
+            CloseReason::PeerClosed => f.write_str("connection closed by peer"),
+            CloseReason::Io(kind) => write!(f, "socket error: {kind}"),
+            CloseReason::Protocol(code, why) => write!(f, "{why} ({code:?})"),
+            CloseReason::KeepAliveTimeout => f.write_str("keep-alive timeout"),
+            CloseReason::HandshakeTimeout => f.write_str("no CONNECT within the handshake timeout"),
+            CloseReason::TakenOver => f.write_str("session taken over"),
+            CloseReason::SlowConsumer => f.write_str("outgoing buffer over twice its limit"),
+            CloseReason::ConnectRefused(code) => write!(f, "CONNECT refused ({code:?})"),
+        }
+    }
+}
+
+/// One shard.
+pub struct Shard {
+    pub id: ShardId,
+    pub shared: Arc<Shared>,
+    pub poll: Poll,
+    pub mesh: Mesh,
+    pub connections: Slab<Connection>,
+    pub sessions: Slab<ShardSession>,
+    /// Client id -> session slab key, for sessions on this shard.
+    pub client_ids: HashMap<MqttString, usize>,
+    /// This shard's clients' subscriptions.
+    pub trie: TopicTrie<LocalSub>,
+    pub router: Router,
+    /// SUBACKs waiting for the routing barrier, in epoch order.
+    pub pending_subacks: VecDeque<PendingSubAck>,
+    /// Takeovers this shard asked another shard for, by request number.
+    pub pending_takeovers: HashMap<u64, PendingTakeover>,
+    pub next_request: u64,
+    pub timers: Timers,
+    pub next_connection_id: u64,
+    pub next_generation: u64,
+    pub now: Instant,
+    // Scratch space reused every turn.
+    pub matches: Vec<LocalSub>,
+    pub layouts: LayoutCache,
+    pub encode_buf: BytesMut,
+    pub retained_scratch: Vec<SharedPublish>,
+    pub inbox: Vec<ShardMsg>,
+    /// Connections with bytes to write this turn.
+    pub dirty: Vec<usize>,
+    /// Connections to close at the end of this turn.
+    pub closing: Vec<usize>,
+    /// Connections paused by a full mesh channel.
+    pub paused: Vec<usize>,
+    /// Connections whose buffered input must be processed (after a takeover completed).
+    pub ready: Vec<usize>,
+}
+
+impl Shard {
+    pub fn new(id: ShardId, shared: Arc<Shared>, poll: Poll, mesh: Mesh) -> Shard {
+        let shards = mesh.shards();
+        Shard {
+            id,
+            shared,
+            poll,
+            mesh,
+            connections: Slab::new(),
+            sessions: Slab::new(),
+            client_ids: HashMap::new(),
+            trie: TopicTrie::new(),
+            router: Router::new(id, shards),
+            pending_subacks: VecDeque::new(),
+            pending_takeovers: HashMap::new(),
+            next_request: 0,
+            timers: Timers::default(),
+            next_connection_id: 0,
+            next_generation: 0,
+            now: Instant::now(),
+            matches: Vec::new(),
+            layouts: LayoutCache::default(),
+            encode_buf: BytesMut::new(),
+            retained_scratch: Vec::new(),
+            inbox: Vec::new(),
+            dirty: Vec::new(),
+            closing: Vec::new(),
+            paused: Vec::new(),
+            ready: Vec::new(),
+        }
+    }
+
+    pub fn counters(&self) -> &ShardCounters {
+        &self.shared.counters[self.id]
+    }
+
+    /// Runs the loop until shutdown.
+    pub fn run(mut self) {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let timeout = self.poll_timeout();
+            let may_sleep = timeout != Some(Duration::ZERO) && self.mesh.prepare_sleep();
+            let timeout = if may_sleep {
+                timeout
+            } else {
+                Some(Duration::ZERO)
+            };
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    log::error!("shard {}: poll failed: {e}", self.id);
+                }
+            }
+            self.mesh.woke_up();
+            self.now = Instant::now();
+            if self.shared.shutdown.load(Ordering::SeqCst) {
+                self.shutdown(&mut events);
+                return;
+            }
+            for event in events.iter() {
+                if event.token() == WAKER_TOKEN {
+                    continue;
+                }
+                let key = event.token().0;
+                if event.is_readable() || event.is_read_closed() || event.is_error() {
+                    self.handle_readable(key);
+                }
+                if event.is_writable() {
+                    self.mark_dirty(key);
+                }
+            }
+            self.turn();
+        }
+    }
+
+    /// Everything after socket events.
+    fn turn(&mut self) {
+        self.handle_inbox();
+        self.handle_timers();
+        self.mesh.flush_overflow();
+        self.resume_connections();
+        self.flush_writes();
+        self.finish_closes();
+        self.mesh.wake_peers();
+    }
+
+    fn poll_timeout(&self) -> Option<Duration> {
+        if !self.ready.is_empty() || self.mesh.inbox_pending() {
+            return Some(Duration::ZERO);
+        }
+        let timer = self
+            .timers
+            .next_deadline()
+            .map(|deadline| deadline.saturating_duration_since(Instant::now()));
+        if self.mesh.has_overflow() {
+            return Some(timer.map_or(OVERFLOW_RETRY, |t| t.min(OVERFLOW_RETRY)));
+        }
+        timer
+    }
+
+    /// Reads until `WouldBlock`, handling each whole packet as it arrives.
+    pub fn handle_readable(&mut self, key: usize) {
+        loop {
+            let Some(conn) = self.connections.get_mut(key) else {
+                return;
+            };
+            if conn.state == ConnState::Closing
+                || conn.paused
+                || conn.state == ConnState::AwaitTakeover
+            {
+                return;
+            }
+            match conn.read_once() {
+                Ok(ReadOutcome::Data) => self.process_input(key),
+                Ok(ReadOutcome::WouldBlock) => {
+                    conn.release_read_buffer();
+                    return;
+                }
+                Ok(ReadOutcome::Closed) => {
+                    self.close(key, CloseReason::PeerClosed);
+                    return;
+                }
+                Err(e) => {
+                    self.close(key, CloseReason::Io(e.kind()));
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Decodes and handles every whole packet in the read buffer, unless the connection gets
+    /// paused, parked or closed on the way.
+    pub fn process_input(&mut self, key: usize) {
+        let max_packet_size = self.shared.config.max_packet_size;
+        loop {
+            let Some(conn) = self.connections.get_mut(key) else {
+                return;
+            };
+            if conn.state == ConnState::Closing
+                || conn.paused
+                || conn.state == ConnState::AwaitTakeover
+            {
+                return;
+            }
+            match codec::decode(&mut conn.read_buf, conn.version, max_packet_size) {
+                Ok(Some(packet)) => {
+                    conn.last_received = self.now;
+                    self.handle_packet(key, packet);
+                }
+                Ok(None) => return,
+                Err(e) => {
+                    self.decode_failed(key, e);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn decode_failed(&mut self, key: usize, error: codec::DecodeError) {
+        let Some(conn) = self.connections.get_mut(key) else {
+            return;
+        };
+        if let codec::DecodeError::PacketTooLarge { .. } = error {
+            bump(&self.shared.counters[self.id].packets_too_large);
+        }
+        if conn.state == ConnState::AwaitConnect {
+            if let codec::DecodeError::UnsupportedProtocolVersion(_) = error {
+                // [MQTT-3.1.2-2]: CONNACK return code 0x01 (MQTT 5: 0x84), then close. The
+                // level is unknown, so answer in the 3.1.1 format every version can read.
+                conn.out.push_packet(
+                    &super::protocol::connack_refused(ReasonCode::UnsupportedProtocolVersion),
+                    codec::ProtocolVersion::V3_1_1,
+                );
+                self.mark_dirty(key);
+                self.close(
+                    key,
+                    CloseReason::ConnectRefused(ReasonCode::UnsupportedProtocolVersion),
+                );
+                return;
+            }
+        }
+        self.close(
+            key,
+            CloseReason::Protocol(error.reason_code(), error.to_string()),
+        );
+    }
+
+    /// Queues a packet on a connection and schedules its write.
+    pub fn send_packet(&mut self, key: usize, packet: &Packet) {
+        let Some(conn) = self.connections.get_mut(key) else {
+            return;
+        };
+        if conn.state == ConnState::Closing {
+            return;
+        }
+        conn.out.push_packet(packet, conn.version);
+        self.mark_dirty(key);
+    }
+
+    pub fn mark_dirty(&mut self, key: usize) {
+        if let Some(conn) = self.connections.get_mut(key) {
+            if !conn.dirty {
+                conn.dirty = true;
+                self.dirty.push(key);
+            }
+        }
+    }
+
+    /// One write (until `WouldBlock`) per connection touched this turn.
+    fn flush_writes(&mut self) {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        for key in dirty.drain(..) {
+            let Some(conn) = self.connections.get_mut(key) else {
+                continue;
+            };
+            conn.dirty = false;
+            if conn.state == ConnState::Closing || conn.out.is_empty() {
+                continue;
+            }
+            if let Err(e) = conn.out.write_to(&mut conn.stream) {
+                self.close(key, CloseReason::Io(e.kind()));
+            }
+        }
+        self.dirty = dirty;
+    }
+
+    /// Closes a connection: DISCONNECT for MQTT 5 where the reason has a code, will and session
+    /// handling now, socket teardown at the end of the turn.
+    pub fn close(&mut self, key: usize, reason: CloseReason) {
+        let Some(conn) = self.connections.get_mut(key) else {
+            return;
+        };
+        if conn.state == ConnState::Closing {
+            return;
+        }
+        if conn.state == ConnState::Connected && conn.version.is_v5() {
+            if let Some(code) = reason.disconnect_code() {
+                let packet = Packet::Disconnect(Disconnect {
+                    reason_code: code,
+                    properties: Properties::default(),
+                });
+                conn.out.push_packet(&packet, conn.version);
+            }
+        }
+        let was_connected = conn.state == ConnState::Connected;
+        conn.state = ConnState::Closing;
+        match &reason {
+            CloseReason::Protocol(..) | CloseReason::SlowConsumer => log::warn!(
+                "disconnect client_id={} addr={} shard={} reason={reason}",
+                conn.client_id,
+                conn.peer,
+                self.id
+            ),
+            _ if was_connected || !conn.client_id.is_empty() => log::info!(
+                "disconnect client_id={} addr={} shard={} reason={reason}",
+                conn.client_id,
+                conn.peer,
+                self.id
+            ),
+            _ => log::debug!("close addr={} shard={} reason={reason}", conn.peer, self.id),
+        }
+        match reason {
+            CloseReason::Protocol(code, _) if code != ReasonCode::PacketTooLarge => {
+                bump(&self.shared.counters[self.id].protocol_errors)
+            }
+            CloseReason::KeepAliveTimeout => {
+                bump(&self.shared.counters[self.id].keep_alive_timeouts)
+            }
+            CloseReason::SlowConsumer => {
+                bump(&self.shared.counters[self.id].slow_consumer_disconnects)
+            }
+            _ => {}
+        }
+        let will = conn.will.take();
+        let session = conn.session.take();
+        self.closing.push(key);
+        match session {
+            Some(session) => self.detach_session(session, will),
+            None => {
+                // A connection parked for a takeover never got its CONNACK: its will is not
+                // armed yet, so it is not published.
+            }
+        }
+    }
+
+    /// Tears closed connections down: a last write, FIN, then the socket is dropped.
+    fn finish_closes(&mut self) {
+        let mut closing = std::mem::take(&mut self.closing);
+        for key in closing.drain(..) {
+            if !self.connections.contains(key) {
+                continue;
+            }
+            let mut conn = self.connections.remove(key);
+            let _ = conn.out.write_to(&mut conn.stream);
+            let _ = conn.stream.shutdown(std::net::Shutdown::Write);
+            // Drain what the peer already sent so that close() does not answer with RST, which
+            // could destroy the DISCONNECT just written.
+            let mut sink = [0u8; 4096];
+            for _ in 0..16 {
+                match io::Read::read(&mut conn.stream, &mut sink) {
+                    Ok(n) if n > 0 => continue,
+                    _ => break,
+                }
+            }
+            drop_one(&self.shared.counters[self.id].connections_open);
+            self.shared.connections_open.fetch_sub(1, Ordering::SeqCst);
+        }
+        self.closing = closing;
+    }
+
+    /// Handles what other threads sent.
+    fn handle_inbox(&mut self) {
+        let mut inbox = std::mem::take(&mut self.inbox);
+        self.mesh.drain_into(&mut inbox, INBOX_BUDGET_PER_SOURCE);
+        for msg in inbox.drain(..) {
+            match msg {
+                ShardMsg::Connection { stream, peer } => self.add_connection(stream, peer),
+                ShardMsg::Publish(message) => {
+                    self.deliver_local(&message, None);
+                }
+                ShardMsg::RouteAdd {
+                    from,
+                    filters,
+                    epoch,
+                } => {
+                    for filter in &filters {
+                        self.router.remote_add(from, filter.as_str());
+                    }
+                    self.mesh.send(
+                        from,
+                        ShardMsg::RouteAck {
+                            from: self.id,
+                            epoch,
+                        },
+                    );
+                }
+                ShardMsg::RouteAck { from, epoch } => {
+                    self.router.ack(from, epoch);
+                    self.release_subacks();
+                }
+                ShardMsg::RouteRemove { from, filters } => {
+                    for filter in &filters {
+                        self.router.remote_remove(from, filter.as_str());
+                    }
+                }
+                ShardMsg::Takeover {
+                    from,
+                    request,
+                    client_id,
+                    keep_state,
+                } => self.handle_takeover_request(from, request, client_id, keep_state),
+                ShardMsg::TakeoverReply { request, state } => {
+                    self.handle_takeover_reply(request, state)
+                }
+            }
+        }
+        self.inbox = inbox;
+    }
+
+    fn add_connection(&mut self, mut stream: mio::net::TcpStream, peer: std::net::SocketAddr) {
+        let entry = self.connections.vacant_entry();
+        let key = entry.key();
+        if let Err(e) = self.poll.registry().register(
+            &mut stream,
+            Token(key),
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            log::error!("shard {}: cannot register {peer}: {e}", self.id);
+            self.shared.connections_open.fetch_sub(1, Ordering::SeqCst);
+            return;
+        }
+        let id = self.next_connection_id;
+        self.next_connection_id += 1;
+        entry.insert(Connection::new(stream, peer, id, self.now));
+        bump(&self.shared.counters[self.id].connections_open);
+        let deadline = self.now + Duration::from_millis(self.shared.config.handshake_timeout_ms);
+        self.timers.arm(deadline, TimerKind::Handshake, key, id);
+        log::debug!("shard {}: accepted {peer}", self.id);
+        // Data may already be waiting; the first readiness event will tell.
+    }
+
+    fn handle_timers(&mut self) {
+        while let Some(timer) = self.timers.pop_due(self.now) {
+            match timer.kind {
+                TimerKind::Handshake => {
+                    let Some(conn) = self.connections.get(timer.key) else {
+                        continue;
+                    };
+                    if conn.id == timer.generation && conn.state == ConnState::AwaitConnect {
+                        bump(&self.shared.counters[self.id].handshake_timeouts);
+                        self.close(timer.key, CloseReason::HandshakeTimeout);
+                    }
+                }
+                TimerKind::KeepAlive => {
+                    let Some(conn) = self.connections.get(timer.key) else {
+                        continue;
+                    };
+                    if conn.id != timer.generation || conn.state != ConnState::Connected {
+                        continue;
+                    }
+                    // [MQTT-3.1.2-24]: one and a half times the keep-alive without a packet.
+                    let deadline = conn.last_received + conn.keep_alive * 3 / 2;
+                    if self.now >= deadline {
+                        self.close(timer.key, CloseReason::KeepAliveTimeout);
+                    } else {
+                        self.timers.arm(
+                            deadline,
+                            TimerKind::KeepAlive,
+                            timer.key,
+                            timer.generation,
+                        );
+                    }
+                }
+                TimerKind::WillDelay => {
+                    let Some(session) = self.sessions.get_mut(timer.key) else {
+                        continue;
+                    };
+                    if session.generation == timer.generation && session.connection.is_none() {
+                        if let Some(will) = session.pending_will.take() {
+                            self.publish_will(will);
+                        }
+                    }
+                }
+                TimerKind::SessionExpiry => {
+                    let Some(session) = self.sessions.get(timer.key) else {
+                        continue;
+                    };
+                    if session.generation == timer.generation && session.connection.is_none() {
+                        bump(&self.shared.counters[self.id].sessions_expired);
+                        self.end_session(timer.key);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Resumes connections paused by mesh backpressure once the overflow drained, and processes
+    /// input that waited while a connection was parked for a takeover.
+    fn resume_connections(&mut self) {
+        if !self.ready.is_empty() {
+            let ready = std::mem::take(&mut self.ready);
+            for &key in &ready {
+                self.process_input(key);
+                self.handle_readable(key);
+            }
+        }
+        if self.paused.is_empty() || self.mesh.has_overflow() {
+            return;
+        }
+        let paused = std::mem::take(&mut self.paused);
+        for &key in &paused {
+            if let Some(conn) = self.connections.get_mut(key) {
+                conn.paused = false;
+            }
+            self.process_input(key);
+            self.handle_readable(key);
+        }
+    }
+
+    /// Marks a connection paused because a mesh channel is full.
+    pub fn pause(&mut self, key: usize) {
+        if let Some(conn) = self.connections.get_mut(key) {
+            if !conn.paused {
+                conn.paused = true;
+                self.paused.push(key);
+            }
+        }
+    }
+
+    /// Graceful shutdown: DISCONNECT 0x8B to MQTT 5 clients, flush within the deadline, close.
+    fn shutdown(&mut self, events: &mut Events) {
+        let packet = Packet::Disconnect(Disconnect {
+            reason_code: ReasonCode::ServerShuttingDown,
+            properties: Properties::default(),
+        });
+        for (_, conn) in self.connections.iter_mut() {
+            if conn.state == ConnState::Connected && conn.version.is_v5() {
+                conn.out.push_packet(&packet, conn.version);
+            }
+        }
+        let deadline =
+            Instant::now() + Duration::from_millis(self.shared.config.shutdown_timeout_ms);
+        loop {
+            let mut pending = false;
+            for (_, conn) in self.connections.iter_mut() {
+                if conn.out.is_empty() {
+                    continue;
+                }
+                match conn.out.write_to(&mut conn.stream) {
+                    Ok(true) => {}
+                    Ok(false) => pending = true,
+                    Err(_) => conn.out = Default::default(),
+                }
+            }
+            let now = Instant::now();
+            if !pending || now >= deadline {
+                break;
+            }
+            let _ = self.poll.poll(
+                events,
+                Some((deadline - now).min(Duration::from_millis(10))),
+            );
+        }
+        for (_, conn) in self.connections.iter_mut() {
+            let _ = conn.stream.shutdown(std::net::Shutdown::Both);
+        }
+        let open = self.connections.len();
+        self.shared.counters[self.id]
+            .connections_open
+            .fetch_sub(open as u64, Ordering::Relaxed);
+        self.shared
+            .connections_open
+            .fetch_sub(open, Ordering::SeqCst);
+        self.connections.clear();
+        log::debug!("shard {} stopped: {:?}", self.id, self.counters());
+    }
+}

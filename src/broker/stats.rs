@@ -1,0 +1,116 @@
+//! Counters. Each shard owns one [`ShardCounters`] (relaxed atomics written only by that shard);
+//! [`Stats`] is a snapshot summed over shards.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+macro_rules! counters {
+    ($( $(#[$doc:meta])* $name:ident ),* $(,)?) => {
+        /// Live counters of one shard (or of the acceptors). Written with relaxed atomics by one
+        /// thread, read by `BrokerHandle::stats`.
+        #[derive(Debug, Default)]
+        pub struct ShardCounters {
+            $( $(#[$doc])* pub $name: AtomicU64, )*
+        }
+
+        /// A snapshot of the counters, summed over shards.
+        #[derive(Clone, Debug, Default, PartialEq, Eq)]
+        pub struct Stats {
+            $( $(#[$doc])* pub $name: u64, )*
+            /// Open connections per shard, index = shard id.
+            pub connections_per_shard: Vec<u64>,
+        }
+
+        impl ShardCounters {
+            fn add_to(&self, stats: &mut Stats) {
+                $( stats.$name += self.$name.load(Ordering::Relaxed); )*
+            }
+        }
+    };
+}
+
+counters! {
+    /// Connections currently open (accepted sockets owned by a shard).
+    connections_open,
+    /// Connections accepted since start.
+    connections_accepted,
+    /// Connections closed at accept because `max_connections` was reached.
+    connections_rejected,
+    /// CONNECTs accepted (CONNACK 0).
+    clients_connected,
+    /// CONNECTs refused because `max_sessions` was reached (also in `connects_refused`).
+    sessions_refused,
+    /// CONNECTs refused with a CONNACK error code.
+    connects_refused,
+    /// PUBLISH packets received from clients.
+    messages_received,
+    /// PUBLISH packets sent to clients.
+    messages_sent,
+    /// Messages not queued because a session's queue was at `max_queued_messages`.
+    dropped_queue_full,
+    /// QoS 0 messages dropped because a connection's outgoing buffer was over its limit.
+    dropped_outgoing_buffer_full,
+    /// Messages not sent because they exceeded the client's Maximum Packet Size.
+    dropped_client_packet_size,
+    /// Publishes (the connection is closed) and filters (refused) over `max_topic_levels`.
+    topic_levels_exceeded,
+    /// QoS 1/2 messages to an online client that waited because its in-flight window
+    /// (`max_inflight` / its Receive Maximum) was full.
+    inflight_window_full,
+    /// CONNECTs whose keep-alive was over `max_keep_alive_secs` (MQTT 5: capped with Server Keep
+    /// Alive; 3.x: refused).
+    keep_alive_capped,
+    /// Subscriptions refused because of `max_subscriptions_per_client`.
+    subscriptions_refused,
+    /// Retained messages not stored because of `max_retained_messages`.
+    retained_refused,
+    /// Packets over `max_packet_size` received (the connection is closed).
+    packets_too_large,
+    /// Connections closed for a malformed packet or protocol error (other than too large).
+    protocol_errors,
+    /// Connections closed because the keep-alive expired.
+    keep_alive_timeouts,
+    /// Connections closed because no CONNECT arrived within the handshake timeout.
+    handshake_timeouts,
+    /// Connections closed because their outgoing buffer reached twice its limit.
+    slow_consumer_disconnects,
+    /// Connections closed because the client exceeded our Receive Maximum.
+    receive_maximum_exceeded,
+    /// Sessions taken over by a new connection with the same client id.
+    takeovers,
+    /// Will messages published.
+    wills_published,
+    /// Sessions expired while offline.
+    sessions_expired,
+    /// Times a mesh channel was full and a message waited in the overflow slot.
+    mesh_channel_full,
+}
+
+impl Stats {
+    /// Sums the counters of every shard and the acceptors' counters.
+    pub fn collect<'a>(
+        shards: impl IntoIterator<Item = &'a ShardCounters>,
+        acceptors: &ShardCounters,
+    ) -> Stats {
+        let mut stats = Stats::default();
+        acceptors.add_to(&mut stats);
+        for shard in shards {
+            shard.add_to(&mut stats);
+            stats
+                .connections_per_shard
+                .push(shard.connections_open.load(Ordering::Relaxed));
+        }
+        stats
+    }
+}
+
+/// Adds one to a counter.
+#[inline]
+pub fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Subtracts one from a gauge.
+#[inline]
+pub fn drop_one(counter: &AtomicU64) {
+    counter.fetch_sub(1, Ordering::Relaxed);
+}

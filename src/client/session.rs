@@ -1,0 +1,1211 @@
+//! The sans-IO client session: every protocol rule of one MQTT client, no sockets, no clock.
+//!
+//! Inputs: [`ClientSession::handle_input`] (bytes from the server), [`ClientSession::handle_timeout`]
+//! (the clock), and the application's calls ([`ClientSession::publish`],
+//! [`ClientSession::subscribe`], ...). Outputs: [`ClientSession::poll_transmit`] (bytes for the
+//! server, all pending frames batched into one buffer), [`ClientSession::poll_event`] (what
+//! happened) and [`ClientSession::poll_timeout`] (when to call `handle_timeout` next).
+//!
+//! Invariants:
+//! - Packet identifiers of outgoing QoS 1/2 publishes and of SUBSCRIBE/UNSUBSCRIBE awaiting their
+//!   acknowledgement share one space and are never reused while in use ([MQTT-2.2.1-3]).
+//! - At most `window()` QoS 1/2 publishes are on the wire (sent, not yet completed) at once
+//!   ([MQTT-3.3.4-7]); further accepted ones wait in `unsent`. `publish` refuses with
+//!   `WindowFull` once `inflight_len() >= window()`.
+//! - Nothing but CONNECT is transmitted before a successful CONNACK, so the server's Receive
+//!   Maximum and Maximum Packet Size are known before the first PUBLISH leaves.
+//! - Keep-alive: a PINGREQ is queued after `keep_alive` without transmission; the session fails
+//!   with `KeepAliveTimeout` if no PINGRESP arrives within `keep_alive` of it.
+
+use super::{ClientError, ConnectOptions};
+use crate::codec::{
+    self, Ack, ConnAck, Connect, Disconnect, MqttString, Packet, Properties, ProtocolVersion,
+    Publish, QoS, ReasonCode, SubAck, Subscribe, Subscription, SubscriptionOptions, UnsubAck,
+    Unsubscribe,
+};
+use bytes::{Bytes, BytesMut};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::{Duration, Instant};
+
+/// Filters per SUBSCRIBE when re-subscribing after a reconnect.
+const RESUBSCRIBE_CHUNK: usize = 32;
+
+/// What happened on the session, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// The first successful CONNACK.
+    Connected(ConnAck),
+    /// A successful CONNACK after [`ClientSession::reset_for_reconnect`].
+    Reconnected(ConnAck),
+    /// An incoming application message (already acknowledged; QoS 2 duplicates are dropped).
+    Publish(Publish),
+    /// An outgoing QoS 1 publish is complete (PUBACK received); its packet id is free.
+    PubAck(u16),
+    /// An outgoing QoS 2 publish is complete (PUBCOMP, or PUBREC with an error code).
+    PubComp(u16),
+    /// A SUBACK for one of our SUBSCRIBEs (including automatic re-subscriptions).
+    SubAck(SubAck),
+    /// An UNSUBACK.
+    UnsubAck(UnsubAck),
+    /// A PINGRESP.
+    PingResp,
+    /// The connection ended: `Some` when the server sent DISCONNECT (MQTT 5), `None` after our
+    /// own DISCONNECT was transmitted.
+    Disconnected(Option<Disconnect>),
+}
+
+/// Where the session is in its connection's life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SessionState {
+    /// `start` not called yet.
+    Idle,
+    /// CONNECT queued or sent, CONNACK not received.
+    Connecting,
+    /// CONNACK received with Success.
+    Connected,
+    /// The connection ended (DISCONNECT either way, a refusal, a timeout or a protocol error).
+    Disconnected,
+}
+
+/// Counters of unusual events; none of them is an error by itself.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SessionStats {
+    /// Successful CONNACKs.
+    pub connects: u64,
+    /// PUBLISH packets handed to `poll_transmit`, resends included.
+    pub publishes_sent: u64,
+    /// Resent PUBLISH (DUP) and PUBREL packets after reconnects.
+    pub resends: u64,
+    /// Incoming PUBLISH packets.
+    pub publishes_received: u64,
+    /// Incoming QoS 2 duplicates dropped (already received, PUBREL not yet seen).
+    pub duplicates_dropped: u64,
+    /// Acknowledgements for packet ids we did not have in flight (ignored).
+    pub unexpected_acks: u64,
+    /// PUBACK/PUBREC with an error reason code (MQTT 5): the server refused the message.
+    pub publishes_rejected: u64,
+    /// `publish` calls refused with `WindowFull`.
+    pub window_full: u64,
+    /// Calls refused with `TransmitQueueFull`.
+    pub transmit_queue_full: u64,
+    /// PINGREQ packets queued.
+    pub pings_sent: u64,
+    /// SUBSCRIBE packets queued by automatic re-subscription.
+    pub resubscribes: u64,
+}
+
+/// One outgoing QoS 1/2 publish, from acceptance to completion.
+#[derive(Debug)]
+struct Outgoing {
+    publish: Publish,
+    /// PUBREC received and PUBREL sent (QoS 2): waiting for PUBCOMP.
+    released: bool,
+    /// Sent on the current connection (counts against the window).
+    on_wire: bool,
+    /// Sent on some connection already: a resend carries DUP = 1 ([MQTT-3.3.1-1]).
+    ever_sent: bool,
+    /// Acceptance order, kept for resends in the original order ([MQTT-4.6.0-1]).
+    seq: u64,
+}
+
+/// A SUBSCRIBE or UNSUBSCRIBE awaiting its acknowledgement; resent after a reconnect.
+#[derive(Debug)]
+struct Request {
+    packet: Packet,
+    seq: u64,
+}
+
+/// The protocol state of one MQTT client, sans IO. See the module documentation.
+#[derive(Debug)]
+pub struct ClientSession {
+    options: ConnectOptions,
+    state: SessionState,
+    version: ProtocolVersion,
+    /// The client id in use: the configured one, or the one the server assigned.
+    client_id: String,
+    /// Whether the next CONNACK follows `reset_for_reconnect`.
+    reconnecting: bool,
+    /// Whether the CONNECT of this connection carried Clean Start = 1.
+    sent_clean_start: bool,
+    // Server limits from CONNACK.
+    server_receive_maximum: u16,
+    server_max_packet_size: Option<u32>,
+    server_maximum_qos: QoS,
+    server_retain_available: bool,
+    server_topic_alias_maximum: u16,
+    keep_alive: Duration,
+    // Packet identifiers and outgoing flows.
+    next_packet_id: u16,
+    next_seq: u64,
+    outgoing: HashMap<u16, Outgoing>,
+    /// Outgoing publishes accepted but not sent on this connection, in acceptance order.
+    unsent: VecDeque<u16>,
+    /// Outgoing publishes sent on this connection and not complete.
+    on_wire: usize,
+    requests: HashMap<u16, Request>,
+    /// Active subscriptions (acknowledged with a success code), re-subscribed after reconnects.
+    subscriptions: Vec<(MqttString, SubscriptionOptions)>,
+    // Incoming flows.
+    /// QoS 2 packet ids received and not yet released (PUBREL); duplicates are dropped.
+    incoming_qos2: HashSet<u16>,
+    /// Topic aliases the server set on this connection (MQTT 5).
+    incoming_aliases: HashMap<u16, MqttString>,
+    /// Topic aliases we assigned on this connection (MQTT 5), at most
+    /// min(`topic_alias_outgoing_max`, server's Topic Alias Maximum) entries.
+    outgoing_aliases: HashMap<MqttString, u16>,
+    // Transmission.
+    connect_packet: Option<Packet>,
+    tx: VecDeque<Packet>,
+    /// The latest `now` any call carried: the time stamped on transmissions, since
+    /// `poll_transmit` takes no clock (it errs early, never late, for keep-alive).
+    latest_now: Option<Instant>,
+    last_send: Option<Instant>,
+    ping_sent: Option<Instant>,
+    connect_sent: Option<Instant>,
+    /// Our DISCONNECT is queued; nothing else may be queued after it.
+    closing: bool,
+    events: VecDeque<Event>,
+    stats: SessionStats,
+}
+
+impl ClientSession {
+    /// A session for these options, in state [`SessionState::Idle`].
+    pub fn new(options: ConnectOptions) -> ClientSession {
+        ClientSession {
+            version: options.protocol,
+            client_id: options.client_id.clone(),
+            keep_alive: Duration::from_secs(u64::from(options.keep_alive_secs)),
+            options,
+            state: SessionState::Idle,
+            reconnecting: false,
+            sent_clean_start: false,
+            server_receive_maximum: u16::MAX,
+            server_max_packet_size: None,
+            server_maximum_qos: QoS::ExactlyOnce,
+            server_retain_available: true,
+            server_topic_alias_maximum: 0,
+            next_packet_id: 1,
+            next_seq: 0,
+            outgoing: HashMap::new(),
+            unsent: VecDeque::new(),
+            on_wire: 0,
+            requests: HashMap::new(),
+            subscriptions: Vec::new(),
+            incoming_qos2: HashSet::new(),
+            incoming_aliases: HashMap::new(),
+            outgoing_aliases: HashMap::new(),
+            connect_packet: None,
+            tx: VecDeque::new(),
+            latest_now: None,
+            last_send: None,
+            ping_sent: None,
+            connect_sent: None,
+            closing: false,
+            events: VecDeque::new(),
+            stats: SessionStats::default(),
+        }
+    }
+
+    // ---- accessors ----
+
+    /// The connection state.
+    pub fn state(&self) -> SessionState {
+        self.state
+    }
+
+    /// Whether a successful CONNACK was received and the connection has not ended.
+    pub fn is_connected(&self) -> bool {
+        self.state == SessionState::Connected
+    }
+
+    /// The protocol version of the session.
+    pub fn version(&self) -> ProtocolVersion {
+        self.version
+    }
+
+    /// The client id in use (the server-assigned one after a CONNACK that carried it).
+    pub fn client_id(&self) -> &str {
+        &self.client_id
+    }
+
+    /// Outgoing QoS 1/2 publishes accepted and not yet complete (sent or waiting to be sent).
+    pub fn inflight_len(&self) -> usize {
+        self.outgoing.len()
+    }
+
+    /// The effective in-flight window: min(our window, the server's Receive Maximum), at least 1.
+    pub fn window(&self) -> usize {
+        usize::from(
+            self.options
+                .inflight_window
+                .min(self.server_receive_maximum)
+                .max(1),
+        )
+    }
+
+    /// Whether a QoS 1/2 publish would be accepted now.
+    pub fn can_publish(&self) -> bool {
+        self.outgoing.len() < self.window() && !self.closing
+    }
+
+    /// The keep-alive interval in use (zero when disabled).
+    pub fn keep_alive(&self) -> Duration {
+        self.keep_alive
+    }
+
+    /// The server's Maximum Packet Size, if it announced one.
+    pub fn server_max_packet_size(&self) -> Option<u32> {
+        self.server_max_packet_size
+    }
+
+    /// Active subscriptions (acknowledged with a success code), in subscription order.
+    pub fn subscriptions(&self) -> &[(MqttString, SubscriptionOptions)] {
+        &self.subscriptions
+    }
+
+    /// Packets queued and not yet taken by `poll_transmit`.
+    pub fn transmit_queue_len(&self) -> usize {
+        self.tx.len() + usize::from(self.connect_packet.is_some())
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> SessionStats {
+        self.stats
+    }
+
+    /// The options the session was created with.
+    pub fn options(&self) -> &ConnectOptions {
+        &self.options
+    }
+
+    // ---- connection life ----
+
+    /// Queues CONNECT and enters [`SessionState::Connecting`]. Call again after
+    /// [`ClientSession::reset_for_reconnect`] for each new network connection.
+    pub fn start(&mut self, now: Instant) {
+        // MQTT 5 reconnects ask to resume the session (the server keeps it only if the Session
+        // Expiry Interval allows); MQTT 3.x keeps the configured Clean Session so that a
+        // clean client never leaves a never-expiring session behind.
+        let clean_start = if self.reconnecting && self.version.is_v5() {
+            false
+        } else {
+            self.options.clean_start
+        };
+        self.sent_clean_start = clean_start;
+        self.keep_alive = Duration::from_secs(u64::from(self.options.keep_alive_secs));
+        let connect = Connect {
+            protocol_version: self.version,
+            clean_start,
+            keep_alive_secs: self.options.keep_alive_secs,
+            client_id: MqttString::from(self.client_id.as_str()),
+            will: self.options.will.clone().map(|mut will| {
+                if !self.version.is_v5() {
+                    will.properties = Properties::default();
+                }
+                will
+            }),
+            username: self.options.username.as_deref().map(MqttString::from),
+            password: self.options.password.clone(),
+            properties: self.connect_properties(),
+        };
+        self.connect_packet = Some(Packet::Connect(Box::new(connect)));
+        self.state = SessionState::Connecting;
+        self.closing = false;
+        self.stamp(now);
+        self.connect_sent = Some(now);
+        self.last_send = Some(now);
+        self.ping_sent = None;
+    }
+
+    fn connect_properties(&self) -> Properties {
+        if !self.version.is_v5() {
+            return Properties::default();
+        }
+        let mut properties = self.options.properties.clone();
+        if self.options.session_expiry_secs != 0 {
+            properties.session_expiry_interval = Some(self.options.session_expiry_secs);
+        }
+        if self.options.receive_maximum != u16::MAX {
+            properties.receive_maximum = Some(self.options.receive_maximum.max(1));
+        }
+        properties.maximum_packet_size = Some(self.options.max_packet_size.max(1));
+        properties
+    }
+
+    /// Prepares the session for a new network connection after the old one was lost: pending
+    /// transmissions are dropped (except QoS 0 publishes not yet sent), every incomplete QoS 1/2
+    /// publish and every unacknowledged SUBSCRIBE/UNSUBSCRIBE will be resent after the next
+    /// CONNACK. Call [`ClientSession::start`] next.
+    pub fn reset_for_reconnect(&mut self) {
+        if self.state == SessionState::Idle {
+            return;
+        }
+        self.state = SessionState::Disconnected;
+        self.reconnecting = true;
+        self.connect_packet = None;
+        self.closing = false;
+        self.tx.retain(|packet| match packet {
+            Packet::Publish(publish) => publish.qos == QoS::AtMostOnce,
+            _ => false,
+        });
+        self.on_wire = 0;
+        let mut order: Vec<(u64, u16)> = self
+            .outgoing
+            .iter_mut()
+            .map(|(&id, entry)| {
+                entry.on_wire = false;
+                (entry.seq, id)
+            })
+            .collect();
+        order.sort_unstable();
+        self.unsent = order.into_iter().map(|(_, id)| id).collect();
+        // [MQTT-3.3.2-7]: aliases do not carry over to another network connection.
+        self.incoming_aliases.clear();
+        self.outgoing_aliases.clear();
+        self.ping_sent = None;
+    }
+
+    /// Queues DISCONNECT (normal disconnection). The state becomes
+    /// [`SessionState::Disconnected`] and [`Event::Disconnected`]`(None)` is emitted once
+    /// `poll_transmit` has taken it. Before a CONNACK the session ends at once.
+    pub fn disconnect(&mut self) {
+        if self.state != SessionState::Connected {
+            self.state = SessionState::Disconnected;
+            self.connect_packet = None;
+            self.tx.clear();
+            return;
+        }
+        if !self.closing {
+            self.closing = true;
+            self.tx.push_back(Packet::Disconnect(Disconnect::default()));
+        }
+    }
+
+    // ---- application calls ----
+
+    /// Publishes an application message. QoS 0 returns `Ok(None)` once queued; QoS 1/2 returns
+    /// the packet identifier, and [`Event::PubAck`] / [`Event::PubComp`] report completion.
+    ///
+    /// Errors: `WindowFull` (QoS 1/2 and the in-flight window is full), `TransmitQueueFull`
+    /// (QoS 0 and the transmit queue is full), `QoSNotSupported`, `RetainNotSupported`,
+    /// `PacketTooLarge` (server limits from CONNACK), `InvalidTopic`, `ConnectionClosed` (after
+    /// `disconnect`). A refused call changes nothing.
+    pub fn publish(
+        &mut self,
+        topic: MqttString,
+        payload: Bytes,
+        qos: QoS,
+        retain: bool,
+        now: Instant,
+    ) -> Result<Option<u16>, ClientError> {
+        let publish = Publish {
+            dup: false,
+            qos,
+            retain,
+            topic,
+            packet_id: 0,
+            properties: Properties::default(),
+            payload,
+        };
+        self.publish_message(publish, now)
+    }
+
+    /// Publishes a prepared PUBLISH (MQTT 5 properties included); `dup` and `packet_id` are
+    /// set by the session. Errors as for [`ClientSession::publish`].
+    pub fn publish_message(
+        &mut self,
+        mut publish: Publish,
+        now: Instant,
+    ) -> Result<Option<u16>, ClientError> {
+        self.stamp(now);
+        self.check_publish(&publish)?;
+        publish.dup = false;
+        if publish.qos == QoS::AtMostOnce {
+            publish.packet_id = 0;
+            if self.tx.len() >= self.options.transmit_queue_max {
+                self.stats.transmit_queue_full += 1;
+                return Err(ClientError::TransmitQueueFull);
+            }
+            self.tx.push_back(Packet::Publish(publish));
+            return Ok(None);
+        }
+        if self.outgoing.len() >= self.window() {
+            self.stats.window_full += 1;
+            return Err(ClientError::WindowFull);
+        }
+        let Some(packet_id) = self.allocate_packet_id() else {
+            self.stats.window_full += 1;
+            return Err(ClientError::WindowFull);
+        };
+        publish.packet_id = packet_id;
+        let seq = self.next_seq();
+        self.outgoing.insert(
+            packet_id,
+            Outgoing {
+                publish,
+                released: false,
+                on_wire: false,
+                ever_sent: false,
+                seq,
+            },
+        );
+        self.unsent.push_back(packet_id);
+        self.flush_outgoing();
+        Ok(Some(packet_id))
+    }
+
+    fn check_publish(&self, publish: &Publish) -> Result<(), ClientError> {
+        if self.closing || self.state == SessionState::Disconnected && !self.reconnecting {
+            return Err(ClientError::ConnectionClosed);
+        }
+        // Topic aliases are the session's business, not the caller's ([MQTT-3.3.2-9]).
+        if publish.properties.topic_alias.is_some() {
+            return Err(ClientError::InvalidArgument(
+                "topic aliases are managed by the session",
+            ));
+        }
+        crate::topic::validate_topic_name(publish.topic.as_str())
+            .map_err(|e| ClientError::InvalidTopic(e.0))?;
+        if publish.topic.is_empty() {
+            return Err(ClientError::InvalidTopic(
+                "[MQTT-4.7.3-1] a topic name is at least one character long",
+            ));
+        }
+        if publish.qos > self.server_maximum_qos {
+            // [MQTT-3.2.2-11]
+            return Err(ClientError::QoSNotSupported(publish.qos));
+        }
+        if publish.retain && !self.server_retain_available {
+            // [MQTT-3.2.2-14]
+            return Err(ClientError::RetainNotSupported);
+        }
+        if let Some(max) = self.server_max_packet_size {
+            // [MQTT-3.2.2-15]: the packet id is two bytes whatever its value.
+            let size = publish_encoded_len(publish, self.version);
+            if size > max as usize {
+                return Err(ClientError::PacketTooLarge { size, max });
+            }
+        }
+        Ok(())
+    }
+
+    /// Subscribes to these filters with one SUBSCRIBE. Returns its packet identifier, or 0 when
+    /// nothing was queued (see [`ClientSession::try_subscribe`] for why).
+    pub fn subscribe(&mut self, subs: &[(MqttString, SubscriptionOptions)]) -> u16 {
+        self.try_subscribe(subs).unwrap_or(0)
+    }
+
+    /// Subscribes to these filters with one SUBSCRIBE and returns its packet identifier.
+    /// Errors: `InvalidArgument` (no filter, [MQTT-3.8.3-2]), `InvalidTopic`,
+    /// `TransmitQueueFull`, `WindowFull` (no free packet identifier), `ConnectionClosed`.
+    pub fn try_subscribe(
+        &mut self,
+        subs: &[(MqttString, SubscriptionOptions)],
+    ) -> Result<u16, ClientError> {
+        if subs.is_empty() {
+            return Err(ClientError::InvalidArgument(
+                "[MQTT-3.8.3-2] a SUBSCRIBE carries at least one topic filter",
+            ));
+        }
+        for (filter, _) in subs {
+            crate::topic::validate_topic_filter(filter.as_str())
+                .map_err(|e| ClientError::InvalidTopic(e.0))?;
+            if filter.is_empty() {
+                return Err(ClientError::InvalidTopic(
+                    "[MQTT-4.7.3-1] a topic filter is at least one character long",
+                ));
+            }
+        }
+        let subscriptions = subs
+            .iter()
+            .map(|(filter, options)| Subscription {
+                filter: filter.clone(),
+                options: *options,
+            })
+            .collect();
+        let packet_id = self.queue_request(|packet_id| {
+            Packet::Subscribe(Subscribe {
+                packet_id,
+                properties: Properties::default(),
+                subscriptions,
+            })
+        })?;
+        Ok(packet_id)
+    }
+
+    /// Unsubscribes from these filters with one UNSUBSCRIBE. Returns its packet identifier, or 0
+    /// when nothing was queued (see [`ClientSession::try_unsubscribe`]).
+    pub fn unsubscribe(&mut self, filters: &[MqttString]) -> u16 {
+        self.try_unsubscribe(filters).unwrap_or(0)
+    }
+
+    /// Unsubscribes with one UNSUBSCRIBE and returns its packet identifier. Errors as for
+    /// [`ClientSession::try_subscribe`] ([MQTT-3.10.3-2]).
+    pub fn try_unsubscribe(&mut self, filters: &[MqttString]) -> Result<u16, ClientError> {
+        if filters.is_empty() {
+            return Err(ClientError::InvalidArgument(
+                "[MQTT-3.10.3-2] an UNSUBSCRIBE carries at least one topic filter",
+            ));
+        }
+        let filters = filters.to_vec();
+        self.queue_request(|packet_id| {
+            Packet::Unsubscribe(Unsubscribe {
+                packet_id,
+                properties: Properties::default(),
+                filters,
+            })
+        })
+    }
+
+    fn queue_request(&mut self, build: impl FnOnce(u16) -> Packet) -> Result<u16, ClientError> {
+        if self.closing || self.state == SessionState::Disconnected && !self.reconnecting {
+            return Err(ClientError::ConnectionClosed);
+        }
+        if self.tx.len() >= self.options.transmit_queue_max {
+            self.stats.transmit_queue_full += 1;
+            return Err(ClientError::TransmitQueueFull);
+        }
+        let Some(packet_id) = self.allocate_packet_id() else {
+            return Err(ClientError::WindowFull);
+        };
+        let packet = build(packet_id);
+        if self.state == SessionState::Connected {
+            self.tx.push_back(packet.clone());
+        }
+        // Before CONNACK the request is only recorded; the CONNACK handler queues it.
+        let seq = self.next_seq();
+        self.requests.insert(packet_id, Request { packet, seq });
+        Ok(packet_id)
+    }
+
+    fn allocate_packet_id(&mut self) -> Option<u16> {
+        for _ in 0..u16::MAX {
+            let packet_id = self.next_packet_id;
+            self.next_packet_id = if packet_id == u16::MAX {
+                1
+            } else {
+                packet_id + 1
+            };
+            if !self.outgoing.contains_key(&packet_id) && !self.requests.contains_key(&packet_id) {
+                return Some(packet_id);
+            }
+        }
+        None
+    }
+
+    fn next_seq(&mut self) -> u64 {
+        self.next_seq += 1;
+        self.next_seq
+    }
+
+    /// Moves accepted publishes onto the wire while the window allows (only when connected, so
+    /// that the server's Receive Maximum is known).
+    fn flush_outgoing(&mut self) {
+        if self.state != SessionState::Connected || self.closing {
+            return;
+        }
+        while self.on_wire < self.window() {
+            let Some(packet_id) = self.unsent.pop_front() else {
+                break;
+            };
+            let Some(entry) = self.outgoing.get_mut(&packet_id) else {
+                continue;
+            };
+            entry.on_wire = true;
+            self.on_wire += 1;
+            if entry.ever_sent {
+                self.stats.resends += 1;
+            }
+            let packet = if entry.released {
+                Packet::PubRel(make_ack(packet_id, ReasonCode::Success))
+            } else {
+                let mut publish = entry.publish.clone();
+                publish.dup = entry.ever_sent;
+                entry.ever_sent = true;
+                Packet::Publish(publish)
+            };
+            self.tx.push_back(packet);
+        }
+    }
+
+    // ---- outputs ----
+
+    /// The next event, if any.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Appends every pending frame to `out` (CONNECT alone before CONNACK).
+    pub fn poll_transmit(&mut self, out: &mut BytesMut) {
+        while let Some(packet) = self.poll_packet() {
+            packet.encode(self.version, out);
+        }
+    }
+
+    /// The next pending packet, unencoded (what `poll_transmit` would encode next).
+    pub fn poll_packet(&mut self) -> Option<Packet> {
+        if let Some(connect) = self.connect_packet.take() {
+            self.last_send = self.latest_now;
+            return Some(connect);
+        }
+        if self.state != SessionState::Connected {
+            return None;
+        }
+        let mut packet = self.tx.pop_front()?;
+        self.last_send = self.latest_now;
+        match &mut packet {
+            Packet::Publish(publish) => {
+                self.stats.publishes_sent += 1;
+                self.apply_outgoing_alias(publish);
+            }
+            Packet::Disconnect(_) => {
+                self.state = SessionState::Disconnected;
+                self.tx.clear();
+                self.events.push_back(Event::Disconnected(None));
+            }
+            _ => {}
+        }
+        Some(packet)
+    }
+
+    /// Replaces the topic by its alias when one is assigned, or assigns one while the limit
+    /// allows. Applied at transmission so that queued and resent packets carry the full topic.
+    fn apply_outgoing_alias(&mut self, publish: &mut Publish) {
+        let limit = self
+            .options
+            .topic_alias_outgoing_max
+            .min(self.server_topic_alias_maximum);
+        if limit == 0 || !self.version.is_v5() {
+            return;
+        }
+        if let Some(&alias) = self.outgoing_aliases.get(&publish.topic) {
+            publish.properties.topic_alias = Some(alias);
+            publish.topic = MqttString::default();
+            return;
+        }
+        if self.outgoing_aliases.len() >= usize::from(limit) {
+            return;
+        }
+        if let Some(max) = self.server_max_packet_size {
+            // The alias property adds three bytes, and may lengthen the property length.
+            if publish_encoded_len(publish, self.version) + 4 > max as usize {
+                return;
+            }
+        }
+        // Aliases 1..=limit, in order of first use ([MQTT-3.3.2-8]: never 0).
+        let alias = self.outgoing_aliases.len() as u16 + 1;
+        self.outgoing_aliases.insert(publish.topic.clone(), alias);
+        publish.properties.topic_alias = Some(alias);
+    }
+
+    /// When `handle_timeout` must be called next: the CONNACK deadline, the next PINGREQ, or the
+    /// PINGRESP deadline.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match self.state {
+            SessionState::Connecting => self
+                .connect_sent
+                .map(|sent| sent + self.options.connect_timeout),
+            SessionState::Connected if !self.keep_alive.is_zero() => match self.ping_sent {
+                Some(sent) => Some(sent + self.keep_alive),
+                None => self.last_send.map(|sent| sent + self.keep_alive),
+            },
+            _ => None,
+        }
+    }
+
+    // ---- inputs ----
+
+    /// Advances the clock: queues PINGREQ after `keep_alive` of send-idleness, fails with
+    /// `KeepAliveTimeout` when its PINGRESP is late, and with `ConnectTimeout` when CONNACK is.
+    /// On error the state is [`SessionState::Disconnected`].
+    pub fn handle_timeout(&mut self, now: Instant) -> Result<(), ClientError> {
+        self.stamp(now);
+        match self.state {
+            SessionState::Connecting => {
+                if let Some(sent) = self.connect_sent {
+                    if now >= sent + self.options.connect_timeout {
+                        self.state = SessionState::Disconnected;
+                        return Err(ClientError::ConnectTimeout);
+                    }
+                }
+            }
+            SessionState::Connected if !self.keep_alive.is_zero() => {
+                if let Some(sent) = self.ping_sent {
+                    if now >= sent + self.keep_alive {
+                        self.state = SessionState::Disconnected;
+                        return Err(ClientError::KeepAliveTimeout);
+                    }
+                } else if let Some(last) = self.last_send {
+                    // [MQTT-3.1.2-23]: a control packet at least every keep-alive interval.
+                    if now >= last + self.keep_alive && !self.closing {
+                        self.tx.push_back(Packet::PingReq);
+                        self.ping_sent = Some(now);
+                        self.stats.pings_sent += 1;
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Decodes every whole frame in `buf` (consuming it) and handles each packet, stopping early
+    /// when `event_queue_max` events are waiting (drain `poll_event` and call again) or when the
+    /// connection ended. On error the state is [`SessionState::Disconnected`].
+    pub fn handle_input(&mut self, buf: &mut BytesMut, now: Instant) -> Result<(), ClientError> {
+        self.stamp(now);
+        while self.events.len() < self.options.event_queue_max
+            && matches!(
+                self.state,
+                SessionState::Connecting | SessionState::Connected
+            )
+        {
+            match codec::decode(buf, self.version, self.options.max_packet_size) {
+                Ok(Some(packet)) => self.handle_packet(packet, now)?,
+                Ok(None) => break,
+                Err(e) => {
+                    self.state = SessionState::Disconnected;
+                    return Err(ClientError::Decode(e));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Handles one decoded packet from the server. On error the state is
+    /// [`SessionState::Disconnected`].
+    pub fn handle_packet(&mut self, packet: Packet, now: Instant) -> Result<(), ClientError> {
+        self.stamp(now);
+        let result = self.dispatch(packet);
+        if result.is_err() {
+            self.state = SessionState::Disconnected;
+        }
+        result
+    }
+
+    fn dispatch(&mut self, packet: Packet) -> Result<(), ClientError> {
+        match self.state {
+            SessionState::Connecting => {
+                return match packet {
+                    Packet::ConnAck(connack) => self.handle_connack(connack),
+                    // [MQTT-3.2.0-1]: the first packet from the server is CONNACK.
+                    _ => Err(ClientError::Protocol(
+                        "[MQTT-3.2.0-1] the first packet from the server must be CONNACK",
+                    )),
+                };
+            }
+            SessionState::Connected => {}
+            // Bytes after the end of the connection are ignored.
+            SessionState::Idle | SessionState::Disconnected => return Ok(()),
+        }
+        match packet {
+            Packet::Publish(publish) => self.handle_publish(publish),
+            Packet::PubAck(ack) => {
+                self.handle_puback(ack);
+                Ok(())
+            }
+            Packet::PubRec(ack) => {
+                self.handle_pubrec(ack);
+                Ok(())
+            }
+            Packet::PubRel(ack) => {
+                self.handle_pubrel(ack);
+                Ok(())
+            }
+            Packet::PubComp(ack) => {
+                self.handle_pubcomp(ack);
+                Ok(())
+            }
+            Packet::SubAck(suback) => self.handle_suback(suback),
+            Packet::UnsubAck(unsuback) => self.handle_unsuback(unsuback),
+            Packet::PingResp => {
+                self.ping_sent = None;
+                self.events.push_back(Event::PingResp);
+                Ok(())
+            }
+            Packet::Disconnect(disconnect) => {
+                self.state = SessionState::Disconnected;
+                self.events.push_back(Event::Disconnected(Some(disconnect)));
+                Ok(())
+            }
+            Packet::ConnAck(_) => Err(ClientError::Protocol(
+                "[MQTT-3.2.0-2] the server sent a second CONNACK",
+            )),
+            Packet::Auth(_) => Err(ClientError::Protocol(
+                "AUTH received, but no authentication method was sent (section 4.12)",
+            )),
+            Packet::Connect(_)
+            | Packet::Subscribe(_)
+            | Packet::Unsubscribe(_)
+            | Packet::PingReq => Err(ClientError::Protocol(
+                "the server sent a packet only a client may send",
+            )),
+        }
+    }
+
+    fn handle_connack(&mut self, connack: ConnAck) -> Result<(), ClientError> {
+        if connack.reason_code != ReasonCode::Success {
+            return Err(ClientError::ConnectionRefused(connack.reason_code));
+        }
+        if connack.session_present && self.sent_clean_start {
+            // [MQTT-3.2.2-4]: no session state here, yet the server says it has one.
+            return Err(ClientError::Protocol(
+                "[MQTT-3.2.2-4] session present after a clean start",
+            ));
+        }
+        self.apply_server_limits(&connack.properties)?;
+        self.state = SessionState::Connected;
+        self.stats.connects += 1;
+        self.connect_sent = None;
+        if !connack.session_present {
+            self.discard_session_state();
+        }
+        self.requeue_requests();
+        if !connack.session_present && self.reconnecting && self.options.resubscribe {
+            self.resubscribe();
+        }
+        let event = if self.reconnecting {
+            Event::Reconnected(connack)
+        } else {
+            Event::Connected(connack)
+        };
+        self.reconnecting = false;
+        self.events.push_back(event);
+        self.flush_outgoing();
+        Ok(())
+    }
+
+    fn apply_server_limits(&mut self, properties: &Properties) -> Result<(), ClientError> {
+        if !self.version.is_v5() {
+            self.server_receive_maximum = u16::MAX;
+            self.server_max_packet_size = None;
+            self.server_maximum_qos = QoS::ExactlyOnce;
+            self.server_retain_available = true;
+            self.server_topic_alias_maximum = 0;
+            return Ok(());
+        }
+        if properties.receive_maximum == Some(0) {
+            return Err(ClientError::Protocol(
+                "Receive Maximum of 0 is a protocol error (3.2.2.3.3)",
+            ));
+        }
+        if properties.maximum_packet_size == Some(0) {
+            return Err(ClientError::Protocol(
+                "Maximum Packet Size of 0 is a protocol error (3.2.2.3.6)",
+            ));
+        }
+        self.server_receive_maximum = properties.receive_maximum.unwrap_or(u16::MAX);
+        self.server_max_packet_size = properties.maximum_packet_size;
+        self.server_maximum_qos = match properties.maximum_qos {
+            Some(0) => QoS::AtMostOnce,
+            Some(1) => QoS::AtLeastOnce,
+            _ => QoS::ExactlyOnce,
+        };
+        self.server_retain_available = properties.retain_available != Some(0);
+        self.server_topic_alias_maximum = properties.topic_alias_maximum.unwrap_or(0);
+        if let Some(assigned) = &properties.assigned_client_identifier {
+            // [MQTT-3.2.2-16]: the assigned id names the session on later connections.
+            self.client_id = assigned.as_str().to_owned();
+        }
+        if let Some(server_keep_alive) = properties.server_keep_alive {
+            // [MQTT-3.2.2-21]: the server's keep-alive replaces ours.
+            self.keep_alive = Duration::from_secs(u64::from(server_keep_alive));
+        }
+        Ok(())
+    }
+
+    /// Session Present = 0: the server has no state for us, so ours is discarded
+    /// ([MQTT-3.2.2-5]). Messages not yet acknowledged are republished as new messages (DUP = 0);
+    /// QoS 2 messages already acknowledged with PUBREC were received by the server and count as
+    /// complete.
+    fn discard_session_state(&mut self) {
+        self.incoming_qos2.clear();
+        let released: Vec<u16> = self
+            .outgoing
+            .iter()
+            .filter(|(_, entry)| entry.released)
+            .map(|(&id, _)| id)
+            .collect();
+        for packet_id in released {
+            self.outgoing.remove(&packet_id);
+            self.events.push_back(Event::PubComp(packet_id));
+        }
+        self.unsent.retain(|id| self.outgoing.contains_key(id));
+        for entry in self.outgoing.values_mut() {
+            entry.ever_sent = false;
+        }
+    }
+
+    fn requeue_requests(&mut self) {
+        let mut order: Vec<(u64, u16)> = self
+            .requests
+            .iter()
+            .map(|(&id, request)| (request.seq, id))
+            .collect();
+        order.sort_unstable();
+        for (_, packet_id) in order {
+            if let Some(request) = self.requests.get(&packet_id) {
+                self.tx.push_back(request.packet.clone());
+            }
+        }
+    }
+
+    fn resubscribe(&mut self) {
+        let subscriptions = self.subscriptions.clone();
+        for chunk in subscriptions.chunks(RESUBSCRIBE_CHUNK) {
+            let Some(packet_id) = self.allocate_packet_id() else {
+                return;
+            };
+            let packet = Packet::Subscribe(Subscribe {
+                packet_id,
+                properties: Properties::default(),
+                subscriptions: chunk
+                    .iter()
+                    .map(|(filter, options)| Subscription {
+                        filter: filter.clone(),
+                        options: *options,
+                    })
+                    .collect(),
+            });
+            self.tx.push_back(packet.clone());
+            let seq = self.next_seq();
+            self.requests.insert(packet_id, Request { packet, seq });
+            self.stats.resubscribes += 1;
+        }
+    }
+
+    fn handle_publish(&mut self, mut publish: Publish) -> Result<(), ClientError> {
+        self.resolve_topic_alias(&mut publish)?;
+        self.stats.publishes_received += 1;
+        match publish.qos {
+            QoS::AtMostOnce => self.events.push_back(Event::Publish(publish)),
+            QoS::AtLeastOnce => {
+                self.tx.push_back(Packet::PubAck(make_ack(
+                    publish.packet_id,
+                    ReasonCode::Success,
+                )));
+                self.events.push_back(Event::Publish(publish));
+            }
+            QoS::ExactlyOnce => {
+                let packet_id = publish.packet_id;
+                if self.incoming_qos2.contains(&packet_id) {
+                    // Method B of section 4.3.3: delivered once, until PUBREL frees the id.
+                    self.stats.duplicates_dropped += 1;
+                } else {
+                    let limit = if self.version.is_v5() {
+                        usize::from(self.options.receive_maximum.max(1))
+                    } else {
+                        usize::from(u16::MAX)
+                    };
+                    if self.incoming_qos2.len() >= limit {
+                        return Err(ClientError::Protocol(
+                            "[MQTT-3.3.4-9] the server exceeded our Receive Maximum",
+                        ));
+                    }
+                    self.incoming_qos2.insert(packet_id);
+                    self.events.push_back(Event::Publish(publish));
+                }
+                self.tx
+                    .push_back(Packet::PubRec(make_ack(packet_id, ReasonCode::Success)));
+            }
+        }
+        Ok(())
+    }
+
+    fn resolve_topic_alias(&mut self, publish: &mut Publish) -> Result<(), ClientError> {
+        let Some(alias) = publish.properties.topic_alias else {
+            if publish.topic.is_empty() {
+                return Err(ClientError::Protocol(
+                    "[MQTT-4.7.3-1] PUBLISH without topic name or topic alias",
+                ));
+            }
+            return Ok(());
+        };
+        let maximum = self.options.properties.topic_alias_maximum.unwrap_or(0);
+        if alias == 0 || alias > maximum {
+            // [MQTT-3.3.2-8], [MQTT-3.3.2-11]
+            return Err(ClientError::Protocol(
+                "[MQTT-3.3.2-11] topic alias above our Topic Alias Maximum",
+            ));
+        }
+        if publish.topic.is_empty() {
+            match self.incoming_aliases.get(&alias) {
+                Some(topic) => publish.topic = topic.clone(),
+                None => {
+                    return Err(ClientError::Protocol(
+                        "topic alias not set on this connection (3.3.2.3.4)",
+                    ))
+                }
+            }
+        } else {
+            // Bounded by `maximum`: aliases are 1..=maximum.
+            self.incoming_aliases.insert(alias, publish.topic.clone());
+        }
+        Ok(())
+    }
+
+    fn complete_outgoing(&mut self, packet_id: u16) {
+        if let Some(entry) = self.outgoing.remove(&packet_id) {
+            if entry.on_wire {
+                self.on_wire = self.on_wire.saturating_sub(1);
+            }
+        }
+        self.flush_outgoing();
+    }
+
+    fn handle_puback(&mut self, ack: Ack) {
+        let known = self
+            .outgoing
+            .get(&ack.packet_id)
+            .is_some_and(|entry| entry.on_wire && entry.publish.qos == QoS::AtLeastOnce);
+        if !known {
+            self.stats.unexpected_acks += 1;
+            return;
+        }
+        if ack.reason_code.is_error() {
+            self.stats.publishes_rejected += 1;
+        }
+        self.complete_outgoing(ack.packet_id);
+        self.events.push_back(Event::PubAck(ack.packet_id));
+    }
+
+    fn handle_pubrec(&mut self, ack: Ack) {
+        let packet_id = ack.packet_id;
+        let Some(entry) = self.outgoing.get_mut(&packet_id) else {
+            self.stats.unexpected_acks += 1;
+            return;
+        };
+        if !entry.on_wire || entry.publish.qos != QoS::ExactlyOnce {
+            self.stats.unexpected_acks += 1;
+            return;
+        }
+        if ack.reason_code.is_error() {
+            // Section 4.3.3: a PUBREC with an error code ends the flow; no PUBREL.
+            self.stats.publishes_rejected += 1;
+            self.complete_outgoing(packet_id);
+            self.events.push_back(Event::PubComp(packet_id));
+            return;
+        }
+        // A repeated PUBREC (after a resend) is answered with PUBREL again.
+        entry.released = true;
+        self.tx
+            .push_back(Packet::PubRel(make_ack(packet_id, ReasonCode::Success)));
+    }
+
+    fn handle_pubrel(&mut self, ack: Ack) {
+        let reason_code = if self.incoming_qos2.remove(&ack.packet_id) {
+            ReasonCode::Success
+        } else {
+            // Already released (a repeated PUBREL): complete it anyway; MQTT 5 says why.
+            self.stats.unexpected_acks += 1;
+            ReasonCode::PacketIdentifierNotFound
+        };
+        let reason_code = if self.version.is_v5() {
+            reason_code
+        } else {
+            ReasonCode::Success
+        };
+        self.tx
+            .push_back(Packet::PubComp(make_ack(ack.packet_id, reason_code)));
+    }
+
+    fn handle_pubcomp(&mut self, ack: Ack) {
+        let known = self
+            .outgoing
+            .get(&ack.packet_id)
+            .is_some_and(|entry| entry.on_wire && entry.released);
+        if !known {
+            self.stats.unexpected_acks += 1;
+            return;
+        }
+        self.complete_outgoing(ack.packet_id);
+        self.events.push_back(Event::PubComp(ack.packet_id));
+    }
+
+    fn handle_suback(&mut self, suback: SubAck) -> Result<(), ClientError> {
+        let Some(request) = self.requests.get(&suback.packet_id) else {
+            self.stats.unexpected_acks += 1;
+            return Ok(());
+        };
+        let Packet::Subscribe(subscribe) = &request.packet else {
+            return Err(ClientError::Protocol(
+                "SUBACK for the packet id of an UNSUBSCRIBE",
+            ));
+        };
+        if suback.reason_codes.len() != subscribe.subscriptions.len() {
+            return Err(ClientError::Protocol(
+                "[MQTT-3.8.4-6] SUBACK must carry one reason code per topic filter",
+            ));
+        }
+        let granted: Vec<(MqttString, SubscriptionOptions)> = subscribe
+            .subscriptions
+            .iter()
+            .zip(&suback.reason_codes)
+            .filter(|(_, code)| !code.is_error())
+            .map(|(sub, code)| {
+                let mut options = sub.options;
+                options.qos = QoS::from_u8(code.as_u8()).unwrap_or(options.qos);
+                (sub.filter.clone(), options)
+            })
+            .collect();
+        self.requests.remove(&suback.packet_id);
+        for (filter, options) in granted {
+            match self.subscriptions.iter_mut().find(|(f, _)| *f == filter) {
+                Some(existing) => existing.1 = options,
+                None => self.subscriptions.push((filter, options)),
+            }
+        }
+        self.events.push_back(Event::SubAck(suback));
+        Ok(())
+    }
+
+    fn handle_unsuback(&mut self, unsuback: UnsubAck) -> Result<(), ClientError> {
+        let Some(request) = self.requests.get(&unsuback.packet_id) else {
+            self.stats.unexpected_acks += 1;
+            return Ok(());
+        };
+        let Packet::Unsubscribe(unsubscribe) = &request.packet else {
+            return Err(ClientError::Protocol(
+                "UNSUBACK for the packet id of a SUBSCRIBE",
+            ));
+        };
+        if self.version.is_v5() && unsuback.reason_codes.len() != unsubscribe.filters.len() {
+            return Err(ClientError::Protocol(
+                "[MQTT-3.11.3-1] UNSUBACK must carry one reason code per topic filter",
+            ));
+        }
+        let filters = unsubscribe.filters.clone();
+        self.requests.remove(&unsuback.packet_id);
+        self.subscriptions.retain(|(f, _)| !filters.contains(f));
+        self.events.push_back(Event::UnsubAck(unsuback));
+        Ok(())
+    }
+
+    /// Records the clock of a call; transmissions are stamped with the latest one.
+    fn stamp(&mut self, now: Instant) {
+        match self.latest_now {
+            Some(latest) if latest >= now => {}
+            _ => self.latest_now = Some(now),
+        }
+    }
+}
+
+fn make_ack(packet_id: u16, reason_code: ReasonCode) -> Ack {
+    Ack {
+        packet_id,
+        reason_code,
+        properties: Properties::default(),
+    }
+}
+
+/// Wire size of a PUBLISH with a packet id, computed without cloning the payload's bytes.
+fn publish_encoded_len(publish: &Publish, version: ProtocolVersion) -> usize {
+    let mut probe = publish.clone();
+    if probe.qos != QoS::AtMostOnce && probe.packet_id == 0 {
+        probe.packet_id = 1;
+    }
+    Packet::Publish(probe).encoded_len(version)
+}
+
+#[cfg(test)]
+mod tests;
