@@ -475,14 +475,16 @@ def check_pipeline(client):
     types = [p.type for p in got]
     check(types and types[0] == CONNACK, "first packet must be CONNACK [MQTT-3.2.0-1]: %s" % got)
     check(set(types) >= {SUBACK, PUBACK, PUBLISH, PINGRESP}, "pipelined packets lost: %s" % got)
-    check(types.index(SUBACK) < types.index(PUBLISH), "SUBACK after the delivery: %s" % got)
+    # The server may send matching PUBLISHes before the SUBACK (section 3.8.4), so no order
+    # is required among the answers after CONNACK.
+    return " ".join(p.name for p in got)
 
 
 @scenario("pipelined_packets", "several packets in one TCP segment")
 def pipelined(ctx):
     client = ctx.raw()
     client.send(pipeline(ctx, "a", ctx.topic("pipe")))
-    check_pipeline(client)
+    ctx.note(check_pipeline(client))
 
 
 @scenario("fragmented_packets", "packets split byte by byte across TCP segments")
