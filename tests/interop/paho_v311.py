@@ -266,7 +266,7 @@ def overlapping(ctx):
     granted = a.subscribe([(ctx.topic("TopicA/#"), 2), (ctx.topic("TopicA/+"), 1)])
     check(granted == [2, 1], "SUBACK %s" % granted)
     a.publish(ctx.topic("TopicA/C"), b"overlapping topic filters", 2)
-    a.wait_messages(2, 2.0)
+    a.wait_messages(2, 3.0)
     got = a.settle(0.5)
     qoss = qos_set(got)
     check(qoss in ([2], [1, 2]), "overlapping deliveries QoS %s: one message at QoS 2 or one "
@@ -356,7 +356,7 @@ def redelivery_pubrel(ctx):
     raw.abort()  # PUBCOMP never sent
     again = ctx.raw()
     again.handshake(ctx.cid("s"), clean=False)
-    pkts = again.collect(2.0)
+    pkts = again.collect_until(mqttraw.has(mqttraw.PUBREL, 1), 5.0, 0.5)
     rels = [pk for pk in pkts if pk.type == mqttraw.PUBREL]
     pubs = [pk for pk in pkts if pk.type == mqttraw.PUBLISH]
     check(len(rels) == 1 and rels[0].packet_id == pub.packet_id,
@@ -603,6 +603,39 @@ def empty_payload(ctx):
     a.publish(topic, b"", 1)
     got = a.wait_messages(1)
     check(len(got) == 1 and got[0].payload == b"", "empty payload: %s" % got)
+
+
+@scenario("wildcards_with_leading_slash", "[MQTT-4.7.1-2] [MQTT-4.7.1-3] client_test.py topics "
+          "'/TopicA', '/#', '/+', '+/+'")
+def leading_slash(ctx):
+    topic = "/i%s" % suite.run_id
+    subs = {}
+    for flt in ("/+", "/#", "+/+", "#"):
+        s = ctx.paho(ctx.cid("s" + flt.replace("/", "S").replace("+", "P").replace("#", "H")))
+        s.connect()
+        s.subscribe([(flt, 1)])
+        subs[flt] = s
+    miss = ctx.paho(ctx.cid("miss"))
+    miss.connect()
+    miss.subscribe([("+", 1)])
+    pub = ctx.paho(ctx.cid("p"))
+    pub.connect()
+    pub.publish(topic, b"slash", 1)
+    for flt, s in subs.items():
+        got = [m for m in s.wait_messages(1) if m.topic == topic]
+        check(len(got) == 1, "filter %r did not match %r" % (flt, topic))
+    check(not [m for m in miss.settle(0.3) if m.topic == topic], "'+' matched %r" % topic)
+
+
+@scenario("connect_with_credentials", "[MQTT-3.1.2-19] [MQTT-3.1.2-21]")
+def credentials(ctx):
+    a = ctx.paho(ctx.cid("a"))
+    a.client.username_pw_set("user", "secret")
+    a.connect()
+    topic = ctx.topic("cred")
+    a.subscribe([(topic, 1)])
+    a.publish(topic, b"x", 1)
+    check(len(a.wait_messages(1)) == 1, "no delivery")
 
 
 if __name__ == "__main__":

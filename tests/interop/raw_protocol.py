@@ -195,7 +195,7 @@ def qos0_dup(ctx):
         nothing_published(sub, "a QoS 0 PUBLISH with DUP 1")
         ctx.note("closed")
         return
-    pubs = [p for p in sub.collect(1.0) if p.type == PUBLISH]
+    pubs = [p for p in sub.collect_until(mqttraw.has(PUBLISH, 1), 5.0, 0.5) if p.type == PUBLISH]
     check(len(pubs) == 1 and not pubs[0].dup, "accepted, but forwarded as %s (DUP must be set "
           "independently on the outgoing PUBLISH [MQTT-3.3.1-3])" % pubs)
     ctx.note("accepted and forwarded with DUP 0")
@@ -523,7 +523,7 @@ def qos2_duplicate(ctx):
     client.send(mqttraw.ack(mqttraw.PUBREL, 7))
     check(client.recv_type(PUBCOMP) is not None, "no PUBCOMP")
     pubs = []
-    for pkt in sub.collect(1.0):
+    for pkt in sub.collect_until(mqttraw.has(PUBLISH, 2), 5.0, 0.5):
         if pkt.type == PUBLISH:
             pubs.append(pkt.payload)
             sub.send(mqttraw.ack(PUBACK, pkt.packet_id))
@@ -553,6 +553,124 @@ def many_connections(ctx):
         client.send(mqttraw.disconnect())
 
 
+
+
+def qos2_resume(ctx, version, offset, resend_publish):
+    """QoS 2 from the client, interrupted after PUBLISH: the packet id state lives in the
+    session, on whichever shard the client comes back to."""
+    tag = "p%d%d%d" % (version, offset, int(resend_publish))
+    topic = ctx.topic("q2r%s" % tag)
+    sub = watch(ctx, topic, version)
+    props = {"session_expiry_interval": 60} if version == 5 else None
+    pub = ctx.raw(version)
+    # v5: Clean Start 1 with a Session Expiry; 3.1.1: CleanSession 0 (a fresh id either way).
+    pub.handshake(ctx.cid(tag), clean=(version == 5), props=props)
+    pub.send(mqttraw.publish(topic, b"exactly once", qos=2, packet_id=9, version=version))
+    check(pub.recv_type(PUBREC) is not None, "no PUBREC")
+    pub.abort()
+    ctx.fillers(offset)
+    back = ctx.raw(version)
+    connack = back.handshake(ctx.cid(tag), clean=False, props=props)
+    check(connack.session_present, "session lost")
+    if resend_publish:
+        # The client may not have seen the PUBREC: it resends the PUBLISH with DUP 1.
+        back.send(mqttraw.publish(topic, b"exactly once", qos=2, packet_id=9, dup=True,
+                                  version=version))
+        rec = back.recv_type(PUBREC)
+        check(rec is not None and rec.packet_id == 9, "PUBREC %r" % (rec,))
+    back.send(mqttraw.ack(mqttraw.PUBREL, 9, version=version))
+    comp = back.recv_type(PUBCOMP)
+    check(comp is not None and comp.packet_id == 9 and comp.reason == 0,
+          "PUBCOMP %r (the PUBREC state must survive the reconnect)" % (comp,))
+    pubs = []
+    for pkt in sub.collect_until(mqttraw.has(PUBLISH, 1), 5.0, 0.5):
+        if pkt.type == PUBLISH:
+            pubs.append(pkt.payload)
+            sub.send(mqttraw.ack(PUBACK, pkt.packet_id, version=version))
+    check(pubs == [b"exactly once"], "v%d offset %d resend=%s: subscriber got %s" % (
+        version, offset, resend_publish, pubs))
+    back.send(mqttraw.disconnect(0, version=version,
+                                 props={"session_expiry_interval": 0} if version == 5 else None))
+    back.wait_closed(2.0)
+    if version == 4:
+        gone = ctx.raw(4)
+        gone.handshake(ctx.cid(tag), clean=True)
+        gone.send(mqttraw.disconnect())
+
+
+@scenario("qos2_inbound_resumed_after_reconnect", "[MQTT-4.4.0-1] [MQTT-4.3.3-2] "
+          "[MQTT-4.3.3-3] on every shard")
+def qos2_inbound_resumed(ctx):
+    for version in (4, 5):
+        for offset in range(max(2, ctx.shards)):
+            for resend in (False, True):
+                qos2_resume(ctx, version, offset, resend)
+
+
+@scenario("auth_method_unsupported", "[MQTT-4.12.0-1] [MQTT-3.2.2-7]")
+def auth_method_unsupported(ctx):
+    client = ctx.raw(5)
+    client.send(mqttraw.connect(ctx.cid("a"), version=5, props={
+        "authentication_method": "X-INTEROP-UNKNOWN"}))
+    closed, seen = client.wait_closed(5.0)
+    check(closed, "connection kept open for an unknown authentication method: %s" % seen)
+    check(len(seen) <= 1 and all(p.type == CONNACK and p.reason >= 0x80 for p in seen),
+          "expected CONNACK 0x8C (or another refusal) then close, got %s" % seen)
+    ctx.note(", ".join("CONNACK 0x%02x" % p.reason for p in seen) or "closed")
+
+
+@scenario("client_identifier_rules", "[MQTT-3.1.3-5] [MQTT-3.1.3-8] [MQTT-3.1.3-9]")
+def client_identifier_rules(ctx):
+    allowed = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    for version in (4, 5):
+        cid = (suite.run_id + allowed)[:23]
+        client = ctx.raw(version)
+        connack = client.handshake(cid)
+        check(connack.reason == 0, "a 23-character id was refused (v%d)" % version)
+        client.send(mqttraw.disconnect())
+    notes = []
+    for version in (4, 5):
+        client = ctx.raw(version)
+        client.send(mqttraw.connect("L" + suite.run_id + "x" * 100, version=version))
+        pkt = client.recv(5.0)
+        check(pkt is not None and pkt.type == CONNACK, "no CONNACK for a long id: %r" % (pkt,))
+        if pkt.reason == 0:
+            notes.append("v%d long id accepted" % version)
+        else:
+            check(pkt.reason in ((0x02,) if version == 4 else (0x85,)),
+                  "long id refused with 0x%02x" % pkt.reason)
+            closed, _ = client.wait_closed(5.0)
+            check(closed, "refusing CONNACK not followed by a close")
+            notes.append("v%d long id refused" % version)
+    ctx.note(", ".join(notes))
+
+
+@scenario("connect_with_credentials", "[MQTT-3.1.2-19] [MQTT-3.1.2-21] section 3.1.2.9 (v5: "
+          "password without user name allowed)")
+def connect_with_credentials(ctx):
+    for version in (4, 5):
+        client = ctx.raw(version)
+        connack = client.handshake(ctx.cid("u%d" % version), username="user",
+                                   password=b"secret")
+        check(connack.reason == 0, "user name and password refused by an anonymous broker "
+              "(v%d): 0x%02x" % (version, connack.reason))
+    client = ctx.raw(5)
+    client.send(mqttraw.connect(ctx.cid("p5"), version=5, password=b"secret"))
+    pkt = client.recv(5.0)
+    check(pkt is not None and pkt.type == CONNACK,
+          "v5 password without user name treated as malformed: %r" % (pkt,))
+    ctx.note("v5 password only: CONNACK 0x%02x" % pkt.reason)
+
+
+@scenario("subscribe_many_filters", "[MQTT-3.8.4-4] [MQTT-3.8.4-5] [MQTT-3.9.3-1]")
+def subscribe_many(ctx):
+    for version in (4, 5):
+        client = connected(ctx, "a%d" % version, version)
+        filters = [(ctx.topic("many/%d" % i), i % 3) for i in range(50)]
+        client.send(mqttraw.subscribe(5, filters, version=version))
+        suback = client.recv_type(SUBACK)
+        check(suback is not None and suback.reasons == [q for _, q in filters],
+              "v%d: SUBACK for 50 filters %r" % (version, suback))
 
 
 if __name__ == "__main__":
