@@ -673,5 +673,51 @@ def subscribe_many(ctx):
               "v%d: SUBACK for 50 filters %r" % (version, suback))
 
 
+@scenario("reserved_fixed_header_flags", "[MQTT-2.2.2-2] PUBACK, PINGREQ and DISCONNECT with "
+          "flags other than 0000")
+def reserved_header_flags(ctx):
+    cases = [
+        ("PUBACK flags 0001", 4, None),
+        ("PINGREQ flags 0001", 4, b"\xc1\x00"),
+        ("DISCONNECT flags 0001", 4, b"\xe1\x00"),
+        ("PUBACK flags 0001 (v5)", 5, None),
+        ("DISCONNECT flags 0001 (v5)", 5, b"\xe1\x00"),
+    ]
+    failures = []
+    for what, version, data in cases:
+        client = connected(ctx, "a%d" % version, version)
+        if data is None:  # a PUBACK that matches an in-flight message, but with bad flags
+            topic = ctx.topic("pa")
+            client.send(mqttraw.subscribe(1, [(topic, 1)], version=version))
+            check(client.recv_type(SUBACK) is not None, "SUBACK")
+            client.send(mqttraw.publish(topic, b"x", qos=1, packet_id=2, version=version))
+            pkts = client.collect_until(mqttraw.has(PUBLISH, 1), 5.0, 0.2)
+            pub = [p for p in pkts if p.type == PUBLISH]
+            check(pub, "no delivery to acknowledge: %s" % pkts)
+            data = mqttraw.ack(PUBACK, pub[0].packet_id, flags=0x01)
+        client.send(data)
+        try:
+            expect_close(client, what, disconnect_reasons=(0x81, 0x82), timeout=2.0)
+        except Failure as exc:
+            failures.append(str(exc))
+    check(not failures, "; ".join(failures))
+
+
+@scenario("will_on_protocol_error", "[MQTT-3.1.2-8] section 3.1.2.5: a connection closed for a "
+          "protocol error publishes the will (a malformed DISCONNECT is no DISCONNECT)")
+def will_on_protocol_error(ctx):
+    for version in (4, 5):
+        topic = ctx.topic("wpe%d" % version)
+        sub = watch(ctx, topic, version)
+        client = ctx.raw(version)
+        client.handshake(ctx.cid("w%d" % version), will={"topic": topic, "payload": b"w"})
+        client.send(b"\xe1\x00")  # DISCONNECT with a reserved flag set
+        expect_close(client, "malformed DISCONNECT v%d" % version)
+        pubs = [p for p in sub.collect_until(mqttraw.has(PUBLISH, 1), 5.0, 0.0)
+                if p.type == PUBLISH]
+        check(len(pubs) == 1 and pubs[0].payload == b"w",
+              "v%d: will not published after a protocol error: %s" % (version, pubs))
+
+
 if __name__ == "__main__":
     suite.main()

@@ -256,6 +256,7 @@ pub fn mosquitto_deviations(script: &str) -> Vec<&'static str> {
             "server_only_packets_from_client",
             "publish_v5_subscription_identifier_from_client",
             "publish_v5_wildcard_response_topic",
+            "reserved_fixed_header_flags",
         ],
         _ => &[],
     };
