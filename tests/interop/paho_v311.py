@@ -638,5 +638,44 @@ def credentials(ctx):
     check(len(a.wait_messages(1)) == 1, "no delivery")
 
 
+@scenario("fan_in_fan_out", "[MQTT-4.6.0-5] [MQTT-4.6.0-6]: 4 publishers x 4 subscribers, every "
+          "message once to every subscriber, each publisher's order kept")
+def fan_in_fan_out(ctx):
+    topic = ctx.topic("fan/in")
+    count, publishers = 50, 4
+    subs = [subscriber(ctx, "s%d" % i, [(ctx.topic("fan/#"), 1)]) for i in range(4)]
+    pubs = []
+    for i in range(publishers):
+        p = ctx.paho(ctx.cid("p%d" % i))
+        p.connect()
+        pubs.append(p)
+    for n in range(count):
+        for i, p in enumerate(pubs):
+            p.publish(topic, b"%d:%03d" % (i, n), 1, wait=False)
+    for j, s in enumerate(subs):
+        got = s.wait_messages(count * publishers, 15.0)
+        check(len(got) == count * publishers, "subscriber %d got %d of %d" % (
+            j, len(got), count * publishers))
+        for i in range(publishers):
+            mine = [m.payload for m in got if m.payload.startswith(b"%d:" % i)]
+            check(mine == [b"%d:%03d" % (i, n) for n in range(count)],
+                  "subscriber %d: publisher %d's messages out of order or duplicated" % (j, i))
+
+
+@scenario("retained_many_topics", "[MQTT-3.3.1-6]: 100 retained topics, one wildcard subscribe")
+def retained_many(ctx):
+    p = ctx.paho(ctx.cid("p"))
+    p.connect()
+    topics = [ctx.topic("many/%02d/x" % i) for i in range(100)]
+    for i, topic in enumerate(topics):
+        p.publish(topic, b"%d" % i, 1, retain=True, wait=(i == len(topics) - 1))
+    time.sleep(0.2)
+    s = subscriber(ctx, "s", [(ctx.topic("many/+/x"), 1)])
+    got = s.wait_messages(100, 10.0)
+    got = s.settle(0.3)
+    check(sorted(m.topic for m in got) == sorted(topics) and all(m.retain for m in got),
+          "got %d retained messages of 100" % len(got))
+
+
 if __name__ == "__main__":
     suite.main()
