@@ -38,6 +38,9 @@ def expect_close(client, what, disconnect_reasons=None, connack_reasons=None, ti
                 what, pkt.reason, ["0x%02x" % r for r in connack_reasons]))
         elif pkt.type == DISCONNECT and client.version == 5 and connack_reasons is None:
             check(pkt.reason >= 0x80, "%s: DISCONNECT reason 0x%02x" % (what, pkt.reason))
+            check("session_expiry_interval" not in pkt.props,
+                  "%s: the server sent a Session Expiry Interval on DISCONNECT "
+                  "[MQTT-3.14.2-2]" % what)
             if disconnect_reasons is not None:
                 check(pkt.reason in disconnect_reasons, "%s: DISCONNECT 0x%02x, expected %s" % (
                     what, pkt.reason, ["0x%02x" % r for r in disconnect_reasons]))
@@ -384,7 +387,8 @@ def publish_v5_response_wildcard(ctx):
     publish_v5_error(ctx, {"response_topic": "a/#"}, "a wildcard Response Topic")
 
 
-@scenario("disconnect_session_expiry_from_zero", "[MQTT-3.14.2-2]")
+@scenario("disconnect_session_expiry_from_zero", "section 3.14.2.2.2: a Protocol Error; "
+          "[MQTT-3.14.2-2] for the server's DISCONNECT")
 def disconnect_expiry_from_zero(ctx):
     client = ctx.raw(5)
     client.handshake(ctx.cid("a"), clean=True, props={"session_expiry_interval": 0})
@@ -396,8 +400,8 @@ def disconnect_expiry_from_zero(ctx):
     check(not connack.session_present, "the protocol error kept the session alive")
 
 
-@scenario("oversize_packet", "[MQTT-3.2.2-?] section 3.2.2.3.6 / 3.1.2.11.4: DISCONNECT 0x95, "
-          "rejected before the body arrives")
+@scenario("oversize_packet", "section 3.2.2.3.6 / 3.1.2.11.4: DISCONNECT 0x95, rejected "
+          "before the body arrives")
 def oversize_packet(ctx):
     probe = connected(ctx, "probe", 5)
     maximum = probe.connack.props.get("maximum_packet_size")
@@ -673,7 +677,7 @@ def subscribe_many(ctx):
               "v%d: SUBACK for 50 filters %r" % (version, suback))
 
 
-@scenario("reserved_fixed_header_flags", "[MQTT-2.2.2-2] PUBACK, PINGREQ and DISCONNECT with "
+@scenario("reserved_fixed_header_flags", "[MQTT-2.2.2-2] (5.0: [MQTT-2.1.3-1]) PUBACK, PINGREQ and DISCONNECT with "
           "flags other than 0000")
 def reserved_header_flags(ctx):
     cases = [
