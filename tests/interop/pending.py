@@ -6,12 +6,8 @@ Each entry is listed in FINDINGS.md as pending.
 """
 
 PENDING = {
-    # Message Expiry Interval is forwarded but not enforced.
-    "message_expiry",
-    "retained_message_expiry",
-    # CONNACK says Subscription Identifier Available 0 / Shared Subscription Available 0 /
-    # Topic Alias Maximum 0: spec-conformant refusals, but the features are missing.
-    "subscription_identifiers_supported",
+    # CONNACK says Shared Subscription Available 0 / Topic Alias Maximum 0: spec-conformant
+    # refusals, but the features are missing.
     "shared_subscriptions_supported",
     "topic_alias_from_client_supported",
     # What the Paho suite (client_test5.py) asserts beyond the specification.
