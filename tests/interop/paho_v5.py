@@ -981,6 +981,70 @@ def capabilities(ctx):
     ctx.note("Maximum QoS %d" % max_qos)
 
 
+@scenario("subscription_identifier_updates", "[MQTT-3.3.4-3] [MQTT-3.8.4-3]: retained messages "
+          "carry the identifier; a replacing SUBSCRIBE changes it; none after it is removed")
+def subscription_identifier_updates(ctx):
+    p = paho_api()
+    topic = ctx.topic("sid")
+    probe = raw_v5(ctx, "probe")
+    if probe.connack.props.get("subscription_identifier_available", 1) == 0:
+        ctx.note("server does not support subscription identifiers (refusal checked by "
+                 "subscription_identifiers)")
+        return
+    pub = ctx.paho(ctx.cid("p"), V5)
+    pub.connect()
+    pub.publish(topic, b"retained", 1, retain=True)
+    a = ctx.paho(ctx.cid("a"), V5)
+    a.connect()
+    a.subscribe([(topic, 1)], properties=p.props(p.PacketTypes.SUBSCRIBE,
+                                                 SubscriptionIdentifier=7))
+    got = a.wait_messages(1)
+    check(len(got) == 1 and got[0].retain and
+          p.prop(got[0].properties, "SubscriptionIdentifier") == [7],
+          "retained delivery identifiers %s" % [p.prop(m.properties, "SubscriptionIdentifier")
+                                               for m in got])
+    a.clear()
+    a.subscribe([(topic, opts(1, retainHandling=2))], properties=p.props(
+        p.PacketTypes.SUBSCRIBE, SubscriptionIdentifier=99))
+    pub.publish(topic, b"live", 1)
+    got = a.wait_messages(1)
+    check(len(got) == 1 and p.prop(got[0].properties, "SubscriptionIdentifier") == [99],
+          "after the replacing SUBSCRIBE: %s" % [p.prop(m.properties, "SubscriptionIdentifier")
+                                                 for m in got])
+    a.clear()
+    a.subscribe([(topic, opts(1, retainHandling=2))])
+    pub.publish(topic, b"no id", 1)
+    got = a.wait_messages(1)
+    check(len(got) == 1 and p.prop(got[0].properties, "SubscriptionIdentifier") is None,
+          "a SUBSCRIBE without identifier must drop the old one: %s" % [
+              p.prop(m.properties, "SubscriptionIdentifier") for m in got])
+
+
+@scenario("message_expiry_behind_flow_control", "[MQTT-3.3.2-5]: a message that expires while "
+          "queued behind a full Receive Maximum window is not sent")
+def message_expiry_flow_control(ctx):
+    topic = ctx.topic("mef")
+    raw = raw_v5(ctx, "s", props={"receive_maximum": 1})
+    raw_subscribe(raw, 1, [(topic, 1)])
+    pub = ctx.paho(ctx.cid("p"), V5)
+    pub.connect()
+    pub.publish(topic, b"first", 1)
+    first = raw.recv_type(mqttraw.PUBLISH, 5.0)
+    check(first is not None and first.payload == b"first", "first delivery %r" % (first,))
+    pub.publish(topic, b"expires", 1, properties=publish_props(MessageExpiryInterval=1))
+    pub.publish(topic, b"lasts", 1, properties=publish_props(MessageExpiryInterval=60))
+    time.sleep(2.5)
+    raw.send(mqttraw.ack(mqttraw.PUBACK, first.packet_id, version=V5))
+    got = []
+    for pk in raw.collect_until(mqttraw.has(mqttraw.PUBLISH, 1), 5.0, 1.0):
+        if pk.type == mqttraw.PUBLISH:
+            got.append(pk)
+            raw.send(mqttraw.ack(mqttraw.PUBACK, pk.packet_id, version=V5))
+    check([pk.payload for pk in got] == [b"lasts"], "after the window opened: %s" % got)
+    left = got[0].props.get("message_expiry_interval")
+    check(left is not None and left < 60, "Message Expiry Interval %s not reduced" % left)
+
+
 # --- Features beyond the minimum, and what the Paho suite asserts beyond the specification ----
 # client_test5.py runs every test method; these are the ones a broker fails when it lacks an
 # optional feature or does not behave like the Paho test broker.
