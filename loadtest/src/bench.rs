@@ -51,7 +51,7 @@ pub fn threads(scenario: &Scenario) -> usize {
 pub fn run_plan(engine: EngineKind, plan: &Plan) -> Result<RunResult, String> {
     match engine {
         EngineKind::Raw => engine::run::<RawSession>(plan),
-        EngineKind::Client => Err("the client engine is not merged yet; use --engine raw".into()),
+        EngineKind::Client => engine::run::<crate::client_session::ClientLoadSession>(plan),
     }
 }
 
@@ -108,7 +108,11 @@ pub fn execute(scenario: &Scenario) -> Result<Report, String> {
                 .filter(|(name, _)| *name == t.name)
                 .map(|(_, s)| s.max_received_per_s)
                 .collect();
-            TargetSummary::new(&t.name, &t.addr.to_string(), &mine, &maxima)
+            let bounded = searches
+                .iter()
+                .filter(|(name, _)| *name == t.name)
+                .all(|(_, s)| s.bounded);
+            TargetSummary::new(&t.name, &t.addr.to_string(), &mine, &maxima, bounded)
         })
         .collect();
     let ratios = ratios(&summary);
@@ -239,6 +243,7 @@ pub fn find_max(
         max_offered_rate: best.map_or(0.0, |s| s.offered_rate),
         max_received_per_s: best.map_or(0.0, |s| s.run.received_per_s),
         p99_ms_at_max: best.map_or(0.0, |s| s.run.latency_ms.p99),
+        bounded: steps.iter().any(|s| !s.passed),
         steps,
     })
 }

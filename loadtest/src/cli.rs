@@ -27,6 +27,8 @@ pub enum Command {
     Sharedsub(SharedsubArgs),
     /// Runs the raw relay: a byte-copying forwarder that fakes CONNACK/SUBACK (the ceiling).
     Relay(RelayArgs),
+    /// Prints a markdown table of the target summaries in JSON reports (used by compare.sh).
+    Table(TableArgs),
 }
 
 /// Which MQTT stack the connections use.
@@ -195,6 +197,16 @@ pub struct RelayArgs {
     /// Relay threads (default: one per core).
     #[arg(long)]
     pub threads: Option<usize>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct TableArgs {
+    /// JSON reports written with --json.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Target the ratios are relative to (default: the first target of each report).
+    #[arg(long)]
+    pub baseline: Option<String>,
 }
 
 /// Resolves `host:port` and insists that every address is a loopback address: this tool is for

@@ -19,7 +19,7 @@
 use crate::payload::{epoch, nanos_since_epoch, Stamp};
 use crate::session::{LoadSession, MqttVersion, SessionEvent};
 use crate::stats::{latency_histogram, SeqTracker, Tally};
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BytesMut};
 use hdrhistogram::Histogram;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
@@ -85,6 +85,10 @@ pub struct Plan {
     /// Tags this run's payloads (the high 32 bits of the publisher id field) so that messages a
     /// broker still holds from an earlier run are recognised as foreign, not counted.
     pub run_tag: u32,
+    /// Track sequences per worker instead of per subscriber: shared subscriptions spread one
+    /// publisher's messages over several subscribers, so only their union is in sequence.
+    /// Duplicates across workers stay undetected (use `--threads 1` for an exact count).
+    pub track_per_worker: bool,
     /// How many subscribers receive each message (S for fanout and fanin, 1 for p2p).
     pub deliveries_per_message: u64,
     pub warmup: Duration,
@@ -384,9 +388,9 @@ enum ConnState {
 }
 
 /// Pacing state of a publisher.
-struct Pacer {
+struct Pacer<T> {
     publisher_id: u64,
-    topic: Bytes,
+    topic: T,
     /// When this publisher's schedule starts (ns since epoch).
     start_ns: u64,
     /// Messages published so far (the next sequence number).
@@ -395,7 +399,7 @@ struct Pacer {
     scheduled: bool,
 }
 
-struct Conn<S> {
+struct Conn<S: LoadSession> {
     stream: TcpStream,
     session: S,
     state: ConnState,
@@ -406,13 +410,13 @@ struct Conn<S> {
     /// In this turn's flush list.
     dirty: bool,
     started_at: Instant,
-    subscriber_filter: Option<Bytes>,
-    pacer: Option<Pacer>,
+    subscriber_filter: Option<String>,
+    pacer: Option<Pacer<S::Topic>>,
     /// Per-publisher sequence trackers (subscribers only).
     trackers: HashMap<u64, SeqTracker>,
 }
 
-struct Worker<S> {
+struct Worker<S: LoadSession> {
     index: usize,
     plan: Plan,
     shared: Arc<Shared>,
@@ -433,6 +437,8 @@ struct Worker<S> {
     arena: BytesMut,
     scratch: Vec<u8>,
     tally: Tally,
+    /// Sequence trackers of all this worker's subscribers (when `plan.track_per_worker`).
+    worker_trackers: HashMap<u64, SeqTracker>,
     /// Latencies since the last share, merged into the shared histogram.
     recent_latency: Histogram<u64>,
     sent_total: u64,
@@ -468,6 +474,7 @@ impl<S: LoadSession> Worker<S> {
             arena: BytesMut::new(),
             scratch: vec![0; READ_CHUNK_BYTES],
             tally: Tally::default(),
+            worker_trackers: HashMap::new(),
             recent_latency: latency_histogram(),
             sent_total: 0,
             received_total: 0,
@@ -518,7 +525,7 @@ impl<S: LoadSession> Worker<S> {
                 self.run_timers(now);
                 next_timers = now + TIMER_INTERVAL;
             }
-            self.flush_all();
+            self.flush_all(now);
             if now >= next_share {
                 self.share();
                 next_share = now + SHARE_INTERVAL;
@@ -589,13 +596,13 @@ impl<S: LoadSession> Worker<S> {
                 None,
                 Some(Pacer {
                     publisher_id,
-                    topic: Bytes::from(topic),
+                    topic: S::topic(&topic),
                     start_ns: 0,
                     count: 0,
                     scheduled: false,
                 }),
             ),
-            Role::Subscriber { filter } => (Some(Bytes::from(filter)), None),
+            Role::Subscriber { filter } => (Some(filter), None),
             Role::Idle => (None, None),
         };
         entry.insert(Conn {
@@ -604,6 +611,7 @@ impl<S: LoadSession> Worker<S> {
                 &spec.client_id,
                 self.plan.version,
                 self.plan.keep_alive_secs,
+                self.plan.inflight,
             ),
             state: ConnState::Connecting,
             rx: BytesMut::new(),
@@ -671,11 +679,12 @@ impl<S: LoadSession> Worker<S> {
                 }
                 Ok(n) => {
                     conn.rx.extend_from_slice(&self.scratch[..n]);
-                    if let Err(e) = conn.session.handle_input(&mut conn.rx, now) {
-                        self.fail(key, format!("protocol error from the server: {e}"));
+                    if !self.consume_input(key, now) || n < self.scratch.len() {
+                        // A short read drained the socket: the next arrival raises a new edge,
+                        // so the extra read that would only say WouldBlock is skipped (as
+                        // tokio does).
                         return;
                     }
-                    self.process_events(key, now);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -687,18 +696,47 @@ impl<S: LoadSession> Worker<S> {
         }
     }
 
-    fn process_events(&mut self, key: usize, now: Instant) {
+    /// Feeds the read buffer to the session until it is consumed; the session may stop early
+    /// when its event queue is full, so events are drained between calls. False when the
+    /// connection was closed.
+    fn consume_input(&mut self, key: usize, now: Instant) -> bool {
+        loop {
+            let Some(conn) = self.conns.get_mut(key) else {
+                return false;
+            };
+            let before = conn.rx.len();
+            if let Err(e) = conn.session.handle_input(&mut conn.rx, now) {
+                self.fail(key, format!("protocol error from the server: {e}"));
+                return false;
+            }
+            let consumed = before != conn.rx.len();
+            let events = self.process_events(key, now);
+            match self.conns.get(key) {
+                Some(conn) if conn.state != ConnState::Closed => {
+                    if conn.rx.is_empty() || (!consumed && events == 0) {
+                        return true;
+                    }
+                }
+                _ => return false,
+            }
+        }
+    }
+
+    /// Handles every pending session event; returns how many there were.
+    fn process_events(&mut self, key: usize, now: Instant) -> usize {
+        let mut count = 0;
         while let Some(event) = self.conns.get_mut(key).and_then(|c| c.session.poll_event()) {
+            count += 1;
             match event {
                 SessionEvent::Connected { accepted: false } => {
                     self.fail(key, "CONNACK refused the connection".into());
-                    return;
+                    return count;
                 }
                 SessionEvent::Connected { accepted: true } => self.on_connected(key, now),
                 SessionEvent::Subscribed { accepted } => {
                     if !accepted {
                         self.fail(key, "SUBACK refused the subscription".into());
-                        return;
+                        return count;
                     }
                     self.set_ready(key);
                 }
@@ -709,11 +747,12 @@ impl<S: LoadSession> Worker<S> {
                 }
                 SessionEvent::Closed => {
                     self.fail(key, "the server sent DISCONNECT".into());
-                    return;
+                    return count;
                 }
             }
             self.mark_flush(key);
         }
+        count
     }
 
     fn on_connected(&mut self, key: usize, now: Instant) {
@@ -726,15 +765,13 @@ impl<S: LoadSession> Worker<S> {
         let micros =
             u64::try_from(now.duration_since(conn.started_at).as_micros()).unwrap_or(u64::MAX);
         self.tally.connect_us.saturating_record(micros.max(1));
-        match conn.subscriber_filter.clone() {
-            Some(filter) => {
-                conn.state = ConnState::Subscribing;
-                if let Err(e) = conn.session.subscribe(&filter, self.plan.qos) {
-                    self.fail(key, format!("subscribe: {e}"));
-                }
-            }
-            None => self.set_ready(key),
+        let Some(filter) = conn.subscriber_filter.as_deref() else {
+            return self.set_ready(key);
+        };
+        if let Err(e) = conn.session.subscribe(filter, self.plan.qos) {
+            return self.fail(key, format!("subscribe: {e}"));
         }
+        conn.state = ConnState::Subscribing;
     }
 
     fn set_ready(&mut self, key: usize) {
@@ -762,14 +799,15 @@ impl<S: LoadSession> Worker<S> {
         if stamp.sent_ns < self.measure_start_ns || stamp.sent_ns >= self.measure_end_ns {
             return;
         }
-        let Some(conn) = self.conns.get_mut(key) else {
-            return;
+        let trackers = if self.plan.track_per_worker {
+            &mut self.worker_trackers
+        } else {
+            match self.conns.get_mut(key) {
+                Some(conn) => &mut conn.trackers,
+                None => return,
+            }
         };
-        let arrival = conn
-            .trackers
-            .entry(publisher_id)
-            .or_default()
-            .record(stamp.seq);
+        let arrival = trackers.entry(publisher_id).or_default().record(stamp.seq);
         let latency_us = nanos_since_epoch(now).saturating_sub(stamp.sent_ns) / 1000;
         self.tally.count_arrival(arrival, latency_us);
         self.recent_latency.saturating_record(latency_us.max(1));
@@ -917,7 +955,10 @@ impl<S: LoadSession> Worker<S> {
         for key in keys {
             let conn = &mut self.conns[key];
             if conn.session.poll_timeout().is_some_and(|t| t <= now) {
-                conn.session.handle_timeout(now);
+                if let Err(e) = conn.session.handle_timeout(now) {
+                    self.fail(key, format!("session timer: {e}"));
+                    continue;
+                }
                 self.mark_flush(key);
             }
         }
@@ -950,8 +991,7 @@ impl<S: LoadSession> Worker<S> {
     }
 
     /// One write per connection per turn: everything the session has queued goes out together.
-    fn flush_all(&mut self) {
-        let now = Instant::now();
+    fn flush_all(&mut self, now: Instant) {
         for key in std::mem::take(&mut self.flush) {
             let Some(conn) = self.conns.get_mut(key) else {
                 continue;

@@ -6,15 +6,18 @@
 //! - `scenario.rs`: `conn`, `fanin`, `fanout`, `p2p`, `sharedsub` as lists of connections.
 //! - `engine.rs`: worker threads (mio poll + slab of connections), pacing, measurement.
 //! - `session.rs`: the sans-IO session trait the engine drives, and the raw session.
+//! - `client_session.rs`: the trait for `shardmq::client::ClientSession` (`--engine client`).
 //! - `payload.rs`: the stamped payload (publisher id, sequence, send time).
 //! - `stats.rs`: sequence tracking (loss, duplicates, reordering) and histograms.
 //! - `bench.rs`: repeats, targets in alternation, capacity search, medians, ratios.
 //! - `report.rs`: the summary table and the JSON document.
+//! - `table.rs`: markdown tables from JSON reports (for compare.sh and BENCHMARKS.md).
 //! - `relay.rs` and `wire.rs`: the raw relay and the few wire forms it understands.
 #![forbid(unsafe_code)]
 
 pub mod bench;
 pub mod cli;
+pub mod client_session;
 pub mod engine;
 pub mod payload;
 pub mod relay;
@@ -22,4 +25,5 @@ pub mod report;
 pub mod scenario;
 pub mod session;
 pub mod stats;
+pub mod table;
 pub mod wire;

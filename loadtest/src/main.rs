@@ -1,56 +1,21 @@
 //! `shardmq-loadtest`: see `shardmq-loadtest --help`.
 
 use clap::Parser;
-use shardmq_loadtest::cli::{Cli, Command, CommonArgs};
-use shardmq_loadtest::scenario::{Kind, Scenario};
-use shardmq_loadtest::{bench, relay};
+use shardmq_loadtest::cli::{Cli, Command, TableArgs};
+use shardmq_loadtest::scenario::Scenario;
+use shardmq_loadtest::{bench, relay, table};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let (kind, common): (Kind, CommonArgs) = match cli.command {
-        Command::Relay(args) => return run_relay(&args),
-        Command::Conn(a) => (
-            Kind::Conn {
-                connections: a.connections,
-            },
-            a.common,
-        ),
-        Command::Fanin(a) => (
-            Kind::Fanin {
-                publishers: a.publishers,
-                subscribers: a.subscribers,
-                topic: a.topic,
-                filter: a.filter,
-            },
-            a.common,
-        ),
-        Command::Fanout(a) => (
-            Kind::Fanout {
-                publishers: a.publishers,
-                subscribers: a.subscribers,
-                topic: a.topic,
-            },
-            a.common,
-        ),
-        Command::P2p(a) => (
-            Kind::P2p {
-                pairs: a.pairs,
-                topic: a.topic,
-            },
-            a.common,
-        ),
-        Command::Sharedsub(a) => (
-            Kind::Sharedsub {
-                publishers: a.publishers,
-                subscribers: a.subscribers,
-                topic: a.topic,
-                filter: a.filter,
-            },
-            a.common,
-        ),
+    let scenario = match Scenario::from_command(cli.command) {
+        Ok(scenario) => scenario,
+        Err(other) => match *other {
+            Command::Relay(args) => return run_relay(&args),
+            Command::Table(args) => return print_table(&args),
+            _ => return ExitCode::from(1),
+        },
     };
-    let scenario = Scenario { kind, common };
     let report = match bench::execute(&scenario) {
         Ok(report) => report,
         Err(e) => {
@@ -99,4 +64,17 @@ fn run_relay(args: &shardmq_loadtest::cli::RelayArgs) -> ExitCode {
     );
     relay.join();
     ExitCode::SUCCESS
+}
+
+fn print_table(args: &TableArgs) -> ExitCode {
+    match table::markdown(&args.files, args.baseline.as_deref()) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("shardmq-loadtest table: {e}");
+            ExitCode::from(1)
+        }
+    }
 }

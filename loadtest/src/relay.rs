@@ -5,7 +5,9 @@
 //! PINGREQ with PINGRESP, acknowledges publishes (PUBACK, or PUBREC then PUBCOMP on PUBREL) and
 //! answers a subscriber's PUBREC with PUBREL, so QoS 1 and 2 flows complete. A PUBLISH is copied
 //! unchanged (only its packet identifier is rewritten per subscriber) to every subscriber whose
-//! filter is exactly the topic; a filter containing `+` or `#` receives everything. No
+//! filter is exactly the topic; a filter containing `+` or `#` receives everything. While any
+//! subscriber's write buffer is over a high-water mark, no worker reads from publishers, so TCP
+//! pushes back on them (drops happen only past a hard limit, counted). No
 //! validation, no sessions, no retained messages, no shared subscriptions, no per-version
 //! re-encoding: what a load run measures through it is the load generator and the kernel.
 //!
@@ -26,12 +28,17 @@ use slab::Slab;
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
 
 /// Bytes a subscriber's write buffer may hold; publishes beyond it are dropped and counted.
 pub const RELAY_TX_MAX_BYTES: usize = 16 * 1024 * 1024;
+/// A subscriber whose write buffer holds more than this is congested: while any subscriber is,
+/// no worker reads from publishers, so TCP pushes back on them instead of the relay dropping.
+pub const RELAY_TX_HIGH_WATER_BYTES: usize = 2 * 1024 * 1024;
+/// A congested subscriber is clear again once its write buffer is below this.
+pub const RELAY_TX_LOW_WATER_BYTES: usize = 512 * 1024;
 /// Batches waiting in one worker's inbox at most; a full inbox drops the batch (counted).
 pub const RELAY_INBOX_MAX: usize = 4096;
 /// Connections one relay accepts at most.
@@ -82,6 +89,8 @@ enum Inbox {
 struct Shared {
     routes: RwLock<Routes>,
     stop: AtomicBool,
+    /// Congested subscribers over all workers (see [`RELAY_TX_HIGH_WATER_BYTES`]).
+    congested: AtomicUsize,
     counters: Counters,
     inboxes: Vec<Sender<Inbox>>,
     wakers: Vec<Arc<Waker>>,
@@ -120,6 +129,7 @@ impl Relay {
         let shared = Arc::new(Shared {
             routes: RwLock::new(Routes::default()),
             stop: AtomicBool::new(false),
+            congested: AtomicUsize::new(0),
             counters: Counters::default(),
             inboxes,
             wakers,
@@ -136,6 +146,7 @@ impl Relay {
                 scratch: vec![0; READ_CHUNK_BYTES],
                 outbox: vec![Vec::new(); threads],
                 flush: Vec::new(),
+                paused: Vec::new(),
             };
             let handle = std::thread::Builder::new()
                 .name(format!("relay-{index}"))
@@ -244,6 +255,10 @@ struct Peer {
     /// Packet identifiers of forwarded QoS 1/2 publishes are rewritten from this counter.
     next_packet_id: u16,
     subscribed: bool,
+    /// Has sent a PUBLISH: its reads pause while any subscriber is congested.
+    publisher: bool,
+    /// Its write buffer is over the high-water mark (counted in `Shared::congested`).
+    congested: bool,
     dirty: bool,
 }
 
@@ -258,13 +273,17 @@ struct RelayWorker {
     /// Forwards for other workers collected this turn, one batch per destination.
     outbox: Vec<Vec<(usize, u64, Bytes)>>,
     flush: Vec<usize>,
+    /// Publishers whose reads were skipped while a subscriber was congested.
+    paused: Vec<usize>,
 }
 
 impl RelayWorker {
     fn run(mut self) {
         let mut events = Events::with_capacity(1024);
         while !self.shared.stop.load(Ordering::Acquire) {
-            if let Err(e) = self.poll.poll(&mut events, None) {
+            // Paused publishers are retried every millisecond in case the wake-up was missed.
+            let timeout = (!self.paused.is_empty()).then(|| std::time::Duration::from_millis(1));
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() != io::ErrorKind::Interrupted {
                     return;
                 }
@@ -285,6 +304,13 @@ impl RelayWorker {
             self.drain_inbox();
             self.send_outbox();
             self.flush_all();
+            if !self.paused.is_empty() && self.shared.congested.load(Ordering::Acquire) == 0 {
+                for key in std::mem::take(&mut self.paused) {
+                    self.on_readable(key);
+                }
+                self.send_outbox();
+                self.flush_all();
+            }
         }
     }
 
@@ -327,6 +353,8 @@ impl RelayWorker {
             tx_head: 0,
             next_packet_id: 0,
             subscribed: false,
+            publisher: false,
+            congested: false,
             dirty: false,
         });
     }
@@ -336,12 +364,21 @@ impl RelayWorker {
             let Some(peer) = self.peers.get_mut(key) else {
                 return;
             };
+            if peer.publisher && self.shared.congested.load(Ordering::Relaxed) > 0 {
+                if !self.paused.contains(&key) {
+                    self.paused.push(key);
+                }
+                return;
+            }
             match peer.stream.read(&mut self.scratch) {
                 Ok(0) => return self.close(key),
                 Ok(n) => {
                     peer.rx.extend_from_slice(&self.scratch[..n]);
                     if self.handle_frames(key).is_err() {
                         return self.close(key);
+                    }
+                    if n < self.scratch.len() {
+                        return; // Drained: the next arrival raises a new edge.
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -369,6 +406,7 @@ impl RelayWorker {
                     wire::put_connack(&mut peer.tx, peer.v5);
                 }
                 wire::PUBLISH => {
+                    peer.publisher = true;
                     let (topic, packet_id) = wire::publish_topic_and_id(&frame, &bytes)?;
                     match (frame.first_byte >> 1) & 0x03 {
                         0 => {}
@@ -460,6 +498,10 @@ impl RelayWorker {
             }
         }
         counters.forwarded.fetch_add(1, Ordering::Relaxed);
+        if !peer.congested && peer.tx.len() - peer.tx_head > RELAY_TX_HIGH_WATER_BYTES {
+            peer.congested = true;
+            self.shared.congested.fetch_add(1, Ordering::AcqRel);
+        }
         if !peer.dirty {
             peer.dirty = true;
             self.flush.push(key);
@@ -530,8 +572,21 @@ impl RelayWorker {
             } else {
                 peer.tx_head = written;
             }
+            if peer.congested && peer.tx.len() - peer.tx_head < RELAY_TX_LOW_WATER_BYTES {
+                peer.congested = false;
+                self.clear_congestion();
+            }
             if failed {
                 self.close(key);
+            }
+        }
+    }
+
+    /// One congested subscriber less; the last one wakes every worker to resume reading.
+    fn clear_congestion(&self) {
+        if self.shared.congested.fetch_sub(1, Ordering::AcqRel) == 1 {
+            for waker in &self.shared.wakers {
+                let _ = waker.wake();
             }
         }
     }
@@ -541,6 +596,9 @@ impl RelayWorker {
             return;
         }
         let mut peer = self.peers.remove(key);
+        if peer.congested {
+            self.clear_congestion();
+        }
         let _ = self.poll.registry().deregister(&mut peer.stream);
         if peer.subscribed {
             let mut routes = match self.shared.routes.write() {

@@ -49,6 +49,8 @@ pub struct RunReport {
     pub connections_ready: usize,
     pub connection_errors: u64,
     pub setup_s: f64,
+    /// Connections made per second during setup.
+    pub connect_per_s: f64,
     pub sent: u64,
     /// QoS 1/2 completions over the whole run (warmup included).
     pub acked_total: u64,
@@ -104,6 +106,11 @@ impl RunReport {
             connections_ready: r.connections_ready,
             connection_errors: t.connection_errors,
             setup_s: r.setup.as_secs_f64(),
+            connect_per_s: if r.setup.is_zero() {
+                0.0
+            } else {
+                r.connections_ready as f64 / r.setup.as_secs_f64()
+            },
             sent: t.sent,
             acked_total: t.acked,
             expected: r.expected,
@@ -136,8 +143,12 @@ impl RunReport {
             (
                 "connections",
                 format!(
-                    "{} ready of {}, {} errors, setup {:.2} s",
-                    self.connections_ready, self.connections, self.connection_errors, self.setup_s
+                    "{} ready of {}, {} errors, setup {:.2} s ({:.0}/s)",
+                    self.connections_ready,
+                    self.connections,
+                    self.connection_errors,
+                    self.setup_s,
+                    self.connect_per_s
                 ),
             ),
             (
@@ -179,8 +190,13 @@ impl RunReport {
                 ),
             ),
         ];
+        // A run without publishers (conn) has only the connection rows to show.
+        let without_messages = self.sent == 0 && self.expected == 0 && self.received == 0;
         for (name, value) in rows {
-            println!("  {name:<24} {value}");
+            let message_row = !matches!(name, "connections" | "connect ms");
+            if !(without_messages && message_row) {
+                println!("  {name:<24} {value}");
+            }
         }
         for error in &self.errors {
             println!("  error: {error}");
@@ -228,6 +244,9 @@ pub struct SearchReport {
     pub max_received_per_s: f64,
     /// p99 at that step, milliseconds.
     pub p99_ms_at_max: f64,
+    /// Whether a step failed: false means the search ran out of steps and the maximum is
+    /// only a lower bound.
+    pub bounded: bool,
 }
 
 /// Medians of one target's runs.
@@ -243,6 +262,8 @@ pub struct TargetSummary {
     pub median_connect_p99_ms: f64,
     /// Median of the capacity searches' maxima (received per second), when searching.
     pub median_max_received_per_s: Option<f64>,
+    /// Whether every search found a failing step (else the maximum is a lower bound).
+    pub max_bounded: bool,
     pub lost_total: u64,
     pub duplicates_total: u64,
     pub guarantee_broken: bool,
@@ -279,7 +300,15 @@ pub struct Report {
 }
 
 impl TargetSummary {
-    pub fn new(target: &str, address: &str, runs: &[&RunReport], maxima: &[f64]) -> TargetSummary {
+    /// The medians of `runs`; `maxima` are the capacity searches' results, `max_bounded` whether
+    /// every search found a failing step.
+    pub fn new(
+        target: &str,
+        address: &str,
+        runs: &[&RunReport],
+        maxima: &[f64],
+        max_bounded: bool,
+    ) -> TargetSummary {
         let m = |f: fn(&RunReport) -> f64| median(&runs.iter().map(|r| f(r)).collect::<Vec<_>>());
         TargetSummary {
             target: target.to_owned(),
@@ -291,6 +320,7 @@ impl TargetSummary {
             median_p99_ms: m(|r| r.latency_ms.p99),
             median_connect_p99_ms: m(|r| r.connect_ms.p99),
             median_max_received_per_s: (!maxima.is_empty()).then(|| median(maxima)),
+            max_bounded,
             lost_total: runs.iter().map(|r| r.lost).sum(),
             duplicates_total: runs.iter().map(|r| r.duplicates).sum(),
             guarantee_broken: runs.iter().any(|r| r.guarantee_broken.is_some()),

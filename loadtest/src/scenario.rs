@@ -1,10 +1,11 @@
 //! Scenarios: which connections a run opens, what each publishes or subscribes to, and how many
 //! deliveries each message should produce.
 
-use crate::cli::{CommonArgs, MqttArg};
+use crate::cli::{Cli, Command, CommonArgs, MqttArg};
 use crate::engine::{ConnSpec, Plan, Role};
 use crate::payload::PAYLOAD_LEN_MIN;
 use crate::session::MqttVersion;
+use clap::Parser;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -151,6 +152,62 @@ impl Kind {
 }
 
 impl Scenario {
+    /// The scenario a load command describes; `Err` gives back the other commands (boxed: they
+    /// are rare and large).
+    pub fn from_command(command: Command) -> Result<Scenario, Box<Command>> {
+        let (kind, common) = match command {
+            other @ (Command::Relay(_) | Command::Table(_)) => return Err(Box::new(other)),
+            Command::Conn(a) => (
+                Kind::Conn {
+                    connections: a.connections,
+                },
+                a.common,
+            ),
+            Command::Fanin(a) => (
+                Kind::Fanin {
+                    publishers: a.publishers,
+                    subscribers: a.subscribers,
+                    topic: a.topic,
+                    filter: a.filter,
+                },
+                a.common,
+            ),
+            Command::Fanout(a) => (
+                Kind::Fanout {
+                    publishers: a.publishers,
+                    subscribers: a.subscribers,
+                    topic: a.topic,
+                },
+                a.common,
+            ),
+            Command::P2p(a) => (
+                Kind::P2p {
+                    pairs: a.pairs,
+                    topic: a.topic,
+                },
+                a.common,
+            ),
+            Command::Sharedsub(a) => (
+                Kind::Sharedsub {
+                    publishers: a.publishers,
+                    subscribers: a.subscribers,
+                    topic: a.topic,
+                    filter: a.filter,
+                },
+                a.common,
+            ),
+        };
+        Ok(Scenario { kind, common })
+    }
+
+    /// Parses command-line words (without the program name) into a scenario.
+    pub fn parse(words: &[&str]) -> Result<Scenario, String> {
+        let cli =
+            Cli::try_parse_from(std::iter::once("shardmq-loadtest").chain(words.iter().copied()))
+                .map_err(|e| e.to_string())?;
+        Scenario::from_command(cli.command).map_err(|_| "not a load scenario".to_string())
+    }
+
     /// Checks the options that clap cannot.
     pub fn validate(&self) -> Result<(), String> {
         let c = &self.common;
@@ -216,6 +273,7 @@ impl Scenario {
             connections: self.kind.connections(run_id),
             publishers: self.kind.publishers(),
             run_tag: run_tag(run_id),
+            track_per_worker: matches!(self.kind, Kind::Sharedsub { .. }),
             deliveries_per_message: self.kind.deliveries_per_message(),
             warmup: if is_conn {
                 Duration::ZERO

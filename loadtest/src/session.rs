@@ -48,8 +48,12 @@ impl MqttVersion {
 /// The sans-IO session API the engine drives. Topics and payloads are `Bytes` so that a
 /// publisher's topic is shared, not copied, into every PUBLISH.
 pub trait LoadSession: Sized {
-    /// A session for `client_id`, not yet started.
-    fn new(client_id: &str, version: MqttVersion, keep_alive_secs: u16) -> Self;
+    /// A topic name prepared once per publisher and shared by all its publishes.
+    type Topic: Clone;
+    /// Prepares a topic name.
+    fn topic(name: &str) -> Self::Topic;
+    /// A session for `client_id`, not yet started, with room for `inflight` QoS 1/2 publishes.
+    fn new(client_id: &str, version: MqttVersion, keep_alive_secs: u16, inflight: usize) -> Self;
     /// Queues CONNECT.
     fn start(&mut self, now: Instant);
     /// Consumes every whole frame in `buf`; an error means the connection must be closed.
@@ -61,19 +65,19 @@ pub trait LoadSession: Sized {
     /// Queues a PUBLISH; `Ok(false)` when the in-flight window is full (nothing queued).
     fn publish(
         &mut self,
-        topic: &bytes::Bytes,
+        topic: &Self::Topic,
         payload: bytes::Bytes,
         qos: u8,
         now: Instant,
     ) -> Result<bool, String>;
     /// Queues a SUBSCRIBE of one filter.
-    fn subscribe(&mut self, filter: &bytes::Bytes, qos: u8) -> Result<(), String>;
+    fn subscribe(&mut self, filter: &str, qos: u8) -> Result<(), String>;
     /// QoS 1/2 publishes sent and not yet completed.
     fn inflight_len(&self) -> usize;
     /// Queues DISCONNECT.
     fn disconnect(&mut self);
-    /// Lets the session act on its timers (keep-alive).
-    fn handle_timeout(&mut self, now: Instant);
+    /// Lets the session act on its timers (keep-alive); an error closes the connection.
+    fn handle_timeout(&mut self, now: Instant) -> Result<(), String>;
     /// When `handle_timeout` next needs calling.
     fn poll_timeout(&self) -> Option<Instant>;
 }
@@ -91,6 +95,8 @@ pub struct RawSession {
     inflight: HashSet<u16>,
     /// Incoming QoS 2 packet identifiers between PUBLISH and PUBREL (exactly-once, method B).
     incoming_qos2: HashSet<u16>,
+    /// In-flight window (`--inflight`, at most [`RAW_INFLIGHT_MAX`]).
+    inflight_max: usize,
     last_sent: Instant,
 }
 
@@ -169,7 +175,18 @@ impl RawSession {
 }
 
 impl LoadSession for RawSession {
-    fn new(client_id: &str, version: MqttVersion, keep_alive_secs: u16) -> RawSession {
+    type Topic = bytes::Bytes;
+
+    fn topic(name: &str) -> bytes::Bytes {
+        bytes::Bytes::copy_from_slice(name.as_bytes())
+    }
+
+    fn new(
+        client_id: &str,
+        version: MqttVersion,
+        keep_alive_secs: u16,
+        inflight: usize,
+    ) -> RawSession {
         RawSession {
             client_id: client_id.to_owned(),
             v5: version == MqttVersion::V5,
@@ -180,6 +197,7 @@ impl LoadSession for RawSession {
             next_packet_id: 0,
             inflight: HashSet::new(),
             incoming_qos2: HashSet::new(),
+            inflight_max: inflight.clamp(1, RAW_INFLIGHT_MAX),
             last_sent: crate::payload::epoch(),
         }
     }
@@ -221,7 +239,7 @@ impl LoadSession for RawSession {
         now: Instant,
     ) -> Result<bool, String> {
         let packet_id = if qos > 0 {
-            if self.inflight.len() >= RAW_INFLIGHT_MAX {
+            if self.inflight.len() >= self.inflight_max {
                 return Ok(false);
             }
             let id = self.next_id();
@@ -235,9 +253,9 @@ impl LoadSession for RawSession {
         Ok(true)
     }
 
-    fn subscribe(&mut self, filter: &bytes::Bytes, qos: u8) -> Result<(), String> {
+    fn subscribe(&mut self, filter: &str, qos: u8) -> Result<(), String> {
         let id = self.next_id();
-        wire::put_subscribe(&mut self.out, id, filter, qos, self.v5);
+        wire::put_subscribe(&mut self.out, id, filter.as_bytes(), qos, self.v5);
         Ok(())
     }
 
@@ -249,11 +267,12 @@ impl LoadSession for RawSession {
         wire::put_disconnect(&mut self.out);
     }
 
-    fn handle_timeout(&mut self, now: Instant) {
+    fn handle_timeout(&mut self, now: Instant) -> Result<(), String> {
         if !self.keep_alive.is_zero() && now >= self.last_sent + self.keep_alive / 2 {
             wire::put_pingreq(&mut self.out);
             self.last_sent = now;
         }
+        Ok(())
     }
 
     fn poll_timeout(&self) -> Option<Instant> {

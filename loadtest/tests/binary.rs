@@ -1,0 +1,75 @@
+//! The binary end to end: a run with --json, and the refusals.
+
+mod common;
+
+use shardmq_loadtest::relay::Relay;
+use std::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_shardmq-loadtest");
+
+#[test]
+fn p2p_run_writes_json_that_parses() {
+    let relay = Relay::start("127.0.0.1:0", 1).expect("relay");
+    let dir = std::env::temp_dir().join(format!("shardmq-loadtest-json-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let json = dir.join("p2p.json");
+    let output = Command::new(BIN)
+        .args([
+            "p2p",
+            "--pairs",
+            "3",
+            "--qos",
+            "1",
+            "--rate",
+            "100",
+            "--duration",
+            "1",
+        ])
+        .args(["--warmup", "0.3", "--engine", "raw", "--port"])
+        .arg(relay.local_addr().port().to_string())
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .expect("run the binary");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("latency ms"), "no summary table: {stdout}");
+    let doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&json).expect("json written")).expect("json parses");
+    assert_eq!(doc["scenario"], "p2p");
+    assert_eq!(doc["qos"], 1);
+    let run = &doc["runs"][0];
+    let sent = run["sent"].as_u64().expect("sent");
+    assert!(sent > 0);
+    assert_eq!(run["unique"].as_u64(), Some(sent));
+    assert_eq!(run["lost"].as_u64(), Some(0));
+    for field in ["p50", "p90", "p99", "p999", "max"] {
+        assert!(
+            run["latency_ms"][field].as_f64().is_some(),
+            "latency_ms.{field}"
+        );
+    }
+    assert!(run["guarantee_broken"].is_null());
+    assert_eq!(doc["summary"][0]["target"], "broker");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn non_loopback_hosts_are_refused() {
+    let output = Command::new(BIN)
+        .args(["p2p", "--host", "192.0.2.1", "--duration", "1"])
+        .output()
+        .expect("run the binary");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("loopback"), "{stderr}");
+    let output = Command::new(BIN)
+        .args(["relay", "--listen", "0.0.0.0:0"])
+        .output()
+        .expect("run the binary");
+    assert_eq!(output.status.code(), Some(1));
+}
