@@ -318,7 +318,7 @@ impl Shard {
                 options: stored.options,
                 identifier: stored.identifier,
             };
-            self.trie.insert(filter.as_str(), sub);
+            self.subscription_insert(&filter, sub);
             if self.router.local_added(&filter) {
                 new_routes.push(filter);
             }
@@ -341,8 +341,7 @@ impl Shard {
             .collect();
         let mut gone = Vec::new();
         for filter in filters {
-            self.trie
-                .remove_where(filter.as_str(), |sub| sub.session == skey);
+            self.subscription_remove(&filter, skey);
             if self.router.local_removed(&filter) {
                 gone.push(filter);
             }

@@ -12,6 +12,7 @@ use super::mesh::{Mesh, ShardId, ShardMsg};
 use super::protocol::LayoutCache;
 use super::router::Router;
 use super::session::{MemoryStore, Session, SessionStore, SharedPublish};
+use super::shared::SharedMembers;
 use super::stats::{bump, drop_one, ShardCounters};
 use super::timers::{TimerKind, Timers};
 use super::{Shared, WAKER_TOKEN};
@@ -125,6 +126,12 @@ pub struct Shard {
     pub client_ids: HashMap<MqttString, usize>,
     /// This shard's clients' subscriptions.
     pub trie: TopicTrie<LocalSub>,
+    /// This shard's members of shared subscriptions, by `$share/{group}/{filter}`.
+    pub shared_members: HashMap<MqttString, SharedMembers>,
+    /// Scratch: the (shard, shared subscription) targets of the message being routed.
+    pub shared_targets: Vec<(ShardId, MqttString)>,
+    /// State of the shared subscriptions' random strategy.
+    pub random_state: u64,
     pub router: Router,
     /// SUBACKs waiting for the routing barrier, in epoch order.
     pub pending_subacks: VecDeque<PendingSubAck>,
@@ -157,6 +164,7 @@ pub struct Shard {
 impl Shard {
     pub fn new(id: ShardId, shared: Arc<Shared>, poll: Poll, mesh: Mesh) -> Shard {
         let shards = mesh.shards();
+        let random_state = (shared.instance ^ (id as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)) | 1;
         Shard {
             id,
             shared,
@@ -166,6 +174,9 @@ impl Shard {
             sessions: Slab::new(),
             client_ids: HashMap::new(),
             trie: TopicTrie::new(),
+            shared_members: HashMap::new(),
+            shared_targets: Vec::new(),
+            random_state,
             router: Router::new(id, shards),
             pending_subacks: VecDeque::new(),
             pending_takeovers: HashMap::new(),
@@ -485,6 +496,12 @@ impl Shard {
                 ShardMsg::Publish(message) => {
                     self.deliver_local(&message, None);
                 }
+                ShardMsg::SharedPublish {
+                    message,
+                    share,
+                    publisher_hash,
+                    forwarded,
+                } => self.deliver_shared(&share, &message, publisher_hash, forwarded),
                 ShardMsg::RouteAdd {
                     from,
                     filters,
