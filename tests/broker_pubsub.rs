@@ -308,6 +308,7 @@ fn retained_set_replace_clear_and_wildcards_across_shards() {
 
 #[test]
 fn thousand_connections_spread_evenly_over_four_shards() {
+    raise_fd_limit(4096);
     let broker = start_broker(4);
     let address = addr(&broker);
     let mut sockets = Vec::with_capacity(1000);
