@@ -78,6 +78,9 @@ struct Cli {
     /// id) [default: round_robin].
     #[arg(long, value_name = "STRATEGY")]
     shared_subscription_strategy: Option<shardmq::broker::config::SharedStrategy>,
+    /// Topic Alias Maximum advertised to MQTT 5 clients, 0 = none [default: 10].
+    #[arg(long, value_name = "N")]
+    topic_alias_maximum: Option<u16>,
     /// Log level: error, warn, info, debug or trace [default: info].
     #[arg(long, value_name = "LEVEL", default_value = "info")]
     log_level: log::LevelFilter,
@@ -122,6 +125,7 @@ impl Cli {
             mesh_channel_capacity = self.mesh_channel_capacity,
             shutdown_timeout_ms = self.shutdown_timeout,
             shared_subscription_strategy = self.shared_subscription_strategy,
+            topic_alias_maximum = self.topic_alias_maximum,
         }
         config.pin_cores |= self.pin_cores;
         config.queue_qos0 |= self.queue_qos0;

@@ -64,6 +64,10 @@ pub struct Config {
     /// How each message of a shared subscription (`$share/{group}/{filter}`) picks the one
     /// member it goes to. Default `round_robin`.
     pub shared_subscription_strategy: SharedStrategy,
+    /// Topic Alias Maximum advertised to MQTT 5 clients: the aliases a client may set per
+    /// connection, 0..=65,535 (0 = none). Default 10, as Mosquitto. An alias of 0 or above it
+    /// closes the connection with 0x94 Topic Alias Invalid ([MQTT-3.3.2-8], [MQTT-3.3.2-9]).
+    pub topic_alias_maximum: u16,
 }
 
 /// How a shared subscription group spreads messages over its members. The publishing shard
@@ -124,6 +128,7 @@ impl Default for Config {
             max_sessions: 1_000_000,
             shutdown_timeout_ms: 2_000,
             shared_subscription_strategy: SharedStrategy::RoundRobin,
+            topic_alias_maximum: 10,
         }
     }
 }

@@ -100,15 +100,8 @@ impl Shard {
 
     fn handle_publish(&mut self, key: usize, skey: usize, mut publish: Publish) {
         bump(&self.shared.counters[self.id].messages_received);
-        // We advertise Topic Alias Maximum 0: any alias is invalid ([MQTT-3.3.2-8]).
-        if publish.properties.topic_alias.is_some() {
-            self.close(
-                key,
-                CloseReason::Protocol(
-                    ReasonCode::TopicAliasInvalid,
-                    "topic alias not allowed".into(),
-                ),
-            );
+        if let Err(reason) = self.resolve_topic_alias(key, &mut publish) {
+            self.close(key, reason);
             return;
         }
         if let Err(e) = topic::validate_topic_name(publish.topic.as_str()) {
@@ -179,6 +172,50 @@ impl Shard {
         if overflowed {
             self.pause(key);
         }
+    }
+
+    /// Applies an MQTT 5 Topic Alias (spec 3.3.2.3.4): a topic with an alias sets it, an empty
+    /// topic with an alias uses it. The alias is removed (it belongs to this connection).
+    fn resolve_topic_alias(
+        &mut self,
+        key: usize,
+        publish: &mut Publish,
+    ) -> Result<(), CloseReason> {
+        let max = self.shared.config.topic_alias_maximum;
+        let Some(conn) = self.connections.get_mut(key) else {
+            return Ok(());
+        };
+        let Some(alias) = publish.properties.topic_alias.take() else {
+            if publish.topic.is_empty() {
+                // [MQTT-3.3.2-1]: a topic name is required without an alias.
+                return Err(protocol_error(
+                    "[MQTT-3.3.2-1] empty topic name without topic alias",
+                ));
+            }
+            return Ok(());
+        };
+        // [MQTT-3.3.2-8] alias 0, [MQTT-3.3.2-9] above our Topic Alias Maximum.
+        if alias == 0 || alias > max {
+            return Err(CloseReason::Protocol(
+                ReasonCode::TopicAliasInvalid,
+                format!("[MQTT-3.3.2-8/9] topic alias {alias} outside 1..={max}"),
+            ));
+        }
+        let index = usize::from(alias - 1);
+        if publish.topic.is_empty() {
+            match conn.topic_aliases_in.get(index).and_then(Option::as_ref) {
+                Some(topic) => publish.topic = topic.clone(),
+                // Spec 3.3.4: an alias the client never set is a protocol error.
+                None => return Err(protocol_error("unknown topic alias with an empty topic")),
+            }
+            return Ok(());
+        }
+        if conn.topic_aliases_in.len() <= index {
+            conn.topic_aliases_in.resize(index + 1, None);
+        }
+        // An owned copy, so the table does not pin the read buffer.
+        conn.topic_aliases_in[index] = Some(MqttString::from(publish.topic.as_str()));
+        Ok(())
     }
 
     fn handle_pubrec(&mut self, key: usize, skey: usize, a: Ack) {

@@ -12,7 +12,7 @@
 //! holding the session always hands it over first, and the other forwards it, so the newest
 //! claim ends up with the session whatever order the messages arrive in.
 
-use super::connection::{ConnState, WillMessage};
+use super::connection::{ConnState, OutgoingAliases, WillMessage};
 use super::mesh::{ShardId, ShardMsg};
 use super::protocol::{self, AcceptedConnect};
 use super::registry::Claim;
@@ -238,6 +238,9 @@ impl Shard {
         conn.state = ConnState::Connected;
         conn.keep_alive = Duration::from_secs(u64::from(accepted.keep_alive_secs));
         conn.client_max_packet_size = accepted.client_max_packet_size;
+        if version.is_v5() {
+            conn.topic_aliases_out = OutgoingAliases::new(accepted.client_topic_alias_maximum);
+        }
         conn.will = accepted.will;
         conn.last_received = self.now;
         let conn_id = conn.id;

@@ -26,6 +26,8 @@ pub struct AcceptedConnect {
     pub client_receive_maximum: u16,
     /// The client's Maximum Packet Size (u32::MAX when absent).
     pub client_max_packet_size: u32,
+    /// The client's Topic Alias Maximum (0 when absent: send no aliases, [MQTT-3.3.2-11]).
+    pub client_topic_alias_maximum: u16,
     pub will: Option<WillMessage>,
 }
 
@@ -132,6 +134,7 @@ pub fn validate_connect(
             .maximum_packet_size
             .unwrap_or(u32::MAX)
             .max(1),
+        client_topic_alias_maximum: connect.properties.topic_alias_maximum.unwrap_or(0),
         will,
     })
 }
@@ -151,7 +154,7 @@ pub fn connack_accepted(
         properties.wildcard_subscription_available = Some(1);
         properties.subscription_identifier_available = Some(1);
         properties.shared_subscription_available = Some(1);
-        properties.topic_alias_maximum = Some(0);
+        properties.topic_alias_maximum = Some(config.topic_alias_maximum);
         properties.server_keep_alive = accepted.server_keep_alive;
         if accepted.assigned_client_id {
             properties.assigned_client_identifier = Some(accepted.client_id.clone());
@@ -251,6 +254,7 @@ impl LayoutCache {
                 retain,
                 dup: false,
                 message_expiry_interval: None,
+                topic_alias: None,
             };
             encode_layout(message, version, options, scratch)
         })
@@ -266,6 +270,9 @@ pub struct LayoutOptions {
     pub dup: bool,
     /// Replaces the Message Expiry Interval (the time left, [MQTT-3.3.2-6]).
     pub message_expiry_interval: Option<u32>,
+    /// The Topic Alias to send, and whether the topic name is left out (the client knows the
+    /// alias). `None` for every cached layout.
+    pub topic_alias: Option<(u16, bool)>,
 }
 
 /// Encodes a PUBLISH for delivery and splits it around the packet id.
@@ -280,12 +287,18 @@ pub fn encode_layout(
         retain,
         dup,
         message_expiry_interval,
+        topic_alias,
     } = options;
     let mut properties = message.properties.clone();
     // A Topic Alias belongs to one network connection (spec 3.3.2.3.4), so it is never
     // forwarded. Subscription identifiers, if any, were set for this subscriber by the shard
     // (a client cannot send them, [MQTT-3.3.4-6]).
-    properties.topic_alias = None;
+    properties.topic_alias = topic_alias.map(|(alias, _)| alias);
+    let topic = match topic_alias {
+        Some((_, true)) => MqttString::default(),
+        _ => message.topic.clone(),
+    };
+    let topic_len = topic.len();
     if message_expiry_interval.is_some() {
         properties.message_expiry_interval = message_expiry_interval;
     }
@@ -293,7 +306,7 @@ pub fn encode_layout(
         dup: dup && qos != QoS::AtMostOnce,
         qos,
         retain,
-        topic: message.topic.clone(),
+        topic,
         packet_id: if qos == QoS::AtMostOnce { 0 } else { 1 },
         properties,
         payload: message.payload.clone(),
@@ -312,7 +325,7 @@ pub fn encode_layout(
     while offset < full.len() && full[offset] & 0x80 != 0 {
         offset += 1;
     }
-    offset += 1 + 2 + message.topic.len();
+    offset += 1 + 2 + topic_len;
     debug_assert!(full.len() >= offset + 2 && full[offset..offset + 2] == [0, 1]);
     let offset = offset.min(full.len().saturating_sub(2));
     Layout {
