@@ -6,8 +6,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 macro_rules! counters {
     ($( $(#[$doc:meta])* $name:ident ),* $(,)?) => {
         /// Live counters of one shard (or of the acceptors). Written with relaxed atomics by one
-        /// thread, read by `BrokerHandle::stats`.
+        /// thread, read by `BrokerHandle::stats`. Aligned to 128 bytes so that two shards'
+        /// counters never share a cache line.
         #[derive(Debug, Default)]
+        #[repr(align(128))]
         pub struct ShardCounters {
             $( $(#[$doc])* pub $name: AtomicU64, )*
         }
