@@ -104,14 +104,16 @@ impl Shard {
             self.close(key, reason);
             return;
         }
-        if let Err(e) = topic::validate_topic_name(publish.topic.as_str()) {
+        // `as_str` checks the UTF-8 again on every call: take it once.
+        let topic_name = publish.topic.as_str();
+        if let Err(e) = topic::validate_topic_name(topic_name) {
             self.close(
                 key,
                 CloseReason::Protocol(ReasonCode::TopicNameInvalid, e.to_string()),
             );
             return;
         }
-        if topic_levels(publish.topic.as_str()) > self.shared.config.max_topic_levels {
+        if topic_levels(topic_name) > self.shared.config.max_topic_levels {
             bump(&self.shared.counters[self.id].topic_levels_exceeded);
             self.close(
                 key,

@@ -382,7 +382,7 @@ impl Shard {
 
     /// The connection of a session closed: end the session or keep it offline, and handle the
     /// will (at once, or after its delay while the session lives).
-    pub(super) fn detach_session(&mut self, skey: usize, will: Option<WillMessage>) {
+    pub(super) fn detach_session(&mut self, skey: usize, will: Option<Box<WillMessage>>) {
         let generation = self.next_generation;
         self.next_generation += 1;
         let now = self.now;
@@ -394,7 +394,7 @@ impl Shard {
         let expiry = session.session.state.session_expiry_interval_secs;
         if session.session.ends_with_connection() {
             if let Some(will) = will {
-                self.publish_will(will);
+                self.publish_will(*will);
             }
             self.end_session(skey);
             return;
@@ -409,7 +409,7 @@ impl Shard {
             return;
         };
         if will.delay_secs == 0 {
-            self.publish_will(will);
+            self.publish_will(*will);
             return;
         }
         // Published when the delay ends or the session ends, whichever is first.
@@ -427,7 +427,7 @@ impl Shard {
             .get_mut(skey)
             .and_then(|s| s.pending_will.take())
         {
-            self.publish_will(will);
+            self.publish_will(*will);
         }
         self.remove_subscriptions(skey);
         if !self.sessions.contains(skey) {
