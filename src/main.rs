@@ -81,6 +81,12 @@ struct Cli {
     /// Topic Alias Maximum advertised to MQTT 5 clients, 0 = none [default: 10].
     #[arg(long, value_name = "N")]
     topic_alias_maximum: Option<u16>,
+    /// Highest QoS accepted from publishers, 0..=2 (MQTT 5 Maximum QoS) [default: 2].
+    #[arg(long, value_name = "QOS")]
+    max_qos: Option<u8>,
+    /// Whether retained messages are supported (MQTT 5 Retain Available) [default: true].
+    #[arg(long, value_name = "BOOL")]
+    retain_available: Option<bool>,
     /// Log level: error, warn, info, debug or trace [default: info].
     #[arg(long, value_name = "LEVEL", default_value = "info")]
     log_level: log::LevelFilter,
@@ -126,6 +132,8 @@ impl Cli {
             shutdown_timeout_ms = self.shutdown_timeout,
             shared_subscription_strategy = self.shared_subscription_strategy,
             topic_alias_maximum = self.topic_alias_maximum,
+            max_qos = self.max_qos,
+            retain_available = self.retain_available,
         }
         config.pin_cores |= self.pin_cores;
         config.queue_qos0 |= self.queue_qos0;

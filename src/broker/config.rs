@@ -68,6 +68,15 @@ pub struct Config {
     /// connection, 0..=65,535 (0 = none). Default 10, as Mosquitto. An alias of 0 or above it
     /// closes the connection with 0x94 Topic Alias Invalid ([MQTT-3.3.2-8], [MQTT-3.3.2-9]).
     pub topic_alias_maximum: u16,
+    /// Highest QoS accepted from publishers, 0..=2. Default 2. Below 2 it is advertised to MQTT 5
+    /// clients as Maximum QoS ([MQTT-3.2.2-9]); a PUBLISH above it closes the connection (0x9B,
+    /// [MQTT-3.2.2-11]), a will above it refuses the CONNECT (0x9B, [MQTT-3.2.2-12]), and
+    /// subscriptions are granted at most this QoS ([MQTT-3.2.2-10]).
+    pub max_qos: u8,
+    /// Whether retained messages are supported. Default true. When false, MQTT 5 clients get
+    /// Retain Available 0, a retained PUBLISH closes the connection (0x9A, [MQTT-3.2.2-14]) and a
+    /// retained will refuses the CONNECT (0x9A, [MQTT-3.2.2-13]).
+    pub retain_available: bool,
 }
 
 /// How a shared subscription group spreads messages over its members. The publishing shard
@@ -129,6 +138,8 @@ impl Default for Config {
             shutdown_timeout_ms: 2_000,
             shared_subscription_strategy: SharedStrategy::RoundRobin,
             topic_alias_maximum: 10,
+            max_qos: 2,
+            retain_available: true,
         }
     }
 }
@@ -197,6 +208,7 @@ impl Config {
         )?;
         range("max_sessions", self.max_sessions, 1, 100_000_000)?;
         range("shutdown_timeout_ms", self.shutdown_timeout_ms, 0, 60_000)?;
+        range("max_qos", self.max_qos, 0, 2)?;
         Ok(())
     }
 }

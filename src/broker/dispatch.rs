@@ -100,6 +100,28 @@ impl Shard {
 
     fn handle_publish(&mut self, key: usize, skey: usize, mut publish: Publish) {
         bump(&self.shared.counters[self.id].messages_received);
+        if publish.qos as u8 > self.shared.config.max_qos {
+            // [MQTT-3.2.2-11]: above the Maximum QoS we advertised.
+            self.close(
+                key,
+                CloseReason::Protocol(
+                    ReasonCode::QoSNotSupported,
+                    "[MQTT-3.2.2-11] QoS above Maximum QoS".into(),
+                ),
+            );
+            return;
+        }
+        if publish.retain && !self.shared.config.retain_available {
+            // [MQTT-3.2.2-14]: retain when Retain Available is 0.
+            self.close(
+                key,
+                CloseReason::Protocol(
+                    ReasonCode::RetainNotSupported,
+                    "[MQTT-3.2.2-14] retain not available".into(),
+                ),
+            );
+            return;
+        }
         if let Err(reason) = self.resolve_topic_alias(key, &mut publish) {
             self.close(key, reason);
             return;
@@ -330,6 +352,10 @@ impl Shard {
             return ReasonCode::QuotaExceeded;
         }
         let mut options = subscription.options;
+        // [MQTT-3.2.2-10]: any requested QoS is accepted, granted at most our Maximum QoS.
+        options.qos = options
+            .qos
+            .min(QoS::from_u8(self.shared.config.max_qos).unwrap_or(QoS::ExactlyOnce));
         if !version.is_v5() {
             options.no_local = false;
             options.retain_as_published = false;

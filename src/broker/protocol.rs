@@ -102,6 +102,14 @@ pub fn validate_connect(
             if topic_levels(will.topic.as_str()) > config.max_topic_levels {
                 return Err(ReasonCode::TopicNameInvalid);
             }
+            // [MQTT-3.2.2-12]: a will QoS above our Maximum QoS refuses the connection.
+            if will.qos as u8 > config.max_qos {
+                return Err(ReasonCode::QoSNotSupported);
+            }
+            // [MQTT-3.2.2-13]: a retained will when retain is not available.
+            if will.retain && !config.retain_available {
+                return Err(ReasonCode::RetainNotSupported);
+            }
             let mut properties = will.properties.clone();
             let delay_secs = properties.will_delay_interval.take().unwrap_or(0);
             Some(Box::new(WillMessage {
@@ -153,7 +161,11 @@ pub fn connack_accepted(
     if version.is_v5() {
         properties.receive_maximum = Some(config.receive_maximum);
         properties.maximum_packet_size = Some(config.max_packet_size);
-        properties.retain_available = Some(1);
+        properties.retain_available = Some(u8::from(config.retain_available));
+        // [MQTT-3.2.2-9]: a server without QoS 1 or 2 says so (absent means 2).
+        if config.max_qos < 2 {
+            properties.maximum_qos = Some(config.max_qos);
+        }
         properties.wildcard_subscription_available = Some(1);
         properties.subscription_identifier_available = Some(1);
         properties.shared_subscription_available = Some(1);
