@@ -87,6 +87,12 @@ struct Cli {
     /// Whether retained messages are supported (MQTT 5 Retain Available) [default: true].
     #[arg(long, value_name = "BOOL")]
     retain_available: Option<bool>,
+    /// File of `user:password` lines: plain CONNECTs must log in as one of them.
+    #[arg(long, value_name = "FILE")]
+    password_file: Option<PathBuf>,
+    /// File of `user:password` lines offered with SCRAM-SHA-256 enhanced authentication (MQTT 5).
+    #[arg(long, value_name = "FILE")]
+    scram_users: Option<PathBuf>,
     /// Log level: error, warn, info, debug or trace [default: info].
     #[arg(long, value_name = "LEVEL", default_value = "info")]
     log_level: log::LevelFilter,
@@ -134,6 +140,8 @@ impl Cli {
             topic_alias_maximum = self.topic_alias_maximum,
             max_qos = self.max_qos,
             retain_available = self.retain_available,
+            password_file = self.password_file.map(Some),
+            scram_users_file = self.scram_users.map(Some),
         }
         config.pin_cores |= self.pin_cores;
         config.queue_qos0 |= self.queue_qos0;

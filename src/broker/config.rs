@@ -77,6 +77,16 @@ pub struct Config {
     /// Retain Available 0, a retained PUBLISH closes the connection (0x9A, [MQTT-3.2.2-14]) and a
     /// retained will refuses the CONNECT (0x9A, [MQTT-3.2.2-13]).
     pub retain_available: bool,
+    /// Plain username/password authentication: a file of `user:password` lines (the format of
+    /// [`crate::auth::parse_password_file`]). When set, a CONNECT without an Authentication
+    /// Method needs a listed user and its password (else CONNACK 0x86, 3.1.1 return code 4).
+    /// Default none: anonymous clients are accepted.
+    pub password_file: Option<std::path::PathBuf>,
+    /// MQTT 5 enhanced authentication with SCRAM-SHA-256 (spec 4.12): a file of `user:password`
+    /// lines in the same format, turned into salted SCRAM credentials (4,096 PBKDF2 iterations,
+    /// a random salt per user) when the broker starts; passwords are not kept in memory.
+    /// Default none: a CONNECT with an Authentication Method gets 0x8C Bad authentication method.
+    pub scram_users_file: Option<std::path::PathBuf>,
 }
 
 /// How a shared subscription group spreads messages over its members. The publishing shard
@@ -140,6 +150,8 @@ impl Default for Config {
             topic_alias_maximum: 10,
             max_qos: 2,
             retain_available: true,
+            password_file: None,
+            scram_users_file: None,
         }
     }
 }

@@ -199,6 +199,12 @@ pub struct Connection {
     pub topic_aliases_in: Vec<Option<MqttString>>,
     /// Topic aliases the broker sends this client (MQTT 5 with Topic Alias Maximum > 0).
     pub topic_aliases_out: OutgoingAliases,
+    /// An enhanced-authentication exchange in progress (CONNECT waiting for AUTH, or a
+    /// re-authentication).
+    pub auth: Option<Box<super::authn::AuthProgress>>,
+    /// The Authentication Method and identity this connection authenticated with (MQTT 5).
+    pub auth_method: Option<MqttString>,
+    pub auth_username: Option<String>,
 }
 
 /// What a read attempt found.
@@ -235,6 +241,9 @@ impl Connection {
             suback_pending: false,
             topic_aliases_in: Vec::new(),
             topic_aliases_out: OutgoingAliases::default(),
+            auth: None,
+            auth_method: None,
+            auth_username: None,
         }
     }
 

@@ -33,7 +33,14 @@ impl Shard {
             return;
         };
         if conn.state == ConnState::AwaitConnect {
+            let authenticating = conn.auth.is_some();
             match packet {
+                // Spec 4.12: during an enhanced-authentication exchange only AUTH may come.
+                Packet::Auth(auth) if authenticating => self.handle_auth(key, auth),
+                Packet::Connect(_) if authenticating => self.close(
+                    key,
+                    protocol_error("[MQTT-3.1.0-2] second CONNECT during authentication"),
+                ),
                 Packet::Connect(connect) => self.handle_connect(key, *connect),
                 // [MQTT-3.1.0-1]: the first packet must be CONNECT.
                 _ => self.close(
@@ -86,11 +93,8 @@ impl Shard {
             Packet::Disconnect(disconnect) => self.handle_disconnect(key, skey, disconnect),
             // [MQTT-3.1.0-2]: a second CONNECT is a protocol violation.
             Packet::Connect(_) => self.close(key, protocol_error("[MQTT-3.1.0-2] second CONNECT")),
-            // No authentication method was accepted in CONNECT, so AUTH is a protocol error
-            // ([MQTT-4.12.0-1] family).
-            Packet::Auth(_) => {
-                self.close(key, protocol_error("AUTH without an authentication method"))
-            }
+            // Re-authentication (AUTH 0x19, [MQTT-4.12.1-1]) and its continuation.
+            Packet::Auth(auth) => self.handle_auth(key, auth),
             // Packets only a server may send.
             Packet::ConnAck(_) | Packet::SubAck(_) | Packet::UnsubAck(_) | Packet::PingResp => {
                 self.close(key, protocol_error("packet only a server may send"))

@@ -96,6 +96,18 @@ impl Shard {
         {
             bump(&self.shared.counters[self.id].keep_alive_capped);
         }
+        // Authentication first (spec 4.12): an enhanced exchange may continue with AUTH packets,
+        // and `admit_connect` runs once it succeeds.
+        if let Some(accepted) = self.authenticate_connect(key, &connect, accepted) {
+            self.admit_connect(key, accepted);
+        }
+    }
+
+    /// Claims the client id and attaches the session of an authenticated CONNECT.
+    pub(super) fn admit_connect(&mut self, key: usize, accepted: AcceptedConnect) {
+        let Some(conn) = self.connections.get_mut(key) else {
+            return;
+        };
         let (claim, previous) = self.shared.registry.claim(&accepted.client_id, self.id);
         if previous.is_none()
             && self.shared.sessions_open.load(Ordering::Relaxed) >= self.shared.config.max_sessions

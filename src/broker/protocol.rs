@@ -28,6 +28,10 @@ pub struct AcceptedConnect {
     pub client_max_packet_size: u32,
     /// The client's Topic Alias Maximum (0 when absent: send no aliases, [MQTT-3.3.2-11]).
     pub client_topic_alias_maximum: u16,
+    /// The Authentication Method of a successful enhanced authentication, for CONNACK.
+    pub authentication_method: Option<MqttString>,
+    /// Authentication Data for CONNACK (SCRAM's server-final message).
+    pub authentication_data: Option<Bytes>,
     pub will: Option<Box<WillMessage>>,
 }
 
@@ -68,10 +72,8 @@ pub fn validate_connect(
                 client_id = assign_id();
                 assigned_client_id = true;
             }
-            // Enhanced authentication is not supported (spec 4.12: 0x8C Bad authentication method).
-            if connect.properties.authentication_method.is_some() {
-                return Err(ReasonCode::BadAuthenticationMethod);
-            }
+            // The Authentication Method is looked up after validation (`authn.rs`): an unknown
+            // one gets 0x8C there ([MQTT-4.12.0-1]).
         }
     }
 
@@ -146,6 +148,8 @@ pub fn validate_connect(
             .unwrap_or(u32::MAX)
             .max(1),
         client_topic_alias_maximum: connect.properties.topic_alias_maximum.unwrap_or(0),
+        authentication_method: None,
+        authentication_data: None,
         will,
     })
 }
@@ -171,6 +175,8 @@ pub fn connack_accepted(
         properties.shared_subscription_available = Some(1);
         properties.topic_alias_maximum = Some(config.topic_alias_maximum);
         properties.server_keep_alive = accepted.server_keep_alive;
+        properties.authentication_method = accepted.authentication_method.clone();
+        properties.authentication_data = accepted.authentication_data.clone();
         if accepted.assigned_client_id {
             properties.assigned_client_identifier = Some(accepted.client_id.clone());
         }
