@@ -85,6 +85,11 @@ counters! {
     wills_published,
     /// Sessions expired while offline.
     sessions_expired,
+    /// Shared subscription messages that reached a shard whose last member had just left.
+    shared_no_member,
+    /// Shared subscription messages queued because no member on the chosen shard could take
+    /// them at once (all offline or with a full in-flight window).
+    shared_all_members_busy,
     /// Times a mesh channel was full and a message waited in the overflow slot.
     mesh_channel_full,
 }
