@@ -93,6 +93,15 @@ struct Cli {
     /// File of `user:password` lines offered with SCRAM-SHA-256 enhanced authentication (MQTT 5).
     #[arg(long, value_name = "FILE")]
     scram_users: Option<PathBuf>,
+    /// Keep-alive cap for MQTT 5 clients (Server Keep Alive); 3.x clients unaffected.
+    #[arg(long, value_name = "SECS")]
+    server_keep_alive: Option<u16>,
+    /// Response Information prefix for MQTT 5 clients requesting it ({PREFIX}{client id}).
+    #[arg(long, value_name = "PREFIX")]
+    response_information: Option<String>,
+    /// Answer every CONNECT with 0x9C Use another server and this Server Reference.
+    #[arg(long, value_name = "HOST")]
+    server_reference: Option<String>,
     /// Log level: error, warn, info, debug or trace [default: info].
     #[arg(long, value_name = "LEVEL", default_value = "info")]
     log_level: log::LevelFilter,
@@ -142,6 +151,9 @@ impl Cli {
             retain_available = self.retain_available,
             password_file = self.password_file.map(Some),
             scram_users_file = self.scram_users.map(Some),
+            server_keep_alive_secs = self.server_keep_alive.map(Some),
+            response_information = self.response_information.map(Some),
+            server_reference = self.server_reference.map(Some),
         }
         config.pin_cores |= self.pin_cores;
         config.queue_qos0 |= self.queue_qos0;

@@ -12,7 +12,7 @@ use super::protocol::{self, AcceptedConnect};
 use super::shard::{CloseReason, Shard};
 use super::stats::bump;
 use crate::auth::{AuthState, AuthStep};
-use crate::codec::{Auth, Connect, MqttString, Packet, Properties, ReasonCode};
+use crate::codec::{Auth, ConnAck, Connect, MqttString, Packet, Properties, ReasonCode};
 use bytes::Bytes;
 
 /// One enhanced-authentication exchange in progress on a connection.
@@ -40,6 +40,11 @@ impl Shard {
         accepted: AcceptedConnect,
     ) -> Option<AcceptedConnect> {
         let shared = self.shared.clone();
+        if let Some(reference) = &shared.config.server_reference {
+            // Spec 4.11: the operator moves clients to another server.
+            self.redirect_connect(key, reference);
+            return None;
+        }
         if let Some(method) = &connect.properties.authentication_method {
             let Some(authenticator) = shared.authenticators.find(method.as_str()) else {
                 // [MQTT-4.12.0-1]: an unsupported method gets 0x8C and the connection closes.
@@ -61,6 +66,29 @@ impl Shard {
             }
         }
         Some(accepted)
+    }
+
+    /// CONNACK 0x9C Use another server with the Server Reference (MQTT 5; 3.x: return code 3).
+    #[allow(clippy::field_reassign_with_default)] // the property sits behind DerefMut
+    fn redirect_connect(&mut self, key: usize, reference: &str) {
+        bump(&self.shared.counters[self.id].connects_refused);
+        let Some(version) = self.connections.get(key).map(|c| c.version) else {
+            return;
+        };
+        let mut properties = Properties::default();
+        if version.is_v5() {
+            properties.server_reference = Some(MqttString::from(reference));
+        }
+        let connack = Packet::ConnAck(ConnAck {
+            session_present: false,
+            reason_code: ReasonCode::UseAnotherServer,
+            properties,
+        });
+        self.send_packet(key, &connack);
+        self.close(
+            key,
+            CloseReason::ConnectRefused(ReasonCode::UseAnotherServer),
+        );
     }
 
     /// CONNACK with an error code, then close ([MQTT-4.12.0-4] for a failed authentication).

@@ -87,6 +87,18 @@ pub struct Config {
     /// a random salt per user) when the broker starts; passwords are not kept in memory.
     /// Default none: a CONNECT with an Authentication Method gets 0x8C Bad authentication method.
     pub scram_users_file: Option<std::path::PathBuf>,
+    /// Keep-alive cap for MQTT 5 clients only, in seconds, 1..=65,535: a client asking more (or
+    /// 0) is told this Server Keep Alive ([MQTT-3.2.2-21]); MQTT 3.x clients are not affected
+    /// (unlike `max_keep_alive_secs`, which refuses them). Default none.
+    pub server_keep_alive_secs: Option<u16>,
+    /// Response Information prefix: an MQTT 5 client that sets Request Response Information 1
+    /// gets `{prefix}{client id}` as Response Information in CONNACK, a topic base for its
+    /// responses (spec 3.1.2.11.7, 4.10). Default none: no Response Information is sent.
+    pub response_information: Option<String>,
+    /// For operators moving clients: every CONNECT is answered with CONNACK 0x9C Use another
+    /// server carrying this Server Reference (spec 4.11; MQTT 3.x clients get return code 3).
+    /// Default none.
+    pub server_reference: Option<String>,
 }
 
 /// How a shared subscription group spreads messages over its members. The publishing shard
@@ -152,6 +164,9 @@ impl Default for Config {
             retain_available: true,
             password_file: None,
             scram_users_file: None,
+            server_keep_alive_secs: None,
+            response_information: None,
+            server_reference: None,
         }
     }
 }
@@ -221,6 +236,9 @@ impl Config {
         range("max_sessions", self.max_sessions, 1, 100_000_000)?;
         range("shutdown_timeout_ms", self.shutdown_timeout_ms, 0, 60_000)?;
         range("max_qos", self.max_qos, 0, 2)?;
+        if let Some(secs) = self.server_keep_alive_secs {
+            range("server_keep_alive_secs", secs, 1, u16::MAX)?;
+        }
         Ok(())
     }
 }

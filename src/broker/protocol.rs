@@ -28,6 +28,8 @@ pub struct AcceptedConnect {
     pub client_max_packet_size: u32,
     /// The client's Topic Alias Maximum (0 when absent: send no aliases, [MQTT-3.3.2-11]).
     pub client_topic_alias_maximum: u16,
+    /// Response Information for CONNACK, when requested and configured.
+    pub response_information: Option<MqttString>,
     /// The Authentication Method of a successful enhanced authentication, for CONNACK.
     pub authentication_method: Option<MqttString>,
     /// Authentication Data for CONNACK (SCRAM's server-final message).
@@ -77,10 +79,14 @@ pub fn validate_connect(
         }
     }
 
-    let max_keep_alive = config.max_keep_alive_secs;
+    let mut max_keep_alive = config.max_keep_alive_secs;
     let mut keep_alive_secs = connect.keep_alive_secs;
     let mut server_keep_alive = None;
     if version.is_v5() {
+        // The v5-only cap (`server_keep_alive_secs`) applies on top of the common limit.
+        if let Some(cap) = config.server_keep_alive_secs {
+            max_keep_alive = max_keep_alive.min(cap);
+        }
         // [MQTT-3.2.2-21]: the client must use the Server Keep Alive we return.
         if keep_alive_secs > max_keep_alive || (keep_alive_secs == 0 && max_keep_alive < u16::MAX) {
             keep_alive_secs = max_keep_alive;
@@ -130,6 +136,13 @@ pub fn validate_connect(
         None => None,
     };
 
+    let response_information = match &config.response_information {
+        // Spec 3.1.2.11.7: only when the client asked (Request Response Information 1).
+        Some(prefix) if connect.properties.request_response_information == Some(1) => Some(
+            MqttString::from(format!("{prefix}{}", client_id.as_str()).as_str()),
+        ),
+        _ => None,
+    };
     Ok(AcceptedConnect {
         client_id,
         assigned_client_id,
@@ -150,6 +163,7 @@ pub fn validate_connect(
         client_topic_alias_maximum: connect.properties.topic_alias_maximum.unwrap_or(0),
         authentication_method: None,
         authentication_data: None,
+        response_information,
         will,
     })
 }
@@ -175,6 +189,7 @@ pub fn connack_accepted(
         properties.shared_subscription_available = Some(1);
         properties.topic_alias_maximum = Some(config.topic_alias_maximum);
         properties.server_keep_alive = accepted.server_keep_alive;
+        properties.response_information = accepted.response_information.clone();
         properties.authentication_method = accepted.authentication_method.clone();
         properties.authentication_data = accepted.authentication_data.clone();
         if accepted.assigned_client_id {

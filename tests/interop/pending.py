@@ -7,6 +7,5 @@ Each entry is listed in FINDINGS.md as pending.
 
 PENDING = {
     # What the Paho suite (client_test5.py) asserts beyond the specification.
-    "paho_suite_server_keep_alive",
     "paho_suite_nosubscribe_topic",
 }
