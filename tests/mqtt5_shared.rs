@@ -362,3 +362,35 @@ fn unsubscribed_member_gets_nothing() {
     a.expect_nothing();
     assert_eq!(drain(&mut b).into_iter().collect::<BTreeSet<_>>(), sent);
 }
+
+/// QoS 1 messages in flight to a member whose session ends (it disconnects with a clean
+/// session and never acknowledged them) are redelivered to another member of the group, on
+/// another shard.
+#[test]
+fn inflight_messages_of_a_departing_member_go_to_another_member() {
+    let broker = start_broker(2);
+    let mut placer = Placer::new(&broker);
+    let mut leaving = placer.raw_on(0, V5, "leaving");
+    let mut staying = placer.raw_on(1, V5, "staying");
+    leaving.subscribe_with("$share/g/re", qos1());
+    staying.subscribe_with("$share/g/re", qos1());
+    let mut publisher = placer.raw_on(0, V5, "re-pub");
+    let sent = publish_n(&mut publisher, "re", 6, QoS::AtLeastOnce);
+    // The leaving member reads its share but acknowledges none of it.
+    let mut unacked = Vec::new();
+    while let Ok(Packet::Publish(p)) = leaving.recv(QUIET) {
+        unacked.push(String::from_utf8_lossy(&p.payload).into_owned());
+    }
+    assert!(
+        !unacked.is_empty(),
+        "round robin gave the leaving member some"
+    );
+    drop(leaving);
+    let mut got = Vec::new();
+    let deadline = std::time::Instant::now() + WAIT;
+    while got.len() < sent.len() && std::time::Instant::now() < deadline {
+        got.extend(drain(&mut staying));
+    }
+    assert_each_once(&[got], &sent);
+    assert_eq!(broker.stats().shared_redelivered, unacked.len() as u64);
+}

@@ -447,6 +447,7 @@ impl Shard {
         }
         let session = self.sessions.remove(skey);
         self.shared.sessions_open.fetch_sub(1, Ordering::Relaxed);
+        self.redeliver_shared(&session.session.state);
         let client_id = &session.session.state.client_id;
         if self.client_ids.get(client_id) == Some(&skey) {
             self.client_ids.remove(client_id);
