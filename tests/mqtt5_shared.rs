@@ -394,3 +394,25 @@ fn inflight_messages_of_a_departing_member_go_to_another_member() {
     assert_each_once(&[got], &sent);
     assert_eq!(broker.stats().shared_redelivered, unacked.len() as u64);
 }
+
+/// [MQTT-3.3.4-3]: a shared subscription's Subscription Identifier comes with its deliveries
+/// (and only the member's own), across shards.
+#[test]
+fn shared_subscription_carries_its_subscription_identifier() {
+    let broker = start_broker(2);
+    let mut placer = Placer::new(&broker);
+    let mut member = placer.raw_on(1, V5, "sid-member");
+    let mut subscribe = subscribe_packet(1, &[("$share/g/sid/#", qos1())]);
+    if let Packet::Subscribe(s) = &mut subscribe {
+        s.properties.subscription_identifiers = vec![42];
+    }
+    member.send(&subscribe);
+    assert_eq!(
+        member.expect_suback().reason_codes,
+        vec![ReasonCode::GrantedQoS1]
+    );
+    let mut publisher = placer.raw_on(0, V5, "sid-pub");
+    publisher.publish_acked("sid/t", b"x", QoS::AtLeastOnce, false, 1);
+    let got = member.receive_and_ack();
+    assert_eq!(got.properties.subscription_identifiers, vec![42]);
+}
