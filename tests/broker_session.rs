@@ -501,3 +501,27 @@ fn simultaneous_connects_on_two_shards_never_lose_the_session() {
         "the session kept its subscription"
     );
 }
+
+#[test]
+fn v5_disconnect_session_expiry_rules() {
+    let broker = start_broker(2);
+    let mut placer = Placer::new(&broker);
+    // Expiry 60 in CONNECT, 0 in DISCONNECT: the session ends now.
+    let (mut c, _) = placer.connect_on(0, persistent(V5, "shortened"));
+    c.subscribe("short", QoS::AtLeastOnce);
+    let mut disconnect = shardmq::codec::Disconnect::default();
+    disconnect.properties.session_expiry_interval = Some(0);
+    c.send(&Packet::Disconnect(disconnect));
+    c.expect_closed();
+    let (_, connack) = placer.connect_on(1, persistent(V5, "shortened"));
+    assert!(!connack.session_present);
+    // Expiry 0 in CONNECT cannot become non-zero in DISCONNECT ([MQTT-3.14.2-2]).
+    let (mut z, _) = placer.connect_on(0, connect_packet(V5, "zero", false));
+    let mut disconnect = shardmq::codec::Disconnect::default();
+    disconnect.properties.session_expiry_interval = Some(60);
+    z.send(&Packet::Disconnect(disconnect));
+    match z.expect_closed().as_slice() {
+        [Packet::Disconnect(d)] => assert_eq!(d.reason_code, ReasonCode::ProtocolError),
+        other => panic!("{other:?}"),
+    }
+}

@@ -15,8 +15,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Listen backlog: deep enough for connection bursts.
-const LISTEN_BACKLOG: i32 = 4096;
+/// Listen backlog: deep enough for a storm of connections arriving at once (the kernel caps it
+/// at `net.core.somaxconn`, 4,096 on many systems; raise that sysctl for deeper bursts).
+const LISTEN_BACKLOG: i32 = 65_535;
 const LISTENER_TOKEN: Token = Token(0);
 
 /// Binds a non-blocking listener with SO_REUSEADDR and a deep backlog.

@@ -3,8 +3,8 @@
 //! The outgoing buffer is a queue of `Bytes` chunks written with one vectored write per loop turn
 //! (repeated until `WouldBlock`): large shared pieces of a fanned-out PUBLISH (its encoded header
 //! and payload) are queued without copying, small packets are appended to a staging `BytesMut`.
-//! Buffers are released when empty so an idle connection holds no buffer memory beyond its
-//! read buffer's last allocation.
+//! Buffers are released when empty, and the read buffer once a read finds the socket empty,
+//! so an idle connection holds no buffer memory.
 
 use crate::codec::{MqttString, Packet, ProtocolVersion, Publish};
 use bytes::{Buf, Bytes, BytesMut};
@@ -17,11 +17,12 @@ use std::time::{Duration, Instant};
 /// Pieces at most this long are copied into the staging buffer rather than queued shared:
 /// copying a few hundred bytes costs less than a reference count and an iovec entry, and keeps
 /// the vectored write short. Payloads above it are shared, never copied per subscriber.
-const COPY_THRESHOLD_BYTES: usize = 256;
+pub(super) const COPY_THRESHOLD_BYTES: usize = 256;
 /// The most chunks given to one vectored write.
 const IOV_MAX_CHUNKS: usize = 64;
-/// Bytes read per `read` call.
-pub const READ_CHUNK_BYTES: usize = 16 * 1024;
+/// Bytes read per `read` call, into the shard's scratch buffer (then appended to the
+/// connection's read buffer, which so holds only bytes actually received).
+pub const READ_CHUNK_BYTES: usize = 64 * 1024;
 
 /// The outgoing byte queue of a connection.
 #[derive(Debug, Default)]
@@ -74,6 +75,9 @@ impl OutBuf {
 
     /// Writes until the queue is empty (`Ok(true)`) or the socket would block (`Ok(false)`).
     pub fn write_to<W: Write>(&mut self, socket: &mut W) -> io::Result<bool> {
+        if self.chunks.is_empty() {
+            return self.write_staging(socket);
+        }
         self.seal_staging();
         while !self.chunks.is_empty() {
             let mut slices = [IoSlice::new(&[]); IOV_MAX_CHUNKS];
@@ -90,6 +94,24 @@ impl OutBuf {
                 Err(e) => return Err(e),
             };
             self.consume(written);
+        }
+        self.release();
+        Ok(true)
+    }
+
+    /// The common case of small packets only: the staging buffer is written as it is, with no
+    /// chunk queue (so no allocation for one).
+    fn write_staging<W: Write>(&mut self, socket: &mut W) -> io::Result<bool> {
+        while !self.staging.is_empty() {
+            let written = match socket.write(&self.staging) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            self.staging.advance(written);
+            self.len -= written;
         }
         self.release();
         Ok(true)
@@ -116,7 +138,7 @@ impl OutBuf {
     fn release(&mut self) {
         debug_assert!(self.len == 0 && self.chunks.is_empty() && self.staging.is_empty());
         self.staging = BytesMut::new();
-        if self.chunks.capacity() > 16 {
+        if self.chunks.capacity() > 0 {
             self.chunks = VecDeque::new();
         }
     }
@@ -162,7 +184,8 @@ pub struct Connection {
     pub last_received: Instant,
     /// The client's MQTT 5 Maximum Packet Size (u32::MAX when unset).
     pub client_max_packet_size: u32,
-    pub will: Option<WillMessage>,
+    /// Boxed: most connections have none, and the struct stays small for idle connections.
+    pub will: Option<Box<WillMessage>>,
     /// Reading stopped because a mesh channel was full.
     pub paused: bool,
     /// In the shard's list of connections to write at the end of the turn.
@@ -175,8 +198,10 @@ pub struct Connection {
 /// What a read attempt found.
 #[derive(Debug, PartialEq, Eq)]
 pub enum ReadOutcome {
-    /// Bytes were appended to the read buffer.
-    Data,
+    /// Bytes were appended to the read buffer. `drained`: the read was short, so the socket
+    /// was empty when it returned; bytes arriving later raise a new (edge-triggered) readiness
+    /// event, so another `read` now would only return `WouldBlock`.
+    Data { drained: bool },
     /// Nothing more to read now.
     WouldBlock,
     /// The peer closed its side.
@@ -205,33 +230,26 @@ impl Connection {
         }
     }
 
-    /// One `read` into the read buffer.
-    pub fn read_once(&mut self) -> io::Result<ReadOutcome> {
-        let start = self.read_buf.len();
-        self.read_buf.resize(start + READ_CHUNK_BYTES, 0);
+    /// One `read` into `scratch`, whose bytes are then appended to the read buffer. Reading
+    /// into a shared scratch buffer instead of growing the read buffer first means no
+    /// zero-filling per read and a read buffer sized to what arrived.
+    pub fn read_once(&mut self, scratch: &mut [u8]) -> io::Result<ReadOutcome> {
         let result = loop {
-            match self.stream.read(&mut self.read_buf[start..]) {
+            match self.stream.read(scratch) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 other => break other,
             }
         };
         match result {
-            Ok(0) => {
-                self.read_buf.truncate(start);
-                Ok(ReadOutcome::Closed)
-            }
+            Ok(0) => Ok(ReadOutcome::Closed),
             Ok(n) => {
-                self.read_buf.truncate(start + n);
-                Ok(ReadOutcome::Data)
+                self.read_buf.extend_from_slice(&scratch[..n]);
+                Ok(ReadOutcome::Data {
+                    drained: n < scratch.len(),
+                })
             }
-            Err(e) => {
-                self.read_buf.truncate(start);
-                if e.kind() == io::ErrorKind::WouldBlock {
-                    Ok(ReadOutcome::WouldBlock)
-                } else {
-                    Err(e)
-                }
-            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(ReadOutcome::WouldBlock),
+            Err(e) => Err(e),
         }
     }
 
@@ -281,6 +299,36 @@ mod tests {
         fn flush(&mut self) -> io::Result<()> {
             Ok(())
         }
+    }
+
+    /// An idle connection costs its `Connection` and `ShardSession` slab entries plus a few map
+    /// entries; these bounds keep the per-connection memory near Mosquitto's (BENCHMARKS.md).
+    #[test]
+    fn connection_and_session_structs_stay_small() {
+        assert!(std::mem::size_of::<Connection>() <= 272);
+        assert!(std::mem::size_of::<crate::broker::shard::ShardSession>() <= 256);
+        assert!(std::mem::size_of::<Option<Box<WillMessage>>>() == 8);
+    }
+
+    #[test]
+    fn staging_only_writes_need_no_chunk_queue() {
+        let mut out = OutBuf::default();
+        out.push_copy(b"hello");
+        out.push_copy(b" world");
+        let mut sink = Trickle {
+            written: Vec::new(),
+            limit: 4,
+            block_next: false,
+        };
+        let mut rounds = 0;
+        while !out.write_to(&mut sink).unwrap() {
+            rounds += 1;
+            assert!(rounds < 100);
+        }
+        assert_eq!(sink.written, b"hello world");
+        assert!(out.is_empty());
+        assert_eq!(out.chunks.capacity(), 0);
+        assert_eq!(out.staging.capacity(), 0);
     }
 
     #[test]

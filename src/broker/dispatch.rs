@@ -111,14 +111,16 @@ impl Shard {
             );
             return;
         }
-        if let Err(e) = topic::validate_topic_name(publish.topic.as_str()) {
+        // `as_str` checks the UTF-8 again on every call: take it once.
+        let topic_name = publish.topic.as_str();
+        if let Err(e) = topic::validate_topic_name(topic_name) {
             self.close(
                 key,
                 CloseReason::Protocol(ReasonCode::TopicNameInvalid, e.to_string()),
             );
             return;
         }
-        if topic_levels(publish.topic.as_str()) > self.shared.config.max_topic_levels {
+        if topic_levels(topic_name) > self.shared.config.max_topic_levels {
             bump(&self.shared.counters[self.id].topic_levels_exceeded);
             self.close(
                 key,
@@ -212,6 +214,17 @@ impl Shard {
             return;
         }
         let identifier = identifiers.first().copied().unwrap_or(0);
+        // [MQTT-3.8.3-4]: No Local on a shared subscription is a protocol error.
+        let shared_no_local = subscribe.subscriptions.iter().any(|s| {
+            s.options.no_local && matches!(topic::parse_shared(s.filter.as_str()), Ok(Some(_)))
+        });
+        if shared_no_local && version.is_v5() {
+            self.close(
+                key,
+                protocol_error("[MQTT-3.8.3-4] No Local on a shared subscription"),
+            );
+            return;
+        }
         let mut reason_codes = Vec::with_capacity(subscribe.subscriptions.len());
         let mut new_routes = Vec::new();
         let mut retained = Vec::new();
@@ -269,9 +282,7 @@ impl Shard {
             bump(&self.shared.counters[self.id].topic_levels_exceeded);
             return ReasonCode::TopicFilterInvalid;
         }
-        if matches!(topic::parse_shared(filter_str), Ok(Some(_))) {
-            return ReasonCode::SharedSubscriptionsNotSupported;
-        }
+        let shared = matches!(topic::parse_shared(filter_str), Ok(Some(_)));
         let max = self.shared.config.max_subscriptions_per_client;
         let Some(session) = self.sessions.get_mut(skey) else {
             return ReasonCode::UnspecifiedError;
@@ -310,7 +321,8 @@ impl Shard {
             RetainHandling::SendAtSubscribeIfNew => !existing,
             RetainHandling::DoNotSend => false,
         };
-        if send_retained {
+        // Spec 4.8.2: retained messages are not sent when a shared subscription is made.
+        if send_retained && !shared {
             retained.push((filter, options.qos, identifier));
         }
         granted(options.qos)
@@ -326,8 +338,7 @@ impl Shard {
                 .and_then(|s| s.session.state.subscriptions.remove(filter))
                 .is_some();
             if removed {
-                self.trie
-                    .remove_where(filter.as_str(), |s| s.session == skey);
+                self.subscription_remove(filter, skey);
                 if self.router.local_removed(filter) {
                     gone.push(MqttString::from(filter.as_str()));
                 }

@@ -50,7 +50,8 @@ impl Shard {
                 }
             }
         }
-        (local || remote, overflowed)
+        let (shared, shared_overflowed) = self.route_shared(&message, origin);
+        (local || remote || shared, overflowed || shared_overflowed)
     }
 
     fn store_retained(&mut self, message: &SharedPublish) {
@@ -375,19 +376,21 @@ impl Shard {
         replace: bool,
     ) -> bool {
         if replace {
-            self.trie
-                .remove_where(filter.as_str(), |s| s.session == skey);
-            self.trie.insert(filter.as_str(), sub);
+            self.subscription_remove(filter, skey);
+            self.subscription_insert(filter, sub);
             return false;
         }
-        self.trie.insert(filter.as_str(), sub);
+        self.subscription_insert(filter, sub);
         self.router.local_added(filter)
     }
 }
 
 /// A copy of `message` carrying `identifiers` as its Subscription Identifier properties (the
 /// payload and topic stay shared).
-fn with_subscription_identifiers(message: &SharedPublish, identifiers: &[u32]) -> SharedPublish {
+pub(super) fn with_subscription_identifiers(
+    message: &SharedPublish,
+    identifiers: &[u32],
+) -> SharedPublish {
     let mut own = Message::clone(message);
     own.publish.properties.subscription_identifiers = identifiers.to_vec();
     Arc::new(own)

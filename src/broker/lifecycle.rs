@@ -318,7 +318,7 @@ impl Shard {
                 options: stored.options,
                 identifier: stored.identifier,
             };
-            self.trie.insert(filter.as_str(), sub);
+            self.subscription_insert(&filter, sub);
             if self.router.local_added(&filter) {
                 new_routes.push(filter);
             }
@@ -341,8 +341,7 @@ impl Shard {
             .collect();
         let mut gone = Vec::new();
         for filter in filters {
-            self.trie
-                .remove_where(filter.as_str(), |sub| sub.session == skey);
+            self.subscription_remove(&filter, skey);
             if self.router.local_removed(&filter) {
                 gone.push(filter);
             }
@@ -352,7 +351,7 @@ impl Shard {
 
     /// The connection of a session closed: end the session or keep it offline, and handle the
     /// will (at once, or after its delay while the session lives).
-    pub(super) fn detach_session(&mut self, skey: usize, will: Option<WillMessage>) {
+    pub(super) fn detach_session(&mut self, skey: usize, will: Option<Box<WillMessage>>) {
         let generation = self.next_generation;
         self.next_generation += 1;
         let now = self.now;
@@ -364,7 +363,7 @@ impl Shard {
         let expiry = session.session.state.session_expiry_interval_secs;
         if session.session.ends_with_connection() {
             if let Some(will) = will {
-                self.publish_will(will);
+                self.publish_will(*will);
             }
             self.end_session(skey);
             return;
@@ -379,7 +378,7 @@ impl Shard {
             return;
         };
         if will.delay_secs == 0 {
-            self.publish_will(will);
+            self.publish_will(*will);
             return;
         }
         // Published when the delay ends or the session ends, whichever is first.
@@ -397,7 +396,7 @@ impl Shard {
             .get_mut(skey)
             .and_then(|s| s.pending_will.take())
         {
-            self.publish_will(will);
+            self.publish_will(*will);
         }
         self.remove_subscriptions(skey);
         if !self.sessions.contains(skey) {

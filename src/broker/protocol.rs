@@ -26,7 +26,7 @@ pub struct AcceptedConnect {
     pub client_receive_maximum: u16,
     /// The client's Maximum Packet Size (u32::MAX when absent).
     pub client_max_packet_size: u32,
-    pub will: Option<WillMessage>,
+    pub will: Option<Box<WillMessage>>,
 }
 
 /// Validates a CONNECT (the codec already checked its encoding). `assign_id` makes a client id
@@ -37,7 +37,10 @@ pub fn validate_connect(
     assign_id: impl FnOnce() -> MqttString,
 ) -> Result<AcceptedConnect, ReasonCode> {
     let version = connect.protocol_version;
-    let mut client_id = connect.client_id.clone();
+    // What the broker keeps from CONNECT owns its bytes: a slice would pin the whole read
+    // allocation it came from for the connection's lifetime (an idle connection must hold no
+    // read buffer).
+    let mut client_id = MqttString::from(connect.client_id.as_str());
     let mut assigned_client_id = false;
     match version {
         // MQTT 3.1: the client id is 1 to 23 characters (3.1 spec, CONNECT payload).
@@ -99,18 +102,18 @@ pub fn validate_connect(
             }
             let mut properties = will.properties.clone();
             let delay_secs = properties.will_delay_interval.take().unwrap_or(0);
-            Some(WillMessage {
+            Some(Box::new(WillMessage {
                 message: Publish {
                     dup: false,
                     qos: will.qos,
                     retain: will.retain,
-                    topic: will.topic.clone(),
+                    topic: MqttString::from(will.topic.as_str()),
                     packet_id: 0,
                     properties,
-                    payload: will.payload.clone(),
+                    payload: Bytes::copy_from_slice(&will.payload),
                 },
                 delay_secs: if version.is_v5() { delay_secs } else { 0 },
-            })
+            }))
         }
         None => None,
     };
@@ -150,7 +153,7 @@ pub fn connack_accepted(
         properties.retain_available = Some(1);
         properties.wildcard_subscription_available = Some(1);
         properties.subscription_identifier_available = Some(1);
-        properties.shared_subscription_available = Some(0);
+        properties.shared_subscription_available = Some(1);
         properties.topic_alias_maximum = Some(0);
         properties.server_keep_alive = accepted.server_keep_alive;
         if accepted.assigned_client_id {
@@ -268,6 +271,32 @@ pub struct LayoutOptions {
     pub message_expiry_interval: Option<u32>,
 }
 
+/// Encoded packets at most this long are cut from the shared scratch block: they are copied
+/// into the outgoing buffers (`connection::COPY_THRESHOLD_BYTES`) and so dropped within the
+/// turn, and never pin the block for long.
+const ENCODE_SHARED_MAX_BYTES: usize = super::connection::COPY_THRESHOLD_BYTES;
+/// Size of the scratch block small packets are encoded into: one allocation per many
+/// messages instead of one per message.
+const ENCODE_BLOCK_BYTES: usize = 16 * 1024;
+
+/// Encodes `packet` into bytes of its own: small packets as a slice of the scratch block,
+/// larger ones into an allocation of their own size (a queued large message must not keep a
+/// whole block alive).
+fn encode_packet(packet: &Packet, version: ProtocolVersion, scratch: &mut BytesMut) -> Bytes {
+    let len = packet.encoded_len(version);
+    if len > ENCODE_SHARED_MAX_BYTES {
+        let mut own = BytesMut::with_capacity(len);
+        packet.encode(version, &mut own);
+        return own.freeze();
+    }
+    scratch.clear();
+    if scratch.capacity() < len {
+        *scratch = BytesMut::with_capacity(ENCODE_BLOCK_BYTES);
+    }
+    packet.encode(version, scratch);
+    scratch.split().freeze()
+}
+
 /// Encodes a PUBLISH for delivery and splits it around the packet id.
 pub fn encode_layout(
     message: &Publish,
@@ -298,9 +327,7 @@ pub fn encode_layout(
         properties,
         payload: message.payload.clone(),
     });
-    scratch.clear();
-    packet.encode(version, scratch);
-    let full = scratch.split().freeze();
+    let full = encode_packet(&packet, version, scratch);
     if qos == QoS::AtMostOnce {
         return Layout {
             head: full,

@@ -6,12 +6,13 @@
 //! messages; resume connections that were paused or parked; write each connection touched this
 //! turn once (until `WouldBlock`); close the connections marked for closing; wake peers sent to.
 
-use super::connection::{ConnState, Connection, ReadOutcome, WillMessage};
+use super::connection::{ConnState, Connection, ReadOutcome, WillMessage, READ_CHUNK_BYTES};
 use super::lifecycle::PendingTakeover;
 use super::mesh::{Mesh, ShardId, ShardMsg};
 use super::protocol::LayoutCache;
 use super::router::Router;
 use super::session::{MemoryStore, Session, SessionStore, SharedPublish};
+use super::shared::SharedMembers;
 use super::stats::{bump, drop_one, ShardCounters};
 use super::timers::{TimerKind, Timers};
 use super::{Shared, WAKER_TOKEN};
@@ -31,6 +32,11 @@ use std::time::{Duration, Instant};
 
 /// Messages taken per inbound channel per loop turn, so one busy peer cannot starve sockets.
 const INBOX_BUDGET_PER_SOURCE: usize = 1024;
+/// `read` calls per connection per loop turn (of `READ_CHUNK_BYTES` each). A publisher that
+/// sends faster than the shard reads would otherwise keep `handle_readable` reading it while
+/// every other socket, the inbox and the turn's writes wait: under a flood the subscribers'
+/// writes would starve and delivery collapse. The rest is read next turn (`read_more`).
+const READS_PER_TURN_MAX: usize = 4;
 /// Poll timeout while a mesh overflow waits for room.
 const OVERFLOW_RETRY: Duration = Duration::from_millis(1);
 
@@ -53,7 +59,7 @@ pub struct ShardSession {
     /// Changes whenever the session goes offline; guards its timers.
     pub generation: u64,
     /// A will waiting for its Will Delay Interval (or the end of the session).
-    pub pending_will: Option<WillMessage>,
+    pub pending_will: Option<Box<WillMessage>>,
 }
 
 /// A SUBACK waiting for the routing barrier, with the retained messages to send after it.
@@ -125,6 +131,12 @@ pub struct Shard {
     pub client_ids: HashMap<MqttString, usize>,
     /// This shard's clients' subscriptions.
     pub trie: TopicTrie<LocalSub>,
+    /// This shard's members of shared subscriptions, by `$share/{group}/{filter}`.
+    pub shared_members: HashMap<MqttString, SharedMembers>,
+    /// Scratch: the (shard, shared subscription) targets of the message being routed.
+    pub shared_targets: Vec<(ShardId, MqttString)>,
+    /// State of the shared subscriptions' random strategy.
+    pub random_state: u64,
     pub router: Router,
     /// SUBACKs waiting for the routing barrier, in epoch order.
     pub pending_subacks: VecDeque<PendingSubAck>,
@@ -142,6 +154,8 @@ pub struct Shard {
     pub subscription_ids: Vec<u32>,
     pub layouts: LayoutCache,
     pub encode_buf: BytesMut,
+    /// Every socket read lands here first (`READ_CHUNK_BYTES`).
+    pub read_scratch: Box<[u8]>,
     pub retained_scratch: Vec<SharedPublish>,
     pub inbox: Vec<ShardMsg>,
     /// Connections with bytes to write this turn.
@@ -152,11 +166,14 @@ pub struct Shard {
     pub paused: Vec<usize>,
     /// Connections whose buffered input must be processed (after a takeover completed).
     pub ready: Vec<usize>,
+    /// Connections that used their read budget this turn with bytes left to read.
+    pub read_more: Vec<usize>,
 }
 
 impl Shard {
     pub fn new(id: ShardId, shared: Arc<Shared>, poll: Poll, mesh: Mesh) -> Shard {
         let shards = mesh.shards();
+        let random_state = (shared.instance ^ (id as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)) | 1;
         Shard {
             id,
             shared,
@@ -166,6 +183,9 @@ impl Shard {
             sessions: Slab::new(),
             client_ids: HashMap::new(),
             trie: TopicTrie::new(),
+            shared_members: HashMap::new(),
+            shared_targets: Vec::new(),
+            random_state,
             router: Router::new(id, shards),
             pending_subacks: VecDeque::new(),
             pending_takeovers: HashMap::new(),
@@ -179,12 +199,14 @@ impl Shard {
             subscription_ids: Vec::new(),
             layouts: LayoutCache::default(),
             encode_buf: BytesMut::new(),
+            read_scratch: vec![0; READ_CHUNK_BYTES].into_boxed_slice(),
             retained_scratch: Vec::new(),
             inbox: Vec::new(),
             dirty: Vec::new(),
             closing: Vec::new(),
             paused: Vec::new(),
             ready: Vec::new(),
+            read_more: Vec::new(),
         }
     }
 
@@ -214,13 +236,16 @@ impl Shard {
                 self.shutdown(&mut events);
                 return;
             }
+            // Before this turn's events, so that what they leave over waits a turn.
+            self.read_leftovers();
             for event in events.iter() {
                 if event.token() == WAKER_TOKEN {
                     continue;
                 }
                 let key = event.token().0;
-                if event.is_readable() || event.is_read_closed() || event.is_error() {
-                    self.handle_readable(key);
+                let hang_up = event.is_read_closed() || event.is_error();
+                if event.is_readable() || hang_up {
+                    self.handle_readable(key, !hang_up);
                 }
                 if event.is_writable() {
                     self.mark_dirty(key);
@@ -242,7 +267,7 @@ impl Shard {
     }
 
     fn poll_timeout(&self) -> Option<Duration> {
-        if !self.ready.is_empty() || self.mesh.inbox_pending() {
+        if !self.ready.is_empty() || !self.read_more.is_empty() || self.mesh.inbox_pending() {
             return Some(Duration::ZERO);
         }
         let timer = self
@@ -255,17 +280,29 @@ impl Shard {
         timer
     }
 
-    /// Reads until `WouldBlock`, handling each whole packet as it arrives.
-    pub fn handle_readable(&mut self, key: usize) {
-        loop {
+    /// Reads until `WouldBlock` or the turn's budget (`READS_PER_TURN_MAX`), handling each
+    /// whole packet as it arrives. With `stop_on_short_read` (a readiness event that reported
+    /// no hang-up or error) a short read ends it too: the socket was empty then, and later
+    /// bytes raise a new edge-triggered event, so the `read` that could only say `WouldBlock`
+    /// is saved.
+    pub fn handle_readable(&mut self, key: usize, stop_on_short_read: bool) {
+        for _ in 0..READS_PER_TURN_MAX {
             let Some(conn) = self.connections.get_mut(key) else {
                 return;
             };
             if !conn.may_process() {
                 return;
             }
-            match conn.read_once() {
-                Ok(ReadOutcome::Data) => self.process_input(key),
+            match conn.read_once(&mut self.read_scratch) {
+                Ok(ReadOutcome::Data { drained }) => {
+                    self.process_input(key);
+                    if drained && stop_on_short_read {
+                        if let Some(conn) = self.connections.get_mut(key) {
+                            conn.release_read_buffer();
+                        }
+                        return;
+                    }
+                }
                 Ok(ReadOutcome::WouldBlock) => {
                     conn.release_read_buffer();
                     return;
@@ -279,6 +316,24 @@ impl Shard {
                     return;
                 }
             }
+        }
+        // Budget used up with bytes possibly left: no new edge will come for them.
+        self.read_more.push(key);
+    }
+
+    /// Continues reading the connections that used their budget last turn, without stopping
+    /// on a short read: a hang-up seen with the earlier event would not be reported again.
+    fn read_leftovers(&mut self) {
+        if self.read_more.is_empty() {
+            return;
+        }
+        let mut keys = std::mem::take(&mut self.read_more);
+        for key in keys.drain(..) {
+            self.handle_readable(key, false);
+        }
+        // Reuse the allocation unless this turn refilled the list.
+        if self.read_more.is_empty() {
+            self.read_more = keys;
         }
     }
 
@@ -485,6 +540,12 @@ impl Shard {
                 ShardMsg::Publish(message) => {
                     self.deliver_local(&message, None);
                 }
+                ShardMsg::SharedPublish {
+                    message,
+                    share,
+                    publisher_hash,
+                    forwarded,
+                } => self.deliver_shared(&share, &message, publisher_hash, forwarded),
                 ShardMsg::RouteAdd {
                     from,
                     filters,
@@ -584,7 +645,7 @@ impl Shard {
                     };
                     if session.generation == timer.generation && session.connection.is_none() {
                         if let Some(will) = session.pending_will.take() {
-                            self.publish_will(will);
+                            self.publish_will(*will);
                         }
                     }
                 }
@@ -608,7 +669,7 @@ impl Shard {
             let ready = std::mem::take(&mut self.ready);
             for &key in &ready {
                 self.process_input(key);
-                self.handle_readable(key);
+                self.handle_readable(key, false);
             }
         }
         if self.paused.is_empty() || self.mesh.has_overflow() {
@@ -620,7 +681,7 @@ impl Shard {
                 conn.paused = false;
             }
             self.process_input(key);
-            self.handle_readable(key);
+            self.handle_readable(key, false);
         }
     }
 
