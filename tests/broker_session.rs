@@ -525,3 +525,43 @@ fn v5_disconnect_session_expiry_rules() {
         other => panic!("{other:?}"),
     }
 }
+
+/// A session that moves to another shard brings its subscriptions; once the client has the
+/// CONNACK, messages published on any shard reach it (the CONNACK waits for the route barrier).
+#[test]
+fn moved_session_receives_everything_published_after_connack_on_four_shards() {
+    let broker = start_broker(4);
+    let mut placer = Placer::new(&broker);
+    let mut publishers: Vec<Raw> = (0..4)
+        .map(|s| placer.raw_on(s, V4, &format!("mv-pub{s}")))
+        .collect();
+    let filters = ["mv/a/#", "mv/+/b", "mv/c"];
+    for round in 0..4 {
+        let shard = round % 4;
+        let (mut client, connack) = placer.connect_on(shard, persistent(V5, "mover"));
+        assert_eq!(connack.session_present, round > 0);
+        if round == 0 {
+            for filter in filters {
+                client.subscribe(filter, QoS::AtLeastOnce);
+            }
+        }
+        // Published right after the CONNACK, from every shard.
+        for (p, publisher) in publishers.iter_mut().enumerate() {
+            for topic in ["mv/a/x", "mv/z/b", "mv/c"] {
+                publisher.publish_acked(topic, &[round as u8, p as u8], QoS::AtLeastOnce, false, 1);
+            }
+        }
+        for _ in 0..12 {
+            let got = client.receive_and_ack();
+            assert_eq!(
+                got.payload[0], round as u8,
+                "a message from an earlier round"
+            );
+        }
+        client.expect_nothing();
+        client.disconnect();
+        wait_until("mover offline", || {
+            broker.stats().connections_open == 4 + placer.fillers.len() as u64
+        });
+    }
+}

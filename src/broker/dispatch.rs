@@ -6,7 +6,7 @@
 use super::connection::ConnState;
 use super::protocol::{granted, topic_levels};
 use super::session::{IncomingQoS2, Message, StoredSubscription};
-use super::shard::{CloseReason, LocalSub, PendingSubAck, Shard};
+use super::shard::{Awaited, CloseReason, LocalSub, PendingAck, Shard};
 use super::stats::bump;
 use crate::codec::{
     Ack, Disconnect, MqttString, Packet, Properties, ProtocolVersion, Publish, QoS, ReasonCode,
@@ -246,7 +246,7 @@ impl Shard {
             reason_codes,
         };
         let epoch = self.router.epoch_sent();
-        if self.router.epoch_acked() >= epoch && self.pending_subacks.is_empty() {
+        if self.router.epoch_acked() >= epoch && self.pending_acks.is_empty() {
             self.complete_subscribe(key, suback, &retained);
             return;
         }
@@ -255,12 +255,11 @@ impl Shard {
         };
         conn.suback_pending = true;
         let connection_id = conn.id;
-        self.pending_subacks.push_back(PendingSubAck {
+        self.pending_acks.push_back(PendingAck {
             epoch,
             connection: key,
             connection_id,
-            suback,
-            retained,
+            awaited: Awaited::SubAck { suback, retained },
         });
     }
 

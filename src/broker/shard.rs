@@ -62,15 +62,27 @@ pub struct ShardSession {
     pub pending_will: Option<Box<WillMessage>>,
 }
 
-/// A SUBACK waiting for the routing barrier, with the retained messages to send after it.
-pub struct PendingSubAck {
+/// What waits for the routing barrier.
+pub enum Awaited {
+    /// A SUBACK, with the (filter, granted QoS, subscription identifier) whose retained
+    /// messages go out after it.
+    SubAck {
+        suback: SubAck,
+        retained: Vec<(MqttString, QoS, u32)>,
+    },
+    /// The CONNACK of a session that moved here with its subscriptions.
+    ConnAck {
+        connack: Packet,
+        keep_alive_secs: u16,
+    },
+}
+
+/// An answer waiting until every peer has applied the routes broadcast up to `epoch`.
+pub struct PendingAck {
     pub epoch: u64,
     pub connection: usize,
     pub connection_id: u64,
-    pub suback: SubAck,
-    /// (filter, granted QoS, subscription identifier) whose retained messages go out after
-    /// the SUBACK.
-    pub retained: Vec<(MqttString, QoS, u32)>,
+    pub awaited: Awaited,
 }
 
 /// Why a connection is closed (logged, and mapped to the DISCONNECT an MQTT 5 client gets).
@@ -139,7 +151,7 @@ pub struct Shard {
     pub random_state: u64,
     pub router: Router,
     /// SUBACKs waiting for the routing barrier, in epoch order.
-    pub pending_subacks: VecDeque<PendingSubAck>,
+    pub pending_acks: VecDeque<PendingAck>,
     /// Takeovers this shard asked another shard for, by request number.
     pub pending_takeovers: HashMap<u64, PendingTakeover>,
     pub next_request: u64,
@@ -187,7 +199,7 @@ impl Shard {
             shared_targets: Vec::new(),
             random_state,
             router: Router::new(id, shards),
-            pending_subacks: VecDeque::new(),
+            pending_acks: VecDeque::new(),
             pending_takeovers: HashMap::new(),
             next_request: 0,
             timers: Timers::default(),
@@ -564,7 +576,7 @@ impl Shard {
                 }
                 ShardMsg::RouteAck { from, epoch } => {
                     self.router.ack(from, epoch);
-                    self.release_subacks();
+                    self.release_acks();
                 }
                 ShardMsg::RouteRemove { from, filters } => {
                     for filter in &filters {
