@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// The longest a single script may run: the slowest (paho_v5.py) takes about 80 s.
+/// The longest a single script may run: the slowest (paho_v5.py) takes about 90 s.
 pub const SCRIPT_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// What a script run produced.
