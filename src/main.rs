@@ -78,6 +78,30 @@ struct Cli {
     /// id) [default: round_robin].
     #[arg(long, value_name = "STRATEGY")]
     shared_subscription_strategy: Option<shardmq::broker::config::SharedStrategy>,
+    /// Topic Alias Maximum advertised to MQTT 5 clients, 0 = none [default: 10].
+    #[arg(long, value_name = "N")]
+    topic_alias_maximum: Option<u16>,
+    /// Highest QoS accepted from publishers, 0..=2 (MQTT 5 Maximum QoS) [default: 2].
+    #[arg(long, value_name = "QOS")]
+    max_qos: Option<u8>,
+    /// Whether retained messages are supported (MQTT 5 Retain Available) [default: true].
+    #[arg(long, value_name = "BOOL")]
+    retain_available: Option<bool>,
+    /// File of `user:password` lines: plain CONNECTs must log in as one of them.
+    #[arg(long, value_name = "FILE")]
+    password_file: Option<PathBuf>,
+    /// File of `user:password` lines offered with SCRAM-SHA-256 enhanced authentication (MQTT 5).
+    #[arg(long, value_name = "FILE")]
+    scram_users: Option<PathBuf>,
+    /// Keep-alive cap for MQTT 5 clients (Server Keep Alive); 3.x clients unaffected.
+    #[arg(long, value_name = "SECS")]
+    server_keep_alive: Option<u16>,
+    /// Response Information prefix for MQTT 5 clients requesting it ({PREFIX}{client id}).
+    #[arg(long, value_name = "PREFIX")]
+    response_information: Option<String>,
+    /// Answer every CONNECT with 0x9C Use another server and this Server Reference.
+    #[arg(long, value_name = "HOST")]
+    server_reference: Option<String>,
     /// Log level: error, warn, info, debug or trace [default: info].
     #[arg(long, value_name = "LEVEL", default_value = "info")]
     log_level: log::LevelFilter,
@@ -122,6 +146,14 @@ impl Cli {
             mesh_channel_capacity = self.mesh_channel_capacity,
             shutdown_timeout_ms = self.shutdown_timeout,
             shared_subscription_strategy = self.shared_subscription_strategy,
+            topic_alias_maximum = self.topic_alias_maximum,
+            max_qos = self.max_qos,
+            retain_available = self.retain_available,
+            password_file = self.password_file.map(Some),
+            scram_users_file = self.scram_users.map(Some),
+            server_keep_alive_secs = self.server_keep_alive.map(Some),
+            response_information = self.response_information.map(Some),
+            server_reference = self.server_reference.map(Some),
         }
         config.pin_cores |= self.pin_cores;
         config.queue_qos0 |= self.queue_qos0;

@@ -64,6 +64,41 @@ pub struct Config {
     /// How each message of a shared subscription (`$share/{group}/{filter}`) picks the one
     /// member it goes to. Default `round_robin`.
     pub shared_subscription_strategy: SharedStrategy,
+    /// Topic Alias Maximum advertised to MQTT 5 clients: the aliases a client may set per
+    /// connection, 0..=65,535 (0 = none). Default 10, as Mosquitto. An alias of 0 or above it
+    /// closes the connection with 0x94 Topic Alias Invalid ([MQTT-3.3.2-8], [MQTT-3.3.2-9]).
+    pub topic_alias_maximum: u16,
+    /// Highest QoS accepted from publishers, 0..=2. Default 2. Below 2 it is advertised to MQTT 5
+    /// clients as Maximum QoS ([MQTT-3.2.2-9]); a PUBLISH above it closes the connection (0x9B,
+    /// [MQTT-3.2.2-11]), a will above it refuses the CONNECT (0x9B, [MQTT-3.2.2-12]), and
+    /// subscriptions are granted at most this QoS ([MQTT-3.2.2-10]).
+    pub max_qos: u8,
+    /// Whether retained messages are supported. Default true. When false, MQTT 5 clients get
+    /// Retain Available 0, a retained PUBLISH closes the connection (0x9A, [MQTT-3.2.2-14]) and a
+    /// retained will refuses the CONNECT (0x9A, [MQTT-3.2.2-13]).
+    pub retain_available: bool,
+    /// Plain username/password authentication: a file of `user:password` lines (the format of
+    /// [`crate::auth::parse_password_file`]). When set, a CONNECT without an Authentication
+    /// Method needs a listed user and its password (else CONNACK 0x86, 3.1.1 return code 4).
+    /// Default none: anonymous clients are accepted.
+    pub password_file: Option<std::path::PathBuf>,
+    /// MQTT 5 enhanced authentication with SCRAM-SHA-256 (spec 4.12): a file of `user:password`
+    /// lines in the same format, turned into salted SCRAM credentials (4,096 PBKDF2 iterations,
+    /// a random salt per user) when the broker starts; passwords are not kept in memory.
+    /// Default none: a CONNECT with an Authentication Method gets 0x8C Bad authentication method.
+    pub scram_users_file: Option<std::path::PathBuf>,
+    /// Keep-alive cap for MQTT 5 clients only, in seconds, 1..=65,535: a client asking more (or
+    /// 0) is told this Server Keep Alive ([MQTT-3.2.2-21]); MQTT 3.x clients are not affected
+    /// (unlike `max_keep_alive_secs`, which refuses them). Default none.
+    pub server_keep_alive_secs: Option<u16>,
+    /// Response Information prefix: an MQTT 5 client that sets Request Response Information 1
+    /// gets `{prefix}{client id}` as Response Information in CONNACK, a topic base for its
+    /// responses (spec 3.1.2.11.7, 4.10). Default none: no Response Information is sent.
+    pub response_information: Option<String>,
+    /// For operators moving clients: every CONNECT is answered with CONNACK 0x9C Use another
+    /// server carrying this Server Reference (spec 4.11; MQTT 3.x clients get return code 3).
+    /// Default none.
+    pub server_reference: Option<String>,
 }
 
 /// How a shared subscription group spreads messages over its members. The publishing shard
@@ -124,6 +159,14 @@ impl Default for Config {
             max_sessions: 1_000_000,
             shutdown_timeout_ms: 2_000,
             shared_subscription_strategy: SharedStrategy::RoundRobin,
+            topic_alias_maximum: 10,
+            max_qos: 2,
+            retain_available: true,
+            password_file: None,
+            scram_users_file: None,
+            server_keep_alive_secs: None,
+            response_information: None,
+            server_reference: None,
         }
     }
 }
@@ -192,6 +235,10 @@ impl Config {
         )?;
         range("max_sessions", self.max_sessions, 1, 100_000_000)?;
         range("shutdown_timeout_ms", self.shutdown_timeout_ms, 0, 60_000)?;
+        range("max_qos", self.max_qos, 0, 2)?;
+        if let Some(secs) = self.server_keep_alive_secs {
+            range("server_keep_alive_secs", secs, 1, u16::MAX)?;
+        }
         Ok(())
     }
 }

@@ -194,6 +194,25 @@ pub struct Connection {
     /// A SUBACK waits for the routing barrier: later packets wait too, so that the client sees
     /// its answers in the order of its requests.
     pub suback_pending: bool,
+    /// MQTT 5 state most connections never use (topic aliases, enhanced authentication),
+    /// allocated on first use so that an idle connection stays small.
+    pub extras: Option<Box<ConnectionExtras>>,
+}
+
+/// The rarely used per-connection MQTT 5 state (see [`Connection::extras`]).
+#[derive(Debug, Default)]
+pub struct ConnectionExtras {
+    /// Topic aliases the client set, index alias - 1; at most our Topic Alias Maximum entries
+    /// ([MQTT-3.3.2-9]).
+    pub topic_aliases_in: Vec<Option<MqttString>>,
+    /// Topic aliases the broker sends this client (MQTT 5 with Topic Alias Maximum > 0).
+    pub topic_aliases_out: OutgoingAliases,
+    /// An enhanced-authentication exchange in progress (CONNECT waiting for AUTH, or a
+    /// re-authentication).
+    pub auth: Option<Box<super::authn::AuthProgress>>,
+    /// The Authentication Method and identity this connection authenticated with.
+    pub auth_method: Option<MqttString>,
+    pub auth_username: Option<String>,
 }
 
 /// What a read attempt found.
@@ -210,6 +229,16 @@ pub enum ReadOutcome {
 }
 
 impl Connection {
+    /// The MQTT 5 extras, allocated on first use.
+    pub fn extras_mut(&mut self) -> &mut ConnectionExtras {
+        self.extras.get_or_insert_with(Default::default)
+    }
+
+    /// Whether an enhanced-authentication exchange is in progress.
+    pub fn authenticating(&self) -> bool {
+        self.extras.as_ref().is_some_and(|e| e.auth.is_some())
+    }
+
     pub fn new(stream: TcpStream, peer: SocketAddr, id: u64, now: Instant) -> Connection {
         Connection {
             stream,
@@ -228,6 +257,7 @@ impl Connection {
             paused: false,
             dirty: false,
             suback_pending: false,
+            extras: None,
         }
     }
 
@@ -306,8 +336,10 @@ mod tests {
     /// entries; these bounds keep the per-connection memory near Mosquitto's (BENCHMARKS.md).
     #[test]
     fn connection_and_session_structs_stay_small() {
-        assert!(std::mem::size_of::<Connection>() <= 272);
-        assert!(std::mem::size_of::<crate::broker::shard::ShardSession>() <= 256);
+        let connection = std::mem::size_of::<Connection>();
+        let session = std::mem::size_of::<crate::broker::shard::ShardSession>();
+        assert!(connection <= 264, "Connection grew to {connection} bytes");
+        assert!(session <= 256, "ShardSession grew to {session} bytes");
         assert!(std::mem::size_of::<Option<Box<WillMessage>>>() == 8);
     }
 
@@ -355,5 +387,101 @@ mod tests {
         expected.extend_from_slice(&big);
         expected.extend_from_slice(b"cd");
         assert_eq!(sink.written, expected);
+    }
+}
+
+/// Most outgoing topic aliases kept per connection, whatever larger Topic Alias Maximum the
+/// client allows (each one holds a topic name; looked up by a linear scan).
+pub const OUTGOING_TOPIC_ALIASES_MAX: u16 = 64;
+
+/// The topic aliases the broker sends one MQTT 5 connection ([MQTT-3.3.2-11]: never above the
+/// client's Topic Alias Maximum): the most recently used topics keep their alias, the least
+/// recently used one is reassigned when all are taken.
+#[derive(Debug, Default)]
+pub struct OutgoingAliases {
+    /// Aliases usable: min(client's Topic Alias Maximum, [`OUTGOING_TOPIC_ALIASES_MAX`]).
+    max: u16,
+    /// (topic, alias, last use); alias = index + 1.
+    entries: Vec<(MqttString, u64)>,
+    clock: u64,
+}
+
+impl OutgoingAliases {
+    pub fn new(client_topic_alias_maximum: u16) -> OutgoingAliases {
+        OutgoingAliases {
+            max: client_topic_alias_maximum.min(OUTGOING_TOPIC_ALIASES_MAX),
+            entries: Vec::new(),
+            clock: 0,
+        }
+    }
+
+    /// Whether aliases may be sent at all.
+    pub fn enabled(&self) -> bool {
+        self.max > 0
+    }
+
+    /// The alias to send `topic` with and whether the client already knows it (then the topic
+    /// is left out). Nothing changes until [`OutgoingAliases::commit`].
+    pub fn plan(&self, topic: &str) -> Option<(u16, bool)> {
+        if self.max == 0 {
+            return None;
+        }
+        if let Some(i) = self.entries.iter().position(|(t, _)| t.as_str() == topic) {
+            return Some((i as u16 + 1, true));
+        }
+        if self.entries.len() < usize::from(self.max) {
+            return Some((self.entries.len() as u16 + 1, false));
+        }
+        let lru = self
+            .entries
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, (_, used))| *used)
+            .map(|(i, _)| i)?;
+        Some((lru as u16 + 1, false))
+    }
+
+    /// Records that `alias` now names `topic` (the PUBLISH carrying both was written).
+    pub fn commit(&mut self, topic: &MqttString, alias: u16) {
+        self.clock += 1;
+        let index = usize::from(alias.saturating_sub(1));
+        if index < self.entries.len() {
+            if self.entries[index].0 != *topic {
+                self.entries[index].0 = MqttString::from(topic.as_str());
+            }
+            self.entries[index].1 = self.clock;
+        } else if index == self.entries.len() && index < usize::from(self.max) {
+            // An owned copy: the entry must not pin a publisher's read buffer.
+            self.entries
+                .push((MqttString::from(topic.as_str()), self.clock));
+        }
+    }
+}
+
+#[cfg(test)]
+mod alias_tests {
+    use super::*;
+
+    #[test]
+    fn outgoing_aliases_reuse_hot_topics_and_evict_the_least_recent() {
+        let mut aliases = OutgoingAliases::new(2);
+        let (a, b, c) = (
+            MqttString::from("a"),
+            MqttString::from("b"),
+            MqttString::from("c"),
+        );
+        assert_eq!(aliases.plan("a"), Some((1, false)));
+        aliases.commit(&a, 1);
+        assert_eq!(aliases.plan("a"), Some((1, true)));
+        assert_eq!(aliases.plan("b"), Some((2, false)));
+        aliases.commit(&b, 2);
+        aliases.commit(&a, 1);
+        // "b" is the least recently used: "c" takes its alias.
+        assert_eq!(aliases.plan("c"), Some((2, false)));
+        aliases.commit(&c, 2);
+        assert_eq!(aliases.plan("b"), Some((1, false)));
+        assert_eq!(aliases.plan("c"), Some((2, true)));
+        assert_eq!(OutgoingAliases::new(0).plan("a"), None);
+        assert_eq!(OutgoingAliases::new(1000).max, OUTGOING_TOPIC_ALIASES_MAX);
     }
 }

@@ -33,7 +33,14 @@ impl Shard {
             return;
         };
         if conn.state == ConnState::AwaitConnect {
+            let authenticating = conn.authenticating();
             match packet {
+                // Spec 4.12: during an enhanced-authentication exchange only AUTH may come.
+                Packet::Auth(auth) if authenticating => self.handle_auth(key, auth),
+                Packet::Connect(_) if authenticating => self.close(
+                    key,
+                    protocol_error("[MQTT-3.1.0-2] second CONNECT during authentication"),
+                ),
                 Packet::Connect(connect) => self.handle_connect(key, *connect),
                 // [MQTT-3.1.0-1]: the first packet must be CONNECT.
                 _ => self.close(
@@ -86,11 +93,8 @@ impl Shard {
             Packet::Disconnect(disconnect) => self.handle_disconnect(key, skey, disconnect),
             // [MQTT-3.1.0-2]: a second CONNECT is a protocol violation.
             Packet::Connect(_) => self.close(key, protocol_error("[MQTT-3.1.0-2] second CONNECT")),
-            // No authentication method was accepted in CONNECT, so AUTH is a protocol error
-            // ([MQTT-4.12.0-1] family).
-            Packet::Auth(_) => {
-                self.close(key, protocol_error("AUTH without an authentication method"))
-            }
+            // Re-authentication (AUTH 0x19, [MQTT-4.12.1-1]) and its continuation.
+            Packet::Auth(auth) => self.handle_auth(key, auth),
             // Packets only a server may send.
             Packet::ConnAck(_) | Packet::SubAck(_) | Packet::UnsubAck(_) | Packet::PingResp => {
                 self.close(key, protocol_error("packet only a server may send"))
@@ -100,15 +104,30 @@ impl Shard {
 
     fn handle_publish(&mut self, key: usize, skey: usize, mut publish: Publish) {
         bump(&self.shared.counters[self.id].messages_received);
-        // We advertise Topic Alias Maximum 0: any alias is invalid ([MQTT-3.3.2-8]).
-        if publish.properties.topic_alias.is_some() {
+        if publish.qos as u8 > self.shared.config.max_qos {
+            // [MQTT-3.2.2-11]: above the Maximum QoS we advertised.
             self.close(
                 key,
                 CloseReason::Protocol(
-                    ReasonCode::TopicAliasInvalid,
-                    "topic alias not allowed".into(),
+                    ReasonCode::QoSNotSupported,
+                    "[MQTT-3.2.2-11] QoS above Maximum QoS".into(),
                 ),
             );
+            return;
+        }
+        if publish.retain && !self.shared.config.retain_available {
+            // [MQTT-3.2.2-14]: retain when Retain Available is 0.
+            self.close(
+                key,
+                CloseReason::Protocol(
+                    ReasonCode::RetainNotSupported,
+                    "[MQTT-3.2.2-14] retain not available".into(),
+                ),
+            );
+            return;
+        }
+        if let Err(reason) = self.resolve_topic_alias(key, &mut publish) {
+            self.close(key, reason);
             return;
         }
         // `as_str` checks the UTF-8 again on every call: take it once.
@@ -181,6 +200,55 @@ impl Shard {
         if overflowed {
             self.pause(key);
         }
+    }
+
+    /// Applies an MQTT 5 Topic Alias (spec 3.3.2.3.4): a topic with an alias sets it, an empty
+    /// topic with an alias uses it. The alias is removed (it belongs to this connection).
+    fn resolve_topic_alias(
+        &mut self,
+        key: usize,
+        publish: &mut Publish,
+    ) -> Result<(), CloseReason> {
+        let max = self.shared.config.topic_alias_maximum;
+        let Some(conn) = self.connections.get_mut(key) else {
+            return Ok(());
+        };
+        let Some(alias) = publish.properties.topic_alias.take() else {
+            if publish.topic.is_empty() {
+                // [MQTT-3.3.2-1]: a topic name is required without an alias.
+                return Err(protocol_error(
+                    "[MQTT-3.3.2-1] empty topic name without topic alias",
+                ));
+            }
+            return Ok(());
+        };
+        // [MQTT-3.3.2-8] alias 0, [MQTT-3.3.2-9] above our Topic Alias Maximum.
+        if alias == 0 || alias > max {
+            return Err(CloseReason::Protocol(
+                ReasonCode::TopicAliasInvalid,
+                format!("[MQTT-3.3.2-8/9] topic alias {alias} outside 1..={max}"),
+            ));
+        }
+        let index = usize::from(alias - 1);
+        if publish.topic.is_empty() {
+            let known = conn
+                .extras
+                .as_ref()
+                .and_then(|e| e.topic_aliases_in.get(index));
+            match known.and_then(Option::as_ref) {
+                Some(topic) => publish.topic = topic.clone(),
+                // Spec 3.3.4: an alias the client never set is a protocol error.
+                None => return Err(protocol_error("unknown topic alias with an empty topic")),
+            }
+            return Ok(());
+        }
+        let table = &mut conn.extras_mut().topic_aliases_in;
+        if table.len() <= index {
+            table.resize(index + 1, None);
+        }
+        // An owned copy, so the table does not pin the read buffer.
+        table[index] = Some(MqttString::from(publish.topic.as_str()));
+        Ok(())
     }
 
     fn handle_pubrec(&mut self, key: usize, skey: usize, a: Ack) {
@@ -293,6 +361,10 @@ impl Shard {
             return ReasonCode::QuotaExceeded;
         }
         let mut options = subscription.options;
+        // [MQTT-3.2.2-10]: any requested QoS is accepted, granted at most our Maximum QoS.
+        options.qos = options
+            .qos
+            .min(QoS::from_u8(self.shared.config.max_qos).unwrap_or(QoS::ExactlyOnce));
         if !version.is_v5() {
             options.no_local = false;
             options.retain_as_published = false;

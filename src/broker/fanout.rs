@@ -206,7 +206,16 @@ impl Shard {
         }
         let adjusted =
             expiry_left.filter(|&left| Some(left) != message.properties.message_expiry_interval);
-        let encoding = match (encoding, adjusted) {
+        // MQTT 5 Topic Alias, when the client allows them ([MQTT-3.3.2-11]): a layout of this
+        // connection's own, so it is encoded for it.
+        let alias = if conn.version.is_v5() {
+            conn.extras
+                .as_ref()
+                .and_then(|e| e.topic_aliases_out.plan(message.topic.as_str()))
+        } else {
+            None
+        };
+        let encoding = match (encoding, adjusted.or(alias.map(|_| 0))) {
             (Encoding::Cached, Some(_)) => Encoding::Fresh { dup: false },
             (other, _) => other,
         };
@@ -222,6 +231,7 @@ impl Shard {
                     retain,
                     dup,
                     message_expiry_interval: adjusted,
+                    topic_alias: alias,
                 };
                 fresh = encode_layout(message, conn.version, options, &mut self.encode_buf);
                 &fresh
@@ -236,6 +246,11 @@ impl Shard {
                 }
             }
             return;
+        }
+        if let Some((alias, _)) = alias {
+            conn.extras_mut()
+                .topic_aliases_out
+                .commit(&message.topic, alias);
         }
         conn.out.push_shared(&layout.head);
         if qos != QoS::AtMostOnce {

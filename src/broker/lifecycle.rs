@@ -12,7 +12,7 @@
 //! holding the session always hands it over first, and the other forwards it, so the newest
 //! claim ends up with the session whatever order the messages arrive in.
 
-use super::connection::{ConnState, WillMessage};
+use super::connection::{ConnState, OutgoingAliases, WillMessage};
 use super::mesh::{ShardId, ShardMsg};
 use super::protocol::{self, AcceptedConnect};
 use super::registry::Claim;
@@ -96,6 +96,18 @@ impl Shard {
         {
             bump(&self.shared.counters[self.id].keep_alive_capped);
         }
+        // Authentication first (spec 4.12): an enhanced exchange may continue with AUTH packets,
+        // and `admit_connect` runs once it succeeds.
+        if let Some(accepted) = self.authenticate_connect(key, &connect, accepted) {
+            self.admit_connect(key, accepted);
+        }
+    }
+
+    /// Claims the client id and attaches the session of an authenticated CONNECT.
+    pub(super) fn admit_connect(&mut self, key: usize, accepted: AcceptedConnect) {
+        let Some(conn) = self.connections.get_mut(key) else {
+            return;
+        };
         let (claim, previous) = self.shared.registry.claim(&accepted.client_id, self.id);
         if previous.is_none()
             && self.shared.sessions_open.load(Ordering::Relaxed) >= self.shared.config.max_sessions
@@ -238,6 +250,10 @@ impl Shard {
         conn.session = Some(skey);
         conn.keep_alive = Duration::from_secs(u64::from(accepted.keep_alive_secs));
         conn.client_max_packet_size = accepted.client_max_packet_size;
+        if version.is_v5() && accepted.client_topic_alias_maximum > 0 {
+            conn.extras_mut().topic_aliases_out =
+                OutgoingAliases::new(accepted.client_topic_alias_maximum);
+        }
         conn.will = accepted.will;
         log::info!(
             "connect client_id={} addr={} shard={} version={:?} clean_start={} keep_alive={} session_present={}",
@@ -432,6 +448,7 @@ impl Shard {
         }
         let session = self.sessions.remove(skey);
         self.shared.sessions_open.fetch_sub(1, Ordering::Relaxed);
+        self.redeliver_shared(&session.session.state);
         let client_id = &session.session.state.client_id;
         if self.client_ids.get(client_id) == Some(&skey) {
             self.client_ids.remove(client_id);

@@ -28,12 +28,14 @@
 //!   publishes and subscribe).
 //!
 //! Folder guide: `config.rs` limits; `acceptor.rs` listeners; `shard.rs` the event loop and
-//! socket IO; `dispatch.rs` packet handling; `lifecycle.rs` connect, takeover, close, session
+//! socket IO; `dispatch.rs` packet handling; `authn.rs` passwords and
+//! enhanced authentication (AUTH); `lifecycle.rs` connect, takeover, close, session
 //! end; `fanout.rs` publish delivery; `mesh.rs` channels and wakers; `router.rs` the routing
 //! replica and SUBACK barrier; `shared.rs` shared subscriptions; `session.rs` sans-IO session state; `protocol.rs` CONNECT
 //! validation and PUBLISH layouts; `connection.rs` buffers; `timers.rs`; `stats.rs`.
 
 mod acceptor;
+mod authn;
 pub mod config;
 pub mod connection;
 mod dispatch;
@@ -86,6 +88,42 @@ pub(crate) struct Shared {
     pub assigned_ids: AtomicU64,
     /// Makes assigned ids differ between broker runs.
     pub instance: u64,
+    /// Enhanced-authentication methods offered (MQTT 5 AUTH).
+    pub authenticators: crate::auth::Authenticators,
+    /// Username/password check for plain CONNECTs, when configured.
+    pub passwords: Option<crate::auth::PasswordAuthenticator>,
+}
+
+/// Loads the authenticators the config names.
+fn load_auth(
+    config: &Config,
+) -> io::Result<(
+    crate::auth::Authenticators,
+    Option<crate::auth::PasswordAuthenticator>,
+)> {
+    use crate::auth::{
+        PasswordAuthenticator, ScramSha256Authenticator, ScramUserStore, SCRAM_ITERATIONS_DEFAULT,
+    };
+    let invalid = |what: &std::path::Path, e: &dyn std::fmt::Display| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{}: {e}", what.display()),
+        )
+    };
+    let passwords = match &config.password_file {
+        Some(path) => Some(PasswordAuthenticator::from_file(path).map_err(|e| invalid(path, &e))?),
+        None => None,
+    };
+    let mut authenticators = crate::auth::Authenticators::new();
+    if let Some(path) = &config.scram_users_file {
+        let text = std::fs::read_to_string(path).map_err(|e| invalid(path, &e))?;
+        let entries = crate::auth::parse_password_file(&text).map_err(|e| invalid(path, &e))?;
+        let users = ScramUserStore::from_entries(&entries, SCRAM_ITERATIONS_DEFAULT)
+            .map_err(|e| invalid(path, &e))?;
+        let scram = ScramSha256Authenticator::new(users).map_err(|e| invalid(path, &e))?;
+        authenticators.add(Box::new(scram));
+    }
+    Ok((authenticators, passwords))
 }
 
 /// Starts brokers.
@@ -107,6 +145,7 @@ impl Broker {
             .iter()
             .map(|l| l.local_addr())
             .collect::<io::Result<Vec<_>>>()?;
+        let (authenticators, passwords) = load_auth(&config)?;
         let shards = config.shards;
         let instance = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -121,6 +160,8 @@ impl Broker {
             sessions_open: AtomicUsize::new(0),
             assigned_ids: AtomicU64::new(0),
             instance,
+            authenticators,
+            passwords,
             config,
         });
 

@@ -26,6 +26,14 @@ pub struct AcceptedConnect {
     pub client_receive_maximum: u16,
     /// The client's Maximum Packet Size (u32::MAX when absent).
     pub client_max_packet_size: u32,
+    /// The client's Topic Alias Maximum (0 when absent: send no aliases, [MQTT-3.3.2-11]).
+    pub client_topic_alias_maximum: u16,
+    /// Response Information for CONNACK, when requested and configured.
+    pub response_information: Option<MqttString>,
+    /// The Authentication Method of a successful enhanced authentication, for CONNACK.
+    pub authentication_method: Option<MqttString>,
+    /// Authentication Data for CONNACK (SCRAM's server-final message).
+    pub authentication_data: Option<Bytes>,
     pub will: Option<Box<WillMessage>>,
 }
 
@@ -66,17 +74,19 @@ pub fn validate_connect(
                 client_id = assign_id();
                 assigned_client_id = true;
             }
-            // Enhanced authentication is not supported (spec 4.12: 0x8C Bad authentication method).
-            if connect.properties.authentication_method.is_some() {
-                return Err(ReasonCode::BadAuthenticationMethod);
-            }
+            // The Authentication Method is looked up after validation (`authn.rs`): an unknown
+            // one gets 0x8C there ([MQTT-4.12.0-1]).
         }
     }
 
-    let max_keep_alive = config.max_keep_alive_secs;
+    let mut max_keep_alive = config.max_keep_alive_secs;
     let mut keep_alive_secs = connect.keep_alive_secs;
     let mut server_keep_alive = None;
     if version.is_v5() {
+        // The v5-only cap (`server_keep_alive_secs`) applies on top of the common limit.
+        if let Some(cap) = config.server_keep_alive_secs {
+            max_keep_alive = max_keep_alive.min(cap);
+        }
         // [MQTT-3.2.2-21]: the client must use the Server Keep Alive we return.
         if keep_alive_secs > max_keep_alive || (keep_alive_secs == 0 && max_keep_alive < u16::MAX) {
             keep_alive_secs = max_keep_alive;
@@ -100,6 +110,14 @@ pub fn validate_connect(
             if topic_levels(will.topic.as_str()) > config.max_topic_levels {
                 return Err(ReasonCode::TopicNameInvalid);
             }
+            // [MQTT-3.2.2-12]: a will QoS above our Maximum QoS refuses the connection.
+            if will.qos as u8 > config.max_qos {
+                return Err(ReasonCode::QoSNotSupported);
+            }
+            // [MQTT-3.2.2-13]: a retained will when retain is not available.
+            if will.retain && !config.retain_available {
+                return Err(ReasonCode::RetainNotSupported);
+            }
             let mut properties = will.properties.clone();
             let delay_secs = properties.will_delay_interval.take().unwrap_or(0);
             Some(Box::new(WillMessage {
@@ -118,6 +136,13 @@ pub fn validate_connect(
         None => None,
     };
 
+    let response_information = match &config.response_information {
+        // Spec 3.1.2.11.7: only when the client asked (Request Response Information 1).
+        Some(prefix) if connect.properties.request_response_information == Some(1) => Some(
+            MqttString::from(format!("{prefix}{}", client_id.as_str()).as_str()),
+        ),
+        _ => None,
+    };
     Ok(AcceptedConnect {
         client_id,
         assigned_client_id,
@@ -135,6 +160,10 @@ pub fn validate_connect(
             .maximum_packet_size
             .unwrap_or(u32::MAX)
             .max(1),
+        client_topic_alias_maximum: connect.properties.topic_alias_maximum.unwrap_or(0),
+        authentication_method: None,
+        authentication_data: None,
+        response_information,
         will,
     })
 }
@@ -150,12 +179,19 @@ pub fn connack_accepted(
     if version.is_v5() {
         properties.receive_maximum = Some(config.receive_maximum);
         properties.maximum_packet_size = Some(config.max_packet_size);
-        properties.retain_available = Some(1);
+        properties.retain_available = Some(u8::from(config.retain_available));
+        // [MQTT-3.2.2-9]: a server without QoS 1 or 2 says so (absent means 2).
+        if config.max_qos < 2 {
+            properties.maximum_qos = Some(config.max_qos);
+        }
         properties.wildcard_subscription_available = Some(1);
         properties.subscription_identifier_available = Some(1);
         properties.shared_subscription_available = Some(1);
-        properties.topic_alias_maximum = Some(0);
+        properties.topic_alias_maximum = Some(config.topic_alias_maximum);
         properties.server_keep_alive = accepted.server_keep_alive;
+        properties.response_information = accepted.response_information.clone();
+        properties.authentication_method = accepted.authentication_method.clone();
+        properties.authentication_data = accepted.authentication_data.clone();
         if accepted.assigned_client_id {
             properties.assigned_client_identifier = Some(accepted.client_id.clone());
         }
@@ -254,6 +290,7 @@ impl LayoutCache {
                 retain,
                 dup: false,
                 message_expiry_interval: None,
+                topic_alias: None,
             };
             encode_layout(message, version, options, scratch)
         })
@@ -269,6 +306,9 @@ pub struct LayoutOptions {
     pub dup: bool,
     /// Replaces the Message Expiry Interval (the time left, [MQTT-3.3.2-6]).
     pub message_expiry_interval: Option<u32>,
+    /// The Topic Alias to send, and whether the topic name is left out (the client knows the
+    /// alias). `None` for every cached layout.
+    pub topic_alias: Option<(u16, bool)>,
 }
 
 /// Encoded packets at most this long are cut from the shared scratch block: they are copied
@@ -309,12 +349,18 @@ pub fn encode_layout(
         retain,
         dup,
         message_expiry_interval,
+        topic_alias,
     } = options;
     let mut properties = message.properties.clone();
     // A Topic Alias belongs to one network connection (spec 3.3.2.3.4), so it is never
     // forwarded. Subscription identifiers, if any, were set for this subscriber by the shard
     // (a client cannot send them, [MQTT-3.3.4-6]).
-    properties.topic_alias = None;
+    properties.topic_alias = topic_alias.map(|(alias, _)| alias);
+    let topic = match topic_alias {
+        Some((_, true)) => MqttString::default(),
+        _ => message.topic.clone(),
+    };
+    let topic_len = topic.len();
     if message_expiry_interval.is_some() {
         properties.message_expiry_interval = message_expiry_interval;
     }
@@ -322,7 +368,7 @@ pub fn encode_layout(
         dup: dup && qos != QoS::AtMostOnce,
         qos,
         retain,
-        topic: message.topic.clone(),
+        topic,
         packet_id: if qos == QoS::AtMostOnce { 0 } else { 1 },
         properties,
         payload: message.payload.clone(),
@@ -339,7 +385,7 @@ pub fn encode_layout(
     while offset < full.len() && full[offset] & 0x80 != 0 {
         offset += 1;
     }
-    offset += 1 + 2 + message.topic.len();
+    offset += 1 + 2 + topic_len;
     debug_assert!(full.len() >= offset + 2 && full[offset..offset + 2] == [0, 1]);
     let offset = offset.min(full.len().saturating_sub(2));
     Layout {

@@ -469,10 +469,22 @@ impl Shard {
         }
         if conn.state == ConnState::Connected && conn.version.is_v5() {
             if let Some(code) = reason.disconnect_code() {
-                let packet = Packet::Disconnect(Disconnect {
+                let mut packet = Packet::Disconnect(Disconnect {
                     reason_code: code,
                     properties: Properties::default(),
                 });
+                // A Reason String says what was wrong (DISCONNECT may carry one even with
+                // Request Problem Information 0, [MQTT-3.1.2-29]); it is left out when it would
+                // exceed the client's Maximum Packet Size ([MQTT-3.14.2-3]).
+                if let CloseReason::Protocol(_, why) = &reason {
+                    packet = with_reason_string(packet, why);
+                    if packet.encoded_len(conn.version) > conn.client_max_packet_size as usize {
+                        packet = Packet::Disconnect(Disconnect {
+                            reason_code: code,
+                            properties: Properties::default(),
+                        });
+                    }
+                }
                 conn.out.push_packet(&packet, conn.version);
             }
         }
@@ -754,4 +766,17 @@ impl Shard {
         self.connections.clear();
         log::debug!("shard {} stopped: {:?}", self.id, self.counters());
     }
+}
+
+/// `packet` (a DISCONNECT) with `why` as its Reason String, at most 256 bytes of it.
+#[allow(clippy::field_reassign_with_default)] // the property sits behind DerefMut
+fn with_reason_string(mut packet: Packet, why: &str) -> Packet {
+    if let Packet::Disconnect(disconnect) = &mut packet {
+        let mut end = why.len().min(256);
+        while !why.is_char_boundary(end) {
+            end -= 1;
+        }
+        disconnect.properties.reason_string = Some(MqttString::from(&why[..end]));
+    }
+    packet
 }

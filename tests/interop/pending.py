@@ -6,10 +6,6 @@ Each entry is listed in FINDINGS.md as pending.
 """
 
 PENDING = {
-    # CONNACK says Topic Alias Maximum 0: a spec-conformant refusal, but the feature is missing.
-    "topic_alias_from_client_supported",
     # What the Paho suite (client_test5.py) asserts beyond the specification.
-    "paho_suite_server_topic_alias",
-    "paho_suite_server_keep_alive",
     "paho_suite_nosubscribe_topic",
 }

@@ -282,11 +282,15 @@ pub fn run_against_mosquitto(script: &str, extra: &[&str]) {
 /// different shards (round-robin in accept order) and cross-shard paths are exercised.
 pub const SHARDMQ_SHARDS: usize = 2;
 
-/// Starts shardmq in-process: two shards, 127.0.0.1 port 0, default limits otherwise.
+/// Starts shardmq in-process: two shards, 127.0.0.1 port 0, default limits otherwise, except
+/// Server Keep Alive 60 s for MQTT 5 clients: the Paho test broker's setting, which
+/// client_test5.py `test_server_keep_alive` expects (a v5-only cap; MQTT 3.x clients are not
+/// affected).
 pub fn start_shardmq() -> shardmq::broker::BrokerHandle {
     let config = shardmq::broker::Config {
         listen: vec![SocketAddr::from(([127, 0, 0, 1], 0))],
         shards: SHARDMQ_SHARDS,
+        server_keep_alive_secs: Some(60),
         ..shardmq::broker::Config::default()
     };
     shardmq::broker::Broker::start(config).expect("start shardmq")

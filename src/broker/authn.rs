@@ -1,0 +1,243 @@
+//! Authentication of CONNECT and AUTH packets: plain username/password
+//! ([`crate::auth::PasswordAuthenticator`], `--password-file`) and MQTT 5 enhanced
+//! authentication (spec 4.12) through the [`crate::auth::Authenticator`] trait, with
+//! SCRAM-SHA-256 offered by `--scram-users`. See `crate::auth`'s module doc for the exchange.
+//!
+//! A CONNECT whose authenticator answers Continue stays in `AwaitConnect` with its validated
+//! CONNECT kept in [`AuthProgress`]; only AUTH packets may follow until the exchange ends, and
+//! the handshake timeout still bounds it. Re-authentication (AUTH 0x19) runs on a connected
+//! connection, which keeps working under its identity meanwhile.
+
+use super::protocol::{self, AcceptedConnect};
+use super::shard::{CloseReason, Shard};
+use super::stats::bump;
+use crate::auth::{AuthState, AuthStep};
+use crate::codec::{Auth, ConnAck, Connect, MqttString, Packet, Properties, ReasonCode};
+use bytes::Bytes;
+
+/// One enhanced-authentication exchange in progress on a connection.
+#[derive(Debug)]
+pub struct AuthProgress {
+    /// The Authentication Method of the exchange ([MQTT-4.12.0-5]: every AUTH repeats it).
+    pub method: MqttString,
+    /// The authenticator's state for the next AUTH.
+    pub state: AuthState,
+    /// The CONNECT being authenticated; `None` for a re-authentication.
+    pub connect: Option<Box<AcceptedConnect>>,
+}
+
+fn protocol_error(why: &str) -> CloseReason {
+    CloseReason::Protocol(ReasonCode::ProtocolError, why.to_string())
+}
+
+impl Shard {
+    /// Authenticates a valid CONNECT. Returns it when the client may be admitted now; `None`
+    /// when an exchange continues (AUTH) or the CONNECT was refused (CONNACK sent).
+    pub(super) fn authenticate_connect(
+        &mut self,
+        key: usize,
+        connect: &Connect,
+        accepted: AcceptedConnect,
+    ) -> Option<AcceptedConnect> {
+        let shared = self.shared.clone();
+        if let Some(reference) = &shared.config.server_reference {
+            // Spec 4.11: the operator moves clients to another server.
+            self.redirect_connect(key, reference);
+            return None;
+        }
+        if let Some(method) = &connect.properties.authentication_method {
+            let Some(authenticator) = shared.authenticators.find(method.as_str()) else {
+                // [MQTT-4.12.0-1]: an unsupported method gets 0x8C and the connection closes.
+                self.refuse_connect(key, ReasonCode::BadAuthenticationMethod);
+                return None;
+            };
+            let data = connect.properties.authentication_data.as_deref();
+            let step = authenticator.start(accepted.client_id.as_str(), data);
+            let method = MqttString::from(method.as_str());
+            self.auth_step(key, method, step, Some(Box::new(accepted)));
+            return None;
+        }
+        if let Some(passwords) = &shared.passwords {
+            let username = connect.username.as_ref().map(|u| u.as_str());
+            if let Err(code) = passwords.check(username, connect.password.as_deref()) {
+                // 0x86 Bad User Name or Password; 3.1.1 return code 4 (the codec maps it).
+                self.refuse_connect(key, code);
+                return None;
+            }
+        }
+        Some(accepted)
+    }
+
+    /// CONNACK 0x9C Use another server with the Server Reference (MQTT 5; 3.x: return code 3).
+    #[allow(clippy::field_reassign_with_default)] // the property sits behind DerefMut
+    fn redirect_connect(&mut self, key: usize, reference: &str) {
+        bump(&self.shared.counters[self.id].connects_refused);
+        let Some(version) = self.connections.get(key).map(|c| c.version) else {
+            return;
+        };
+        let mut properties = Properties::default();
+        if version.is_v5() {
+            properties.server_reference = Some(MqttString::from(reference));
+        }
+        let connack = Packet::ConnAck(ConnAck {
+            session_present: false,
+            reason_code: ReasonCode::UseAnotherServer,
+            properties,
+        });
+        self.send_packet(key, &connack);
+        self.close(
+            key,
+            CloseReason::ConnectRefused(ReasonCode::UseAnotherServer),
+        );
+    }
+
+    /// CONNACK with an error code, then close ([MQTT-4.12.0-4] for a failed authentication).
+    fn refuse_connect(&mut self, key: usize, code: ReasonCode) {
+        bump(&self.shared.counters[self.id].connects_refused);
+        bump(&self.shared.counters[self.id].authentication_failures);
+        self.send_packet(key, &protocol::connack_refused(code));
+        self.close(key, CloseReason::ConnectRefused(code));
+    }
+
+    /// Acts on an authenticator's answer, for a CONNECT (`connect` is `Some`) or a
+    /// re-authentication.
+    fn auth_step(
+        &mut self,
+        key: usize,
+        method: MqttString,
+        step: AuthStep,
+        connect: Option<Box<AcceptedConnect>>,
+    ) {
+        match step {
+            AuthStep::Continue { data, state } => {
+                // [MQTT-4.12.0-2] AUTH 0x18 with the method and the challenge.
+                self.send_auth(key, ReasonCode::ContinueAuthentication, &method, Some(data));
+                if let Some(conn) = self.connections.get_mut(key) {
+                    conn.extras_mut().auth = Some(Box::new(AuthProgress {
+                        method,
+                        state,
+                        connect,
+                    }));
+                }
+            }
+            AuthStep::Success { data, username } => match connect {
+                Some(mut accepted) => {
+                    accepted.authentication_method = Some(method.clone());
+                    accepted.authentication_data = data.map(Bytes::from);
+                    if let Some(conn) = self.connections.get_mut(key) {
+                        let extras = conn.extras_mut();
+                        extras.auth_method = Some(method);
+                        extras.auth_username = Some(username);
+                    }
+                    self.admit_connect(key, *accepted);
+                }
+                None => {
+                    let same = self
+                        .connections
+                        .get(key)
+                        .and_then(|c| c.extras.as_ref())
+                        .is_some_and(|e| e.auth_username.as_deref() == Some(username.as_str()));
+                    if !same {
+                        // A re-authentication may not change who the client is.
+                        bump(&self.shared.counters[self.id].authentication_failures);
+                        self.close(
+                            key,
+                            CloseReason::Protocol(
+                                ReasonCode::NotAuthorized,
+                                "re-authenticated as another user".into(),
+                            ),
+                        );
+                        return;
+                    }
+                    // [MQTT-4.12.1-1]: a successful re-authentication ends with AUTH 0x00.
+                    self.send_auth(key, ReasonCode::Success, &method, data);
+                }
+            },
+            AuthStep::Failure(code) => {
+                if connect.is_some() {
+                    self.refuse_connect(key, code);
+                } else {
+                    // [MQTT-4.12.1-2]: a failed re-authentication is answered with DISCONNECT.
+                    bump(&self.shared.counters[self.id].authentication_failures);
+                    self.close(
+                        key,
+                        CloseReason::Protocol(code, "re-authentication failed".into()),
+                    );
+                }
+            }
+        }
+    }
+
+    // The authentication properties live behind `Properties`' rare-property box (DerefMut), so
+    // a struct literal cannot name them.
+    #[allow(clippy::field_reassign_with_default)]
+    fn send_auth(
+        &mut self,
+        key: usize,
+        reason_code: ReasonCode,
+        method: &MqttString,
+        data: Option<Vec<u8>>,
+    ) {
+        let mut properties = Properties::default();
+        properties.authentication_method = Some(method.clone());
+        properties.authentication_data = data.map(Bytes::from);
+        let auth = Auth {
+            reason_code,
+            properties,
+        };
+        self.send_packet(key, &Packet::Auth(auth));
+    }
+
+    /// An AUTH from the client: the next step of an exchange (0x18) or a re-authentication
+    /// (0x19).
+    pub(super) fn handle_auth(&mut self, key: usize, auth: Auth) {
+        let Some(conn) = self.connections.get_mut(key) else {
+            return;
+        };
+        let expected = conn.extras.as_ref().and_then(|e| match &e.auth {
+            Some(progress) => Some(progress.method.clone()),
+            None => e.auth_method.clone(),
+        });
+        let Some(expected) = expected else {
+            // No Authentication Method was used in CONNECT ([MQTT-4.12.0-7] family).
+            self.close(key, protocol_error("AUTH without an authentication method"));
+            return;
+        };
+        // [MQTT-4.12.0-5]: the same Authentication Method as in CONNECT.
+        if auth.properties.authentication_method.as_ref() != Some(&expected) {
+            self.close(
+                key,
+                protocol_error("[MQTT-4.12.0-5] AUTH with another authentication method"),
+            );
+            return;
+        }
+        let shared = self.shared.clone();
+        let Some(authenticator) = shared.authenticators.find(expected.as_str()) else {
+            self.close(
+                key,
+                protocol_error("authentication method no longer offered"),
+            );
+            return;
+        };
+        let data = auth.properties.authentication_data.as_deref();
+        match auth.reason_code {
+            ReasonCode::ContinueAuthentication => {
+                let Some(progress) = conn.extras.as_mut().and_then(|e| e.auth.take()) else {
+                    self.close(
+                        key,
+                        protocol_error("AUTH 0x18 with no exchange in progress"),
+                    );
+                    return;
+                };
+                let step = authenticator.continue_auth(progress.state, data);
+                self.auth_step(key, expected, step, progress.connect);
+            }
+            ReasonCode::ReAuthenticate if conn.is_connected() && !conn.authenticating() => {
+                let client_id = conn.client_id.clone();
+                let step = authenticator.start(client_id.as_str(), data);
+                self.auth_step(key, expected, step, None);
+            }
+            _ => self.close(key, protocol_error("unexpected AUTH reason code")),
+        }
+    }
+}
