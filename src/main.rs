@@ -74,6 +74,10 @@ struct Cli {
     /// Milliseconds allowed for graceful shutdown [default: 2000].
     #[arg(long, value_name = "MS")]
     shutdown_timeout: Option<u64>,
+    /// Shared subscription strategy: round_robin, random, sticky or hash (by publisher client
+    /// id) [default: round_robin].
+    #[arg(long, value_name = "STRATEGY")]
+    shared_subscription_strategy: Option<shardmq::broker::config::SharedStrategy>,
     /// Log level: error, warn, info, debug or trace [default: info].
     #[arg(long, value_name = "LEVEL", default_value = "info")]
     log_level: log::LevelFilter,
@@ -117,6 +121,7 @@ impl Cli {
             max_sessions = self.max_sessions,
             mesh_channel_capacity = self.mesh_channel_capacity,
             shutdown_timeout_ms = self.shutdown_timeout,
+            shared_subscription_strategy = self.shared_subscription_strategy,
         }
         config.pin_cores |= self.pin_cores;
         config.queue_qos0 |= self.queue_qos0;

@@ -185,3 +185,23 @@ fn config_file_is_loaded_and_flags_override_it() {
     assert_eq!(output.status.code(), Some(1));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn several_listen_addresses_share_round_robin_placement() {
+    let mut config = config(2);
+    config
+        .listen
+        .push(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+    let broker = start_with(config);
+    let addrs = broker.local_addrs().to_vec();
+    assert_eq!(addrs.len(), 2);
+    assert_ne!(addrs[0].port(), addrs[1].port());
+    let mut sub = Raw::connect(addrs[0], V4, "on-first");
+    sub.subscribe("multi", QoS::AtMostOnce);
+    let mut publisher = Raw::connect(addrs[1], V5, "on-second");
+    publisher.publish_acked("multi", b"across listeners", QoS::AtLeastOnce, false, 1);
+    assert_eq!(&sub.expect_publish().payload[..], b"across listeners");
+    wait_until("one connection per shard", || {
+        broker.stats().connections_per_shard == vec![1, 1]
+    });
+}

@@ -55,7 +55,7 @@ fn client_identifier_rules_per_version() {
     assert!(!assigned.is_empty());
     assert_eq!(connack.properties.receive_maximum, Some(1024));
     assert_eq!(connack.properties.maximum_packet_size, Some(1024 * 1024));
-    assert_eq!(connack.properties.shared_subscription_available, Some(0));
+    assert_eq!(connack.properties.shared_subscription_available, Some(1));
     assert_eq!(connack.properties.wildcard_subscription_available, Some(1));
     v5.ping();
     let (_, second) = Raw::connect_with(a, connect_packet(V5, "", true));
@@ -239,10 +239,11 @@ fn subscription_and_topic_level_limits() {
             ReasonCode::QuotaExceeded,
             ReasonCode::Success,
             ReasonCode::TopicFilterInvalid,
-            ReasonCode::SharedSubscriptionsNotSupported,
+            // Shared subscriptions count against the per-client limit like any other.
+            ReasonCode::QuotaExceeded,
         ]
     );
-    assert_eq!(broker.stats().subscriptions_refused, 1);
+    assert_eq!(broker.stats().subscriptions_refused, 2);
     assert_eq!(broker.stats().topic_levels_exceeded, 1);
     let mut c4 = Raw::connect(addr(&broker), V4, "limits4");
     c4.send(&subscribe_packet(1, &[("a", opts), ("b/c/d/e", opts)]));

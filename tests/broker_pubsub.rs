@@ -308,6 +308,7 @@ fn retained_set_replace_clear_and_wildcards_across_shards() {
 
 #[test]
 fn thousand_connections_spread_evenly_over_four_shards() {
+    raise_fd_limit(4096);
     let broker = start_broker(4);
     let address = addr(&broker);
     let mut sockets = Vec::with_capacity(1000);
@@ -505,5 +506,24 @@ fn pipelined_requests_are_answered_in_order() {
         rest.iter()
             .any(|p| matches!(p, Packet::Publish(m) if &m.payload[..] == b"to myself")),
         "{rest:?}"
+    );
+}
+
+#[test]
+fn mqtt_3_1_clients_publish_and_subscribe() {
+    let broker = start_broker(2);
+    let mut placer = Placer::new(&broker);
+    let v31 = ProtocolVersion::V3_1;
+    let mut sub = placer.raw_on(0, v31, "old-sub");
+    assert_eq!(
+        sub.subscribe("old/#", QoS::ExactlyOnce),
+        ReasonCode::GrantedQoS2
+    );
+    let mut publisher = placer.raw_on(1, v31, "old-pub");
+    publisher.publish_acked("old/t", b"mqisdp", QoS::ExactlyOnce, false, 5);
+    let got = sub.receive_and_ack();
+    assert_eq!(
+        (&got.payload[..], got.qos),
+        (&b"mqisdp"[..], QoS::ExactlyOnce)
     );
 }

@@ -501,3 +501,67 @@ fn simultaneous_connects_on_two_shards_never_lose_the_session() {
         "the session kept its subscription"
     );
 }
+
+#[test]
+fn v5_disconnect_session_expiry_rules() {
+    let broker = start_broker(2);
+    let mut placer = Placer::new(&broker);
+    // Expiry 60 in CONNECT, 0 in DISCONNECT: the session ends now.
+    let (mut c, _) = placer.connect_on(0, persistent(V5, "shortened"));
+    c.subscribe("short", QoS::AtLeastOnce);
+    let mut disconnect = shardmq::codec::Disconnect::default();
+    disconnect.properties.session_expiry_interval = Some(0);
+    c.send(&Packet::Disconnect(disconnect));
+    c.expect_closed();
+    let (_, connack) = placer.connect_on(1, persistent(V5, "shortened"));
+    assert!(!connack.session_present);
+    // Expiry 0 in CONNECT cannot become non-zero in DISCONNECT ([MQTT-3.14.2-2]).
+    let (mut z, _) = placer.connect_on(0, connect_packet(V5, "zero", false));
+    let mut disconnect = shardmq::codec::Disconnect::default();
+    disconnect.properties.session_expiry_interval = Some(60);
+    z.send(&Packet::Disconnect(disconnect));
+    match z.expect_closed().as_slice() {
+        [Packet::Disconnect(d)] => assert_eq!(d.reason_code, ReasonCode::ProtocolError),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A session that moves to another shard brings its subscriptions; once the client has the
+/// CONNACK, messages published on any shard reach it (the CONNACK waits for the route barrier).
+#[test]
+fn moved_session_receives_everything_published_after_connack_on_four_shards() {
+    let broker = start_broker(4);
+    let mut placer = Placer::new(&broker);
+    let mut publishers: Vec<Raw> = (0..4)
+        .map(|s| placer.raw_on(s, V4, &format!("mv-pub{s}")))
+        .collect();
+    let filters = ["mv/a/#", "mv/+/b", "mv/c"];
+    for round in 0..4 {
+        let shard = round % 4;
+        let (mut client, connack) = placer.connect_on(shard, persistent(V5, "mover"));
+        assert_eq!(connack.session_present, round > 0);
+        if round == 0 {
+            for filter in filters {
+                client.subscribe(filter, QoS::AtLeastOnce);
+            }
+        }
+        // Published right after the CONNACK, from every shard.
+        for (p, publisher) in publishers.iter_mut().enumerate() {
+            for topic in ["mv/a/x", "mv/z/b", "mv/c"] {
+                publisher.publish_acked(topic, &[round as u8, p as u8], QoS::AtLeastOnce, false, 1);
+            }
+        }
+        for _ in 0..12 {
+            let got = client.receive_and_ack();
+            assert_eq!(
+                got.payload[0], round as u8,
+                "a message from an earlier round"
+            );
+        }
+        client.expect_nothing();
+        client.disconnect();
+        wait_until("mover offline", || {
+            broker.stats().connections_open == 4 + placer.fillers.len() as u64
+        });
+    }
+}

@@ -61,6 +61,42 @@ pub struct Config {
     /// Time allowed for graceful shutdown (telling clients and flushing), in milliseconds,
     /// 0..=60,000. Default 2,000.
     pub shutdown_timeout_ms: u64,
+    /// How each message of a shared subscription (`$share/{group}/{filter}`) picks the one
+    /// member it goes to. Default `round_robin`.
+    pub shared_subscription_strategy: SharedStrategy,
+}
+
+/// How a shared subscription group spreads messages over its members. The publishing shard
+/// picks one shard among those with members, that shard picks one of its members; offline
+/// members and members whose in-flight window is full are skipped while another can take it.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SharedStrategy {
+    /// Members in turn (default).
+    #[default]
+    RoundRobin,
+    /// A member picked at random for each message.
+    Random,
+    /// The same member while it stays online and keeps up.
+    Sticky,
+    /// By a hash of the publisher's client id: one publisher's messages go to one member.
+    Hash,
+}
+
+impl std::str::FromStr for SharedStrategy {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<SharedStrategy, String> {
+        match s {
+            "round_robin" => Ok(SharedStrategy::RoundRobin),
+            "random" => Ok(SharedStrategy::Random),
+            "sticky" => Ok(SharedStrategy::Sticky),
+            "hash" => Ok(SharedStrategy::Hash),
+            _ => Err(format!(
+                "unknown strategy {s:?} (round_robin, random, sticky or hash)"
+            )),
+        }
+    }
 }
 
 /// The largest shard count accepted (the mesh has shards² channels).
@@ -87,6 +123,7 @@ impl Default for Config {
             mesh_channel_capacity: 4096,
             max_sessions: 1_000_000,
             shutdown_timeout_ms: 2_000,
+            shared_subscription_strategy: SharedStrategy::RoundRobin,
         }
     }
 }

@@ -149,8 +149,9 @@ impl OutBuf {
 pub enum ConnState {
     /// Accepted; the first packet must be CONNECT ([MQTT-3.1.0-1]).
     AwaitConnect,
-    /// CONNECT accepted, waiting for another shard to hand over the session.
-    AwaitTakeover,
+    /// CONNECT accepted, CONNACK not sent yet: waiting for another shard to hand over the
+    /// session, or for the route barrier of the subscriptions the session brought along.
+    Parked,
     /// CONNACK sent.
     Connected,
     /// Being closed at the end of this loop turn.
@@ -264,7 +265,7 @@ impl Connection {
     /// or waiting for a SUBACK barrier).
     pub fn may_process(&self) -> bool {
         !(self.state == ConnState::Closing
-            || self.state == ConnState::AwaitTakeover
+            || self.state == ConnState::Parked
             || self.paused
             || self.suback_pending)
     }
@@ -307,7 +308,7 @@ mod tests {
     fn connection_and_session_structs_stay_small() {
         let connection = std::mem::size_of::<Connection>();
         let session = std::mem::size_of::<crate::broker::shard::ShardSession>();
-        assert!(connection <= 264, "Connection grew to {connection} bytes");
+        assert!(connection <= 272, "Connection grew to {connection} bytes");
         assert!(session <= 256, "ShardSession grew to {session} bytes");
         assert!(std::mem::size_of::<Option<Box<WillMessage>>>() == 8);
     }

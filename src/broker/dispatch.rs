@@ -6,7 +6,7 @@
 use super::connection::ConnState;
 use super::protocol::{granted, topic_levels};
 use super::session::{IncomingQoS2, Message, StoredSubscription};
-use super::shard::{CloseReason, LocalSub, PendingSubAck, Shard};
+use super::shard::{Awaited, CloseReason, LocalSub, PendingAck, Shard};
 use super::stats::bump;
 use crate::codec::{
     Ack, Disconnect, MqttString, Packet, Properties, ProtocolVersion, Publish, QoS, ReasonCode,
@@ -214,6 +214,17 @@ impl Shard {
             return;
         }
         let identifier = identifiers.first().copied().unwrap_or(0);
+        // [MQTT-3.8.3-4]: No Local on a shared subscription is a protocol error.
+        let shared_no_local = subscribe.subscriptions.iter().any(|s| {
+            s.options.no_local && matches!(topic::parse_shared(s.filter.as_str()), Ok(Some(_)))
+        });
+        if shared_no_local && version.is_v5() {
+            self.close(
+                key,
+                protocol_error("[MQTT-3.8.3-4] No Local on a shared subscription"),
+            );
+            return;
+        }
         let mut reason_codes = Vec::with_capacity(subscribe.subscriptions.len());
         let mut new_routes = Vec::new();
         let mut retained = Vec::new();
@@ -235,7 +246,7 @@ impl Shard {
             reason_codes,
         };
         let epoch = self.router.epoch_sent();
-        if self.router.epoch_acked() >= epoch && self.pending_subacks.is_empty() {
+        if self.router.epoch_acked() >= epoch && self.pending_acks.is_empty() {
             self.complete_subscribe(key, suback, &retained);
             return;
         }
@@ -244,12 +255,11 @@ impl Shard {
         };
         conn.suback_pending = true;
         let connection_id = conn.id;
-        self.pending_subacks.push_back(PendingSubAck {
+        self.pending_acks.push_back(PendingAck {
             epoch,
             connection: key,
             connection_id,
-            suback,
-            retained,
+            awaited: Awaited::SubAck { suback, retained },
         });
     }
 
@@ -271,9 +281,7 @@ impl Shard {
             bump(&self.shared.counters[self.id].topic_levels_exceeded);
             return ReasonCode::TopicFilterInvalid;
         }
-        if matches!(topic::parse_shared(filter_str), Ok(Some(_))) {
-            return ReasonCode::SharedSubscriptionsNotSupported;
-        }
+        let shared = matches!(topic::parse_shared(filter_str), Ok(Some(_)));
         let max = self.shared.config.max_subscriptions_per_client;
         let Some(session) = self.sessions.get_mut(skey) else {
             return ReasonCode::UnspecifiedError;
@@ -312,7 +320,8 @@ impl Shard {
             RetainHandling::SendAtSubscribeIfNew => !existing,
             RetainHandling::DoNotSend => false,
         };
-        if send_retained {
+        // Spec 4.8.2: retained messages are not sent when a shared subscription is made.
+        if send_retained && !shared {
             retained.push((filter, options.qos, identifier));
         }
         granted(options.qos)
@@ -328,8 +337,7 @@ impl Shard {
                 .and_then(|s| s.session.state.subscriptions.remove(filter))
                 .is_some();
             if removed {
-                self.trie
-                    .remove_where(filter.as_str(), |s| s.session == skey);
+                self.subscription_remove(filter, skey);
                 if self.router.local_removed(filter) {
                     gone.push(MqttString::from(filter.as_str()));
                 }

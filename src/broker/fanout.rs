@@ -5,11 +5,12 @@
 //! overlapping subscriptions of one client deliver once with the highest QoS, and each wire
 //! layout (version, QoS, retain) is encoded once; subscribers share the encoded bytes.
 
+use super::connection::ConnState;
 use super::mesh::ShardMsg;
 use super::protocol::{encode_layout, Layout, LayoutOptions};
 use super::retained::RetainOutcome;
 use super::session::{Delivery, Message, SharedPublish};
-use super::shard::{CloseReason, LocalSub, Shard};
+use super::shard::{Awaited, CloseReason, LocalSub, Shard};
 use super::stats::bump;
 use crate::codec::{MqttString, Packet, Publish, QoS, SubAck};
 use bytes::Bytes;
@@ -50,7 +51,8 @@ impl Shard {
                 }
             }
         }
-        (local || remote, overflowed)
+        let (shared, shared_overflowed) = self.route_shared(&message, origin);
+        (local || remote || shared, overflowed || shared_overflowed)
     }
 
     fn store_retained(&mut self, message: &SharedPublish) {
@@ -142,7 +144,11 @@ impl Shard {
         let Some(session) = self.sessions.get_mut(skey) else {
             return;
         };
-        let connection = session.connection;
+        // A connection still waiting for its CONNACK is not online yet: messages queue.
+        let connections = &self.connections;
+        let connection = session
+            .connection
+            .filter(|&key| connections.get(key).is_some_and(|c| c.is_connected()));
         match session
             .session
             .deliver(message, qos, retain, connection.is_some())
@@ -307,27 +313,36 @@ impl Shard {
     }
 
     /// Sends the SUBACKs whose routing epoch every peer has acknowledged, in order.
-    pub(super) fn release_subacks(&mut self) {
+    pub(super) fn release_acks(&mut self) {
         let acked = self.router.epoch_acked();
-        while self
-            .pending_subacks
-            .front()
-            .is_some_and(|p| p.epoch <= acked)
-        {
-            let Some(pending) = self.pending_subacks.pop_front() else {
+        while self.pending_acks.front().is_some_and(|p| p.epoch <= acked) {
+            let Some(pending) = self.pending_acks.pop_front() else {
                 break;
             };
-            let alive = self
-                .connections
-                .get(pending.connection)
-                .is_some_and(|c| c.id == pending.connection_id && c.is_connected());
-            if alive {
-                if let Some(conn) = self.connections.get_mut(pending.connection) {
-                    conn.suback_pending = false;
+            let key = pending.connection;
+            let Some(conn) = self.connections.get_mut(key) else {
+                continue;
+            };
+            if conn.id != pending.connection_id {
+                continue;
+            }
+            match pending.awaited {
+                Awaited::SubAck { suback, retained } => {
+                    if conn.is_connected() {
+                        conn.suback_pending = false;
+                        self.complete_subscribe(key, suback, &retained);
+                        // Packets that arrived behind the SUBSCRIBE are handled now.
+                        self.ready.push(key);
+                    }
                 }
-                self.complete_subscribe(pending.connection, pending.suback, &pending.retained);
-                // Packets that arrived behind the SUBSCRIBE are handled now.
-                self.ready.push(pending.connection);
+                Awaited::ConnAck {
+                    connack,
+                    keep_alive_secs,
+                } => {
+                    if conn.state == ConnState::Parked {
+                        self.complete_connect(key, &connack, keep_alive_secs);
+                    }
+                }
             }
         }
     }
@@ -375,19 +390,21 @@ impl Shard {
         replace: bool,
     ) -> bool {
         if replace {
-            self.trie
-                .remove_where(filter.as_str(), |s| s.session == skey);
-            self.trie.insert(filter.as_str(), sub);
+            self.subscription_remove(filter, skey);
+            self.subscription_insert(filter, sub);
             return false;
         }
-        self.trie.insert(filter.as_str(), sub);
+        self.subscription_insert(filter, sub);
         self.router.local_added(filter)
     }
 }
 
 /// A copy of `message` carrying `identifiers` as its Subscription Identifier properties (the
 /// payload and topic stay shared).
-fn with_subscription_identifiers(message: &SharedPublish, identifiers: &[u32]) -> SharedPublish {
+pub(super) fn with_subscription_identifiers(
+    message: &SharedPublish,
+    identifiers: &[u32],
+) -> SharedPublish {
     let mut own = Message::clone(message);
     own.publish.properties.subscription_identifiers = identifiers.to_vec();
     Arc::new(own)

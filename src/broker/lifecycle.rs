@@ -17,7 +17,7 @@ use super::mesh::{ShardId, ShardMsg};
 use super::protocol::{self, AcceptedConnect};
 use super::registry::Claim;
 use super::session::{OutgoingState, Session, SessionLimits, SessionState};
-use super::shard::{CloseReason, LocalSub, Shard, ShardSession};
+use super::shard::{Awaited, CloseReason, LocalSub, PendingAck, Shard, ShardSession};
 use super::stats::bump;
 use super::timers::TimerKind;
 use crate::codec::{Ack, Connect, MqttString, Packet, Properties, ReasonCode};
@@ -110,7 +110,7 @@ impl Shard {
         match previous {
             Some(previous) if previous.shard != self.id => {
                 let conn_id = conn.id;
-                conn.state = ConnState::AwaitTakeover;
+                conn.state = ConnState::Parked;
                 let request = self.next_request;
                 self.next_request += 1;
                 let client_id = accepted.client_id.clone();
@@ -158,7 +158,7 @@ impl Shard {
                 pending.accepted = accepted;
                 pending.claim = claim;
                 if let Some(conn) = self.connections.get_mut(key) {
-                    conn.state = ConnState::AwaitTakeover;
+                    conn.state = ConnState::Parked;
                 }
                 if self.connections.get(old).is_some_and(|c| c.id == old_id) {
                     self.close(old, CloseReason::TakenOver);
@@ -195,6 +195,7 @@ impl Shard {
         claim: Claim,
         source: SessionSource,
     ) {
+        let epoch_before = self.router.epoch_sent();
         let inflight_max = accepted
             .client_receive_maximum
             .min(self.shared.config.max_inflight);
@@ -235,12 +236,9 @@ impl Shard {
         let version = conn.version;
         let connack = protocol::connack_accepted(&accepted, session_present, version, config);
         conn.session = Some(skey);
-        conn.state = ConnState::Connected;
         conn.keep_alive = Duration::from_secs(u64::from(accepted.keep_alive_secs));
         conn.client_max_packet_size = accepted.client_max_packet_size;
         conn.will = accepted.will;
-        conn.last_received = self.now;
-        let conn_id = conn.id;
         log::info!(
             "connect client_id={} addr={} shard={} version={:?} clean_start={} keep_alive={} session_present={}",
             accepted.client_id,
@@ -252,15 +250,45 @@ impl Shard {
             session_present
         );
         bump(&self.shared.counters[self.id].clients_connected);
-        if accepted.keep_alive_secs > 0 {
+        // A session that moved here broadcast routes for its subscriptions: like a SUBACK, the
+        // CONNACK waits until every shard has them, so that whatever is published after it
+        // reaches the session.
+        let epoch = self.router.epoch_sent();
+        if epoch > epoch_before && self.router.epoch_acked() < epoch {
+            conn.state = ConnState::Parked;
+            let connection_id = conn.id;
+            self.pending_acks.push_back(PendingAck {
+                epoch,
+                connection: key,
+                connection_id,
+                awaited: Awaited::ConnAck {
+                    connack,
+                    keep_alive_secs: accepted.keep_alive_secs,
+                },
+            });
+            return;
+        }
+        self.complete_connect(key, &connack, accepted.keep_alive_secs);
+    }
+
+    /// Sends CONNACK, then what the session had in flight and queued.
+    pub(super) fn complete_connect(&mut self, key: usize, connack: &Packet, keep_alive_secs: u16) {
+        let Some(conn) = self.connections.get_mut(key) else {
+            return;
+        };
+        let Some(skey) = conn.session else {
+            return;
+        };
+        conn.state = ConnState::Connected;
+        conn.last_received = self.now;
+        let conn_id = conn.id;
+        if keep_alive_secs > 0 {
             let deadline = self.now + conn.keep_alive * 3 / 2;
             self.timers
                 .arm(deadline, TimerKind::KeepAlive, key, conn_id);
         }
-        self.send_packet(key, &connack);
-        if session_present {
-            self.resend_inflight(key, skey);
-        }
+        self.send_packet(key, connack);
+        self.resend_inflight(key, skey);
         self.pump_queue(key, skey);
         self.ready.push(key);
     }
@@ -318,7 +346,7 @@ impl Shard {
                 options: stored.options,
                 identifier: stored.identifier,
             };
-            self.trie.insert(filter.as_str(), sub);
+            self.subscription_insert(&filter, sub);
             if self.router.local_added(&filter) {
                 new_routes.push(filter);
             }
@@ -341,8 +369,7 @@ impl Shard {
             .collect();
         let mut gone = Vec::new();
         for filter in filters {
-            self.trie
-                .remove_where(filter.as_str(), |sub| sub.session == skey);
+            self.subscription_remove(&filter, skey);
             if self.router.local_removed(&filter) {
                 gone.push(filter);
             }
@@ -498,7 +525,7 @@ impl Shard {
         let alive = self
             .connections
             .get(pending.connection)
-            .is_some_and(|c| c.id == pending.connection_id && c.state == ConnState::AwaitTakeover);
+            .is_some_and(|c| c.id == pending.connection_id && c.state == ConnState::Parked);
         let source = match state {
             Some(state) if !pending.accepted.clean_start => SessionSource::Transferred(state),
             _ => SessionSource::Fresh,

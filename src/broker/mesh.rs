@@ -31,6 +31,16 @@ pub enum ShardMsg {
     Connection { stream: TcpStream, peer: SocketAddr },
     /// A publish with subscribers on the target shard; one per publish per target.
     Publish(SharedPublish),
+    /// A publish for one member of the shared subscription `share` on the target shard, which
+    /// the publishing shard picked for this message.
+    SharedPublish {
+        message: SharedPublish,
+        share: MqttString,
+        /// The publisher's client id hash, for the hash strategy.
+        publisher_hash: u64,
+        /// Already forwarded once by a shard that had no member left (it is not forwarded again).
+        forwarded: bool,
+    },
     /// `from` gained its first local subscriber for each filter. Answered with `RouteAck`.
     RouteAdd {
         from: ShardId,

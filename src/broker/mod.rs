@@ -30,7 +30,7 @@
 //! Folder guide: `config.rs` limits; `acceptor.rs` listeners; `shard.rs` the event loop and
 //! socket IO; `dispatch.rs` packet handling; `lifecycle.rs` connect, takeover, close, session
 //! end; `fanout.rs` publish delivery; `mesh.rs` channels and wakers; `router.rs` the routing
-//! replica and SUBACK barrier; `session.rs` sans-IO session state; `protocol.rs` CONNECT
+//! replica and SUBACK barrier; `shared.rs` shared subscriptions; `session.rs` sans-IO session state; `protocol.rs` CONNECT
 //! validation and PUBLISH layouts; `connection.rs` buffers; `timers.rs`; `stats.rs`.
 
 mod acceptor;
@@ -46,6 +46,7 @@ pub mod retained;
 pub mod router;
 pub mod session;
 mod shard;
+pub mod shared;
 pub mod stats;
 pub mod timers;
 

@@ -153,7 +153,7 @@ pub fn connack_accepted(
         properties.retain_available = Some(1);
         properties.wildcard_subscription_available = Some(1);
         properties.subscription_identifier_available = Some(1);
-        properties.shared_subscription_available = Some(0);
+        properties.shared_subscription_available = Some(1);
         properties.topic_alias_maximum = Some(0);
         properties.server_keep_alive = accepted.server_keep_alive;
         if accepted.assigned_client_id {

@@ -7,11 +7,31 @@
 //! peer reads finds the route. This is the SUBACK barrier that makes "after SUBACK, every
 //! matching message published afterwards is delivered" hold across shards. Removal needs no
 //! barrier: a stale route costs one wasted message, which the target matches against nothing.
+//!
+//! Shared subscriptions travel the same way, their route being the whole `$share/{group}/{filter}`
+//! string: the replica keeps, per shared subscription, the shards that have members (this one
+//! included), and the publishing shard picks ONE of them per message ([`Router::shared_targets`]).
 
+use super::config::SharedStrategy;
 use super::mesh::ShardId;
 use crate::codec::MqttString;
-use crate::topic::TopicTrie;
+use crate::topic::{self, TopicTrie};
+use slab::Slab;
 use std::collections::HashMap;
+
+/// One shared subscription as this shard's replica knows it.
+struct SharedRoute {
+    /// `$share/{group}/{filter}`, the name members subscribed with.
+    share: MqttString,
+    /// The filter part, the key in `shared_trie`.
+    filter: MqttString,
+    /// Shards with at least one member, sorted.
+    shards: Vec<ShardId>,
+    /// Round-robin position.
+    cursor: usize,
+    /// The sticky strategy's current shard.
+    sticky: Option<ShardId>,
+}
 
 pub struct Router {
     me: ShardId,
@@ -25,6 +45,13 @@ pub struct Router {
     acked: Vec<u64>,
     dest_mask: Vec<bool>,
     dest_list: Vec<ShardId>,
+    /// Shared subscriptions with members anywhere, by `$share/...` name.
+    shared: Slab<SharedRoute>,
+    shared_index: HashMap<String, usize>,
+    /// Filter -> slab key of the shared subscriptions using it.
+    shared_trie: TopicTrie<usize>,
+    /// Per message scratch: the shared subscriptions matched.
+    shared_matches: Vec<usize>,
 }
 
 impl Router {
@@ -39,6 +66,10 @@ impl Router {
             acked,
             dest_mask: vec![false; shards],
             dest_list: Vec::with_capacity(shards),
+            shared: Slab::new(),
+            shared_index: HashMap::new(),
+            shared_trie: TopicTrie::new(),
+            shared_matches: Vec::new(),
         }
     }
 
@@ -46,7 +77,11 @@ impl Router {
     pub fn local_added(&mut self, filter: &MqttString) -> bool {
         let count = self.local_counts.entry(filter.clone()).or_insert(0);
         *count += 1;
-        *count == 1
+        let first = *count == 1;
+        if first {
+            self.shared_add(self.me, filter.as_str());
+        }
+        first
     }
 
     /// A local subscription to `filter` was removed; true if it was the last (broadcast removal).
@@ -58,6 +93,7 @@ impl Router {
             }
             Some(_) => {
                 self.local_counts.remove(filter);
+                self.shared_remove(self.me, filter.as_str());
                 true
             }
             None => {
@@ -92,12 +128,133 @@ impl Router {
 
     /// `from` has subscribers for `filter`.
     pub fn remote_add(&mut self, from: ShardId, filter: &str) {
-        self.routes.insert(filter, from);
+        if !self.shared_add(from, filter) {
+            self.routes.insert(filter, from);
+        }
     }
 
     /// `from` no longer has subscribers for `filter`.
     pub fn remote_remove(&mut self, from: ShardId, filter: &str) {
-        self.routes.remove(filter, &from);
+        if !self.shared_remove(from, filter) {
+            self.routes.remove(filter, &from);
+        }
+    }
+
+    /// Notes that `shard` has members of `share` if it is a shared subscription name; returns
+    /// whether it was one.
+    fn shared_add(&mut self, shard: ShardId, share: &str) -> bool {
+        let Ok(Some(parsed)) = topic::parse_shared(share) else {
+            return false;
+        };
+        let key = match self.shared_index.get(share) {
+            Some(&key) => key,
+            None => {
+                let filter = MqttString::from(parsed.filter);
+                let key = self.shared.insert(SharedRoute {
+                    share: MqttString::from(share),
+                    filter: filter.clone(),
+                    shards: Vec::new(),
+                    cursor: 0,
+                    sticky: None,
+                });
+                self.shared_index.insert(share.to_string(), key);
+                self.shared_trie.insert(filter.as_str(), key);
+                key
+            }
+        };
+        let shards = &mut self.shared[key].shards;
+        if let Err(at) = shards.binary_search(&shard) {
+            shards.insert(at, shard);
+        }
+        true
+    }
+
+    /// Notes that `shard` has no member of `share` left; returns whether `share` is a shared
+    /// subscription name.
+    fn shared_remove(&mut self, shard: ShardId, share: &str) -> bool {
+        if !share.starts_with("$share/") {
+            return false;
+        }
+        let Some(&key) = self.shared_index.get(share) else {
+            return matches!(topic::parse_shared(share), Ok(Some(_)));
+        };
+        let route = &mut self.shared[key];
+        route.shards.retain(|&s| s != shard);
+        if route.sticky == Some(shard) {
+            route.sticky = None;
+        }
+        if route.shards.is_empty() {
+            let route = self.shared.remove(key);
+            self.shared_index.remove(route.share.as_str());
+            self.shared_trie.remove(route.filter.as_str(), &key);
+        }
+        true
+    }
+
+    /// A shard other than this one with members of `share`, picked by `random`.
+    pub fn shared_other_shard(&self, share: &str, random: u64) -> Option<ShardId> {
+        let route = self.shared.get(*self.shared_index.get(share)?)?;
+        let others = route.shards.iter().filter(|&&s| s != self.me).count();
+        if others == 0 {
+            return None;
+        }
+        let pick = (random % others as u64) as usize;
+        route
+            .shards
+            .iter()
+            .copied()
+            .filter(|&s| s != self.me)
+            .nth(pick)
+    }
+
+    /// For each shared subscription matching `topic`, the shard that gets the message (this
+    /// one included) and the subscription's name, appended to `out`. `hash` is the publisher's
+    /// client id hash, `random` a fresh random number.
+    pub fn shared_targets(
+        &mut self,
+        topic: &str,
+        strategy: SharedStrategy,
+        hash: u64,
+        random: u64,
+        out: &mut Vec<(ShardId, MqttString)>,
+    ) {
+        if self.shared.is_empty() {
+            return;
+        }
+        let Router {
+            shared,
+            shared_trie,
+            shared_matches,
+            ..
+        } = self;
+        shared_matches.clear();
+        shared_trie.for_each_match(topic, |&key| shared_matches.push(key));
+        for &key in shared_matches.iter() {
+            let Some(route) = shared.get_mut(key) else {
+                continue;
+            };
+            let n = route.shards.len();
+            if n == 0 {
+                continue;
+            }
+            let shard = match strategy {
+                SharedStrategy::RoundRobin => {
+                    route.cursor = route.cursor.wrapping_add(1);
+                    route.shards[route.cursor % n]
+                }
+                SharedStrategy::Random => route.shards[(random % n as u64) as usize],
+                SharedStrategy::Hash => route.shards[(hash % n as u64) as usize],
+                SharedStrategy::Sticky => match route.sticky {
+                    Some(shard) => shard,
+                    None => {
+                        let shard = route.shards[(random % n as u64) as usize];
+                        route.sticky = Some(shard);
+                        shard
+                    }
+                },
+            };
+            out.push((shard, route.share.clone()));
+        }
     }
 
     /// The other shards with subscribers matching `topic`, each once.
@@ -149,5 +306,59 @@ mod tests {
         router.remote_remove(2, "+/b");
         assert_eq!(router.destinations("a/b"), &[1]);
         assert!(router.destinations("x").is_empty());
+    }
+
+    #[test]
+    fn shared_subscriptions_pick_one_shard_with_members() {
+        let mut router = Router::new(0, 3);
+        let share = MqttString::from("$share/g/a/+");
+        assert!(router.local_added(&share));
+        router.remote_add(2, "$share/g/a/+");
+        router.remote_add(1, "$share/other/#");
+        // Shared routes are not ordinary routes.
+        assert!(router.destinations("a/b").is_empty());
+        let mut out = Vec::new();
+        for _ in 0..4 {
+            router.shared_targets("a/b", SharedStrategy::RoundRobin, 0, 0, &mut out);
+        }
+        let picked: Vec<ShardId> = out
+            .iter()
+            .filter(|(_, s)| s.as_str() == "$share/g/a/+")
+            .map(|(shard, _)| *shard)
+            .collect();
+        assert_eq!(
+            picked,
+            vec![2, 0, 2, 0],
+            "alternates between shards 0 and 2"
+        );
+        assert_eq!(
+            out.len(),
+            8,
+            "each matching group gets one target per message"
+        );
+        out.clear();
+        // `#` does not match a `$` topic, `a/+` not `b`.
+        router.shared_targets("$x", SharedStrategy::RoundRobin, 0, 0, &mut out);
+        assert!(out.is_empty());
+        // Hash: the same publisher always lands on the same shard.
+        for _ in 0..3 {
+            router.shared_targets("a/c", SharedStrategy::Hash, 7, 0, &mut out);
+        }
+        let hashed: Vec<ShardId> = out
+            .iter()
+            .filter(|(_, s)| s.as_str() == "$share/g/a/+")
+            .map(|(shard, _)| *shard)
+            .collect();
+        assert_eq!(
+            hashed,
+            vec![2, 2, 2],
+            "7 % 2 picks the second shard every time"
+        );
+        out.clear();
+        assert!(router.local_removed(&share));
+        router.remote_remove(2, "$share/g/a/+");
+        router.shared_targets("a/b", SharedStrategy::RoundRobin, 0, 0, &mut out);
+        assert_eq!(out.len(), 1, "only $share/other is left");
+        assert_eq!(out[0].0, 1);
     }
 }

@@ -214,6 +214,12 @@ impl Session {
         Delivery::Queued
     }
 
+    /// Whether a QoS 1/2 message offered now would be sent at once (nothing queued, room in the
+    /// in-flight window).
+    pub fn can_send_now(&self) -> bool {
+        self.state.queued.is_empty() && self.window_has_room()
+    }
+
     fn window_has_room(&self) -> bool {
         self.state.inflight.len() < usize::from(self.inflight_max)
     }

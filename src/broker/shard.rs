@@ -12,6 +12,7 @@ use super::mesh::{Mesh, ShardId, ShardMsg};
 use super::protocol::LayoutCache;
 use super::router::Router;
 use super::session::{MemoryStore, Session, SessionStore, SharedPublish};
+use super::shared::SharedMembers;
 use super::stats::{bump, drop_one, ShardCounters};
 use super::timers::{TimerKind, Timers};
 use super::{Shared, WAKER_TOKEN};
@@ -61,15 +62,27 @@ pub struct ShardSession {
     pub pending_will: Option<Box<WillMessage>>,
 }
 
-/// A SUBACK waiting for the routing barrier, with the retained messages to send after it.
-pub struct PendingSubAck {
+/// What waits for the routing barrier.
+pub enum Awaited {
+    /// A SUBACK, with the (filter, granted QoS, subscription identifier) whose retained
+    /// messages go out after it.
+    SubAck {
+        suback: SubAck,
+        retained: Vec<(MqttString, QoS, u32)>,
+    },
+    /// The CONNACK of a session that moved here with its subscriptions.
+    ConnAck {
+        connack: Packet,
+        keep_alive_secs: u16,
+    },
+}
+
+/// An answer waiting until every peer has applied the routes broadcast up to `epoch`.
+pub struct PendingAck {
     pub epoch: u64,
     pub connection: usize,
     pub connection_id: u64,
-    pub suback: SubAck,
-    /// (filter, granted QoS, subscription identifier) whose retained messages go out after
-    /// the SUBACK.
-    pub retained: Vec<(MqttString, QoS, u32)>,
+    pub awaited: Awaited,
 }
 
 /// Why a connection is closed (logged, and mapped to the DISCONNECT an MQTT 5 client gets).
@@ -130,9 +143,15 @@ pub struct Shard {
     pub client_ids: HashMap<MqttString, usize>,
     /// This shard's clients' subscriptions.
     pub trie: TopicTrie<LocalSub>,
+    /// This shard's members of shared subscriptions, by `$share/{group}/{filter}`.
+    pub shared_members: HashMap<MqttString, SharedMembers>,
+    /// Scratch: the (shard, shared subscription) targets of the message being routed.
+    pub shared_targets: Vec<(ShardId, MqttString)>,
+    /// State of the shared subscriptions' random strategy.
+    pub random_state: u64,
     pub router: Router,
     /// SUBACKs waiting for the routing barrier, in epoch order.
-    pub pending_subacks: VecDeque<PendingSubAck>,
+    pub pending_acks: VecDeque<PendingAck>,
     /// Takeovers this shard asked another shard for, by request number.
     pub pending_takeovers: HashMap<u64, PendingTakeover>,
     pub next_request: u64,
@@ -166,6 +185,7 @@ pub struct Shard {
 impl Shard {
     pub fn new(id: ShardId, shared: Arc<Shared>, poll: Poll, mesh: Mesh) -> Shard {
         let shards = mesh.shards();
+        let random_state = (shared.instance ^ (id as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)) | 1;
         Shard {
             id,
             shared,
@@ -175,8 +195,11 @@ impl Shard {
             sessions: Slab::new(),
             client_ids: HashMap::new(),
             trie: TopicTrie::new(),
+            shared_members: HashMap::new(),
+            shared_targets: Vec::new(),
+            random_state,
             router: Router::new(id, shards),
-            pending_subacks: VecDeque::new(),
+            pending_acks: VecDeque::new(),
             pending_takeovers: HashMap::new(),
             next_request: 0,
             timers: Timers::default(),
@@ -529,6 +552,12 @@ impl Shard {
                 ShardMsg::Publish(message) => {
                     self.deliver_local(&message, None);
                 }
+                ShardMsg::SharedPublish {
+                    message,
+                    share,
+                    publisher_hash,
+                    forwarded,
+                } => self.deliver_shared(&share, &message, publisher_hash, forwarded),
                 ShardMsg::RouteAdd {
                     from,
                     filters,
@@ -547,7 +576,7 @@ impl Shard {
                 }
                 ShardMsg::RouteAck { from, epoch } => {
                     self.router.ack(from, epoch);
-                    self.release_subacks();
+                    self.release_acks();
                 }
                 ShardMsg::RouteRemove { from, filters } => {
                     for filter in &filters {

@@ -6,8 +6,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 macro_rules! counters {
     ($( $(#[$doc:meta])* $name:ident ),* $(,)?) => {
         /// Live counters of one shard (or of the acceptors). Written with relaxed atomics by one
-        /// thread, read by `BrokerHandle::stats`.
+        /// thread, read by `BrokerHandle::stats`. Aligned to 128 bytes so that two shards'
+        /// counters never share a cache line.
         #[derive(Debug, Default)]
+        #[repr(align(128))]
         pub struct ShardCounters {
             $( $(#[$doc])* pub $name: AtomicU64, )*
         }
@@ -83,6 +85,11 @@ counters! {
     wills_published,
     /// Sessions expired while offline.
     sessions_expired,
+    /// Shared subscription messages that reached a shard whose last member had just left.
+    shared_no_member,
+    /// Shared subscription messages queued because no member on the chosen shard could take
+    /// them at once (all offline or with a full in-flight window).
+    shared_all_members_busy,
     /// Times a mesh channel was full and a message waited in the overflow slot.
     mesh_channel_full,
 }

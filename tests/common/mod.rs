@@ -40,6 +40,26 @@ pub fn addr(broker: &BrokerHandle) -> SocketAddr {
     broker.local_addrs()[0]
 }
 
+/// Raises this process's soft limit of open files to at least `wanted` (up to the hard limit),
+/// for tests that hold many sockets: the broker's and the clients' ends live in one process.
+pub fn raise_fd_limit(wanted: u64) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed in.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return;
+        }
+        if limit.rlim_cur >= wanted as libc::rlim_t {
+            return;
+        }
+        limit.rlim_cur = (wanted as libc::rlim_t).min(limit.rlim_max);
+        libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+    }
+}
+
 /// Waits until `f` holds, polling; panics with `what` after `WAIT`.
 pub fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + WAIT;

@@ -241,7 +241,7 @@ def keepalive(ctx):
     server_ka = connack.props.get("server_keep_alive")
     if server_ka is not None:
         ctx.note("Server Keep Alive %d" % server_ka)
-    limit = 1.5 * (server_ka if server_ka is not None else 2) + 6.0
+    limit = 1.5 * (server_ka if server_ka is not None else 2) + 10.0
     closed, seen = raw.wait_closed(limit)
     check(closed, "silent keepalive connection not closed within %.0f s" % limit)
     bad = [pk for pk in seen if not (pk.type == mqttraw.DISCONNECT and pk.reason == 0x8D)]

@@ -435,7 +435,7 @@ def oversize_packet(ctx):
 def keepalive_timeout(ctx):
     silent = connected(ctx, "silent", keepalive=2)
     start = time.monotonic()
-    closed, seen = silent.wait_closed(10.0)
+    closed, seen = silent.wait_closed(14.0)
     check(closed and seen == [], "silent keepalive-2 client: closed=%s, got %s" % (closed, seen))
     ctx.note("closed after %.1f s" % (time.monotonic() - start))
 

@@ -1,0 +1,218 @@
+//! Shared subscriptions `$share/{group}/{filter}` (MQTT 5 spec 4.8.2; also accepted from MQTT
+//! 3.x clients, as Mosquitto, EMQX and VerneMQ allow): each message goes to ONE member of the
+//! group, whichever shard the members are on.
+//!
+//! The publishing shard asks its routing replica ([`super::router::Router::shared_targets`]) for
+//! one shard per matching group, among the shards with members, by the configured strategy. That
+//! shard picks one of its local members by the same strategy, skipping members that are offline
+//! or whose in-flight window is full while another member can take the message; when none can,
+//! the message is queued to the member the strategy picked (it is not lost).
+//!
+//! Local members live outside the ordinary trie (a topic named `$share/...` must never match
+//! them): one entry per shared subscription name, each with its members in subscribe order.
+
+use super::config::SharedStrategy;
+use super::fanout::{with_subscription_identifiers, Encoding};
+use super::mesh::ShardMsg;
+use super::session::SharedPublish;
+use super::shard::{LocalSub, Shard};
+use super::stats::bump;
+use crate::codec::{MqttString, QoS};
+
+/// The members of one shared subscription on this shard.
+#[derive(Debug, Default)]
+pub struct SharedMembers {
+    /// In subscribe order; one entry per session.
+    pub members: Vec<LocalSub>,
+    /// Round-robin position (the last member picked).
+    pub cursor: usize,
+    /// The sticky strategy's current member (index into `members`).
+    pub sticky: Option<usize>,
+}
+
+/// Whether a (validated) filter names a shared subscription.
+pub fn is_shared(filter: &str) -> bool {
+    filter.starts_with("$share/")
+}
+
+/// FNV-1a of the publisher's client id: the same on every shard, so the hash strategy sends one
+/// publisher's messages to one member.
+pub fn client_id_hash(client_id: &str) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in client_id.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
+}
+
+impl Shard {
+    /// Adds a subscription to the trie, or to its shared group (replacing the session's old one).
+    pub(super) fn subscription_insert(&mut self, filter: &MqttString, sub: LocalSub) {
+        if !is_shared(filter.as_str()) {
+            self.trie.insert(filter.as_str(), sub);
+            return;
+        }
+        let group = self.shared_members.entry(filter.clone()).or_default();
+        match group.members.iter_mut().find(|m| m.session == sub.session) {
+            Some(existing) => *existing = sub,
+            None => group.members.push(sub),
+        }
+    }
+
+    /// Removes a session's subscription from the trie or from its shared group.
+    pub(super) fn subscription_remove(&mut self, filter: &MqttString, skey: usize) {
+        if !is_shared(filter.as_str()) {
+            self.trie
+                .remove_where(filter.as_str(), |sub| sub.session == skey);
+            return;
+        }
+        if let Some(group) = self.shared_members.get_mut(filter) {
+            group.members.retain(|m| m.session != skey);
+            group.sticky = None;
+            if group.members.is_empty() {
+                self.shared_members.remove(filter);
+            }
+        }
+    }
+
+    /// A fresh pseudo-random number (xorshift64*; for the random strategy, not for security).
+    pub(super) fn next_random(&mut self) -> u64 {
+        let mut x = self.random_state;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.random_state = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// Sends a message published on this shard to one member of each matching shared
+    /// subscription. Returns whether any group matched and whether a mesh channel was full.
+    pub(super) fn route_shared(
+        &mut self,
+        message: &SharedPublish,
+        origin: Option<usize>,
+    ) -> (bool, bool) {
+        let hash = origin
+            .and_then(|skey| self.sessions.get(skey))
+            .map_or(0, |s| client_id_hash(s.session.state.client_id.as_str()));
+        let random = self.next_random();
+        let strategy = self.shared.config.shared_subscription_strategy;
+        let mut targets = std::mem::take(&mut self.shared_targets);
+        targets.clear();
+        self.router
+            .shared_targets(message.topic.as_str(), strategy, hash, random, &mut targets);
+        let matched = !targets.is_empty();
+        let mut overflowed = false;
+        for (shard, share) in targets.drain(..) {
+            if shard == self.id {
+                self.deliver_shared(&share, message, hash, false);
+                continue;
+            }
+            let msg = ShardMsg::SharedPublish {
+                message: message.clone(),
+                share,
+                publisher_hash: hash,
+                forwarded: false,
+            };
+            if !self.mesh.send(shard, msg) {
+                overflowed = true;
+                bump(&self.shared.counters[self.id].mesh_channel_full);
+            }
+        }
+        self.shared_targets = targets;
+        (matched, overflowed)
+    }
+
+    /// Delivers a message to one local member of `share`.
+    pub(super) fn deliver_shared(
+        &mut self,
+        share: &MqttString,
+        message: &SharedPublish,
+        publisher_hash: u64,
+        forwarded: bool,
+    ) {
+        let strategy = self.shared.config.shared_subscription_strategy;
+        let random = self.next_random();
+        let Some(sub) = self.pick_member(share, message.qos, strategy, publisher_hash, random)
+        else {
+            // The last member left after the publishing shard routed the message here (its
+            // route removal was still on the way): hand it to another shard with members, once.
+            let other = self.router.shared_other_shard(share.as_str(), random);
+            match other {
+                Some(target) if !forwarded => {
+                    let msg = ShardMsg::SharedPublish {
+                        message: message.clone(),
+                        share: share.clone(),
+                        publisher_hash,
+                        forwarded: true,
+                    };
+                    if !self.mesh.send(target, msg) {
+                        bump(&self.shared.counters[self.id].mesh_channel_full);
+                    }
+                }
+                _ => bump(&self.shared.counters[self.id].shared_no_member),
+            }
+            return;
+        };
+        let qos = sub.options.qos.min(message.qos);
+        // [MQTT-3.3.1-12]/[MQTT-3.3.1-13]: Retain As Published applies as for any subscription.
+        let retain = sub.options.retain_as_published && message.retain;
+        let fresh = Encoding::Fresh { dup: false };
+        if sub.identifier != 0 {
+            // [MQTT-3.3.4-3]: the identifier of the matching subscription.
+            let own = with_subscription_identifiers(message, &[sub.identifier]);
+            self.deliver_to_session(sub.session, &own, qos, retain, fresh);
+        } else {
+            self.deliver_to_session(sub.session, message, qos, retain, fresh);
+        }
+    }
+
+    /// Picks the member of `share` that gets the next message: the strategy's choice if it can
+    /// take it now, else the next member in order that can, else the strategy's choice anyway
+    /// (the message waits in its queue).
+    fn pick_member(
+        &mut self,
+        share: &MqttString,
+        qos: QoS,
+        strategy: SharedStrategy,
+        publisher_hash: u64,
+        random: u64,
+    ) -> Option<LocalSub> {
+        let sessions = &self.sessions;
+        let group = self.shared_members.get_mut(share)?;
+        let n = group.members.len();
+        if n == 0 {
+            return None;
+        }
+        let start = match strategy {
+            SharedStrategy::RoundRobin => (group.cursor + 1) % n,
+            SharedStrategy::Random => (random % n as u64) as usize,
+            SharedStrategy::Hash => (publisher_hash % n as u64) as usize,
+            SharedStrategy::Sticky => group
+                .sticky
+                .filter(|&i| i < n)
+                .unwrap_or((random % n as u64) as usize),
+        };
+        let can_take = |sub: &LocalSub| {
+            sessions.get(sub.session).is_some_and(|s| {
+                s.connection.is_some() && (qos == QoS::AtMostOnce || s.session.can_send_now())
+            })
+        };
+        let chosen = (0..n)
+            .map(|step| (start + step) % n)
+            .find(|&i| can_take(&group.members[i]));
+        let index = match chosen {
+            Some(i) => i,
+            None => {
+                bump(&self.shared.counters[self.id].shared_all_members_busy);
+                start
+            }
+        };
+        group.cursor = index;
+        if strategy == SharedStrategy::Sticky {
+            group.sticky = Some(index);
+        }
+        Some(group.members[index])
+    }
+}
