@@ -233,7 +233,10 @@ impl Shard {
                 self.auth_step(key, expected, step, progress.connect);
             }
             ReasonCode::ReAuthenticate if conn.is_connected() && !conn.authenticating() => {
-                let client_id = conn.client_id.clone();
+                let Some(session) = conn.session.and_then(|skey| self.sessions.get(skey)) else {
+                    return;
+                };
+                let client_id = session.session.state.client_id.clone();
                 let step = authenticator.start(client_id.as_str(), data);
                 self.auth_step(key, expected, step, None);
             }

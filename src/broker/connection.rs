@@ -179,9 +179,8 @@ pub struct Connection {
     pub out: OutBuf,
     /// The session slab key once CONNECT was accepted.
     pub session: Option<usize>,
-    pub client_id: MqttString,
-    /// Keep-alive granted, zero for none.
-    pub keep_alive: Duration,
+    /// Keep-alive granted, seconds, zero for none (the client id is in the session only).
+    pub keep_alive_secs: u16,
     pub last_received: Instant,
     /// The client's MQTT 5 Maximum Packet Size (u32::MAX when unset).
     pub client_max_packet_size: u32,
@@ -260,8 +259,7 @@ impl Connection {
             read_buf: BytesMut::new(),
             out: OutBuf::default(),
             session: None,
-            client_id: MqttString::default(),
-            keep_alive: Duration::ZERO,
+            keep_alive_secs: 0,
             last_received: now,
             client_max_packet_size: u32::MAX,
             will: None,
@@ -311,6 +309,12 @@ impl Connection {
             || self.suback_pending)
     }
 
+    /// [MQTT-3.1.2-24]: one and a half times the keep-alive without a packet closes the
+    /// connection.
+    pub fn keep_alive_timeout(&self) -> Duration {
+        Duration::from_millis(u64::from(self.keep_alive_secs) * 1500)
+    }
+
     /// Whether CONNACK went out (packets other than CONNECT/CONNACK are allowed).
     pub fn is_connected(&self) -> bool {
         self.state == ConnState::Connected
@@ -349,7 +353,7 @@ mod tests {
     fn connection_and_session_structs_stay_small() {
         let connection = std::mem::size_of::<Connection>();
         let session = std::mem::size_of::<crate::broker::shard::ShardSession>();
-        assert!(connection <= 272, "Connection grew to {connection} bytes");
+        assert!(connection <= 224, "Connection grew to {connection} bytes");
         assert!(session <= 256, "ShardSession grew to {session} bytes");
         assert!(std::mem::size_of::<Option<Box<WillMessage>>>() == 8);
     }

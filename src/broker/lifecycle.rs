@@ -84,13 +84,17 @@ impl Shard {
                 {
                     bump(&self.shared.counters[self.id].keep_alive_capped);
                 }
-                conn.client_id = connect.client_id.clone();
+                log::info!(
+                    "connect refused client_id={} addr={} shard={} code={code:?}",
+                    connect.client_id,
+                    conn.peer,
+                    self.id
+                );
                 self.send_packet(key, &protocol::connack_refused(code));
                 self.close(key, CloseReason::ConnectRefused(code));
                 return;
             }
         };
-        conn.client_id = accepted.client_id.clone();
         if accepted.server_keep_alive.is_some()
             && connect.keep_alive_secs > self.shared.config.max_keep_alive_secs
         {
@@ -248,7 +252,7 @@ impl Shard {
         let version = conn.version;
         let connack = protocol::connack_accepted(&accepted, session_present, version, config);
         conn.session = Some(skey);
-        conn.keep_alive = Duration::from_secs(u64::from(accepted.keep_alive_secs));
+        conn.keep_alive_secs = accepted.keep_alive_secs;
         conn.client_max_packet_size = accepted.client_max_packet_size;
         if !accepted.request_problem_information {
             conn.extras_mut().no_problem_information = true;
@@ -302,7 +306,7 @@ impl Shard {
         conn.last_received = self.now;
         let conn_id = conn.id;
         if keep_alive_secs > 0 {
-            let deadline = self.now + conn.keep_alive * 3 / 2;
+            let deadline = self.now + conn.keep_alive_timeout();
             self.timers
                 .arm(deadline, TimerKind::KeepAlive, key, conn_id);
         }

@@ -202,7 +202,7 @@ impl Shard {
             pending_acks: VecDeque::new(),
             pending_takeovers: HashMap::new(),
             next_request: 0,
-            timers: Timers::default(),
+            timers: Timers::new(Instant::now()),
             store: Box::new(MemoryStore),
             next_connection_id: 0,
             next_generation: 0,
@@ -490,16 +490,19 @@ impl Shard {
         }
         let was_connected = conn.state == ConnState::Connected;
         conn.state = ConnState::Closing;
+        // The client id lives only in the session (not copied into every connection).
+        let client_id = conn
+            .session
+            .and_then(|skey| self.sessions.get(skey))
+            .map_or("", |s| s.session.state.client_id.as_str());
         match &reason {
             CloseReason::Protocol(..) | CloseReason::SlowConsumer => log::warn!(
-                "disconnect client_id={} addr={} shard={} reason={reason}",
-                conn.client_id,
+                "disconnect client_id={client_id} addr={} shard={} reason={reason}",
                 conn.peer,
                 self.id
             ),
-            _ if was_connected || !conn.client_id.is_empty() => log::info!(
-                "disconnect client_id={} addr={} shard={} reason={reason}",
-                conn.client_id,
+            _ if was_connected || !client_id.is_empty() => log::info!(
+                "disconnect client_id={client_id} addr={} shard={} reason={reason}",
                 conn.peer,
                 self.id
             ),
@@ -651,7 +654,7 @@ impl Shard {
                         continue;
                     }
                     // [MQTT-3.1.2-24]: one and a half times the keep-alive without a packet.
-                    let deadline = conn.last_received + conn.keep_alive * 3 / 2;
+                    let deadline = conn.last_received + conn.keep_alive_timeout();
                     if self.now >= deadline {
                         self.close(timer.key, CloseReason::KeepAliveTimeout);
                     } else {

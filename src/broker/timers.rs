@@ -3,11 +3,12 @@
 //! Entries are never cancelled: a fired entry whose generation no longer matches its connection
 //! or session is ignored, and keep-alive is checked lazily against the last packet time and
 //! re-armed, so no per-connection work happens on a loop turn. The heap holds at most a few
-//! entries per connection and session.
+//! entries per connection and session, 24 bytes each: the deadline is kept as nanoseconds since
+//! the heap's epoch and the slab key as a `u32`, since every idle connection holds two entries.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// What a timer is for. `key` is the connection or session slab key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -32,33 +33,73 @@ pub struct Timer {
     pub generation: u64,
 }
 
+/// One heap entry: a [`Timer`] in 24 bytes (field order is the heap order: deadline first).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Entry {
+    /// Nanoseconds since [`Timers::epoch`] (exact: `Instant` counts nanoseconds).
+    deadline_ns: u64,
+    generation: u64,
+    /// Slab keys stay far below `u32::MAX` (`max_connections` bounds both slabs).
+    key: u32,
+    kind: TimerKind,
+}
+
 /// The timer heap.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Timers {
-    heap: BinaryHeap<Reverse<Timer>>,
+    heap: BinaryHeap<Reverse<Entry>>,
+    /// Deadlines are stored relative to this instant; earlier deadlines count as due at it.
+    epoch: Instant,
 }
 
 impl Timers {
+    pub fn new(epoch: Instant) -> Timers {
+        Timers {
+            heap: BinaryHeap::new(),
+            epoch,
+        }
+    }
+
     pub fn arm(&mut self, deadline: Instant, kind: TimerKind, key: usize, generation: u64) {
-        self.heap.push(Reverse(Timer {
-            deadline,
-            kind,
-            key,
+        debug_assert!(u32::try_from(key).is_ok(), "slab key {key} exceeds u32");
+        let since = deadline.saturating_duration_since(self.epoch);
+        // u64 nanoseconds last 584 years.
+        let deadline_ns = u64::try_from(since.as_nanos()).unwrap_or(u64::MAX);
+        self.heap.push(Reverse(Entry {
+            deadline_ns,
             generation,
+            key: key as u32,
+            kind,
         }));
+    }
+
+    fn instant(&self, deadline_ns: u64) -> Instant {
+        self.epoch + Duration::from_nanos(deadline_ns)
+    }
+
+    fn now_ns(&self, now: Instant) -> u64 {
+        let since = now.saturating_duration_since(self.epoch);
+        u64::try_from(since.as_nanos()).unwrap_or(u64::MAX)
     }
 
     /// The earliest deadline.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.heap.peek().map(|t| t.0.deadline)
+        self.heap.peek().map(|t| self.instant(t.0.deadline_ns))
     }
 
     /// Pops one timer due at `now`.
     pub fn pop_due(&mut self, now: Instant) -> Option<Timer> {
-        if self.heap.peek()?.0.deadline <= now {
-            return self.heap.pop().map(|t| t.0);
+        let entry = self.heap.peek()?.0;
+        if entry.deadline_ns > self.now_ns(now) {
+            return None;
         }
-        None
+        self.heap.pop();
+        Some(Timer {
+            deadline: self.instant(entry.deadline_ns),
+            kind: entry.kind,
+            key: entry.key as usize,
+            generation: entry.generation,
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -73,12 +114,11 @@ impl Timers {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn pops_in_deadline_order_only_when_due() {
-        let mut timers = Timers::default();
         let t0 = Instant::now();
+        let mut timers = Timers::new(t0);
         timers.arm(t0 + Duration::from_secs(2), TimerKind::KeepAlive, 1, 7);
         timers.arm(t0 + Duration::from_secs(1), TimerKind::Handshake, 2, 8);
         assert_eq!(timers.next_deadline(), Some(t0 + Duration::from_secs(1)));
@@ -90,5 +130,9 @@ mod tests {
         );
         assert_eq!(timers.pop_due(t0 + Duration::from_secs(3)).unwrap().key, 1);
         assert!(timers.is_empty());
+        // A deadline before the epoch is due at once; entries stay 24 bytes.
+        timers.arm(t0, TimerKind::SessionExpiry, 3, 9);
+        assert_eq!(timers.pop_due(t0).unwrap().key, 3);
+        assert_eq!(std::mem::size_of::<Entry>(), 24);
     }
 }
