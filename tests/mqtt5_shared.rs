@@ -362,3 +362,57 @@ fn unsubscribed_member_gets_nothing() {
     a.expect_nothing();
     assert_eq!(drain(&mut b).into_iter().collect::<BTreeSet<_>>(), sent);
 }
+
+/// QoS 1 messages in flight to a member whose session ends (it disconnects with a clean
+/// session and never acknowledged them) are redelivered to another member of the group, on
+/// another shard.
+#[test]
+fn inflight_messages_of_a_departing_member_go_to_another_member() {
+    let broker = start_broker(2);
+    let mut placer = Placer::new(&broker);
+    let mut leaving = placer.raw_on(0, V5, "leaving");
+    let mut staying = placer.raw_on(1, V5, "staying");
+    leaving.subscribe_with("$share/g/re", qos1());
+    staying.subscribe_with("$share/g/re", qos1());
+    let mut publisher = placer.raw_on(0, V5, "re-pub");
+    let sent = publish_n(&mut publisher, "re", 6, QoS::AtLeastOnce);
+    // The leaving member reads its share but acknowledges none of it.
+    let mut unacked = Vec::new();
+    while let Ok(Packet::Publish(p)) = leaving.recv(QUIET) {
+        unacked.push(String::from_utf8_lossy(&p.payload).into_owned());
+    }
+    assert!(
+        !unacked.is_empty(),
+        "round robin gave the leaving member some"
+    );
+    drop(leaving);
+    let mut got = Vec::new();
+    let deadline = std::time::Instant::now() + WAIT;
+    while got.len() < sent.len() && std::time::Instant::now() < deadline {
+        got.extend(drain(&mut staying));
+    }
+    assert_each_once(&[got], &sent);
+    assert_eq!(broker.stats().shared_redelivered, unacked.len() as u64);
+}
+
+/// [MQTT-3.3.4-3]: a shared subscription's Subscription Identifier comes with its deliveries
+/// (and only the member's own), across shards.
+#[test]
+fn shared_subscription_carries_its_subscription_identifier() {
+    let broker = start_broker(2);
+    let mut placer = Placer::new(&broker);
+    let mut member = placer.raw_on(1, V5, "sid-member");
+    let mut subscribe = subscribe_packet(1, &[("$share/g/sid/#", qos1())]);
+    if let Packet::Subscribe(s) = &mut subscribe {
+        s.properties.subscription_identifiers = vec![42];
+    }
+    member.send(&subscribe);
+    assert_eq!(
+        member.expect_suback().reason_codes,
+        vec![ReasonCode::GrantedQoS1]
+    );
+    let mut publisher = placer.raw_on(0, V5, "sid-pub");
+    publisher.publish_acked("sid/t", b"x", QoS::AtLeastOnce, false, 1);
+    let got = member.receive_and_ack();
+    assert_eq!(got.properties.subscription_identifiers, vec![42]);
+}

@@ -113,7 +113,7 @@ impl Shard {
                 // [MQTT-4.12.0-2] AUTH 0x18 with the method and the challenge.
                 self.send_auth(key, ReasonCode::ContinueAuthentication, &method, Some(data));
                 if let Some(conn) = self.connections.get_mut(key) {
-                    conn.auth = Some(Box::new(AuthProgress {
+                    conn.extras_mut().auth = Some(Box::new(AuthProgress {
                         method,
                         state,
                         connect,
@@ -125,8 +125,9 @@ impl Shard {
                     accepted.authentication_method = Some(method.clone());
                     accepted.authentication_data = data.map(Bytes::from);
                     if let Some(conn) = self.connections.get_mut(key) {
-                        conn.auth_method = Some(method);
-                        conn.auth_username = Some(username);
+                        let extras = conn.extras_mut();
+                        extras.auth_method = Some(method);
+                        extras.auth_username = Some(username);
                     }
                     self.admit_connect(key, *accepted);
                 }
@@ -134,7 +135,8 @@ impl Shard {
                     let same = self
                         .connections
                         .get(key)
-                        .is_some_and(|c| c.auth_username.as_deref() == Some(username.as_str()));
+                        .and_then(|c| c.extras.as_ref())
+                        .is_some_and(|e| e.auth_username.as_deref() == Some(username.as_str()));
                     if !same {
                         // A re-authentication may not change who the client is.
                         bump(&self.shared.counters[self.id].authentication_failures);
@@ -192,10 +194,10 @@ impl Shard {
         let Some(conn) = self.connections.get_mut(key) else {
             return;
         };
-        let expected = match &conn.auth {
+        let expected = conn.extras.as_ref().and_then(|e| match &e.auth {
             Some(progress) => Some(progress.method.clone()),
-            None => conn.auth_method.clone(),
-        };
+            None => e.auth_method.clone(),
+        });
         let Some(expected) = expected else {
             // No Authentication Method was used in CONNECT ([MQTT-4.12.0-7] family).
             self.close(key, protocol_error("AUTH without an authentication method"));
@@ -220,7 +222,7 @@ impl Shard {
         let data = auth.properties.authentication_data.as_deref();
         match auth.reason_code {
             ReasonCode::ContinueAuthentication => {
-                let Some(progress) = conn.auth.take() else {
+                let Some(progress) = conn.extras.as_mut().and_then(|e| e.auth.take()) else {
                     self.close(
                         key,
                         protocol_error("AUTH 0x18 with no exchange in progress"),
@@ -230,7 +232,7 @@ impl Shard {
                 let step = authenticator.continue_auth(progress.state, data);
                 self.auth_step(key, expected, step, progress.connect);
             }
-            ReasonCode::ReAuthenticate if conn.is_connected() && conn.auth.is_none() => {
+            ReasonCode::ReAuthenticate if conn.is_connected() && !conn.authenticating() => {
                 let client_id = conn.client_id.clone();
                 let step = authenticator.start(client_id.as_str(), data);
                 self.auth_step(key, expected, step, None);

@@ -194,15 +194,23 @@ pub struct Connection {
     /// A SUBACK waits for the routing barrier: later packets wait too, so that the client sees
     /// its answers in the order of its requests.
     pub suback_pending: bool,
-    /// Topic aliases the client set (MQTT 5), index alias - 1; at most our Topic Alias Maximum
-    /// entries ([MQTT-3.3.2-9]), allocated on first use.
+    /// MQTT 5 state most connections never use (topic aliases, enhanced authentication),
+    /// allocated on first use so that an idle connection stays small.
+    pub extras: Option<Box<ConnectionExtras>>,
+}
+
+/// The rarely used per-connection MQTT 5 state (see [`Connection::extras`]).
+#[derive(Debug, Default)]
+pub struct ConnectionExtras {
+    /// Topic aliases the client set, index alias - 1; at most our Topic Alias Maximum entries
+    /// ([MQTT-3.3.2-9]).
     pub topic_aliases_in: Vec<Option<MqttString>>,
     /// Topic aliases the broker sends this client (MQTT 5 with Topic Alias Maximum > 0).
     pub topic_aliases_out: OutgoingAliases,
     /// An enhanced-authentication exchange in progress (CONNECT waiting for AUTH, or a
     /// re-authentication).
     pub auth: Option<Box<super::authn::AuthProgress>>,
-    /// The Authentication Method and identity this connection authenticated with (MQTT 5).
+    /// The Authentication Method and identity this connection authenticated with.
     pub auth_method: Option<MqttString>,
     pub auth_username: Option<String>,
 }
@@ -221,6 +229,16 @@ pub enum ReadOutcome {
 }
 
 impl Connection {
+    /// The MQTT 5 extras, allocated on first use.
+    pub fn extras_mut(&mut self) -> &mut ConnectionExtras {
+        self.extras.get_or_insert_with(Default::default)
+    }
+
+    /// Whether an enhanced-authentication exchange is in progress.
+    pub fn authenticating(&self) -> bool {
+        self.extras.as_ref().is_some_and(|e| e.auth.is_some())
+    }
+
     pub fn new(stream: TcpStream, peer: SocketAddr, id: u64, now: Instant) -> Connection {
         Connection {
             stream,
@@ -239,11 +257,7 @@ impl Connection {
             paused: false,
             dirty: false,
             suback_pending: false,
-            topic_aliases_in: Vec::new(),
-            topic_aliases_out: OutgoingAliases::default(),
-            auth: None,
-            auth_method: None,
-            auth_username: None,
+            extras: None,
         }
     }
 

@@ -33,7 +33,7 @@ impl Shard {
             return;
         };
         if conn.state == ConnState::AwaitConnect {
-            let authenticating = conn.auth.is_some();
+            let authenticating = conn.authenticating();
             match packet {
                 // Spec 4.12: during an enhanced-authentication exchange only AUTH may come.
                 Packet::Auth(auth) if authenticating => self.handle_auth(key, auth),
@@ -231,18 +231,23 @@ impl Shard {
         }
         let index = usize::from(alias - 1);
         if publish.topic.is_empty() {
-            match conn.topic_aliases_in.get(index).and_then(Option::as_ref) {
+            let known = conn
+                .extras
+                .as_ref()
+                .and_then(|e| e.topic_aliases_in.get(index));
+            match known.and_then(Option::as_ref) {
                 Some(topic) => publish.topic = topic.clone(),
                 // Spec 3.3.4: an alias the client never set is a protocol error.
                 None => return Err(protocol_error("unknown topic alias with an empty topic")),
             }
             return Ok(());
         }
-        if conn.topic_aliases_in.len() <= index {
-            conn.topic_aliases_in.resize(index + 1, None);
+        let table = &mut conn.extras_mut().topic_aliases_in;
+        if table.len() <= index {
+            table.resize(index + 1, None);
         }
         // An owned copy, so the table does not pin the read buffer.
-        conn.topic_aliases_in[index] = Some(MqttString::from(publish.topic.as_str()));
+        table[index] = Some(MqttString::from(publish.topic.as_str()));
         Ok(())
     }
 

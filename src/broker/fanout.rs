@@ -209,7 +209,9 @@ impl Shard {
         // MQTT 5 Topic Alias, when the client allows them ([MQTT-3.3.2-11]): a layout of this
         // connection's own, so it is encoded for it.
         let alias = if conn.version.is_v5() {
-            conn.topic_aliases_out.plan(message.topic.as_str())
+            conn.extras
+                .as_ref()
+                .and_then(|e| e.topic_aliases_out.plan(message.topic.as_str()))
         } else {
             None
         };
@@ -246,7 +248,9 @@ impl Shard {
             return;
         }
         if let Some((alias, _)) = alias {
-            conn.topic_aliases_out.commit(&message.topic, alias);
+            conn.extras_mut()
+                .topic_aliases_out
+                .commit(&message.topic, alias);
         }
         conn.out.push_shared(&layout.head);
         if qos != QoS::AtMostOnce {

@@ -250,8 +250,9 @@ impl Shard {
         conn.session = Some(skey);
         conn.keep_alive = Duration::from_secs(u64::from(accepted.keep_alive_secs));
         conn.client_max_packet_size = accepted.client_max_packet_size;
-        if version.is_v5() {
-            conn.topic_aliases_out = OutgoingAliases::new(accepted.client_topic_alias_maximum);
+        if version.is_v5() && accepted.client_topic_alias_maximum > 0 {
+            conn.extras_mut().topic_aliases_out =
+                OutgoingAliases::new(accepted.client_topic_alias_maximum);
         }
         conn.will = accepted.will;
         log::info!(
@@ -447,6 +448,7 @@ impl Shard {
         }
         let session = self.sessions.remove(skey);
         self.shared.sessions_open.fetch_sub(1, Ordering::Relaxed);
+        self.redeliver_shared(&session.session.state);
         let client_id = &session.session.state.client_id;
         if self.client_ids.get(client_id) == Some(&skey) {
             self.client_ids.remove(client_id);

@@ -191,6 +191,15 @@ impl Router {
         true
     }
 
+    /// A shard with members of `share` (this one included), picked by `random`.
+    pub fn shared_pick(&self, share: &str, random: u64) -> Option<ShardId> {
+        let route = self.shared.get(*self.shared_index.get(share)?)?;
+        if route.shards.is_empty() {
+            return None;
+        }
+        Some(route.shards[(random % route.shards.len() as u64) as usize])
+    }
+
     /// A shard other than this one with members of `share`, picked by `random`.
     pub fn shared_other_shard(&self, share: &str, random: u64) -> Option<ShardId> {
         let route = self.shared.get(*self.shared_index.get(share)?)?;

@@ -14,7 +14,7 @@
 use super::config::SharedStrategy;
 use super::fanout::{with_subscription_identifiers, Encoding};
 use super::mesh::ShardMsg;
-use super::session::SharedPublish;
+use super::session::{OutgoingState, SessionState, SharedPublish};
 use super::shard::{LocalSub, Shard};
 use super::stats::bump;
 use crate::codec::{MqttString, QoS};
@@ -159,12 +159,67 @@ impl Shard {
         // [MQTT-3.3.1-12]/[MQTT-3.3.1-13]: Retain As Published applies as for any subscription.
         let retain = sub.options.retain_as_published && message.retain;
         let fresh = Encoding::Fresh { dup: false };
-        if sub.identifier != 0 {
-            // [MQTT-3.3.4-3]: the identifier of the matching subscription.
-            let own = with_subscription_identifiers(message, &[sub.identifier]);
+        if sub.identifier != 0 || !message.properties.subscription_identifiers.is_empty() {
+            // [MQTT-3.3.4-3]: the identifier of the matching subscription (a redelivered
+            // message may carry another member's).
+            let identifiers: &[u32] = if sub.identifier != 0 {
+                &[sub.identifier]
+            } else {
+                &[]
+            };
+            let own = with_subscription_identifiers(message, identifiers);
             self.deliver_to_session(sub.session, &own, qos, retain, fresh);
         } else {
             self.deliver_to_session(sub.session, message, qos, retain, fresh);
+        }
+    }
+
+    /// A session that ended (its member already left every group) hands its undelivered
+    /// shared-subscription messages to other members: QoS 1/2 messages in flight but not yet
+    /// received (no PUBREC) and queued messages whose topic matches one of its shared
+    /// subscriptions go to the group again, as a new delivery.
+    pub(super) fn redeliver_shared(&mut self, state: &SessionState) {
+        let shares: Vec<(MqttString, &str)> = state
+            .subscriptions
+            .keys()
+            .filter_map(|key| match crate::topic::parse_shared(key.as_str()) {
+                Ok(Some(parsed)) => Some((key.clone(), parsed.filter)),
+                _ => None,
+            })
+            .collect();
+        if shares.is_empty() {
+            return;
+        }
+        let unreceived = state
+            .inflight
+            .iter()
+            .filter(|o| o.state != OutgoingState::AwaitPubComp)
+            .map(|o| &o.message)
+            .chain(state.queued.iter().map(|q| &q.message));
+        for message in unreceived {
+            for (share, filter) in &shares {
+                if !crate::topic::filter_matches(filter, message.topic.as_str()) {
+                    continue;
+                }
+                let random = self.next_random();
+                let Some(target) = self.router.shared_pick(share.as_str(), random) else {
+                    continue;
+                };
+                bump(&self.shared.counters[self.id].shared_redelivered);
+                if target == self.id {
+                    self.deliver_shared(share, message, 0, false);
+                } else {
+                    let msg = ShardMsg::SharedPublish {
+                        message: message.clone(),
+                        share: share.clone(),
+                        publisher_hash: 0,
+                        forwarded: false,
+                    };
+                    if !self.mesh.send(target, msg) {
+                        bump(&self.shared.counters[self.id].mesh_channel_full);
+                    }
+                }
+            }
         }
     }
 

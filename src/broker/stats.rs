@@ -90,6 +90,9 @@ counters! {
     /// Shared subscription messages queued because no member on the chosen shard could take
     /// them at once (all offline or with a full in-flight window).
     shared_all_members_busy,
+    /// Shared subscription messages handed to another member because the session they were
+    /// in flight or queued for ended.
+    shared_redelivered,
     /// CONNECTs refused and re-authentications failed by password or enhanced authentication.
     authentication_failures,
     /// Times a mesh channel was full and a message waited in the overflow slot.
