@@ -51,6 +51,7 @@ impl Shard {
             max_queued_messages: config.max_queued_messages,
             queue_qos0: config.queue_qos0,
             receive_maximum: config.receive_maximum,
+            congested_overshoot: (config.shards - 1).saturating_mul(config.mesh_channel_capacity),
         }
     }
 
@@ -404,6 +405,11 @@ impl Shard {
         };
         session.connection = None;
         session.generation = generation;
+        // Offline sessions are never congested.
+        self.update_congestion(skey);
+        let Some(session) = self.sessions.get_mut(skey) else {
+            return;
+        };
         let expiry = session.session.state.session_expiry_interval_secs;
         if session.session.ends_with_connection() {
             if let Some(will) = will {
@@ -446,6 +452,7 @@ impl Shard {
         if !self.sessions.contains(skey) {
             return;
         }
+        self.forget_congestion(skey);
         let session = self.sessions.remove(skey);
         self.shared.sessions_open.fetch_sub(1, Ordering::Relaxed);
         self.redeliver_shared(&session.session.state);
@@ -464,6 +471,7 @@ impl Shard {
         if !self.sessions.contains(skey) {
             return None;
         }
+        self.forget_congestion(skey);
         let session = self.sessions.remove(skey);
         self.shared.sessions_open.fetch_sub(1, Ordering::Relaxed);
         let client_id = &session.session.state.client_id;
