@@ -50,4 +50,7 @@ fn shardmq_pending_v5_features_are_reported() {
     for failure in run.failures() {
         eprintln!("pending (not asserted): {failure}");
     }
+    for line in run.output.lines().filter(|line| line.starts_with("PASS ")) {
+        eprintln!("pending scenario now passes, move it out of pending.py to assert it: {line}");
+    }
 }

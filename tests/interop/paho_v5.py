@@ -1045,6 +1045,83 @@ def message_expiry_flow_control(ctx):
     check(left is not None and left < 60, "Message Expiry Interval %s not reduced" % left)
 
 
+def require_shared(ctx):
+    """True when the server supports shared subscriptions; otherwise notes it (the refusal
+    itself is checked by shared_subscriptions)."""
+    probe = raw_v5(ctx, "probe")
+    if probe.connack.props.get("shared_subscription_available", 1) == 0:
+        ctx.note("server does not support shared subscriptions")
+        return False
+    return True
+
+
+@scenario("shared_subscription_members_leave", "section 4.8.2: when a member unsubscribes or "
+          "disconnects, the remaining members get every message")
+def shared_members_leave(ctx):
+    if not require_shared(ctx):
+        return
+    topic = ctx.topic("sml")
+    share = "$share/m%s/%s" % (suite.run_id, topic)
+    members = [subscriber(ctx, "m%d" % i, [(share, 1)]) for i in range(3)]
+    pub = ctx.paho(ctx.cid("p"), V5)
+    pub.connect()
+    codes = members[0].unsubscribe([share])
+    check(codes == [0x00], "UNSUBACK %s for a shared subscription" % codes)
+    members[1].disconnect()
+    for i in range(10):
+        pub.publish(topic, b"%d" % i, 1)
+    got = members[2].wait_messages(10, 8.0)
+    check(sorted(m.payload for m in got) == sorted(b"%d" % i for i in range(10)),
+          "the last member got %d of 10" % len(got))
+    check(members[0].settle(0.3) == [], "an unsubscribed member still gets shared messages")
+
+
+@scenario("shared_subscription_many_members_across_shards", "section 4.8.2: 4 members (on "
+          "every shard), each of 40 messages delivered exactly once to the group")
+def shared_many_members(ctx):
+    if not require_shared(ctx):
+        return
+    topic = ctx.topic("smm")
+    share = "$share/n%s/%s" % (suite.run_id, ctx.topic("+"))
+    members = [subscriber(ctx, "m%d" % i, [(share, 1)]) for i in range(max(4, ctx.shards))]
+    pub = ctx.paho(ctx.cid("p"), V5)
+    pub.connect()
+    for i in range(40):
+        pub.publish(topic, b"%02d" % i, 1, wait=False)
+    wait_until(lambda: sum(len(m.messages) for m in members) >= 40, 10.0)
+    got = [msg.payload for m in members for msg in m.settle(0.0)]
+    time.sleep(0.5)
+    got = [msg.payload for m in members for msg in m.settle(0.0)]
+    check(sorted(got) == [b"%02d" % i for i in range(40)],
+          "group deliveries: %d copies of 40 messages (duplicates or losses)" % len(got))
+    ctx.note("split " + "/".join(str(len(m.messages)) for m in members))
+
+
+@scenario("shared_subscription_invalid_names", "[MQTT-4.8.2-1] [MQTT-4.8.2-2]: SUBACK 0x8F "
+          "or a DISCONNECT")
+def shared_invalid_names(ctx):
+    if not require_shared(ctx):
+        return
+    notes = []
+    for bad in ("$share/g", "$share//x", "$share/g+/x", "$share/g#/x", "$share/g/"):
+        raw = raw_v5(ctx, "a")
+        raw.send(mqttraw.subscribe(4, [(bad, 1)], version=V5))
+        try:
+            pkt = raw.recv(5.0)
+        except mqttraw.Closed:
+            notes.append("closed")
+            continue
+        check(pkt is not None, "%r: no answer" % bad)
+        if pkt.type == mqttraw.SUBACK:
+            check(pkt.reasons[0] >= 0x80, "%r accepted: SUBACK 0x%02x" % (bad, pkt.reasons[0]))
+            notes.append("SUBACK 0x%02x" % pkt.reasons[0])
+        else:
+            check(pkt.type == mqttraw.DISCONNECT and pkt.reason >= 0x80,
+                  "%r: got %r" % (bad, pkt))
+            notes.append("DISCONNECT 0x%02x" % pkt.reason)
+    ctx.note(", ".join(notes))
+
+
 # --- Features beyond the minimum, and what the Paho suite asserts beyond the specification ----
 # client_test5.py runs every test method; these are the ones a broker fails when it lacks an
 # optional feature or does not behave like the Paho test broker.
