@@ -251,3 +251,38 @@ fn reason_string_left_out_over_client_maximum_packet_size() {
     assert_eq!(disconnect.reason_code, ReasonCode::ProtocolError);
     assert_eq!(disconnect.properties.reason_string, None);
 }
+
+/// A refused subscription's SUBACK explains itself with a Reason String, unless the client
+/// sent Request Problem Information 0 [MQTT-3.1.2-29].
+#[test]
+fn suback_reason_string_respects_request_problem_information() {
+    let broker = start_with(Config {
+        max_subscriptions_per_client: 1,
+        ..config(1)
+    });
+    let options = shardmq::codec::SubscriptionOptions::default();
+    let (mut raw, _) = Raw::connect_with(addr(&broker), connect_packet(V5, "why", true));
+    raw.send(&subscribe_packet(1, &[("a", options), ("b", options)]));
+    let suback = raw.expect_suback();
+    assert_eq!(
+        suback.reason_codes,
+        vec![ReasonCode::Success, ReasonCode::QuotaExceeded]
+    );
+    let why = suback
+        .properties
+        .reason_string
+        .clone()
+        .expect("a reason string");
+    assert!(
+        why.as_str().contains("max_subscriptions_per_client"),
+        "{why:?}"
+    );
+
+    let mut quiet = connect_packet(V5, "no-why", true);
+    quiet.properties.request_problem_information = Some(0);
+    let (mut raw, _) = Raw::connect_with(addr(&broker), quiet);
+    raw.send(&subscribe_packet(1, &[("a", options), ("b", options)]));
+    let suback = raw.expect_suback();
+    assert_eq!(suback.reason_codes[1], ReasonCode::QuotaExceeded);
+    assert_eq!(suback.properties.reason_string, None);
+}

@@ -416,3 +416,27 @@ fn shared_subscription_carries_its_subscription_identifier() {
     let got = member.receive_and_ack();
     assert_eq!(got.properties.subscription_identifiers, vec![42]);
 }
+
+/// A member with a kept session that reconnects on another shard takes its shared
+/// subscription along: the group keeps delivering to it there, and messages queued while it
+/// was offline (no other member) arrive on reconnect.
+#[test]
+fn member_session_moving_to_another_shard_keeps_its_membership() {
+    let broker = start_broker(2);
+    let mut placer = Placer::new(&broker);
+    let mut connect = connect_packet(V5, "mover", false);
+    connect.properties.session_expiry_interval = Some(60);
+    let (mut first, _) = placer.connect_on(0, connect.clone());
+    first.subscribe_with("$share/g/mv", qos1());
+    first.disconnect();
+    wait_until("member offline", || broker.stats().connections_open == 0);
+    let mut publisher = placer.raw_on(0, V5, "mv-pub");
+    publisher.publish_acked("mv/x", b"ignored", QoS::AtLeastOnce, false, 1);
+    publisher.publish_acked("mv", b"queued", QoS::AtLeastOnce, false, 2);
+    let (mut moved, connack) = placer.connect_on(1, connect);
+    assert!(connack.session_present);
+    assert_eq!(&moved.receive_and_ack().payload[..], b"queued");
+    publisher.publish_acked("mv", b"live", QoS::AtLeastOnce, false, 3);
+    assert_eq!(&moved.receive_and_ack().payload[..], b"live");
+    moved.expect_nothing();
+}

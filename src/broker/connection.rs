@@ -220,6 +220,8 @@ pub struct ConnectionExtras {
     /// The Authentication Method and identity this connection authenticated with.
     pub auth_method: Option<MqttString>,
     pub auth_username: Option<String>,
+    /// The client sent Request Problem Information 0 ([MQTT-3.1.2-29]).
+    pub no_problem_information: bool,
 }
 
 /// What a read attempt found.
@@ -239,6 +241,15 @@ impl Connection {
     /// The MQTT 5 extras, allocated on first use.
     pub fn extras_mut(&mut self) -> &mut ConnectionExtras {
         self.extras.get_or_insert_with(Default::default)
+    }
+
+    /// Whether Reason Strings may go on acknowledgements (MQTT 5, [MQTT-3.1.2-29]).
+    pub fn wants_problem_information(&self) -> bool {
+        self.version.is_v5()
+            && !self
+                .extras
+                .as_ref()
+                .is_some_and(|e| e.no_problem_information)
     }
 
     /// Whether an enhanced-authentication exchange is in progress.

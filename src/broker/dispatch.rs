@@ -314,11 +314,12 @@ impl Shard {
             reason_codes.push(code);
         }
         self.broadcast_route_add(new_routes);
-        let suback = SubAck {
+        let mut suback = SubAck {
             packet_id: subscribe.packet_id,
             properties: Properties::default(),
             reason_codes,
         };
+        self.explain_suback(key, &mut suback);
         let epoch = self.router.epoch_sent();
         if self.router.epoch_acked() >= epoch && self.pending_acks.is_empty() {
             self.complete_subscribe(key, suback, &retained);
@@ -335,6 +336,35 @@ impl Shard {
             connection_id,
             awaited: Awaited::SubAck { suback, retained },
         });
+    }
+
+    /// Adds a Reason String naming the first refusal to a SUBACK, unless the client asked for
+    /// none ([MQTT-3.1.2-29]) or it would exceed the client's Maximum Packet Size
+    /// ([MQTT-3.9.2-1]).
+    #[allow(clippy::field_reassign_with_default)] // the property sits behind DerefMut
+    fn explain_suback(&self, key: usize, suback: &mut SubAck) {
+        let Some(conn) = self.connections.get(key) else {
+            return;
+        };
+        if !conn.wants_problem_information() {
+            return;
+        }
+        let why = suback.reason_codes.iter().find_map(|code| match code {
+            ReasonCode::TopicFilterInvalid => Some("topic filter invalid or too many levels"),
+            ReasonCode::QuotaExceeded => Some("max_subscriptions_per_client reached"),
+            code if code.is_error() => Some("subscription refused"),
+            _ => None,
+        });
+        let Some(why) = why else {
+            return;
+        };
+        let mut explained = suback.clone();
+        explained.properties.reason_string = Some(MqttString::from_static(why));
+        let fits = Packet::SubAck(explained.clone()).encoded_len(conn.version)
+            <= conn.client_max_packet_size as usize;
+        if fits {
+            *suback = explained;
+        }
     }
 
     /// Validates and adds one filter; returns its SUBACK reason code.

@@ -251,6 +251,9 @@ impl Shard {
         conn.session = Some(skey);
         conn.keep_alive = Duration::from_secs(u64::from(accepted.keep_alive_secs));
         conn.client_max_packet_size = accepted.client_max_packet_size;
+        if !accepted.request_problem_information {
+            conn.extras_mut().no_problem_information = true;
+        }
         if version.is_v5() && accepted.client_topic_alias_maximum > 0 {
             conn.extras_mut().topic_aliases_out =
                 OutgoingAliases::new(accepted.client_topic_alias_maximum);

@@ -28,6 +28,9 @@ pub struct AcceptedConnect {
     pub client_max_packet_size: u32,
     /// The client's Topic Alias Maximum (0 when absent: send no aliases, [MQTT-3.3.2-11]).
     pub client_topic_alias_maximum: u16,
+    /// False when an MQTT 5 client sent Request Problem Information 0: no Reason String on
+    /// packets other than PUBLISH, CONNACK and DISCONNECT ([MQTT-3.1.2-29]).
+    pub request_problem_information: bool,
     /// Response Information for CONNACK, when requested and configured.
     pub response_information: Option<MqttString>,
     /// The Authentication Method of a successful enhanced authentication, for CONNACK.
@@ -164,6 +167,7 @@ pub fn validate_connect(
         authentication_method: None,
         authentication_data: None,
         response_information,
+        request_problem_information: connect.properties.request_problem_information != Some(0),
         will,
     })
 }

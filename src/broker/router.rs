@@ -191,6 +191,11 @@ impl Router {
         true
     }
 
+    /// Whether any shared subscription has members anywhere (the per-publish fast path).
+    pub fn has_shared(&self) -> bool {
+        !self.shared.is_empty()
+    }
+
     /// A shard with members of `share` (this one included), picked by `random`.
     pub fn shared_pick(&self, share: &str, random: u64) -> Option<ShardId> {
         let route = self.shared.get(*self.shared_index.get(share)?)?;

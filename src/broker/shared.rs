@@ -93,6 +93,10 @@ impl Shard {
         message: &SharedPublish,
         origin: Option<usize>,
     ) -> (bool, bool) {
+        if !self.router.has_shared() {
+            // No shared subscription anywhere: nothing to hash or draw.
+            return (false, false);
+        }
         let hash = origin
             .and_then(|skey| self.sessions.get(skey))
             .map_or(0, |s| client_id_hash(s.session.state.client_id.as_str()));
