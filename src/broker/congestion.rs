@@ -49,8 +49,9 @@ impl Shard {
             Congestion::Congested => {
                 let episode = session.session.congestion_episode;
                 let timeout = Duration::from_millis(self.shared.config.congestion_timeout_ms);
+                let deadline = self.now + timeout;
                 self.timers
-                    .arm(self.now + timeout, TimerKind::Congestion, skey, episode);
+                    .arm(deadline, TimerKind::Congestion, skey, u64::from(episode));
                 bump(&self.counters().sessions_congested);
                 self.congested_sessions_add();
             }
@@ -75,6 +76,9 @@ impl Shard {
 
     /// The congestion timer of `episode` fired: a session still congested is stalled.
     pub(super) fn congestion_timeout(&mut self, skey: usize, episode: u64) {
+        let Ok(episode) = u32::try_from(episode) else {
+            return;
+        };
         let Some(session) = self.sessions.get_mut(skey) else {
             return;
         };

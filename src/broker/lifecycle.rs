@@ -51,7 +51,10 @@ impl Shard {
             max_queued_messages: config.max_queued_messages,
             queue_qos0: config.queue_qos0,
             receive_maximum: config.receive_maximum,
-            congested_overshoot: (config.shards - 1).saturating_mul(config.mesh_channel_capacity),
+            congested_overshoot: u32::try_from(
+                (config.shards - 1).saturating_mul(config.mesh_channel_capacity),
+            )
+            .unwrap_or(u32::MAX),
         }
     }
 

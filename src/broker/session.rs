@@ -137,9 +137,9 @@ pub struct SessionLimits {
     /// shards see a destination's congestion only after the messages they had already sent
     /// through the mesh reached it; those (at most a mesh channel's worth per source shard)
     /// are kept rather than dropped. Local publishers see it at once and add nothing. The shard
-    /// sets (shards - 1) x `mesh_channel_capacity`; a stalled or offline session drops at
-    /// `max_queued_messages`.
-    pub congested_overshoot: usize,
+    /// sets (shards - 1) x `mesh_channel_capacity` (at most 255 x 1,000,000, so u32 fits and
+    /// the struct stays 16 bytes); a stalled or offline session drops at `max_queued_messages`.
+    pub congested_overshoot: u32,
 }
 
 /// One subscription of a session.
@@ -181,8 +181,9 @@ pub struct Session {
     pub limits: SessionLimits,
     /// Backpressure state (see [`Congestion`]); not part of the state a takeover moves.
     pub congestion: Congestion,
-    /// Counts the times the session became congested; guards the congestion timer.
-    pub congestion_episode: u64,
+    /// Counts (wrapping) the times the session became congested; guards the congestion timer.
+    /// 32 bits, so that with `congestion` it fits in `inflight_max`'s padding.
+    pub congestion_episode: u32,
 }
 
 impl Session {
@@ -216,14 +217,14 @@ impl Session {
             return None;
         }
         if next == Congestion::Congested {
-            self.congestion_episode += 1;
+            self.congestion_episode = self.congestion_episode.wrapping_add(1);
         }
         Some(std::mem::replace(&mut self.congestion, next))
     }
 
     /// The congestion timeout of `episode` passed: a session still congested is stalled.
     /// Returns whether it was.
-    pub fn stall(&mut self, episode: u64) -> bool {
+    pub fn stall(&mut self, episode: u32) -> bool {
         if self.congestion != Congestion::Congested || self.congestion_episode != episode {
             return false;
         }
@@ -268,7 +269,7 @@ impl Session {
         let limit = if self.congestion == Congestion::Congested {
             self.limits
                 .max_queued_messages
-                .saturating_add(self.limits.congested_overshoot)
+                .saturating_add(self.limits.congested_overshoot as usize)
         } else {
             self.limits.max_queued_messages
         };
