@@ -111,7 +111,7 @@ fn capacity_search_against_the_relay_finds_a_rate() {
         ],
     );
     assert_eq!(report.searches.len(), 1);
-    let (_, search) = &report.searches[0];
+    let search = &report.searches[0];
     assert_eq!(search.steps.len(), 2);
     assert!((search.steps[1].offered_rate - 1000.0).abs() < 1e-6);
     assert!(search.steps[0].passed, "{:?}", search.steps[0].reason);
