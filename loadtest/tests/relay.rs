@@ -187,3 +187,33 @@ fn relay_pushes_back_instead_of_dropping_under_an_unpaced_fanin() {
     assert_eq!((r.unique, r.lost), (r.expected, 0), "{r:?}");
     assert_eq!(relay.stats().dropped, 0);
 }
+
+#[test]
+fn relay_shared_subscription_delivers_each_message_to_one_member() {
+    let relay = Relay::start("127.0.0.1:0", 2).expect("relay");
+    let report = run(
+        &relay,
+        &[
+            "sharedsub",
+            "--publishers",
+            "3",
+            "--subscribers",
+            "3",
+            "--qos",
+            "1",
+            "--rate",
+            "100",
+            "--duration",
+            "1.5",
+            "--warmup",
+            "0.3",
+            "--threads",
+            "1",
+        ],
+    );
+    let r = &report.runs[0];
+    assert!(r.sent > 0);
+    assert_eq!(r.expected, r.sent);
+    assert_eq!((r.unique, r.lost, r.duplicates), (r.sent, 0, 0), "{r:?}");
+    assert_eq!(relay.stats().forwarded, relay.stats().publishes_in);
+}
