@@ -217,3 +217,33 @@ fn relay_shared_subscription_delivers_each_message_to_one_member() {
     assert_eq!((r.unique, r.lost, r.duplicates), (r.sent, 0, 0), "{r:?}");
     assert_eq!(relay.stats().forwarded, relay.stats().publishes_in);
 }
+
+#[test]
+fn two_thousand_connections_from_one_process() {
+    let relay = Relay::start("127.0.0.1:0", 2).expect("relay");
+    let report = run(
+        &relay,
+        &[
+            "p2p",
+            "--pairs",
+            "1000",
+            "--rate",
+            "2",
+            "--qos",
+            "1",
+            "--duration",
+            "1",
+            "--warmup",
+            "0.3",
+        ],
+    );
+    let r = &report.runs[0];
+    assert_eq!(
+        (r.connections, r.connections_ready),
+        (2000, 2000),
+        "{:?}",
+        r.errors
+    );
+    assert!(r.sent >= 1000, "{r:?}");
+    assert_eq!((r.unique, r.lost), (r.sent, 0), "{r:?}");
+}
