@@ -337,3 +337,25 @@ fn max_sessions_refuses_new_sessions_with_quota_exceeded() {
     assert_eq!(connack.reason_code, ReasonCode::Success);
     assert_eq!(broker.stats().sessions_refused, 2);
 }
+
+#[test]
+fn malformed_v5_connect_gets_connack_with_reason_code() {
+    let broker = start_broker(1);
+    let mut raw = Raw::tcp(addr(&broker));
+    raw.version = V5;
+    // MQTT 5 CONNECT whose reserved flag bit is set ([MQTT-3.1.2-3]): malformed.
+    raw.send_bytes(&[
+        0x10, 13, 0, 4, b'M', b'Q', b'T', b'T', 5, 0x03, 0, 0, 0, 0, 0,
+    ]);
+    match raw.expect_closed().as_slice() {
+        [Packet::ConnAck(c)] => assert!(
+            matches!(
+                c.reason_code,
+                ReasonCode::MalformedPacket | ReasonCode::ProtocolError
+            ),
+            "{:?}",
+            c.reason_code
+        ),
+        other => panic!("{other:?}"),
+    }
+}

@@ -368,3 +368,103 @@ fn full_mesh_channel_pauses_the_publisher_and_drops_nothing() {
         publisher.ping();
     }
 }
+
+fn subscribe_with_id(
+    raw: &mut Raw,
+    packet_id: u16,
+    filter: &str,
+    options: SubscriptionOptions,
+    id: u32,
+) {
+    let mut packet = subscribe_packet(packet_id, &[(filter, options)]);
+    if let Packet::Subscribe(s) = &mut packet {
+        s.properties.subscription_identifiers = vec![id];
+    }
+    raw.send(&packet);
+    assert_eq!(raw.expect_suback().packet_id, packet_id);
+}
+
+#[test]
+fn v5_subscription_identifiers_of_every_matching_subscription() {
+    let broker = start_broker(2);
+    let mut placer = Placer::new(&broker);
+    let mut publisher = placer.raw_on(0, V4, "sid-pub");
+    publisher.publish_acked("sid/r", b"kept", QoS::AtMostOnce, true, 0);
+    let mut sub = placer.raw_on(1, V5, "sid-sub");
+    let qos1 = SubscriptionOptions {
+        qos: QoS::AtLeastOnce,
+        ..Default::default()
+    };
+    subscribe_with_id(&mut sub, 1, "sid/+", qos1, 7);
+    // The retained message comes with the identifier of the subscription that found it.
+    let retained = sub.expect_publish();
+    assert!(retained.retain);
+    assert_eq!(retained.properties.subscription_identifiers, vec![7]);
+    subscribe_with_id(&mut sub, 2, "sid/#", SubscriptionOptions::default(), 9);
+    let again = sub.expect_publish();
+    assert_eq!(again.properties.subscription_identifiers, vec![9]);
+    sub.send(&subscribe_packet(
+        3,
+        &[("sid/x", SubscriptionOptions::default())],
+    ));
+    sub.expect_suback();
+    let mut plain = placer.raw_on(1, V5, "sid-plain");
+    plain.subscribe("sid/x", QoS::AtMostOnce);
+    publisher.publish_acked("sid/x", b"m", QoS::AtLeastOnce, false, 1);
+    let got = sub.receive_and_ack();
+    assert_eq!(got.qos, QoS::AtLeastOnce);
+    assert_eq!(got.properties.subscription_identifiers, vec![7, 9]);
+    sub.expect_nothing();
+    assert!(plain
+        .expect_publish()
+        .properties
+        .subscription_identifiers
+        .is_empty());
+}
+
+#[test]
+fn v5_no_local_retain_as_published_and_retain_handling() {
+    let broker = start_broker(2);
+    let mut placer = Placer::new(&broker);
+    let mut me = placer.raw_on(0, V5, "nl");
+    let no_local = SubscriptionOptions {
+        no_local: true,
+        ..Default::default()
+    };
+    me.subscribe_with("nl/self", no_local);
+    let rap = SubscriptionOptions {
+        retain_as_published: true,
+        ..Default::default()
+    };
+    me.send(&subscribe_packet(2, &[("nl/rap", rap)]));
+    me.expect_suback();
+    me.publish("nl/self", b"mine", QoS::AtMostOnce, false, 0);
+    me.ping();
+    me.expect_nothing();
+    let mut other = placer.raw_on(1, V4, "nl-other");
+    other.publish_acked("nl/self", b"theirs", QoS::AtMostOnce, false, 0);
+    assert_eq!(&me.expect_publish().payload[..], b"theirs");
+    other.publish_acked("nl/rap", b"r", QoS::AtMostOnce, true, 0);
+    assert!(me.expect_publish().retain, "retain as published");
+    // Retain handling 1: only on a new subscription; 2: never.
+    use shardmq::codec::RetainHandling;
+    let if_new = SubscriptionOptions {
+        retain_handling: RetainHandling::SendAtSubscribeIfNew,
+        ..Default::default()
+    };
+    let mut late = placer.raw_on(0, V5, "rh");
+    late.send(&subscribe_packet(1, &[("nl/rap", if_new)]));
+    late.expect_suback();
+    assert!(late.expect_publish().retain);
+    late.send(&subscribe_packet(2, &[("nl/rap", if_new)]));
+    late.expect_suback();
+    late.expect_nothing();
+    let never = SubscriptionOptions {
+        retain_handling: RetainHandling::DoNotSend,
+        ..Default::default()
+    };
+    let mut none = placer.raw_on(1, V5, "rh2");
+    none.send(&subscribe_packet(1, &[("nl/rap", never)]));
+    none.expect_suback();
+    none.expect_nothing();
+}

@@ -406,3 +406,46 @@ fn racing_takeovers_leave_one_connection_and_the_session() {
     publisher.publish_acked("race/x", b"still subscribed", QoS::AtLeastOnce, false, 1);
     assert_eq!(&last.receive_and_ack().payload[..], b"still subscribed");
 }
+
+#[test]
+fn v5_message_expiry_drops_expired_and_counts_down_the_rest() {
+    let broker = start_broker(2);
+    let mut placer = Placer::new(&broker);
+    let (mut sub, _) = placer.connect_on(0, persistent(V5, "expiring"));
+    sub.subscribe("exp/#", QoS::AtLeastOnce);
+    sub.disconnect();
+    wait_until("session offline", || {
+        broker.stats().connections_per_shard[0] == 0
+    });
+    let mut publisher = placer.raw_on(1, V5, "exp-pub");
+    let with_expiry = |topic: &str, secs: u32, retain: bool| {
+        let mut packet = publish_packet(topic, b"x", QoS::AtLeastOnce, retain, 1);
+        if let Packet::Publish(p) = &mut packet {
+            p.properties.message_expiry_interval = Some(secs);
+        }
+        packet
+    };
+    for (topic, secs) in [("exp/short", 1), ("exp/long", 30)] {
+        publisher.send(&with_expiry(topic, secs, false));
+        publisher.expect_puback();
+    }
+    publisher.send(&with_expiry("exp/retained", 1, true));
+    publisher.expect_puback();
+    std::thread::sleep(Duration::from_millis(2100));
+    let (mut back, connack) = placer.connect_on(0, persistent(V5, "expiring"));
+    assert!(connack.session_present);
+    let got = back.receive_and_ack();
+    assert_eq!(
+        got.topic.as_str(),
+        "exp/long",
+        "the expired messages are not delivered"
+    );
+    let left = got.properties.message_expiry_interval.unwrap();
+    assert!((1..=28).contains(&left), "expiry counted down: {left}");
+    back.expect_nothing();
+    assert!(broker.stats().messages_expired >= 2);
+    // The expired retained message is not sent on subscribe.
+    let mut late = placer.raw_on(1, V5, "exp-late");
+    late.subscribe("exp/retained", QoS::AtLeastOnce);
+    late.expect_nothing();
+}

@@ -23,6 +23,8 @@ struct Script {
     /// Close the first connection after this many PUBLISH packets; later connections that
     /// ask to resume (Clean Start = 0) get Session Present = 1.
     drop_first_after: Option<usize>,
+    /// Close the connection right after CONNACK (as a broker does after refusing).
+    close_after_connack: bool,
 }
 
 impl Default for Script {
@@ -31,6 +33,7 @@ impl Default for Script {
             connack: ConnAck::default(),
             answer_pings: true,
             drop_first_after: None,
+            close_after_connack: false,
         }
     }
 }
@@ -154,6 +157,10 @@ fn serve(
                         !connect.clean_start && script.drop_first_after.is_some();
                     Packet::ConnAck(connack).encode(version, &mut out);
                     seen.send(Seen::Connected).map_err(|_| ())?;
+                    if script.close_after_connack {
+                        let _ = stream.write_all(&out);
+                        return seen.send(Seen::Closed { max_outstanding }).map_err(|_| ());
+                    }
                 }
                 Packet::Publish(publish) => {
                     publishes += 1;
@@ -429,4 +436,30 @@ fn disconnect_releases_a_publish_waiting_for_the_window() {
             Seen::Packet(_) | Seen::Connected => {}
         }
     }
+}
+
+#[test]
+fn a_refusal_followed_by_a_close_is_reported_as_the_refusal() {
+    let broker = FakeBroker::start(Script {
+        connack: ConnAck {
+            reason_code: ReasonCode::BadUserNameOrPassword,
+            ..ConnAck::default()
+        },
+        close_after_connack: true,
+        ..Script::default()
+    });
+    let client = TestClient::spawn(
+        ClientOptions::from(options(4).protocol(ProtocolVersion::V5)).reconnect(false),
+        broker.port,
+    );
+    let first = client.events.recv_timeout(TIMEOUT).expect("a notification");
+    assert!(
+        matches!(
+            first,
+            Err(ClientError::ConnectionRefused(
+                ReasonCode::BadUserNameOrPassword
+            ))
+        ),
+        "{first:?}"
+    );
 }

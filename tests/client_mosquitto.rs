@@ -382,3 +382,11 @@ fn outgoing_topic_aliases_are_understood_by_mosquitto() {
         assert_eq!(&publish.payload[..], format!("m{i}").as_bytes());
     }
 }
+
+#[test]
+fn unsubscribe_stops_delivery() {
+    let broker = Mosquitto::start();
+    for version in [ProtocolVersion::V3_1_1, ProtocolVersion::V5] {
+        client_support::unsubscribe_scenario(broker.port, version);
+    }
+}

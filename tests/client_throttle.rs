@@ -13,9 +13,24 @@ const BURST: u32 = 5;
 const RUN: Duration = Duration::from_millis(1500);
 
 #[test]
-fn throttling_holds_its_rate() {
+fn throttling_holds_its_rate_with_mosquitto() {
     let broker = Mosquitto::start();
-    let subscriber = TestClient::connect(options("th-sub", ProtocolVersion::V3_1_1), broker.port);
+    throttled_run(broker.port);
+}
+
+#[test]
+fn throttling_holds_its_rate_with_our_broker() {
+    let broker = shardmq::broker::Broker::start(shardmq::broker::Config {
+        listen: vec!["127.0.0.1:0".parse().expect("addr")],
+        shards: 2,
+        ..shardmq::broker::Config::default()
+    })
+    .expect("start broker");
+    throttled_run(broker.local_addrs()[0].port());
+}
+
+fn throttled_run(port: u16) {
+    let subscriber = TestClient::connect(options("th-sub", ProtocolVersion::V3_1_1), port);
     subscriber
         .client
         .subscribe("th/t", QoS::AtMostOnce)
@@ -25,7 +40,7 @@ fn throttling_holds_its_rate() {
     let mut publisher_options = ClientOptions::from(options("th-pub", ProtocolVersion::V3_1_1))
         .max_rate_per_sec(RATE_PER_SEC);
     publisher_options.rate_burst = BURST;
-    let publisher = TestClient::connect(publisher_options, broker.port);
+    let publisher = TestClient::connect(publisher_options, port);
     let started = Instant::now();
     let mut sent = 0u64;
     while started.elapsed() < RUN {

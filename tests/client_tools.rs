@@ -372,3 +372,33 @@ fn bad_arguments_exit_2_and_missing_message_exits_1() {
     let out = run(Command::new(PUB).args(["-t", "bad/#", "-m", "y"]));
     assert_eq!(out.status.code(), Some(1), "{out:?}");
 }
+
+#[test]
+fn scram_is_offered_as_enhanced_authentication() {
+    let broker = Mosquitto::start();
+    let port = broker.port.to_string();
+    // Mosquitto has no SCRAM plugin here: it refuses the method, which shows it was offered.
+    let out = run(Command::new(PUB).args([
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &port,
+        "-t",
+        "x",
+        "-m",
+        "y",
+        "-V",
+        "5",
+        "--scram",
+        "-u",
+        "alice",
+        "-P",
+        "secret",
+    ]));
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("BadAuthenticationMethod"), "{stderr}");
+    let out = run(Command::new(PUB).args(["-t", "x", "-m", "y", "--scram", "-u", "alice"]));
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("needs MQTT 5"));
+}

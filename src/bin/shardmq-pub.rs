@@ -15,7 +15,11 @@ use std::time::Duration;
 
 /// Publish MQTT messages (flags as in mosquitto_pub).
 #[derive(Parser, Debug)]
-#[command(name = "shardmq-pub", disable_help_flag = true)]
+#[command(
+    name = "shardmq-pub",
+    disable_help_flag = true,
+    after_help = "Exit codes: 0 success; 1 connection refused or lost, server refusal, unreadable input; 2 bad command line."
+)]
 struct Args {
     #[command(flatten)]
     connect: ConnectArgs,

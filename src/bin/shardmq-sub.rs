@@ -1,6 +1,6 @@
 //! `shardmq-sub`: subscribe and print messages, with the flags of mosquitto_sub.
 //!
-//! Exit codes: 0 success (`-C` count reached, `-E`, or the server closed a clean session);
+//! Exit codes: 0 success (`-C` count reached, `-E`, or stdout closed);
 //! 1 connection failure, refusal or every subscription denied; 2 bad command line (from clap);
 //! 27 the `-W` timeout expired (as mosquitto_sub).
 
@@ -15,7 +15,11 @@ use std::time::{Duration, Instant};
 
 /// Subscribe to MQTT topics and print the messages (flags as in mosquitto_sub).
 #[derive(Parser, Debug)]
-#[command(name = "shardmq-sub", disable_help_flag = true)]
+#[command(
+    name = "shardmq-sub",
+    disable_help_flag = true,
+    after_help = "Exit codes: 0 success (-C count reached, -E); 1 connection refused, server refusal, all subscriptions denied; 2 bad command line; 27 the -W timeout expired."
+)]
 struct Args {
     #[command(flatten)]
     connect: ConnectArgs,

@@ -5,7 +5,7 @@
 
 use super::connection::ConnState;
 use super::protocol::{granted, topic_levels};
-use super::session::IncomingQoS2;
+use super::session::{IncomingQoS2, Message, StoredSubscription};
 use super::shard::{CloseReason, LocalSub, PendingSubAck, Shard};
 use super::stats::bump;
 use crate::codec::{
@@ -13,7 +13,6 @@ use crate::codec::{
     SubAck, Subscribe, UnsubAck, Unsubscribe,
 };
 use crate::topic;
-use std::sync::Arc;
 
 fn ack(packet_id: u16, reason_code: ReasonCode) -> Ack {
     Ack {
@@ -164,7 +163,8 @@ impl Shard {
         }
         publish.dup = false;
         publish.packet_id = 0;
-        let (matched, overflowed) = self.route_publish(Arc::new(publish), Some(skey));
+        let (matched, overflowed) =
+            self.route_publish(Message::shared(publish, self.now), Some(skey));
         // MQTT 5: 0x10 No matching subscribers is informative, the message was accepted.
         let code = if matched {
             ReasonCode::Success
@@ -204,24 +204,26 @@ impl Shard {
         let Some(version) = self.connections.get(key).map(|c| c.version) else {
             return;
         };
-        // We advertise Subscription Identifiers Available 0, so one is a protocol error
-        // answered with DISCONNECT 0xA1 (spec 3.8.2.1.2).
-        if !subscribe.properties.subscription_identifiers.is_empty() {
-            self.close(
-                key,
-                CloseReason::Protocol(
-                    ReasonCode::SubscriptionIdentifiersNotSupported,
-                    "subscription identifiers are not supported".into(),
-                ),
-            );
+        // Spec 3.8.2.1.2: at most one Subscription Identifier, 1..=268,435,455 (the codec
+        // checks the range); it applies to every filter of this SUBSCRIBE.
+        let identifiers = &subscribe.properties.subscription_identifiers;
+        if identifiers.len() > 1 {
+            self.close(key, protocol_error("more than one subscription identifier"));
             return;
         }
+        let identifier = identifiers.first().copied().unwrap_or(0);
         let mut reason_codes = Vec::with_capacity(subscribe.subscriptions.len());
         let mut new_routes = Vec::new();
         let mut retained = Vec::new();
         for subscription in &subscribe.subscriptions {
-            let code =
-                self.add_subscription(skey, version, subscription, &mut new_routes, &mut retained);
+            let code = self.add_subscription(
+                skey,
+                version,
+                subscription,
+                identifier,
+                &mut new_routes,
+                &mut retained,
+            );
             reason_codes.push(code);
         }
         self.broadcast_route_add(new_routes);
@@ -251,8 +253,9 @@ impl Shard {
         skey: usize,
         version: ProtocolVersion,
         subscription: &crate::codec::Subscription,
+        identifier: u32,
         new_routes: &mut Vec<MqttString>,
-        retained: &mut Vec<(MqttString, QoS)>,
+        retained: &mut Vec<(MqttString, QoS, u32)>,
     ) -> ReasonCode {
         let filter_str = subscription.filter.as_str();
         if topic::validate_topic_filter(filter_str).is_err() {
@@ -283,10 +286,15 @@ impl Shard {
         }
         // A stored filter owns its bytes so it does not pin the read buffer.
         let filter = MqttString::from(filter_str);
-        subscriptions.insert(filter.clone(), options);
+        let stored = StoredSubscription {
+            options,
+            identifier,
+        };
+        subscriptions.insert(filter.clone(), stored);
         let sub = LocalSub {
             session: skey,
             options,
+            identifier,
         };
         // [MQTT-3.8.4-3]: a subscription with the same filter replaces the old one.
         if self.insert_subscription(skey, &filter, sub, existing) {
@@ -299,7 +307,7 @@ impl Shard {
             RetainHandling::DoNotSend => false,
         };
         if send_retained {
-            retained.push((filter, options.qos));
+            retained.push((filter, options.qos, identifier));
         }
         granted(options.qos)
     }

@@ -6,9 +6,9 @@
 //! layout (version, QoS, retain) is encoded once; subscribers share the encoded bytes.
 
 use super::mesh::ShardMsg;
-use super::protocol::{encode_layout, Layout};
+use super::protocol::{encode_layout, Layout, LayoutOptions};
 use super::retained::RetainOutcome;
-use super::session::{Delivery, SharedPublish};
+use super::session::{Delivery, Message, SharedPublish};
 use super::shard::{CloseReason, LocalSub, Shard};
 use super::stats::bump;
 use crate::codec::{MqttString, Packet, Publish, QoS, SubAck};
@@ -55,7 +55,7 @@ impl Shard {
 
     fn store_retained(&mut self, message: &SharedPublish) {
         // The retained copy owns its bytes so it does not pin the publisher's read buffer.
-        let copy = Arc::new(Publish {
+        let publish = Publish {
             dup: false,
             qos: message.qos,
             retain: true,
@@ -63,6 +63,11 @@ impl Shard {
             packet_id: 0,
             properties: message.properties.clone(),
             payload: Bytes::copy_from_slice(&message.payload),
+        };
+        // Its expiry keeps running from when the original was received.
+        let copy = Arc::new(Message {
+            publish,
+            received_at: message.received_at,
         });
         if self.shared.retained.store(&copy) == RetainOutcome::Refused {
             bump(&self.shared.counters[self.id].retained_refused);
@@ -85,6 +90,7 @@ impl Shard {
             matches.retain(|m| !(m.session == origin && m.options.no_local));
         }
         let matched = !matches.is_empty();
+        let mut identifiers = std::mem::take(&mut self.subscription_ids);
         if matched {
             matches.sort_unstable_by_key(|m| m.session);
             self.layouts.clear();
@@ -93,23 +99,33 @@ impl Shard {
                 let session = matches[i].session;
                 let mut qos = QoS::AtMostOnce;
                 let mut retain_as_published = false;
+                identifiers.clear();
                 while i < matches.len() && matches[i].session == session {
                     qos = qos.max(matches[i].options.qos);
                     retain_as_published |= matches[i].options.retain_as_published;
+                    if matches[i].identifier != 0 {
+                        identifiers.push(matches[i].identifier);
+                    }
                     i += 1;
                 }
                 // [MQTT-3.3.1-9]: retain is 0 for an established subscription, unless Retain
                 // As Published (MQTT 5) asks for the flag as published.
                 let retain = retain_as_published && message.retain;
-                self.deliver_to_session(
-                    session,
-                    message,
-                    qos.min(message.qos),
-                    retain,
-                    Encoding::Cached,
-                );
+                let qos = qos.min(message.qos);
+                if identifiers.is_empty() {
+                    self.deliver_to_session(session, message, qos, retain, Encoding::Cached);
+                } else {
+                    // [MQTT-3.3.4-3]: the identifiers of every matching subscription of this
+                    // client. That layout is this subscriber's own, so it is encoded for it.
+                    identifiers.sort_unstable();
+                    let own = with_subscription_identifiers(message, &identifiers);
+                    let fresh = Encoding::Fresh { dup: false };
+                    self.deliver_to_session(session, &own, qos, retain, fresh);
+                }
             }
         }
+        identifiers.clear();
+        self.subscription_ids = identifiers;
         self.matches = matches;
         matched
     }
@@ -169,6 +185,25 @@ impl Shard {
             bump(&self.shared.counters[self.id].dropped_outgoing_buffer_full);
             return;
         }
+        // MQTT 5 Message Expiry: an expired message is not started any more ([MQTT-3.3.2-5]);
+        // one that waited at least a second goes out with the time left ([MQTT-3.3.2-6]).
+        let expiry_left = message.expiry_left_secs(self.now);
+        let resend = encoding == Encoding::Fresh { dup: true };
+        if expiry_left == Some(0) && !resend {
+            bump(&self.shared.counters[self.id].messages_expired);
+            if qos != QoS::AtMostOnce {
+                if let Some(session) = self.sessions.get_mut(skey) {
+                    session.session.forget(packet_id);
+                }
+            }
+            return;
+        }
+        let adjusted =
+            expiry_left.filter(|&left| Some(left) != message.properties.message_expiry_interval);
+        let encoding = match (encoding, adjusted) {
+            (Encoding::Cached, Some(_)) => Encoding::Fresh { dup: false },
+            (other, _) => other,
+        };
         let fresh: Layout;
         let layout = match encoding {
             Encoding::Cached => {
@@ -176,14 +211,13 @@ impl Shard {
                     .get(message, conn.version, qos, retain, &mut self.encode_buf)
             }
             Encoding::Fresh { dup } => {
-                fresh = encode_layout(
-                    message,
-                    conn.version,
+                let options = LayoutOptions {
                     qos,
                     retain,
                     dup,
-                    &mut self.encode_buf,
-                );
+                    message_expiry_interval: adjusted,
+                };
+                fresh = encode_layout(message, conn.version, options, &mut self.encode_buf);
                 &fresh
             }
         };
@@ -299,21 +333,27 @@ impl Shard {
         &mut self,
         key: usize,
         suback: SubAck,
-        retained: &[(MqttString, QoS)],
+        retained: &[(MqttString, QoS, u32)],
     ) {
         self.send_packet(key, &Packet::SubAck(suback));
         let Some(skey) = self.connections.get(key).and_then(|c| c.session) else {
             return;
         };
         let mut messages = std::mem::take(&mut self.retained_scratch);
-        for (filter, qos) in retained {
+        for (filter, qos, identifier) in retained {
             messages.clear();
             self.shared
                 .retained
                 .collect_matching(filter.as_str(), &mut messages);
             for message in &messages {
                 let qos = (*qos).min(message.qos);
-                self.deliver_to_session(skey, message, qos, true, Encoding::Fresh { dup: false });
+                let message = if *identifier != 0 {
+                    with_subscription_identifiers(message, &[*identifier])
+                } else {
+                    message.clone()
+                };
+                let fresh = Encoding::Fresh { dup: false };
+                self.deliver_to_session(skey, &message, qos, true, fresh);
             }
         }
         messages.clear();
@@ -338,4 +378,12 @@ impl Shard {
         self.trie.insert(filter.as_str(), sub);
         self.router.local_added(filter)
     }
+}
+
+/// A copy of `message` carrying `identifiers` as its Subscription Identifier properties (the
+/// payload and topic stay shared).
+fn with_subscription_identifiers(message: &SharedPublish, identifiers: &[u32]) -> SharedPublish {
+    let mut own = Message::clone(message);
+    own.publish.properties.subscription_identifiers = identifiers.to_vec();
+    Arc::new(own)
 }

@@ -219,3 +219,77 @@ impl Mesh {
             .store(false, Ordering::SeqCst);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mio::{Poll, Token};
+
+    fn signal(poll: &Poll) -> Arc<ShardSignal> {
+        Arc::new(ShardSignal {
+            waker: Waker::new(poll.registry(), Token(0)).unwrap(),
+            sleeping: AtomicBool::new(false),
+        })
+    }
+
+    fn msg(epoch: u64) -> ShardMsg {
+        ShardMsg::RouteAck { from: 0, epoch }
+    }
+
+    #[test]
+    fn overflow_keeps_order_and_wakes_a_sleeping_peer_once() {
+        let polls = [Poll::new().unwrap(), Poll::new().unwrap()];
+        let signals: Arc<[Arc<ShardSignal>]> = vec![signal(&polls[0]), signal(&polls[1])].into();
+        let (to_1, from_0) = crossbeam_channel::bounded(2);
+        let (unused_tx, unused_rx) = crossbeam_channel::bounded(1);
+        let mut mesh0 = Mesh::new(
+            0,
+            vec![unused_tx.clone(), to_1],
+            vec![unused_rx.clone()],
+            signals.clone(),
+        );
+        let mesh1 = Mesh::new(
+            1,
+            vec![unused_tx.clone(), unused_tx],
+            vec![from_0],
+            signals.clone(),
+        );
+
+        assert!(mesh1.prepare_sleep(), "nothing queued: shard 1 may sleep");
+        assert!(mesh0.send(1, msg(1)));
+        assert!(mesh0.send(1, msg(2)));
+        assert!(!mesh0.send(1, msg(3)), "channel full: overflow");
+        assert!(
+            !mesh0.send(1, msg(4)),
+            "later messages queue behind the overflow"
+        );
+        assert!(mesh0.has_overflow());
+        mesh0.wake_peers();
+        assert!(
+            !signals[1].sleeping.load(Ordering::SeqCst),
+            "the sleeping peer was woken"
+        );
+
+        let mut out = Vec::new();
+        mesh1.drain_into(&mut out, 100);
+        mesh0.flush_overflow();
+        mesh1.drain_into(&mut out, 100);
+        assert!(!mesh0.has_overflow());
+        let epochs: Vec<u64> = out
+            .iter()
+            .map(|m| match m {
+                ShardMsg::RouteAck { epoch, .. } => *epoch,
+                _ => 0,
+            })
+            .collect();
+        assert_eq!(epochs, vec![1, 2, 3, 4]);
+        // A peer that is awake is not woken again.
+        assert!(mesh0.send(1, msg(5)));
+        mesh0.wake_peers();
+        assert!(mesh1.inbox_pending());
+        assert!(
+            !mesh1.prepare_sleep(),
+            "a queued message keeps the shard awake"
+        );
+    }
+}

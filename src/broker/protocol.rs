@@ -8,7 +8,6 @@ use crate::codec::{
     ConnAck, Connect, MqttString, Packet, Properties, ProtocolVersion, Publish, QoS, ReasonCode,
 };
 use bytes::{Bytes, BytesMut};
-use std::sync::Arc;
 
 /// A CONNECT the broker accepts, with what was negotiated.
 #[derive(Debug)]
@@ -101,7 +100,7 @@ pub fn validate_connect(
             let mut properties = will.properties.clone();
             let delay_secs = properties.will_delay_interval.take().unwrap_or(0);
             Some(WillMessage {
-                message: Arc::new(Publish {
+                message: Publish {
                     dup: false,
                     qos: will.qos,
                     retain: will.retain,
@@ -109,7 +108,7 @@ pub fn validate_connect(
                     packet_id: 0,
                     properties,
                     payload: will.payload.clone(),
-                }),
+                },
                 delay_secs: if version.is_v5() { delay_secs } else { 0 },
             })
         }
@@ -150,7 +149,7 @@ pub fn connack_accepted(
         properties.maximum_packet_size = Some(config.max_packet_size);
         properties.retain_available = Some(1);
         properties.wildcard_subscription_available = Some(1);
-        properties.subscription_identifier_available = Some(0);
+        properties.subscription_identifier_available = Some(1);
         properties.shared_subscription_available = Some(0);
         properties.topic_alias_maximum = Some(0);
         properties.server_keep_alive = accepted.server_keep_alive;
@@ -172,6 +171,25 @@ pub fn connack_refused(reason_code: ReasonCode) -> Packet {
         reason_code,
         properties: Properties::default(),
     })
+}
+
+/// Whether `buf` starts with a CONNECT whose protocol level is 5 (looked at before decoding, so
+/// that a malformed MQTT 5 CONNECT can be answered with a CONNACK reason code).
+pub fn is_v5_connect(buf: &[u8]) -> bool {
+    if buf.first().map(|b| b >> 4) != Some(1) {
+        return false;
+    }
+    // Skip the remaining-length variable byte integer (at most four bytes).
+    let mut offset = 1;
+    while offset < 5 && buf.get(offset).is_some_and(|b| b & 0x80 != 0) {
+        offset += 1;
+    }
+    offset += 1;
+    let Some(name_len) = buf.get(offset..offset + 2) else {
+        return false;
+    };
+    let name_len = usize::from(u16::from_be_bytes([name_len[0], name_len[1]]));
+    buf.get(offset + 2 + name_len) == Some(&5)
 }
 
 /// The number of levels of a topic name or filter.
@@ -227,27 +245,49 @@ impl LayoutCache {
         scratch: &mut BytesMut,
     ) -> &Layout {
         let index = usize::from(version.is_v5()) * 6 + (qos as usize) * 2 + usize::from(retain);
-        self.slots[index]
-            .get_or_insert_with(|| encode_layout(message, version, qos, retain, false, scratch))
+        self.slots[index].get_or_insert_with(|| {
+            let options = LayoutOptions {
+                qos,
+                retain,
+                dup: false,
+                message_expiry_interval: None,
+            };
+            encode_layout(message, version, options, scratch)
+        })
     }
 }
 
-/// Encodes a PUBLISH for delivery and splits it around the packet id. `dup` is set only for
-/// re-sends ([MQTT-3.3.1-1]); re-sends are rare and not cached.
+/// How one delivery of a PUBLISH is laid out.
+#[derive(Clone, Copy, Debug)]
+pub struct LayoutOptions {
+    pub qos: QoS,
+    pub retain: bool,
+    /// Set only for re-sends ([MQTT-3.3.1-1]); re-sends are rare and not cached.
+    pub dup: bool,
+    /// Replaces the Message Expiry Interval (the time left, [MQTT-3.3.2-6]).
+    pub message_expiry_interval: Option<u32>,
+}
+
+/// Encodes a PUBLISH for delivery and splits it around the packet id.
 pub fn encode_layout(
     message: &Publish,
     version: ProtocolVersion,
-    qos: QoS,
-    retain: bool,
-    dup: bool,
+    options: LayoutOptions,
     scratch: &mut BytesMut,
 ) -> Layout {
+    let LayoutOptions {
+        qos,
+        retain,
+        dup,
+        message_expiry_interval,
+    } = options;
     let mut properties = message.properties.clone();
     // A Topic Alias belongs to one network connection (spec 3.3.2.3.4), so it is never
-    // forwarded; subscription identifiers are per subscriber (not implemented yet).
+    // forwarded. Subscription identifiers, if any, were set for this subscriber by the shard
+    // (a client cannot send them, [MQTT-3.3.4-6]).
     properties.topic_alias = None;
-    if !properties.subscription_identifiers.is_empty() {
-        properties.subscription_identifiers.clear();
+    if message_expiry_interval.is_some() {
+        properties.message_expiry_interval = message_expiry_interval;
     }
     let packet = Packet::Publish(Publish {
         dup: dup && qos != QoS::AtMostOnce,
@@ -284,6 +324,15 @@ pub fn encode_layout(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn peeks_the_protocol_level_of_connect() {
+        assert!(is_v5_connect(&[0x10, 10, 0, 4, b'M', b'Q', b'T', b'T', 5]));
+        assert!(!is_v5_connect(&[0x10, 10, 0, 4, b'M', b'Q', b'T', b'T', 4]));
+        assert!(!is_v5_connect(&[0x10, 10, 0, 4, b'M']));
+        assert!(!is_v5_connect(&[0x30, 10, 0, 4, b'M', b'Q', b'T', b'T', 5]));
+        assert!(!is_v5_connect(&[]));
+    }
 
     #[test]
     fn topic_levels_counts_separators() {

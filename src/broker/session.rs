@@ -8,9 +8,47 @@
 use crate::codec::{MqttString, Publish, QoS, SubscriptionOptions};
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-/// An application message as received from its publisher, shared by every subscriber and shard.
-pub type SharedPublish = Arc<Publish>;
+/// An application message as received from its publisher, with the instant it was received
+/// (for the MQTT 5 Message Expiry Interval). Dereferences to the PUBLISH.
+#[derive(Clone, Debug)]
+pub struct Message {
+    pub publish: Publish,
+    pub received_at: Instant,
+}
+
+impl std::ops::Deref for Message {
+    type Target = Publish;
+
+    fn deref(&self) -> &Publish {
+        &self.publish
+    }
+}
+
+impl Message {
+    /// Wraps a publish received at `now` for sharing.
+    pub fn shared(publish: Publish, now: Instant) -> SharedPublish {
+        Arc::new(Message {
+            publish,
+            received_at: now,
+        })
+    }
+
+    /// The Message Expiry Interval left at `now` in whole seconds: `None` when the message has
+    /// none, `Some(0)` when it has expired ([MQTT-3.3.2-5]).
+    pub fn expiry_left_secs(&self, now: Instant) -> Option<u32> {
+        let interval = self.publish.properties.message_expiry_interval?;
+        let elapsed = now.saturating_duration_since(self.received_at);
+        if elapsed >= Duration::from_secs(u64::from(interval)) {
+            return Some(0);
+        }
+        Some(interval - elapsed.as_secs() as u32)
+    }
+}
+
+/// An application message shared by every subscriber and shard.
+pub type SharedPublish = Arc<Message>;
 
 /// Where an outgoing QoS 1/2 message stands in its acknowledgement flow.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,12 +118,21 @@ pub struct SessionLimits {
     pub receive_maximum: u16,
 }
 
+/// One subscription of a session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct StoredSubscription {
+    pub options: SubscriptionOptions,
+    /// MQTT 5 Subscription Identifier, 1..=268,435,455; 0 = none.
+    pub identifier: u32,
+}
+
 /// The part of a session that outlives its connection.
 #[derive(Clone, Debug, Default)]
 pub struct SessionState {
     pub client_id: MqttString,
-    /// Filter -> options. At most `max_subscriptions_per_client` entries (enforced by the shard).
-    pub subscriptions: HashMap<MqttString, SubscriptionOptions>,
+    /// Filter -> subscription. At most `max_subscriptions_per_client` entries (enforced by the
+    /// shard).
+    pub subscriptions: HashMap<MqttString, StoredSubscription>,
     /// Unacknowledged outgoing messages in the order they were first sent.
     pub inflight: VecDeque<Outgoing>,
     /// Messages waiting to be sent, in order.
@@ -321,12 +368,31 @@ mod tests {
     }
 
     fn message(n: u8) -> SharedPublish {
-        Arc::new(Publish {
+        let publish = Publish {
             topic: MqttString::from("t"),
             payload: Bytes::from(vec![n]),
             qos: QoS::ExactlyOnce,
             ..Publish::default()
-        })
+        };
+        Message::shared(publish, Instant::now())
+    }
+
+    #[test]
+    fn message_expiry_counts_down_in_whole_seconds() {
+        let t0 = Instant::now();
+        let mut publish = Publish::default();
+        assert_eq!(
+            Message::shared(publish.clone(), t0).expiry_left_secs(t0),
+            None
+        );
+        publish.properties.message_expiry_interval = Some(3);
+        let m = Message::shared(publish, t0);
+        assert_eq!(m.expiry_left_secs(t0), Some(3));
+        assert_eq!(
+            m.expiry_left_secs(t0 + Duration::from_millis(1500)),
+            Some(2)
+        );
+        assert_eq!(m.expiry_left_secs(t0 + Duration::from_secs(3)), Some(0));
     }
 
     #[test]

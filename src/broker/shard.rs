@@ -11,7 +11,7 @@ use super::lifecycle::PendingTakeover;
 use super::mesh::{Mesh, ShardId, ShardMsg};
 use super::protocol::LayoutCache;
 use super::router::Router;
-use super::session::{Session, SharedPublish};
+use super::session::{MemoryStore, Session, SessionStore, SharedPublish};
 use super::stats::{bump, drop_one, ShardCounters};
 use super::timers::{TimerKind, Timers};
 use super::{Shared, WAKER_TOKEN};
@@ -40,6 +40,8 @@ pub struct LocalSub {
     /// Session slab key.
     pub session: usize,
     pub options: SubscriptionOptions,
+    /// MQTT 5 Subscription Identifier; 0 = none.
+    pub identifier: u32,
 }
 
 /// A session living on this shard.
@@ -60,8 +62,9 @@ pub struct PendingSubAck {
     pub connection: usize,
     pub connection_id: u64,
     pub suback: SubAck,
-    /// (filter, granted QoS) whose retained messages go out after the SUBACK.
-    pub retained: Vec<(MqttString, QoS)>,
+    /// (filter, granted QoS, subscription identifier) whose retained messages go out after
+    /// the SUBACK.
+    pub retained: Vec<(MqttString, QoS, u32)>,
 }
 
 /// Why a connection is closed (logged, and mapped to the DISCONNECT an MQTT 5 client gets).
@@ -129,11 +132,14 @@ pub struct Shard {
     pub pending_takeovers: HashMap<u64, PendingTakeover>,
     pub next_request: u64,
     pub timers: Timers,
+    /// Where kept sessions would be persisted (memory only for now).
+    pub store: Box<dyn SessionStore>,
     pub next_connection_id: u64,
     pub next_generation: u64,
     pub now: Instant,
     // Scratch space reused every turn.
     pub matches: Vec<LocalSub>,
+    pub subscription_ids: Vec<u32>,
     pub layouts: LayoutCache,
     pub encode_buf: BytesMut,
     pub retained_scratch: Vec<SharedPublish>,
@@ -165,10 +171,12 @@ impl Shard {
             pending_takeovers: HashMap::new(),
             next_request: 0,
             timers: Timers::default(),
+            store: Box::new(MemoryStore),
             next_connection_id: 0,
             next_generation: 0,
             now: Instant::now(),
             matches: Vec::new(),
+            subscription_ids: Vec::new(),
             layouts: LayoutCache::default(),
             encode_buf: BytesMut::new(),
             retained_scratch: Vec::new(),
@@ -291,6 +299,8 @@ impl Shard {
             {
                 return;
             }
+            let v5_connect = conn.state == ConnState::AwaitConnect
+                && super::protocol::is_v5_connect(&conn.read_buf);
             match codec::decode(&mut conn.read_buf, conn.version, max_packet_size) {
                 Ok(Some(packet)) => {
                     conn.last_received = self.now;
@@ -298,14 +308,16 @@ impl Shard {
                 }
                 Ok(None) => return,
                 Err(e) => {
-                    self.decode_failed(key, e);
+                    self.decode_failed(key, e, v5_connect);
                     return;
                 }
             }
         }
     }
 
-    fn decode_failed(&mut self, key: usize, error: codec::DecodeError) {
+    /// A frame could not be decoded. `v5_connect`: it was an MQTT 5 CONNECT, answered with a
+    /// CONNACK carrying the reason code (spec 4.13.1) instead of a bare close.
+    fn decode_failed(&mut self, key: usize, error: codec::DecodeError, v5_connect: bool) {
         let Some(conn) = self.connections.get_mut(key) else {
             return;
         };
@@ -325,6 +337,18 @@ impl Shard {
                     key,
                     CloseReason::ConnectRefused(ReasonCode::UnsupportedProtocolVersion),
                 );
+                return;
+            }
+            if v5_connect {
+                bump(&self.shared.counters[self.id].protocol_errors);
+                let code = error.reason_code();
+                log::warn!("refused CONNECT from {}: {error}", conn.peer);
+                conn.out.push_packet(
+                    &super::protocol::connack_refused(code),
+                    codec::ProtocolVersion::V5,
+                );
+                self.mark_dirty(key);
+                self.close(key, CloseReason::ConnectRefused(code));
                 return;
             }
         }

@@ -49,6 +49,8 @@ counters! {
     dropped_queue_full,
     /// QoS 0 messages dropped because a connection's outgoing buffer was over its limit.
     dropped_outgoing_buffer_full,
+    /// Messages not sent because their MQTT 5 Message Expiry Interval had passed.
+    messages_expired,
     /// Messages not sent because they exceeded the client's Maximum Packet Size.
     dropped_client_packet_size,
     /// Publishes (the connection is closed) and filters (refused) over `max_topic_levels`.

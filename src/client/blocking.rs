@@ -172,6 +172,19 @@ impl Client {
         port: u16,
     ) -> Result<(Client, Connection), ClientError> {
         let options = options.into();
+        let session = ClientSession::new(options.connect.clone());
+        Client::with_session(session, options, host, port)
+    }
+
+    /// Like [`Client::new`] with a prepared session, for example one with
+    /// [`ClientSession::with_enhanced_auth`]. The session's own [`ConnectOptions`] apply;
+    /// `options.connect` is not used.
+    pub fn with_session(
+        session: ClientSession,
+        options: ClientOptions,
+        host: impl Into<String>,
+        port: u16,
+    ) -> Result<(Client, Connection), ClientError> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let (commands_tx, commands_rx) =
@@ -181,7 +194,7 @@ impl Client {
             .max_rate_per_sec
             .map(|rate| TokenBucket::new(rate, options.rate_burst, now));
         let connection = Connection {
-            session: ClientSession::new(options.connect.clone()),
+            session,
             backoff: options.reconnect_delay_min,
             options,
             host: host.into(),
@@ -236,6 +249,10 @@ impl Client {
     /// Publishes, blocking until the session accepts the message (window, rate limit and write
     /// buffer permitting). Returns the packet id for QoS 1/2; completion is reported by
     /// [`Event::PubAck`] / [`Event::PubComp`] on the connection.
+    ///
+    /// Every call except [`Client::disconnect`] is one round trip to the thread driving the
+    /// [`Connection`], so make it from another thread: made from the driving thread itself it
+    /// waits forever.
     pub fn publish(
         &self,
         topic: impl Into<MqttString>,
@@ -736,19 +753,24 @@ impl Connection {
     }
 
     fn drive_up(&mut self, now: Instant) {
-        if self.read_ready {
-            if let Err(error) = self.read_socket() {
-                self.collect_events();
-                self.lost(Some(error), now);
-                return;
-            }
-        }
+        // A read error or end of stream is reported after the bytes read before it are handled:
+        // the server's last words (a refusing CONNACK, a DISCONNECT) explain it better.
+        let read_error = if self.read_ready {
+            self.read_socket().err()
+        } else {
+            None
+        };
         if !self.read_buf.is_empty() {
             if let Err(error) = self.session.handle_input(&mut self.read_buf, now) {
                 self.collect_events();
                 self.lost(Some(error), now);
                 return;
             }
+        }
+        if let Some(error) = read_error {
+            let server_disconnected = self.collect_events();
+            self.lost((!server_disconnected).then_some(error), now);
+            return;
         }
         if let Err(error) = self.session.handle_timeout(now) {
             self.collect_events();

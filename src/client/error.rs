@@ -40,6 +40,8 @@ pub enum ClientError {
     Io(io::Error),
     /// The host name did not resolve to any address.
     Resolve(String),
+    /// Enhanced authentication failed on our side (for example a wrong server signature).
+    Authentication(String),
     /// The connection was closed by [`crate::client::Client::disconnect`] or dropped.
     ConnectionClosed,
 }
@@ -92,6 +94,7 @@ impl fmt::Display for ClientError {
             }
             ClientError::Io(e) => write!(f, "I/O error: {e}"),
             ClientError::Resolve(host) => write!(f, "cannot resolve host {host:?}"),
+            ClientError::Authentication(why) => write!(f, "authentication failed: {why}"),
             ClientError::ConnectionClosed => f.write_str("connection closed"),
         }
     }

@@ -58,7 +58,8 @@ pub struct ConnectOptions {
     pub max_packet_size: u32,
     /// How long to wait for CONNACK.
     pub connect_timeout: Duration,
-    /// Limit on packets queued in the session and not yet taken by `poll_transmit`.
+    /// Limit on packets queued in the session and not yet taken by `poll_transmit`, and on
+    /// SUBSCRIBE/UNSUBSCRIBE requests awaiting their acknowledgement.
     pub transmit_queue_max: usize,
     /// Limit on events not yet taken by `poll_event`.
     pub event_queue_max: usize,

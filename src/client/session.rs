@@ -17,7 +17,7 @@
 //! - Keep-alive: a PINGREQ is queued after `keep_alive` without transmission; the session fails
 //!   with `KeepAliveTimeout` if no PINGRESP arrives within `keep_alive` of it.
 
-use super::{ClientError, ConnectOptions};
+use super::{ClientError, ConnectOptions, EnhancedAuth};
 use crate::codec::{
     self, Ack, ConnAck, Connect, Disconnect, MqttString, Packet, Properties, ProtocolVersion,
     Publish, QoS, ReasonCode, SubAck, Subscribe, Subscription, SubscriptionOptions, UnsubAck,
@@ -166,6 +166,12 @@ pub struct ClientSession {
     closing: bool,
     events: VecDeque<Event>,
     stats: SessionStats,
+    /// MQTT 5 enhanced authentication, restarted on every connection.
+    enhanced_auth: Option<Box<dyn EnhancedAuth>>,
+    /// Our AUTH 0x18 answer, sent while still connecting.
+    auth_packet: Option<Packet>,
+    /// An error found by `start` (which returns nothing), reported by the next `handle_timeout`.
+    deferred_error: Option<ClientError>,
 }
 
 impl ClientSession {
@@ -203,7 +209,17 @@ impl ClientSession {
             closing: false,
             events: VecDeque::new(),
             stats: SessionStats::default(),
+            enhanced_auth: None,
+            auth_packet: None,
+            deferred_error: None,
         }
+    }
+
+    /// Authenticates every connection with this MQTT 5 enhanced-authentication mechanism
+    /// (section 4.12); for example [`crate::client::ScramSha256Auth`].
+    pub fn with_enhanced_auth(mut self, auth: Box<dyn EnhancedAuth>) -> ClientSession {
+        self.enhanced_auth = Some(auth);
+        self
     }
 
     // ---- accessors ----
@@ -293,7 +309,7 @@ impl ClientSession {
         };
         self.sent_clean_start = clean_start;
         self.keep_alive = Duration::from_secs(u64::from(self.options.keep_alive_secs));
-        let connect = Connect {
+        let mut connect = Connect {
             protocol_version: self.version,
             clean_start,
             keep_alive_secs: self.options.keep_alive_secs,
@@ -308,6 +324,24 @@ impl ClientSession {
             password: self.options.password.clone(),
             properties: self.connect_properties(),
         };
+        self.auth_packet = None;
+        self.deferred_error = None;
+        if let Some(auth) = &mut self.enhanced_auth {
+            if !self.version.is_v5() {
+                self.deferred_error = Some(ClientError::InvalidArgument(
+                    "enhanced authentication needs MQTT 5",
+                ));
+            } else {
+                match auth.start() {
+                    Ok(data) => {
+                        connect.properties.authentication_method =
+                            Some(MqttString::from(auth.method()));
+                        connect.properties.authentication_data = data;
+                    }
+                    Err(error) => self.deferred_error = Some(error),
+                }
+            }
+        }
         self.connect_packet = Some(Packet::Connect(Box::new(connect)));
         self.state = SessionState::Connecting;
         self.closing = false;
@@ -343,6 +377,7 @@ impl ClientSession {
         self.state = SessionState::Disconnected;
         self.reconnecting = true;
         self.connect_packet = None;
+        self.auth_packet = None;
         self.closing = false;
         self.tx.retain(|packet| match packet {
             Packet::Publish(publish) => publish.qos == QoS::AtMostOnce,
@@ -561,7 +596,11 @@ impl ClientSession {
         if self.closing || self.state == SessionState::Disconnected && !self.reconnecting {
             return Err(ClientError::ConnectionClosed);
         }
-        if self.tx.len() >= self.options.transmit_queue_max {
+        // Unacknowledged requests count against the same limit: while disconnected they are
+        // recorded without being queued.
+        if self.tx.len() >= self.options.transmit_queue_max
+            || self.requests.len() >= self.options.transmit_queue_max
+        {
             self.stats.transmit_queue_full += 1;
             return Err(ClientError::TransmitQueueFull);
         }
@@ -648,6 +687,10 @@ impl ClientSession {
             self.last_send = self.latest_now;
             return Some(connect);
         }
+        if let Some(auth) = self.auth_packet.take() {
+            self.last_send = self.latest_now;
+            return Some(auth);
+        }
         if self.state != SessionState::Connected {
             return None;
         }
@@ -701,6 +744,9 @@ impl ClientSession {
     /// When `handle_timeout` must be called next: the CONNACK deadline, the next PINGREQ, or the
     /// PINGRESP deadline.
     pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.deferred_error.is_some() {
+            return self.connect_sent;
+        }
         match self.state {
             SessionState::Connecting => self
                 .connect_sent
@@ -720,6 +766,11 @@ impl ClientSession {
     /// On error the state is [`SessionState::Disconnected`].
     pub fn handle_timeout(&mut self, now: Instant) -> Result<(), ClientError> {
         self.stamp(now);
+        if let Some(error) = self.deferred_error.take() {
+            self.state = SessionState::Disconnected;
+            self.connect_packet = None;
+            return Err(error);
+        }
         match self.state {
             SessionState::Connecting => {
                 if let Some(sent) = self.connect_sent {
@@ -788,6 +839,7 @@ impl ClientSession {
             SessionState::Connecting => {
                 return match packet {
                     Packet::ConnAck(connack) => self.handle_connack(connack),
+                    Packet::Auth(auth) => self.handle_auth(auth),
                     // [MQTT-3.2.0-1]: the first packet from the server is CONNACK.
                     _ => Err(ClientError::Protocol(
                         "[MQTT-3.2.0-1] the first packet from the server must be CONNACK",
@@ -843,344 +895,6 @@ impl ClientSession {
         }
     }
 
-    fn handle_connack(&mut self, connack: ConnAck) -> Result<(), ClientError> {
-        if connack.reason_code != ReasonCode::Success {
-            return Err(ClientError::ConnectionRefused(connack.reason_code));
-        }
-        if connack.session_present && self.sent_clean_start {
-            // [MQTT-3.2.2-4]: no session state here, yet the server says it has one.
-            return Err(ClientError::Protocol(
-                "[MQTT-3.2.2-4] session present after a clean start",
-            ));
-        }
-        self.apply_server_limits(&connack.properties)?;
-        self.state = SessionState::Connected;
-        self.stats.connects += 1;
-        self.connect_sent = None;
-        if !connack.session_present {
-            self.discard_session_state();
-        }
-        self.requeue_requests();
-        if !connack.session_present && self.reconnecting && self.options.resubscribe {
-            self.resubscribe();
-        }
-        let event = if self.reconnecting {
-            Event::Reconnected(connack)
-        } else {
-            Event::Connected(connack)
-        };
-        self.reconnecting = false;
-        self.events.push_back(event);
-        self.flush_outgoing();
-        Ok(())
-    }
-
-    fn apply_server_limits(&mut self, properties: &Properties) -> Result<(), ClientError> {
-        if !self.version.is_v5() {
-            self.server_receive_maximum = u16::MAX;
-            self.server_max_packet_size = None;
-            self.server_maximum_qos = QoS::ExactlyOnce;
-            self.server_retain_available = true;
-            self.server_topic_alias_maximum = 0;
-            return Ok(());
-        }
-        if properties.receive_maximum == Some(0) {
-            return Err(ClientError::Protocol(
-                "Receive Maximum of 0 is a protocol error (3.2.2.3.3)",
-            ));
-        }
-        if properties.maximum_packet_size == Some(0) {
-            return Err(ClientError::Protocol(
-                "Maximum Packet Size of 0 is a protocol error (3.2.2.3.6)",
-            ));
-        }
-        self.server_receive_maximum = properties.receive_maximum.unwrap_or(u16::MAX);
-        self.server_max_packet_size = properties.maximum_packet_size;
-        self.server_maximum_qos = match properties.maximum_qos {
-            Some(0) => QoS::AtMostOnce,
-            Some(1) => QoS::AtLeastOnce,
-            _ => QoS::ExactlyOnce,
-        };
-        self.server_retain_available = properties.retain_available != Some(0);
-        self.server_topic_alias_maximum = properties.topic_alias_maximum.unwrap_or(0);
-        if let Some(assigned) = &properties.assigned_client_identifier {
-            // [MQTT-3.2.2-16]: the assigned id names the session on later connections.
-            self.client_id = assigned.as_str().to_owned();
-        }
-        if let Some(server_keep_alive) = properties.server_keep_alive {
-            // [MQTT-3.2.2-21]: the server's keep-alive replaces ours.
-            self.keep_alive = Duration::from_secs(u64::from(server_keep_alive));
-        }
-        Ok(())
-    }
-
-    /// Session Present = 0: the server has no state for us, so ours is discarded
-    /// ([MQTT-3.2.2-5]). Messages not yet acknowledged are republished as new messages (DUP = 0);
-    /// QoS 2 messages already acknowledged with PUBREC were received by the server and count as
-    /// complete.
-    fn discard_session_state(&mut self) {
-        self.incoming_qos2.clear();
-        let released: Vec<u16> = self
-            .outgoing
-            .iter()
-            .filter(|(_, entry)| entry.released)
-            .map(|(&id, _)| id)
-            .collect();
-        for packet_id in released {
-            self.outgoing.remove(&packet_id);
-            self.events.push_back(Event::PubComp(packet_id));
-        }
-        self.unsent.retain(|id| self.outgoing.contains_key(id));
-        for entry in self.outgoing.values_mut() {
-            entry.ever_sent = false;
-        }
-    }
-
-    fn requeue_requests(&mut self) {
-        let mut order: Vec<(u64, u16)> = self
-            .requests
-            .iter()
-            .map(|(&id, request)| (request.seq, id))
-            .collect();
-        order.sort_unstable();
-        for (_, packet_id) in order {
-            if let Some(request) = self.requests.get(&packet_id) {
-                self.tx.push_back(request.packet.clone());
-            }
-        }
-    }
-
-    fn resubscribe(&mut self) {
-        let subscriptions = self.subscriptions.clone();
-        for chunk in subscriptions.chunks(RESUBSCRIBE_CHUNK) {
-            let Some(packet_id) = self.allocate_packet_id() else {
-                return;
-            };
-            let packet = Packet::Subscribe(Subscribe {
-                packet_id,
-                properties: Properties::default(),
-                subscriptions: chunk
-                    .iter()
-                    .map(|(filter, options)| Subscription {
-                        filter: filter.clone(),
-                        options: *options,
-                    })
-                    .collect(),
-            });
-            self.tx.push_back(packet.clone());
-            let seq = self.next_seq();
-            self.requests.insert(packet_id, Request { packet, seq });
-            self.stats.resubscribes += 1;
-        }
-    }
-
-    fn handle_publish(&mut self, mut publish: Publish) -> Result<(), ClientError> {
-        self.resolve_topic_alias(&mut publish)?;
-        self.stats.publishes_received += 1;
-        match publish.qos {
-            QoS::AtMostOnce => self.events.push_back(Event::Publish(publish)),
-            QoS::AtLeastOnce => {
-                self.tx.push_back(Packet::PubAck(make_ack(
-                    publish.packet_id,
-                    ReasonCode::Success,
-                )));
-                self.events.push_back(Event::Publish(publish));
-            }
-            QoS::ExactlyOnce => {
-                let packet_id = publish.packet_id;
-                if self.incoming_qos2.contains(&packet_id) {
-                    // Method B of section 4.3.3: delivered once, until PUBREL frees the id.
-                    self.stats.duplicates_dropped += 1;
-                } else {
-                    let limit = if self.version.is_v5() {
-                        usize::from(self.options.receive_maximum.max(1))
-                    } else {
-                        usize::from(u16::MAX)
-                    };
-                    if self.incoming_qos2.len() >= limit {
-                        return Err(ClientError::Protocol(
-                            "[MQTT-3.3.4-9] the server exceeded our Receive Maximum",
-                        ));
-                    }
-                    self.incoming_qos2.insert(packet_id);
-                    self.events.push_back(Event::Publish(publish));
-                }
-                self.tx
-                    .push_back(Packet::PubRec(make_ack(packet_id, ReasonCode::Success)));
-            }
-        }
-        Ok(())
-    }
-
-    fn resolve_topic_alias(&mut self, publish: &mut Publish) -> Result<(), ClientError> {
-        let Some(alias) = publish.properties.topic_alias else {
-            if publish.topic.is_empty() {
-                return Err(ClientError::Protocol(
-                    "[MQTT-4.7.3-1] PUBLISH without topic name or topic alias",
-                ));
-            }
-            return Ok(());
-        };
-        let maximum = self.options.properties.topic_alias_maximum.unwrap_or(0);
-        if alias == 0 || alias > maximum {
-            // [MQTT-3.3.2-8], [MQTT-3.3.2-11]
-            return Err(ClientError::Protocol(
-                "[MQTT-3.3.2-11] topic alias above our Topic Alias Maximum",
-            ));
-        }
-        if publish.topic.is_empty() {
-            match self.incoming_aliases.get(&alias) {
-                Some(topic) => publish.topic = topic.clone(),
-                None => {
-                    return Err(ClientError::Protocol(
-                        "topic alias not set on this connection (3.3.2.3.4)",
-                    ))
-                }
-            }
-        } else {
-            // Bounded by `maximum`: aliases are 1..=maximum.
-            self.incoming_aliases.insert(alias, publish.topic.clone());
-        }
-        Ok(())
-    }
-
-    fn complete_outgoing(&mut self, packet_id: u16) {
-        if let Some(entry) = self.outgoing.remove(&packet_id) {
-            if entry.on_wire {
-                self.on_wire = self.on_wire.saturating_sub(1);
-            }
-        }
-        self.flush_outgoing();
-    }
-
-    fn handle_puback(&mut self, ack: Ack) {
-        let known = self
-            .outgoing
-            .get(&ack.packet_id)
-            .is_some_and(|entry| entry.on_wire && entry.publish.qos == QoS::AtLeastOnce);
-        if !known {
-            self.stats.unexpected_acks += 1;
-            return;
-        }
-        if ack.reason_code.is_error() {
-            self.stats.publishes_rejected += 1;
-        }
-        self.complete_outgoing(ack.packet_id);
-        self.events.push_back(Event::PubAck(ack.packet_id));
-    }
-
-    fn handle_pubrec(&mut self, ack: Ack) {
-        let packet_id = ack.packet_id;
-        let Some(entry) = self.outgoing.get_mut(&packet_id) else {
-            self.stats.unexpected_acks += 1;
-            return;
-        };
-        if !entry.on_wire || entry.publish.qos != QoS::ExactlyOnce {
-            self.stats.unexpected_acks += 1;
-            return;
-        }
-        if ack.reason_code.is_error() {
-            // Section 4.3.3: a PUBREC with an error code ends the flow; no PUBREL.
-            self.stats.publishes_rejected += 1;
-            self.complete_outgoing(packet_id);
-            self.events.push_back(Event::PubComp(packet_id));
-            return;
-        }
-        // A repeated PUBREC (after a resend) is answered with PUBREL again.
-        entry.released = true;
-        self.tx
-            .push_back(Packet::PubRel(make_ack(packet_id, ReasonCode::Success)));
-    }
-
-    fn handle_pubrel(&mut self, ack: Ack) {
-        let reason_code = if self.incoming_qos2.remove(&ack.packet_id) {
-            ReasonCode::Success
-        } else {
-            // Already released (a repeated PUBREL): complete it anyway; MQTT 5 says why.
-            self.stats.unexpected_acks += 1;
-            ReasonCode::PacketIdentifierNotFound
-        };
-        let reason_code = if self.version.is_v5() {
-            reason_code
-        } else {
-            ReasonCode::Success
-        };
-        self.tx
-            .push_back(Packet::PubComp(make_ack(ack.packet_id, reason_code)));
-    }
-
-    fn handle_pubcomp(&mut self, ack: Ack) {
-        let known = self
-            .outgoing
-            .get(&ack.packet_id)
-            .is_some_and(|entry| entry.on_wire && entry.released);
-        if !known {
-            self.stats.unexpected_acks += 1;
-            return;
-        }
-        self.complete_outgoing(ack.packet_id);
-        self.events.push_back(Event::PubComp(ack.packet_id));
-    }
-
-    fn handle_suback(&mut self, suback: SubAck) -> Result<(), ClientError> {
-        let Some(request) = self.requests.get(&suback.packet_id) else {
-            self.stats.unexpected_acks += 1;
-            return Ok(());
-        };
-        let Packet::Subscribe(subscribe) = &request.packet else {
-            return Err(ClientError::Protocol(
-                "SUBACK for the packet id of an UNSUBSCRIBE",
-            ));
-        };
-        if suback.reason_codes.len() != subscribe.subscriptions.len() {
-            return Err(ClientError::Protocol(
-                "[MQTT-3.8.4-6] SUBACK must carry one reason code per topic filter",
-            ));
-        }
-        let granted: Vec<(MqttString, SubscriptionOptions)> = subscribe
-            .subscriptions
-            .iter()
-            .zip(&suback.reason_codes)
-            .filter(|(_, code)| !code.is_error())
-            .map(|(sub, code)| {
-                let mut options = sub.options;
-                options.qos = QoS::from_u8(code.as_u8()).unwrap_or(options.qos);
-                (sub.filter.clone(), options)
-            })
-            .collect();
-        self.requests.remove(&suback.packet_id);
-        for (filter, options) in granted {
-            match self.subscriptions.iter_mut().find(|(f, _)| *f == filter) {
-                Some(existing) => existing.1 = options,
-                None => self.subscriptions.push((filter, options)),
-            }
-        }
-        self.events.push_back(Event::SubAck(suback));
-        Ok(())
-    }
-
-    fn handle_unsuback(&mut self, unsuback: UnsubAck) -> Result<(), ClientError> {
-        let Some(request) = self.requests.get(&unsuback.packet_id) else {
-            self.stats.unexpected_acks += 1;
-            return Ok(());
-        };
-        let Packet::Unsubscribe(unsubscribe) = &request.packet else {
-            return Err(ClientError::Protocol(
-                "UNSUBACK for the packet id of a SUBSCRIBE",
-            ));
-        };
-        if self.version.is_v5() && unsuback.reason_codes.len() != unsubscribe.filters.len() {
-            return Err(ClientError::Protocol(
-                "[MQTT-3.11.3-1] UNSUBACK must carry one reason code per topic filter",
-            ));
-        }
-        let filters = unsubscribe.filters.clone();
-        self.requests.remove(&unsuback.packet_id);
-        self.subscriptions.retain(|(f, _)| !filters.contains(f));
-        self.events.push_back(Event::UnsubAck(unsuback));
-        Ok(())
-    }
-
     /// Records the clock of a call; transmissions are stamped with the latest one.
     fn stamp(&mut self, now: Instant) {
         match self.latest_now {
@@ -1207,5 +921,6 @@ fn publish_encoded_len(publish: &Publish, version: ProtocolVersion) -> usize {
     Packet::Publish(probe).encoded_len(version)
 }
 
+mod incoming;
 #[cfg(test)]
 mod tests;

@@ -3,9 +3,9 @@
 
 use super::properties::PropertyContext;
 use super::reader::Reader;
-use super::topic_rules::check_topic_name;
+use super::topic_rules::check_publish_topic;
 use super::writer::{binary_len, frame_len, put_binary, put_fixed_header};
-use super::{DecodeError, PacketType, Properties, ProtocolVersion, Publish, QoS};
+use super::{DecodeError, MqttString, PacketType, Properties, ProtocolVersion, Publish, QoS};
 use bytes::{BufMut, BytesMut};
 
 impl Publish {
@@ -19,8 +19,9 @@ impl Publish {
         let qos = QoS::from_u8((flags >> 1) & 0x03)
             .ok_or(DecodeError::Malformed("[MQTT-3.3.1-4] PUBLISH QoS 3"))?;
         // [MQTT-3.3.2-1] the Topic Name is a UTF-8 string; [MQTT-3.3.2-2] without wildcards.
-        let topic = r.string()?;
-        check_topic_name(topic.as_bytes())?;
+        let topic = r.binary()?;
+        check_publish_topic(&topic)?;
+        let topic = MqttString::from_validated(topic);
         let packet_id = if qos == QoS::AtMostOnce {
             0
         } else {

@@ -2,7 +2,24 @@
 //! module's validator; names by a single wildcard scan here, because the PUBLISH hot path has
 //! already checked UTF-8 and U+0000, and emptiness depends on the version (MQTT 5 Topic Alias).
 
+use super::reader::check_utf8;
 use super::DecodeError;
+
+/// Checks the bytes of a PUBLISH topic name: well-formed UTF-8 without U+0000 ([MQTT-1.5.4-1],
+/// [MQTT-1.5.4-2]) and no wildcards ([MQTT-3.3.2-2]). The hot path: one pass the compiler can
+/// vectorize settles the common case (ASCII without NUL, `+` or `#`); anything else takes the
+/// full checks, in the same order as for any other string.
+pub(crate) fn check_publish_topic(topic: &[u8]) -> Result<(), DecodeError> {
+    let mut suspicious = 0u8;
+    for &b in topic {
+        suspicious |= (b >> 7) | u8::from(b == 0) | u8::from(b == b'+') | u8::from(b == b'#');
+    }
+    if suspicious == 0 {
+        return Ok(());
+    }
+    check_utf8(topic)?;
+    check_topic_name(topic)
+}
 
 /// Whether `topic` contains a wildcard character (`+` or `#`).
 pub(crate) fn has_wildcard(topic: &[u8]) -> bool {
@@ -76,6 +93,25 @@ mod tests {
                 ),
                 "{f}"
             );
+        }
+    }
+
+    #[test]
+    fn publish_topic_fast_path_agrees_with_the_full_checks() {
+        let cases: [&[u8]; 9] = [
+            b"a/b",
+            b"",
+            b"a/+",
+            b"#",
+            b"a\0b",
+            "\u{e9}t\u{e9}".as_bytes(),
+            &[0xC3, 0x28],
+            &[0xED, 0xA0, 0x80],
+            "\u{e9}/#".as_bytes(),
+        ];
+        for topic in cases {
+            let full = check_utf8(topic).and_then(|()| check_topic_name(topic));
+            assert_eq!(check_publish_topic(topic), full, "{topic:?}");
         }
     }
 

@@ -194,3 +194,40 @@ pub fn options(id: &str, version: ProtocolVersion) -> ConnectOptions {
         .protocol(version)
         .keep_alive_secs(30)
 }
+
+/// Subscribe to two topics, unsubscribe one, publish to both in order: only the other arrives.
+pub fn unsubscribe_scenario(port: u16, version: ProtocolVersion) {
+    use shardmq::codec::{MqttString, QoS};
+    let subscriber = TestClient::connect(options(&format!("unsub-{version:?}"), version), port);
+    subscriber
+        .client
+        .subscribe("u/a", QoS::AtLeastOnce)
+        .expect("subscribe");
+    subscriber
+        .client
+        .subscribe("u/b", QoS::AtLeastOnce)
+        .expect("subscribe");
+    for _ in 0..2 {
+        subscriber.wait_for("SUBACK", |e| matches!(e, Event::SubAck(_)));
+    }
+    let packet_id = subscriber
+        .client
+        .unsubscribe(vec![MqttString::from("u/a")])
+        .expect("unsubscribe");
+    subscriber.wait_for(
+        "UNSUBACK",
+        |e| matches!(e, Event::UnsubAck(u) if u.packet_id == packet_id),
+    );
+    let publisher = TestClient::connect(options(&format!("unsub-pub-{version:?}"), version), port);
+    for topic in ["u/a", "u/b"] {
+        publisher
+            .client
+            .publish(topic, QoS::AtLeastOnce, false, topic)
+            .expect("publish");
+    }
+    let event = subscriber.wait_for("message", |e| matches!(e, Event::Publish(_)));
+    let Event::Publish(publish) = event else {
+        unreachable!()
+    };
+    assert_eq!(publish.topic.as_str(), "u/b", "u/a was unsubscribed");
+}

@@ -4,7 +4,10 @@
 use bytes::Bytes;
 use clap::Args;
 use crossbeam_channel::Receiver;
-use shardmq::client::{Client, ClientError, ClientOptions, ConnectOptions, Connection, Event};
+use shardmq::client::{
+    Client, ClientError, ClientOptions, ClientSession, ConnectOptions, Connection, Event,
+    ScramSha256Auth,
+};
 use shardmq::codec::{ProtocolVersion, QoS};
 use std::io::Write;
 use std::thread::JoinHandle;
@@ -69,6 +72,10 @@ pub struct ConnectArgs {
     /// Retain the will message.
     #[arg(long = "will-retain", requires = "will_topic")]
     pub will_retain: bool,
+    /// Authenticate with SCRAM-SHA-256 (MQTT 5 enhanced authentication) as -u with password -P,
+    /// instead of sending them in CONNECT.
+    #[arg(long = "scram", requires = "username")]
+    pub scram: bool,
     /// Print debug messages (every notification) to stderr.
     #[arg(short = 'd', long = "debug")]
     pub debug: bool,
@@ -129,14 +136,15 @@ impl ConnectArgs {
             .keep_alive_secs(self.keepalive)
             .clean_start(!self.disable_clean_session)
             .session_expiry_secs(session_expiry_secs);
-        if let Some(username) = &self.username {
-            connect.username = Some(username.clone());
+        if self.password.is_some() && self.username.is_none() {
+            return Err("a password (-P) needs a user name (-u)".into());
         }
-        if let Some(password) = &self.password {
-            if self.username.is_none() {
-                return Err("a password (-P) needs a user name (-u)".into());
-            }
-            connect.password = Some(Bytes::from(password.clone()));
+        if self.scram && self.version != ProtocolVersion::V5 {
+            return Err("--scram needs MQTT 5 (-V 5)".into());
+        }
+        if !self.scram {
+            connect.username = self.username.clone();
+            connect.password = self.password.clone().map(Bytes::from);
         }
         if let Some(topic) = &self.will_topic {
             shardmq::topic::validate_topic_name(topic)
@@ -174,7 +182,13 @@ pub fn connect(
     options: ClientOptions,
     connect_timeout: Duration,
 ) -> Result<Session, ClientError> {
-    let (client, connection) = Client::new(options, args.host.clone(), args.port)?;
+    let mut session = ClientSession::new(options.connect.clone());
+    if let (true, Some(username)) = (args.scram, &args.username) {
+        let password = args.password.clone().unwrap_or_default();
+        session = session.with_enhanced_auth(Box::new(ScramSha256Auth::new(username, password)));
+    }
+    let (client, connection) =
+        Client::with_session(session, options, args.host.clone(), args.port)?;
     let (tx, notifications) = crossbeam_channel::bounded(NOTIFICATION_CAPACITY);
     let io_thread = std::thread::spawn(move || drive(connection, tx));
     let debug = args.debug;

@@ -1208,3 +1208,186 @@ mod properties {
         }
     }
 }
+
+// ---- enhanced authentication against the crate's SCRAM-SHA-256 server ----
+
+mod enhanced_auth {
+    use super::*;
+    use crate::auth::{
+        AuthStep, Authenticator, ScramCredentials, ScramSha256Authenticator, ScramUserStore,
+        SCRAM_ITERATIONS_MIN, SCRAM_SHA_256,
+    };
+    use crate::client::ScramSha256Auth;
+    use crate::codec::Auth;
+
+    fn server() -> ScramSha256Authenticator {
+        let mut users = ScramUserStore::new();
+        let credentials =
+            ScramCredentials::generate("secret", SCRAM_ITERATIONS_MIN).expect("credentials");
+        users.insert("alice", credentials);
+        ScramSha256Authenticator::new(users).expect("server")
+    }
+
+    fn auth_properties(data: Option<Vec<u8>>) -> Properties {
+        let mut properties = Properties::new();
+        properties.authentication_method = Some(MqttString::from(SCRAM_SHA_256));
+        properties.authentication_data = data.map(Bytes::from);
+        properties
+    }
+
+    /// Runs CONNECT / AUTH / AUTH through the server; returns the server's last step.
+    fn exchange(h: &mut Harness, server: &ScramSha256Authenticator) -> AuthStep {
+        h.session.start(h.now);
+        let sent = h.sent();
+        let [Packet::Connect(connect)] = sent.as_slice() else {
+            panic!("{sent:?}")
+        };
+        assert_eq!(
+            connect
+                .properties
+                .authentication_method
+                .as_ref()
+                .map(|m| m.as_str()),
+            Some(SCRAM_SHA_256)
+        );
+        let step = server.start("c1", connect.properties.authentication_data.as_deref());
+        let AuthStep::Continue { data, state } = step else {
+            panic!("{step:?}")
+        };
+        h.recv(Packet::Auth(Auth {
+            reason_code: ReasonCode::ContinueAuthentication,
+            properties: auth_properties(Some(data)),
+        }))
+        .expect("server-first");
+        let sent = h.sent();
+        let [Packet::Auth(answer)] = sent.as_slice() else {
+            panic!("{sent:?}")
+        };
+        assert_eq!(answer.reason_code, ReasonCode::ContinueAuthentication);
+        assert_eq!(
+            answer
+                .properties
+                .authentication_method
+                .as_ref()
+                .map(|m| m.as_str()),
+            Some(SCRAM_SHA_256),
+            "[MQTT-4.12.0-5] same method"
+        );
+        server.continue_auth(state, answer.properties.authentication_data.as_deref())
+    }
+
+    fn connack_after(step: AuthStep) -> ConnAck {
+        match step {
+            AuthStep::Success { data, .. } => connack_with(auth_properties(data)),
+            AuthStep::Failure(reason_code) => ConnAck {
+                reason_code,
+                ..ok_connack()
+            },
+            AuthStep::Continue { .. } => panic!("SCRAM takes one round trip"),
+        }
+    }
+
+    #[test]
+    fn scram_exchange_succeeds_and_restarts_on_reconnect() {
+        let server = server();
+        let session = ClientSession::new(v5())
+            .with_enhanced_auth(Box::new(ScramSha256Auth::new("alice", "secret")));
+        let mut h = Harness {
+            session,
+            now: Instant::now(),
+        };
+        let connack = connack_after(exchange(&mut h, &server));
+        h.recv(Packet::ConnAck(connack))
+            .expect("server-final verified");
+        assert!(matches!(h.events().as_slice(), [Event::Connected(_)]));
+        // A new connection runs a new exchange (fresh nonce).
+        h.session.reset_for_reconnect();
+        let connack = connack_after(exchange(&mut h, &server));
+        h.recv(Packet::ConnAck(connack)).expect("again");
+        assert!(matches!(h.events().as_slice(), [Event::Reconnected(_)]));
+    }
+
+    #[test]
+    fn a_wrong_password_is_refused_by_the_server() {
+        let server = server();
+        let session = ClientSession::new(v5())
+            .with_enhanced_auth(Box::new(ScramSha256Auth::new("alice", "wrong")));
+        let mut h = Harness {
+            session,
+            now: Instant::now(),
+        };
+        let connack = connack_after(exchange(&mut h, &server));
+        let result = h.recv(Packet::ConnAck(connack));
+        assert!(
+            matches!(result, Err(ClientError::ConnectionRefused(code)) if code.is_error()),
+            "{result:?}"
+        );
+    }
+
+    #[test]
+    fn a_server_that_cannot_prove_itself_is_refused() {
+        let server = server();
+        let session = ClientSession::new(v5())
+            .with_enhanced_auth(Box::new(ScramSha256Auth::new("alice", "secret")));
+        let mut h = Harness {
+            session,
+            now: Instant::now(),
+        };
+        let AuthStep::Success { .. } = exchange(&mut h, &server) else {
+            panic!("the server accepts")
+        };
+        let forged = connack_with(auth_properties(Some(
+            b"v=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".to_vec(),
+        )));
+        let result = h.recv(Packet::ConnAck(forged));
+        assert!(
+            matches!(result, Err(ClientError::Authentication(_))),
+            "{result:?}"
+        );
+        assert_eq!(h.session.state(), SessionState::Disconnected);
+    }
+
+    #[test]
+    fn enhanced_auth_needs_mqtt_5() {
+        let session = ClientSession::new(v311())
+            .with_enhanced_auth(Box::new(ScramSha256Auth::new("alice", "secret")));
+        let mut h = Harness {
+            session,
+            now: Instant::now(),
+        };
+        h.session.start(h.now);
+        assert_eq!(h.session.poll_timeout(), Some(h.now));
+        assert!(matches!(
+            h.session.handle_timeout(h.now),
+            Err(ClientError::InvalidArgument(_))
+        ));
+        assert!(h.sent().is_empty(), "no CONNECT goes out");
+    }
+
+    #[test]
+    fn unsolicited_auth_is_a_protocol_error() {
+        let mut h = Harness::new(v5());
+        h.session.start(h.now);
+        h.sent();
+        let result = h.recv(Packet::Auth(Auth {
+            reason_code: ReasonCode::ContinueAuthentication,
+            properties: auth_properties(None),
+        }));
+        assert!(matches!(result, Err(ClientError::Protocol(_))));
+    }
+}
+
+#[test]
+fn requests_made_while_disconnected_are_bounded() {
+    let mut options = v311();
+    options.transmit_queue_max = 2;
+    let mut h = Harness::new(options);
+    h.session.start(h.now);
+    h.sent();
+    assert_ne!(h.session.subscribe(&[sub("a", QoS::AtMostOnce)]), 0);
+    assert_ne!(h.session.subscribe(&[sub("b", QoS::AtMostOnce)]), 0);
+    assert!(matches!(
+        h.session.try_subscribe(&[sub("c", QoS::AtMostOnce)]),
+        Err(ClientError::TransmitQueueFull)
+    ));
+}
