@@ -106,6 +106,9 @@ pub struct CommonArgs {
     /// Most steps of the search.
     #[arg(long, default_value_t = 16)]
     pub max_steps: usize,
+    /// Reruns of a failing search step before it counts as failed.
+    #[arg(long, default_value_t = 1)]
+    pub step_retries: usize,
     /// MQTT stack of the connections.
     #[arg(long, value_enum, default_value = "client")]
     pub engine: EngineKind,
