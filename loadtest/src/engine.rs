@@ -216,7 +216,10 @@ pub fn run<S: LoadSession + 'static>(plan: &Plan) -> Result<RunResult, String> {
             Err(_) => return Err("a worker thread panicked".into()),
         }
     }
-    let (setup, measured) = outcome?;
+    let (setup, measured) = outcome.map_err(|e| match tally.errors.first() {
+        Some(first) => format!("{e} (first error: {first})"),
+        None => e,
+    })?;
     Ok(RunResult {
         expected: tally.sent * plan.deliveries_per_message,
         tally,
