@@ -64,6 +64,9 @@ pub struct CommonArgs {
     /// Worker threads (default: one per core).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Pin worker k to core k (helps on a dedicated machine, hurts when the broker shares it).
+    #[arg(long)]
+    pub pin_cores: bool,
     /// QoS of publishes and subscriptions.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=2))]
     pub qos: u8,
