@@ -468,3 +468,42 @@ fn v5_no_local_retain_as_published_and_retain_handling() {
     none.expect_suback();
     none.expect_nothing();
 }
+
+/// CONNECT, SUBSCRIBE, PUBLISH to itself and PINGREQ in one write: the answers come in request
+/// order even though the SUBACK waits for the routing barrier of two shards.
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    let broker = start_broker(2);
+    let mut raw = Raw::tcp(addr(&broker));
+    let mut bytes = bytes::BytesMut::new();
+    Packet::Connect(Box::new(connect_packet(V4, "pipeline", true))).encode(V4, &mut bytes);
+    subscribe_packet(
+        1,
+        &[(
+            "pipe",
+            SubscriptionOptions {
+                qos: QoS::AtLeastOnce,
+                ..Default::default()
+            },
+        )],
+    )
+    .encode(V4, &mut bytes);
+    publish_packet("pipe", b"to myself", QoS::AtLeastOnce, false, 2).encode(V4, &mut bytes);
+    Packet::PingReq.encode(V4, &mut bytes);
+    raw.send_bytes(&bytes);
+    assert!(matches!(raw.next(), Packet::ConnAck(_)));
+    assert!(matches!(raw.next(), Packet::SubAck(_)));
+    let mut rest = vec![raw.next(), raw.next(), raw.next()];
+    // The PUBACK and the delivery may come in either order; PINGRESP is last.
+    assert!(matches!(rest.pop(), Some(Packet::PingResp)), "{rest:?}");
+    assert!(
+        rest.iter()
+            .any(|p| matches!(p, Packet::PubAck(a) if a.packet_id == 2)),
+        "{rest:?}"
+    );
+    assert!(
+        rest.iter()
+            .any(|p| matches!(p, Packet::Publish(m) if &m.payload[..] == b"to myself")),
+        "{rest:?}"
+    );
+}

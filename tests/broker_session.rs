@@ -449,3 +449,55 @@ fn v5_message_expiry_drops_expired_and_counts_down_the_rest() {
     late.subscribe("exp/retained", QoS::AtLeastOnce);
     late.expect_nothing();
 }
+
+/// Two CONNECTs for one id sent at the same moment on two shards, repeatedly: whichever order
+/// the takeovers cross in, one connection survives each round and the session is never lost.
+#[test]
+fn simultaneous_connects_on_two_shards_never_lose_the_session() {
+    let broker = start_broker(2);
+    let mut placer = Placer::new(&broker);
+    let (mut first, _) = placer.connect_on(0, persistent(V5, "dueller"));
+    first.subscribe("duel/#", QoS::AtLeastOnce);
+    let mut open = vec![first];
+    for _round in 0..4 {
+        let mut pair = [placer.tcp_on(0), placer.tcp_on(1)];
+        let mut bytes = bytes::BytesMut::new();
+        Packet::Connect(Box::new(persistent(V5, "dueller"))).encode(V5, &mut bytes);
+        for raw in pair.iter_mut() {
+            raw.version = V5;
+        }
+        std::thread::scope(|s| {
+            for raw in pair.iter_mut() {
+                let bytes = &bytes;
+                s.spawn(move || raw.send_bytes(bytes));
+            }
+        });
+        open.extend(pair);
+        let mut survivors = Vec::new();
+        for mut raw in open.drain(..) {
+            let alive = loop {
+                match raw.recv(Duration::from_millis(1200)) {
+                    Ok(Packet::ConnAck(c)) => assert_eq!(c.reason_code, ReasonCode::Success),
+                    Ok(Packet::Disconnect(d)) => {
+                        assert_eq!(d.reason_code, ReasonCode::SessionTakenOver)
+                    }
+                    Ok(other) => panic!("{other:?}"),
+                    Err(RecvError::Timeout) => break true,
+                    Err(_) => break false,
+                }
+            };
+            if alive {
+                survivors.push(raw);
+            }
+        }
+        assert_eq!(survivors.len(), 1, "one connection survives each round");
+        open = survivors;
+    }
+    let mut publisher = placer.raw_on(0, V4, "duel-pub");
+    publisher.publish_acked("duel/x", b"kept", QoS::AtLeastOnce, false, 1);
+    assert_eq!(
+        &open[0].receive_and_ack().payload[..],
+        b"kept",
+        "the session kept its subscription"
+    );
+}

@@ -612,3 +612,42 @@ proptest! {
         prop_assert_eq!(decode(&mut whole, version, len), Ok(Some(p)));
     }
 }
+
+/// A PUBLISH (3.1.1) frame for `topic` with QoS 0 and a one-byte payload.
+fn publish_frame(topic: &str) -> BytesMut {
+    let mut body = (topic.len() as u16).to_be_bytes().to_vec();
+    body.extend_from_slice(topic.as_bytes());
+    body.push(b'x');
+    let mut frame = BytesMut::new();
+    frame.extend_from_slice(&[0x30]);
+    let mut len = body.len();
+    loop {
+        let mut byte = (len % 128) as u8;
+        len /= 128;
+        if len > 0 {
+            byte |= 0x80;
+        }
+        frame.extend_from_slice(&[byte]);
+        if len == 0 {
+            break;
+        }
+    }
+    frame.extend_from_slice(&body);
+    frame
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 1024,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    /// The codec's fast topic-name check agrees with the topic module's validator.
+    #[test]
+    fn publish_topic_rules_agree_with_the_topic_module(topic in "[a/+#\u{0}\u{e9} $]{0,12}") {
+        let decoded = decode(&mut publish_frame(&topic), V3_1_1, u32::MAX);
+        let valid = shardmq::topic::validate_topic_name(&topic).is_ok();
+        prop_assert_eq!(decoded.is_ok(), valid, "{:?}: {:?}", topic, decoded);
+    }
+}

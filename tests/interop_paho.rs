@@ -7,7 +7,7 @@
 
 mod interop_support;
 
-use interop_support::{require_python, run_against_mosquitto};
+use interop_support::{require_python, run_against_mosquitto, run_against_shardmq};
 
 #[test]
 fn mosquitto_passes_paho_v311_suite() {
@@ -20,4 +20,34 @@ fn mosquitto_passes_paho_v5_suite() {
     require_python(true);
     // --all: Mosquitto implements the features still pending for shardmq, so all are asserted.
     run_against_mosquitto("paho_v5.py", &["--all"]);
+}
+
+#[test]
+fn shardmq_passes_paho_v311_suite() {
+    require_python(true);
+    run_against_shardmq("paho_v311.py", &[]).assert_passed();
+}
+
+#[test]
+fn shardmq_passes_paho_v5_suite() {
+    require_python(true);
+    run_against_shardmq("paho_v5.py", &[]).assert_passed();
+}
+
+/// Features shardmq does not have yet (tests/interop/pending.py, listed in FINDINGS.md): their
+/// scenarios run and are reported here, not asserted, until the feature lands and the name
+/// moves to paho_v5.py. The script itself must run to its summary.
+#[test]
+fn shardmq_pending_v5_features_are_reported() {
+    require_python(true);
+    let run = run_against_shardmq("paho_v5_pending.py", &[]);
+    println!("{}", run.output);
+    assert!(
+        run.completed(),
+        "paho_v5_pending.py did not complete:\n{}",
+        run.output
+    );
+    for failure in run.failures() {
+        eprintln!("pending (not asserted): {failure}");
+    }
 }

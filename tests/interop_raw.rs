@@ -5,10 +5,16 @@
 
 mod interop_support;
 
-use interop_support::{require_python, run_against_mosquitto};
+use interop_support::{require_python, run_against_mosquitto, run_against_shardmq};
 
 #[test]
 fn mosquitto_passes_raw_protocol_suite() {
     require_python(false);
     run_against_mosquitto("raw_protocol.py", &[]);
+}
+
+#[test]
+fn shardmq_passes_raw_protocol_suite() {
+    require_python(false);
+    run_against_shardmq("raw_protocol.py", &[]).assert_passed();
 }

@@ -167,6 +167,9 @@ pub struct Connection {
     pub paused: bool,
     /// In the shard's list of connections to write at the end of the turn.
     pub dirty: bool,
+    /// A SUBACK waits for the routing barrier: later packets wait too, so that the client sees
+    /// its answers in the order of its requests.
+    pub suback_pending: bool,
 }
 
 /// What a read attempt found.
@@ -198,6 +201,7 @@ impl Connection {
             will: None,
             paused: false,
             dirty: false,
+            suback_pending: false,
         }
     }
 
@@ -236,6 +240,15 @@ impl Connection {
         if self.read_buf.is_empty() && self.read_buf.capacity() > 0 {
             self.read_buf = BytesMut::new();
         }
+    }
+
+    /// Whether input may be read and handled now (not closing, paused, parked for a takeover
+    /// or waiting for a SUBACK barrier).
+    pub fn may_process(&self) -> bool {
+        !(self.state == ConnState::Closing
+            || self.state == ConnState::AwaitTakeover
+            || self.paused
+            || self.suback_pending)
     }
 
     /// Whether CONNACK went out (packets other than CONNECT/CONNACK are allowed).

@@ -237,7 +237,11 @@ impl Shard {
             self.complete_subscribe(key, suback, &retained);
             return;
         }
-        let connection_id = self.connections.get(key).map_or(0, |c| c.id);
+        let Some(conn) = self.connections.get_mut(key) else {
+            return;
+        };
+        conn.suback_pending = true;
+        let connection_id = conn.id;
         self.pending_subacks.push_back(PendingSubAck {
             epoch,
             connection: key,

@@ -322,7 +322,12 @@ impl Shard {
                 .get(pending.connection)
                 .is_some_and(|c| c.id == pending.connection_id && c.is_connected());
             if alive {
+                if let Some(conn) = self.connections.get_mut(pending.connection) {
+                    conn.suback_pending = false;
+                }
                 self.complete_subscribe(pending.connection, pending.suback, &pending.retained);
+                // Packets that arrived behind the SUBSCRIBE are handled now.
+                self.ready.push(pending.connection);
             }
         }
     }

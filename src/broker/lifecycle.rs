@@ -8,9 +8,9 @@
 //! (re-adding its subscriptions, with route broadcasts) and sends CONNACK. A third CONNECT racing
 //! in while B waits is handled where it lands: on B it replaces the parked connection; on another
 //! shard C it sends `Takeover` to B, which closes its parked connection and forwards A's answer.
-//! Known limit: two takeovers crossing each other (A and B each waiting for the other) end with
-//! both new connections closed, the session where it was and two `PendingTakeover` entries that
-//! are never answered (a small leak per such race); the client's next CONNECT succeeds.
+//! Two takeovers crossing each other (A asks B while B, for a newer CONNECT, asks A): the shard
+//! holding the session always hands it over first, and the other forwards it, so the newest
+//! claim ends up with the session whatever order the messages arrive in.
 
 use super::connection::{ConnState, WillMessage};
 use super::mesh::{ShardId, ShardMsg};
@@ -438,6 +438,25 @@ impl Shard {
         keep_state: bool,
     ) {
         bump(&self.shared.counters[self.id].takeovers);
+        // A session held here is handed over first, even if a CONNECT of ours for the same id
+        // waits for another shard: that is a crossing takeover, and our waiting connection
+        // (the newer claim) gets the session back through the forwarding below.
+        if let Some(skey) = self.client_ids.get(&client_id).copied() {
+            if let Some(old) = self.sessions[skey].connection {
+                self.close(old, CloseReason::TakenOver);
+            }
+            let mut state = None;
+            if let Some(skey) = self.client_ids.get(&client_id).copied() {
+                if keep_state {
+                    state = self.extract_session(skey).map(Box::new);
+                } else {
+                    self.end_session(skey);
+                }
+            }
+            self.mesh
+                .send(from, ShardMsg::TakeoverReply { request, state });
+            return;
+        }
         // We are ourselves waiting for this id's session: hand the answer on when it comes.
         if let Some(pending) = self
             .pending_takeovers
@@ -451,21 +470,13 @@ impl Shard {
             }
             return;
         }
-        let mut state = None;
-        if let Some(skey) = self.client_ids.get(&client_id).copied() {
-            if let Some(old) = self.sessions[skey].connection {
-                self.close(old, CloseReason::TakenOver);
-            }
-            if let Some(skey) = self.client_ids.get(&client_id).copied() {
-                if keep_state {
-                    state = self.extract_session(skey).map(Box::new);
-                } else {
-                    self.end_session(skey);
-                }
-            }
-        }
-        self.mesh
-            .send(from, ShardMsg::TakeoverReply { request, state });
+        self.mesh.send(
+            from,
+            ShardMsg::TakeoverReply {
+                request,
+                state: None,
+            },
+        );
     }
 
     /// The shard that held a session answered our `Takeover`.

@@ -261,10 +261,7 @@ impl Shard {
             let Some(conn) = self.connections.get_mut(key) else {
                 return;
             };
-            if conn.state == ConnState::Closing
-                || conn.paused
-                || conn.state == ConnState::AwaitTakeover
-            {
+            if !conn.may_process() {
                 return;
             }
             match conn.read_once() {
@@ -293,10 +290,7 @@ impl Shard {
             let Some(conn) = self.connections.get_mut(key) else {
                 return;
             };
-            if conn.state == ConnState::Closing
-                || conn.paused
-                || conn.state == ConnState::AwaitTakeover
-            {
+            if !conn.may_process() {
                 return;
             }
             let v5_connect = conn.state == ConnState::AwaitConnect

@@ -237,7 +237,6 @@ impl Packet {
     /// own `protocol_version`; an AUTH always in the MQTT 5 layout. Properties not allowed on the
     /// packet are not written.
     pub fn encode(&self, version: ProtocolVersion, out: &mut BytesMut) {
-        out.reserve(self.encoded_len(version));
         match self {
             Packet::Connect(connect) => connect.encode(out),
             Packet::ConnAck(connack) => connack.encode(version, out),

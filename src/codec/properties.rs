@@ -561,8 +561,18 @@ impl Properties {
 
     /// Appends the property list (length prefix, then the properties in identifier order).
     pub(crate) fn encode(&self, context: PropertyContext, out: &mut BytesMut) {
-        let body = self.body_len(context);
-        put_varint(out, body);
+        self.encode_with_body_len(context, self.body_len(context), out);
+    }
+
+    /// [`Properties::encode`] for a caller that has computed `body_len` (= `body_len(context)`).
+    pub(crate) fn encode_with_body_len(
+        &self,
+        context: PropertyContext,
+        body_len: usize,
+        out: &mut BytesMut,
+    ) {
+        debug_assert_eq!(body_len, self.body_len(context));
+        put_varint(out, body_len);
         self.for_each_field(context, |field| field.write(out));
     }
 

@@ -4,7 +4,7 @@
 use super::properties::PropertyContext;
 use super::reader::Reader;
 use super::topic_rules::check_publish_topic;
-use super::writer::{binary_len, frame_len, put_binary, put_fixed_header};
+use super::writer::{binary_len, frame_len, put_binary, put_fixed_header, varint_len};
 use super::{DecodeError, MqttString, PacketType, Properties, ProtocolVersion, Publish, QoS};
 use bytes::{BufMut, BytesMut};
 
@@ -76,21 +76,31 @@ impl Publish {
         byte
     }
 
+    /// The length of the property list's body (0 before MQTT 5, where there is no list).
+    fn properties_body_len(&self, version: ProtocolVersion) -> usize {
+        if version.is_v5() {
+            self.properties.body_len(PropertyContext::Publish)
+        } else {
+            0
+        }
+    }
+
     /// The variable header length (topic, packet identifier, properties), without the payload.
-    fn variable_header_len(&self, version: ProtocolVersion) -> usize {
+    fn variable_header_len(&self, version: ProtocolVersion, properties_body_len: usize) -> usize {
         let mut len = binary_len(self.topic.as_bytes());
         if self.qos != QoS::AtMostOnce {
             len += 2;
         }
         if version.is_v5() {
-            len += self.properties.encoded_len(PropertyContext::Publish);
+            len += varint_len(properties_body_len) + properties_body_len;
         }
         len
     }
 
     /// The exact encoded size for `version`, payload included.
     pub fn encoded_len(&self, version: ProtocolVersion) -> usize {
-        frame_len(self.variable_header_len(version) + self.payload.len())
+        let properties_body_len = self.properties_body_len(version);
+        frame_len(self.variable_header_len(version, properties_body_len) + self.payload.len())
     }
 
     /// The size of what [`Publish::encode_header`] writes: the whole frame except the payload.
@@ -99,10 +109,11 @@ impl Publish {
     }
 
     /// Appends everything but the payload: fixed header (whose remaining length counts the
-    /// payload), topic, packet identifier and (MQTT 5) properties. A fan-out sender writes this
-    /// header and then the shared `payload` bytes as they are.
+    /// payload), topic, packet identifier and (MQTT 5) properties, and reserves room for the
+    /// payload. A fan-out sender writes this header and then the shared `payload` bytes as they are.
     pub fn encode_header(&self, version: ProtocolVersion, out: &mut BytesMut) {
-        let variable_header_len = self.variable_header_len(version);
+        let properties_body_len = self.properties_body_len(version);
+        let variable_header_len = self.variable_header_len(version, properties_body_len);
         put_fixed_header(
             out,
             self.first_byte(),
@@ -117,13 +128,16 @@ impl Publish {
             out.put_u16(self.packet_id);
         }
         if version.is_v5() {
-            self.properties.encode(PropertyContext::Publish, out);
+            self.properties.encode_with_body_len(
+                PropertyContext::Publish,
+                properties_body_len,
+                out,
+            );
         }
     }
 
     /// Appends the whole PUBLISH.
     pub fn encode(&self, version: ProtocolVersion, out: &mut BytesMut) {
-        out.reserve(self.encoded_len(version));
         self.encode_header(version, out);
         out.put_slice(&self.payload);
     }

@@ -212,6 +212,20 @@ mod tests {
     }
 
     #[test]
+    fn sub_readers_are_bounded_and_share_the_frame() {
+        let frame = Bytes::from_static(&[0x03, 0x00, 0x01, b'x', 0xFF]);
+        let mut r = Reader::new(frame.clone());
+        let len = r.u8().map(usize::from);
+        let mut sub = r.sub(len.unwrap_or(0)).expect("in bounds");
+        let field = sub.binary().expect("whole field");
+        assert_eq!(&field[..], b"x");
+        assert_eq!(field.as_ptr(), frame[3..].as_ptr(), "zero-copy");
+        assert!(sub.u8().is_err(), "the sub-reader ends with its section");
+        assert_eq!(r.u8(), Ok(0xFF));
+        assert_eq!(r.finish(), Ok(()));
+    }
+
+    #[test]
     fn string_rules() {
         let mut r = Reader::new(Bytes::from_static(&[0x00, 0x02, 0xC3, 0x28]));
         assert!(matches!(r.string(), Err(DecodeError::Malformed(m)) if m.contains("1.5.4-1")));

@@ -60,8 +60,10 @@ pub(crate) fn put_binary(out: &mut BytesMut, bytes: &[u8]) {
     out.put_slice(&bytes[..len]);
 }
 
-/// Appends the fixed header: the first byte and the remaining length.
+/// Appends the fixed header: the first byte and the remaining length. Every encoder starts here
+/// with its exact remaining length, so this reserves room for the whole frame once.
 pub(crate) fn put_fixed_header(out: &mut BytesMut, first_byte: u8, remaining_len: usize) {
+    out.reserve(frame_len(remaining_len));
     out.put_u8(first_byte);
     put_varint(out, remaining_len);
 }

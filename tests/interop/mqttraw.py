@@ -57,6 +57,11 @@ PROPERTY_IDS = {name: (ident, kind) for ident, (name, kind) in PROPERTIES.items(
 REPEATABLE = {"user_property", "subscription_identifier"}
 
 
+def has(kind, count=1):
+    """A `collect_until` condition: at least `count` packets of type `kind` arrived."""
+    return lambda packets: sum(p.type == kind for p in packets) >= count
+
+
 class Closed(Exception):
     """The server closed the connection (EOF or reset)."""
 
@@ -470,6 +475,21 @@ class RawClient:
             if pkt is None:
                 return out
             out.append(pkt)
+
+    def collect_until(self, done, timeout=5.0, linger=0.5):
+        """Collects packets until `done(packets)` is true or `timeout` passes, then for `linger`
+        seconds more (to catch what must not come). Stops early if the server closes."""
+        deadline = time.monotonic() + timeout
+        out = []
+        while not done(out):
+            try:
+                pkt = self.recv(max(0.0, deadline - time.monotonic()))
+            except Closed:
+                return out
+            if pkt is None:
+                return out
+            out.append(pkt)
+        return out + self.collect(linger)
 
     def wait_closed(self, timeout=5.0):
         """Reads until the server closes or `timeout` passes.

@@ -266,7 +266,7 @@ def overlapping(ctx):
     granted = a.subscribe([(ctx.topic("TopicA/#"), 2), (ctx.topic("TopicA/+"), 1)])
     check(granted == [2, 1], "SUBACK %s" % granted)
     a.publish(ctx.topic("TopicA/C"), b"overlapping topic filters", 2)
-    a.wait_messages(2, 2.0)
+    a.wait_messages(2, 3.0)
     got = a.settle(0.5)
     qoss = qos_set(got)
     check(qoss in ([2], [1, 2]), "overlapping deliveries QoS %s: one message at QoS 2 or one "
@@ -356,7 +356,7 @@ def redelivery_pubrel(ctx):
     raw.abort()  # PUBCOMP never sent
     again = ctx.raw()
     again.handshake(ctx.cid("s"), clean=False)
-    pkts = again.collect(2.0)
+    pkts = again.collect_until(mqttraw.has(mqttraw.PUBREL, 1), 5.0, 0.5)
     rels = [pk for pk in pkts if pk.type == mqttraw.PUBREL]
     pubs = [pk for pk in pkts if pk.type == mqttraw.PUBLISH]
     check(len(rels) == 1 and rels[0].packet_id == pub.packet_id,
@@ -603,6 +603,78 @@ def empty_payload(ctx):
     a.publish(topic, b"", 1)
     got = a.wait_messages(1)
     check(len(got) == 1 and got[0].payload == b"", "empty payload: %s" % got)
+
+
+@scenario("wildcards_with_leading_slash", "[MQTT-4.7.1-2] [MQTT-4.7.1-3] client_test.py topics "
+          "'/TopicA', '/#', '/+', '+/+'")
+def leading_slash(ctx):
+    topic = "/i%s" % suite.run_id
+    subs = {}
+    for flt in ("/+", "/#", "+/+", "#"):
+        s = ctx.paho(ctx.cid("s" + flt.replace("/", "S").replace("+", "P").replace("#", "H")))
+        s.connect()
+        s.subscribe([(flt, 1)])
+        subs[flt] = s
+    miss = ctx.paho(ctx.cid("miss"))
+    miss.connect()
+    miss.subscribe([("+", 1)])
+    pub = ctx.paho(ctx.cid("p"))
+    pub.connect()
+    pub.publish(topic, b"slash", 1)
+    for flt, s in subs.items():
+        got = [m for m in s.wait_messages(1) if m.topic == topic]
+        check(len(got) == 1, "filter %r did not match %r" % (flt, topic))
+    check(not [m for m in miss.settle(0.3) if m.topic == topic], "'+' matched %r" % topic)
+
+
+@scenario("connect_with_credentials", "[MQTT-3.1.2-19] [MQTT-3.1.2-21]")
+def credentials(ctx):
+    a = ctx.paho(ctx.cid("a"))
+    a.client.username_pw_set("user", "secret")
+    a.connect()
+    topic = ctx.topic("cred")
+    a.subscribe([(topic, 1)])
+    a.publish(topic, b"x", 1)
+    check(len(a.wait_messages(1)) == 1, "no delivery")
+
+
+@scenario("fan_in_fan_out", "[MQTT-4.6.0-5] [MQTT-4.6.0-6]: 4 publishers x 4 subscribers, every "
+          "message once to every subscriber, each publisher's order kept")
+def fan_in_fan_out(ctx):
+    topic = ctx.topic("fan/in")
+    count, publishers = 50, 4
+    subs = [subscriber(ctx, "s%d" % i, [(ctx.topic("fan/#"), 1)]) for i in range(4)]
+    pubs = []
+    for i in range(publishers):
+        p = ctx.paho(ctx.cid("p%d" % i))
+        p.connect()
+        pubs.append(p)
+    for n in range(count):
+        for i, p in enumerate(pubs):
+            p.publish(topic, b"%d:%03d" % (i, n), 1, wait=False)
+    for j, s in enumerate(subs):
+        got = s.wait_messages(count * publishers, 15.0)
+        check(len(got) == count * publishers, "subscriber %d got %d of %d" % (
+            j, len(got), count * publishers))
+        for i in range(publishers):
+            mine = [m.payload for m in got if m.payload.startswith(b"%d:" % i)]
+            check(mine == [b"%d:%03d" % (i, n) for n in range(count)],
+                  "subscriber %d: publisher %d's messages out of order or duplicated" % (j, i))
+
+
+@scenario("retained_many_topics", "[MQTT-3.3.1-6]: 100 retained topics, one wildcard subscribe")
+def retained_many(ctx):
+    p = ctx.paho(ctx.cid("p"))
+    p.connect()
+    topics = [ctx.topic("many/%02d/x" % i) for i in range(100)]
+    for i, topic in enumerate(topics):
+        p.publish(topic, b"%d" % i, 1, retain=True, wait=(i == len(topics) - 1))
+    time.sleep(0.2)
+    s = subscriber(ctx, "s", [(ctx.topic("many/+/x"), 1)])
+    got = s.wait_messages(100, 10.0)
+    got = s.settle(0.3)
+    check(sorted(m.topic for m in got) == sorted(topics) and all(m.retain for m in got),
+          "got %d retained messages of 100" % len(got))
 
 
 if __name__ == "__main__":

@@ -225,7 +225,7 @@ def overlapping(ctx):
     a.connect()
     a.subscribe([(ctx.topic("TopicA/#"), 2), (ctx.topic("TopicA/+"), 1)])
     a.publish(ctx.topic("TopicA/C"), b"overlapping", 2)
-    a.wait_messages(2, 2.0)
+    a.wait_messages(2, 3.0)
     got = a.settle(0.5)
     check(qos_set(got) in ([2], [1, 2]), "overlapping deliveries QoS %s" % qos_set(got))
     ctx.note("one message per %s" % ("client" if len(got) == 1 else "subscription"))
@@ -355,21 +355,21 @@ def session_expiry(ctx):
         raw, present = raw_session(ctx, "a", expiry, False)
         check(not present, "session with expiry %s survived its connection" % expiry)
         raw_bye(raw)
-    # Expiry 3 s: present after 1 s, gone after 5 s.
-    raw, _ = raw_session(ctx, "a", 3, True)
+    # Expiry 4 s: present after 0.5 s, gone after 6 s.
+    raw, _ = raw_session(ctx, "a", 4, True)
     raw_subscribe(raw, 1, [(topic, 2)])
     raw_bye(raw)
-    time.sleep(1.0)
-    raw, present = raw_session(ctx, "a", 3, False)
-    check(present, "session with expiry 3 s gone after 1 s")
+    time.sleep(0.5)
+    raw, present = raw_session(ctx, "a", 4, False)
+    check(present, "session with expiry 4 s gone after 0.5 s")
     raw_bye(raw)
-    time.sleep(5.0)
-    raw, present = raw_session(ctx, "a", 3, False)
-    check(not present, "session with expiry 3 s still present after 5 s")
+    time.sleep(6.0)
+    raw, present = raw_session(ctx, "a", 4, False)
+    check(not present, "session with expiry 4 s still present after 6 s")
     raw_bye(raw, props={"session_expiry_interval": 0})
 
 
-@scenario("session_expiry_set_on_disconnect", "[MQTT-3.14.2-2] section 3.14.2.2.2")
+@scenario("session_expiry_set_on_disconnect", "section 3.14.2.2.2")
 def session_expiry_disconnect(ctx):
     topic = ctx.topic("sed")
     raw, _ = raw_session(ctx, "a", 1, True)
@@ -520,18 +520,23 @@ def retain_handling(ctx):
 
 
 @scenario("subscription_identifiers", "[MQTT-3.3.4-3] [MQTT-3.3.4-4] [MQTT-3.3.4-5]")
-def subscription_identifiers(ctx):
+def subscription_identifiers(ctx, required=False):
     p = paho_api()
     topic = ctx.topic("TopicA")
     probe = raw_v5(ctx, "probe")
-    if probe.connack.props.get("subscription_identifier_available", 1) == 0:
+    available = probe.connack.props.get("subscription_identifier_available", 1)
+    check(available or not required, "CONNACK Subscription Identifier Available 0: the "
+          "feature is missing (client_test5.py test_subscribe_identifiers needs it)")
+    if not available:
         probe.send(mqttraw.subscribe(1, [(topic, 1)], version=V5,
                                      props={"subscription_identifier": 5}))
         closed, seen = probe.wait_closed(5.0)
-        check(closed and any(pk.type == mqttraw.DISCONNECT and pk.reason == 0xA1
-                             for pk in seen) or closed,
-              "Subscription Identifiers not available, but SUBSCRIBE with one accepted: %s" %
-              seen)
+        # A Protocol Error: DISCONNECT 0xA1 (Subscription Identifiers not supported) or 0x82,
+        # or a plain close.
+        check(closed and all(pk.type == mqttraw.DISCONNECT and pk.reason in (0xA1, 0x82)
+                             for pk in seen),
+              "Subscription Identifiers not available, but SUBSCRIBE with one got %s (closed: "
+              "%s)" % (seen, closed))
         ctx.note("server does not support subscription identifiers")
         return
     a = ctx.paho(ctx.cid("a"), V5)
@@ -615,7 +620,7 @@ def problem_information(ctx):
 
 @scenario("client_topic_alias", "[MQTT-3.3.2-7] [MQTT-3.3.2-8] [MQTT-3.3.2-9] [MQTT-3.3.2-12] "
           "[MQTT-3.2.2-17]")
-def client_topic_alias(ctx):
+def client_topic_alias(ctx, required=False):
     topic = ctx.topic("alias")
     s = subscriber(ctx, "s", [(topic, 1)])
     # Topic Alias 0 is never valid.
@@ -632,6 +637,8 @@ def client_topic_alias(ctx):
     check(s.settle(0.3) == [], "the message with Topic Alias 0 was delivered")
     raw = raw_v5(ctx, "a", props={"topic_alias_maximum": 0})
     maximum = raw.connack.props.get("topic_alias_maximum", 0)
+    check(maximum or not required, "CONNACK Topic Alias Maximum 0: the server accepts no "
+          "topic aliases")
     if maximum == 0:
         raw.send(mqttraw.publish(topic, b"alias 1", qos=1, packet_id=1, version=V5,
                                  props={"topic_alias": 1}))
@@ -716,7 +723,7 @@ def client_maximum_packet_size(ctx):
     pub.publish(topic, b"." * 64, 1)  # the whole packet would exceed 64 bytes: discarded
     pub.publish(topic, b"." * 8, 1)
     got = []
-    for pk in raw.collect(2.0):
+    for pk in raw.collect_until(mqttraw.has(mqttraw.PUBLISH, 2), 5.0, 0.5):
         check(len(pk.body) + 2 <= 64, "server sent a %d-byte body to a 64-byte client" %
               len(pk.body))
         if pk.type == mqttraw.PUBLISH:
@@ -734,7 +741,7 @@ def flow_control_outbound(ctx):
     pub.connect()
     for i in range(4):
         pub.publish(topic, b"m%d" % i, 1 if i % 2 == 0 else 2)
-    first = raw.collect(1.5)
+    first = raw.collect_until(mqttraw.has(mqttraw.PUBLISH, 2), 5.0, 1.0)
     pubs = [pk for pk in first if pk.type == mqttraw.PUBLISH]
     check(len(pubs) == 2, "with Receive Maximum 2 and nothing acknowledged the server sent "
           "%d PUBLISHes: %s" % (len(pubs), pubs))
@@ -808,10 +815,13 @@ def will_delay(ctx):
     topic = ctx.topic("wd")
     s = subscriber(ctx, "s", [(topic, 2)])
     elapsed = will_timing(ctx, "w1", 3, 10, topic, s)
-    check(elapsed >= 2.0, "will with delay 3 s published after %.1f s" % elapsed)
+    # The server cannot start the delay before it sees the connection fail, so a will that
+    # arrives sooner than 3 s after the abort was sent early (0.05 s for clock granularity).
+    check(elapsed >= 2.95, "will with delay 3 s published after %.2f s" % elapsed)
     # The session ends first (expiry 1 s < delay 8 s): the will goes then.
     elapsed2 = will_timing(ctx, "w2", 8, 1, topic, s)
-    check(elapsed2 < 6.0, "will published after %.1f s; the session ended at 1 s" % elapsed2)
+    check(0.95 <= elapsed2 < 6.0, "will published after %.2f s; the session ended at 1 s" %
+          elapsed2)
     ctx.note("delays %.1f s, %.1f s" % (elapsed, elapsed2))
     end_session(ctx, "w1")
 
@@ -859,6 +869,8 @@ def session_takeover(ctx):
     check(closed, "first connection not closed on takeover")
     check(any(pk.type == mqttraw.DISCONNECT and pk.reason == 0x8E for pk in seen),
           "expected DISCONNECT 0x8E (Session taken over), got %s" % seen)
+    check(not any("session_expiry_interval" in pk.props for pk in seen),
+          "Session Expiry Interval on the server's DISCONNECT [MQTT-3.14.2-2]")
     second.send(mqttraw.pingreq())
     pong = second.recv(3.0)
     check(pong is not None and pong.type == mqttraw.PINGRESP, "new connection dead")
@@ -888,11 +900,14 @@ def pubrel_unknown(ctx):
 
 
 @scenario("shared_subscriptions", "[MQTT-4.8.2-1] [MQTT-4.8.2-2] [MQTT-4.8.2-3] section 4.8.2")
-def shared_subscriptions(ctx):
+def shared_subscriptions(ctx, required=False):
     probe = raw_v5(ctx, "probe")
     share = "$share/g%s/%s" % (suite.run_id, ctx.topic("x"))
     plain = ctx.topic("x")
-    if probe.connack.props.get("shared_subscription_available", 1) == 0:
+    available = probe.connack.props.get("shared_subscription_available", 1)
+    check(available or not required, "CONNACK Shared Subscription Available 0: the feature is "
+          "missing (client_test5.py test_shared_subscriptions needs it)")
+    if not available:
         probe.send(mqttraw.subscribe(1, [(share, 1)], version=V5))
         pkt = probe.recv(5.0)
         check(pkt is not None and ((pkt.type == mqttraw.SUBACK and pkt.reasons == [0x9E]) or
@@ -960,10 +975,166 @@ def capabilities(ctx):
     else:
         ctx.remember_retained(topic)
         raw.send(mqttraw.publish(topic, b"r", qos=1, retain=True, packet_id=2, version=V5))
-        pkts = raw.collect(1.0)
+        pkts = raw.collect_until(mqttraw.has(mqttraw.PUBACK, 1), 5.0, 0.0)
         check(any(pk.type == mqttraw.PUBACK and pk.reason < 0x80 for pk in pkts),
               "retained publish refused although retain is available: %s" % pkts)
     ctx.note("Maximum QoS %d" % max_qos)
+
+
+@scenario("subscription_identifier_updates", "[MQTT-3.3.4-3] [MQTT-3.8.4-3]: retained messages "
+          "carry the identifier; a replacing SUBSCRIBE changes it; none after it is removed")
+def subscription_identifier_updates(ctx):
+    p = paho_api()
+    topic = ctx.topic("sid")
+    probe = raw_v5(ctx, "probe")
+    if probe.connack.props.get("subscription_identifier_available", 1) == 0:
+        ctx.note("server does not support subscription identifiers (refusal checked by "
+                 "subscription_identifiers)")
+        return
+    pub = ctx.paho(ctx.cid("p"), V5)
+    pub.connect()
+    pub.publish(topic, b"retained", 1, retain=True)
+    a = ctx.paho(ctx.cid("a"), V5)
+    a.connect()
+    a.subscribe([(topic, 1)], properties=p.props(p.PacketTypes.SUBSCRIBE,
+                                                 SubscriptionIdentifier=7))
+    got = a.wait_messages(1)
+    check(len(got) == 1 and got[0].retain and
+          p.prop(got[0].properties, "SubscriptionIdentifier") == [7],
+          "retained delivery identifiers %s" % [p.prop(m.properties, "SubscriptionIdentifier")
+                                               for m in got])
+    a.clear()
+    a.subscribe([(topic, opts(1, retainHandling=2))], properties=p.props(
+        p.PacketTypes.SUBSCRIBE, SubscriptionIdentifier=99))
+    pub.publish(topic, b"live", 1)
+    got = a.wait_messages(1)
+    check(len(got) == 1 and p.prop(got[0].properties, "SubscriptionIdentifier") == [99],
+          "after the replacing SUBSCRIBE: %s" % [p.prop(m.properties, "SubscriptionIdentifier")
+                                                 for m in got])
+    a.clear()
+    a.subscribe([(topic, opts(1, retainHandling=2))])
+    pub.publish(topic, b"no id", 1)
+    got = a.wait_messages(1)
+    check(len(got) == 1 and p.prop(got[0].properties, "SubscriptionIdentifier") is None,
+          "a SUBSCRIBE without identifier must drop the old one: %s" % [
+              p.prop(m.properties, "SubscriptionIdentifier") for m in got])
+
+
+@scenario("message_expiry_behind_flow_control", "[MQTT-3.3.2-5]: a message that expires while "
+          "queued behind a full Receive Maximum window is not sent")
+def message_expiry_flow_control(ctx):
+    topic = ctx.topic("mef")
+    raw = raw_v5(ctx, "s", props={"receive_maximum": 1})
+    raw_subscribe(raw, 1, [(topic, 1)])
+    pub = ctx.paho(ctx.cid("p"), V5)
+    pub.connect()
+    pub.publish(topic, b"first", 1)
+    first = raw.recv_type(mqttraw.PUBLISH, 5.0)
+    check(first is not None and first.payload == b"first", "first delivery %r" % (first,))
+    pub.publish(topic, b"expires", 1, properties=publish_props(MessageExpiryInterval=1))
+    pub.publish(topic, b"lasts", 1, properties=publish_props(MessageExpiryInterval=60))
+    time.sleep(2.5)
+    raw.send(mqttraw.ack(mqttraw.PUBACK, first.packet_id, version=V5))
+    got = []
+    for pk in raw.collect_until(mqttraw.has(mqttraw.PUBLISH, 1), 5.0, 1.0):
+        if pk.type == mqttraw.PUBLISH:
+            got.append(pk)
+            raw.send(mqttraw.ack(mqttraw.PUBACK, pk.packet_id, version=V5))
+    check([pk.payload for pk in got] == [b"lasts"], "after the window opened: %s" % got)
+    left = got[0].props.get("message_expiry_interval")
+    check(left is not None and left < 60, "Message Expiry Interval %s not reduced" % left)
+
+
+# --- Features beyond the minimum, and what the Paho suite asserts beyond the specification ----
+# client_test5.py runs every test method; these are the ones a broker fails when it lacks an
+# optional feature or does not behave like the Paho test broker.
+
+@scenario("subscription_identifiers_supported", "[MQTT-3.3.4-3] client_test5.py "
+          "test_subscribe_identifiers")
+def subscription_identifiers_supported(ctx):
+    subscription_identifiers(ctx, required=True)
+
+
+@scenario("shared_subscriptions_supported", "section 4.8.2, client_test5.py "
+          "test_shared_subscriptions")
+def shared_subscriptions_supported(ctx):
+    shared_subscriptions(ctx, required=True)
+
+
+@scenario("topic_alias_from_client_supported", "[MQTT-3.3.2-12] Topic Alias Maximum > 0")
+def topic_alias_supported(ctx):
+    client_topic_alias(ctx, required=True)
+
+
+@scenario("paho_suite_server_topic_alias", "client_test5.py test_server_topic_alias: the server "
+          "uses a topic alias when the client allows one (the spec allows, does not require)")
+def paho_server_topic_alias(ctx):
+    topic = ctx.topic("TopicA")
+    raw = raw_v5(ctx, "a", props={"topic_alias_maximum": 1})
+    raw_subscribe(raw, 1, [(topic, 2)])
+    pub = ctx.paho(ctx.cid("p"), V5)
+    pub.connect()
+    for qos in range(3):
+        pub.publish(topic, b"topic alias 1", qos)
+    got = []
+    for _ in range(3):
+        pk = raw.recv_type(mqttraw.PUBLISH, 5.0, skip=(mqttraw.PUBREL,))
+        check(pk is not None, "missing deliveries: %s" % got)
+        got.append(pk)
+        if pk.qos == 1:
+            raw.send(mqttraw.ack(mqttraw.PUBACK, pk.packet_id, version=V5))
+        elif pk.qos == 2:
+            raw.send(mqttraw.ack(mqttraw.PUBREC, pk.packet_id, version=V5))
+    aliases = [pk.props.get("topic_alias") for pk in got]
+    check(aliases[0] is not None and got[0].topic == topic,
+          "first message sets no topic alias: %s" % got)
+    check(aliases[1:] == [aliases[0]] * 2 and got[1].topic == "" and got[2].topic == "",
+          "later messages do not use the alias: %s" % got)
+
+
+@scenario("paho_suite_server_keep_alive", "client_test5.py test_server_keep_alive: keepalive 120 "
+          "gets Server Keep Alive 60 (the Paho test broker's setting; the spec allows any)")
+def paho_server_keep_alive(ctx):
+    raw = ctx.raw(V5)
+    connack = raw.handshake(ctx.cid("a"), keepalive=120)
+    value = connack.props.get("server_keep_alive")
+    check(value == 60, "Server Keep Alive %s for a client asking 120 s, the Paho suite wants 60"
+          % value)
+
+
+@scenario("paho_suite_nosubscribe_topic", "client_test5.py test_subscribe_failure: SUBSCRIBE to "
+          "'test/nosubscribe' answered with SUBACK 0x80 (a broker-side policy, not the spec)")
+def paho_nosubscribe(ctx):
+    raw = raw_v5(ctx, "a")
+    suback = raw_subscribe(raw, 1, [("test/nosubscribe", 2)])
+    check(suback.reasons == [0x80], "SUBACK %s for test/nosubscribe, the Paho suite wants 0x80"
+          % ["0x%02x" % r for r in suback.reasons])
+
+
+@scenario("will_properties_forwarded", "[MQTT-3.1.3-10] section 3.1.3.2: will properties "
+          "become the will's PUBLISH properties")
+def will_properties(ctx):
+    p = paho_api()
+    topic = ctx.topic("wp")
+    s = subscriber(ctx, "s", [(topic, 1)])
+    raw = ctx.raw(V5)
+    raw.handshake(ctx.cid("w"), will={"topic": topic, "payload": b"{}", "qos": 1, "props": [
+        ("payload_format_indicator", 1), ("content_type", "application/json"),
+        ("response_topic", ctx.topic("reply")), ("correlation_data", b"\x01\x02"),
+        ("message_expiry_interval", 60), ("user_property", ("k", "v"))]})
+    raw.abort()
+    got = s.wait_messages(1)
+    check(len(got) == 1, "will not delivered")
+    props = got[0].properties
+    seen = {name: p.prop(props, name) for name in (
+        "PayloadFormatIndicator", "ContentType", "ResponseTopic", "CorrelationData",
+        "UserProperty")}
+    want = {"PayloadFormatIndicator": 1, "ContentType": "application/json",
+            "ResponseTopic": ctx.topic("reply"), "CorrelationData": b"\x01\x02",
+            "UserProperty": [("k", "v")]}
+    check(seen == want, "will properties %s, want %s" % (seen, want))
+    left = p.prop(props, "MessageExpiryInterval")
+    check(left is not None and left <= 60, "Message Expiry Interval %s" % left)
 
 
 if __name__ == "__main__":
