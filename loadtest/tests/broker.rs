@@ -194,3 +194,28 @@ fn unpaced_qos1_loss_matches_the_brokers_drop_counters() {
     );
     assert_eq!(r.guarantee_broken.is_some(), r.lost > 0, "{r:?}");
 }
+
+#[test]
+fn conn_scenario_against_the_broker() {
+    let handle = broker(2);
+    let report = run(
+        &handle,
+        &[
+            "conn",
+            "--connections",
+            "300",
+            "--connect-rate",
+            "2000",
+            "--duration",
+            "0.5",
+        ],
+    );
+    let r = &report.runs[0];
+    assert_eq!(
+        (r.connections_ready, r.connection_errors),
+        (300, 0),
+        "{:?}",
+        r.errors
+    );
+    assert_eq!(r.connect_ms.count, 300);
+}
