@@ -230,3 +230,28 @@ fn unpaced_qos1_p2p_loses_nothing_with_backpressure() {
     assert_eq!(stats.dropped_queue_full, 0, "{stats:?}");
     assert_eq!(r.connection_errors, 0, "{:?}", r.errors);
 }
+
+#[test]
+fn conn_scenario_against_the_broker() {
+    let handle = broker(2);
+    let report = run(
+        &handle,
+        &[
+            "conn",
+            "--connections",
+            "300",
+            "--connect-rate",
+            "2000",
+            "--duration",
+            "0.5",
+        ],
+    );
+    let r = &report.runs[0];
+    assert_eq!(
+        (r.connections_ready, r.connection_errors),
+        (300, 0),
+        "{:?}",
+        r.errors
+    );
+    assert_eq!(r.connect_ms.count, 300);
+}
