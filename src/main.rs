@@ -71,6 +71,10 @@ struct Cli {
     /// Capacity of each shard-to-shard channel, messages [default: 4096].
     #[arg(long, value_name = "N")]
     mesh_channel_capacity: Option<usize>,
+    /// Milliseconds a congested QoS 1/2 subscriber may keep its publishers paused before it is
+    /// stalled (publishers resume, its excess is dropped) [default: 2000].
+    #[arg(long, value_name = "MS")]
+    congestion_timeout_ms: Option<u64>,
     /// Milliseconds allowed for graceful shutdown [default: 2000].
     #[arg(long, value_name = "MS")]
     shutdown_timeout: Option<u64>,
@@ -145,6 +149,7 @@ impl Cli {
             max_sessions = self.max_sessions,
             mesh_channel_capacity = self.mesh_channel_capacity,
             shutdown_timeout_ms = self.shutdown_timeout,
+            congestion_timeout_ms = self.congestion_timeout_ms,
             shared_subscription_strategy = self.shared_subscription_strategy,
             topic_alias_maximum = self.topic_alias_maximum,
             max_qos = self.max_qos,

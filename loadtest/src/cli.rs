@@ -64,6 +64,9 @@ pub struct CommonArgs {
     /// Worker threads (default: one per core).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Pin worker k to core k (helps on a dedicated machine, hurts when the broker shares it).
+    #[arg(long)]
+    pub pin_cores: bool,
     /// QoS of publishes and subscriptions.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=2))]
     pub qos: u8,
@@ -106,6 +109,9 @@ pub struct CommonArgs {
     /// Most steps of the search.
     #[arg(long, default_value_t = 16)]
     pub max_steps: usize,
+    /// Reruns of a failing search step before it counts as failed.
+    #[arg(long, default_value_t = 1)]
+    pub step_retries: usize,
     /// MQTT stack of the connections.
     #[arg(long, value_enum, default_value = "client")]
     pub engine: EngineKind,

@@ -61,10 +61,16 @@ impl LoadSession for ClientLoadSession {
                         accepted: !connack.reason_code.is_error(),
                     }
                 }
-                Event::SubAck(suback) => SessionEvent::Subscribed {
-                    accepted: !suback.reason_codes.is_empty()
-                        && suback.reason_codes.iter().all(|c| !c.is_error()),
-                },
+                Event::SubAck(suback) => {
+                    let refused = suback.reason_codes.iter().find(|c| c.is_error());
+                    SessionEvent::Subscribed {
+                        refused: match refused {
+                            Some(code) => Some(code.as_u8()),
+                            None if suback.reason_codes.is_empty() => Some(0x80),
+                            None => None,
+                        },
+                    }
+                }
                 Event::Publish(publish) => SessionEvent::Message {
                     payload: publish.payload,
                 },

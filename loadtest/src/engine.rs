@@ -98,6 +98,8 @@ pub struct Plan {
     /// Longest wait for stragglers after the publishers stop.
     pub drain_timeout: Duration,
     pub threads: usize,
+    /// Pin worker k to core k.
+    pub pin_cores: bool,
     /// Print a progress line every second.
     pub progress: bool,
 }
@@ -216,7 +218,10 @@ pub fn run<S: LoadSession + 'static>(plan: &Plan) -> Result<RunResult, String> {
             Err(_) => return Err("a worker thread panicked".into()),
         }
     }
-    let (setup, measured) = outcome?;
+    let (setup, measured) = outcome.map_err(|e| match tally.errors.first() {
+        Some(first) => format!("{e} (first error: {first})"),
+        None => e,
+    })?;
     Ok(RunResult {
         expected: tally.sent * plan.deliveries_per_message,
         tally,
@@ -484,6 +489,13 @@ impl<S: LoadSession> Worker<S> {
     }
 
     fn run(mut self) -> Result<Tally, String> {
+        if self.plan.pin_cores {
+            let cores = core_affinity::get_core_ids().unwrap_or_default();
+            if let Some(&core) = cores.get(self.index % cores.len().max(1)) {
+                // Best effort: an unpinned worker still works.
+                let _ = core_affinity::set_for_current(core);
+            }
+        }
         let mut events = Events::with_capacity(1024);
         let mut next_timers = Instant::now() + TIMER_INTERVAL;
         let mut next_share = Instant::now() + SHARE_INTERVAL;
@@ -632,6 +644,14 @@ impl<S: LoadSession> Worker<S> {
             return; // A stale token is a no-op.
         };
         if conn.state == ConnState::Connecting {
+            // A failed handshake leaves its error on the socket (SO_ERROR).
+            match conn.stream.take_error() {
+                Ok(None) => {}
+                Ok(Some(e)) | Err(e) => {
+                    self.fail(key, format!("connect to {}: {e}", self.plan.addr));
+                    return;
+                }
+            }
             // Readiness is a hint: the handshake is done only if the socket has a peer.
             match conn.stream.peer_addr() {
                 Ok(_) => {
@@ -642,13 +662,7 @@ impl<S: LoadSession> Worker<S> {
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
                 Err(e) => {
-                    let error = conn
-                        .stream
-                        .take_error()
-                        .ok()
-                        .flatten()
-                        .map_or(e.to_string(), |e| e.to_string());
-                    self.fail(key, format!("connect: {error}"));
+                    self.fail(key, format!("connect to {}: {e}", self.plan.addr));
                     return;
                 }
             }
@@ -733,13 +747,15 @@ impl<S: LoadSession> Worker<S> {
                     return count;
                 }
                 SessionEvent::Connected { accepted: true } => self.on_connected(key, now),
-                SessionEvent::Subscribed { accepted } => {
-                    if !accepted {
-                        self.fail(key, "SUBACK refused the subscription".into());
-                        return count;
-                    }
-                    self.set_ready(key);
+                SessionEvent::Subscribed {
+                    refused: Some(code),
+                } => {
+                    let message =
+                        format!("SUBACK refused the subscription (reason code {code:#04x})");
+                    self.fail(key, message);
+                    return count;
                 }
+                SessionEvent::Subscribed { refused: None } => self.set_ready(key),
                 SessionEvent::Message { payload } => self.on_message(key, &payload, now),
                 SessionEvent::Delivered => {
                     self.tally.acked += 1;

@@ -36,7 +36,7 @@ fn main() -> ExitCode {
         || report
             .searches
             .iter()
-            .flat_map(|(_, s)| &s.steps)
+            .flat_map(|s| &s.steps)
             .any(|s| s.run.guarantee_broken.is_some());
     if broken {
         eprintln!("shardmq-loadtest: the broker broke a QoS guarantee (see above)");

@@ -5,10 +5,11 @@
 //! PINGREQ with PINGRESP, acknowledges publishes (PUBACK, or PUBREC then PUBCOMP on PUBREL) and
 //! answers a subscriber's PUBREC with PUBREL, so QoS 1 and 2 flows complete. A PUBLISH is copied
 //! unchanged (only its packet identifier is rewritten per subscriber) to every subscriber whose
-//! filter is exactly the topic; a filter containing `+` or `#` receives everything. While any
+//! filter is exactly the topic; a filter containing `+` or `#` receives everything, and a
+//! `$share/{group}/{filter}` group receives what its filter would, one member in turn. While any
 //! subscriber's write buffer is over a high-water mark, no worker reads from publishers, so TCP
 //! pushes back on them (drops happen only past a hard limit, counted). No
-//! validation, no sessions, no retained messages, no shared subscriptions, no per-version
+//! validation, no sessions, no retained messages, no per-version
 //! re-encoding: what a load run measures through it is the load generator and the kernel.
 //!
 //! ```text
@@ -79,6 +80,39 @@ struct Route {
 struct Routes {
     exact: HashMap<Bytes, Vec<Route>>,
     everything: Vec<Route>,
+    /// `$share/{group}/{filter}` subscriptions by (group, filter): each message goes to one
+    /// member, in turn.
+    shared: HashMap<(Bytes, Bytes), SharedGroup>,
+}
+
+#[derive(Default)]
+struct SharedGroup {
+    members: Vec<Route>,
+    /// The filter has a wildcard: the group receives every topic.
+    everything: bool,
+    next: AtomicUsize,
+}
+
+impl SharedGroup {
+    /// The member whose turn it is, if the group takes `topic`.
+    fn pick(&self, filter: &[u8], topic: &[u8]) -> Option<Route> {
+        if self.members.is_empty() || !(self.everything || filter == topic) {
+            return None;
+        }
+        let turn = self.next.fetch_add(1, Ordering::Relaxed);
+        Some(self.members[turn % self.members.len()])
+    }
+}
+
+/// Splits `$share/{group}/{filter}` into group and filter.
+fn split_shared(filter: &[u8]) -> Option<(&[u8], &[u8])> {
+    let rest = filter.strip_prefix(b"$share/")?;
+    let slash = rest.iter().position(|&b| b == b'/')?;
+    Some((&rest[..slash], &rest[slash + 1..]))
+}
+
+fn has_wildcard(filter: &[u8]) -> bool {
+    filter.iter().any(|&b| b == b'#' || b == b'+')
 }
 
 enum Inbox {
@@ -422,6 +456,11 @@ impl RelayWorker {
                     for route in exact.iter().chain(&routes.everything) {
                         self.route(*route, &bytes);
                     }
+                    for ((_, filter), group) in &routes.shared {
+                        if let Some(route) = group.pick(filter, topic) {
+                            self.route(route, &bytes);
+                        }
+                    }
                 }
                 wire::PUBREL => wire::put_ack(&mut peer.tx, wire::PUBCOMP, wire::packet_id(body)?),
                 wire::PUBREC => wire::put_ack(&mut peer.tx, wire::PUBREL, wire::packet_id(body)?),
@@ -443,7 +482,13 @@ impl RelayWorker {
                         Err(poisoned) => poisoned.into_inner(),
                     };
                     for (filter, _) in filters {
-                        if filter.iter().any(|&b| b == b'#' || b == b'+') {
+                        if let Some((group, inner)) = split_shared(filter) {
+                            let key =
+                                (Bytes::copy_from_slice(group), Bytes::copy_from_slice(inner));
+                            let entry = routes.shared.entry(key).or_default();
+                            entry.everything = has_wildcard(inner);
+                            entry.members.push(route);
+                        } else if has_wildcard(filter) {
                             routes.everything.push(route);
                         } else {
                             let filter = Bytes::copy_from_slice(filter);
@@ -610,6 +655,10 @@ impl RelayWorker {
             routes.exact.retain(|_, list| {
                 list.retain(|r| !gone(r));
                 !list.is_empty()
+            });
+            routes.shared.retain(|_, group| {
+                group.members.retain(|r| !gone(r));
+                !group.members.is_empty()
             });
         }
     }

@@ -237,6 +237,7 @@ pub struct SearchStep {
 /// A capacity search against one target.
 #[derive(Clone, Debug, Serialize)]
 pub struct SearchReport {
+    pub target: String,
     pub steps: Vec<SearchStep>,
     /// Highest offered rate that passed (0 if none).
     pub max_offered_rate: f64,
@@ -294,7 +295,7 @@ pub struct Report {
     pub warmup_s: f64,
     pub rate_per_publisher: f64,
     pub runs: Vec<RunReport>,
-    pub searches: Vec<(String, SearchReport)>,
+    pub searches: Vec<SearchReport>,
     pub summary: Vec<TargetSummary>,
     pub ratios: Vec<Ratio>,
 }

@@ -284,6 +284,7 @@ impl Scenario {
             setup_timeout: Duration::from_secs_f64(c.setup_timeout.max(1.0)),
             drain_timeout: Duration::from_secs(5),
             threads,
+            pin_cores: c.pin_cores,
             progress: !c.quiet,
         }
     }

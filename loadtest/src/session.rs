@@ -18,8 +18,9 @@ use std::time::{Duration, Instant};
 pub enum SessionEvent {
     /// CONNACK arrived; `accepted` is false when it carried an error code.
     Connected { accepted: bool },
-    /// SUBACK arrived; `accepted` is false when any filter was refused.
-    Subscribed { accepted: bool },
+    /// SUBACK arrived; `refused` holds the first failure reason code (0x80 and up) if a filter
+    /// was refused, or 0x80 for a SUBACK without reason codes.
+    Subscribed { refused: Option<u8> },
     /// An application message arrived (already acknowledged as its QoS requires).
     Message { payload: bytes::Bytes },
     /// One of our QoS 1/2 publishes completed (PUBACK, or PUBCOMP for QoS 2).
@@ -130,8 +131,12 @@ impl RawSession {
                     2
                 };
                 let codes = body.get(skip..).unwrap_or(&[]);
-                let accepted = !codes.is_empty() && codes.iter().all(|&c| c < 0x80);
-                self.events.push_back(SessionEvent::Subscribed { accepted });
+                let refused = match codes.iter().find(|&&c| c >= 0x80) {
+                    Some(&code) => Some(code),
+                    None if codes.is_empty() => Some(0x80),
+                    None => None,
+                };
+                self.events.push_back(SessionEvent::Subscribed { refused });
             }
             wire::PUBLISH => {
                 let (_, packet_id) =

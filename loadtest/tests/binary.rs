@@ -73,3 +73,24 @@ fn non_loopback_hosts_are_refused() {
         .expect("run the binary");
     assert_eq!(output.status.code(), Some(1));
 }
+
+#[test]
+fn a_refused_connection_fails_the_run_quickly_with_the_reason() {
+    let port = common::free_port().to_string();
+    let began = std::time::Instant::now();
+    let output = Command::new(BIN)
+        .args(["p2p", "--pairs", "2", "--duration", "1", "--port", &port])
+        .output()
+        .expect("run the binary");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("failed during setup") && stderr.contains("refused"),
+        "{stderr}"
+    );
+    assert!(
+        began.elapsed() < std::time::Duration::from_secs(20),
+        "took {:?}",
+        began.elapsed()
+    );
+}

@@ -159,10 +159,10 @@ fn json_of_a_broker_run_parses_with_the_expected_fields() {
     );
 }
 
-/// Under an unpaced QoS 1 load the broker may drop messages for subscribers whose queue is full
-/// (`max_queued_messages`, as Mosquitto does). Whatever it does, the loss the load generator
-/// reports must be accounted for by the broker's own drop counters: the generator itself loses
-/// nothing, and it says loudly that the guarantee was broken.
+/// Under an unpaced QoS 1 load the broker pauses publishers whose subscribers' queues fill
+/// (QoS 1/2 backpressure) instead of dropping for them. Whatever it does, the loss the load
+/// generator reports must be the broker's own drop count (the generator itself loses nothing),
+/// and it says loudly when the guarantee was broken. With backpressure both are zero.
 #[test]
 fn unpaced_qos1_loss_matches_the_brokers_drop_counters() {
     let handle = broker(2);
@@ -193,4 +193,65 @@ fn unpaced_qos1_loss_matches_the_brokers_drop_counters() {
         r.lost
     );
     assert_eq!(r.guarantee_broken.is_some(), r.lost > 0, "{r:?}");
+    assert_eq!(dropped, 0, "no subscriber stalls here: {stats:?}");
+    assert_eq!(r.lost, 0, "{r:?}");
+}
+
+/// The run that found the problem: `p2p --qos 1 --rate 0` (unpaced) against a 2-shard broker.
+/// The publishers outrun their subscribers' in-flight windows, are paused instead of having
+/// their messages dropped, and every message arrives.
+#[test]
+fn unpaced_qos1_p2p_loses_nothing_with_backpressure() {
+    let handle = broker(2);
+    let report = run(
+        &handle,
+        &[
+            "p2p",
+            "--pairs",
+            "4",
+            "--qos",
+            "1",
+            "--rate",
+            "0",
+            "--duration",
+            "3",
+            "--warmup",
+            "0.5",
+            "--threads",
+            "2",
+        ],
+    );
+    let r = &report.runs[0];
+    let stats = handle.stats();
+    assert!(r.sent > 0);
+    assert_eq!((r.lost, r.duplicates), (0, 0), "{r:?}");
+    assert_eq!(r.unique, r.expected, "{r:?}");
+    assert!(r.guarantee_broken.is_none(), "{r:?}");
+    assert_eq!(stats.dropped_queue_full, 0, "{stats:?}");
+    assert_eq!(r.connection_errors, 0, "{:?}", r.errors);
+}
+
+#[test]
+fn conn_scenario_against_the_broker() {
+    let handle = broker(2);
+    let report = run(
+        &handle,
+        &[
+            "conn",
+            "--connections",
+            "300",
+            "--connect-rate",
+            "2000",
+            "--duration",
+            "0.5",
+        ],
+    );
+    let r = &report.runs[0];
+    assert_eq!(
+        (r.connections_ready, r.connection_errors),
+        (300, 0),
+        "{:?}",
+        r.errors
+    );
+    assert_eq!(r.connect_ms.count, 300);
 }

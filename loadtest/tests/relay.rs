@@ -111,7 +111,7 @@ fn capacity_search_against_the_relay_finds_a_rate() {
         ],
     );
     assert_eq!(report.searches.len(), 1);
-    let (_, search) = &report.searches[0];
+    let search = &report.searches[0];
     assert_eq!(search.steps.len(), 2);
     assert!((search.steps[1].offered_rate - 1000.0).abs() < 1e-6);
     assert!(search.steps[0].passed, "{:?}", search.steps[0].reason);
@@ -186,4 +186,64 @@ fn relay_pushes_back_instead_of_dropping_under_an_unpaced_fanin() {
     assert!(r.sent > 0);
     assert_eq!((r.unique, r.lost), (r.expected, 0), "{r:?}");
     assert_eq!(relay.stats().dropped, 0);
+}
+
+#[test]
+fn relay_shared_subscription_delivers_each_message_to_one_member() {
+    let relay = Relay::start("127.0.0.1:0", 2).expect("relay");
+    let report = run(
+        &relay,
+        &[
+            "sharedsub",
+            "--publishers",
+            "3",
+            "--subscribers",
+            "3",
+            "--qos",
+            "1",
+            "--rate",
+            "100",
+            "--duration",
+            "1.5",
+            "--warmup",
+            "0.3",
+            "--threads",
+            "1",
+        ],
+    );
+    let r = &report.runs[0];
+    assert!(r.sent > 0);
+    assert_eq!(r.expected, r.sent);
+    assert_eq!((r.unique, r.lost, r.duplicates), (r.sent, 0, 0), "{r:?}");
+    assert_eq!(relay.stats().forwarded, relay.stats().publishes_in);
+}
+
+#[test]
+fn two_thousand_connections_from_one_process() {
+    let relay = Relay::start("127.0.0.1:0", 2).expect("relay");
+    let report = run(
+        &relay,
+        &[
+            "p2p",
+            "--pairs",
+            "1000",
+            "--rate",
+            "2",
+            "--qos",
+            "1",
+            "--duration",
+            "1",
+            "--warmup",
+            "0.3",
+        ],
+    );
+    let r = &report.runs[0];
+    assert_eq!(
+        (r.connections, r.connections_ready),
+        (2000, 2000),
+        "{:?}",
+        r.errors
+    );
+    assert!(r.sent >= 1000, "{r:?}");
+    assert_eq!((r.unique, r.lost), (r.sent, 0), "{r:?}");
 }

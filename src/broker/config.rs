@@ -54,6 +54,11 @@ pub struct Config {
     /// Capacity of each shard-to-shard channel in messages, 1..=1,000,000. Default 4,096. When
     /// one is full, publishers feeding it are paused (TCP backpressure) until it drains.
     pub mesh_channel_capacity: usize,
+    /// How long a congested session (a connected QoS 1/2 subscriber whose queue passed half of
+    /// `max_queued_messages`) may hold its publishers paused without draining to a quarter, in
+    /// milliseconds, 1..=3,600,000. Default 2,000. After it the session is stalled: publishers
+    /// resume and its excess is dropped (counted in `dropped_queue_full`) until it drains.
+    pub congestion_timeout_ms: u64,
     /// Maximum sessions (online and offline) over all shards, 1..=100,000,000. Default
     /// 1,000,000. A CONNECT needing a new session over it is refused (0x97 Quota exceeded,
     /// 3.1.1 return code 3) and counted.
@@ -156,6 +161,7 @@ impl Default for Config {
             max_keep_alive_secs: 65_535,
             max_retained_messages: 100_000,
             mesh_channel_capacity: 4096,
+            congestion_timeout_ms: 2_000,
             max_sessions: 1_000_000,
             shutdown_timeout_ms: 2_000,
             shared_subscription_strategy: SharedStrategy::RoundRobin,
@@ -232,6 +238,12 @@ impl Config {
             self.mesh_channel_capacity,
             1,
             1_000_000,
+        )?;
+        range(
+            "congestion_timeout_ms",
+            self.congestion_timeout_ms,
+            1,
+            3_600_000,
         )?;
         range("max_sessions", self.max_sessions, 1, 100_000_000)?;
         range("shutdown_timeout_ms", self.shutdown_timeout_ms, 0, 60_000)?;

@@ -167,6 +167,11 @@ pub struct WillMessage {
     pub delay_secs: u32,
 }
 
+/// `Connection::paused` bit: a mesh channel was full.
+pub const PAUSED_MESH: u8 = 1;
+/// `Connection::paused` bit: a recipient of its QoS 1/2 publishes was congested.
+pub const PAUSED_CONGESTION: u8 = 2;
+
 /// One client connection on a shard.
 pub struct Connection {
     pub stream: TcpStream,
@@ -186,8 +191,10 @@ pub struct Connection {
     pub client_max_packet_size: u32,
     /// Boxed: most connections have none, and the struct stays small for idle connections.
     pub will: Option<Box<WillMessage>>,
-    /// Reading stopped because a mesh channel was full.
-    pub paused: bool,
+    /// Why reading stopped, 0 = not paused: [`PAUSED_MESH`] (a mesh channel was full) and
+    /// [`PAUSED_CONGESTION`] (a recipient of its QoS 1/2 publishes was congested) bits. One byte
+    /// for both keeps the struct within its size bound.
+    pub paused: u8,
     /// In the shard's list of connections to write at the end of the turn.
     pub dirty: bool,
     /// A SUBACK waits for the routing barrier: later packets wait too, so that the client sees
@@ -263,7 +270,7 @@ impl Connection {
             last_received: now,
             client_max_packet_size: u32::MAX,
             will: None,
-            paused: false,
+            paused: 0,
             dirty: false,
             suback_pending: false,
             extras: None,
@@ -305,7 +312,7 @@ impl Connection {
     pub fn may_process(&self) -> bool {
         !(self.state == ConnState::Closing
             || self.state == ConnState::Parked
-            || self.paused
+            || self.paused != 0
             || self.suback_pending)
     }
 

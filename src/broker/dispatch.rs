@@ -200,6 +200,12 @@ impl Shard {
         if overflowed {
             self.pause(key);
         }
+        // QoS 1/2 backpressure (congestion.rs); QoS 0 publishers are never held back.
+        if qos != QoS::AtMostOnce {
+            if let Some(blocker) = self.congestion_blocker.take() {
+                self.pause_for_congestion(key, blocker);
+            }
+        }
     }
 
     /// Applies an MQTT 5 Topic Alias (spec 3.3.2.3.4): a topic with an alias sets it, an empty

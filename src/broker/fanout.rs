@@ -5,6 +5,7 @@
 //! overlapping subscriptions of one client deliver once with the highest QoS, and each wire
 //! layout (version, QoS, retain) is encoded once; subscribers share the encoded bytes.
 
+use super::congestion::Blocker;
 use super::connection::ConnState;
 use super::mesh::ShardMsg;
 use super::protocol::{encode_layout, Layout, LayoutOptions};
@@ -14,6 +15,7 @@ use super::shard::{Awaited, CloseReason, LocalSub, Shard};
 use super::stats::bump;
 use crate::codec::{MqttString, Packet, Publish, QoS, SubAck};
 use bytes::Bytes;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 /// How `write_publish` gets the wire bytes.
@@ -36,6 +38,7 @@ impl Shard {
         if message.retain {
             self.store_retained(&message);
         }
+        self.congestion_blocker = None;
         let local = self.deliver_local(&message, origin);
         let mut overflowed = false;
         let mut remote = false;
@@ -45,6 +48,12 @@ impl Shard {
             let destinations = self.router.destinations(message.topic.as_str());
             remote = !destinations.is_empty();
             for &target in destinations {
+                // Inline `note_destination`: `destinations` borrows the router.
+                if self.congestion_blocker.is_none()
+                    && self.shared.congested[target].0.load(Ordering::Relaxed)
+                {
+                    self.congestion_blocker = Some(Blocker::Shard(target));
+                }
                 if !self.mesh.send(target, ShardMsg::Publish(message.clone())) {
                     overflowed = true;
                     bump(&self.shared.counters[self.id].mesh_channel_full);
@@ -164,10 +173,14 @@ impl Shard {
                 }
             }
             Delivery::Queued if connection.is_some() => {
-                bump(&self.shared.counters[self.id].inflight_window_full)
+                bump(&self.shared.counters[self.id].inflight_window_full);
+                self.update_congestion(skey);
             }
             Delivery::Queued | Delivery::Discarded => {}
             Delivery::DroppedQueueFull => bump(&self.shared.counters[self.id].dropped_queue_full),
+        }
+        if qos != QoS::AtMostOnce && connection.is_some() {
+            self.note_recipient(skey);
         }
     }
 
@@ -275,6 +288,7 @@ impl Shard {
                 return;
             }
             let Some((packet_id, queued)) = session.session.poll_queued() else {
+                self.update_congestion(skey);
                 return;
             };
             self.write_publish(

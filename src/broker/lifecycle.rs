@@ -51,6 +51,10 @@ impl Shard {
             max_queued_messages: config.max_queued_messages,
             queue_qos0: config.queue_qos0,
             receive_maximum: config.receive_maximum,
+            congested_overshoot: u32::try_from(
+                (config.shards - 1).saturating_mul(config.mesh_channel_capacity),
+            )
+            .unwrap_or(u32::MAX),
         }
     }
 
@@ -411,6 +415,11 @@ impl Shard {
         };
         session.connection = None;
         session.generation = generation;
+        // Offline sessions are never congested.
+        self.update_congestion(skey);
+        let Some(session) = self.sessions.get_mut(skey) else {
+            return;
+        };
         let expiry = session.session.state.session_expiry_interval_secs;
         if session.session.ends_with_connection() {
             if let Some(will) = will {
@@ -453,6 +462,7 @@ impl Shard {
         if !self.sessions.contains(skey) {
             return;
         }
+        self.forget_congestion(skey);
         let session = self.sessions.remove(skey);
         self.shared.sessions_open.fetch_sub(1, Ordering::Relaxed);
         self.redeliver_shared(&session.session.state);
@@ -471,6 +481,7 @@ impl Shard {
         if !self.sessions.contains(skey) {
             return None;
         }
+        self.forget_congestion(skey);
         let session = self.sessions.remove(skey);
         self.shared.sessions_open.fetch_sub(1, Ordering::Relaxed);
         let client_id = &session.session.state.client_id;

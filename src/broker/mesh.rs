@@ -155,6 +155,15 @@ impl Mesh {
         self.any_to_wake = true;
     }
 
+    /// Marks every peer to be woken at the end of this turn (a congestion flag cleared).
+    pub fn wake_all_peers(&mut self) {
+        for target in 0..self.to_wake.len() {
+            if target != self.me {
+                self.mark_wake(target);
+            }
+        }
+    }
+
     /// Moves what it can from the overflow queues into the channels, in order.
     pub fn flush_overflow(&mut self) {
         if self.overflow_len == 0 {

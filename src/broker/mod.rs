@@ -28,7 +28,7 @@
 //!   publishes and subscribe).
 //!
 //! Folder guide: `config.rs` limits; `acceptor.rs` listeners; `shard.rs` the event loop and
-//! socket IO; `dispatch.rs` packet handling; `authn.rs` passwords and
+//! socket IO; `dispatch.rs` packet handling; `congestion.rs` QoS 1/2 backpressure on publishers; `authn.rs` passwords and
 //! enhanced authentication (AUTH); `lifecycle.rs` connect, takeover, close, session
 //! end; `fanout.rs` publish delivery; `mesh.rs` channels and wakers; `router.rs` the routing
 //! replica and SUBACK barrier; `shared.rs` shared subscriptions; `session.rs` sans-IO session state; `protocol.rs` CONNECT
@@ -37,6 +37,7 @@
 mod acceptor;
 mod authn;
 pub mod config;
+mod congestion;
 pub mod connection;
 mod dispatch;
 mod fanout;
@@ -79,6 +80,9 @@ pub(crate) struct Shared {
     /// One per shard, index = shard id.
     pub counters: Vec<ShardCounters>,
     pub acceptor_counters: ShardCounters,
+    /// `congested[shard]`: the shard has congested sessions (QoS 1/2 backpressure). Written by
+    /// that shard on the rare transitions, read by publishers' shards.
+    pub congested: Vec<stats::CongestionFlag>,
     pub shutdown: AtomicBool,
     /// Open connections over all shards, for `max_connections`.
     pub connections_open: AtomicUsize,
@@ -155,6 +159,7 @@ impl Broker {
             registry: Registry::default(),
             counters: (0..shards).map(|_| ShardCounters::default()).collect(),
             acceptor_counters: ShardCounters::default(),
+            congested: (0..shards).map(|_| Default::default()).collect(),
             shutdown: AtomicBool::new(false),
             connections_open: AtomicUsize::new(0),
             sessions_open: AtomicUsize::new(0),

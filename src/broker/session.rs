@@ -107,6 +107,23 @@ pub enum IncomingQoS2 {
     ReceiveMaximumExceeded,
 }
 
+/// Whether a connected session's queue holds its publishers back (QoS 1/2 backpressure).
+///
+/// A session becomes `Congested` when a QoS 1/2 delivery to it while online leaves its queue
+/// (messages behind the in-flight window) at or above the high watermark, half of
+/// `max_queued_messages`; its publishers are paused until the queue drains to the low
+/// watermark, a quarter. A session congested for longer than the congestion timeout is
+/// `Stalled`: it stops holding publishers back (they must not wait forever on a stuck
+/// subscriber) and drops over `max_queued_messages` as before, until it drains to the low
+/// watermark. Offline sessions are never congested: they queue to the limit, then drop.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Congestion {
+    #[default]
+    Clear,
+    Congested,
+    Stalled,
+}
+
 /// Limits a session enforces, copied from the config.
 #[derive(Clone, Copy, Debug)]
 pub struct SessionLimits {
@@ -116,6 +133,13 @@ pub struct SessionLimits {
     pub queue_qos0: bool,
     /// Incoming QoS 2 ids awaiting PUBREL.
     pub receive_maximum: u16,
+    /// How far past `max_queued_messages` a *congested* session may queue. Publishers on other
+    /// shards see a destination's congestion only after the messages they had already sent
+    /// through the mesh reached it; those (at most a mesh channel's worth per source shard)
+    /// are kept rather than dropped. Local publishers see it at once and add nothing. The shard
+    /// sets (shards - 1) x `mesh_channel_capacity` (at most 255 x 1,000,000, so u32 fits and
+    /// the struct stays 16 bytes); a stalled or offline session drops at `max_queued_messages`.
+    pub congested_overshoot: u32,
 }
 
 /// One subscription of a session.
@@ -155,6 +179,11 @@ pub struct Session {
     /// The outgoing in-flight window: min(client Receive Maximum, `max_inflight`), at least 1.
     pub inflight_max: u16,
     pub limits: SessionLimits,
+    /// Backpressure state (see [`Congestion`]); not part of the state a takeover moves.
+    pub congestion: Congestion,
+    /// Counts (wrapping) the times the session became congested; guards the congestion timer.
+    /// 32 bits, so that with `congestion` it fits in `inflight_max`'s padding.
+    pub congestion_episode: u32,
 }
 
 impl Session {
@@ -165,7 +194,42 @@ impl Session {
             state,
             inflight_max: inflight_max.max(1),
             limits,
+            congestion: Congestion::Clear,
+            congestion_episode: 0,
         }
+    }
+
+    /// Re-evaluates [`Congestion`] after the queue changed or the connection came or went.
+    /// Returns the previous state when it changed.
+    pub fn update_congestion(&mut self, online: bool) -> Option<Congestion> {
+        let queued = self.state.queued.len();
+        let high = self.limits.max_queued_messages / 2;
+        let low = self.limits.max_queued_messages / 4;
+        let next = match self.congestion {
+            // A queue too small to have watermarks (limit 0 or 1) never congests.
+            Congestion::Clear if online && high > 0 && queued >= high => Congestion::Congested,
+            Congestion::Congested | Congestion::Stalled if !online || queued <= low => {
+                Congestion::Clear
+            }
+            unchanged => unchanged,
+        };
+        if next == self.congestion {
+            return None;
+        }
+        if next == Congestion::Congested {
+            self.congestion_episode = self.congestion_episode.wrapping_add(1);
+        }
+        Some(std::mem::replace(&mut self.congestion, next))
+    }
+
+    /// The congestion timeout of `episode` passed: a session still congested is stalled.
+    /// Returns whether it was.
+    pub fn stall(&mut self, episode: u32) -> bool {
+        if self.congestion != Congestion::Congested || self.congestion_episode != episode {
+            return false;
+        }
+        self.congestion = Congestion::Stalled;
+        true
     }
 
     /// Offers a message to the session with its effective QoS. `online` says whether a
@@ -202,7 +266,14 @@ impl Session {
     }
 
     fn enqueue(&mut self, message: &SharedPublish, qos: QoS, retain: bool) -> Delivery {
-        if self.state.queued.len() >= self.limits.max_queued_messages {
+        let limit = if self.congestion == Congestion::Congested {
+            self.limits
+                .max_queued_messages
+                .saturating_add(self.limits.congested_overshoot as usize)
+        } else {
+            self.limits.max_queued_messages
+        };
+        if self.state.queued.len() >= limit {
             self.state.dropped_messages += 1;
             return Delivery::DroppedQueueFull;
         }
@@ -370,6 +441,7 @@ mod tests {
             max_queued_messages: 3,
             queue_qos0: false,
             receive_maximum: 2,
+            congested_overshoot: 8,
         }
     }
 
@@ -435,6 +507,60 @@ mod tests {
         assert!(s.handle_pubrec(2, true));
         assert!(s.handle_pubcomp(2));
         assert_eq!(s.poll_queued().unwrap().0, 4);
+    }
+
+    #[test]
+    fn congestion_has_hysteresis_stalls_and_ignores_offline_sessions() {
+        let limits = SessionLimits {
+            max_queued_messages: 8,
+            ..limits()
+        };
+        let mut s = Session::new(SessionState::default(), 1, limits);
+        let m = message(1);
+        assert_eq!(
+            s.deliver(&m, QoS::AtLeastOnce, false, true),
+            Delivery::Send { packet_id: 1 }
+        );
+        for _ in 0..3 {
+            s.deliver(&m, QoS::AtLeastOnce, false, true);
+            assert_eq!(s.update_congestion(true), None, "below the high watermark");
+        }
+        s.deliver(&m, QoS::AtLeastOnce, false, true);
+        assert_eq!(s.update_congestion(true), Some(Congestion::Clear));
+        assert_eq!(s.congestion, Congestion::Congested);
+        // Congested: what was already in flight is kept, up to the overshoot (8) more.
+        for _ in 4..16 {
+            assert_eq!(
+                s.deliver(&m, QoS::AtLeastOnce, false, true),
+                Delivery::Queued
+            );
+        }
+        assert_eq!(
+            s.deliver(&m, QoS::AtLeastOnce, false, true),
+            Delivery::DroppedQueueFull
+        );
+        // Drains to 3: still above the low watermark (2).
+        s.state.queued.truncate(3);
+        assert_eq!(s.update_congestion(true), None);
+        assert!(!s.stall(s.congestion_episode + 1), "a stale timer");
+        assert!(s.stall(s.congestion_episode));
+        assert_eq!(s.congestion, Congestion::Stalled);
+        s.state.queued.truncate(2);
+        assert_eq!(s.update_congestion(true), Some(Congestion::Stalled));
+        assert_eq!(s.congestion, Congestion::Clear);
+        // Offline: queues to the limit, never congested.
+        for _ in 0..6 {
+            s.deliver(&m, QoS::AtLeastOnce, false, false);
+        }
+        assert_eq!(s.update_congestion(false), None);
+        assert_eq!(
+            s.deliver(&m, QoS::AtLeastOnce, false, false),
+            Delivery::DroppedQueueFull
+        );
+        // Going offline ends congestion.
+        s.state.queued.truncate(4);
+        assert_eq!(s.update_congestion(true), Some(Congestion::Clear));
+        assert_eq!(s.update_congestion(false), Some(Congestion::Congested));
     }
 
     #[test]

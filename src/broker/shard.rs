@@ -6,7 +6,9 @@
 //! messages; resume connections that were paused or parked; write each connection touched this
 //! turn once (until `WouldBlock`); close the connections marked for closing; wake peers sent to.
 
-use super::connection::{ConnState, Connection, ReadOutcome, WillMessage, READ_CHUNK_BYTES};
+use super::connection::{
+    ConnState, Connection, ReadOutcome, WillMessage, PAUSED_MESH, READ_CHUNK_BYTES,
+};
 use super::lifecycle::PendingTakeover;
 use super::mesh::{Mesh, ShardId, ShardMsg};
 use super::protocol::LayoutCache;
@@ -176,6 +178,16 @@ pub struct Shard {
     pub closing: Vec<usize>,
     /// Connections paused by a full mesh channel.
     pub paused: Vec<usize>,
+    /// Publishers paused for QoS 1/2 congestion: (connection key, connection id, what they wait
+    /// for). At most one entry per connection (its `PAUSED_CONGESTION` bit).
+    pub paused_congestion: Vec<(usize, u64, super::congestion::Blocker)>,
+    /// Scratch for `resume_congested`.
+    pub resumed_scratch: Vec<(usize, u64)>,
+    /// Sessions on this shard that are `Congestion::Congested`; `Shared::congested[id]` says
+    /// whether it is above zero.
+    pub congested_sessions: usize,
+    /// The first congested recipient met while routing the current publish.
+    pub congestion_blocker: Option<super::congestion::Blocker>,
     /// Connections whose buffered input must be processed (after a takeover completed).
     pub ready: Vec<usize>,
     /// Connections that used their read budget this turn with bytes left to read.
@@ -217,6 +229,10 @@ impl Shard {
             dirty: Vec::new(),
             closing: Vec::new(),
             paused: Vec::new(),
+            paused_congestion: Vec::new(),
+            resumed_scratch: Vec::new(),
+            congested_sessions: 0,
+            congestion_blocker: None,
             ready: Vec::new(),
             read_more: Vec::new(),
         }
@@ -231,7 +247,11 @@ impl Shard {
         let mut events = Events::with_capacity(1024);
         loop {
             let timeout = self.poll_timeout();
-            let may_sleep = timeout != Some(Duration::ZERO) && self.mesh.prepare_sleep();
+            // A peer that clears its congestion flag after our last check wakes us only if it
+            // sees us asleep: check the flags again after announcing the sleep.
+            let may_sleep = timeout != Some(Duration::ZERO)
+                && self.mesh.prepare_sleep()
+                && !self.congestion_resumable();
             let timeout = if may_sleep {
                 timeout
             } else {
@@ -273,6 +293,7 @@ impl Shard {
         self.handle_timers();
         self.mesh.flush_overflow();
         self.resume_connections();
+        self.resume_congested();
         self.flush_writes();
         self.finish_closes();
         self.mesh.wake_peers();
@@ -676,6 +697,7 @@ impl Shard {
                         }
                     }
                 }
+                TimerKind::Congestion => self.congestion_timeout(timer.key, timer.generation),
                 TimerKind::SessionExpiry => {
                     let Some(session) = self.sessions.get(timer.key) else {
                         continue;
@@ -705,7 +727,7 @@ impl Shard {
         let paused = std::mem::take(&mut self.paused);
         for &key in &paused {
             if let Some(conn) = self.connections.get_mut(key) {
-                conn.paused = false;
+                conn.paused &= !PAUSED_MESH;
             }
             self.process_input(key);
             self.handle_readable(key, false);
@@ -715,8 +737,8 @@ impl Shard {
     /// Marks a connection paused because a mesh channel is full.
     pub fn pause(&mut self, key: usize) {
         if let Some(conn) = self.connections.get_mut(key) {
-            if !conn.paused {
-                conn.paused = true;
+            if conn.paused & PAUSED_MESH == 0 {
+                conn.paused |= PAUSED_MESH;
                 self.paused.push(key);
             }
         }

@@ -1,7 +1,7 @@
 //! Counters. Each shard owns one [`ShardCounters`] (relaxed atomics written only by that shard);
 //! [`Stats`] is a snapshot summed over shards.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 macro_rules! counters {
     ($( $(#[$doc:meta])* $name:ident ),* $(,)?) => {
@@ -97,6 +97,14 @@ counters! {
     authentication_failures,
     /// Times a mesh channel was full and a message waited in the overflow slot.
     mesh_channel_full,
+    /// Times a QoS 1/2 publisher's connection stopped being read because a recipient session
+    /// (or a destination shard) was congested.
+    publishers_paused_congestion,
+    /// Times a connected session became congested (its queue reached half of
+    /// `max_queued_messages`).
+    sessions_congested,
+    /// Times a congested session was stalled (congested for `congestion_timeout_ms`).
+    sessions_stalled,
 }
 
 impl Stats {
@@ -116,6 +124,12 @@ impl Stats {
         stats
     }
 }
+
+/// One shard's "has congested sessions" flag, on its own cache line: publishers on every shard
+/// read it (one relaxed load per destination shard) after routing a QoS 1/2 PUBLISH.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+pub struct CongestionFlag(pub AtomicBool);
 
 /// Adds one to a counter.
 #[inline]

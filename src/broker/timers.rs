@@ -21,6 +21,8 @@ pub enum TimerKind {
     WillDelay,
     /// End an offline session.
     SessionExpiry,
+    /// A session congested since then is stalled (generation = its congestion episode).
+    Congestion,
 }
 
 /// One armed timer.
