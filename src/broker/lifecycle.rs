@@ -186,7 +186,7 @@ impl Shard {
             }
             return;
         }
-        let source = match self.client_ids.get(&client_id).copied() {
+        let source = match self.client_ids.get(&client_id, &self.sessions) {
             None => SessionSource::Fresh,
             Some(skey) => {
                 if let Some(old) = self.sessions[skey].connection {
@@ -194,7 +194,7 @@ impl Shard {
                     self.close(old, CloseReason::TakenOver);
                 }
                 // Closing may have ended the session (expiry 0).
-                match self.client_ids.get(&client_id).copied() {
+                match self.client_ids.get(&client_id, &self.sessions) {
                     None => SessionSource::Fresh,
                     Some(skey) if accepted.clean_start => {
                         self.end_session(skey);
@@ -247,7 +247,8 @@ impl Shard {
         session.session.inflight_max = inflight_max.max(1);
         session.session.limits = limits;
         session.session.state.session_expiry_interval_secs = accepted.session_expiry_interval_secs;
-        self.client_ids.insert(accepted.client_id.clone(), skey);
+        self.client_ids
+            .insert(&accepted.client_id, skey, &self.sessions);
 
         let config = &self.shared.config;
         let Some(conn) = self.connections.get_mut(key) else {
@@ -467,9 +468,7 @@ impl Shard {
         self.shared.sessions_open.fetch_sub(1, Ordering::Relaxed);
         self.redeliver_shared(&session.session.state);
         let client_id = &session.session.state.client_id;
-        if self.client_ids.get(client_id) == Some(&skey) {
-            self.client_ids.remove(client_id);
-        }
+        self.client_ids.remove(client_id, skey);
         self.store.remove(client_id);
         self.shared.registry.release(client_id, session.claim);
     }
@@ -485,9 +484,7 @@ impl Shard {
         let session = self.sessions.remove(skey);
         self.shared.sessions_open.fetch_sub(1, Ordering::Relaxed);
         let client_id = &session.session.state.client_id;
-        if self.client_ids.get(client_id) == Some(&skey) {
-            self.client_ids.remove(client_id);
-        }
+        self.client_ids.remove(client_id, skey);
         Some(session.session.state)
     }
 
@@ -503,12 +500,12 @@ impl Shard {
         // A session held here is handed over first, even if a CONNECT of ours for the same id
         // waits for another shard: that is a crossing takeover, and our waiting connection
         // (the newer claim) gets the session back through the forwarding below.
-        if let Some(skey) = self.client_ids.get(&client_id).copied() {
+        if let Some(skey) = self.client_ids.get(&client_id, &self.sessions) {
             if let Some(old) = self.sessions[skey].connection {
                 self.close(old, CloseReason::TakenOver);
             }
             let mut state = None;
-            if let Some(skey) = self.client_ids.get(&client_id).copied() {
+            if let Some(skey) = self.client_ids.get(&client_id, &self.sessions) {
                 if keep_state {
                     state = self.extract_session(skey).map(Box::new);
                 } else {
@@ -579,7 +576,7 @@ impl Shard {
                 let inflight_max = self.shared.config.max_inflight;
                 let skey = self.install_session(*state, pending.claim, inflight_max);
                 let client_id = pending.accepted.client_id.clone();
-                self.client_ids.insert(client_id, skey);
+                self.client_ids.insert(&client_id, skey, &self.sessions);
                 self.detach_session(skey, None);
             }
             _ => {

@@ -36,6 +36,7 @@
 
 mod acceptor;
 mod authn;
+mod client_ids;
 pub mod config;
 mod congestion;
 pub mod connection;

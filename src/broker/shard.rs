@@ -142,7 +142,7 @@ pub struct Shard {
     pub connections: Slab<Connection>,
     pub sessions: Slab<ShardSession>,
     /// Client id -> session slab key, for sessions on this shard.
-    pub client_ids: HashMap<MqttString, usize>,
+    pub client_ids: super::client_ids::ClientIds,
     /// This shard's clients' subscriptions.
     pub trie: TopicTrie<LocalSub>,
     /// This shard's members of shared subscriptions, by `$share/{group}/{filter}`.
@@ -205,7 +205,7 @@ impl Shard {
             mesh,
             connections: Slab::new(),
             sessions: Slab::new(),
-            client_ids: HashMap::new(),
+            client_ids: Default::default(),
             trie: TopicTrie::new(),
             shared_members: HashMap::new(),
             shared_targets: Vec::new(),
