@@ -245,7 +245,11 @@ impl Shard {
             return;
         };
         session.connection = Some(key);
-        session.claim = claim;
+        debug_assert_eq!(
+            claim.shard, self.id,
+            "a session lives where its id was claimed"
+        );
+        session.claim_number = claim.number;
         session.generation = generation;
         // [MQTT-3.1.3-9]: a new connection before the Will Delay Interval cancels the will.
         session.pending_will = None;
@@ -375,9 +379,13 @@ impl Shard {
             .collect();
         let limits = self.limits();
         self.shared.sessions_open.fetch_add(1, Ordering::Relaxed);
+        debug_assert_eq!(
+            claim.shard, self.id,
+            "a session lives where its id was claimed"
+        );
         let skey = self.sessions.insert(ShardSession {
             session: Session::new(state, inflight_max.max(1), limits),
-            claim,
+            claim_number: claim.number,
             connection: None,
             generation: 0,
             pending_will: None,
@@ -485,7 +493,11 @@ impl Shard {
         let client_id = &session.session.state.client_id;
         self.client_ids.remove(client_id, skey);
         self.store.remove(client_id);
-        self.shared.registry.release(client_id, session.claim);
+        let claim = Claim {
+            shard: self.id,
+            number: session.claim_number,
+        };
+        self.shared.registry.release(client_id, claim);
     }
 
     /// Takes a session off this shard for a takeover; its pending will is cancelled because a

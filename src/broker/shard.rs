@@ -56,7 +56,9 @@ pub struct LocalSub {
 /// A session living on this shard.
 pub struct ShardSession {
     pub session: Session,
-    pub claim: super::registry::Claim,
+    /// The number of this shard's registry claim on the client id (the claim is
+    /// `Claim { shard: this shard, number }`: a session only lives where its id was claimed).
+    pub claim_number: u64,
     /// The connection slab key while online.
     pub connection: Option<usize>,
     /// Changes whenever the session goes offline; guards its timers.
