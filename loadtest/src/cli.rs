@@ -124,6 +124,10 @@ pub struct CommonArgs {
     /// New connections per second during setup (0 = unpaced).
     #[arg(long, default_value_t = 0.0)]
     pub connect_rate: f64,
+    /// MQTT handshakes (TCP connect to CONNACK) in progress at most, over all threads
+    /// (0 = only the per-thread limit of 256 TCP handshakes).
+    #[arg(long, default_value_t = 0)]
+    pub handshakes: usize,
     /// No progress lines.
     #[arg(long, short)]
     pub quiet: bool,

@@ -78,6 +78,9 @@ pub struct Plan {
     pub inflight: usize,
     /// New connections per second over all threads; 0 = as fast as handshakes complete.
     pub connect_rate: f64,
+    /// MQTT handshakes (TCP connect to CONNACK) in progress over all threads at most; 0 = no
+    /// limit but [`CONNECTS_IN_PROGRESS_MAX`] TCP handshakes per thread.
+    pub max_handshakes: usize,
     pub keep_alive_secs: u16,
     pub connections: Vec<ConnSpec>,
     /// Publishers in `connections`; their ids are `0..publishers`.
@@ -433,6 +436,10 @@ struct Worker<S: LoadSession> {
     opened: u64,
     connect_rate: f64,
     connecting: usize,
+    /// Connections between TCP connect and CONNACK (or close).
+    handshaking: usize,
+    /// This worker's share of `Plan::max_handshakes` (0 = none).
+    handshake_limit: usize,
     setup_began: Instant,
     due: BinaryHeap<Reverse<(u64, usize)>>,
     /// Connections with a reason to flush this turn.
@@ -462,6 +469,11 @@ impl<S: LoadSession> Worker<S> {
     ) -> Result<Worker<S>, String> {
         let poll = Poll::new().map_err(|e| format!("cannot create a poll: {e}"))?;
         let connect_rate = plan.connect_rate / threads as f64;
+        // Split the run's handshake limit over the workers, at least one each.
+        let handshake_limit = match plan.max_handshakes {
+            0 => 0,
+            n => (n / threads + usize::from(index < n % threads)).max(1),
+        };
         Ok(Worker {
             index,
             conns: Slab::with_capacity(specs.len()),
@@ -472,6 +484,8 @@ impl<S: LoadSession> Worker<S> {
             opened: 0,
             connect_rate,
             connecting: 0,
+            handshaking: 0,
+            handshake_limit,
             setup_began: Instant::now(),
             due: BinaryHeap::new(),
             flush: Vec::new(),
@@ -567,7 +581,9 @@ impl<S: LoadSession> Worker<S> {
 
     /// Opens connections while the pacing and the handshake limit allow.
     fn open_connections(&mut self, now: Instant) {
-        while self.connecting < CONNECTS_IN_PROGRESS_MAX {
+        while self.connecting < CONNECTS_IN_PROGRESS_MAX
+            && (self.handshake_limit == 0 || self.handshaking < self.handshake_limit)
+        {
             if self.connect_rate > 0.0 {
                 let allowed = (now.duration_since(self.setup_began).as_secs_f64()
                     * self.connect_rate) as u64
@@ -636,6 +652,7 @@ impl<S: LoadSession> Worker<S> {
             trackers: HashMap::new(),
         });
         self.connecting += 1;
+        self.handshaking += 1;
         Ok(())
     }
 
@@ -778,6 +795,7 @@ impl<S: LoadSession> Worker<S> {
         if conn.state != ConnState::Handshaking {
             return;
         }
+        self.handshaking -= 1;
         let micros =
             u64::try_from(now.duration_since(conn.started_at).as_micros()).unwrap_or(u64::MAX);
         self.tally.connect_us.saturating_record(micros.max(1));
@@ -1052,6 +1070,9 @@ impl<S: LoadSession> Worker<S> {
         let _ = self.poll.registry().deregister(&mut conn.stream);
         if state == ConnState::Connecting {
             self.connecting -= 1;
+        }
+        if state == ConnState::Connecting || state == ConnState::Handshaking {
+            self.handshaking -= 1;
         }
         if phase == STOP {
             return;
