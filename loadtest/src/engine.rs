@@ -81,6 +81,8 @@ pub struct Plan {
     /// MQTT handshakes (TCP connect to CONNACK) in progress over all threads at most; 0 = no
     /// limit but [`CONNECTS_IN_PROGRESS_MAX`] TCP handshakes per thread.
     pub max_handshakes: usize,
+    /// The broker's process id: its CPU time over the measurement window is read from /proc.
+    pub broker_pid: Option<u32>,
     pub keep_alive_secs: u16,
     pub connections: Vec<ConnSpec>,
     /// Publishers in `connections`; their ids are `0..publishers`.
@@ -149,6 +151,41 @@ pub struct RunResult {
     pub setup: Duration,
     pub connections: usize,
     pub connections_ready: usize,
+    /// The broker's CPU seconds (user + system, all threads) over the measurement window, when
+    /// `Plan::broker_pid` was given and /proc could be read at both ends.
+    pub broker_cpu_s: Option<f64>,
+}
+
+/// CPU time of process `pid` so far in seconds: utime + stime of /proc/PID/stat (every thread),
+/// in USER_HZ ticks (100 per second on Linux). None if it cannot be read.
+pub fn process_cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: fields after its last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // rest starts at field 3 (state); utime and stime are fields 14 and 15.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    const USER_HZ: f64 = 100.0;
+    Some((utime + stime) as f64 / USER_HZ)
+}
+
+#[cfg(test)]
+mod cpu_tests {
+    #[test]
+    fn own_cpu_time_grows_while_spinning() {
+        let pid = std::process::id();
+        let before = super::process_cpu_seconds(pid).expect("/proc/self/stat readable");
+        let began = std::time::Instant::now();
+        let mut x = 0u64;
+        // 50 ms of CPU: 5 ticks of USER_HZ (a loaded machine only makes it take longer).
+        while super::process_cpu_seconds(pid).unwrap_or(before) - before < 0.05 {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+            assert!(began.elapsed() < std::time::Duration::from_secs(60), "{x}");
+        }
+        assert!(super::process_cpu_seconds(pid).unwrap() > before);
+        assert!(super::process_cpu_seconds(u32::MAX).is_none());
+    }
 }
 
 impl RunResult {
@@ -211,7 +248,8 @@ pub fn run<S: LoadSession + 'static>(plan: &Plan) -> Result<RunResult, String> {
             .map_err(|e| format!("cannot spawn a worker thread: {e}"))?;
         handles.push(handle);
     }
-    let outcome = coordinate(plan, &shared, setup_began);
+    let mut broker_cpu = (None, None);
+    let outcome = coordinate(plan, &shared, setup_began, &mut broker_cpu);
     shared.phase.store(STOP, Ordering::Release);
     let mut tally = Tally::default();
     for handle in handles {
@@ -232,15 +270,21 @@ pub fn run<S: LoadSession + 'static>(plan: &Plan) -> Result<RunResult, String> {
         setup,
         connections: plan.connections.len(),
         connections_ready: shared.ready.load(Ordering::Acquire),
+        broker_cpu_s: match broker_cpu {
+            (Some(start), Some(end)) => Some((end - start).max(0.0)),
+            _ => None,
+        },
     })
 }
 
 /// The coordinator's part: setup barrier, timed phases, progress, drain. Returns (setup time,
-/// measurement window).
+/// measurement window). `broker_cpu` gets the broker's CPU seconds at the window's start and
+/// end when `plan.broker_pid` is set.
 fn coordinate(
     plan: &Plan,
     shared: &Shared,
     setup_began: Instant,
+    broker_cpu: &mut (Option<f64>, Option<f64>),
 ) -> Result<(Duration, Duration), String> {
     let total = plan.connections.len();
     loop {
@@ -277,13 +321,22 @@ fn coordinate(
         .store(nanos_since_epoch(run_start), Ordering::Release);
     shared.phase.store(RUN, Ordering::Release);
     let mut progress = Progress::new(run_start);
+    let mut cpu_sampled = plan.broker_pid.is_none();
     while Instant::now() < measure_end {
-        let next = (progress.next_line_at).min(measure_end);
+        let mut next = (progress.next_line_at).min(measure_end);
+        if !cpu_sampled {
+            next = next.min(measure_start);
+        }
         std::thread::sleep(next.saturating_duration_since(Instant::now()));
+        if !cpu_sampled && Instant::now() >= measure_start {
+            cpu_sampled = true;
+            broker_cpu.0 = plan.broker_pid.and_then(process_cpu_seconds);
+        }
         if plan.progress && Instant::now() >= progress.next_line_at {
             progress.print(shared, measure_start);
         }
     }
+    broker_cpu.1 = plan.broker_pid.and_then(process_cpu_seconds);
     shared.phase.store(DRAIN, Ordering::Release);
     drain(plan, shared);
     Ok((setup, plan.duration))

@@ -270,6 +270,7 @@ impl Scenario {
             inflight: c.inflight,
             connect_rate: c.connect_rate,
             max_handshakes: c.handshakes,
+            broker_pid: None,
             keep_alive_secs: c.keep_alive,
             connections: self.kind.connections(run_id),
             publishers: self.kind.publishers(),

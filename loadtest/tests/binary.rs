@@ -29,6 +29,9 @@ fn p2p_run_writes_json_that_parses() {
         .arg(relay.local_addr().port().to_string())
         .arg("--json")
         .arg(&json)
+        // The relay runs in this test process: its CPU time is this process's.
+        .arg("--pid")
+        .arg(format!("broker={}", std::process::id()))
         .output()
         .expect("run the binary");
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -54,6 +57,9 @@ fn p2p_run_writes_json_that_parses() {
         );
     }
     assert!(run["guarantee_broken"].is_null());
+    let cpu = run["broker_cpu_s"].as_f64().expect("broker_cpu_s measured");
+    assert!(cpu >= 0.0, "{cpu}");
+    assert!(run["broker_cores"].as_f64().is_some());
     assert_eq!(doc["summary"][0]["target"], "broker");
     let _ = std::fs::remove_dir_all(&dir);
 }
