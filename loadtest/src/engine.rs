@@ -154,6 +154,24 @@ pub struct RunResult {
     /// The broker's CPU seconds (user + system, all threads) over the measurement window, when
     /// `Plan::broker_pid` was given and /proc could be read at both ends.
     pub broker_cpu_s: Option<f64>,
+    /// The broker's largest resident set seen during the run (`Plan::broker_pid`), in bytes.
+    pub broker_rss_max_bytes: Option<u64>,
+}
+
+/// What the coordinator read of the broker's process.
+#[derive(Default)]
+struct BrokerSamples {
+    cpu_start: Option<f64>,
+    cpu_end: Option<f64>,
+    rss_max: Option<u64>,
+}
+
+/// Resident set of process `pid` in bytes (VmRSS of /proc/PID/status). None if unreadable.
+pub fn process_rss_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 /// CPU time of process `pid` so far in seconds: utime + stime of /proc/PID/stat (every thread),
@@ -185,6 +203,8 @@ mod cpu_tests {
         }
         assert!(super::process_cpu_seconds(pid).unwrap() > before);
         assert!(super::process_cpu_seconds(u32::MAX).is_none());
+        assert!(super::process_rss_bytes(pid).expect("VmRSS") > 0);
+        assert!(super::process_rss_bytes(u32::MAX).is_none());
     }
 }
 
@@ -248,8 +268,8 @@ pub fn run<S: LoadSession + 'static>(plan: &Plan) -> Result<RunResult, String> {
             .map_err(|e| format!("cannot spawn a worker thread: {e}"))?;
         handles.push(handle);
     }
-    let mut broker_cpu = (None, None);
-    let outcome = coordinate(plan, &shared, setup_began, &mut broker_cpu);
+    let mut broker = BrokerSamples::default();
+    let outcome = coordinate(plan, &shared, setup_began, &mut broker);
     shared.phase.store(STOP, Ordering::Release);
     let mut tally = Tally::default();
     for handle in handles {
@@ -270,21 +290,22 @@ pub fn run<S: LoadSession + 'static>(plan: &Plan) -> Result<RunResult, String> {
         setup,
         connections: plan.connections.len(),
         connections_ready: shared.ready.load(Ordering::Acquire),
-        broker_cpu_s: match broker_cpu {
+        broker_cpu_s: match (broker.cpu_start, broker.cpu_end) {
             (Some(start), Some(end)) => Some((end - start).max(0.0)),
             _ => None,
         },
+        broker_rss_max_bytes: broker.rss_max,
     })
 }
 
 /// The coordinator's part: setup barrier, timed phases, progress, drain. Returns (setup time,
-/// measurement window). `broker_cpu` gets the broker's CPU seconds at the window's start and
-/// end when `plan.broker_pid` is set.
+/// measurement window). `broker` gets the broker's CPU seconds at the window's start and end
+/// and its largest resident set (sampled once a second) when `plan.broker_pid` is set.
 fn coordinate(
     plan: &Plan,
     shared: &Shared,
     setup_began: Instant,
-    broker_cpu: &mut (Option<f64>, Option<f64>),
+    broker: &mut BrokerSamples,
 ) -> Result<(Duration, Duration), String> {
     let total = plan.connections.len();
     loop {
@@ -330,13 +351,24 @@ fn coordinate(
         std::thread::sleep(next.saturating_duration_since(Instant::now()));
         if !cpu_sampled && Instant::now() >= measure_start {
             cpu_sampled = true;
-            broker_cpu.0 = plan.broker_pid.and_then(process_cpu_seconds);
+            broker.cpu_start = plan.broker_pid.and_then(process_cpu_seconds);
         }
-        if plan.progress && Instant::now() >= progress.next_line_at {
-            progress.print(shared, measure_start);
+        if Instant::now() >= progress.next_line_at {
+            if let Some(rss) = plan.broker_pid.and_then(process_rss_bytes) {
+                broker.rss_max = Some(broker.rss_max.unwrap_or(0).max(rss));
+            }
+            if plan.progress {
+                progress.print(shared, measure_start);
+            } else {
+                // Quiet: only the next tick moves (no busy loop until the window ends).
+                progress.next_line_at += Duration::from_secs(1);
+            }
         }
     }
-    broker_cpu.1 = plan.broker_pid.and_then(process_cpu_seconds);
+    broker.cpu_end = plan.broker_pid.and_then(process_cpu_seconds);
+    if let Some(rss) = plan.broker_pid.and_then(process_rss_bytes) {
+        broker.rss_max = Some(broker.rss_max.unwrap_or(0).max(rss));
+    }
     shared.phase.store(DRAIN, Ordering::Release);
     drain(plan, shared);
     Ok((setup, plan.duration))

@@ -82,6 +82,8 @@ pub struct RunReport {
     pub broker_cores: Option<f64>,
     /// First deliveries in the window per broker CPU-second.
     pub received_per_broker_cpu_s: Option<f64>,
+    /// The broker's largest resident set seen during the run, in bytes (`--pid`).
+    pub broker_rss_max_bytes: Option<u64>,
 }
 
 impl RunReport {
@@ -147,6 +149,7 @@ impl RunReport {
                 .broker_cpu_s
                 .filter(|&cpu| cpu > 0.0)
                 .map(|cpu| t.unique as f64 / cpu),
+            broker_rss_max_bytes: r.broker_rss_max_bytes,
         }
     }
 
@@ -220,6 +223,13 @@ impl RunReport {
             println!(
                 "  {:<24} {cpu:.2} s ({cores:.2} cores), {per_cpu} deliveries per CPU-second",
                 "broker CPU"
+            );
+        }
+        if let Some(rss) = self.broker_rss_max_bytes {
+            println!(
+                "  {:<24} {:.1} MiB (largest seen, sampled every second)",
+                "broker RSS",
+                rss as f64 / (1024.0 * 1024.0)
             );
         }
         for error in &self.errors {

@@ -60,6 +60,12 @@ fn p2p_run_writes_json_that_parses() {
     let cpu = run["broker_cpu_s"].as_f64().expect("broker_cpu_s measured");
     assert!(cpu >= 0.0, "{cpu}");
     assert!(run["broker_cores"].as_f64().is_some());
+    assert!(
+        run["broker_rss_max_bytes"]
+            .as_u64()
+            .expect("broker RSS sampled")
+            > 0
+    );
     assert_eq!(doc["summary"][0]["target"], "broker");
     let _ = std::fs::remove_dir_all(&dir);
 }
