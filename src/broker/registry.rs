@@ -53,7 +53,7 @@ type Key = (u64, u32);
 #[derive(Debug, Default)]
 pub struct Registry {
     table: Mutex<HashTable<Entry>>,
-    /// Two independently keyed hashers: their outputs make up the 96-bit key.
+    /// Two hashers with distinct random keys: their outputs make up the 96-bit key.
     hashers: [RandomState; 2],
     next_number: AtomicU64,
 }
