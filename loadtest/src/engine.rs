@@ -1097,6 +1097,9 @@ impl<S: LoadSession> Worker<S> {
                     "handshake did not complete before the setup timeout".into(),
                 );
             }
+            // Setup is over: the slots the failures freed must not open more connections.
+            let never_opened = std::mem::take(&mut self.to_open).len();
+            self.shared.failed.fetch_add(never_opened, Ordering::AcqRel);
         }
     }
 
