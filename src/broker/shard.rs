@@ -476,7 +476,7 @@ impl Shard {
 
     /// One write (until `WouldBlock`) per connection touched this turn.
     fn flush_writes(&mut self) {
-        let max_outgoing = self.shared.config.max_outgoing_bytes;
+        let low = self.shared.config.max_outgoing_bytes / 4;
         let qos0_backpressure = self.shared.config.qos0_backpressure;
         let mut dirty = std::mem::take(&mut self.dirty);
         for key in dirty.drain(..) {
@@ -493,8 +493,8 @@ impl Shard {
             self.memory.release(before - after);
             match result {
                 Err(e) => self.close(key, CloseReason::Io(e.kind())),
-                // QoS 0 backpressure: written down to the low watermark.
-                Ok(_) if qos0_backpressure && after <= max_outgoing / 4 => {
+                // QoS 0 backpressure: written down across the low watermark.
+                Ok(_) if qos0_backpressure && after <= low && before > low => {
                     self.outgoing_written(key)
                 }
                 Ok(_) => {}
