@@ -9,7 +9,10 @@
 //!   the 0 -> 1 transition and cleared on 1 -> 0, when it also wakes every peer (rare).
 //! - After routing a QoS 1/2 PUBLISH from a client, the publisher's connection is paused when a
 //!   local recipient is congested or a destination shard's flag is set (one relaxed load per
-//!   destination, no lock). Each turn, paused publishers whose blocker cleared are resumed.
+//!   destination, no lock). Each turn, paused publishers whose blocker cleared are resumed; one
+//!   paused on a flag waits for the episode it met to end (the flag's episode count moved on),
+//!   so a shard whose congestion clears and returns faster than its peers wake cannot starve
+//!   their publishers.
 //!   A publisher remembers only the first blocker it met: once that clears it is read again, and
 //!   its next publish pauses it again if another blocker is still set.
 //!
@@ -50,8 +53,12 @@ use std::time::Duration;
 pub enum Blocker {
     /// A session on this shard (slab key) is congested.
     Session(usize),
-    /// A destination shard has congested sessions (or is under memory pressure).
+    /// A destination shard has congested sessions (or is under memory pressure). Routing notes
+    /// this; pausing turns it into [`Blocker::ShardEpisode`].
     Shard(ShardId),
+    /// The congestion episode (`CongestionFlag::1`) of a destination shard that was current
+    /// when the publisher was paused: it waits until that episode ends.
+    ShardEpisode(ShardId, u64),
     /// This shard is under memory pressure.
     Memory,
 }
@@ -339,9 +346,11 @@ impl Shard {
     fn congested_sessions_add(&mut self) {
         self.congested_sessions += 1;
         if self.congested_sessions == 1 {
-            self.shared.congested[self.id]
-                .0
-                .store(true, Ordering::Relaxed);
+            let flag = &self.shared.congested[self.id];
+            // Relaxed: a publisher that reads a stale episode is resumed at once and pauses
+            // again on its next publish, a spurious wake-up at worst.
+            flag.1.fetch_add(1, Ordering::Relaxed);
+            flag.0.store(true, Ordering::Relaxed);
         }
     }
 
@@ -367,6 +376,10 @@ impl Shard {
                 .get(skey)
                 .is_some_and(|s| s.session.congestion == Congestion::Congested),
             Blocker::Shard(shard) => self.shared.congested[shard].0.load(Ordering::Relaxed),
+            Blocker::ShardEpisode(shard, episode) => {
+                let flag = &self.shared.congested[shard];
+                flag.0.load(Ordering::Relaxed) && flag.1.load(Ordering::Relaxed) == episode
+            }
             Blocker::Memory => self.memory.pressure == Congestion::Congested,
         }
     }
@@ -380,6 +393,13 @@ impl Shard {
             return;
         }
         conn.paused |= PAUSED_CONGESTION;
+        let blocker = match blocker {
+            Blocker::Shard(shard) => {
+                let episode = self.shared.congested[shard].1.load(Ordering::Relaxed);
+                Blocker::ShardEpisode(shard, episode)
+            }
+            other => other,
+        };
         self.paused_congestion.push((key, conn.id, blocker));
         bump(&self.counters().publishers_paused_congestion);
     }

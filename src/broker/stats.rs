@@ -141,10 +141,13 @@ impl Stats {
 }
 
 /// One shard's "has congested sessions" flag, on its own cache line: publishers on every shard
-/// read it (one relaxed load per destination shard) after routing a QoS 1/2 PUBLISH.
+/// read it (one relaxed load per destination shard) after routing a PUBLISH. The second field
+/// counts the times the flag was set (its episodes): a publisher paused on the flag waits for the
+/// episode it met to end, not for the flag to be seen clear, so it cannot starve when a shard's
+/// episodes follow each other faster than the publisher's shard wakes up.
 #[derive(Debug, Default)]
 #[repr(align(128))]
-pub struct CongestionFlag(pub AtomicBool);
+pub struct CongestionFlag(pub AtomicBool, pub AtomicU64);
 
 /// Adds one to a counter.
 #[inline]
