@@ -230,8 +230,8 @@ fn without_qos0_backpressure_a_qos0_flood_is_dropped_never_paused() {
 
 #[test]
 fn qos0_publisher_to_a_stuck_subscriber_is_paused_then_resumes_after_the_stall() {
-    // 16 MiB: more than the subscriber's socket buffers and its 1 MiB outgoing limit.
-    const COUNT: u32 = 8_000;
+    // 24 MiB: more than the subscriber's socket buffers and its 1 MiB outgoing limit.
+    const COUNT: u32 = 12_000;
     for (pub_shard, sub_shard) in PLACEMENTS {
         let broker = common::start_with(shardmq::broker::Config {
             congestion_timeout_ms: 300,
