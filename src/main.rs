@@ -75,6 +75,15 @@ struct Cli {
     /// stalled (publishers resume, its excess is dropped) [default: 2000].
     #[arg(long, value_name = "MS")]
     congestion_timeout_ms: Option<u64>,
+    /// QoS 0 backpressure: publishers feeding a subscriber whose outgoing buffer is over half
+    /// of --max-outgoing-bytes are paused too (at most --congestion-timeout-ms per episode);
+    /// false keeps pure dropping at the limit [default: true].
+    #[arg(long, value_name = "BOOL")]
+    qos0_backpressure: Option<bool>,
+    /// Bound on buffered message data (outgoing buffers and session queues) over the whole
+    /// broker, bytes, split over the shards [default: 268435456].
+    #[arg(long, value_name = "BYTES")]
+    max_buffered_bytes: Option<usize>,
     /// Milliseconds allowed for graceful shutdown [default: 2000].
     #[arg(long, value_name = "MS")]
     shutdown_timeout: Option<u64>,
@@ -150,6 +159,8 @@ impl Cli {
             mesh_channel_capacity = self.mesh_channel_capacity,
             shutdown_timeout_ms = self.shutdown_timeout,
             congestion_timeout_ms = self.congestion_timeout_ms,
+            qos0_backpressure = self.qos0_backpressure,
+            max_buffered_bytes = self.max_buffered_bytes,
             shared_subscription_strategy = self.shared_subscription_strategy,
             topic_alias_maximum = self.topic_alias_maximum,
             max_qos = self.max_qos,

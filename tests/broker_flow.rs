@@ -1,8 +1,10 @@
-//! QoS 1/2 backpressure over real TCP: a publisher that outruns a connected QoS 1 subscriber is
-//! paused (its socket is not read) instead of overrunning the subscriber's queue; a subscriber
-//! that never acknowledges stalls after `congestion_timeout_ms` and the publisher goes on; QoS 0
-//! publishers are never paused for it. Each with the publisher and subscriber on different
-//! shards and on the same shard.
+//! Backpressure over real TCP: a publisher that outruns a connected QoS 1 subscriber is paused
+//! (its socket is not read) instead of overrunning the subscriber's queue; a subscriber that never
+//! acknowledges stalls after `congestion_timeout_ms` and the publisher goes on; QoS 0 publishers
+//! are paused the same way by a subscriber's full outgoing buffer (never with
+//! `qos0_backpressure` off); the memory budget (`max_buffered_bytes`) bounds what a shard
+//! buffers and counts its drops. Each with the publisher and subscriber on different shards and
+//! on the same shard.
 
 mod common;
 
@@ -196,10 +198,14 @@ fn a_stuck_subscriber_stalls_and_neither_its_publisher_nor_other_topics_wait_for
 }
 
 #[test]
-fn qos0_flood_to_a_slow_subscriber_is_dropped_never_paused_for_congestion() {
+fn without_qos0_backpressure_a_qos0_flood_is_dropped_never_paused() {
     const COUNT: u32 = 4_000;
     for (pub_shard, sub_shard) in PLACEMENTS {
-        let broker = broker(60_000);
+        let broker = common::start_with(shardmq::broker::Config {
+            congestion_timeout_ms: 60_000,
+            qos0_backpressure: false,
+            ..common::config(2)
+        });
         let mut placer = Placer::new(&broker);
         // Subscribes at QoS 1 but never reads: QoS 0 messages pile up in its outgoing buffer.
         let mut sub = placer.raw_on(sub_shard, V4, "qos0-sub");
@@ -219,5 +225,141 @@ fn qos0_flood_to_a_slow_subscriber_is_dropped_never_paused_for_congestion() {
         let stats = totals(&broker);
         assert!(stats.dropped_outgoing_buffer_full > 0, "{what}: {stats:?}");
         drop(sub);
+    }
+}
+
+#[test]
+fn qos0_publisher_to_a_stuck_subscriber_is_paused_then_resumes_after_the_stall() {
+    // 24 MiB: more than the subscriber's socket buffers and its 1 MiB outgoing limit.
+    const COUNT: u32 = 12_000;
+    for (pub_shard, sub_shard) in PLACEMENTS {
+        let broker = common::start_with(shardmq::broker::Config {
+            congestion_timeout_ms: 300,
+            mesh_channel_capacity: 256,
+            ..common::config(2)
+        });
+        let mut placer = Placer::new(&broker);
+        let mut stuck = placer.raw_on(sub_shard, V4, "qos0-stuck");
+        stuck.subscribe("flow/qos0", QoS::AtMostOnce);
+        let publisher = placer.raw_on(pub_shard, V4, "qos0-pub");
+        let started = Instant::now();
+        flood(publisher, "flow/qos0", COUNT, QoS::AtMostOnce, 2_048)
+            .join()
+            .expect("publisher answered PINGREQ after the flood");
+        let what = format!("publisher on shard {pub_shard}, subscriber on {sub_shard}");
+        common::wait_until("the flood is delivered or dropped", || {
+            let s = totals(&broker);
+            s.messages_sent + s.dropped_outgoing_buffer_full >= u64::from(COUNT)
+        });
+        let stats = totals(&broker);
+        assert!(stats.sessions_congested >= 1, "{what}: {stats:?}");
+        assert!(stats.publishers_paused_congestion >= 1, "{what}: {stats:?}");
+        // The stall let the publisher go on; what the subscriber cannot take is dropped.
+        assert!(stats.sessions_stalled >= 1, "{what}: {stats:?}");
+        assert!(stats.dropped_outgoing_buffer_full > 0, "{what}: {stats:?}");
+        assert_eq!(stats.dropped_memory_limit, 0, "{what}: {stats:?}");
+        assert!(started.elapsed() < Duration::from_secs(60), "{what}");
+        drop(stuck);
+    }
+}
+
+#[test]
+fn qos0_backpressure_paces_a_flood_to_a_subscriber_that_reads() {
+    // The subscriber reads everything, slower than the publisher writes: with the publisher
+    // paced, nothing is dropped.
+    const COUNT: u32 = 20_000;
+    for (pub_shard, sub_shard) in PLACEMENTS {
+        let broker = common::start_with(shardmq::broker::Config {
+            congestion_timeout_ms: 60_000,
+            mesh_channel_capacity: 256,
+            ..common::config(2)
+        });
+        let mut placer = Placer::new(&broker);
+        let mut sub = placer.raw_on(sub_shard, V4, "qos0-reader");
+        sub.subscribe("flow/paced", QoS::AtMostOnce);
+        let publisher = placer.raw_on(pub_shard, V4, "qos0-pub");
+        let reader = thread::spawn(move || {
+            let mut seen = 0u32;
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while seen < COUNT && Instant::now() < deadline {
+                match sub.recv(WAIT) {
+                    Ok(Packet::Publish(_)) => seen += 1,
+                    Ok(other) => panic!("subscriber got {other:?}"),
+                    Err(RecvError::Timeout) => break,
+                    Err(e) => panic!("subscriber: {e:?}"),
+                }
+                if seen % 1_000 == 0 {
+                    thread::sleep(Duration::from_millis(5));
+                }
+            }
+            seen
+        });
+        flood(publisher, "flow/paced", COUNT, QoS::AtMostOnce, 1_024)
+            .join()
+            .expect("publisher answered PINGREQ after the flood");
+        let seen = reader.join().expect("subscriber");
+        let what = format!("publisher on shard {pub_shard}, subscriber on {sub_shard}");
+        let stats = totals(&broker);
+        assert_eq!(seen, COUNT, "{what}: {stats:?}");
+        assert_eq!(stats.dropped_outgoing_buffer_full, 0, "{what}: {stats:?}");
+        assert_eq!(stats.sessions_stalled, 0, "{what}: {stats:?}");
+    }
+}
+
+#[test]
+fn the_memory_budget_bounds_buffered_bytes_and_counts_its_drops() {
+    // 1 MiB over 2 shards: 512 KiB each. The per-connection limits are set far above it, so
+    // only the budget holds the stuck subscriber's buffer and queue.
+    const BUDGET: usize = 1 << 20;
+    for qos in [QoS::AtMostOnce, QoS::AtLeastOnce] {
+        for (pub_shard, sub_shard) in PLACEMENTS {
+            let broker = common::start_with(shardmq::broker::Config {
+                congestion_timeout_ms: 300,
+                mesh_channel_capacity: 256,
+                max_buffered_bytes: BUDGET,
+                max_outgoing_bytes: 64 << 20,
+                max_queued_messages: 1_000_000,
+                ..common::config(2)
+            });
+            let mut placer = Placer::new(&broker);
+            let mut stuck = placer.raw_on(sub_shard, V4, "mem-stuck");
+            stuck.subscribe("flow/mem", qos);
+            let publisher = placer.raw_on(pub_shard, V4, "mem-pub");
+            // QoS 0: 40 MiB, more than the socket buffers; QoS 1: 10 MiB, all queued.
+            let count = if qos == QoS::AtMostOnce {
+                20_000
+            } else {
+                5_000
+            };
+            let acks = flood(publisher, "flow/mem", count, qos, 2_048)
+                .join()
+                .expect("publisher");
+            let what =
+                format!("{qos:?}, publisher on shard {pub_shard}, subscriber on {sub_shard}");
+            if qos == QoS::AtLeastOnce {
+                assert_eq!(acks, count, "{what}: every PUBLISH acknowledged");
+            }
+            common::wait_until("the flood is delivered, queued or dropped", || {
+                let s = totals(&broker);
+                s.messages_received >= u64::from(count)
+                    && s.messages_sent + s.dropped_memory_limit + s.inflight_window_full
+                        >= u64::from(count)
+            });
+            let stats = totals(&broker);
+            assert!(stats.memory_pressure >= 1, "{what}: {stats:?}");
+            assert!(stats.memory_pressure_stalled >= 1, "{what}: {stats:?}");
+            assert!(stats.publishers_paused_congestion >= 1, "{what}: {stats:?}");
+            assert!(stats.dropped_memory_limit > 0, "{what}: {stats:?}");
+            assert_eq!(stats.dropped_queue_full, 0, "{what}: {stats:?}");
+            assert_eq!(stats.dropped_outgoing_buffer_full, 0, "{what}: {stats:?}");
+            // Each shard stops at its part, overshooting by at most one message and a few
+            // control packets.
+            assert!(
+                stats.buffered_bytes_peak <= (BUDGET + 16 * 1024) as u64,
+                "{what}: {stats:?}"
+            );
+            assert!(stats.buffered_bytes > 0, "{what}: {stats:?}");
+            drop(stuck);
+        }
     }
 }

@@ -59,6 +59,21 @@ pub struct Config {
     /// milliseconds, 1..=3,600,000. Default 2,000. After it the session is stalled: publishers
     /// resume and its excess is dropped (counted in `dropped_queue_full`) until it drains.
     pub congestion_timeout_ms: u64,
+    /// QoS 0 backpressure. Default true: a connected subscriber whose outgoing buffer (bytes not
+    /// yet written to its socket) passes half of `max_outgoing_bytes` is congested like a QoS 1/2
+    /// one, and the publishers feeding it (QoS 0 included) stop being read until it is written
+    /// down to a quarter, for at most `congestion_timeout_ms` per episode; after that it is
+    /// stalled and QoS 0 to it is dropped at `max_outgoing_bytes` (counted). False: QoS 0
+    /// publishers are never paused, QoS 0 is only dropped at the limit (pure dropping).
+    pub qos0_backpressure: bool,
+    /// Bound on message data buffered by the whole broker, in bytes, split evenly over the
+    /// shards, 1 MiB..=1 TiB. Default 256 MiB. Counts the outgoing buffers and the session
+    /// queues of each shard (queued messages by their approximate encoded length). At three
+    /// quarters of a shard's part its publishers are paused as for congestion (QoS 0 ones only
+    /// with `qos0_backpressure`) until it falls to a half, for at most `congestion_timeout_ms`
+    /// per episode; at its part QoS 0 deliveries and new queue entries are dropped (counted in
+    /// `dropped_memory_limit`).
+    pub max_buffered_bytes: usize,
     /// Maximum sessions (online and offline) over all shards, 1..=100,000,000. Default
     /// 1,000,000. A CONNECT needing a new session over it is refused (0x97 Quota exceeded,
     /// 3.1.1 return code 3) and counted.
@@ -162,6 +177,8 @@ impl Default for Config {
             max_retained_messages: 100_000,
             mesh_channel_capacity: 4096,
             congestion_timeout_ms: 2_000,
+            qos0_backpressure: true,
+            max_buffered_bytes: 256 * 1024 * 1024,
             max_sessions: 1_000_000,
             shutdown_timeout_ms: 2_000,
             shared_subscription_strategy: SharedStrategy::RoundRobin,
@@ -245,6 +262,12 @@ impl Config {
             1,
             3_600_000,
         )?;
+        range(
+            "max_buffered_bytes",
+            self.max_buffered_bytes as u64,
+            1 << 20,
+            1 << 40,
+        )?;
         range("max_sessions", self.max_sessions, 1, 100_000_000)?;
         range("shutdown_timeout_ms", self.shutdown_timeout_ms, 0, 60_000)?;
         range("max_qos", self.max_qos, 0, 2)?;
@@ -266,6 +289,8 @@ mod tests {
         assert_eq!(config.max_connections, 100_000);
         assert_eq!(config.max_queued_messages, 1000);
         assert_eq!(config.listen[0].to_string(), "127.0.0.1:1883");
+        assert!(config.qos0_backpressure);
+        assert_eq!(config.max_buffered_bytes, 256 << 20);
     }
 
     #[test]
@@ -276,5 +301,11 @@ mod tests {
         assert_eq!(config.max_packet_size, Config::default().max_packet_size);
         assert!(Config::from_toml_str("shards = 0").is_err());
         assert!(Config::from_toml_str("no_such_field = 1").is_err());
+        let config =
+            Config::from_toml_str("qos0_backpressure = false\nmax_buffered_bytes = 4194304\n")
+                .unwrap();
+        assert!(!config.qos0_backpressure);
+        assert_eq!(config.max_buffered_bytes, 4 << 20);
+        assert!(Config::from_toml_str("max_buffered_bytes = 1000").is_err());
     }
 }

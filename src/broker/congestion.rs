@@ -9,20 +9,42 @@
 //!   the 0 -> 1 transition and cleared on 1 -> 0, when it also wakes every peer (rare).
 //! - After routing a QoS 1/2 PUBLISH from a client, the publisher's connection is paused when a
 //!   local recipient is congested or a destination shard's flag is set (one relaxed load per
-//!   destination, no lock). Each turn, paused publishers whose blocker cleared are resumed.
+//!   destination, no lock). Each turn, paused publishers whose blocker cleared are resumed; one
+//!   paused on a flag waits for the episode it met to end (the flag's episode count moved on),
+//!   so a shard whose congestion clears and returns faster than its peers wake cannot starve
+//!   their publishers.
 //!   A publisher remembers only the first blocker it met: once that clears it is read again, and
 //!   its next publish pauses it again if another blocker is still set.
 //!
-//! QoS 0 publishers are never paused for this: QoS 0 keeps dropping at the outgoing-buffer limit.
+//! QoS 0 backpressure (`qos0_backpressure`, on by default) uses the same machinery: a connected
+//! session whose outgoing buffer passes half of `max_outgoing_bytes` is congested too, until the
+//! buffer is written down to a quarter, and QoS 0 publishers feeding a congested session (or
+//! shard) are paused like QoS 1/2 ones. Under a flood this turns the shard's time from reading
+//! and dropping into writing: delivery stays at what the subscriber takes instead of collapsing.
+//! The price: one slow QoS 0 subscriber paces every publisher feeding it (and, through the
+//! per-shard flag, every publisher on other shards sending to its shard), for at most
+//! `congestion_timeout_ms` per episode; then it is stalled and QoS 0 to it drops at the limit
+//! (`dropped_outgoing_buffer_full`) as without backpressure. With it off, QoS 0 publishers are
+//! never paused and QoS 0 only drops at the limit.
+//!
+//! Memory budget ([`MemoryBudget`], `max_buffered_bytes` split over the shards): each shard
+//! counts the bytes in its outgoing buffers and session queues (owned, no atomics). At three
+//! quarters of its part the shard is under memory pressure: it counts as one more congested
+//! session (so publishers on other shards sending to it pause on its flag) and its local
+//! publishers whose messages it buffers pause on [`Blocker::Memory`], QoS 0 ones only with
+//! `qos0_backpressure`; pressure ends at half, and stalls after `congestion_timeout_ms` like a
+//! session. At its part, QoS 0 deliveries and new queue entries are dropped
+//! (`dropped_memory_limit`); in-flight QoS 1/2 (bounded by the window) is still written.
 //! Shared subscriptions are not covered on the remote side: their strategies already skip
 //! members that cannot take a message.
 
 use super::connection::PAUSED_CONGESTION;
 use super::mesh::ShardId;
-use super::session::Congestion;
+use super::session::{Congestion, OutgoingFill};
 use super::shard::Shard;
 use super::stats::bump;
 use super::timers::TimerKind;
+use crate::codec::QoS;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -31,8 +53,92 @@ use std::time::Duration;
 pub enum Blocker {
     /// A session on this shard (slab key) is congested.
     Session(usize),
-    /// A destination shard has congested sessions.
+    /// A destination shard has congested sessions (or is under memory pressure). Routing notes
+    /// this; pausing turns it into [`Blocker::ShardEpisode`].
     Shard(ShardId),
+    /// The congestion episode (`CongestionFlag::1`) of a destination shard that was current
+    /// when the publisher was paused: it waits until that episode ends.
+    ShardEpisode(ShardId, u64),
+    /// This shard is under memory pressure.
+    Memory,
+}
+
+/// A shard's part of `max_buffered_bytes` and the bytes it holds now: outgoing buffers (every
+/// byte pushed, until written or the connection is gone) and session queues
+/// ([`super::session::queued_bytes`] per entry). Owned by the shard, changed on the hot path
+/// with plain arithmetic; published to the stats gauges once per turn.
+#[derive(Debug)]
+pub struct MemoryBudget {
+    /// Bytes held now.
+    pub buffered: usize,
+    /// This shard's part of `max_buffered_bytes`: over it QoS 0 and new queue entries drop.
+    limit: usize,
+    /// Pressure starts here (three quarters of `limit`)...
+    high: usize,
+    /// ...and ends here (half).
+    low: usize,
+    /// `Congested` = under pressure (publishers paused), `Stalled` = pressure lasted longer
+    /// than the congestion timeout (publishers read again until it ends).
+    pub pressure: Congestion,
+    episode: u32,
+    peak: usize,
+    /// What the gauges last said.
+    reported: (usize, usize),
+}
+
+impl MemoryBudget {
+    pub fn new(max_buffered_bytes: usize, shards: usize) -> MemoryBudget {
+        let limit = max_buffered_bytes / shards.max(1);
+        MemoryBudget {
+            buffered: 0,
+            limit,
+            high: limit / 4 * 3,
+            low: limit / 2,
+            pressure: Congestion::Clear,
+            episode: 0,
+            peak: 0,
+            reported: (0, 0),
+        }
+    }
+
+    /// Bytes that left (written, dequeued, or gone with their connection or session).
+    #[inline]
+    pub fn release(&mut self, bytes: usize) {
+        debug_assert!(
+            bytes <= self.buffered,
+            "released {bytes} of {}",
+            self.buffered
+        );
+        self.buffered = self.buffered.saturating_sub(bytes);
+    }
+
+    /// Bytes added where pressure is not checked at once (control packets, checked next turn).
+    #[inline]
+    pub fn hold(&mut self, bytes: usize) {
+        self.buffered += bytes;
+        self.peak = self.peak.max(self.buffered);
+    }
+
+    /// Whether one more QoS 0 delivery or queue entry may be buffered.
+    #[inline]
+    pub fn has_room(&self) -> bool {
+        self.buffered < self.limit
+    }
+}
+
+/// The outgoing buffer's fill for QoS 0 backpressure (always low without it).
+pub(super) fn outgoing_fill(
+    out_len: usize,
+    max_outgoing: usize,
+    qos0_backpressure: bool,
+) -> OutgoingFill {
+    if !qos0_backpressure || out_len <= max_outgoing / 4 {
+        OutgoingFill::Low
+    } else if out_len >= max_outgoing / 2 {
+        OutgoingFill::High
+    } else {
+        OutgoingFill::Middle
+    }
 }
 
 impl Shard {
@@ -42,7 +148,13 @@ impl Shard {
             return;
         };
         let online = session.connection.is_some();
-        let Some(previous) = session.session.update_congestion(online) else {
+        let out_len = session
+            .connection
+            .and_then(|key| self.connections.get(key))
+            .map_or(0, |c| c.out.len());
+        let config = &self.shared.config;
+        let fill = outgoing_fill(out_len, config.max_outgoing_bytes, config.qos0_backpressure);
+        let Some(previous) = session.session.update_congestion(online, fill) else {
             return;
         };
         match session.session.congestion {
@@ -62,16 +174,142 @@ impl Shard {
         }
     }
 
-    /// Records `skey` as the blocker of the publish being routed when it is congested (called
-    /// for each QoS 1/2 delivery to an online session).
-    pub(super) fn note_recipient(&mut self, skey: usize) {
-        let congested = self
-            .sessions
-            .get(skey)
-            .is_some_and(|s| s.session.congestion == Congestion::Congested);
-        if congested && self.congestion_blocker.is_none() {
+    /// Records what holds the publish being routed back, if anything: this shard's memory
+    /// pressure, or `skey` when it is online and congested (called for each delivery, with the
+    /// QoS it was delivered at; QoS 0 counts only with `qos0_backpressure`).
+    pub(super) fn note_recipient(&mut self, skey: usize, qos: QoS, online: bool) {
+        if self.congestion_blocker.is_some()
+            || (qos == QoS::AtMostOnce && !self.shared.config.qos0_backpressure)
+        {
+            return;
+        }
+        if self.memory.pressure == Congestion::Congested {
+            self.congestion_blocker = Some(Blocker::Memory);
+            return;
+        }
+        let congested = online
+            && self
+                .sessions
+                .get(skey)
+                .is_some_and(|s| s.session.congestion == Congestion::Congested);
+        if congested {
             self.congestion_blocker = Some(Blocker::Session(skey));
         }
+    }
+
+    /// The outgoing buffer of `skey`'s connection reached the high watermark (QoS 0
+    /// backpressure): a clear session becomes congested.
+    pub(super) fn outgoing_grew(&mut self, skey: usize) {
+        let clear = self
+            .sessions
+            .get(skey)
+            .is_some_and(|s| s.session.congestion == Congestion::Clear);
+        if clear {
+            self.update_congestion(skey);
+        }
+    }
+
+    /// Connection `key` was written down to the low watermark: its session, if congested or
+    /// stalled, may clear.
+    pub(super) fn outgoing_written(&mut self, key: usize) {
+        let Some(skey) = self.connections.get(key).and_then(|c| c.session) else {
+            return;
+        };
+        let held = self
+            .sessions
+            .get(skey)
+            .is_some_and(|s| s.session.congestion != Congestion::Clear);
+        if held {
+            self.update_congestion(skey);
+        }
+    }
+
+    /// Bytes added to an outgoing buffer or a queue: pressure starts at the high watermark.
+    #[inline]
+    pub(super) fn buffered_grew(&mut self, bytes: usize) {
+        self.memory.hold(bytes);
+        if self.memory.buffered >= self.memory.high && self.memory.pressure == Congestion::Clear {
+            self.memory_pressure_start();
+        }
+    }
+
+    fn memory_pressure_start(&mut self) {
+        self.memory.pressure = Congestion::Congested;
+        self.memory.episode = self.memory.episode.wrapping_add(1);
+        let timeout = Duration::from_millis(self.shared.config.congestion_timeout_ms);
+        let episode = u64::from(self.memory.episode);
+        self.timers
+            .arm(self.now + timeout, TimerKind::MemoryPressure, 0, episode);
+        bump(&self.counters().memory_pressure);
+        log::debug!(
+            "shard {}: memory pressure, {} bytes buffered (limit {})",
+            self.id,
+            self.memory.buffered,
+            self.memory.limit
+        );
+        self.congested_sessions_add();
+    }
+
+    /// Once per turn: pressure (on or stalled) ends at the low watermark; the gauges are
+    /// updated.
+    pub(super) fn check_memory(&mut self) {
+        let memory = &mut self.memory;
+        if memory.pressure != Congestion::Clear && memory.buffered <= memory.low {
+            let was = std::mem::take(&mut memory.pressure);
+            if was == Congestion::Congested {
+                self.congested_sessions_remove();
+            }
+        }
+        let memory = &mut self.memory;
+        let now = (memory.buffered, memory.peak);
+        if now != memory.reported {
+            memory.reported = now;
+            let counters = &self.shared.counters[self.id];
+            counters
+                .buffered_bytes
+                .store(now.0 as u64, Ordering::Relaxed);
+            counters
+                .buffered_bytes_peak
+                .store(now.1 as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// The memory pressure timer of `episode` fired: pressure still on is stalled.
+    pub(super) fn memory_pressure_timeout(&mut self, episode: u64) {
+        if self.memory.pressure != Congestion::Congested
+            || u64::from(self.memory.episode) != episode
+        {
+            return;
+        }
+        self.memory.pressure = Congestion::Stalled;
+        log::debug!(
+            "shard {}: memory pressure stalled, {} bytes buffered",
+            self.id,
+            self.memory.buffered
+        );
+        bump(&self.counters().memory_pressure_stalled);
+        self.congested_sessions_remove();
+    }
+
+    /// Debug builds: the budget's count equals what the buffers and queues hold (checked on
+    /// small shards only, it walks everything).
+    #[cfg(debug_assertions)]
+    pub(super) fn debug_check_buffered(&self) {
+        if self.connections.len() + self.sessions.len() > 64 {
+            return;
+        }
+        let out: usize = self.connections.iter().map(|(_, c)| c.out.len()).sum();
+        let queued: usize = self
+            .sessions
+            .iter()
+            .map(|(_, s)| s.session.state.queued_bytes())
+            .sum();
+        debug_assert_eq!(
+            out + queued,
+            self.memory.buffered,
+            "shard {}: buffered bytes drifted (out {out}, queued {queued})",
+            self.id
+        );
     }
 
     /// The congestion timer of `episode` fired: a session still congested is stalled.
@@ -108,9 +346,11 @@ impl Shard {
     fn congested_sessions_add(&mut self) {
         self.congested_sessions += 1;
         if self.congested_sessions == 1 {
-            self.shared.congested[self.id]
-                .0
-                .store(true, Ordering::Relaxed);
+            let flag = &self.shared.congested[self.id];
+            // Relaxed: a publisher that reads a stale episode is resumed at once and pauses
+            // again on its next publish, a spurious wake-up at worst.
+            flag.1.fetch_add(1, Ordering::Relaxed);
+            flag.0.store(true, Ordering::Relaxed);
         }
     }
 
@@ -136,6 +376,11 @@ impl Shard {
                 .get(skey)
                 .is_some_and(|s| s.session.congestion == Congestion::Congested),
             Blocker::Shard(shard) => self.shared.congested[shard].0.load(Ordering::Relaxed),
+            Blocker::ShardEpisode(shard, episode) => {
+                let flag = &self.shared.congested[shard];
+                flag.0.load(Ordering::Relaxed) && flag.1.load(Ordering::Relaxed) == episode
+            }
+            Blocker::Memory => self.memory.pressure == Congestion::Congested,
         }
     }
 
@@ -148,6 +393,13 @@ impl Shard {
             return;
         }
         conn.paused |= PAUSED_CONGESTION;
+        let blocker = match blocker {
+            Blocker::Shard(shard) => {
+                let episode = self.shared.congested[shard].1.load(Ordering::Relaxed);
+                Blocker::ShardEpisode(shard, episode)
+            }
+            other => other,
+        };
         self.paused_congestion.push((key, conn.id, blocker));
         bump(&self.counters().publishers_paused_congestion);
     }

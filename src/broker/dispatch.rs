@@ -200,8 +200,8 @@ impl Shard {
         if overflowed {
             self.pause(key);
         }
-        // QoS 1/2 backpressure (congestion.rs); QoS 0 publishers are never held back.
-        if qos != QoS::AtMostOnce {
+        // Backpressure (congestion.rs); QoS 0 publishers only with `qos0_backpressure`.
+        if qos != QoS::AtMostOnce || self.shared.config.qos0_backpressure {
             if let Some(blocker) = self.congestion_blocker.take() {
                 self.pause_for_congestion(key, blocker);
             }

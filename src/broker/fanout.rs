@@ -10,7 +10,7 @@ use super::connection::ConnState;
 use super::mesh::ShardMsg;
 use super::protocol::{encode_layout, Layout, LayoutOptions};
 use super::retained::RetainOutcome;
-use super::session::{Delivery, Message, SharedPublish};
+use super::session::{queued_bytes, Delivery, Message, SharedPublish};
 use super::shard::{Awaited, CloseReason, LocalSub, Shard};
 use super::stats::bump;
 use crate::codec::{MqttString, Packet, Publish, QoS, SubAck};
@@ -158,9 +158,11 @@ impl Shard {
         let connection = session
             .connection
             .filter(|&key| connections.get(key).is_some_and(|c| c.is_connected()));
+        let online = connection.is_some();
+        let queue_room = self.memory.has_room();
         match session
             .session
-            .deliver(message, qos, retain, connection.is_some())
+            .deliver(message, qos, retain, online, queue_room)
         {
             Delivery::SendQoS0 => {
                 if let Some(key) = connection {
@@ -172,16 +174,20 @@ impl Shard {
                     self.write_publish(key, skey, message, qos, packet_id, retain, encoding);
                 }
             }
-            Delivery::Queued if connection.is_some() => {
-                bump(&self.shared.counters[self.id].inflight_window_full);
-                self.update_congestion(skey);
+            Delivery::Queued => {
+                self.buffered_grew(queued_bytes(message));
+                if online {
+                    bump(&self.shared.counters[self.id].inflight_window_full);
+                    self.update_congestion(skey);
+                }
             }
-            Delivery::Queued | Delivery::Discarded => {}
+            Delivery::Discarded => {}
             Delivery::DroppedQueueFull => bump(&self.shared.counters[self.id].dropped_queue_full),
+            Delivery::DroppedMemoryLimit => {
+                bump(&self.shared.counters[self.id].dropped_memory_limit)
+            }
         }
-        if qos != QoS::AtMostOnce && connection.is_some() {
-            self.note_recipient(skey);
-        }
+        self.note_recipient(skey, qos, online);
     }
 
     /// Appends one PUBLISH to a connection's outgoing buffer.
@@ -200,9 +206,15 @@ impl Shard {
         let Some(conn) = self.connections.get_mut(key) else {
             return;
         };
-        if qos == QoS::AtMostOnce && conn.out.len() >= max_outgoing {
-            bump(&self.shared.counters[self.id].dropped_outgoing_buffer_full);
-            return;
+        if qos == QoS::AtMostOnce {
+            if conn.out.len() >= max_outgoing {
+                bump(&self.shared.counters[self.id].dropped_outgoing_buffer_full);
+                return;
+            }
+            if !self.memory.has_room() {
+                bump(&self.shared.counters[self.id].dropped_memory_limit);
+                return;
+            }
         }
         // MQTT 5 Message Expiry: an expired message is not started any more ([MQTT-3.3.2-5]);
         // one that waited at least a second goes out with the time left ([MQTT-3.3.2-6]).
@@ -265,16 +277,20 @@ impl Shard {
                 .topic_aliases_out
                 .commit(&message.topic, alias);
         }
+        let before = conn.out.len();
         conn.out.push_shared(&layout.head);
         if qos != QoS::AtMostOnce {
             conn.out.push_copy(&packet_id.to_be_bytes());
             conn.out.push_shared(&layout.tail);
         }
-        let over = conn.out.len() > max_outgoing.saturating_mul(2);
+        let after = conn.out.len();
         bump(&self.shared.counters[self.id].messages_sent);
         self.mark_dirty(key);
-        if over {
+        self.buffered_grew(after - before);
+        if after > max_outgoing.saturating_mul(2) {
             self.close(key, CloseReason::SlowConsumer);
+        } else if after >= max_outgoing / 2 && self.shared.config.qos0_backpressure {
+            self.outgoing_grew(skey);
         }
     }
 
@@ -291,6 +307,7 @@ impl Shard {
                 self.update_congestion(skey);
                 return;
             };
+            self.memory.release(queued_bytes(&queued.message));
             self.write_publish(
                 key,
                 skey,

@@ -383,6 +383,8 @@ impl Shard {
             claim.shard, self.id,
             "a session lives where its id was claimed"
         );
+        // A session that moved here brings its queue along.
+        self.buffered_grew(state.queued_bytes());
         let skey = self.sessions.insert(ShardSession {
             session: Session::new(state, inflight_max.max(1), limits),
             claim_number: claim.number,
@@ -488,6 +490,7 @@ impl Shard {
         }
         self.forget_congestion(skey);
         let session = self.sessions.remove(skey);
+        self.memory.release(session.session.state.queued_bytes());
         self.shared.sessions_open.fetch_sub(1, Ordering::Relaxed);
         self.redeliver_shared(&session.session.state);
         let client_id = &session.session.state.client_id;
@@ -509,6 +512,7 @@ impl Shard {
         }
         self.forget_congestion(skey);
         let session = self.sessions.remove(skey);
+        self.memory.release(session.session.state.queued_bytes());
         self.shared.sessions_open.fetch_sub(1, Ordering::Relaxed);
         let client_id = &session.session.state.client_id;
         self.client_ids.remove(client_id, skey);

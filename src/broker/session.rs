@@ -82,6 +82,24 @@ pub struct Queued {
     pub retain: bool,
 }
 
+/// Fixed part of [`queued_bytes`]: the PUBLISH fixed header, topic length and packet id, and
+/// the queue entry itself, roughly.
+const QUEUED_OVERHEAD_BYTES: usize = 32;
+
+/// What a queued message counts against the shard's memory budget: its approximate encoded
+/// length (topic, payload, a fixed overhead; properties are left out). The payload is shared
+/// by every queue holding the message, so this over-counts memory, never under-counts it.
+pub fn queued_bytes(message: &Message) -> usize {
+    message.topic.len() + message.payload.len() + QUEUED_OVERHEAD_BYTES
+}
+
+impl SessionState {
+    /// [`queued_bytes`] summed over the queue (a session arriving or leaving).
+    pub fn queued_bytes(&self) -> usize {
+        self.queued.iter().map(|q| queued_bytes(&q.message)).sum()
+    }
+}
+
 /// What the shard must do with a message offered to a session.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Delivery {
@@ -95,6 +113,21 @@ pub enum Delivery {
     Discarded,
     /// Not kept: the queue is at its limit (counted).
     DroppedQueueFull,
+    /// Not kept: the shard's memory budget (`max_buffered_bytes`) is used up (counted).
+    DroppedMemoryLimit,
+}
+
+/// Where a connected session's outgoing buffer (bytes not yet written to its socket) stands
+/// against its watermarks, half and a quarter of `max_outgoing_bytes`. The shard measures it;
+/// it is always `Low` without QoS 0 backpressure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutgoingFill {
+    /// At or below the low watermark.
+    Low,
+    /// Between the watermarks.
+    Middle,
+    /// At or above the high watermark.
+    High,
 }
 
 /// Result of an incoming QoS 2 PUBLISH.
@@ -108,12 +141,13 @@ pub enum IncomingQoS2 {
     ReceiveMaximumExceeded,
 }
 
-/// Whether a connected session's queue holds its publishers back (QoS 1/2 backpressure).
+/// Whether a connected session's queue or outgoing buffer holds its publishers back.
 ///
 /// A session becomes `Congested` when a QoS 1/2 delivery to it while online leaves its queue
 /// (messages behind the in-flight window) at or above the high watermark, half of
-/// `max_queued_messages`; its publishers are paused until the queue drains to the low
-/// watermark, a quarter. A session congested for longer than the congestion timeout is
+/// `max_queued_messages`, or (QoS 0 backpressure) when its outgoing buffer reaches
+/// [`OutgoingFill::High`]; its publishers are paused until both the queue drains to the low
+/// watermark, a quarter, and the buffer is written down to [`OutgoingFill::Low`]. A session congested for longer than the congestion timeout is
 /// `Stalled`: it stops holding publishers back (they must not wait forever on a stuck
 /// subscriber) and drops over `max_queued_messages` as before, until it drains to the low
 /// watermark. Offline sessions are never congested: they queue to the limit, then drop.
@@ -219,18 +253,24 @@ impl Session {
         }
     }
 
-    /// Re-evaluates [`Congestion`] after the queue changed or the connection came or went.
-    /// Returns the previous state when it changed.
-    pub fn update_congestion(&mut self, online: bool) -> Option<Congestion> {
+    /// Re-evaluates [`Congestion`] after the queue or the outgoing buffer changed or the
+    /// connection came or went. Returns the previous state when it changed.
+    pub fn update_congestion(
+        &mut self,
+        online: bool,
+        outgoing: OutgoingFill,
+    ) -> Option<Congestion> {
         let queued = self.state.queued.len();
         let high = self.limits.max_queued_messages / 2;
         let low = self.limits.max_queued_messages / 4;
+        // A queue too small to have watermarks (limit 0 or 1) never congests.
+        let queue_high = high > 0 && queued >= high;
+        let drained = queued <= low && outgoing == OutgoingFill::Low;
         let next = match self.congestion {
-            // A queue too small to have watermarks (limit 0 or 1) never congests.
-            Congestion::Clear if online && high > 0 && queued >= high => Congestion::Congested,
-            Congestion::Congested | Congestion::Stalled if !online || queued <= low => {
-                Congestion::Clear
+            Congestion::Clear if online && (queue_high || outgoing == OutgoingFill::High) => {
+                Congestion::Congested
             }
+            Congestion::Congested | Congestion::Stalled if !online || drained => Congestion::Clear,
             unchanged => unchanged,
         };
         if next == self.congestion {
@@ -253,7 +293,8 @@ impl Session {
     }
 
     /// Offers a message to the session with its effective QoS. `online` says whether a
-    /// connection is attached. Ordering is kept: while anything is queued, QoS 1/2 messages queue
+    /// connection is attached; `queue_room` whether the shard's memory budget takes one more
+    /// queued message. Ordering is kept: while anything is queued, QoS 1/2 messages queue
     /// behind it.
     pub fn deliver(
         &mut self,
@@ -261,6 +302,7 @@ impl Session {
         qos: QoS,
         retain: bool,
         online: bool,
+        queue_room: bool,
     ) -> Delivery {
         if qos == QoS::AtMostOnce {
             if online {
@@ -269,7 +311,7 @@ impl Session {
             if !self.limits.queue_qos0 {
                 return Delivery::Discarded;
             }
-            return self.enqueue(message, qos, retain);
+            return self.enqueue(message, qos, retain, queue_room);
         }
         if online && self.state.queued.is_empty() && self.window_has_room() {
             let packet_id = self.allocate_packet_id();
@@ -282,10 +324,16 @@ impl Session {
             });
             return Delivery::Send { packet_id };
         }
-        self.enqueue(message, qos, retain)
+        self.enqueue(message, qos, retain, queue_room)
     }
 
-    fn enqueue(&mut self, message: &SharedPublish, qos: QoS, retain: bool) -> Delivery {
+    fn enqueue(
+        &mut self,
+        message: &SharedPublish,
+        qos: QoS,
+        retain: bool,
+        queue_room: bool,
+    ) -> Delivery {
         let limit = if self.congestion == Congestion::Congested {
             self.limits
                 .max_queued_messages
@@ -296,6 +344,10 @@ impl Session {
         if self.state.queued.len() >= limit {
             self.state.dropped_messages += 1;
             return Delivery::DroppedQueueFull;
+        }
+        if !queue_room {
+            self.state.dropped_messages += 1;
+            return Delivery::DroppedMemoryLimit;
         }
         self.state.queued.push_back(Queued {
             message: message.clone(),
@@ -498,21 +550,21 @@ mod tests {
         let mut s = Session::new(SessionState::default(), 2, limits());
         let m = message(1);
         assert_eq!(
-            s.deliver(&m, QoS::AtLeastOnce, false, true),
+            s.deliver(&m, QoS::AtLeastOnce, false, true, true),
             Delivery::Send { packet_id: 1 }
         );
         assert_eq!(
-            s.deliver(&m, QoS::ExactlyOnce, false, true),
+            s.deliver(&m, QoS::ExactlyOnce, false, true, true),
             Delivery::Send { packet_id: 2 }
         );
         for _ in 0..3 {
             assert_eq!(
-                s.deliver(&m, QoS::AtLeastOnce, false, true),
+                s.deliver(&m, QoS::AtLeastOnce, false, true, true),
                 Delivery::Queued
             );
         }
         assert_eq!(
-            s.deliver(&m, QoS::AtLeastOnce, false, true),
+            s.deliver(&m, QoS::AtLeastOnce, false, true, true),
             Delivery::DroppedQueueFull
         );
         assert_eq!(s.state.dropped_messages, 1);
@@ -538,49 +590,129 @@ mod tests {
         let mut s = Session::new(SessionState::default(), 1, limits);
         let m = message(1);
         assert_eq!(
-            s.deliver(&m, QoS::AtLeastOnce, false, true),
+            s.deliver(&m, QoS::AtLeastOnce, false, true, true),
             Delivery::Send { packet_id: 1 }
         );
         for _ in 0..3 {
-            s.deliver(&m, QoS::AtLeastOnce, false, true);
-            assert_eq!(s.update_congestion(true), None, "below the high watermark");
+            s.deliver(&m, QoS::AtLeastOnce, false, true, true);
+            assert_eq!(
+                s.update_congestion(true, OutgoingFill::Low),
+                None,
+                "below the high watermark"
+            );
         }
-        s.deliver(&m, QoS::AtLeastOnce, false, true);
-        assert_eq!(s.update_congestion(true), Some(Congestion::Clear));
+        s.deliver(&m, QoS::AtLeastOnce, false, true, true);
+        assert_eq!(
+            s.update_congestion(true, OutgoingFill::Low),
+            Some(Congestion::Clear)
+        );
         assert_eq!(s.congestion, Congestion::Congested);
         // Congested: what was already in flight is kept, up to the overshoot (8) more.
         for _ in 4..16 {
             assert_eq!(
-                s.deliver(&m, QoS::AtLeastOnce, false, true),
+                s.deliver(&m, QoS::AtLeastOnce, false, true, true),
                 Delivery::Queued
             );
         }
         assert_eq!(
-            s.deliver(&m, QoS::AtLeastOnce, false, true),
+            s.deliver(&m, QoS::AtLeastOnce, false, true, true),
             Delivery::DroppedQueueFull
         );
         // Drains to 3: still above the low watermark (2).
         s.state.queued.truncate(3);
-        assert_eq!(s.update_congestion(true), None);
+        assert_eq!(s.update_congestion(true, OutgoingFill::Low), None);
         assert!(!s.stall(s.congestion_episode + 1), "a stale timer");
         assert!(s.stall(s.congestion_episode));
         assert_eq!(s.congestion, Congestion::Stalled);
         s.state.queued.truncate(2);
-        assert_eq!(s.update_congestion(true), Some(Congestion::Stalled));
+        assert_eq!(
+            s.update_congestion(true, OutgoingFill::Low),
+            Some(Congestion::Stalled)
+        );
         assert_eq!(s.congestion, Congestion::Clear);
         // Offline: queues to the limit, never congested.
         for _ in 0..6 {
-            s.deliver(&m, QoS::AtLeastOnce, false, false);
+            s.deliver(&m, QoS::AtLeastOnce, false, false, true);
         }
-        assert_eq!(s.update_congestion(false), None);
+        assert_eq!(s.update_congestion(false, OutgoingFill::Low), None);
         assert_eq!(
-            s.deliver(&m, QoS::AtLeastOnce, false, false),
+            s.deliver(&m, QoS::AtLeastOnce, false, false, true),
             Delivery::DroppedQueueFull
         );
         // Going offline ends congestion.
         s.state.queued.truncate(4);
-        assert_eq!(s.update_congestion(true), Some(Congestion::Clear));
-        assert_eq!(s.update_congestion(false), Some(Congestion::Congested));
+        assert_eq!(
+            s.update_congestion(true, OutgoingFill::Low),
+            Some(Congestion::Clear)
+        );
+        assert_eq!(
+            s.update_congestion(false, OutgoingFill::Low),
+            Some(Congestion::Congested)
+        );
+    }
+
+    #[test]
+    fn a_full_outgoing_buffer_congests_until_written_down_to_low() {
+        let mut s = Session::new(SessionState::default(), 2, limits());
+        assert_eq!(s.update_congestion(true, OutgoingFill::Middle), None);
+        assert_eq!(
+            s.update_congestion(false, OutgoingFill::High),
+            None,
+            "offline"
+        );
+        let episode = s.congestion_episode;
+        assert_eq!(
+            s.update_congestion(true, OutgoingFill::High),
+            Some(Congestion::Clear)
+        );
+        assert_eq!(s.congestion, Congestion::Congested);
+        assert_eq!(s.congestion_episode, episode + 1);
+        assert_eq!(s.update_congestion(true, OutgoingFill::Middle), None);
+        assert!(s.stall(s.congestion_episode));
+        // Stalled: stays so until written down to the low watermark.
+        assert_eq!(s.update_congestion(true, OutgoingFill::High), None);
+        assert_eq!(
+            s.update_congestion(true, OutgoingFill::Low),
+            Some(Congestion::Stalled)
+        );
+        // Both must be low to clear: a queue over its low watermark keeps it congested.
+        s.update_congestion(true, OutgoingFill::High);
+        let m = message(1);
+        for _ in 0..4 {
+            s.state.queued.push_back(Queued {
+                message: m.clone(),
+                qos: QoS::AtLeastOnce,
+                retain: false,
+            });
+        }
+        assert_eq!(s.update_congestion(true, OutgoingFill::Low), None);
+        assert_eq!(s.congestion, Congestion::Congested);
+    }
+
+    #[test]
+    fn without_memory_room_nothing_new_is_queued() {
+        let mut s = Session::new(SessionState::default(), 1, limits());
+        let m = message(1);
+        assert_eq!(
+            s.deliver(&m, QoS::AtLeastOnce, false, true, false),
+            Delivery::Send { packet_id: 1 },
+            "sending now needs no queue room"
+        );
+        assert_eq!(
+            s.deliver(&m, QoS::AtLeastOnce, false, true, false),
+            Delivery::DroppedMemoryLimit
+        );
+        assert_eq!(
+            s.deliver(&m, QoS::AtMostOnce, false, true, false),
+            Delivery::SendQoS0
+        );
+        assert_eq!(
+            s.deliver(&m, QoS::AtLeastOnce, false, true, true),
+            Delivery::Queued
+        );
+        assert_eq!(s.state.dropped_messages, 1);
+        assert_eq!(s.state.queued_bytes(), queued_bytes(&m));
+        assert_eq!(queued_bytes(&m), 1 + 1 + QUEUED_OVERHEAD_BYTES);
     }
 
     #[test]
@@ -588,20 +720,20 @@ mod tests {
         let mut s = Session::new(SessionState::default(), 2, limits());
         let m = message(1);
         assert_eq!(
-            s.deliver(&m, QoS::AtMostOnce, false, false),
+            s.deliver(&m, QoS::AtMostOnce, false, false, true),
             Delivery::Discarded
         );
         assert_eq!(
-            s.deliver(&m, QoS::AtMostOnce, false, true),
+            s.deliver(&m, QoS::AtMostOnce, false, true, true),
             Delivery::SendQoS0
         );
         s.limits.queue_qos0 = true;
         assert_eq!(
-            s.deliver(&m, QoS::AtMostOnce, false, false),
+            s.deliver(&m, QoS::AtMostOnce, false, false, true),
             Delivery::Queued
         );
         assert_eq!(
-            s.deliver(&m, QoS::AtLeastOnce, false, false),
+            s.deliver(&m, QoS::AtLeastOnce, false, false, true),
             Delivery::Queued
         );
         assert_eq!(s.poll_queued().unwrap().0, 0);
@@ -629,18 +761,18 @@ mod tests {
         s.state.last_packet_id = u16::MAX - 1;
         let m = message(1);
         assert_eq!(
-            s.deliver(&m, QoS::AtLeastOnce, false, true),
+            s.deliver(&m, QoS::AtLeastOnce, false, true, true),
             Delivery::Send {
                 packet_id: u16::MAX
             }
         );
         assert_eq!(
-            s.deliver(&m, QoS::AtLeastOnce, false, true),
+            s.deliver(&m, QoS::AtLeastOnce, false, true, true),
             Delivery::Send { packet_id: 1 }
         );
         s.state.last_packet_id = u16::MAX - 1;
         assert_eq!(
-            s.deliver(&m, QoS::AtLeastOnce, false, true),
+            s.deliver(&m, QoS::AtLeastOnce, false, true, true),
             Delivery::Send { packet_id: 2 }
         );
     }

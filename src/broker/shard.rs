@@ -197,11 +197,14 @@ pub struct Shard {
     pub ready: Vec<usize>,
     /// Connections that used their read budget this turn with bytes left to read.
     pub read_more: Vec<usize>,
+    /// This shard's part of `max_buffered_bytes` and what its buffers and queues hold.
+    pub memory: super::congestion::MemoryBudget,
 }
 
 impl Shard {
     pub fn new(id: ShardId, shared: Arc<Shared>, poll: Poll, mesh: Mesh) -> Shard {
         let shards = mesh.shards();
+        let memory = super::congestion::MemoryBudget::new(shared.config.max_buffered_bytes, shards);
         let random_state = (shared.instance ^ (id as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)) | 1;
         let epoch = Instant::now();
         Shard {
@@ -242,6 +245,7 @@ impl Shard {
             congestion_blocker: None,
             ready: Vec::new(),
             read_more: Vec::new(),
+            memory,
         }
     }
 
@@ -304,6 +308,9 @@ impl Shard {
         self.resume_congested();
         self.flush_writes();
         self.finish_closes();
+        self.check_memory();
+        #[cfg(debug_assertions)]
+        self.debug_check_buffered();
         self.mesh.wake_peers();
     }
 
@@ -418,10 +425,12 @@ impl Shard {
             if let codec::DecodeError::UnsupportedProtocolVersion(_) = error {
                 // [MQTT-3.1.2-2]: CONNACK return code 0x01 (MQTT 5: 0x84), then close. The
                 // level is unknown, so answer in the 3.1.1 format every version can read.
+                let before = conn.out.len();
                 conn.out.push_packet(
                     &super::protocol::connack_refused(ReasonCode::UnsupportedProtocolVersion),
                     codec::ProtocolVersion::V3_1_1,
                 );
+                self.memory.hold(conn.out.len() - before);
                 self.mark_dirty(key);
                 self.close(
                     key,
@@ -433,10 +442,12 @@ impl Shard {
                 bump(&self.shared.counters[self.id].protocol_errors);
                 let code = error.reason_code();
                 log::warn!("refused CONNECT from {}: {error}", conn.peer);
+                let before = conn.out.len();
                 conn.out.push_packet(
                     &super::protocol::connack_refused(code),
                     codec::ProtocolVersion::V5,
                 );
+                self.memory.hold(conn.out.len() - before);
                 self.mark_dirty(key);
                 self.close(key, CloseReason::ConnectRefused(code));
                 return;
@@ -456,7 +467,9 @@ impl Shard {
         if conn.state == ConnState::Closing {
             return;
         }
+        let before = conn.out.len();
         conn.out.push_packet(packet, conn.version);
+        self.memory.hold(conn.out.len() - before);
         self.mark_dirty(key);
     }
 
@@ -471,6 +484,8 @@ impl Shard {
 
     /// One write (until `WouldBlock`) per connection touched this turn.
     fn flush_writes(&mut self) {
+        let low = self.shared.config.max_outgoing_bytes / 4;
+        let qos0_backpressure = self.shared.config.qos0_backpressure;
         let mut dirty = std::mem::take(&mut self.dirty);
         for key in dirty.drain(..) {
             let Some(conn) = self.connections.get_mut(key) else {
@@ -480,8 +495,17 @@ impl Shard {
             if conn.state == ConnState::Closing || conn.out.is_empty() {
                 continue;
             }
-            if let Err(e) = conn.out.write_to(&mut conn.stream) {
-                self.close(key, CloseReason::Io(e.kind()));
+            let before = conn.out.len();
+            let result = conn.out.write_to(&mut conn.stream);
+            let after = conn.out.len();
+            self.memory.release(before - after);
+            match result {
+                Err(e) => self.close(key, CloseReason::Io(e.kind())),
+                // QoS 0 backpressure: written down across the low watermark.
+                Ok(_) if qos0_backpressure && after <= low && before > low => {
+                    self.outgoing_written(key)
+                }
+                Ok(_) => {}
             }
         }
         self.dirty = dirty;
@@ -514,7 +538,9 @@ impl Shard {
                         });
                     }
                 }
+                let before = conn.out.len();
                 conn.out.push_packet(&packet, conn.version);
+                self.memory.hold(conn.out.len() - before);
             }
         }
         let was_connected = conn.state == ConnState::Connected;
@@ -569,6 +595,8 @@ impl Shard {
                 continue;
             }
             let mut conn = self.connections.remove(key);
+            // Whatever the last write does not take goes with the connection.
+            self.memory.release(conn.out.len());
             let _ = conn.out.write_to(&mut conn.stream);
             let _ = conn.stream.shutdown(std::net::Shutdown::Write);
             // Drain what the peer already sent so that close() does not answer with RST, which
@@ -679,6 +707,7 @@ impl Shard {
                     }
                 }
                 TimerKind::Congestion => self.congestion_timeout(timer.key, timer.generation),
+                TimerKind::MemoryPressure => self.memory_pressure_timeout(timer.generation),
                 TimerKind::SessionExpiry => {
                     let Some(session) = self.sessions.get(timer.key) else {
                         continue;

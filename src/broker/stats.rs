@@ -97,14 +97,29 @@ counters! {
     authentication_failures,
     /// Times a mesh channel was full and a message waited in the overflow slot.
     mesh_channel_full,
-    /// Times a QoS 1/2 publisher's connection stopped being read because a recipient session
-    /// (or a destination shard) was congested.
+    /// Times a publisher's connection stopped being read because a recipient session (or a
+    /// destination shard) was congested or its shard under memory pressure (QoS 0 publishers
+    /// too with `qos0_backpressure`).
     publishers_paused_congestion,
     /// Times a connected session became congested (its queue reached half of
     /// `max_queued_messages`).
     sessions_congested,
     /// Times a congested session was stalled (congested for `congestion_timeout_ms`).
     sessions_stalled,
+    /// QoS 0 deliveries and queue entries dropped because the shard's part of
+    /// `max_buffered_bytes` was used up.
+    dropped_memory_limit,
+    /// Times a shard came under memory pressure (three quarters of its part of
+    /// `max_buffered_bytes` buffered: its publishers are paused).
+    memory_pressure,
+    /// Times a shard's memory pressure lasted `congestion_timeout_ms` and was stalled
+    /// (publishers read again).
+    memory_pressure_stalled,
+    /// Gauge: bytes buffered now in outgoing buffers and session queues (summed over shards).
+    buffered_bytes,
+    /// Gauge: the highest `buffered_bytes` of each shard since start, summed over shards (at
+    /// least the broker-wide peak, at most the sum of the shards' budgets plus slack).
+    buffered_bytes_peak,
 }
 
 impl Stats {
@@ -126,10 +141,13 @@ impl Stats {
 }
 
 /// One shard's "has congested sessions" flag, on its own cache line: publishers on every shard
-/// read it (one relaxed load per destination shard) after routing a QoS 1/2 PUBLISH.
+/// read it (one relaxed load per destination shard) after routing a PUBLISH. The second field
+/// counts the times the flag was set (its episodes): a publisher paused on the flag waits for the
+/// episode it met to end, not for the flag to be seen clear, so it cannot starve when a shard's
+/// episodes follow each other faster than the publisher's shard wakes up.
 #[derive(Debug, Default)]
 #[repr(align(128))]
-pub struct CongestionFlag(pub AtomicBool);
+pub struct CongestionFlag(pub AtomicBool, pub AtomicU64);
 
 /// Adds one to a counter.
 #[inline]

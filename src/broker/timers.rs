@@ -25,6 +25,9 @@ pub enum TimerKind {
     SessionExpiry,
     /// A session congested since then is stalled (generation = its congestion episode).
     Congestion,
+    /// The shard's memory pressure, if still on since then, is stalled (key 0, generation =
+    /// the pressure episode).
+    MemoryPressure,
 }
 
 /// One armed timer.
