@@ -5,7 +5,7 @@
 
 use super::connection::ConnState;
 use super::protocol::{granted, topic_levels};
-use super::session::{IncomingQoS2, Message, StoredSubscription};
+use super::session::{IncomingQoS2, StoredSubscription};
 use super::shard::{Awaited, CloseReason, LocalSub, PendingAck, Shard};
 use super::stats::bump;
 use crate::codec::{
@@ -130,16 +130,12 @@ impl Shard {
             self.close(key, reason);
             return;
         }
-        // `as_str` checks the UTF-8 again on every call: take it once.
-        let topic_name = publish.topic.as_str();
-        if let Err(e) = topic::validate_topic_name(topic_name) {
-            self.close(
-                key,
-                CloseReason::Protocol(ReasonCode::TopicNameInvalid, e.to_string()),
-            );
-            return;
-        }
-        if topic_levels(topic_name) > self.shared.config.max_topic_levels {
+        // The topic name's rules (UTF-8 without U+0000 [MQTT-1.5.4-1/2], no wildcards
+        // [MQTT-3.3.2-2], not empty without an alias [MQTT-4.7.3-1], at most 65,535 bytes by
+        // its length prefix [MQTT-4.7.3-3]) were checked by the codec when the frame was
+        // decoded, and an aliased topic when its alias was set; they are not checked again.
+        debug_assert!(topic::validate_topic_name(publish.topic.as_str()).is_ok());
+        if topic_levels(publish.topic.as_bytes()) > self.shared.config.max_topic_levels {
             bump(&self.shared.counters[self.id].topic_levels_exceeded);
             self.close(
                 key,
@@ -184,8 +180,9 @@ impl Shard {
         }
         publish.dup = false;
         publish.packet_id = 0;
-        let (matched, overflowed) =
-            self.route_publish(Message::shared(publish, self.now), Some(skey));
+        let message = self.new_message(publish);
+        let (matched, overflowed) = self.route_publish(&message, Some(skey));
+        self.recycle_message(message);
         // MQTT 5: 0x10 No matching subscribers is informative, the message was accepted.
         let code = if matched {
             ReasonCode::Success

@@ -5,7 +5,8 @@ use super::config::Config;
 use super::connection::WillMessage;
 use super::session::SharedPublish;
 use crate::codec::{
-    ConnAck, Connect, MqttString, Packet, Properties, ProtocolVersion, Publish, QoS, ReasonCode,
+    ConnAck, Connect, MqttString, Packet, Properties, ProtocolVersion, Publish, PublishFlags, QoS,
+    ReasonCode,
 };
 use bytes::{Bytes, BytesMut};
 
@@ -236,8 +237,8 @@ pub fn is_v5_connect(buf: &[u8]) -> bool {
 }
 
 /// The number of levels of a topic name or filter.
-pub fn topic_levels(topic: &str) -> usize {
-    topic.bytes().filter(|&b| b == b'/').count() + 1
+pub fn topic_levels(topic: impl AsRef<[u8]>) -> usize {
+    topic.as_ref().iter().filter(|&&b| b == b'/').count() + 1
 }
 
 /// The SUBACK code for a granted QoS.
@@ -268,14 +269,20 @@ impl Layout {
 #[derive(Default)]
 pub struct LayoutCache {
     slots: [Option<Layout>; 12],
+    /// Bit `i` is set while `slots[i]` holds a layout, so `clear` touches only those (one,
+    /// usually).
+    filled: u16,
 }
 
 impl LayoutCache {
     /// Forgets the layouts of the previous message.
     pub fn clear(&mut self) {
-        for slot in &mut self.slots {
-            *slot = None;
+        while self.filled != 0 {
+            let index = self.filled.trailing_zeros() as usize;
+            self.filled &= self.filled - 1;
+            self.slots[index] = None;
         }
+        debug_assert!(self.slots.iter().all(Option::is_none));
     }
 
     /// The layout for (`version`, `qos`, `retain`), encoding it into `scratch` the first time.
@@ -288,6 +295,7 @@ impl LayoutCache {
         scratch: &mut BytesMut,
     ) -> &Layout {
         let index = usize::from(version.is_v5()) * 6 + (qos as usize) * 2 + usize::from(retain);
+        self.filled |= 1 << index;
         self.slots[index].get_or_insert_with(|| {
             let options = LayoutOptions {
                 qos,
@@ -328,16 +336,28 @@ const ENCODE_BLOCK_BYTES: usize = 16 * 1024;
 /// whole block alive).
 fn encode_packet(packet: &Packet, version: ProtocolVersion, scratch: &mut BytesMut) -> Bytes {
     let len = packet.encoded_len(version);
+    encode_into_block(len, scratch, |out| packet.encode(version, out))
+}
+
+/// Runs `encode`, which writes exactly `len` bytes, into bytes of their own (see
+/// [`encode_packet`]).
+fn encode_into_block(
+    len: usize,
+    scratch: &mut BytesMut,
+    encode: impl FnOnce(&mut BytesMut),
+) -> Bytes {
     if len > ENCODE_SHARED_MAX_BYTES {
         let mut own = BytesMut::with_capacity(len);
-        packet.encode(version, &mut own);
+        encode(&mut own);
+        debug_assert_eq!(own.len(), len);
         return own.freeze();
     }
     scratch.clear();
     if scratch.capacity() < len {
         *scratch = BytesMut::with_capacity(ENCODE_BLOCK_BYTES);
     }
-    packet.encode(version, scratch);
+    encode(scratch);
+    debug_assert_eq!(scratch.len(), len);
     scratch.split().freeze()
 }
 
@@ -355,6 +375,22 @@ pub fn encode_layout(
         message_expiry_interval,
         topic_alias,
     } = options;
+    let flags = PublishFlags {
+        dup: dup && qos != QoS::AtMostOnce,
+        qos,
+        retain,
+        packet_id: if qos == QoS::AtMostOnce { 0 } else { 1 },
+    };
+    if topic_alias.is_none()
+        && message_expiry_interval.is_none()
+        && message.properties.topic_alias.is_none()
+    {
+        // The common case: the message as received under this delivery's flags, encoded
+        // straight from it (no copy of the packet to build and drop).
+        let len = message.encoded_len_with(version, flags);
+        let full = encode_into_block(len, scratch, |out| message.encode_with(version, flags, out));
+        return split_layout(full, qos, message.topic.len());
+    }
     let mut properties = message.properties.clone();
     // A Topic Alias belongs to one network connection (spec 3.3.2.3.4), so it is never
     // forwarded. Subscription identifiers, if any, were set for this subscriber by the shard
@@ -378,6 +414,12 @@ pub fn encode_layout(
         payload: message.payload.clone(),
     });
     let full = encode_packet(&packet, version, scratch);
+    split_layout(full, qos, topic_len)
+}
+
+/// Splits an encoded PUBLISH around its packet id (QoS 1/2); `topic_len` is the length of the
+/// topic name written in it.
+fn split_layout(full: Bytes, qos: QoS, topic_len: usize) -> Layout {
     if qos == QoS::AtMostOnce {
         return Layout {
             head: full,

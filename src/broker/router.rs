@@ -273,6 +273,11 @@ impl Router {
 
     /// The other shards with subscribers matching `topic`, each once.
     pub fn destinations(&mut self, topic: &str) -> &[ShardId] {
+        self.destinations_bytes(topic.as_bytes())
+    }
+
+    /// [`Router::destinations`] for the bytes of a topic name already checked as UTF-8.
+    pub fn destinations_bytes(&mut self, topic: &[u8]) -> &[ShardId] {
         let Router {
             routes,
             dest_mask,
@@ -283,7 +288,7 @@ impl Router {
             dest_mask[shard] = false;
         }
         dest_list.clear();
-        routes.for_each_match(topic, |&shard| {
+        routes.for_each_match_bytes(topic, |&shard| {
             if !dest_mask[shard] {
                 dest_mask[shard] = true;
                 dest_list.push(shard);

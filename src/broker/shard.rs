@@ -168,6 +168,9 @@ pub struct Shard {
     pub subscription_ids: Vec<u32>,
     pub layouts: LayoutCache,
     pub encode_buf: BytesMut,
+    /// A message allocation kept for the next publish (`Shard::new_message`), emptied so that
+    /// it pins no read buffer.
+    pub spare_message: Option<SharedPublish>,
     /// Every socket read lands here first (`READ_CHUNK_BYTES`).
     pub read_scratch: Box<[u8]>,
     pub retained_scratch: Vec<SharedPublish>,
@@ -223,6 +226,7 @@ impl Shard {
             subscription_ids: Vec::new(),
             layouts: LayoutCache::default(),
             encode_buf: BytesMut::new(),
+            spare_message: None,
             read_scratch: vec![0; READ_CHUNK_BYTES].into_boxed_slice(),
             retained_scratch: Vec::new(),
             inbox: Vec::new(),

@@ -54,6 +54,7 @@ mod writer;
 
 pub use error::DecodeError;
 pub use properties::{MoreProperties, Properties, PropertyContext, PropertyId, PropertyType};
+pub use publish::PublishFlags;
 pub use reason::{ConnectReturnCode, ReasonCode};
 pub use types::*;
 

@@ -6,6 +6,7 @@
 //!   newtypes [`TopicName`] and [`TopicFilter`].
 //! - `trie.rs`: [`TopicTrie`], a trie of filters (literal, `+` and `#` children, a separate root
 //!   for `$` topics) whose matching allocates nothing. Used for subscriptions.
+//! - `hash.rs`: the keyed fast hasher of the trie's levels (foldhash, per-process random seed).
 //! - `retained.rs`: [`RetainedTree`], values stored by topic name and found by filter. Used for
 //!   retained messages.
 //!
@@ -23,6 +24,7 @@
 //! The trie and the retained tree take plain filters: the caller strips `$share/{group}/` with
 //! [`parse_shared`] first. The broker enforces its topic-level limit with [`level_count`].
 
+mod hash;
 mod retained;
 mod trie;
 mod validate;
