@@ -12,8 +12,9 @@ use super::protocol::{encode_layout, Layout, LayoutOptions};
 use super::retained::RetainOutcome;
 use super::session::{Delivery, Message, SharedPublish};
 use super::shard::{Awaited, CloseReason, LocalSub, Shard};
-use super::stats::bump;
+use super::stats::{bump, ShardCounters};
 use crate::codec::{MqttString, Packet, Properties, Publish, QoS, SubAck};
+use crate::topic::CacheLookup;
 use bytes::Bytes;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -45,7 +46,8 @@ impl Shard {
         let shards = self.mesh.shards();
         if shards > 1 {
             // One message per destination shard, sharing the Arc'd publish.
-            let destinations = self.router.destinations_bytes(message.topic.as_bytes());
+            let (destinations, lookup) = self.router.destinations_bytes(message.topic.as_bytes());
+            count_lookup(&self.shared.counters[self.id], lookup);
             remote = !destinations.is_empty();
             for &target in destinations {
                 // Inline `note_destination`: `destinations` borrows the router.
@@ -120,8 +122,12 @@ impl Shard {
         let mut matches = std::mem::take(&mut self.matches);
         matches.clear();
         // The topic's UTF-8 was checked once, by the codec: the trie matches its bytes.
-        self.trie
-            .for_each_match_bytes(message.topic.as_bytes(), |sub| matches.push(*sub));
+        let lookup = self
+            .match_cache
+            .for_each_match(&self.trie, message.topic.as_bytes(), |sub| {
+                matches.push(*sub)
+            });
+        count_lookup(&self.shared.counters[self.id], lookup);
         // [MQTT-3.8.3-3] No Local: not to the publishing session.
         if let Some(origin) = origin {
             matches.retain(|m| !(m.session == origin && m.options.no_local));
@@ -455,6 +461,16 @@ impl Shard {
         self.subscription_insert(filter, sub);
         self.router.local_added(filter)
     }
+}
+
+/// Counts a match-cache lookup. The counters have one writer (this shard), so a plain load and
+/// store is enough, and cheaper on the per-message path than an atomic increment.
+pub(super) fn count_lookup(counters: &ShardCounters, lookup: CacheLookup) {
+    let counter = match lookup {
+        CacheLookup::Hit => &counters.match_cache_hits,
+        CacheLookup::Miss | CacheLookup::Bypassed => &counters.match_cache_misses,
+    };
+    counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
 }
 
 /// A copy of `message` carrying `identifiers` as its Subscription Identifier properties (the

@@ -21,7 +21,7 @@ use super::{Shared, WAKER_TOKEN};
 use crate::codec::{
     self, Disconnect, MqttString, Packet, Properties, QoS, ReasonCode, SubAck, SubscriptionOptions,
 };
-use crate::topic::TopicTrie;
+use crate::topic::{MatchCache, TopicTrie};
 use bytes::BytesMut;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
@@ -145,6 +145,8 @@ pub struct Shard {
     pub client_ids: super::client_ids::ClientIds,
     /// This shard's clients' subscriptions.
     pub trie: TopicTrie<LocalSub>,
+    /// Recent match results of `trie` by topic name.
+    pub match_cache: MatchCache<LocalSub>,
     /// This shard's members of shared subscriptions, by `$share/{group}/{filter}`.
     pub shared_members: HashMap<MqttString, SharedMembers>,
     /// Scratch: the (shard, shared subscription) targets of the message being routed.
@@ -210,6 +212,7 @@ impl Shard {
             sessions: Slab::new(),
             client_ids: Default::default(),
             trie: TopicTrie::new(),
+            match_cache: MatchCache::new(),
             shared_members: HashMap::new(),
             shared_targets: Vec::new(),
             random_state,

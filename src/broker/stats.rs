@@ -105,6 +105,12 @@ counters! {
     sessions_congested,
     /// Times a congested session was stalled (congested for `congestion_timeout_ms`).
     sessions_stalled,
+    /// Publishes matched from a shard's match cache (`topic::MatchCache`: its own subscribers,
+    /// and the routing table when there are several shards).
+    match_cache_hits,
+    /// Publishes matched by walking the trie (cache miss, or a name or result over the cache's
+    /// limits).
+    match_cache_misses,
 }
 
 impl Stats {

@@ -118,6 +118,8 @@ pub struct TopicTrie<V> {
     nodes: Vec<Node<V>>,
     free: Vec<NodeIndex>,
     len: usize,
+    /// Changes with every insertion and every removal that removed something; starts at 1.
+    generation: u64,
 }
 
 impl<V> Default for TopicTrie<V> {
@@ -133,6 +135,7 @@ impl<V> TopicTrie<V> {
             nodes: vec![Node::new(NONE, false), Node::new(NONE, false)],
             free: Vec::new(),
             len: 0,
+            generation: 1,
         }
     }
 
@@ -144,6 +147,12 @@ impl<V> TopicTrie<V> {
     /// Whether no value is stored.
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// A number that changes whenever the set of (filter, value) pairs changes (never 0), so
+    /// that a cache of match results ([`super::MatchCache`]) knows when it is stale.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// The number of live nodes, the two roots included (2 for an empty trie, since `remove`
@@ -182,6 +191,7 @@ impl<V> TopicTrie<V> {
             node.exact.push(value);
         }
         self.len += 1;
+        self.generation += 1;
     }
 
     fn child_or_insert(&mut self, node: NodeIndex, level: &str) -> NodeIndex {
@@ -268,6 +278,7 @@ impl<V> TopicTrie<V> {
         let removed = before - values.len();
         self.len -= removed;
         if removed > 0 {
+            self.generation += 1;
             self.prune(node, &path);
         }
         removed
