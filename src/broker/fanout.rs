@@ -10,7 +10,7 @@ use super::connection::ConnState;
 use super::mesh::ShardMsg;
 use super::protocol::{encode_layout, Layout, LayoutOptions};
 use super::retained::RetainOutcome;
-use super::session::{Delivery, Message, SharedPublish};
+use super::session::{Delivery, Message, ReceivedFrame, SharedPublish};
 use super::shard::{Awaited, CloseReason, LocalSub, Shard};
 use super::stats::{bump, ShardCounters};
 use crate::codec::{MqttString, Packet, Properties, Publish, QoS, SubAck};
@@ -68,15 +68,24 @@ impl Shard {
 
     /// Wraps a publish received now for routing, in the allocation of the previous message
     /// when nothing kept that one (saves an allocation and a free per message).
-    pub(super) fn new_message(&mut self, publish: Publish) -> SharedPublish {
+    pub(super) fn new_message(
+        &mut self,
+        publish: Publish,
+        frame: Option<ReceivedFrame>,
+    ) -> SharedPublish {
         if let Some(mut spare) = self.spare_message.take() {
             if let Some(message) = Arc::get_mut(&mut spare) {
                 message.publish = publish;
                 message.received_at = self.now;
+                message.frame = frame;
                 return spare;
             }
         }
-        Message::shared(publish, self.now)
+        Arc::new(Message {
+            publish,
+            received_at: self.now,
+            frame,
+        })
     }
 
     /// Keeps `message`'s allocation for [`Shard::new_message`] if nothing else holds it (no
@@ -87,6 +96,7 @@ impl Shard {
             spare.publish.topic = MqttString::default();
             spare.publish.payload = Bytes::new();
             spare.publish.properties = Properties::default();
+            spare.frame = None;
             self.spare_message = Some(message);
         }
     }
@@ -106,6 +116,7 @@ impl Shard {
         let copy = Arc::new(Message {
             publish,
             received_at: message.received_at,
+            frame: None,
         });
         if self.shared.retained.store(&copy) == RetainOutcome::Refused {
             bump(&self.shared.counters[self.id].retained_refused);
@@ -481,5 +492,7 @@ pub(super) fn with_subscription_identifiers(
 ) -> SharedPublish {
     let mut own = Message::clone(message);
     own.publish.properties.subscription_identifiers = identifiers.to_vec();
+    // Its layout is not the publisher's any more.
+    own.frame = None;
     Arc::new(own)
 }

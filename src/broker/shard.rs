@@ -390,10 +390,10 @@ impl Shard {
             }
             let v5_connect = conn.state == ConnState::AwaitConnect
                 && super::protocol::is_v5_connect(&conn.read_buf);
-            match codec::decode(&mut conn.read_buf, conn.version, max_packet_size) {
-                Ok(Some(packet)) => {
+            match codec::decode_with_frame(&mut conn.read_buf, conn.version, max_packet_size) {
+                Ok(Some((packet, frame))) => {
                     conn.last_received = self.now;
-                    self.handle_packet(key, packet);
+                    self.handle_packet(key, packet, frame);
                 }
                 Ok(None) => return,
                 Err(e) => {

@@ -183,7 +183,7 @@ pub struct PublishFlags {
 
 impl PublishFlags {
     /// The first byte of the fixed header. DUP is only written for QoS > 0 ([MQTT-3.3.1-2]).
-    fn first_byte(&self) -> u8 {
+    pub fn first_byte(&self) -> u8 {
         let mut byte = ((PacketType::Publish as u8) << 4) | ((self.qos as u8) << 1);
         if self.dup && self.qos != QoS::AtMostOnce {
             byte |= 0x08;
