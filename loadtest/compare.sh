@@ -14,7 +14,8 @@
 # generator's MQTT stack: client = shardmq's ClientSession, raw = fixed-layout frames)
 # QOS_LIST [0 1] (QoS levels of the unpaced runs) SEARCH_SCENARIOS [p2p fanout]
 # SEARCH_REPEAT [REPEAT].
-# Writes OUT/*.json (one report per scenario) and OUT/table.md, and prints the table.
+# Writes OUT/*.json (one report per scenario) and OUT/table.md, and prints the table. Each
+# target's process is passed with --pid, so the table shows deliveries per broker CPU-second.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -79,7 +80,7 @@ if wants shardmq; then
   P=$(free_port)
   target/release/shardmq --listen "127.0.0.1:$P" --shards "$BROKER_SHARDS" >"$WORK/shardmq.log" 2>&1 &
   PIDS+=($!)
-  if wait_port "$P" shardmq; then TARGET_ARGS+=(--target "shardmq=127.0.0.1:$P"); else
+  if wait_port "$P" shardmq; then TARGET_ARGS+=(--target "shardmq=127.0.0.1:$P" --pid "shardmq=${PIDS[-1]}"); else
     log "skipping shardmq (see its log below)"; cat "$WORK/shardmq.log" >&2 || true; fi
 fi
 
@@ -96,7 +97,7 @@ if wants mosquitto; then
   printf 'listener %s 127.0.0.1\nallow_anonymous true\n%b\n' "$P" "${MOSQUITTO_EXTRA:-}" >"$WORK/mosquitto.conf"
   "$MOSQUITTO" -c "$WORK/mosquitto.conf" >"$WORK/mosquitto.log" 2>&1 &
   PIDS+=($!)
-  wait_port "$P" mosquitto && TARGET_ARGS+=(--target "mosquitto=127.0.0.1:$P")
+  wait_port "$P" mosquitto && TARGET_ARGS+=(--target "mosquitto=127.0.0.1:$P" --pid "mosquitto=${PIDS[-1]}")
 fi
 
 if wants rumqttd; then
@@ -128,7 +129,7 @@ next_connection_delay_ms = 1
 EOF
     "$RUMQTTD" -c "$WORK/rumqttd.toml" >"$WORK/rumqttd.log" 2>&1 &
     PIDS+=($!)
-    wait_port "$P" rumqttd && TARGET_ARGS+=(--target "rumqttd=127.0.0.1:$P")
+    wait_port "$P" rumqttd && TARGET_ARGS+=(--target "rumqttd=127.0.0.1:$P" --pid "rumqttd=${PIDS[-1]}")
   else
     log "rumqttd not installed (INSTALL_RUMQTTD=1 installs it): skipped"
   fi
@@ -138,7 +139,7 @@ if wants relay; then
   P=$(free_port)
   "$LOADTEST" relay --listen "127.0.0.1:$P" --threads "$CORES" >"$WORK/relay.log" 2>&1 &
   PIDS+=($!)
-  wait_port "$P" relay && TARGET_ARGS+=(--target "relay=127.0.0.1:$P")
+  wait_port "$P" relay && TARGET_ARGS+=(--target "relay=127.0.0.1:$P" --pid "relay=${PIDS[-1]}")
 fi
 
 if [ ${#TARGET_ARGS[@]} -eq 0 ]; then log "no target started"; exit 1; fi

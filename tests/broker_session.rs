@@ -311,6 +311,54 @@ fn keep_alive_expiry_after_one_and_a_half_times_publishes_will() {
     assert_eq!(broker.stats().keep_alive_timeouts, 1);
 }
 
+/// With a keep-alive timeout (1.5 s) at least the handshake timeout (0.4 s here), the timer
+/// entry armed on accept does the first keep-alive check instead of a second entry: the
+/// connection must survive it while pinging and still be closed 1.5 x keep-alive after its last
+/// packet.
+#[test]
+fn keep_alive_checked_by_the_handshake_timer_still_expires() {
+    let mut config = config(1);
+    config.handshake_timeout_ms = 400;
+    let broker = start_with(config);
+    let mut connect = connect_packet(V4, "ka-handshake", true);
+    connect.keep_alive_secs = 1;
+    let (mut client, _) = Raw::connect_with(addr(&broker), connect);
+    // Pings across the handshake deadline: the check it does must not close a live client.
+    let mut last_ping = Instant::now();
+    for _ in 0..4 {
+        std::thread::sleep(Duration::from_millis(300));
+        last_ping = Instant::now();
+        client.ping();
+    }
+    assert_eq!(broker.stats().handshake_timeouts, 0);
+    assert!(client.expect_closed().is_empty());
+    let silent = last_ping.elapsed();
+    assert!(
+        silent >= Duration::from_millis(1400),
+        "closed after {silent:?}, before 1.5 x keep-alive"
+    );
+    assert_eq!(broker.stats().keep_alive_timeouts, 1);
+    assert_eq!(broker.stats().handshake_timeouts, 0);
+}
+
+/// A connection without keep-alive is never closed by the handshake entry once connected.
+#[test]
+fn handshake_timer_leaves_connected_clients_without_keep_alive_alone() {
+    let mut config = config(1);
+    config.handshake_timeout_ms = 200;
+    let broker = start_with(config);
+    let mut connect = connect_packet(V4, "ka-none", true);
+    connect.keep_alive_secs = 0;
+    let (mut client, _) = Raw::connect_with(addr(&broker), connect);
+    std::thread::sleep(Duration::from_millis(800));
+    client.ping();
+    let stats = broker.stats();
+    assert_eq!(
+        (stats.handshake_timeouts, stats.keep_alive_timeouts),
+        (0, 0)
+    );
+}
+
 #[test]
 fn clean_session_v311_discards_state() {
     let broker = start_broker(2);

@@ -1,7 +1,7 @@
 //! Orchestration: repeated runs, targets in alternation (A B A B ...), capacity searches,
 //! medians and ratios.
 
-use crate::cli::{host_port, parse_target, resolve_loopback, EngineKind};
+use crate::cli::{host_port, parse_pid, parse_target, resolve_loopback, EngineKind};
 use crate::engine::{self, Plan, RunResult};
 use crate::report::{
     print_summaries, ratios, Report, RunReport, SearchReport, SearchStep, TargetSummary,
@@ -15,25 +15,39 @@ use std::net::SocketAddr;
 pub struct Target {
     pub name: String,
     pub addr: SocketAddr,
+    /// The broker's process, for its CPU time (`--pid`).
+    pub pid: Option<u32>,
 }
 
 /// The targets of a scenario: every `--target`, or `--host:--port` named "broker".
 pub fn targets(scenario: &Scenario) -> Result<Vec<Target>, String> {
     let c = &scenario.common;
+    let mut out: Vec<Target> = Vec::new();
     if c.targets.is_empty() {
         let addr = resolve_loopback(&host_port(&c.host, c.port))?;
-        return Ok(vec![Target {
+        out.push(Target {
             name: "broker".into(),
             addr,
-        }]);
+            pid: None,
+        });
     }
-    let mut out: Vec<Target> = Vec::new();
     for spec in &c.targets {
         let (name, addr) = parse_target(spec)?;
         if out.iter().any(|t| t.name == name) {
             return Err(format!("--target name {name} given twice"));
         }
-        out.push(Target { name, addr });
+        out.push(Target {
+            name,
+            addr,
+            pid: None,
+        });
+    }
+    for spec in &c.pids {
+        let (name, pid) = parse_pid(spec)?;
+        let Some(target) = out.iter_mut().find(|t| t.name == name) else {
+            return Err(format!("--pid {spec}: no target named {name}"));
+        };
+        target.pid = Some(pid);
     }
     Ok(out)
 }
@@ -77,7 +91,8 @@ pub fn execute(scenario: &Scenario) -> Result<Report, String> {
                 let search = find_max(scenario, target, threads)?;
                 searches.push(search);
             } else {
-                let plan = scenario.plan(target.addr, c.rate, threads);
+                let mut plan = scenario.plan(target.addr, c.rate, threads);
+                plan.broker_pid = target.pid;
                 let result = run_plan(c.engine, &plan)?;
                 let report = RunReport::new(
                     &target.name,
@@ -195,7 +210,8 @@ pub fn find_max(
     for _ in 0..c.max_steps {
         let mut attempt = 0;
         let (run, reason) = loop {
-            let plan = scenario.plan(target.addr, rate / publishers, threads);
+            let mut plan = scenario.plan(target.addr, rate / publishers, threads);
+            plan.broker_pid = target.pid;
             let result = run_plan(c.engine, &plan)?;
             let run = RunReport::new(&target.name, &target.addr.to_string(), rate, c.qos, &result);
             let reason = judge(&run, deliveries, c.p99_bound_ms);

@@ -61,6 +61,11 @@ pub struct CommonArgs {
     /// NAME=HOST:PORT, repeated: run against each target in alternation (A B A B ...).
     #[arg(long = "target", value_name = "NAME=HOST:PORT")]
     pub targets: Vec<String>,
+    /// NAME=PID, repeated: the broker process behind target NAME ("broker" without --target).
+    /// Its CPU time (utime + stime from /proc/PID/stat) over the measurement window is
+    /// reported, with deliveries per broker CPU-second.
+    #[arg(long = "pid", value_name = "NAME=PID")]
+    pub pids: Vec<String>,
     /// Worker threads (default: one per core).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -124,6 +129,10 @@ pub struct CommonArgs {
     /// New connections per second during setup (0 = unpaced).
     #[arg(long, default_value_t = 0.0)]
     pub connect_rate: f64,
+    /// MQTT handshakes (TCP connect to CONNACK) in progress at most, over all threads
+    /// (0 = only the per-thread limit of 256 TCP handshakes).
+    #[arg(long, default_value_t = 0)]
+    pub handshakes: usize,
     /// No progress lines.
     #[arg(long, short)]
     pub quiet: bool,
@@ -243,6 +252,17 @@ pub fn host_port(host: &str, port: u16) -> String {
     }
 }
 
+/// Parses `NAME=PID`.
+pub fn parse_pid(spec: &str) -> Result<(String, u32), String> {
+    let Some((name, pid)) = spec.split_once('=') else {
+        return Err(format!("--pid {spec}: expected NAME=PID"));
+    };
+    let pid = pid
+        .parse::<u32>()
+        .map_err(|_| format!("--pid {spec}: {pid} is not a process id"))?;
+    Ok((name.to_owned(), pid))
+}
+
 /// Parses `NAME=HOST:PORT`.
 pub fn parse_target(spec: &str) -> Result<(String, SocketAddr), String> {
     let Some((name, addr)) = spec.split_once('=') else {
@@ -273,6 +293,9 @@ mod tests {
         let (name, addr) = parse_target("mosquitto=127.0.0.1:1884").unwrap();
         assert_eq!((name.as_str(), addr.port()), ("mosquitto", 1884));
         assert!(parse_target("127.0.0.1:1884").is_err());
+        assert_eq!(parse_pid("shardmq=42").unwrap(), ("shardmq".into(), 42));
+        assert!(parse_pid("shardmq=x").is_err());
+        assert!(parse_pid("42").is_err());
         assert!(parse_target("x=8.8.8.8:53").is_err());
         assert_eq!(host_port("::1", 5), "[::1]:5");
     }

@@ -78,6 +78,11 @@ pub struct Plan {
     pub inflight: usize,
     /// New connections per second over all threads; 0 = as fast as handshakes complete.
     pub connect_rate: f64,
+    /// MQTT handshakes (TCP connect to CONNACK) in progress over all threads at most; 0 = no
+    /// limit but [`CONNECTS_IN_PROGRESS_MAX`] TCP handshakes per thread.
+    pub max_handshakes: usize,
+    /// The broker's process id: its CPU time over the measurement window is read from /proc.
+    pub broker_pid: Option<u32>,
     pub keep_alive_secs: u16,
     pub connections: Vec<ConnSpec>,
     /// Publishers in `connections`; their ids are `0..publishers`.
@@ -146,6 +151,61 @@ pub struct RunResult {
     pub setup: Duration,
     pub connections: usize,
     pub connections_ready: usize,
+    /// The broker's CPU seconds (user + system, all threads) over the measurement window, when
+    /// `Plan::broker_pid` was given and /proc could be read at both ends.
+    pub broker_cpu_s: Option<f64>,
+    /// The broker's largest resident set seen during the run (`Plan::broker_pid`), in bytes.
+    pub broker_rss_max_bytes: Option<u64>,
+}
+
+/// What the coordinator read of the broker's process.
+#[derive(Default)]
+struct BrokerSamples {
+    cpu_start: Option<f64>,
+    cpu_end: Option<f64>,
+    rss_max: Option<u64>,
+}
+
+/// Resident set of process `pid` in bytes (VmRSS of /proc/PID/status). None if unreadable.
+pub fn process_rss_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// CPU time of process `pid` so far in seconds: utime + stime of /proc/PID/stat (every thread),
+/// in USER_HZ ticks (100 per second on Linux). None if it cannot be read.
+pub fn process_cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: fields after its last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // rest starts at field 3 (state); utime and stime are fields 14 and 15.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    const USER_HZ: f64 = 100.0;
+    Some((utime + stime) as f64 / USER_HZ)
+}
+
+#[cfg(test)]
+mod cpu_tests {
+    #[test]
+    fn own_cpu_time_grows_while_spinning() {
+        let pid = std::process::id();
+        let before = super::process_cpu_seconds(pid).expect("/proc/self/stat readable");
+        let began = std::time::Instant::now();
+        let mut x = 0u64;
+        // 50 ms of CPU: 5 ticks of USER_HZ (a loaded machine only makes it take longer).
+        while super::process_cpu_seconds(pid).unwrap_or(before) - before < 0.05 {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+            assert!(began.elapsed() < std::time::Duration::from_secs(60), "{x}");
+        }
+        assert!(super::process_cpu_seconds(pid).unwrap() > before);
+        assert!(super::process_cpu_seconds(u32::MAX).is_none());
+        assert!(super::process_rss_bytes(pid).expect("VmRSS") > 0);
+        assert!(super::process_rss_bytes(u32::MAX).is_none());
+    }
 }
 
 impl RunResult {
@@ -208,7 +268,8 @@ pub fn run<S: LoadSession + 'static>(plan: &Plan) -> Result<RunResult, String> {
             .map_err(|e| format!("cannot spawn a worker thread: {e}"))?;
         handles.push(handle);
     }
-    let outcome = coordinate(plan, &shared, setup_began);
+    let mut broker = BrokerSamples::default();
+    let outcome = coordinate(plan, &shared, setup_began, &mut broker);
     shared.phase.store(STOP, Ordering::Release);
     let mut tally = Tally::default();
     for handle in handles {
@@ -229,15 +290,22 @@ pub fn run<S: LoadSession + 'static>(plan: &Plan) -> Result<RunResult, String> {
         setup,
         connections: plan.connections.len(),
         connections_ready: shared.ready.load(Ordering::Acquire),
+        broker_cpu_s: match (broker.cpu_start, broker.cpu_end) {
+            (Some(start), Some(end)) => Some((end - start).max(0.0)),
+            _ => None,
+        },
+        broker_rss_max_bytes: broker.rss_max,
     })
 }
 
 /// The coordinator's part: setup barrier, timed phases, progress, drain. Returns (setup time,
-/// measurement window).
+/// measurement window). `broker` gets the broker's CPU seconds at the window's start and end
+/// and its largest resident set (sampled once a second) when `plan.broker_pid` is set.
 fn coordinate(
     plan: &Plan,
     shared: &Shared,
     setup_began: Instant,
+    broker: &mut BrokerSamples,
 ) -> Result<(Duration, Duration), String> {
     let total = plan.connections.len();
     loop {
@@ -274,12 +342,32 @@ fn coordinate(
         .store(nanos_since_epoch(run_start), Ordering::Release);
     shared.phase.store(RUN, Ordering::Release);
     let mut progress = Progress::new(run_start);
+    let mut cpu_sampled = plan.broker_pid.is_none();
     while Instant::now() < measure_end {
-        let next = (progress.next_line_at).min(measure_end);
-        std::thread::sleep(next.saturating_duration_since(Instant::now()));
-        if plan.progress && Instant::now() >= progress.next_line_at {
-            progress.print(shared, measure_start);
+        let mut next = (progress.next_line_at).min(measure_end);
+        if !cpu_sampled {
+            next = next.min(measure_start);
         }
+        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+        if !cpu_sampled && Instant::now() >= measure_start {
+            cpu_sampled = true;
+            broker.cpu_start = plan.broker_pid.and_then(process_cpu_seconds);
+        }
+        if Instant::now() >= progress.next_line_at {
+            if let Some(rss) = plan.broker_pid.and_then(process_rss_bytes) {
+                broker.rss_max = Some(broker.rss_max.unwrap_or(0).max(rss));
+            }
+            if plan.progress {
+                progress.print(shared, measure_start);
+            } else {
+                // Quiet: only the next tick moves (no busy loop until the window ends).
+                progress.next_line_at += Duration::from_secs(1);
+            }
+        }
+    }
+    broker.cpu_end = plan.broker_pid.and_then(process_cpu_seconds);
+    if let Some(rss) = plan.broker_pid.and_then(process_rss_bytes) {
+        broker.rss_max = Some(broker.rss_max.unwrap_or(0).max(rss));
     }
     shared.phase.store(DRAIN, Ordering::Release);
     drain(plan, shared);
@@ -433,6 +521,10 @@ struct Worker<S: LoadSession> {
     opened: u64,
     connect_rate: f64,
     connecting: usize,
+    /// Connections between TCP connect and CONNACK (or close).
+    handshaking: usize,
+    /// This worker's share of `Plan::max_handshakes` (0 = none).
+    handshake_limit: usize,
     setup_began: Instant,
     due: BinaryHeap<Reverse<(u64, usize)>>,
     /// Connections with a reason to flush this turn.
@@ -462,6 +554,11 @@ impl<S: LoadSession> Worker<S> {
     ) -> Result<Worker<S>, String> {
         let poll = Poll::new().map_err(|e| format!("cannot create a poll: {e}"))?;
         let connect_rate = plan.connect_rate / threads as f64;
+        // Split the run's handshake limit over the workers, at least one each.
+        let handshake_limit = match plan.max_handshakes {
+            0 => 0,
+            n => (n / threads + usize::from(index < n % threads)).max(1),
+        };
         Ok(Worker {
             index,
             conns: Slab::with_capacity(specs.len()),
@@ -472,6 +569,8 @@ impl<S: LoadSession> Worker<S> {
             opened: 0,
             connect_rate,
             connecting: 0,
+            handshaking: 0,
+            handshake_limit,
             setup_began: Instant::now(),
             due: BinaryHeap::new(),
             flush: Vec::new(),
@@ -567,7 +666,9 @@ impl<S: LoadSession> Worker<S> {
 
     /// Opens connections while the pacing and the handshake limit allow.
     fn open_connections(&mut self, now: Instant) {
-        while self.connecting < CONNECTS_IN_PROGRESS_MAX {
+        while self.connecting < CONNECTS_IN_PROGRESS_MAX
+            && (self.handshake_limit == 0 || self.handshaking < self.handshake_limit)
+        {
             if self.connect_rate > 0.0 {
                 let allowed = (now.duration_since(self.setup_began).as_secs_f64()
                     * self.connect_rate) as u64
@@ -636,6 +737,7 @@ impl<S: LoadSession> Worker<S> {
             trackers: HashMap::new(),
         });
         self.connecting += 1;
+        self.handshaking += 1;
         Ok(())
     }
 
@@ -778,6 +880,7 @@ impl<S: LoadSession> Worker<S> {
         if conn.state != ConnState::Handshaking {
             return;
         }
+        self.handshaking -= 1;
         let micros =
             u64::try_from(now.duration_since(conn.started_at).as_micros()).unwrap_or(u64::MAX);
         self.tally.connect_us.saturating_record(micros.max(1));
@@ -1052,6 +1155,9 @@ impl<S: LoadSession> Worker<S> {
         let _ = self.poll.registry().deregister(&mut conn.stream);
         if state == ConnState::Connecting {
             self.connecting -= 1;
+        }
+        if state == ConnState::Connecting || state == ConnState::Handshaking {
+            self.handshaking -= 1;
         }
         if phase == STOP {
             return;

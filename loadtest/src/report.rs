@@ -76,6 +76,14 @@ pub struct RunReport {
     /// The QoS guarantee the broker broke, if any ("loss at QoS 1", "duplicates at QoS 2").
     pub guarantee_broken: Option<String>,
     pub errors: Vec<String>,
+    /// The broker's CPU seconds over the window (`--pid`), null when not measured.
+    pub broker_cpu_s: Option<f64>,
+    /// Broker CPU seconds per second of the window (1.0 = one core busy).
+    pub broker_cores: Option<f64>,
+    /// First deliveries in the window per broker CPU-second.
+    pub received_per_broker_cpu_s: Option<f64>,
+    /// The broker's largest resident set seen during the run, in bytes (`--pid`).
+    pub broker_rss_max_bytes: Option<u64>,
 }
 
 impl RunReport {
@@ -132,6 +140,16 @@ impl RunReport {
             connect_ms: Percentiles::from_us(&t.connect_us),
             guarantee_broken,
             errors: t.errors.clone(),
+            broker_cpu_s: r.broker_cpu_s,
+            broker_cores: r
+                .broker_cpu_s
+                .filter(|_| !r.measured.is_zero())
+                .map(|cpu| cpu / r.measured.as_secs_f64()),
+            received_per_broker_cpu_s: r
+                .broker_cpu_s
+                .filter(|&cpu| cpu > 0.0)
+                .map(|cpu| t.unique as f64 / cpu),
+            broker_rss_max_bytes: r.broker_rss_max_bytes,
         }
     }
 
@@ -198,6 +216,22 @@ impl RunReport {
                 println!("  {name:<24} {value}");
             }
         }
+        if let (Some(cpu), Some(cores)) = (self.broker_cpu_s, self.broker_cores) {
+            let per_cpu = self
+                .received_per_broker_cpu_s
+                .map_or("-".to_string(), |m| format!("{m:.0}"));
+            println!(
+                "  {:<24} {cpu:.2} s ({cores:.2} cores), {per_cpu} deliveries per CPU-second",
+                "broker CPU"
+            );
+        }
+        if let Some(rss) = self.broker_rss_max_bytes {
+            println!(
+                "  {:<24} {:.1} MiB (largest seen, sampled every second)",
+                "broker RSS",
+                rss as f64 / (1024.0 * 1024.0)
+            );
+        }
         for error in &self.errors {
             println!("  error: {error}");
         }
@@ -222,6 +256,12 @@ pub fn median(values: &[f64]) -> f64 {
     } else {
         (v[mid - 1] + v[mid]) / 2.0
     }
+}
+
+/// The median of the values there are, None when there are none.
+fn median_of(values: impl Iterator<Item = f64>) -> Option<f64> {
+    let v: Vec<f64> = values.collect();
+    (!v.is_empty()).then(|| median(&v))
 }
 
 /// One step of a capacity search.
@@ -268,6 +308,9 @@ pub struct TargetSummary {
     pub lost_total: u64,
     pub duplicates_total: u64,
     pub guarantee_broken: bool,
+    /// Median broker CPU cores busy and deliveries per broker CPU-second (`--pid`).
+    pub median_broker_cores: Option<f64>,
+    pub median_received_per_broker_cpu_s: Option<f64>,
 }
 
 /// The ratio of one metric between two targets.
@@ -325,6 +368,10 @@ impl TargetSummary {
             lost_total: runs.iter().map(|r| r.lost).sum(),
             duplicates_total: runs.iter().map(|r| r.duplicates).sum(),
             guarantee_broken: runs.iter().any(|r| r.guarantee_broken.is_some()),
+            median_broker_cores: median_of(runs.iter().filter_map(|r| r.broker_cores)),
+            median_received_per_broker_cpu_s: median_of(
+                runs.iter().filter_map(|r| r.received_per_broker_cpu_s),
+            ),
         }
     }
 }
@@ -366,15 +413,26 @@ pub fn ratios(summaries: &[TargetSummary]) -> Vec<Ratio> {
 pub fn print_summaries(summaries: &[TargetSummary], ratios: &[Ratio]) {
     println!();
     println!(
-        "{:<14} {:>5} {:>14} {:>14} {:>10} {:>10} {:>14} {:>8}",
-        "target", "runs", "sent/s", "received/s", "p50 ms", "p99 ms", "max recv/s", "lost"
+        "{:<14} {:>5} {:>14} {:>14} {:>10} {:>10} {:>14} {:>8} {:>13}",
+        "target",
+        "runs",
+        "sent/s",
+        "received/s",
+        "p50 ms",
+        "p99 ms",
+        "max recv/s",
+        "lost",
+        "recv/CPU-s"
     );
     for s in summaries {
         let max = s
             .median_max_received_per_s
             .map_or("-".to_string(), |m| format!("{m:.0}"));
+        let per_cpu = s
+            .median_received_per_broker_cpu_s
+            .map_or("-".to_string(), |m| format!("{m:.0}"));
         println!(
-            "{:<14} {:>5} {:>14.0} {:>14.0} {:>10.3} {:>10.3} {:>14} {:>8}",
+            "{:<14} {:>5} {:>14.0} {:>14.0} {:>10.3} {:>10.3} {:>14} {:>8} {:>13}",
             s.target,
             s.runs,
             s.median_sent_per_s,
@@ -382,7 +440,8 @@ pub fn print_summaries(summaries: &[TargetSummary], ratios: &[Ratio]) {
             s.median_p50_ms,
             s.median_p99_ms,
             max,
-            s.lost_total
+            s.lost_total,
+            per_cpu
         );
     }
     for r in ratios {

@@ -269,6 +269,8 @@ impl Scenario {
             rate_per_publisher,
             inflight: c.inflight,
             connect_rate: c.connect_rate,
+            max_handshakes: c.handshakes,
+            broker_pid: None,
             keep_alive_secs: c.keep_alive,
             connections: self.kind.connections(run_id),
             publishers: self.kind.publishers(),

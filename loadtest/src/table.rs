@@ -10,9 +10,9 @@ pub fn markdown(files: &[PathBuf], baseline: Option<&str>) -> Result<String, Str
     let mut out = String::new();
     out.push_str(
         "| scenario | QoS | pubs/subs | target | runs | received/s (median) | p50 ms | p99 ms \
-         | max full-delivery rate/s | lost | vs baseline |\n",
+         | max full-delivery rate/s | lost | vs baseline | deliveries per broker CPU-s |\n",
     );
-    out.push_str("|---|---|---|---|---|---|---|---|---|---|---|\n");
+    out.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for file in files {
         let text = std::fs::read_to_string(file)
             .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
@@ -62,9 +62,12 @@ fn rows(doc: &Value, baseline: Option<&str>, out: &mut String) {
         } else {
             ""
         };
+        let per_cpu = s["median_received_per_broker_cpu_s"]
+            .as_f64()
+            .map_or("-".to_string(), |m| format!("{m:.0}"));
         let _ = writeln!(
             out,
-            "| {} | {} | {}/{} | {} | {} | {:.0} | {:.3} | {:.3} | {} | {}{} | {} |",
+            "| {} | {} | {}/{} | {} | {} | {:.0} | {:.3} | {:.3} | {} | {}{} | {} | {} |",
             scenario,
             doc["qos"],
             doc["publishers"],
@@ -77,7 +80,8 @@ fn rows(doc: &Value, baseline: Option<&str>, out: &mut String) {
             max,
             s["lost_total"],
             broken,
-            ratio
+            ratio,
+            per_cpu
         );
     }
 }

@@ -29,6 +29,9 @@ fn p2p_run_writes_json_that_parses() {
         .arg(relay.local_addr().port().to_string())
         .arg("--json")
         .arg(&json)
+        // The relay runs in this test process: its CPU time is this process's.
+        .arg("--pid")
+        .arg(format!("broker={}", std::process::id()))
         .output()
         .expect("run the binary");
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -54,6 +57,15 @@ fn p2p_run_writes_json_that_parses() {
         );
     }
     assert!(run["guarantee_broken"].is_null());
+    let cpu = run["broker_cpu_s"].as_f64().expect("broker_cpu_s measured");
+    assert!(cpu >= 0.0, "{cpu}");
+    assert!(run["broker_cores"].as_f64().is_some());
+    assert!(
+        run["broker_rss_max_bytes"]
+            .as_u64()
+            .expect("broker RSS sampled")
+            > 0
+    );
     assert_eq!(doc["summary"][0]["target"], "broker");
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -93,4 +105,67 @@ fn a_refused_connection_fails_the_run_quickly_with_the_reason() {
         "took {:?}",
         began.elapsed()
     );
+}
+
+/// `--handshakes N` caps MQTT handshakes in progress over all threads: against a listener that
+/// accepts but never answers CONNECT, the generator holds exactly N connections open.
+#[test]
+fn handshakes_cap_connections_waiting_for_connack() {
+    use std::io::Read;
+    use std::net::TcpListener;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().unwrap().port().to_string();
+    listener.set_nonblocking(true).unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop = done.clone();
+    // Accepts and holds every connection, reads CONNECT and never answers.
+    let server = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        while !stop.load(Ordering::Acquire) {
+            match listener.accept() {
+                Ok((mut stream, _)) => {
+                    let _ = stream.set_read_timeout(Some(Duration::from_millis(1)));
+                    let _ = stream.read(&mut [0u8; 64]);
+                    counter.fetch_add(1, Ordering::AcqRel);
+                    held.push(stream);
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+        held.len()
+    });
+    let began = Instant::now();
+    let output = Command::new(BIN)
+        .args([
+            "conn",
+            "--connections",
+            "50",
+            "--threads",
+            "2",
+            "--handshakes",
+            "3",
+            "--setup-timeout",
+            "2",
+            "--duration",
+            "1",
+            "--port",
+            &port,
+        ])
+        .output()
+        .expect("run the binary");
+    done.store(true, Ordering::Release);
+    let held = server.join().expect("server thread");
+    assert_ne!(output.status.code(), Some(0), "no CONNACK: the run fails");
+    assert_eq!(
+        accepted.load(Ordering::Acquire),
+        3,
+        "at most 3 handshakes in flight, none completes (held {held})"
+    );
+    assert!(began.elapsed() < Duration::from_secs(30));
 }

@@ -12,7 +12,9 @@
 //! holding the session always hands it over first, and the other forwards it, so the newest
 //! claim ends up with the session whatever order the messages arrive in.
 
-use super::connection::{ConnState, OutgoingAliases, WillMessage};
+use super::connection::{
+    ConnState, OutgoingAliases, WillMessage, TIMER_HANDSHAKE_PENDING, TIMER_KEEP_ALIVE_ON_HANDSHAKE,
+};
 use super::mesh::{ShardId, ShardMsg};
 use super::protocol::{self, AcceptedConnect};
 use super::registry::Claim;
@@ -226,8 +228,11 @@ impl Shard {
                 (self.install_session(*state, claim, inflight_max), true)
             }
             SessionSource::Fresh => {
+                // A private copy that nothing clones: a `Bytes` made from a `Vec` needs no
+                // shared header allocation until its first clone (and `accepted.client_id` has
+                // been cloned). The session holds the only copy of the id on the broker.
                 let state = SessionState {
-                    client_id: accepted.client_id.clone(),
+                    client_id: MqttString::from(accepted.client_id.as_str()),
                     ..SessionState::default()
                 };
                 (self.install_session(state, claim, inflight_max), false)
@@ -240,7 +245,11 @@ impl Shard {
             return;
         };
         session.connection = Some(key);
-        session.claim = claim;
+        debug_assert_eq!(
+            claim.shard, self.id,
+            "a session lives where its id was claimed"
+        );
+        session.claim_number = claim.number;
         session.generation = generation;
         // [MQTT-3.1.3-9]: a new connection before the Will Delay Interval cancels the will.
         session.pending_will = None;
@@ -308,12 +317,22 @@ impl Shard {
             return;
         };
         conn.state = ConnState::Connected;
-        conn.last_received = self.now;
+        conn.last_received_ms = self.now_ms;
         let conn_id = conn.id;
+        debug_assert_eq!(keep_alive_secs, conn.keep_alive_secs);
         if keep_alive_secs > 0 {
-            let deadline = self.now + conn.keep_alive_timeout();
-            self.timers
-                .arm(deadline, TimerKind::KeepAlive, key, conn_id);
+            let timeout_ms = conn.keep_alive_timeout_ms();
+            // The handshake entry still pending fires before this keep-alive would expire (it
+            // was armed before now, for at most this long): it does the first check, so an
+            // idle connection keeps one timer entry, not two.
+            let handshake_first = u64::from(timeout_ms) >= self.shared.config.handshake_timeout_ms;
+            if conn.timer & TIMER_HANDSHAKE_PENDING != 0 && handshake_first {
+                conn.timer |= TIMER_KEEP_ALIVE_ON_HANDSHAKE;
+            } else {
+                let deadline = self.now + Duration::from_millis(u64::from(timeout_ms));
+                self.timers
+                    .arm(deadline, TimerKind::KeepAlive, key, conn_id);
+            }
         }
         self.send_packet(key, connack);
         self.resend_inflight(key, skey);
@@ -360,9 +379,13 @@ impl Shard {
             .collect();
         let limits = self.limits();
         self.shared.sessions_open.fetch_add(1, Ordering::Relaxed);
+        debug_assert_eq!(
+            claim.shard, self.id,
+            "a session lives where its id was claimed"
+        );
         let skey = self.sessions.insert(ShardSession {
             session: Session::new(state, inflight_max.max(1), limits),
-            claim,
+            claim_number: claim.number,
             connection: None,
             generation: 0,
             pending_will: None,
@@ -470,7 +493,11 @@ impl Shard {
         let client_id = &session.session.state.client_id;
         self.client_ids.remove(client_id, skey);
         self.store.remove(client_id);
-        self.shared.registry.release(client_id, session.claim);
+        let claim = Claim {
+            shard: self.id,
+            number: session.claim_number,
+        };
+        self.shared.registry.release(client_id, claim);
     }
 
     /// Takes a session off this shard for a takeover; its pending will is cancelled because a

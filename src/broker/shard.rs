@@ -8,6 +8,7 @@
 
 use super::connection::{
     ConnState, Connection, ReadOutcome, WillMessage, PAUSED_MESH, READ_CHUNK_BYTES,
+    TIMER_HANDSHAKE_PENDING, TIMER_KEEP_ALIVE_ON_HANDSHAKE,
 };
 use super::lifecycle::PendingTakeover;
 use super::mesh::{Mesh, ShardId, ShardMsg};
@@ -55,7 +56,9 @@ pub struct LocalSub {
 /// A session living on this shard.
 pub struct ShardSession {
     pub session: Session,
-    pub claim: super::registry::Claim,
+    /// The number of this shard's registry claim on the client id (the claim is
+    /// `Claim { shard: this shard, number }`: a session only lives where its id was claimed).
+    pub claim_number: u64,
     /// The connection slab key while online.
     pub connection: Option<usize>,
     /// Changes whenever the session goes offline; guards its timers.
@@ -165,6 +168,8 @@ pub struct Shard {
     pub next_connection_id: u64,
     pub next_generation: u64,
     pub now: Instant,
+    /// `now` in the timer heap's millisecond ticks ([`Timers::ticks_ms`]).
+    pub now_ms: u32,
     // Scratch space reused every turn.
     pub matches: Vec<LocalSub>,
     pub subscription_ids: Vec<u32>,
@@ -203,6 +208,7 @@ impl Shard {
     pub fn new(id: ShardId, shared: Arc<Shared>, poll: Poll, mesh: Mesh) -> Shard {
         let shards = mesh.shards();
         let random_state = (shared.instance ^ (id as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)) | 1;
+        let epoch = Instant::now();
         Shard {
             id,
             shared,
@@ -220,11 +226,12 @@ impl Shard {
             pending_acks: VecDeque::new(),
             pending_takeovers: HashMap::new(),
             next_request: 0,
-            timers: Timers::new(Instant::now()),
+            timers: Timers::new(epoch),
             store: Box::new(MemoryStore),
             next_connection_id: 0,
             next_generation: 0,
-            now: Instant::now(),
+            now: epoch,
+            now_ms: 0,
             matches: Vec::new(),
             subscription_ids: Vec::new(),
             layouts: LayoutCache::default(),
@@ -271,6 +278,7 @@ impl Shard {
             }
             self.mesh.woke_up();
             self.now = Instant::now();
+            self.now_ms = self.timers.ticks_ms(self.now);
             if self.shared.shutdown.load(Ordering::SeqCst) {
                 self.shutdown(&mut events);
                 return;
@@ -392,7 +400,7 @@ impl Shard {
                 && super::protocol::is_v5_connect(&conn.read_buf);
             match codec::decode_with_frame(&mut conn.read_buf, conn.version, max_packet_size) {
                 Ok(Some((packet, frame))) => {
-                    conn.last_received = self.now;
+                    conn.last_received_ms = self.now_ms;
                     self.handle_packet(key, packet, frame);
                 }
                 Ok(None) => return,
@@ -654,7 +662,7 @@ impl Shard {
         }
         let id = self.next_connection_id;
         self.next_connection_id += 1;
-        entry.insert(Connection::new(stream, peer, id, self.now));
+        entry.insert(Connection::new(stream, peer, id, self.now_ms));
         bump(&self.shared.counters[self.id].connections_open);
         let deadline = self.now + Duration::from_millis(self.shared.config.handshake_timeout_ms);
         self.timers.arm(deadline, TimerKind::Handshake, key, id);
@@ -665,35 +673,8 @@ impl Shard {
     fn handle_timers(&mut self) {
         while let Some(timer) = self.timers.pop_due(self.now) {
             match timer.kind {
-                TimerKind::Handshake => {
-                    let Some(conn) = self.connections.get(timer.key) else {
-                        continue;
-                    };
-                    if conn.id == timer.generation && conn.state == ConnState::AwaitConnect {
-                        bump(&self.shared.counters[self.id].handshake_timeouts);
-                        self.close(timer.key, CloseReason::HandshakeTimeout);
-                    }
-                }
-                TimerKind::KeepAlive => {
-                    let Some(conn) = self.connections.get(timer.key) else {
-                        continue;
-                    };
-                    if conn.id != timer.generation || conn.state != ConnState::Connected {
-                        continue;
-                    }
-                    // [MQTT-3.1.2-24]: one and a half times the keep-alive without a packet.
-                    let deadline = conn.last_received + conn.keep_alive_timeout();
-                    if self.now >= deadline {
-                        self.close(timer.key, CloseReason::KeepAliveTimeout);
-                    } else {
-                        self.timers.arm(
-                            deadline,
-                            TimerKind::KeepAlive,
-                            timer.key,
-                            timer.generation,
-                        );
-                    }
-                }
+                TimerKind::Handshake => self.handshake_timer(timer.key, timer.generation),
+                TimerKind::KeepAlive => self.keep_alive_timer(timer.key, timer.generation),
                 TimerKind::WillDelay => {
                     let Some(session) = self.sessions.get_mut(timer.key) else {
                         continue;
@@ -714,6 +695,50 @@ impl Shard {
                         self.end_session(timer.key);
                     }
                 }
+            }
+        }
+    }
+
+    /// The handshake entry armed on accept fired: no CONNECT yet closes the connection; a
+    /// connection that asked for it (`TIMER_KEEP_ALIVE_ON_HANDSHAKE`) gets its keep-alive
+    /// checked.
+    fn handshake_timer(&mut self, key: usize, connection_id: u64) {
+        let Some(conn) = self.connections.get_mut(key) else {
+            return;
+        };
+        if conn.id != connection_id {
+            return;
+        }
+        let keep_alive = conn.timer & TIMER_KEEP_ALIVE_ON_HANDSHAKE != 0;
+        conn.timer &= !(TIMER_HANDSHAKE_PENDING | TIMER_KEEP_ALIVE_ON_HANDSHAKE);
+        match conn.state {
+            ConnState::AwaitConnect => {
+                bump(&self.shared.counters[self.id].handshake_timeouts);
+                self.close(key, CloseReason::HandshakeTimeout);
+            }
+            ConnState::Connected if keep_alive => self.keep_alive_timer(key, connection_id),
+            _ => {}
+        }
+    }
+
+    /// [MQTT-3.1.2-24]: one and a half times the keep-alive without a packet closes the
+    /// connection; otherwise the check is re-armed for when it would.
+    fn keep_alive_timer(&mut self, key: usize, connection_id: u64) {
+        let Some(conn) = self.connections.get(key) else {
+            return;
+        };
+        if conn.id != connection_id
+            || conn.state != ConnState::Connected
+            || conn.keep_alive_secs == 0
+        {
+            return;
+        }
+        match conn.keep_alive_left_ms(self.now_ms) {
+            None => self.close(key, CloseReason::KeepAliveTimeout),
+            Some(left_ms) => {
+                let deadline = self.now + Duration::from_millis(u64::from(left_ms));
+                self.timers
+                    .arm(deadline, TimerKind::KeepAlive, key, connection_id);
             }
         }
     }

@@ -4,7 +4,8 @@
 //! or session is ignored, and keep-alive is checked lazily against the last packet time and
 //! re-armed, so no per-connection work happens on a loop turn. The heap holds at most a few
 //! entries per connection and session, 24 bytes each: the deadline is kept as nanoseconds since
-//! the heap's epoch and the slab key as a `u32`, since every idle connection holds two entries.
+//! the heap's epoch and the slab key as a `u32`, since every idle connection holds one entry
+//! (the handshake entry turns into the keep-alive check, see `Connection::timer`).
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -13,7 +14,8 @@ use std::time::{Duration, Instant};
 /// What a timer is for. `key` is the connection or session slab key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum TimerKind {
-    /// No CONNECT within the handshake timeout.
+    /// No CONNECT within the handshake timeout; after CONNECT, possibly the first keep-alive
+    /// check.
     Handshake,
     /// Check the keep-alive (1.5 x keep-alive without a packet closes the connection).
     KeepAlive,
@@ -84,6 +86,12 @@ impl Timers {
         u64::try_from(since.as_nanos()).unwrap_or(u64::MAX)
     }
 
+    /// `now` in whole milliseconds since the epoch, wrapping every 2^32 ms (49.7 days): for
+    /// differences between instants a few days apart at most (connection last-packet times).
+    pub fn ticks_ms(&self, now: Instant) -> u32 {
+        now.saturating_duration_since(self.epoch).as_millis() as u32
+    }
+
     /// The earliest deadline.
     pub fn next_deadline(&self) -> Option<Instant> {
         self.heap.peek().map(|t| self.instant(t.0.deadline_ns))
@@ -136,5 +144,21 @@ mod tests {
         timers.arm(t0, TimerKind::SessionExpiry, 3, 9);
         assert_eq!(timers.pop_due(t0).unwrap().key, 3);
         assert_eq!(std::mem::size_of::<Entry>(), 24);
+    }
+
+    #[test]
+    fn ticks_count_milliseconds_since_the_epoch() {
+        let t0 = Instant::now();
+        let timers = Timers::new(t0);
+        assert_eq!(timers.ticks_ms(t0), 0);
+        assert_eq!(timers.ticks_ms(t0 + Duration::from_micros(1999)), 1);
+        assert_eq!(
+            timers.ticks_ms(t0 + Duration::from_secs(90_000)),
+            90_000_000
+        );
+        // Wraps after 2^32 ms; differences stay right across the wrap.
+        let before = timers.ticks_ms(t0 + Duration::from_millis((1 << 32) - 10));
+        let after = timers.ticks_ms(t0 + Duration::from_millis((1 << 32) + 5));
+        assert_eq!(after.wrapping_sub(before), 15);
     }
 }
