@@ -478,6 +478,7 @@ impl Shard {
 /// store is enough, and cheaper on the per-message path than an atomic increment.
 pub(super) fn count_lookup(counters: &ShardCounters, lookup: CacheLookup) {
     let counter = match lookup {
+        CacheLookup::Empty => return,
         CacheLookup::Hit => &counters.match_cache_hits,
         CacheLookup::Miss | CacheLookup::Bypassed => &counters.match_cache_misses,
     };

@@ -106,7 +106,8 @@ counters! {
     /// Times a congested session was stalled (congested for `congestion_timeout_ms`).
     sessions_stalled,
     /// Publishes matched from a shard's match cache (`topic::MatchCache`: its own subscribers,
-    /// and the routing table when there are several shards).
+    /// and the routing table when there are several shards). Lookups in an empty trie or
+    /// table are not counted.
     match_cache_hits,
     /// Publishes matched by walking the trie (cache miss, or a name or result over the cache's
     /// limits).

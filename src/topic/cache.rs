@@ -31,6 +31,8 @@ const _: () = assert!(MATCH_CACHE_SLOTS.is_power_of_two());
 /// How a lookup was answered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CacheLookup {
+    /// The trie is empty: nothing matches, and neither the cache nor the trie was looked at.
+    Empty,
     /// From the cache.
     Hit,
     /// By the trie; the result is now cached.
@@ -78,6 +80,9 @@ impl<V: Clone> MatchCache<V> {
         topic: &[u8],
         mut f: impl FnMut(&V),
     ) -> CacheLookup {
+        if trie.is_empty() {
+            return CacheLookup::Empty;
+        }
         if topic.len() > MATCH_CACHE_TOPIC_LEN_MAX {
             trie.for_each_match_bytes(topic, f);
             return CacheLookup::Bypassed;
@@ -141,6 +146,10 @@ mod tests {
         trie.insert("a/+", 1);
         trie.insert("a/#", 2);
         let mut cache = MatchCache::new();
+        assert_eq!(
+            lookup(&mut cache, &TopicTrie::new(), "a/b"),
+            (vec![], CacheLookup::Empty)
+        );
         assert_eq!(
             lookup(&mut cache, &trie, "a/b"),
             (vec![1, 2], CacheLookup::Miss)
