@@ -4,8 +4,8 @@
 //! DISCONNECT with that code (MQTT 5), one log line, and is closed; nobody else is affected.
 
 use super::connection::ConnState;
-use super::protocol::{granted, topic_levels};
-use super::session::{IncomingQoS2, Message, StoredSubscription};
+use super::protocol::{granted, topic_levels, FORWARD_FRAME_MAX_BYTES};
+use super::session::{IncomingQoS2, ReceivedFrame, StoredSubscription};
 use super::shard::{Awaited, CloseReason, LocalSub, PendingAck, Shard};
 use super::stats::bump;
 use crate::codec::{
@@ -13,6 +13,7 @@ use crate::codec::{
     SubAck, Subscribe, UnsubAck, Unsubscribe,
 };
 use crate::topic;
+use bytes::Bytes;
 
 fn ack(packet_id: u16, reason_code: ReasonCode) -> Ack {
     Ack {
@@ -28,7 +29,8 @@ fn protocol_error(why: &str) -> CloseReason {
 
 impl Shard {
     /// Dispatches one decoded packet.
-    pub(super) fn handle_packet(&mut self, key: usize, packet: Packet) {
+    /// `frame` is the packet's whole frame as received (shared with the packet's fields).
+    pub(super) fn handle_packet(&mut self, key: usize, packet: Packet, frame: Bytes) {
         let Some(conn) = self.connections.get(key) else {
             return;
         };
@@ -53,8 +55,15 @@ impl Shard {
         let Some(skey) = conn.session else {
             return;
         };
+        let v5 = conn.version.is_v5();
         match packet {
-            Packet::Publish(publish) => self.handle_publish(key, skey, publish),
+            Packet::Publish(publish) => {
+                // Small frames without a Topic Alias may be forwarded as they are.
+                let frame = (frame.len() <= FORWARD_FRAME_MAX_BYTES
+                    && publish.properties.topic_alias.is_none())
+                .then_some(ReceivedFrame { bytes: frame, v5 });
+                self.handle_publish(key, skey, publish, frame)
+            }
             Packet::PubAck(a) => {
                 if let Some(s) = self.sessions.get_mut(skey) {
                     if !s.session.handle_puback(a.packet_id) {
@@ -102,7 +111,13 @@ impl Shard {
         }
     }
 
-    fn handle_publish(&mut self, key: usize, skey: usize, mut publish: Publish) {
+    fn handle_publish(
+        &mut self,
+        key: usize,
+        skey: usize,
+        mut publish: Publish,
+        frame: Option<ReceivedFrame>,
+    ) {
         bump(&self.shared.counters[self.id].messages_received);
         if publish.qos as u8 > self.shared.config.max_qos {
             // [MQTT-3.2.2-11]: above the Maximum QoS we advertised.
@@ -130,16 +145,12 @@ impl Shard {
             self.close(key, reason);
             return;
         }
-        // `as_str` checks the UTF-8 again on every call: take it once.
-        let topic_name = publish.topic.as_str();
-        if let Err(e) = topic::validate_topic_name(topic_name) {
-            self.close(
-                key,
-                CloseReason::Protocol(ReasonCode::TopicNameInvalid, e.to_string()),
-            );
-            return;
-        }
-        if topic_levels(topic_name) > self.shared.config.max_topic_levels {
+        // The topic name's rules (UTF-8 without U+0000 [MQTT-1.5.4-1/2], no wildcards
+        // [MQTT-3.3.2-2], not empty without an alias [MQTT-4.7.3-1], at most 65,535 bytes by
+        // its length prefix [MQTT-4.7.3-3]) were checked by the codec when the frame was
+        // decoded, and an aliased topic when its alias was set; they are not checked again.
+        debug_assert!(topic::validate_topic_name(publish.topic.as_str()).is_ok());
+        if topic_levels(publish.topic.as_bytes()) > self.shared.config.max_topic_levels {
             bump(&self.shared.counters[self.id].topic_levels_exceeded);
             self.close(
                 key,
@@ -184,8 +195,9 @@ impl Shard {
         }
         publish.dup = false;
         publish.packet_id = 0;
-        let (matched, overflowed) =
-            self.route_publish(Message::shared(publish, self.now), Some(skey));
+        let message = self.new_message(publish, frame);
+        let (matched, overflowed) = self.route_publish(&message, Some(skey));
+        self.recycle_message(message);
         // MQTT 5: 0x10 No matching subscribers is informative, the message was accepted.
         let code = if matched {
             ReasonCode::Success

@@ -10,10 +10,11 @@ use super::connection::ConnState;
 use super::mesh::ShardMsg;
 use super::protocol::{encode_layout, Layout, LayoutOptions};
 use super::retained::RetainOutcome;
-use super::session::{queued_bytes, Delivery, Message, SharedPublish};
+use super::session::{queued_bytes, Delivery, Message, ReceivedFrame, SharedPublish};
 use super::shard::{Awaited, CloseReason, LocalSub, Shard};
-use super::stats::bump;
-use crate::codec::{MqttString, Packet, Publish, QoS, SubAck};
+use super::stats::{bump, ShardCounters};
+use crate::codec::{MqttString, Packet, Properties, Publish, QoS, SubAck};
+use crate::topic::CacheLookup;
 use bytes::Bytes;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -32,20 +33,21 @@ impl Shard {
     /// subscriber matched and whether a mesh channel was full (the caller pauses the publisher).
     pub(super) fn route_publish(
         &mut self,
-        message: SharedPublish,
+        message: &SharedPublish,
         origin: Option<usize>,
     ) -> (bool, bool) {
         if message.retain {
-            self.store_retained(&message);
+            self.store_retained(message);
         }
         self.congestion_blocker = None;
-        let local = self.deliver_local(&message, origin);
+        let local = self.deliver_local(message, origin);
         let mut overflowed = false;
         let mut remote = false;
         let shards = self.mesh.shards();
         if shards > 1 {
             // One message per destination shard, sharing the Arc'd publish.
-            let destinations = self.router.destinations(message.topic.as_str());
+            let (destinations, lookup) = self.router.destinations_bytes(message.topic.as_bytes());
+            count_lookup(&self.shared.counters[self.id], lookup);
             remote = !destinations.is_empty();
             for &target in destinations {
                 // Inline `note_destination`: `destinations` borrows the router.
@@ -60,8 +62,43 @@ impl Shard {
                 }
             }
         }
-        let (shared, shared_overflowed) = self.route_shared(&message, origin);
+        let (shared, shared_overflowed) = self.route_shared(message, origin);
         (local || remote || shared, overflowed || shared_overflowed)
+    }
+
+    /// Wraps a publish received now for routing, in the allocation of the previous message
+    /// when nothing kept that one (saves an allocation and a free per message).
+    pub(super) fn new_message(
+        &mut self,
+        publish: Publish,
+        frame: Option<ReceivedFrame>,
+    ) -> SharedPublish {
+        if let Some(mut spare) = self.spare_message.take() {
+            if let Some(message) = Arc::get_mut(&mut spare) {
+                message.publish = publish;
+                message.received_at = self.now;
+                message.frame = frame;
+                return spare;
+            }
+        }
+        Arc::new(Message {
+            publish,
+            received_at: self.now,
+            frame,
+        })
+    }
+
+    /// Keeps `message`'s allocation for [`Shard::new_message`] if nothing else holds it (no
+    /// queue, no other shard, no retained store), dropping its fields so that the spare does
+    /// not keep the publisher's read buffer alive.
+    pub(super) fn recycle_message(&mut self, mut message: SharedPublish) {
+        if let Some(spare) = Arc::get_mut(&mut message) {
+            spare.publish.topic = MqttString::default();
+            spare.publish.payload = Bytes::new();
+            spare.publish.properties = Properties::default();
+            spare.frame = None;
+            self.spare_message = Some(message);
+        }
     }
 
     fn store_retained(&mut self, message: &SharedPublish) {
@@ -79,6 +116,7 @@ impl Shard {
         let copy = Arc::new(Message {
             publish,
             received_at: message.received_at,
+            frame: None,
         });
         if self.shared.retained.store(&copy) == RetainOutcome::Refused {
             bump(&self.shared.counters[self.id].retained_refused);
@@ -94,8 +132,13 @@ impl Shard {
     pub(super) fn deliver_local(&mut self, message: &SharedPublish, origin: Option<usize>) -> bool {
         let mut matches = std::mem::take(&mut self.matches);
         matches.clear();
-        self.trie
-            .for_each_match(message.topic.as_str(), |sub| matches.push(*sub));
+        // The topic's UTF-8 was checked once, by the codec: the trie matches its bytes.
+        let lookup = self
+            .match_cache
+            .for_each_match(&self.trie, message.topic.as_bytes(), |sub| {
+                matches.push(*sub)
+            });
+        count_lookup(&self.shared.counters[self.id], lookup);
         // [MQTT-3.8.3-3] No Local: not to the publishing session.
         if let Some(origin) = origin {
             matches.retain(|m| !(m.session == origin && m.options.no_local));
@@ -103,7 +146,10 @@ impl Shard {
         let matched = !matches.is_empty();
         let mut identifiers = std::mem::take(&mut self.subscription_ids);
         if matched {
-            matches.sort_unstable_by_key(|m| m.session);
+            // One match (the common point-to-point case) needs no grouping by session.
+            if matches.len() > 1 {
+                matches.sort_unstable_by_key(|m| m.session);
+            }
             self.layouts.clear();
             let mut i = 0;
             while i < matches.len() {
@@ -445,6 +491,17 @@ impl Shard {
     }
 }
 
+/// Counts a match-cache lookup. The counters have one writer (this shard), so a plain load and
+/// store is enough, and cheaper on the per-message path than an atomic increment.
+pub(super) fn count_lookup(counters: &ShardCounters, lookup: CacheLookup) {
+    let counter = match lookup {
+        CacheLookup::Empty => return,
+        CacheLookup::Hit => &counters.match_cache_hits,
+        CacheLookup::Miss | CacheLookup::Bypassed => &counters.match_cache_misses,
+    };
+    counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+}
+
 /// A copy of `message` carrying `identifiers` as its Subscription Identifier properties (the
 /// payload and topic stay shared).
 pub(super) fn with_subscription_identifiers(
@@ -453,5 +510,7 @@ pub(super) fn with_subscription_identifiers(
 ) -> SharedPublish {
     let mut own = Message::clone(message);
     own.publish.properties.subscription_identifiers = identifiers.to_vec();
+    // Its layout is not the publisher's any more.
+    own.frame = None;
     Arc::new(own)
 }

@@ -622,6 +622,6 @@ impl Shard {
     pub(super) fn publish_will(&mut self, will: WillMessage) {
         bump(&self.shared.counters[self.id].wills_published);
         let message = super::session::Message::shared(will.message, self.now);
-        self.route_publish(message, None);
+        self.route_publish(&message, None);
     }
 }

@@ -5,7 +5,8 @@ use super::config::Config;
 use super::connection::WillMessage;
 use super::session::SharedPublish;
 use crate::codec::{
-    ConnAck, Connect, MqttString, Packet, Properties, ProtocolVersion, Publish, QoS, ReasonCode,
+    ConnAck, Connect, MqttString, Packet, Properties, ProtocolVersion, Publish, PublishFlags, QoS,
+    ReasonCode,
 };
 use bytes::{Bytes, BytesMut};
 
@@ -236,8 +237,8 @@ pub fn is_v5_connect(buf: &[u8]) -> bool {
 }
 
 /// The number of levels of a topic name or filter.
-pub fn topic_levels(topic: &str) -> usize {
-    topic.bytes().filter(|&b| b == b'/').count() + 1
+pub fn topic_levels(topic: impl AsRef<[u8]>) -> usize {
+    topic.as_ref().iter().filter(|&&b| b == b'/').count() + 1
 }
 
 /// The SUBACK code for a granted QoS.
@@ -268,14 +269,20 @@ impl Layout {
 #[derive(Default)]
 pub struct LayoutCache {
     slots: [Option<Layout>; 12],
+    /// Bit `i` is set while `slots[i]` holds a layout, so `clear` touches only those (one,
+    /// usually).
+    filled: u16,
 }
 
 impl LayoutCache {
     /// Forgets the layouts of the previous message.
     pub fn clear(&mut self) {
-        for slot in &mut self.slots {
-            *slot = None;
+        while self.filled != 0 {
+            let index = self.filled.trailing_zeros() as usize;
+            self.filled &= self.filled - 1;
+            self.slots[index] = None;
         }
+        debug_assert!(self.slots.iter().all(Option::is_none));
     }
 
     /// The layout for (`version`, `qos`, `retain`), encoding it into `scratch` the first time.
@@ -288,7 +295,11 @@ impl LayoutCache {
         scratch: &mut BytesMut,
     ) -> &Layout {
         let index = usize::from(version.is_v5()) * 6 + (qos as usize) * 2 + usize::from(retain);
+        self.filled |= 1 << index;
         self.slots[index].get_or_insert_with(|| {
+            if let Some(frame) = forwardable_frame(message, version, qos, retain) {
+                return split_layout(frame.clone(), qos, message.topic.len());
+            }
             let options = LayoutOptions {
                 qos,
                 retain,
@@ -299,6 +310,30 @@ impl LayoutCache {
             encode_layout(message, version, options, scratch)
         })
     }
+}
+
+/// The publisher's frame, when it is exactly what [`encode_layout`] would write for this
+/// delivery with default options: the same protocol family (3.x or 5, whose PUBLISH layouts
+/// differ only by the property list) and the same first byte, that is the same QoS and retain
+/// flag and no DUP flag. Topic, properties and payload are those of the message, which was
+/// not changed since it was received (else it has no frame); the packet id, if any, is the
+/// publisher's and is cut out of the layout.
+fn forwardable_frame(
+    message: &SharedPublish,
+    version: ProtocolVersion,
+    qos: QoS,
+    retain: bool,
+) -> Option<&Bytes> {
+    let frame = message.frame.as_ref()?;
+    let first_byte = PublishFlags {
+        dup: false,
+        qos,
+        retain,
+        packet_id: 0,
+    }
+    .first_byte();
+    (frame.v5 == version.is_v5() && frame.bytes.first() == Some(&first_byte))
+        .then_some(&frame.bytes)
 }
 
 /// How one delivery of a PUBLISH is laid out.
@@ -319,6 +354,10 @@ pub struct LayoutOptions {
 /// into the outgoing buffers (`connection::COPY_THRESHOLD_BYTES`) and so dropped within the
 /// turn, and never pin the block for long.
 const ENCODE_SHARED_MAX_BYTES: usize = super::connection::COPY_THRESHOLD_BYTES;
+/// Received PUBLISH frames at most this long may be forwarded as they are (`Message::frame`):
+/// like small encoded layouts they are copied into outgoing buffers, so a forwarded frame never
+/// keeps the publisher's read buffer alive.
+pub const FORWARD_FRAME_MAX_BYTES: usize = super::connection::COPY_THRESHOLD_BYTES;
 /// Size of the scratch block small packets are encoded into: one allocation per many
 /// messages instead of one per message.
 const ENCODE_BLOCK_BYTES: usize = 16 * 1024;
@@ -328,16 +367,28 @@ const ENCODE_BLOCK_BYTES: usize = 16 * 1024;
 /// whole block alive).
 fn encode_packet(packet: &Packet, version: ProtocolVersion, scratch: &mut BytesMut) -> Bytes {
     let len = packet.encoded_len(version);
+    encode_into_block(len, scratch, |out| packet.encode(version, out))
+}
+
+/// Runs `encode`, which writes exactly `len` bytes, into bytes of their own (see
+/// [`encode_packet`]).
+fn encode_into_block(
+    len: usize,
+    scratch: &mut BytesMut,
+    encode: impl FnOnce(&mut BytesMut),
+) -> Bytes {
     if len > ENCODE_SHARED_MAX_BYTES {
         let mut own = BytesMut::with_capacity(len);
-        packet.encode(version, &mut own);
+        encode(&mut own);
+        debug_assert_eq!(own.len(), len);
         return own.freeze();
     }
     scratch.clear();
     if scratch.capacity() < len {
         *scratch = BytesMut::with_capacity(ENCODE_BLOCK_BYTES);
     }
-    packet.encode(version, scratch);
+    encode(scratch);
+    debug_assert_eq!(scratch.len(), len);
     scratch.split().freeze()
 }
 
@@ -355,6 +406,22 @@ pub fn encode_layout(
         message_expiry_interval,
         topic_alias,
     } = options;
+    let flags = PublishFlags {
+        dup: dup && qos != QoS::AtMostOnce,
+        qos,
+        retain,
+        packet_id: if qos == QoS::AtMostOnce { 0 } else { 1 },
+    };
+    if topic_alias.is_none()
+        && message_expiry_interval.is_none()
+        && message.properties.topic_alias.is_none()
+    {
+        // The common case: the message as received under this delivery's flags, encoded
+        // straight from it (no copy of the packet to build and drop).
+        let len = message.encoded_len_with(version, flags);
+        let full = encode_into_block(len, scratch, |out| message.encode_with(version, flags, out));
+        return split_layout(full, qos, message.topic.len());
+    }
     let mut properties = message.properties.clone();
     // A Topic Alias belongs to one network connection (spec 3.3.2.3.4), so it is never
     // forwarded. Subscription identifiers, if any, were set for this subscriber by the shard
@@ -378,6 +445,12 @@ pub fn encode_layout(
         payload: message.payload.clone(),
     });
     let full = encode_packet(&packet, version, scratch);
+    split_layout(full, qos, topic_len)
+}
+
+/// Splits an encoded PUBLISH around its packet id (QoS 1/2); `topic_len` is the length of the
+/// topic name written in it.
+fn split_layout(full: Bytes, qos: QoS, topic_len: usize) -> Layout {
     if qos == QoS::AtMostOnce {
         return Layout {
             head: full,
@@ -390,7 +463,8 @@ pub fn encode_layout(
         offset += 1;
     }
     offset += 1 + 2 + topic_len;
-    debug_assert!(full.len() >= offset + 2 && full[offset..offset + 2] == [0, 1]);
+    // A packet id is never 0 ([MQTT-2.2.1-3]): 1 when encoded here, the publisher's when forwarded.
+    debug_assert!(full.len() >= offset + 2 && full[offset..offset + 2] != [0, 0]);
     let offset = offset.min(full.len().saturating_sub(2));
     Layout {
         head: full.slice(..offset),
@@ -401,6 +475,141 @@ pub fn encode_layout(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::broker::session::{Message, ReceivedFrame};
+    use crate::codec::MoreProperties;
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    /// A received message with its frame, as the shard builds it from a publisher's PUBLISH.
+    fn received(version: ProtocolVersion, qos: QoS, retain: bool, dup: bool) -> SharedPublish {
+        let properties = if version.is_v5() {
+            let mut properties = Properties::from(MoreProperties {
+                user_properties: vec![(MqttString::from("k"), MqttString::from("v"))],
+                ..MoreProperties::default()
+            });
+            properties.message_expiry_interval = Some(60);
+            properties
+        } else {
+            Properties::default()
+        };
+        let sent = Publish {
+            dup: dup && qos != QoS::AtMostOnce,
+            qos,
+            retain,
+            topic: MqttString::from("a/b"),
+            packet_id: if qos == QoS::AtMostOnce { 0 } else { 7 },
+            properties,
+            payload: Bytes::from_static(b"payload"),
+        };
+        let mut wire = BytesMut::new();
+        sent.encode(version, &mut wire);
+        let Ok(Some((Packet::Publish(mut publish), frame))) =
+            crate::codec::decode_with_frame(&mut wire, version, u32::MAX)
+        else {
+            panic!("not a PUBLISH");
+        };
+        assert_eq!(frame.len(), sent.encoded_len(version));
+        // As `handle_publish` routes it.
+        publish.dup = false;
+        publish.packet_id = 0;
+        Arc::new(Message {
+            publish,
+            received_at: Instant::now(),
+            frame: Some(ReceivedFrame {
+                bytes: frame,
+                v5: version.is_v5(),
+            }),
+        })
+    }
+
+    #[test]
+    fn forwarded_frames_are_the_layouts_encoding_would_write() {
+        let versions = [
+            ProtocolVersion::V3_1,
+            ProtocolVersion::V3_1_1,
+            ProtocolVersion::V5,
+        ];
+        let qoss = [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce];
+        let mut forwarded = 0;
+        let mut scratch = BytesMut::new();
+        for publisher in versions {
+            for qos in qoss {
+                for (retain, dup) in [(false, false), (true, false), (false, true)] {
+                    let message = received(publisher, qos, retain, dup);
+                    for subscriber in versions {
+                        for sub_qos in qoss.into_iter().filter(|&q| q <= qos) {
+                            for sub_retain in [false, true] {
+                                let mut cache = LayoutCache::default();
+                                let cached = cache
+                                    .get(&message, subscriber, sub_qos, sub_retain, &mut scratch)
+                                    .clone();
+                                let options = LayoutOptions {
+                                    qos: sub_qos,
+                                    retain: sub_retain,
+                                    dup: false,
+                                    message_expiry_interval: None,
+                                    topic_alias: None,
+                                };
+                                let encoded =
+                                    encode_layout(&message, subscriber, options, &mut scratch);
+                                assert_eq!(
+                                    (&cached.head, &cached.tail),
+                                    (&encoded.head, &encoded.tail),
+                                    "{publisher:?} {qos:?} retain {retain} dup {dup} -> \
+                                     {subscriber:?} {sub_qos:?} retain {sub_retain}"
+                                );
+                                let frame = &message.frame.as_ref().unwrap().bytes;
+                                if cached.head.as_ptr() == frame.as_ptr() {
+                                    forwarded += 1;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        // Same family, QoS and retain flag, no DUP: 3.x to 3.x (4 version pairs) and 5 to 5;
+        // per pair, QoS 0 three times (a QoS 0 publish never carries DUP) and QoS 1 and 2
+        // twice each (not the DUP publishes).
+        assert_eq!(forwarded, 5 * (3 + 2 + 2));
+    }
+
+    #[test]
+    fn layout_cache_clears_what_it_filled() {
+        let message = received(ProtocolVersion::V5, QoS::ExactlyOnce, true, false);
+        let mut cache = LayoutCache::default();
+        let mut scratch = BytesMut::new();
+        let first = cache
+            .get(
+                &message,
+                ProtocolVersion::V5,
+                QoS::AtLeastOnce,
+                false,
+                &mut scratch,
+            )
+            .clone();
+        cache.get(
+            &message,
+            ProtocolVersion::V3_1_1,
+            QoS::AtMostOnce,
+            true,
+            &mut scratch,
+        );
+        assert_eq!(cache.filled.count_ones(), 2);
+        cache.clear();
+        assert_eq!(cache.filled, 0);
+        assert!(cache.slots.iter().all(Option::is_none));
+        let again = cache
+            .get(
+                &message,
+                ProtocolVersion::V5,
+                QoS::AtLeastOnce,
+                false,
+                &mut scratch,
+            )
+            .clone();
+        assert_eq!((first.head, first.tail), (again.head, again.tail));
+    }
 
     #[test]
     fn peeks_the_protocol_level_of_connect() {

@@ -15,7 +15,7 @@
 use super::config::SharedStrategy;
 use super::mesh::ShardId;
 use crate::codec::MqttString;
-use crate::topic::{self, TopicTrie};
+use crate::topic::{self, CacheLookup, MatchCache, TopicTrie};
 use slab::Slab;
 use std::collections::HashMap;
 
@@ -37,6 +37,8 @@ pub struct Router {
     me: ShardId,
     /// Routes to other shards: filter -> shard, one entry per (filter, shard).
     routes: TopicTrie<ShardId>,
+    /// Recent results of `routes` by topic name.
+    routes_cache: MatchCache<ShardId>,
     /// Local subscribers per filter (filters with at least one).
     local_counts: HashMap<MqttString, usize>,
     /// The last epoch broadcast.
@@ -61,6 +63,7 @@ impl Router {
         Router {
             me,
             routes: TopicTrie::new(),
+            routes_cache: MatchCache::new(),
             local_counts: HashMap::new(),
             epoch_sent: 0,
             acked,
@@ -273,8 +276,15 @@ impl Router {
 
     /// The other shards with subscribers matching `topic`, each once.
     pub fn destinations(&mut self, topic: &str) -> &[ShardId] {
+        self.destinations_bytes(topic.as_bytes()).0
+    }
+
+    /// [`Router::destinations`] for the bytes of a topic name already checked as UTF-8, and how
+    /// the routing table's match cache answered.
+    pub fn destinations_bytes(&mut self, topic: &[u8]) -> (&[ShardId], CacheLookup) {
         let Router {
             routes,
+            routes_cache,
             dest_mask,
             dest_list,
             ..
@@ -283,13 +293,13 @@ impl Router {
             dest_mask[shard] = false;
         }
         dest_list.clear();
-        routes.for_each_match(topic, |&shard| {
+        let lookup = routes_cache.for_each_match(routes, topic, |&shard| {
             if !dest_mask[shard] {
                 dest_mask[shard] = true;
                 dest_list.push(shard);
             }
         });
-        dest_list
+        (dest_list, lookup)
     }
 }
 

@@ -6,6 +6,7 @@
 //! takeover moves between shards and what a persistent store would save (see [`SessionStore`]).
 
 use crate::codec::{MqttString, Publish, QoS, SubscriptionOptions};
+use bytes::Bytes;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::hash::{BuildHasher, DefaultHasher, RandomState};
 use std::sync::{Arc, OnceLock};
@@ -17,6 +18,19 @@ use std::time::{Duration, Instant};
 pub struct Message {
     pub publish: Publish,
     pub received_at: Instant,
+    /// The PUBLISH frame as the publisher sent it, when it may be forwarded byte for byte to a
+    /// receiver whose layout is the same (see `protocol::LayoutCache`): small (it is copied into
+    /// outgoing buffers, never kept there), without a Topic Alias, and describing `publish`
+    /// exactly. `None` for every message changed after it was received.
+    pub frame: Option<ReceivedFrame>,
+}
+
+/// A PUBLISH frame as received, with the protocol family it was laid out for.
+#[derive(Clone, Debug)]
+pub struct ReceivedFrame {
+    pub bytes: Bytes,
+    /// Whether it is an MQTT 5 frame (with a property list); 3.1 and 3.1.1 share one layout.
+    pub v5: bool,
 }
 
 impl std::ops::Deref for Message {
@@ -33,6 +47,7 @@ impl Message {
         Arc::new(Message {
             publish,
             received_at: now,
+            frame: None,
         })
     }
 

@@ -22,7 +22,7 @@ use super::{Shared, WAKER_TOKEN};
 use crate::codec::{
     self, Disconnect, MqttString, Packet, Properties, QoS, ReasonCode, SubAck, SubscriptionOptions,
 };
-use crate::topic::TopicTrie;
+use crate::topic::{MatchCache, TopicTrie};
 use bytes::BytesMut;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
@@ -148,6 +148,8 @@ pub struct Shard {
     pub client_ids: super::client_ids::ClientIds,
     /// This shard's clients' subscriptions.
     pub trie: TopicTrie<LocalSub>,
+    /// Recent match results of `trie` by topic name.
+    pub match_cache: MatchCache<LocalSub>,
     /// This shard's members of shared subscriptions, by `$share/{group}/{filter}`.
     pub shared_members: HashMap<MqttString, SharedMembers>,
     /// Scratch: the (shard, shared subscription) targets of the message being routed.
@@ -173,6 +175,9 @@ pub struct Shard {
     pub subscription_ids: Vec<u32>,
     pub layouts: LayoutCache,
     pub encode_buf: BytesMut,
+    /// A message allocation kept for the next publish (`Shard::new_message`), emptied so that
+    /// it pins no read buffer.
+    pub spare_message: Option<SharedPublish>,
     /// Every socket read lands here first (`READ_CHUNK_BYTES`).
     pub read_scratch: Box<[u8]>,
     pub retained_scratch: Vec<SharedPublish>,
@@ -216,6 +221,7 @@ impl Shard {
             sessions: Slab::new(),
             client_ids: Default::default(),
             trie: TopicTrie::new(),
+            match_cache: MatchCache::new(),
             shared_members: HashMap::new(),
             shared_targets: Vec::new(),
             random_state,
@@ -233,6 +239,7 @@ impl Shard {
             subscription_ids: Vec::new(),
             layouts: LayoutCache::default(),
             encode_buf: BytesMut::new(),
+            spare_message: None,
             read_scratch: vec![0; READ_CHUNK_BYTES].into_boxed_slice(),
             retained_scratch: Vec::new(),
             inbox: Vec::new(),
@@ -398,10 +405,10 @@ impl Shard {
             }
             let v5_connect = conn.state == ConnState::AwaitConnect
                 && super::protocol::is_v5_connect(&conn.read_buf);
-            match codec::decode(&mut conn.read_buf, conn.version, max_packet_size) {
-                Ok(Some(packet)) => {
+            match codec::decode_with_frame(&mut conn.read_buf, conn.version, max_packet_size) {
+                Ok(Some((packet, frame))) => {
                     conn.last_received_ms = self.now_ms;
-                    self.handle_packet(key, packet);
+                    self.handle_packet(key, packet, frame);
                 }
                 Ok(None) => return,
                 Err(e) => {

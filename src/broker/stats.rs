@@ -120,6 +120,13 @@ counters! {
     /// Gauge: the highest `buffered_bytes` of each shard since start, summed over shards (at
     /// least the broker-wide peak, at most the sum of the shards' budgets plus slack).
     buffered_bytes_peak,
+    /// Publishes matched from a shard's match cache (`topic::MatchCache`: its own subscribers,
+    /// and the routing table when there are several shards). Lookups in an empty trie or
+    /// table are not counted.
+    match_cache_hits,
+    /// Publishes matched by walking the trie (cache miss, or a name or result over the cache's
+    /// limits).
+    match_cache_misses,
 }
 
 impl Stats {

@@ -54,10 +54,11 @@ mod writer;
 
 pub use error::DecodeError;
 pub use properties::{MoreProperties, Properties, PropertyContext, PropertyId, PropertyType};
+pub use publish::PublishFlags;
 pub use reason::{ConnectReturnCode, ReasonCode};
 pub use types::*;
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use reader::{parse_varint, Reader};
 use writer::put_fixed_header;
 
@@ -199,6 +200,26 @@ pub fn decode(
         version,
     )
     .map(Some)
+}
+
+/// [`decode`], also returning the whole frame as received (fixed header included), shared with
+/// the packet's fields: a broker forwards a PUBLISH byte for byte when the receiver's layout is
+/// the sender's.
+pub fn decode_with_frame(
+    buf: &mut BytesMut,
+    version: ProtocolVersion,
+    max_packet_size: u32,
+) -> Result<Option<(Packet, Bytes)>, DecodeError> {
+    let Some(header) = check_frame(buf, version, max_packet_size)? else {
+        return Ok(None);
+    };
+    if buf.len() < header.frame_len() {
+        return Ok(None);
+    }
+    let frame = buf.split_to(header.frame_len()).freeze();
+    let body = frame.slice(header.header_len..);
+    let packet = decode_body(header.packet_type, header.flags, Reader::new(body), version)?;
+    Ok(Some((packet, frame)))
 }
 
 fn decode_body(

@@ -64,16 +64,14 @@ impl Publish {
         })
     }
 
-    /// The first byte of the fixed header. DUP is only written for QoS > 0 ([MQTT-3.3.1-2]).
-    fn first_byte(&self) -> u8 {
-        let mut byte = ((PacketType::Publish as u8) << 4) | ((self.qos as u8) << 1);
-        if self.dup && self.qos != QoS::AtMostOnce {
-            byte |= 0x08;
+    /// This PUBLISH's own flags and packet identifier.
+    pub fn flags(&self) -> PublishFlags {
+        PublishFlags {
+            dup: self.dup,
+            qos: self.qos,
+            retain: self.retain,
+            packet_id: self.packet_id,
         }
-        if self.retain {
-            byte |= 0x01;
-        }
-        byte
     }
 
     /// The length of the property list's body (0 before MQTT 5, where there is no list).
@@ -86,9 +84,14 @@ impl Publish {
     }
 
     /// The variable header length (topic, packet identifier, properties), without the payload.
-    fn variable_header_len(&self, version: ProtocolVersion, properties_body_len: usize) -> usize {
+    fn variable_header_len(
+        &self,
+        version: ProtocolVersion,
+        qos: QoS,
+        properties_body_len: usize,
+    ) -> usize {
         let mut len = binary_len(self.topic.as_bytes());
-        if self.qos != QoS::AtMostOnce {
+        if qos != QoS::AtMostOnce {
             len += 2;
         }
         if version.is_v5() {
@@ -99,8 +102,15 @@ impl Publish {
 
     /// The exact encoded size for `version`, payload included.
     pub fn encoded_len(&self, version: ProtocolVersion) -> usize {
+        self.encoded_len_with(version, self.flags())
+    }
+
+    /// The exact encoded size for `version` when sent with `flags` ([`Publish::encode_with`]).
+    pub fn encoded_len_with(&self, version: ProtocolVersion, flags: PublishFlags) -> usize {
         let properties_body_len = self.properties_body_len(version);
-        frame_len(self.variable_header_len(version, properties_body_len) + self.payload.len())
+        frame_len(
+            self.variable_header_len(version, flags.qos, properties_body_len) + self.payload.len(),
+        )
     }
 
     /// The size of what [`Publish::encode_header`] writes: the whole frame except the payload.
@@ -112,20 +122,30 @@ impl Publish {
     /// payload), topic, packet identifier and (MQTT 5) properties, and reserves room for the
     /// payload. A fan-out sender writes this header and then the shared `payload` bytes as they are.
     pub fn encode_header(&self, version: ProtocolVersion, out: &mut BytesMut) {
+        self.encode_header_with(version, self.flags(), out);
+    }
+
+    /// [`Publish::encode_header`] with `flags` in place of the packet's own.
+    fn encode_header_with(
+        &self,
+        version: ProtocolVersion,
+        flags: PublishFlags,
+        out: &mut BytesMut,
+    ) {
         let properties_body_len = self.properties_body_len(version);
-        let variable_header_len = self.variable_header_len(version, properties_body_len);
+        let variable_header_len = self.variable_header_len(version, flags.qos, properties_body_len);
         put_fixed_header(
             out,
-            self.first_byte(),
+            flags.first_byte(),
             variable_header_len + self.payload.len(),
         );
         put_binary(out, self.topic.as_bytes());
-        if self.qos != QoS::AtMostOnce {
+        if flags.qos != QoS::AtMostOnce {
             debug_assert!(
-                self.packet_id != 0,
+                flags.packet_id != 0,
                 "[MQTT-2.2.1-3] QoS > 0 needs a packet id"
             );
-            out.put_u16(self.packet_id);
+            out.put_u16(flags.packet_id);
         }
         if version.is_v5() {
             self.properties.encode_with_body_len(
@@ -138,8 +158,40 @@ impl Publish {
 
     /// Appends the whole PUBLISH.
     pub fn encode(&self, version: ProtocolVersion, out: &mut BytesMut) {
-        self.encode_header(version, out);
+        self.encode_with(version, self.flags(), out);
+    }
+
+    /// Appends this PUBLISH as sent with `flags` in place of its own: the same topic,
+    /// properties and payload under another QoS, retain flag, DUP flag or packet identifier.
+    /// Fan-out encodes a received message this way without building a copy of it.
+    pub fn encode_with(&self, version: ProtocolVersion, flags: PublishFlags, out: &mut BytesMut) {
+        self.encode_header_with(version, flags, out);
         out.put_slice(&self.payload);
+    }
+}
+
+/// The fixed-header flags and packet identifier of one sending of a PUBLISH.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PublishFlags {
+    /// Written only for QoS > 0 ([MQTT-3.3.1-2]).
+    pub dup: bool,
+    pub qos: QoS,
+    pub retain: bool,
+    /// Non-zero for QoS > 0 ([MQTT-2.2.1-3]); not written for QoS 0.
+    pub packet_id: u16,
+}
+
+impl PublishFlags {
+    /// The first byte of the fixed header. DUP is only written for QoS > 0 ([MQTT-3.3.1-2]).
+    pub fn first_byte(&self) -> u8 {
+        let mut byte = ((PacketType::Publish as u8) << 4) | ((self.qos as u8) << 1);
+        if self.dup && self.qos != QoS::AtMostOnce {
+            byte |= 0x08;
+        }
+        if self.retain {
+            byte |= 0x01;
+        }
+        byte
     }
 }
 

@@ -6,6 +6,9 @@
 //!   newtypes [`TopicName`] and [`TopicFilter`].
 //! - `trie.rs`: [`TopicTrie`], a trie of filters (literal, `+` and `#` children, a separate root
 //!   for `$` topics) whose matching allocates nothing. Used for subscriptions.
+//! - `cache.rs`: [`MatchCache`], a bounded direct-mapped cache of match results by topic name,
+//!   made stale by any change of its trie ([`TopicTrie::generation`]).
+//! - `hash.rs`: the keyed fast hasher of the trie's levels (foldhash, per-process random seed).
 //! - `retained.rs`: [`RetainedTree`], values stored by topic name and found by filter. Used for
 //!   retained messages.
 //!
@@ -23,6 +26,8 @@
 //! The trie and the retained tree take plain filters: the caller strips `$share/{group}/` with
 //! [`parse_shared`] first. The broker enforces its topic-level limit with [`level_count`].
 
+mod cache;
+mod hash;
 mod retained;
 mod trie;
 mod validate;
@@ -30,6 +35,9 @@ mod validate;
 #[cfg(test)]
 mod tests;
 
+pub use cache::{
+    CacheLookup, MatchCache, MATCH_CACHE_SLOTS, MATCH_CACHE_TOPIC_LEN_MAX, MATCH_CACHE_VALUES_MAX,
+};
 pub use retained::RetainedTree;
 pub use trie::TopicTrie;
 pub use validate::{

@@ -414,6 +414,34 @@ proptest! {
     }
 
     #[test]
+    fn match_cache_agrees_with_trie(
+        steps in prop::collection::vec(
+            (0..3u8, filter_strategy(), topic_strategy()),
+            1..60,
+        ),
+    ) {
+        // Inserts, removals and lookups interleaved: the cache answers as the trie does.
+        let mut trie = TopicTrie::new();
+        let mut cache = MatchCache::new();
+        for (index, (op, filter, topic)) in steps.iter().enumerate() {
+            match op {
+                0 => trie.insert(filter, index),
+                1 => {
+                    trie.remove_where(filter, |_| true);
+                }
+                _ => {}
+            }
+            for _ in 0..2 {
+                let mut cached = Vec::new();
+                cache.for_each_match(&trie, topic.as_bytes(), |&v| cached.push(v));
+                let mut direct = Vec::new();
+                trie.match_into(topic, &mut direct);
+                prop_assert_eq!(&cached, &direct, "topic {:?}", topic);
+            }
+        }
+    }
+
+    #[test]
     fn retained_tree_agrees_with_reference(
         topics in prop::collection::vec(topic_strategy(), 0..40),
         filters in prop::collection::vec(filter_strategy(), 1..20),

@@ -15,8 +15,13 @@
 //! Matching is a depth-first walk that keeps no stack: each node records its parent and whether
 //! it is its parent's `+` child, which is all the walk needs to go back up and try the `+` sibling
 //! after a literal child. Memory and time stay bounded for any depth, and no call allocates.
+//!
+//! Literal children are found by hashing the level's bytes with [`super::hash::LevelHasher`]
+//! (foldhash, keyed with a per-process random seed): one hash per level of every published
+//! topic is the trie's main cost, and SipHash was several times slower for short levels.
 
-use std::collections::HashMap;
+use super::hash::{level_hasher, LevelHasher};
+use hashbrown::HashMap;
 
 /// An arena index; `NONE` marks a missing link.
 type NodeIndex = u32;
@@ -26,7 +31,9 @@ const DOLLAR_ROOT: NodeIndex = 1;
 const ROOT_COUNT: usize = 2;
 
 struct Node<V> {
-    literal: HashMap<Box<str>, NodeIndex>,
+    /// Keyed by the level's bytes (a topic is matched as bytes, its UTF-8 checked once by the
+    /// codec), with a keyed fast hasher.
+    literal: HashMap<Box<[u8]>, NodeIndex, LevelHasher>,
     plus: NodeIndex,
     hash: Vec<V>,
     exact: Vec<V>,
@@ -38,7 +45,7 @@ struct Node<V> {
 impl<V> Node<V> {
     fn new(parent: NodeIndex, is_plus: bool) -> Self {
         Self {
-            literal: HashMap::new(),
+            literal: HashMap::with_hasher(level_hasher()),
             plus: NONE,
             hash: Vec::new(),
             exact: Vec::new(),
@@ -91,7 +98,11 @@ impl<'a> FilterPath<'a> {
 
 /// Which root a filter or name belongs under.
 fn root_for(text: &str) -> NodeIndex {
-    if text.starts_with('$') {
+    root_for_bytes(text.as_bytes())
+}
+
+fn root_for_bytes(text: &[u8]) -> NodeIndex {
+    if text.first() == Some(&b'$') {
         DOLLAR_ROOT
     } else {
         ROOT
@@ -107,6 +118,8 @@ pub struct TopicTrie<V> {
     nodes: Vec<Node<V>>,
     free: Vec<NodeIndex>,
     len: usize,
+    /// Changes with every insertion and every removal that removed something; starts at 1.
+    generation: u64,
 }
 
 impl<V> Default for TopicTrie<V> {
@@ -122,6 +135,7 @@ impl<V> TopicTrie<V> {
             nodes: vec![Node::new(NONE, false), Node::new(NONE, false)],
             free: Vec::new(),
             len: 0,
+            generation: 1,
         }
     }
 
@@ -133,6 +147,12 @@ impl<V> TopicTrie<V> {
     /// Whether no value is stored.
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// A number that changes whenever the set of (filter, value) pairs changes (never 0), so
+    /// that a cache of match results ([`super::MatchCache`]) knows when it is stale.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// The number of live nodes, the two roots included (2 for an empty trie, since `remove`
@@ -171,6 +191,7 @@ impl<V> TopicTrie<V> {
             node.exact.push(value);
         }
         self.len += 1;
+        self.generation += 1;
     }
 
     fn child_or_insert(&mut self, node: NodeIndex, level: &str) -> NodeIndex {
@@ -183,13 +204,13 @@ impl<V> TopicTrie<V> {
             self.nodes[node as usize].plus = child;
             return child;
         }
-        if let Some(&child) = self.nodes[node as usize].literal.get(level) {
+        if let Some(&child) = self.nodes[node as usize].literal.get(level.as_bytes()) {
             return child;
         }
         let child = self.alloc(node, false);
         self.nodes[node as usize]
             .literal
-            .insert(level.into(), child);
+            .insert(level.as_bytes().into(), child);
         child
     }
 
@@ -201,7 +222,11 @@ impl<V> TopicTrie<V> {
             node = if level == "+" {
                 current.plus
             } else {
-                current.literal.get(level).copied().unwrap_or(NONE)
+                current
+                    .literal
+                    .get(level.as_bytes())
+                    .copied()
+                    .unwrap_or(NONE)
             };
             if node == NONE {
                 return None;
@@ -253,6 +278,7 @@ impl<V> TopicTrie<V> {
         let removed = before - values.len();
         self.len -= removed;
         if removed > 0 {
+            self.generation += 1;
             self.prune(node, &path);
         }
         removed
@@ -276,7 +302,7 @@ impl<V> TopicTrie<V> {
             if is_plus {
                 parent_node.plus = NONE;
             } else {
-                parent_node.literal.remove(level);
+                parent_node.literal.remove(level.as_bytes());
             }
             // Drop the node's (empty) map and vectors now rather than when the slot is reused.
             self.nodes[node as usize] = Node::new(NONE, false);
@@ -289,13 +315,22 @@ impl<V> TopicTrie<V> {
     ///
     /// A value inserted under several matching filters (say `a/+` and `a/#`) is reported once per
     /// filter; the caller merges them when a client needs one delivery.
-    pub fn for_each_match(&self, topic: &str, mut f: impl FnMut(&V)) {
-        let bytes = topic.as_bytes();
-        let root = root_for(topic);
+    pub fn for_each_match(&self, topic: &str, f: impl FnMut(&V)) {
+        self.for_each_match_bytes(topic.as_bytes(), f);
+    }
+
+    /// [`TopicTrie::for_each_match`] on the bytes of a topic name, for callers that hold the
+    /// bytes of a name already checked as UTF-8 (the publish path), so it is not checked again.
+    pub fn for_each_match_bytes(&self, bytes: &[u8], mut f: impl FnMut(&V)) {
+        let root = root_for_bytes(bytes);
         let mut node = root;
         // `start` is the byte offset of the next level to consume; `topic.len() + 1` once the
         // last level has been consumed.
         let mut start = 0usize;
+        // Whether the walk went down a literal child beside which a `+` child waits: until it
+        // has, going back up would find nothing left to visit, so the walk ends at once (the
+        // usual case of topics without wildcard subscriptions on their path).
+        let mut plus_left_behind = false;
         'descend: loop {
             let current = &self.nodes[node as usize];
             current.hash.iter().for_each(&mut f);
@@ -303,13 +338,22 @@ impl<V> TopicTrie<V> {
                 current.exact.iter().for_each(&mut f);
             } else {
                 let end = memchr_slash(bytes, start).unwrap_or(bytes.len());
-                let level = &topic[start..end];
-                let next = current.literal.get(level).copied().unwrap_or(current.plus);
+                let level = &bytes[start..end];
+                let next = match current.literal.get(level) {
+                    Some(&child) => {
+                        plus_left_behind |= current.plus != NONE;
+                        child
+                    }
+                    None => current.plus,
+                };
                 if next != NONE {
                     node = next;
                     start = end + 1;
                     continue 'descend;
                 }
+            }
+            if !plus_left_behind {
+                return;
             }
             // Go back up until a node whose `+` sibling has not been visited yet.
             loop {
