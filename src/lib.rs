@@ -6,6 +6,7 @@
 //! - [`auth`]: enhanced authentication (SCRAM-SHA-256) and password checks.
 //! - [`client`]: the sans-IO client session and the synchronous mio-based client.
 //! - [`broker`]: the thread-per-core broker (shards, mesh, sessions).
+//! - [`transport`]: listeners, TLS, WebSocket and PROXY protocol under the broker's sockets.
 #![forbid(unsafe_code)]
 
 pub mod auth;
@@ -13,3 +14,4 @@ pub mod broker;
 pub mod client;
 pub mod codec;
 pub mod topic;
+pub mod transport;

@@ -115,13 +115,78 @@ struct Cli {
     /// Answer every CONNECT with 0x9C Use another server and this Server Reference.
     #[arg(long, value_name = "HOST")]
     server_reference: Option<String>,
+    /// MQTT over TLS listener, repeatable (needs --certfile and --keyfile). More settings per
+    /// listener: `[[listener]]` sections in the --config file.
+    #[arg(long, value_name = "ADDR:PORT")]
+    tls_listen: Vec<SocketAddr>,
+    /// MQTT over WebSocket listener, repeatable (upgrade path --ws-path).
+    #[arg(long, value_name = "ADDR:PORT")]
+    ws_listen: Vec<SocketAddr>,
+    /// MQTT over secure WebSocket listener, repeatable (needs --certfile and --keyfile).
+    #[arg(long, value_name = "ADDR:PORT")]
+    wss_listen: Vec<SocketAddr>,
+    /// PEM server certificate chain for --tls-listen and --wss-listen.
+    #[arg(long, value_name = "FILE")]
+    certfile: Option<PathBuf>,
+    /// PEM private key for --tls-listen and --wss-listen.
+    #[arg(long, value_name = "FILE")]
+    keyfile: Option<PathBuf>,
+    /// PEM CA certificates that client certificates are verified against.
+    #[arg(long, value_name = "FILE")]
+    cafile: Option<PathBuf>,
+    /// Refuse TLS clients without a certificate signed by --cafile.
+    #[arg(long)]
+    require_certificate: bool,
+    /// The client certificate's CN (or SAN) is the MQTT username and the login.
+    #[arg(long)]
+    use_identity_as_username: bool,
+    /// WebSocket upgrade path for --ws-listen and --wss-listen [default: /mqtt].
+    #[arg(long, value_name = "PATH")]
+    ws_path: Option<String>,
+    /// PROXY protocol v1/v2 header on the listeners given by flags: off, optional or required
+    /// [default: off].
+    #[arg(long, value_name = "MODE")]
+    proxy_protocol: Option<shardmq::transport::ProxyProtocol>,
     /// Log level: error, warn, info, debug or trace [default: info].
     #[arg(long, value_name = "LEVEL", default_value = "info")]
     log_level: log::LevelFilter,
 }
 
 impl Cli {
-    fn into_config(self) -> Result<Config, String> {
+    /// The listeners given by flags: `--listen`/`-p` replace `listen`; `--tls-listen`,
+    /// `--ws-listen` and `--wss-listen` add `[[listener]]` entries with the certificate flags.
+    fn add_listeners(&self, config: &mut Config, listen: Vec<SocketAddr>) {
+        use shardmq::transport::{ListenerConfig, ProxyProtocol, TransportKind};
+        let proxy_protocol = self.proxy_protocol.unwrap_or(ProxyProtocol::Off);
+        let mut added = Vec::new();
+        if proxy_protocol == ProxyProtocol::Off {
+            if !listen.is_empty() {
+                config.listen = listen;
+            }
+        } else {
+            added.extend(listen.iter().map(|a| (*a, TransportKind::Mqtt)));
+        }
+        added.extend(self.tls_listen.iter().map(|a| (*a, TransportKind::MqttTls)));
+        added.extend(self.ws_listen.iter().map(|a| (*a, TransportKind::Ws)));
+        added.extend(self.wss_listen.iter().map(|a| (*a, TransportKind::Wss)));
+        for (address, transport) in added {
+            let mut listener = ListenerConfig::new(address, transport);
+            listener.proxy_protocol = proxy_protocol;
+            if let Some(path) = &self.ws_path {
+                listener.ws_path = path.clone();
+            }
+            if transport.is_tls() {
+                listener.cert_file = self.certfile.clone();
+                listener.key_file = self.keyfile.clone();
+                listener.ca_file = self.cafile.clone();
+                listener.require_certificate = self.require_certificate;
+                listener.use_identity_as_username = self.use_identity_as_username;
+            }
+            config.listeners.push(listener);
+        }
+    }
+
+    fn into_config(mut self) -> Result<Config, String> {
         let mut config = match &self.config {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
@@ -130,13 +195,11 @@ impl Cli {
             }
             None => Config::default(),
         };
-        let mut listen = self.listen;
+        let mut listen = std::mem::take(&mut self.listen);
         if let Some(port) = self.port {
             listen.push(SocketAddr::from(([127, 0, 0, 1], port)));
         }
-        if !listen.is_empty() {
-            config.listen = listen;
-        }
+        self.add_listeners(&mut config, listen);
         macro_rules! set {
             ($($field:ident = $value:expr),* $(,)?) => {
                 $( if let Some(v) = $value { config.$field = v; } )*
@@ -217,11 +280,11 @@ fn main() -> ExitCode {
 /// Starts the broker and waits for SIGINT or SIGTERM.
 fn run(config: Config) -> std::io::Result<()> {
     use mio::{Events, Interest, Poll, Token};
-    use signal_hook::consts::{SIGINT, SIGTERM};
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     use signal_hook_mio::v1_0::Signals;
 
     let mut poll = Poll::new()?;
-    let mut signals = Signals::new([SIGINT, SIGTERM])?;
+    let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
     poll.registry()
         .register(&mut signals, Token(0), Interest::READABLE)?;
     let handle = Broker::start(config)?;
@@ -233,7 +296,14 @@ fn run(config: Config) -> std::io::Result<()> {
             }
             return Err(e);
         }
-        if let Some(signal) = signals.pending().next() {
+        for signal in signals.pending() {
+            if signal == SIGHUP {
+                // TLS listeners read their certificate files again (src/transport); a file
+                // that fails keeps the old certificate, and the error is logged.
+                log::info!("SIGHUP: reloading TLS certificates");
+                handle.reload_tls();
+                continue;
+            }
             log::info!("signal {signal}: shutting down");
             break 'wait;
         }

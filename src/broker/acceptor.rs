@@ -36,6 +36,8 @@ pub fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
 pub struct Acceptor {
     poll: Poll,
     listener: TcpListener,
+    /// Which of the broker's listeners this is (src/transport).
+    listener_id: crate::transport::ListenerId,
     waker: Arc<Waker>,
     shared: Arc<Shared>,
     targets: Vec<Sender<ShardMsg>>,
@@ -46,6 +48,7 @@ pub struct Acceptor {
 impl Acceptor {
     pub fn new(
         listener: std::net::TcpListener,
+        listener_id: crate::transport::ListenerId,
         shared: Arc<Shared>,
         targets: Vec<Sender<ShardMsg>>,
         signals: Arc<[Arc<ShardSignal>]>,
@@ -59,6 +62,7 @@ impl Acceptor {
         Ok(Acceptor {
             poll,
             listener,
+            listener_id,
             waker,
             shared,
             targets,
@@ -113,13 +117,34 @@ impl Acceptor {
                 drop(stream);
                 continue;
             }
+            // Listener hook (src/transport): the listener's own max_connections.
+            let Some(listener) = self.shared.listeners.get(self.listener_id) else {
+                self.shared.connections_open.fetch_sub(1, Ordering::SeqCst);
+                continue;
+            };
+            if !listener.try_open() {
+                self.shared.connections_open.fetch_sub(1, Ordering::SeqCst);
+                bump(&self.shared.acceptor_counters.connections_rejected);
+                log::info!(
+                    "refused connection from {peer}: listener {} max_connections reached",
+                    listener.config.address
+                );
+                continue;
+            }
             bump(&self.shared.acceptor_counters.connections_accepted);
             if let Err(e) = stream.set_nodelay(true) {
                 log::debug!("set_nodelay failed for {peer}: {e}");
             }
             let k = self.next_connection.fetch_add(1, Ordering::Relaxed);
             let target = k % self.targets.len();
-            if !self.hand_over(target, ShardMsg::Connection { stream, peer }) {
+            if !self.hand_over(
+                target,
+                ShardMsg::Connection {
+                    stream,
+                    peer,
+                    listener: self.listener_id,
+                },
+            ) {
                 return false;
             }
         }

@@ -7,8 +7,9 @@
 //! so an idle connection holds no buffer memory.
 
 use crate::codec::{MqttString, Packet, ProtocolVersion, Publish};
+/// The runtime's socket type: plain TCP, TLS, WebSocket or secure WebSocket (src/transport).
+pub use crate::transport::Stream;
 use bytes::{Buf, Bytes, BytesMut};
-use mio::net::TcpStream;
 use std::collections::VecDeque;
 use std::fmt;
 use std::io::{self, IoSlice, Read, Write};
@@ -217,7 +218,9 @@ impl fmt::Display for PeerAddr {
 
 /// One client connection on a shard.
 pub struct Connection {
-    pub stream: TcpStream,
+    /// The socket with its transport layers; it knows its listener and client certificate
+    /// identity (`conn.stream.certificate_identity()`, `conn.stream.listener()`).
+    pub stream: Stream,
     pub peer: PeerAddr,
     /// Unique on this shard, never reused: guards timers and deferred work against slab reuse.
     pub id: u64,
@@ -309,7 +312,7 @@ impl Connection {
     }
 
     /// A connection accepted at `now_ms` (shard ticks), its handshake timer armed.
-    pub fn new(stream: TcpStream, peer: SocketAddr, id: u64, now_ms: u32) -> Connection {
+    pub fn new(stream: Stream, peer: SocketAddr, id: u64, now_ms: u32) -> Connection {
         Connection {
             stream,
             peer: PeerAddr::from(peer),
@@ -341,6 +344,10 @@ impl Connection {
                 other => break other,
             }
         };
+        // Transport hook: a PROXY header names the real client, for logs from then on.
+        if let Some(peer) = self.stream.take_proxied_peer() {
+            self.peer = PeerAddr::from(peer);
+        }
         match result {
             Ok(0) => Ok(ReadOutcome::Closed),
             Ok(n) => {
@@ -426,10 +433,12 @@ mod tests {
         let session = std::mem::size_of::<crate::broker::shard::ShardSession>();
         println!("Connection {connection} bytes, ShardSession {session} bytes");
         // mio's `TcpStream` carries a selector id in debug builds: 16 bytes there, 4 in release.
-        let bound = if std::mem::size_of::<TcpStream>() <= 4 {
-            184
-        } else {
+        // The transport's listener id and its boxed layers (`None` on plain TCP) add 8 bytes
+        // (16 in debug builds, where the socket's padding grows with it).
+        let bound = if std::mem::size_of::<mio::net::TcpStream>() <= 4 {
             192
+        } else {
+            208
         };
         assert!(connection <= bound, "Connection grew to {connection} bytes");
         assert!(session <= 232, "ShardSession grew to {session} bytes");
@@ -458,7 +467,7 @@ mod tests {
     fn keep_alive_expires_after_more_than_one_and_a_half_times() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
-        let stream = TcpStream::connect(addr).unwrap();
+        let stream = Stream::plain(mio::net::TcpStream::connect(addr).unwrap(), 0);
         // Last packet just before the tick counter wraps.
         let last_ms = u32::MAX - 100;
         let mut conn = Connection::new(stream, addr, 0, last_ms);

@@ -28,7 +28,12 @@ pub type ShardId = usize;
 #[derive(Debug)]
 pub enum ShardMsg {
     /// A freshly accepted socket (from an acceptor).
-    Connection { stream: TcpStream, peer: SocketAddr },
+    /// `listener`: the index of the listener it came from (src/transport).
+    Connection {
+        stream: TcpStream,
+        peer: SocketAddr,
+        listener: crate::transport::ListenerId,
+    },
     /// A publish with subscribers on the target shard; one per publish per target.
     Publish(SharedPublish),
     /// A publish for one member of the shared subscription `share` on the target shard, which

@@ -97,6 +97,9 @@ pub(crate) struct Shared {
     pub authenticators: crate::auth::Authenticators,
     /// Username/password check for plain CONNECTs, when configured.
     pub passwords: Option<crate::auth::PasswordAuthenticator>,
+    /// Listeners (src/transport): per-listener settings, TLS acceptors and connection counts,
+    /// by the listener id each connection carries.
+    pub listeners: crate::transport::Listeners,
 }
 
 /// Loads the authenticators the config names.
@@ -141,10 +144,14 @@ impl Broker {
         config
             .validate()
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        let listeners = config
-            .listen
+        // Listener hook (src/transport): certificates load before anything is bound, so a bad
+        // file fails the start with nothing left running.
+        let listener_configs = config.effective_listeners();
+        let transports = crate::transport::Listeners::new(listener_configs.clone())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let listeners = listener_configs
             .iter()
-            .map(|addr| acceptor::bind(*addr))
+            .map(|listener| acceptor::bind(listener.address))
             .collect::<io::Result<Vec<_>>>()?;
         let local_addrs = listeners
             .iter()
@@ -168,6 +175,7 @@ impl Broker {
             instance,
             authenticators,
             passwords,
+            listeners: transports,
             config,
         });
 
@@ -231,9 +239,10 @@ impl Broker {
 
         let next_connection = Arc::new(AtomicUsize::new(0));
         let mut acceptor_wakers = Vec::new();
-        for (listener, addr) in listeners.into_iter().zip(&local_addrs) {
+        for (id, (listener, addr)) in listeners.into_iter().zip(&local_addrs).enumerate() {
             let acceptor = acceptor::Acceptor::new(
                 listener,
+                id as crate::transport::ListenerId,
                 shared.clone(),
                 control_senders.clone(),
                 signals.clone(),
@@ -266,7 +275,15 @@ pub struct BrokerHandle {
 }
 
 impl BrokerHandle {
-    /// The bound addresses, in `Config::listen` order (with the real port for port 0).
+    /// Reloads the certificates of every TLS listener (what SIGHUP does): new handshakes use
+    /// the new files, established connections are untouched; a listener whose files cannot be
+    /// loaded keeps its old certificates, and the errors are returned (and logged).
+    pub fn reload_tls(&self) -> Vec<String> {
+        self.shared.listeners.reload_tls()
+    }
+
+    /// The bound addresses, in `Config::effective_listeners` order (the `listen` addresses,
+    /// then the `[[listener]]` sections), with the real port for port 0.
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.local_addrs
     }

@@ -106,6 +106,21 @@ pub enum CloseReason {
     SlowConsumer,
     /// CONNACK with an error code was sent.
     ConnectRefused(ReasonCode),
+    /// The transport failed (src/transport): a TLS alert or failed handshake, a refused
+    /// WebSocket upgrade or bad frame, a bad PROXY header. Logged once, at info.
+    Transport(String),
+}
+
+impl CloseReason {
+    /// The reason for a failed read or write: transports report their failures as
+    /// `InvalidData` with a message saying why.
+    pub fn from_io(error: io::Error) -> CloseReason {
+        if error.kind() == io::ErrorKind::InvalidData {
+            CloseReason::Transport(error.to_string())
+        } else {
+            CloseReason::Io(error.kind())
+        }
+    }
 }
 
 impl CloseReason {
@@ -132,6 +147,7 @@ impl fmt::Display for CloseReason {
             CloseReason::TakenOver => f.write_str("session taken over"),
             CloseReason::SlowConsumer => f.write_str("outgoing buffer over twice its limit"),
             CloseReason::ConnectRefused(code) => write!(f, "CONNECT refused ({code:?})"),
+            CloseReason::Transport(why) => f.write_str(why),
         }
     }
 }
@@ -367,7 +383,7 @@ impl Shard {
                     return;
                 }
                 Err(e) => {
-                    self.close(key, CloseReason::Io(e.kind()));
+                    self.close(key, CloseReason::from_io(e));
                     return;
                 }
             }
@@ -499,7 +515,17 @@ impl Shard {
                 continue;
             };
             conn.dirty = false;
-            if conn.state == ConnState::Closing || conn.out.is_empty() {
+            if conn.state == ConnState::Closing {
+                continue;
+            }
+            if conn.out.is_empty() {
+                // Transport hook: TLS records, WebSocket frames or an upgrade response the
+                // socket did not take earlier (never on plain TCP).
+                if conn.stream.wants_write() {
+                    if let Err(e) = conn.stream.write_pending() {
+                        self.close(key, CloseReason::from_io(e));
+                    }
+                }
                 continue;
             }
             let before = conn.out.len();
@@ -507,7 +533,7 @@ impl Shard {
             let after = conn.out.len();
             self.memory.release(before - after);
             match result {
-                Err(e) => self.close(key, CloseReason::Io(e.kind())),
+                Err(e) => self.close(key, CloseReason::from_io(e)),
                 // QoS 0 backpressure: written down across the low watermark.
                 Ok(_) if qos0_backpressure && after <= low && before > low => {
                     self.outgoing_written(key)
@@ -558,6 +584,13 @@ impl Shard {
             .and_then(|skey| self.sessions.get(skey))
             .map_or("", |s| s.session.state.client_id.as_str());
         match &reason {
+            CloseReason::Transport(_) => log::info!(
+                "close addr={} shard={} listener={} transport={} reason={reason}",
+                conn.peer,
+                self.id,
+                conn.stream.listener(),
+                conn.stream.transport().name()
+            ),
             CloseReason::Protocol(..) | CloseReason::SlowConsumer => log::warn!(
                 "disconnect client_id={client_id} addr={} shard={} reason={reason}",
                 conn.peer,
@@ -605,7 +638,8 @@ impl Shard {
             // Whatever the last write does not take goes with the connection.
             self.memory.release(conn.out.len());
             let _ = conn.out.write_to(&mut conn.stream);
-            let _ = conn.stream.shutdown(std::net::Shutdown::Write);
+            // Transport hook: WebSocket Close and TLS close_notify go before the FIN.
+            let _ = conn.stream.shutdown_write();
             // Drain what the peer already sent so that close() does not answer with RST, which
             // could destroy the DISCONNECT just written.
             let mut sink = [0u8; 4096];
@@ -617,6 +651,9 @@ impl Shard {
             }
             drop_one(&self.shared.counters[self.id].connections_open);
             self.shared.connections_open.fetch_sub(1, Ordering::SeqCst);
+            if let Some(listener) = self.shared.listeners.get(conn.stream.listener()) {
+                listener.closed();
+            }
         }
         self.closing = closing;
     }
@@ -627,7 +664,11 @@ impl Shard {
         self.mesh.drain_into(&mut inbox, INBOX_BUDGET_PER_SOURCE);
         for msg in inbox.drain(..) {
             match msg {
-                ShardMsg::Connection { stream, peer } => self.add_connection(stream, peer),
+                ShardMsg::Connection {
+                    stream,
+                    peer,
+                    listener,
+                } => self.add_connection(stream, peer, listener),
                 ShardMsg::Publish(message) => {
                     self.deliver_local(&message, None);
                 }
@@ -676,7 +717,27 @@ impl Shard {
         self.inbox = inbox;
     }
 
-    fn add_connection(&mut self, mut stream: mio::net::TcpStream, peer: std::net::SocketAddr) {
+    fn add_connection(
+        &mut self,
+        socket: mio::net::TcpStream,
+        peer: std::net::SocketAddr,
+        listener_id: crate::transport::ListenerId,
+    ) {
+        // Transport hook: the listener's layers (TLS state, WebSocket, PROXY header).
+        let Some(listener) = self.shared.listeners.get(listener_id) else {
+            self.shared.connections_open.fetch_sub(1, Ordering::SeqCst);
+            return;
+        };
+        let mut stream =
+            match listener.wrap(socket, listener_id, self.shared.config.max_packet_size) {
+                Ok(stream) => stream,
+                Err(e) => {
+                    log::error!("shard {}: cannot start TLS for {peer}: {e}", self.id);
+                    listener.closed();
+                    self.shared.connections_open.fetch_sub(1, Ordering::SeqCst);
+                    return;
+                }
+            };
         let entry = self.connections.vacant_entry();
         let key = entry.key();
         if let Err(e) = self.poll.registry().register(
@@ -685,6 +746,7 @@ impl Shard {
             Interest::READABLE | Interest::WRITABLE,
         ) {
             log::error!("shard {}: cannot register {peer}: {e}", self.id);
+            listener.closed();
             self.shared.connections_open.fetch_sub(1, Ordering::SeqCst);
             return;
         }
@@ -841,6 +903,11 @@ impl Shard {
         }
         for (_, conn) in self.connections.iter_mut() {
             let _ = conn.stream.shutdown(std::net::Shutdown::Both);
+        }
+        for (_, conn) in self.connections.iter() {
+            if let Some(listener) = self.shared.listeners.get(conn.stream.listener()) {
+                listener.closed();
+            }
         }
         let open = self.connections.len();
         self.shared.counters[self.id]
