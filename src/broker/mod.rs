@@ -34,25 +34,15 @@
 //! replica and SUBACK barrier; `shared.rs` shared subscriptions; `session.rs` sans-IO session state; `protocol.rs` CONNECT
 //! validation and PUBLISH layouts; `connection.rs` buffers; `timers.rs`; `stats.rs`.
 
-mod acceptor;
-mod authn;
-mod client_ids;
 pub mod config;
-mod congestion;
-pub mod connection;
-mod dispatch;
-mod fanout;
-mod lifecycle;
-pub mod mesh;
-pub mod protocol;
+pub mod core;
 pub mod registry;
 pub mod retained;
-pub mod router;
-pub mod session;
-mod shard;
-pub mod shared;
+pub mod runtime;
 pub mod stats;
-pub mod timers;
+
+// The core's modules under their former paths (`broker::session`, ...), for the library's users.
+pub use self::core::{connection, mesh, protocol, router, session, shared_subscriptions, timers};
 
 pub use config::Config;
 pub use stats::Stats;
@@ -144,7 +134,7 @@ impl Broker {
         let listeners = config
             .listen
             .iter()
-            .map(|addr| acceptor::bind(*addr))
+            .map(|addr| runtime::acceptor::bind(*addr))
             .collect::<io::Result<Vec<_>>>()?;
         let local_addrs = listeners
             .iter()
@@ -214,7 +204,7 @@ impl Broker {
             polls.into_iter().zip(senders).zip(receivers).enumerate()
         {
             let mesh = mesh::Mesh::new(id, shard_senders, shard_receivers, signals.clone());
-            let shard = shard::Shard::new(id, shared.clone(), poll, mesh);
+            let shard = self::core::shard::Shard::new(id, shared.clone(), poll, mesh);
             let core = (!cores.is_empty()).then(|| cores[id % cores.len()]);
             let thread = std::thread::Builder::new()
                 .name(format!("shard-{id}"))
@@ -232,7 +222,7 @@ impl Broker {
         let next_connection = Arc::new(AtomicUsize::new(0));
         let mut acceptor_wakers = Vec::new();
         for (listener, addr) in listeners.into_iter().zip(&local_addrs) {
-            let acceptor = acceptor::Acceptor::new(
+            let acceptor = runtime::acceptor::Acceptor::new(
                 listener,
                 shared.clone(),
                 control_senders.clone(),

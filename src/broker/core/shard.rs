@@ -15,7 +15,7 @@ use super::mesh::{Mesh, ShardId, ShardMsg};
 use super::protocol::LayoutCache;
 use super::router::Router;
 use super::session::{MemoryStore, Session, SessionStore, SharedPublish};
-use super::shared::SharedMembers;
+use super::shared_subscriptions::SharedMembers;
 use super::stats::{bump, drop_one, ShardCounters};
 use super::timers::{TimerKind, Timers};
 use super::{Shared, WAKER_TOKEN};

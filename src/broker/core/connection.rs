@@ -423,7 +423,7 @@ mod tests {
     #[test]
     fn connection_and_session_structs_stay_small() {
         let connection = std::mem::size_of::<Connection>();
-        let session = std::mem::size_of::<crate::broker::shard::ShardSession>();
+        let session = std::mem::size_of::<crate::broker::core::shard::ShardSession>();
         println!("Connection {connection} bytes, ShardSession {session} bytes");
         // mio's `TcpStream` carries a selector id in debug builds: 16 bytes there, 4 in release.
         let bound = if std::mem::size_of::<TcpStream>() <= 4 {
