@@ -3,7 +3,7 @@
 
 // The broker-wide state the core reads (config, registry, retained store, counters), re-exported
 // so that the core's files name it as their siblings.
-pub(crate) use super::{config, registry, retained, stats, Shared, WAKER_TOKEN};
+pub(crate) use super::{config, registry, retained, stats, Global};
 
 mod authn;
 mod client_ids;
@@ -11,6 +11,7 @@ mod congestion;
 pub mod connection;
 mod dispatch;
 mod fanout;
+pub mod io;
 mod lifecycle;
 pub mod mesh;
 pub mod protocol;
@@ -19,3 +20,4 @@ pub mod session;
 pub(crate) mod shard;
 pub mod shared_subscriptions;
 pub mod timers;
+pub use shard::ShardCore;
