@@ -59,6 +59,18 @@ struct Layers {
     identity: Option<Box<str>>,
     /// The client's address from the PROXY header, until the connection takes it.
     proxied_peer: Option<SocketAddr>,
+    /// `identity` was set and not handed on yet.
+    identity_new: bool,
+}
+
+/// What a transport learned about its connection, handed to the core once
+/// (`ShardCore::handle_transport_info`).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct TransportInfo {
+    /// The client's real address, from a PROXY header.
+    pub peer: Option<SocketAddr>,
+    /// The verified client certificate's identity (subject CN or SAN).
+    pub certificate_identity: Option<Box<str>>,
 }
 
 impl Stream {
@@ -96,9 +108,23 @@ impl Stream {
         self.layers.as_ref()?.identity.as_deref()
     }
 
-    /// The client address a PROXY header announced, once; the connection keeps it from then.
-    pub fn take_proxied_peer(&mut self) -> Option<SocketAddr> {
-        self.layers.as_mut()?.proxied_peer.take()
+    /// What the layers learned since the last call (a PROXY header's address, a client
+    /// certificate's identity), once. `None` on plain TCP without looking further.
+    #[inline]
+    pub fn take_info(&mut self) -> Option<TransportInfo> {
+        let layers = self.layers.as_mut()?;
+        if layers.proxied_peer.is_none() && !layers.identity_new {
+            return None;
+        }
+        let certificate_identity = if std::mem::take(&mut layers.identity_new) {
+            layers.identity.clone()
+        } else {
+            None
+        };
+        Some(TransportInfo {
+            peer: layers.proxied_peer.take(),
+            certificate_identity,
+        })
     }
 
     /// Whether a layer holds bytes to write (TLS records, WebSocket frames or the upgrade
@@ -177,6 +203,7 @@ impl Layers {
             if let Some(conn) = self.tls.as_ref().filter(|c| !c.is_handshaking()) {
                 self.identity_pending = false;
                 self.identity = tls::certificate_identity(conn);
+                self.identity_new = self.identity.is_some();
             }
         }
         Ok(n)
@@ -344,6 +371,7 @@ impl Listener {
                 ws,
                 identity: None,
                 proxied_peer: None,
+                identity_new: false,
             })),
         })
     }

@@ -1,4 +1,5 @@
-//! One client connection: the socket, its read buffer and its outgoing buffer.
+//! One client connection's protocol state: its read buffer and its outgoing buffer (the socket
+//! is the runtime's, kept under the same key).
 //!
 //! The outgoing buffer is a queue of `Bytes` chunks written with one vectored write per loop turn
 //! (repeated until `WouldBlock`): large shared pieces of a fanned-out PUBLISH (its encoded header
@@ -7,12 +8,10 @@
 //! so an idle connection holds no buffer memory.
 
 use crate::codec::{MqttString, Packet, ProtocolVersion, Publish};
-/// The runtime's socket type: plain TCP, TLS, WebSocket or secure WebSocket (src/transport).
-pub use crate::transport::Stream;
 use bytes::{Buf, Bytes, BytesMut};
 use std::collections::VecDeque;
 use std::fmt;
-use std::io::{self, IoSlice, Read, Write};
+use std::io::{self, IoSlice, Write};
 use std::net::{IpAddr, SocketAddr, SocketAddrV6};
 
 /// Pieces at most this long are copied into the staging buffer rather than queued shared:
@@ -21,9 +20,6 @@ use std::net::{IpAddr, SocketAddr, SocketAddrV6};
 pub(super) const COPY_THRESHOLD_BYTES: usize = 256;
 /// The most chunks given to one vectored write.
 const IOV_MAX_CHUNKS: usize = 64;
-/// Bytes read per `read` call, into the shard's scratch buffer (then appended to the
-/// connection's read buffer, which so holds only bytes actually received).
-pub const READ_CHUNK_BYTES: usize = 64 * 1024;
 
 /// The outgoing byte queue of a connection.
 #[derive(Debug, Default)]
@@ -218,10 +214,11 @@ impl fmt::Display for PeerAddr {
 
 /// One client connection on a shard.
 pub struct Connection {
-    /// The socket with its transport layers; it knows its listener and client certificate
-    /// identity (`conn.stream.certificate_identity()`, `conn.stream.listener()`).
-    pub stream: Stream,
+    /// The client's address: the socket's peer, or the one a PROXY header named.
     pub peer: PeerAddr,
+    /// The listener it was accepted on (index into `Global::listeners`, src/transport), for
+    /// per-listener settings such as `use_identity_as_username`.
+    pub listener: crate::transport::ListenerId,
     /// Unique on this shard, never reused: guards timers and deferred work against slab reuse.
     pub id: u64,
     pub state: ConnState,
@@ -276,19 +273,10 @@ pub struct ConnectionExtras {
     pub auth_username: Option<String>,
     /// The client sent Request Problem Information 0 ([MQTT-3.1.2-29]).
     pub no_problem_information: bool,
-}
-
-/// What a read attempt found.
-#[derive(Debug, PartialEq, Eq)]
-pub enum ReadOutcome {
-    /// Bytes were appended to the read buffer. `drained`: the read was short, so the socket
-    /// was empty when it returned; bytes arriving later raise a new (edge-triggered) readiness
-    /// event, so another `read` now would only return `WouldBlock`.
-    Data { drained: bool },
-    /// Nothing more to read now.
-    WouldBlock,
-    /// The peer closed its side.
-    Closed,
+    /// The verified TLS client certificate's identity (subject CN, else first DNS/email/URI
+    /// SAN), set by the runtime when the handshake completes (src/transport). With the
+    /// listener's `use_identity_as_username` it is the MQTT username and the login.
+    pub certificate_identity: Option<Box<str>>,
 }
 
 impl Connection {
@@ -306,16 +294,22 @@ impl Connection {
                 .is_some_and(|e| e.no_problem_information)
     }
 
+    /// The verified client certificate's identity (see
+    /// [`ConnectionExtras::certificate_identity`]).
+    pub fn certificate_identity(&self) -> Option<&str> {
+        self.extras.as_ref()?.certificate_identity.as_deref()
+    }
+
     /// Whether an enhanced-authentication exchange is in progress.
     pub fn authenticating(&self) -> bool {
         self.extras.as_ref().is_some_and(|e| e.auth.is_some())
     }
 
     /// A connection accepted at `now_ms` (shard ticks), its handshake timer armed.
-    pub fn new(stream: Stream, peer: SocketAddr, id: u64, now_ms: u32) -> Connection {
+    pub fn new(peer: SocketAddr, id: u64, now_ms: u32) -> Connection {
         Connection {
-            stream,
             peer: PeerAddr::from(peer),
+            listener: 0,
             id,
             state: ConnState::AwaitConnect,
             version: ProtocolVersion::V3_1_1,
@@ -331,33 +325,6 @@ impl Connection {
             dirty: false,
             suback_pending: false,
             extras: None,
-        }
-    }
-
-    /// One `read` into `scratch`, whose bytes are then appended to the read buffer. Reading
-    /// into a shared scratch buffer instead of growing the read buffer first means no
-    /// zero-filling per read and a read buffer sized to what arrived.
-    pub fn read_once(&mut self, scratch: &mut [u8]) -> io::Result<ReadOutcome> {
-        let result = loop {
-            match self.stream.read(scratch) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                other => break other,
-            }
-        };
-        // Transport hook: a PROXY header names the real client, for logs from then on.
-        if let Some(peer) = self.stream.take_proxied_peer() {
-            self.peer = PeerAddr::from(peer);
-        }
-        match result {
-            Ok(0) => Ok(ReadOutcome::Closed),
-            Ok(n) => {
-                self.read_buf.extend_from_slice(&scratch[..n]);
-                Ok(ReadOutcome::Data {
-                    drained: n < scratch.len(),
-                })
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(ReadOutcome::WouldBlock),
-            Err(e) => Err(e),
         }
     }
 
@@ -430,17 +397,11 @@ mod tests {
     #[test]
     fn connection_and_session_structs_stay_small() {
         let connection = std::mem::size_of::<Connection>();
-        let session = std::mem::size_of::<crate::broker::shard::ShardSession>();
+        let session = std::mem::size_of::<crate::broker::core::shard::ShardSession>();
         println!("Connection {connection} bytes, ShardSession {session} bytes");
-        // mio's `TcpStream` carries a selector id in debug builds: 16 bytes there, 4 in release.
-        // The transport's listener id and its boxed layers (`None` on plain TCP) add 8 bytes
-        // (16 in debug builds, where the socket's padding grows with it).
-        let bound = if std::mem::size_of::<mio::net::TcpStream>() <= 4 {
-            192
-        } else {
-            208
-        };
-        assert!(connection <= bound, "Connection grew to {connection} bytes");
+        // The socket is the runtime's (4 bytes a slot in release builds, 16 in debug ones).
+        // The listener id (src/transport) takes the last word: 176 -> 184.
+        assert!(connection <= 184, "Connection grew to {connection} bytes");
         assert!(session <= 232, "ShardSession grew to {session} bytes");
         assert!(std::mem::size_of::<Option<Box<WillMessage>>>() == 8);
         assert!(std::mem::size_of::<PeerAddr>() == 16);
@@ -465,12 +426,10 @@ mod tests {
 
     #[test]
     fn keep_alive_expires_after_more_than_one_and_a_half_times() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let stream = Stream::plain(mio::net::TcpStream::connect(addr).unwrap(), 0);
+        let addr: SocketAddr = "127.0.0.1:1883".parse().unwrap();
         // Last packet just before the tick counter wraps.
         let last_ms = u32::MAX - 100;
-        let mut conn = Connection::new(stream, addr, 0, last_ms);
+        let mut conn = Connection::new(addr, 0, last_ms);
         conn.keep_alive_secs = 2;
         assert_eq!(conn.keep_alive_timeout_ms(), 3000);
         assert_eq!(conn.keep_alive_left_ms(last_ms), Some(3001));

@@ -2,9 +2,9 @@
 //! `max_connections`, and hands connection k (counted over all listeners) to shard k % N through
 //! that shard's control channel, waking the shard if it may be asleep.
 
-use super::mesh::{ShardMsg, ShardSignal};
-use super::stats::bump;
-use super::{Shared, WAKER_TOKEN};
+use super::inbox::ShardSignal;
+use super::stream::Accepted;
+use super::{stats::bump, Global, WAKER_TOKEN};
 use crossbeam_channel::{SendTimeoutError, Sender};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -39,8 +39,8 @@ pub struct Acceptor {
     /// Which of the broker's listeners this is (src/transport).
     listener_id: crate::transport::ListenerId,
     waker: Arc<Waker>,
-    shared: Arc<Shared>,
-    targets: Vec<Sender<ShardMsg>>,
+    global: Arc<Global>,
+    targets: Vec<Sender<Accepted>>,
     signals: Arc<[Arc<ShardSignal>]>,
     next_connection: Arc<AtomicUsize>,
 }
@@ -49,8 +49,8 @@ impl Acceptor {
     pub fn new(
         listener: std::net::TcpListener,
         listener_id: crate::transport::ListenerId,
-        shared: Arc<Shared>,
-        targets: Vec<Sender<ShardMsg>>,
+        global: Arc<Global>,
+        targets: Vec<Sender<Accepted>>,
         signals: Arc<[Arc<ShardSignal>]>,
         next_connection: Arc<AtomicUsize>,
     ) -> io::Result<Acceptor> {
@@ -64,7 +64,7 @@ impl Acceptor {
             listener,
             listener_id,
             waker,
-            shared,
+            global,
             targets,
             signals,
             next_connection,
@@ -86,7 +86,7 @@ impl Acceptor {
                     return;
                 }
             }
-            if self.shared.shutdown.load(Ordering::SeqCst) {
+            if self.global.shutdown.load(Ordering::SeqCst) {
                 return;
             }
             if !self.accept_all() {
@@ -98,7 +98,7 @@ impl Acceptor {
     /// Accepts until `WouldBlock`. Returns false when the broker is going away.
     fn accept_all(&mut self) -> bool {
         loop {
-            let (stream, peer) = match self.listener.accept() {
+            let (stream, peer): (mio::net::TcpStream, _) = match self.listener.accept() {
                 Ok(accepted) => accepted,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -109,29 +109,28 @@ impl Acceptor {
                     return true;
                 }
             };
-            let max = self.shared.config.max_connections;
-            if self.shared.connections_open.fetch_add(1, Ordering::SeqCst) >= max {
-                self.shared.connections_open.fetch_sub(1, Ordering::SeqCst);
-                bump(&self.shared.acceptor_counters.connections_rejected);
+            let max = self.global.config.max_connections;
+            if !self.global.admit_connection() {
+                bump(&self.global.acceptor_counters.connections_rejected);
                 log::info!("refused connection from {peer}: max_connections ({max}) reached");
                 drop(stream);
                 continue;
             }
             // Listener hook (src/transport): the listener's own max_connections.
-            let Some(listener) = self.shared.listeners.get(self.listener_id) else {
-                self.shared.connections_open.fetch_sub(1, Ordering::SeqCst);
+            let Some(listener) = self.global.listeners.get(self.listener_id) else {
+                self.global.connections_open.fetch_sub(1, Ordering::SeqCst);
                 continue;
             };
             if !listener.try_open() {
-                self.shared.connections_open.fetch_sub(1, Ordering::SeqCst);
-                bump(&self.shared.acceptor_counters.connections_rejected);
+                self.global.connections_open.fetch_sub(1, Ordering::SeqCst);
+                bump(&self.global.acceptor_counters.connections_rejected);
                 log::info!(
                     "refused connection from {peer}: listener {} max_connections reached",
                     listener.config.address
                 );
                 continue;
             }
-            bump(&self.shared.acceptor_counters.connections_accepted);
+            bump(&self.global.acceptor_counters.connections_accepted);
             if let Err(e) = stream.set_nodelay(true) {
                 log::debug!("set_nodelay failed for {peer}: {e}");
             }
@@ -139,7 +138,7 @@ impl Acceptor {
             let target = k % self.targets.len();
             if !self.hand_over(
                 target,
-                ShardMsg::Connection {
+                Accepted {
                     stream,
                     peer,
                     listener: self.listener_id,
@@ -152,12 +151,12 @@ impl Acceptor {
 
     /// Sends to a shard, waiting while its control channel is full (this is backpressure on
     /// accepting, never on a shard). Returns false on shutdown.
-    fn hand_over(&self, target: usize, mut msg: ShardMsg) -> bool {
+    fn hand_over(&self, target: usize, mut msg: Accepted) -> bool {
         loop {
             match self.targets[target].send_timeout(msg, Duration::from_millis(50)) {
                 Ok(()) => break,
                 Err(SendTimeoutError::Timeout(back)) => {
-                    if self.shared.shutdown.load(Ordering::SeqCst) {
+                    if self.global.shutdown.load(Ordering::SeqCst) {
                         return false;
                     }
                     msg = back;
