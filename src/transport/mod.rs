@@ -152,7 +152,7 @@ impl Stream {
         };
         let tls_done = match &mut layers.tls {
             None => true,
-            Some(conn) => tls::flush(conn, socket)?,
+            Some(conn) => tls::flush(&mut **conn, socket)?,
         };
         Ok(ws_done && tls_done)
     }
@@ -169,7 +169,7 @@ impl Stream {
             }
             if let Some(conn) = &mut layers.tls {
                 conn.send_close_notify();
-                let _ = tls::flush(conn, socket);
+                let _ = tls::flush(&mut **conn, socket);
             }
         }
         self.socket.shutdown(std::net::Shutdown::Write)
@@ -195,7 +195,7 @@ impl Layers {
         }
         let n = match (&mut self.tls, &mut self.ws) {
             (None, None) => socket.read(buf)?,
-            (Some(conn), None) => tls::read(conn, socket, buf)?,
+            (Some(conn), None) => tls::read(&mut **conn, socket, buf)?,
             (None, Some(ws)) => ws.read(socket, buf)?,
             (Some(conn), Some(ws)) => ws.read(&mut tls::TlsIo { conn, socket }, buf)?,
         };
@@ -212,7 +212,7 @@ impl Layers {
     fn write(&mut self, socket: &mut TcpStream, buf: &[u8]) -> io::Result<usize> {
         match (&mut self.tls, &mut self.ws) {
             (None, None) => socket.write(buf),
-            (Some(conn), None) => tls::write(conn, socket, buf),
+            (Some(conn), None) => tls::write(&mut **conn, socket, buf),
             (None, Some(ws)) => ws.write(socket, buf),
             (Some(conn), Some(ws)) => ws.write(&mut tls::TlsIo { conn, socket }, buf),
         }
@@ -225,7 +225,7 @@ impl Layers {
     ) -> io::Result<usize> {
         match (&mut self.tls, &mut self.ws) {
             (None, None) => socket.write_vectored(bufs),
-            (Some(conn), None) => tls::write_vectored(conn, socket, bufs),
+            (Some(conn), None) => tls::write_vectored(&mut **conn, socket, bufs),
             (None, Some(ws)) => ws.write_vectored(socket, bufs),
             (Some(conn), Some(ws)) => ws.write_vectored(&mut tls::TlsIo { conn, socket }, bufs),
         }

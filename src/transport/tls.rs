@@ -13,7 +13,7 @@ use rustls::crypto::ring;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
-use rustls::{RootCertStore, ServerConfig, ServerConnection};
+use rustls::{ConnectionCommon, RootCertStore, ServerConfig, ServerConnection};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -160,12 +160,15 @@ pub fn certificate_identity(conn: &ServerConnection) -> Option<Box<str>> {
     (!identity.is_empty() && identity.len() <= IDENTITY_LEN_MAX).then(|| identity.into())
 }
 
+/// These functions serve both sides (`ServerConnection` and `ClientConnection` deref to
+/// `ConnectionCommon`): the load generator's TLS option uses them too.
+///
 /// Reads decrypted bytes into `buf`, feeding rustls from `socket` until `buf` is full or the
 /// socket would block. A short count therefore means the socket was drained (the shard's
 /// edge-triggered reading relies on that); `Ok(0)` means the peer closed. Handshake messages
 /// and alerts rustls produces are written as they come.
-pub fn read<S: Read + Write>(
-    conn: &mut ServerConnection,
+pub fn read<D, S: Read + Write>(
+    conn: &mut ConnectionCommon<D>,
     socket: &mut S,
     buf: &mut [u8],
 ) -> io::Result<usize> {
@@ -207,8 +210,8 @@ pub fn read<S: Read + Write>(
 
 /// Encrypts `buf` (as much as rustls' buffer limit takes) and writes what the socket accepts.
 /// `WouldBlock` when nothing was taken: rustls' buffer is full of bytes the socket refused.
-pub fn write<S: Read + Write>(
-    conn: &mut ServerConnection,
+pub fn write<D, S: Read + Write>(
+    conn: &mut ConnectionCommon<D>,
     socket: &mut S,
     buf: &[u8],
 ) -> io::Result<usize> {
@@ -222,8 +225,8 @@ pub fn write<S: Read + Write>(
 }
 
 /// [`write`] for several slices: rustls encrypts them into as few records as fit.
-pub fn write_vectored<S: Read + Write>(
-    conn: &mut ServerConnection,
+pub fn write_vectored<D, S: Read + Write>(
+    conn: &mut ConnectionCommon<D>,
     socket: &mut S,
     bufs: &[io::IoSlice<'_>],
 ) -> io::Result<usize> {
@@ -238,7 +241,7 @@ pub fn write_vectored<S: Read + Write>(
 
 /// Writes pending TLS records until none is left (`Ok(true)`) or the socket would block
 /// (`Ok(false)`).
-pub fn flush<S: Write>(conn: &mut ServerConnection, socket: &mut S) -> io::Result<bool> {
+pub fn flush<D, S: Write>(conn: &mut ConnectionCommon<D>, socket: &mut S) -> io::Result<bool> {
     while conn.wants_write() {
         match conn.write_tls(socket) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -260,17 +263,17 @@ pub struct TlsIo<'a, S> {
 
 impl<S: Read + Write> Read for TlsIo<'_, S> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        read(self.conn, self.socket, buf)
+        read(&mut **self.conn, self.socket, buf)
     }
 }
 
 impl<S: Read + Write> Write for TlsIo<'_, S> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        write(self.conn, self.socket, buf)
+        write(&mut **self.conn, self.socket, buf)
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        if flush(self.conn, self.socket)? {
+        if flush(&mut **self.conn, self.socket)? {
             Ok(())
         } else {
             Err(io::ErrorKind::WouldBlock.into())
