@@ -42,14 +42,16 @@ fn flood(mut raw: Raw, topic: &str, count: u32, qos: QoS, payload_len: usize) ->
             let mut payload = seq.to_be_bytes().to_vec();
             payload.resize(payload_len.max(4), 0);
             let packet_id = (seq % 65_535 + 1) as u16;
-            publish_packet(&topic, &payload, qos, false, packet_id).encode(V4, &mut out);
+            publish_packet(&topic, &payload, qos, false, packet_id)
+                .encode(V4, &mut out)
+                .expect("encodes");
             if seq % 500 == 499 || seq + 1 == count {
                 raw.stream.write_all(&out).expect("publisher write");
                 out.clear();
             }
         }
         if qos == QoS::AtMostOnce {
-            Packet::PingReq.encode(V4, &mut out);
+            Packet::PingReq.encode(V4, &mut out).expect("encodes");
             raw.stream.write_all(&out).expect("ping");
         }
         acks.join().expect("ack reader")
@@ -101,7 +103,9 @@ fn slow_subscriber(mut sub: Raw, count: u32) -> JoinHandle<Vec<u32>> {
             match sub.recv(WAIT) {
                 Ok(Packet::Publish(p)) => {
                     seen.push(sequence(&p.payload));
-                    Packet::PubAck(ack(p.packet_id)).encode(V4, &mut out);
+                    Packet::PubAck(ack(p.packet_id))
+                        .encode(V4, &mut out)
+                        .expect("encodes");
                 }
                 Ok(other) => panic!("subscriber got {other:?}"),
                 Err(RecvError::Timeout) => break,
@@ -110,7 +114,9 @@ fn slow_subscriber(mut sub: Raw, count: u32) -> JoinHandle<Vec<u32>> {
             // Whatever else is already buffered is taken before acknowledging.
             while let Ok(Some(Packet::Publish(p))) = codec::decode(&mut sub.buf, V4, u32::MAX) {
                 seen.push(sequence(&p.payload));
-                Packet::PubAck(ack(p.packet_id)).encode(V4, &mut out);
+                Packet::PubAck(ack(p.packet_id))
+                    .encode(V4, &mut out)
+                    .expect("encodes");
             }
             thread::sleep(Duration::from_millis(2));
             sub.stream.write_all(&out).expect("acks");

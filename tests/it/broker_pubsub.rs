@@ -475,7 +475,9 @@ fn pipelined_requests_are_answered_in_order() {
     let broker = start_broker(2);
     let mut raw = Raw::tcp(addr(&broker));
     let mut bytes = bytes::BytesMut::new();
-    Packet::Connect(Box::new(connect_packet(V4, "pipeline", true))).encode(V4, &mut bytes);
+    Packet::Connect(Box::new(connect_packet(V4, "pipeline", true)))
+        .encode(V4, &mut bytes)
+        .expect("encodes");
     subscribe_packet(
         1,
         &[(
@@ -486,9 +488,12 @@ fn pipelined_requests_are_answered_in_order() {
             },
         )],
     )
-    .encode(V4, &mut bytes);
-    publish_packet("pipe", b"to myself", QoS::AtLeastOnce, false, 2).encode(V4, &mut bytes);
-    Packet::PingReq.encode(V4, &mut bytes);
+    .encode(V4, &mut bytes)
+    .expect("encodes");
+    publish_packet("pipe", b"to myself", QoS::AtLeastOnce, false, 2)
+        .encode(V4, &mut bytes)
+        .expect("encodes");
+    Packet::PingReq.encode(V4, &mut bytes).expect("encodes");
     raw.send_bytes(&bytes);
     assert!(matches!(raw.next(), Packet::ConnAck(_)));
     assert!(matches!(raw.next(), Packet::SubAck(_)));

@@ -508,7 +508,9 @@ fn simultaneous_connects_on_two_shards_never_lose_the_session() {
     for _round in 0..4 {
         let mut pair = [placer.tcp_on(0), placer.tcp_on(1)];
         let mut bytes = bytes::BytesMut::new();
-        Packet::Connect(Box::new(persistent(V5, "dueller"))).encode(V5, &mut bytes);
+        Packet::Connect(Box::new(persistent(V5, "dueller")))
+            .encode(V5, &mut bytes)
+            .expect("encodes");
         for raw in pair.iter_mut() {
             raw.version = V5;
         }

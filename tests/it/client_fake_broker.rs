@@ -130,7 +130,8 @@ fn serve(
                         reason_code: ReasonCode::Success,
                         properties: Properties::default(),
                     })
-                    .encode(version, &mut out);
+                    .encode(version, &mut out)
+                    .expect("encodes");
                 }
             }
         }
@@ -153,7 +154,9 @@ fn serve(
                     let mut connack = script.connack.clone();
                     connack.session_present =
                         !connect.clean_start && script.drop_first_after.is_some();
-                    Packet::ConnAck(connack).encode(version, &mut out);
+                    Packet::ConnAck(connack)
+                        .encode(version, &mut out)
+                        .expect("encodes");
                     seen.send(Seen::Connected).map_err(|_| ())?;
                     if script.close_after_connack {
                         let _ = stream.write_all(&out);
@@ -168,7 +171,7 @@ fn serve(
                     }
                 }
                 Packet::PingReq if script.answer_pings => {
-                    Packet::PingResp.encode(version, &mut out);
+                    Packet::PingResp.encode(version, &mut out).expect("encodes");
                 }
                 _ => {}
             }

@@ -210,7 +210,9 @@ fn every_property_decodes_and_encodes_back_to_its_bytes() {
                 "0x{id:02X} in {context:?}: {properties:?}"
             );
             let mut out = BytesMut::new();
-            packet.encode(ProtocolVersion::V5, &mut out);
+            packet
+                .encode(ProtocolVersion::V5, &mut out)
+                .expect("encodes");
             assert_eq!(&out[..], &bytes[..], "0x{id:02X} in {context:?}");
             assert_eq!(
                 PropertyId::from_u8(id).map(|i| i.allowed_in(context)),
@@ -424,7 +426,9 @@ fn encoder_writes_only_the_properties_a_packet_may_carry() {
         ..Publish::default()
     });
     let mut out = BytesMut::new();
-    publish.encode(ProtocolVersion::V5, &mut out);
+    publish
+        .encode(ProtocolVersion::V5, &mut out)
+        .expect("encodes");
     assert_eq!(
         &out[..],
         &[0x30, 0x07, 0x00, 0x01, b't', 0x03, 0x23, 0x00, 0x01]

@@ -489,7 +489,7 @@ fn packet(version: ProtocolVersion) -> BoxedStrategy<Packet> {
 
 fn check_round_trip(packet: &Packet, version: ProtocolVersion) -> Result<(), TestCaseError> {
     let mut out = BytesMut::new();
-    packet.encode(version, &mut out);
+    packet.encode(version, &mut out).expect("encodes");
     prop_assert_eq!(out.len(), packet.encoded_len(version));
     let decoded = decode(&mut out, version, u32::MAX);
     prop_assert_eq!(decoded, Ok(Some(packet.clone())));
@@ -511,7 +511,7 @@ fn decode_all(bytes: &[u8], version: ProtocolVersion, max: u32) -> Result<(), Te
                     _ => version,
                 };
                 let mut again = BytesMut::new();
-                packet.encode(version, &mut again);
+                packet.encode(version, &mut again).expect("encodes");
                 prop_assert_eq!(again.len(), packet.encoded_len(version));
                 prop_assert_eq!(decode(&mut again, version, u32::MAX), Ok(Some(packet)));
             }
@@ -571,7 +571,7 @@ proptest! {
         edits in vec((any::<prop::sample::Index>(), any::<u8>(), 0..3u8), 1..4),
     ) {
         let mut bytes = BytesMut::new();
-        p.encode(v, &mut bytes);
+        p.encode(v, &mut bytes).expect("encodes");
         let mut bytes = bytes.to_vec();
         for (index, byte, kind) in edits {
             if bytes.is_empty() {
@@ -593,7 +593,7 @@ proptest! {
         cut in any::<prop::sample::Index>(),
     ) {
         let mut whole = BytesMut::new();
-        p.encode(version, &mut whole);
+        p.encode(version, &mut whole).expect("encodes");
         let at = cut.index(whole.len());
         let mut buf = BytesMut::from(&whole[..at]);
         prop_assert_eq!(decode(&mut buf, version, u32::MAX), Ok(None));
@@ -604,7 +604,7 @@ proptest! {
     #[test]
     fn oversize_is_rejected_and_size_limit_is_exact((version, p) in versioned_packet()) {
         let mut whole = BytesMut::new();
-        p.encode(version, &mut whole);
+        p.encode(version, &mut whole).expect("encodes");
         let len = whole.len() as u32;
         let too_large = decode(&mut whole.clone(), version, len - 1);
         let is_too_large = matches!(too_large, Err(shardmq::codec::DecodeError::PacketTooLarge { .. }));

@@ -19,7 +19,7 @@ fn s(text: &str) -> MqttString {
 
 fn round_trip(packet: &Packet, version: ProtocolVersion) -> Packet {
     let mut out = BytesMut::new();
-    packet.encode(version, &mut out);
+    packet.encode(version, &mut out).expect("encodes");
     assert_eq!(
         out.len(),
         packet.encoded_len(version),
@@ -269,7 +269,7 @@ fn back_to_back_frames_decode_one_at_a_time() {
         let list = packets(version);
         let mut buf = BytesMut::new();
         for packet in &list {
-            packet.encode(version, &mut buf);
+            packet.encode(version, &mut buf).expect("encodes");
         }
         for packet in &list {
             let decoded = decode(&mut buf, version, u32::MAX)
@@ -289,9 +289,9 @@ fn publish_header_then_payload_equals_whole_encoding() {
                 continue;
             };
             let mut whole = BytesMut::new();
-            publish.encode(version, &mut whole);
+            publish.encode(version, &mut whole).expect("encodes");
             let mut split = BytesMut::new();
-            publish.encode_header(version, &mut split);
+            publish.encode_header(version, &mut split).expect("encodes");
             assert_eq!(split.len(), publish.header_len(version));
             split.extend_from_slice(&publish.payload);
             assert_eq!(whole, split);

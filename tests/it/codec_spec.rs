@@ -23,7 +23,7 @@ fn check(bytes: &[u8], version: ProtocolVersion, packet: Packet) {
     assert_eq!(decoded, packet, "decode {version:?}");
     assert!(buf.is_empty());
     let mut out = BytesMut::new();
-    packet.encode(version, &mut out);
+    packet.encode(version, &mut out).expect("encodes");
     assert_eq!(&out[..], bytes, "encode {version:?} {packet:?}");
     assert_eq!(packet.encoded_len(version), bytes.len());
 }

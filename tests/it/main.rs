@@ -36,4 +36,5 @@ mod mqtt5_interop;
 mod mqtt5_session;
 mod mqtt5_shared;
 mod mqtt5_topic_alias;
+mod packet_limits;
 mod trie_no_alloc;

@@ -117,7 +117,7 @@ impl Raw {
 
     pub fn send(&mut self, packet: &Packet) {
         let mut out = BytesMut::new();
-        packet.encode(self.version, &mut out);
+        packet.encode(self.version, &mut out).expect("encodes");
         self.stream.write_all(&out).expect("send");
     }
 
