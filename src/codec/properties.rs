@@ -412,8 +412,9 @@ fn read_nonzero_u16(r: &mut Reader, rule: &'static str) -> Result<Option<u16>, D
 
 impl Properties {
     /// Decodes a property list (its variable-byte length, then the properties) for `context`.
-    /// Unknown identifiers are malformed; a property not allowed in `context`, a duplicate, or a
-    /// value out of range is a protocol error, as each property's section says.
+    /// Unknown identifiers and a property not allowed in `context` are malformed (2.2.2.2); a
+    /// duplicate or a value out of range is a protocol error, as each property's section says;
+    /// Topic Alias 0 is Topic Alias invalid (0x94), as Mosquitto answers it.
     pub(crate) fn decode(
         r: &mut Reader,
         context: PropertyContext,
@@ -431,8 +432,11 @@ impl Properties {
             let id = u8::try_from(raw).ok().and_then(PropertyId::from_u8).ok_or(
                 DecodeError::Malformed("unknown property identifier (2.2.2.2)"),
             )?;
+            // 2.2.2.2: "A Control Packet which contains an Identifier which is not valid for
+            // its packet type ... is a Malformed Packet" (0x81), unlike a duplicate or a value
+            // out of range, which each property's section calls a Protocol Error (0x82).
             if !id.allowed_in(context) {
-                return Err(protocol(
+                return Err(DecodeError::Malformed(
                     "property not allowed on this packet (2.2.2.2, table 2-4)",
                 ));
             }
@@ -458,7 +462,16 @@ impl Properties {
             }
             MessageExpiryInterval => self.message_expiry_interval = Some(r.u32()?),
             TopicAlias => {
-                self.topic_alias = read_nonzero_u16(r, "[MQTT-3.3.2-8] Topic Alias 0")?;
+                // [MQTT-3.3.2-8] forbids alias 0 without naming the consequence; 0x94 (Topic
+                // Alias invalid) says exactly what is wrong, and it is what Mosquitto sends.
+                self.topic_alias = match r.u16()? {
+                    0 => {
+                        return Err(DecodeError::TopicAliasInvalid(
+                            "[MQTT-3.3.2-8] Topic Alias 0",
+                        ))
+                    }
+                    alias => Some(alias),
+                };
             }
             ContentType => self.content_type = Some(r.string()?),
             ResponseTopic => {

@@ -1,0 +1,12 @@
+//! Protocol fidelity (issue 16), over real TCP against a broker started in the test: reason codes
+//! per the spec's malformed/protocol-error wording, a minimal CONNACK (byte-identical to
+//! Mosquitto's with Mosquitto's limits), the client's Maximum Packet Size, MQTT 3.1 leniency,
+//! will and takeover edge cases, `$`-topic publishes, cross-shard subscribe visibility and log
+//! escaping.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod bytes;
+mod reason_codes;
+mod v31;
