@@ -81,6 +81,13 @@ impl Shard {
             return;
         };
         conn.version = version;
+        // Issue 16: the client's Maximum Packet Size binds the CONNACK too ([MQTT-3.1.2-24]),
+        // refusals included (`send_packet` fits or drops what exceeds it).
+        if version.is_v5() {
+            if let Some(max) = connect.properties.maximum_packet_size {
+                conn.client_max_packet_size = max.max(1);
+            }
+        }
         let accepted = match accepted {
             Ok(accepted) => accepted,
             Err(code) => {

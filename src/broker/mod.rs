@@ -42,6 +42,7 @@ mod congestion;
 pub mod connection;
 mod dispatch;
 mod fanout;
+mod fidelity;
 mod lifecycle;
 pub mod mesh;
 pub mod protocol;

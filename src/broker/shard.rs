@@ -106,6 +106,12 @@ pub enum CloseReason {
     SlowConsumer,
     /// CONNACK with an error code was sent.
     ConnectRefused(ReasonCode),
+    /// A packet the server had to send does not fit the client's Maximum Packet Size even
+    /// without its optional parts (issue 16, `fidelity.rs`); nothing more is sent.
+    ClientMaxPacketSize {
+        size_bytes: usize,
+        max: u32,
+    },
 }
 
 impl CloseReason {
@@ -132,6 +138,10 @@ impl fmt::Display for CloseReason {
             CloseReason::TakenOver => f.write_str("session taken over"),
             CloseReason::SlowConsumer => f.write_str("outgoing buffer over twice its limit"),
             CloseReason::ConnectRefused(code) => write!(f, "CONNECT refused ({code:?})"),
+            CloseReason::ClientMaxPacketSize { size_bytes, max } => write!(
+                f,
+                "a {size_bytes}-byte packet exceeds the client's Maximum Packet Size {max}"
+            ),
         }
     }
 }
@@ -395,7 +405,8 @@ impl Shard {
     /// Decodes and handles every whole packet in the read buffer, unless the connection gets
     /// paused, parked or closed on the way.
     pub fn process_input(&mut self, key: usize) {
-        let max_packet_size = self.shared.config.max_packet_size;
+        // Issue 16: `max_packet_size` 0 means the protocol's own limit.
+        let max_packet_size = super::fidelity::inbound_packet_limit(&self.shared.config);
         loop {
             let Some(conn) = self.connections.get_mut(key) else {
                 return;
@@ -474,6 +485,14 @@ impl Shard {
         if conn.state == ConnState::Closing {
             return;
         }
+        // Issue 16 hook: the client's Maximum Packet Size holds for every packet
+        // ([MQTT-3.1.2-24]); PUBLISH is fitted where it is encoded (fanout.rs).
+        if conn.client_max_packet_size != u32::MAX
+            && packet.encoded_len(conn.version) > conn.client_max_packet_size as usize
+        {
+            self.send_fitted(key, packet.clone());
+            return;
+        }
         let before = conn.out.len();
         conn.out.push_packet(packet, conn.version);
         self.memory.hold(conn.out.len() - before);
@@ -545,9 +564,13 @@ impl Shard {
                         });
                     }
                 }
-                let before = conn.out.len();
-                conn.out.push_packet(&packet, conn.version);
-                self.memory.hold(conn.out.len() - before);
+                // Issue 16: not even the bare DISCONNECT when it exceeds the client's Maximum
+                // Packet Size ([MQTT-3.1.2-24]); the connection just closes.
+                if packet.encoded_len(conn.version) <= conn.client_max_packet_size as usize {
+                    let before = conn.out.len();
+                    conn.out.push_packet(&packet, conn.version);
+                    self.memory.hold(conn.out.len() - before);
+                }
             }
         }
         let was_connected = conn.state == ConnState::Connected;

@@ -625,11 +625,18 @@ impl Properties {
         if let Some(v) = more.session_expiry_interval {
             emit(SessionExpiryInterval, Value::Four(v));
         }
-        if let Some(v) = &more.assigned_client_identifier {
-            emit(AssignedClientIdentifier, Value::Binary(v.as_bytes()));
+        // CONNACK properties go in Mosquitto 2.0's order (Topic Alias Maximum, Server Keep
+        // Alive, Assigned Client Identifier, authentication, then Retain Available, Maximum
+        // Packet Size, Receive Maximum, Maximum QoS), so that a CONNACK with the same values is
+        // byte-identical to Mosquitto's (issue 16). The order means nothing to the protocol.
+        if let Some(v) = more.topic_alias_maximum {
+            emit(TopicAliasMaximum, Value::Two(v));
         }
         if let Some(v) = more.server_keep_alive {
             emit(ServerKeepAlive, Value::Two(v));
+        }
+        if let Some(v) = &more.assigned_client_identifier {
+            emit(AssignedClientIdentifier, Value::Binary(v.as_bytes()));
         }
         if let Some(v) = &more.authentication_method {
             emit(AuthenticationMethod, Value::Binary(v.as_bytes()));
@@ -655,11 +662,14 @@ impl Properties {
         if let Some(v) = &more.reason_string {
             emit(ReasonString, Value::Binary(v.as_bytes()));
         }
+        if let Some(v) = more.retain_available {
+            emit(RetainAvailable, Value::Byte(v));
+        }
+        if let Some(v) = more.maximum_packet_size {
+            emit(MaximumPacketSize, Value::Four(v));
+        }
         if let Some(v) = more.receive_maximum {
             emit(ReceiveMaximum, Value::Two(v));
-        }
-        if let Some(v) = more.topic_alias_maximum {
-            emit(TopicAliasMaximum, Value::Two(v));
         }
         if let Some(v) = self.topic_alias {
             emit(TopicAlias, Value::Two(v));
@@ -667,14 +677,8 @@ impl Properties {
         if let Some(v) = more.maximum_qos {
             emit(MaximumQoS, Value::Byte(v));
         }
-        if let Some(v) = more.retain_available {
-            emit(RetainAvailable, Value::Byte(v));
-        }
         for (name, value) in &more.user_properties {
             emit(UserProperty, Value::Pair(name.as_bytes(), value.as_bytes()));
-        }
-        if let Some(v) = more.maximum_packet_size {
-            emit(MaximumPacketSize, Value::Four(v));
         }
         if let Some(v) = more.wildcard_subscription_available {
             emit(WildcardSubscriptionAvailable, Value::Byte(v));

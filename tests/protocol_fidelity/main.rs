@@ -8,5 +8,7 @@
 mod common;
 
 mod bytes;
+mod connack;
+mod mosquitto;
 mod reason_codes;
 mod v31;

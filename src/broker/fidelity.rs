@@ -1,0 +1,105 @@
+//! Protocol-fidelity rules (issue 16) that the rest of the broker calls through small hooks: the
+//! packet-size limit in force, a minimal CONNACK, fitting what the server sends into the client's
+//! Maximum Packet Size, `$`-topic publishes, and escaping client-supplied text in log lines.
+
+use super::config::Config;
+use crate::codec::{Packet, Properties, ProtocolVersion};
+
+/// The largest packet MQTT can carry: a 268,435,455-byte remaining length plus a five-byte
+/// fixed header (2.1.4). A configured limit at or above it is no limit.
+pub const PROTOCOL_MAX_PACKET_SIZE: u32 = 268_435_460;
+
+/// The limit on packets read from clients: `max_packet_size`, 0 meaning the protocol's own.
+pub fn inbound_packet_limit(config: &Config) -> u32 {
+    match config.max_packet_size {
+        0 => u32::MAX,
+        limit => limit,
+    }
+}
+
+/// The Maximum Packet Size to advertise in CONNACK: only a limit below the protocol maximum,
+/// since an absent property already means "no limit" (3.2.2.3.6).
+pub fn advertised_max_packet_size(config: &Config) -> Option<u32> {
+    match config.max_packet_size {
+        0 => None,
+        limit if limit >= PROTOCOL_MAX_PACKET_SIZE => None,
+        limit => Some(limit),
+    }
+}
+
+/// Removes what may be left out of `packet` so that it fits the client's Maximum Packet Size
+/// `max` ([MQTT-3.1.2-24]); returns whether it fits now. First the Reason String and User
+/// Properties, which the server "MUST NOT send ... if it would increase the size of the packet
+/// beyond the Maximum Packet Size" ([MQTT-3.2.2-19], [MQTT-3.2.2-20] and the same rule on every
+/// packet that carries them); then, in a CONNACK, Response Information (optional, 3.1.2.11.6)
+/// and Topic Alias Maximum (absent means 0: the client sends no aliases, which is safe). What
+/// remains is needed for the client to keep to the server's limits (Receive Maximum, Maximum
+/// Packet Size, Maximum QoS, Retain Available, Server Keep Alive) or is required (Assigned Client
+/// Identifier [MQTT-3.2.2-16], authentication), so a packet that still does not fit cannot be sent.
+pub fn fit_to_client(packet: &mut Packet, version: ProtocolVersion, max: u32) -> bool {
+    let fits = |p: &Packet| p.encoded_len(version) <= max as usize;
+    if fits(packet) {
+        return true;
+    }
+    if let Some(properties) = properties_mut(packet) {
+        if !properties.is_empty() {
+            properties.reason_string = None;
+            properties.user_properties.clear();
+        }
+    }
+    if fits(packet) {
+        return true;
+    }
+    if let Packet::ConnAck(connack) = packet {
+        if !connack.properties.is_empty() {
+            connack.properties.response_information = None;
+            connack.properties.topic_alias_maximum = None;
+        }
+    }
+    fits(packet)
+}
+
+fn properties_mut(packet: &mut Packet) -> Option<&mut Properties> {
+    match packet {
+        Packet::ConnAck(p) => Some(&mut p.properties),
+        Packet::PubAck(a) | Packet::PubRec(a) | Packet::PubRel(a) | Packet::PubComp(a) => {
+            Some(&mut a.properties)
+        }
+        Packet::SubAck(p) => Some(&mut p.properties),
+        Packet::UnsubAck(p) => Some(&mut p.properties),
+        Packet::Disconnect(p) => Some(&mut p.properties),
+        Packet::Auth(p) => Some(&mut p.properties),
+        _ => None,
+    }
+}
+
+impl super::shard::Shard {
+    /// Sends `packet`, too large for the client's Maximum Packet Size as it is, with what may be
+    /// left out removed ([`fit_to_client`]). If it still does not fit, the connection is closed
+    /// without it, as Mosquitto does: [MQTT-3.1.2-24] forbids sending it, and [MQTT-3.1.2-25]
+    /// ("discard it ... and behave as if it had completed sending") is for Application Messages
+    /// only; an acknowledgement the client never gets would leave it waiting for ever. A CONNACK
+    /// that cannot be sent leaves the client unconnected, so its will is dropped, not published.
+    pub(super) fn send_fitted(&mut self, key: usize, mut packet: Packet) {
+        let Some(conn) = self.connections.get_mut(key) else {
+            return;
+        };
+        let (version, max) = (conn.version, conn.client_max_packet_size);
+        if fit_to_client(&mut packet, version, max) {
+            let before = conn.out.len();
+            conn.out.push_packet(&packet, version);
+            self.memory.hold(conn.out.len() - before);
+            self.mark_dirty(key);
+            return;
+        }
+        if matches!(packet, Packet::ConnAck(_)) {
+            conn.will = None;
+        }
+        super::stats::bump(&self.shared.counters[self.id].dropped_client_packet_size);
+        let size_bytes = packet.encoded_len(version);
+        self.close(
+            key,
+            super::shard::CloseReason::ClientMaxPacketSize { size_bytes, max },
+        );
+    }
+}
