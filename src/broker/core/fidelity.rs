@@ -73,7 +73,7 @@ fn properties_mut(packet: &mut Packet) -> Option<&mut Properties> {
     }
 }
 
-impl super::shard::Shard {
+impl super::shard::ShardCore {
     /// Sends `packet`, too large for the client's Maximum Packet Size as it is, with what may be
     /// left out removed ([`fit_to_client`]). If it still does not fit, the connection is closed
     /// without it, as Mosquitto does: [MQTT-3.1.2-24] forbids sending it, and [MQTT-3.1.2-25]
@@ -95,7 +95,7 @@ impl super::shard::Shard {
         if matches!(packet, Packet::ConnAck(_)) {
             conn.will = None;
         }
-        super::stats::bump(&self.shared.counters[self.id].dropped_client_packet_size);
+        super::stats::bump(&self.global.counters[self.id].dropped_client_packet_size);
         let size_bytes = packet.encoded_len(version);
         self.close(
             key,
