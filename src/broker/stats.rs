@@ -127,6 +127,9 @@ counters! {
     /// Publishes matched by walking the trie (cache miss, or a name or result over the cache's
     /// limits).
     match_cache_misses,
+    /// PUBLISHes (and wills) from clients to a `$SYS` or `$share` topic name, dropped (MQTT 5
+    /// QoS 1/2: acknowledged with 0x87 Not authorized), as Mosquitto does (issue 16).
+    publishes_to_reserved_topics,
 }
 
 impl Stats {

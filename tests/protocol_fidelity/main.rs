@@ -9,6 +9,8 @@ mod common;
 
 mod bytes;
 mod connack;
+mod dollar;
+mod logs;
 mod mosquitto;
 mod reason_codes;
 mod v31;

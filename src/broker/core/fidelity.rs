@@ -103,3 +103,40 @@ impl super::shard::ShardCore {
         );
     }
 }
+
+/// Whether a client may not publish to `topic`: `$SYS...` belongs to the broker, and a `$share...`
+/// name is a shared-subscription filter syntax, never a topic anyone subscribes to by name.
+/// Mosquitto 2.0 denies both the same way (`acl__check_dollar` in `security_default.c`: a prefix
+/// compare on "$SYS" and "$share", write access denied), except `$SYS/broker/connection/+/state`,
+/// which it keeps writable for its bridges; shardmq has no bridges and keeps all of `$SYS`.
+/// Other `$` topics are ordinary topic names (MQTT 5 4.7.2 only keeps them from matching
+/// filters that start with a wildcard).
+pub fn is_reserved_publish_topic(topic: &[u8]) -> bool {
+    topic.starts_with(b"$SYS") || topic.starts_with(b"$share")
+}
+
+impl super::shard::ShardCore {
+    /// Drops a PUBLISH to a reserved topic name ([`is_reserved_publish_topic`]) the way
+    /// Mosquitto 2.0 answers a denied publish: QoS 0 silently; QoS 1 PUBACK and QoS 2 PUBREC
+    /// with 0x87 Not authorized for MQTT 5 (an error PUBREC ends the QoS 2 exchange, 4.3.3) and a
+    /// plain PUBACK/PUBREC for 3.x, which has no way to say no; the connection stays open.
+    pub(super) fn drop_reserved_publish(&mut self, key: usize, publish: &crate::codec::Publish) {
+        use crate::codec::{Ack, QoS, ReasonCode};
+        super::stats::bump(&self.global.counters[self.id].publishes_to_reserved_topics);
+        log::debug!(
+            "dropped PUBLISH to a reserved topic shard={} topic={}",
+            self.id,
+            crate::broker::log_escape::Escaped(publish.topic.as_str())
+        );
+        let ack = Ack {
+            packet_id: publish.packet_id,
+            reason_code: ReasonCode::NotAuthorized,
+            properties: Properties::default(),
+        };
+        match publish.qos {
+            QoS::AtMostOnce => {}
+            QoS::AtLeastOnce => self.send_packet(key, &Packet::PubAck(ack)),
+            QoS::ExactlyOnce => self.send_packet(key, &Packet::PubRec(ack)),
+        }
+    }
+}

@@ -401,13 +401,15 @@ impl ShardCore {
             .session
             .and_then(|skey| self.sessions.get(skey))
             .map_or("", |s| s.session.state.client_id.as_str());
+        // Issue 16: client-supplied text is escaped in log lines (log_escape.rs).
+        let client_id = crate::broker::log_escape::Escaped(client_id);
         match &reason {
             CloseReason::Protocol(..) | CloseReason::SlowConsumer => log::warn!(
                 "disconnect client_id={client_id} addr={} shard={} reason={reason}",
                 conn.peer,
                 self.id
             ),
-            _ if was_connected || !client_id.is_empty() => log::info!(
+            _ if was_connected || !client_id.0.is_empty() => log::info!(
                 "disconnect client_id={client_id} addr={} shard={} reason={reason}",
                 conn.peer,
                 self.id
