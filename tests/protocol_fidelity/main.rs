@@ -14,3 +14,4 @@ mod logs;
 mod mosquitto;
 mod reason_codes;
 mod v31;
+mod wills;

@@ -140,3 +140,51 @@ impl super::shard::ShardCore {
         }
     }
 }
+
+impl super::shard::ShardCore {
+    /// Which will a takeover publishes (issue 16). A new connection for a client id that is
+    /// connected closes the old connection ([MQTT-3.1.4-3]); the old connection's will is then
+    /// published exactly when the old session ends, which is what Mosquitto 2.0 does
+    /// (`connect__on_authorised`):
+    ///
+    /// | old session | new Clean Start 0 | new Clean Start 1 |
+    /// |---|---|---|
+    /// | ends with its connection (MQTT 5 expiry 0, 3.x Clean Session 1) | published | published |
+    /// | outlives it (expiry > 0, 3.x Clean Session 0) | not published | published |
+    ///
+    /// Why: MQTT 5 publishes a will "after the Network Connection is subsequently closed and
+    /// either the Will Delay Interval has elapsed or the Session ends, unless ... a new Network
+    /// Connection for the ClientID is opened before the Will Delay Interval has elapsed"
+    /// ([MQTT-3.1.2-8]), and "if a new Network Connection to this Session is made before the
+    /// Will Delay Interval has passed, the Server MUST NOT send the Will Message"
+    /// ([MQTT-3.1.3-9]). On a takeover the new connection is opened before the old one closes,
+    /// so a session that continues under it cancels the will, even with a delay of 0. A Clean
+    /// Start of 1 discards the session ([MQTT-3.1.2-4]): the new connection is not "to this
+    /// Session", the session ends, and its will goes out. For 3.1.1 (no Session Expiry, will
+    /// "published when the Network Connection is subsequently closed", [MQTT-3.1.2-8] of 3.1.1)
+    /// the same rule is applied as Mosquitto does: the client demonstrably came back, which is
+    /// what a will reports the absence of.
+    ///
+    /// The same rule covers a client that reconnects with Clean Start 1 inside its Will Delay
+    /// Interval (its old connection already gone): the session ends, so the pending will is
+    /// published at once (`end_session`); with Clean Start 0 it is cancelled.
+    ///
+    /// Mechanics: a session that outlives the connection keeps the will as its pending will,
+    /// with no timer; the takeover then either resumes the session (`finish_connect` and
+    /// `extract_session` drop the pending will) or ends it (`end_session` publishes it).
+    /// Returns the will to handle now (the session ends with the connection) or `None`.
+    pub(super) fn hold_will_for_takeover(
+        &mut self,
+        session_key: usize,
+        will: Option<Box<super::connection::WillMessage>>,
+    ) -> Option<Box<super::connection::WillMessage>> {
+        let session = self.sessions.get_mut(session_key)?;
+        if session.session.ends_with_connection() {
+            return will;
+        }
+        if will.is_some() {
+            session.pending_will = will;
+        }
+        None
+    }
+}

@@ -432,6 +432,12 @@ impl ShardCore {
         let session = conn.session.take();
         self.closing.push(key);
         match session {
+            // Issue 16 hook (fidelity.rs): on a takeover the will waits for the new CONNECT's
+            // Clean Start to decide whether the session, and so the will, ends.
+            Some(session) if matches!(reason, CloseReason::TakenOver) => {
+                let will = self.hold_will_for_takeover(session, will);
+                self.detach_session(session, will)
+            }
             Some(session) => self.detach_session(session, will),
             None => {
                 // A connection parked for a takeover never got its CONNACK: its will is not
