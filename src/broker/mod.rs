@@ -41,6 +41,7 @@
 pub mod config;
 pub mod core;
 pub mod fault;
+pub(crate) mod log_escape;
 pub mod registry;
 pub mod retained;
 pub mod runtime;

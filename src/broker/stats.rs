@@ -134,6 +134,9 @@ counters! {
     /// Panics contained to one connection (`broker::fault`: a bug while decoding its packet):
     /// logged with the input, that connection closed, every other one unaffected.
     connection_panics,
+    /// PUBLISHes (and wills) from clients to a `$SYS` or `$share` topic name, dropped (MQTT 5
+    /// QoS 1/2: acknowledged with 0x87 Not authorized), as Mosquitto does (issue 16).
+    publishes_to_reserved_topics,
 }
 
 impl Stats {
