@@ -24,7 +24,7 @@
 //!    restarts it.
 //! 3. **An acceptor never stops silently.** An acceptor that returns for any reason but
 //!    shutdown (its poll failed, the shard it hands connections to is gone) is a failure as in
-//!    2, like a panic.
+//!    2, like a panic; so is a shard whose poll fails.
 //!
 //! Panics are the only bugs this covers; a peer's fault is a reason code (no `debug_assert!`
 //! on what a peer controls), an operating error (`io::Error`) is handled where it occurs.

@@ -305,10 +305,7 @@ impl Broker {
                         }
                     }
                     // A panic stops the broker, never only this shard (`fault.rs`).
-                    fault::run_thread(&thread_global, || {
-                        shard.run();
-                        Ok(())
-                    });
+                    fault::run_thread(&thread_global, || shard.run());
                 })?;
             threads.push(thread);
         }

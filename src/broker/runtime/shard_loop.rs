@@ -56,8 +56,9 @@ impl ShardLoop {
         }
     }
 
-    /// Runs the loop until shutdown.
-    pub fn run(mut self) {
+    /// Runs the loop until shutdown. `Err` says why it stopped otherwise (its poll failed): a
+    /// broker failure (`broker::fault`), never a shard gone silently.
+    pub fn run(mut self) -> Result<(), String> {
         let mut events = Events::with_capacity(1024);
         loop {
             let timeout = if self.read_more.is_empty() {
@@ -77,14 +78,14 @@ impl ShardLoop {
             };
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() != io::ErrorKind::Interrupted {
-                    log::error!("shard {}: poll failed: {e}", self.core.id);
+                    return Err(format!("poll failed: {e}"));
                 }
             }
             self.inbox.woke_up();
             self.core.set_now(Instant::now());
             if self.global.shutdown.load(Ordering::SeqCst) {
                 self.shutdown(&mut events);
-                return;
+                return Ok(());
             }
             // Before this turn's events, so that what they leave over waits a turn.
             self.read_leftovers();
