@@ -87,6 +87,11 @@ pub struct MemoryBudget {
 }
 
 impl MemoryBudget {
+    /// This shard's part of `max_buffered_bytes`.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
     pub fn new(max_buffered_bytes: usize, shards: usize) -> MemoryBudget {
         let limit = max_buffered_bytes / shards.max(1);
         MemoryBudget {

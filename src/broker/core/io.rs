@@ -239,6 +239,17 @@ impl ShardCore {
         timer
     }
 
+    /// Bytes this shard holds in outgoing buffers and session queues, and its part of
+    /// `max_buffered_bytes` (for invariant checks).
+    pub fn buffered_bytes(&self) -> (usize, usize) {
+        (self.memory.buffered, self.memory.limit())
+    }
+
+    /// Open connections and sessions on this shard.
+    pub fn population(&self) -> (usize, usize) {
+        (self.connections.len(), self.sessions.len())
+    }
+
     /// The earliest timer deadline, if any (for a simulated clock to jump to).
     pub fn next_deadline(&self) -> Option<Instant> {
         self.timers.next_deadline()
