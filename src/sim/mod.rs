@@ -9,6 +9,7 @@
 //! crate's sans-IO MQTT client on a connection and records every packet the broker sent it.
 
 mod client;
+pub mod script;
 
 pub use client::SimClient;
 

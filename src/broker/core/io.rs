@@ -245,6 +245,14 @@ impl ShardCore {
         (self.memory.buffered, self.memory.limit())
     }
 
+    /// Bytes of messages waiting in this shard's session queues (part of `buffered_bytes`).
+    pub fn queued_bytes(&self) -> usize {
+        self.sessions
+            .iter()
+            .map(|(_, s)| s.session.state.queued_bytes())
+            .sum()
+    }
+
     /// Open connections and sessions on this shard.
     pub fn population(&self) -> (usize, usize) {
         (self.connections.len(), self.sessions.len())
