@@ -13,7 +13,7 @@ pub mod script;
 
 pub use client::SimClient;
 
-use crate::broker::core::io::ConnKey;
+use crate::broker::core::keys::ConnKey;
 use crate::broker::core::mesh::{Mesh, ShardId, ShardMsg};
 use crate::broker::core::ShardCore;
 use crate::broker::{Config, Global};
@@ -174,10 +174,10 @@ impl Sim {
         let core = &mut self.cores[shard];
         let key = core.handle_accept(peer);
         let pipes = &mut self.pipes[shard];
-        if pipes.len() <= key.0 {
-            pipes.resize_with(key.0 + 1, || None);
+        if pipes.len() <= key.index() {
+            pipes.resize_with(key.index() + 1, || None);
         }
-        pipes[key.0] = Some(Pipe {
+        pipes[key.index()] = Some(Pipe {
             written: BytesMut::new(),
             capacity_bytes: usize::MAX,
         });
@@ -211,7 +211,7 @@ impl Sim {
             return c.leftover.split();
         }
         match self.pipes[c.shard]
-            .get_mut(c.key.0)
+            .get_mut(c.key.index())
             .and_then(Option::as_mut)
         {
             Some(pipe) => pipe.written.split(),
@@ -227,7 +227,7 @@ impl Sim {
             return;
         }
         if let Some(pipe) = self.pipes[c.shard]
-            .get_mut(c.key.0)
+            .get_mut(c.key.index())
             .and_then(Option::as_mut)
         {
             pipe.capacity_bytes = bytes;
@@ -333,7 +333,10 @@ impl Sim {
         }
         self.cores[shard].flush_writes(&mut self.pipes[shard]);
         while let Some((key, mut out)) = self.cores[shard].poll_close() {
-            let Some(mut pipe) = self.pipes[shard].get_mut(key.0).and_then(Option::take) else {
+            let Some(mut pipe) = self.pipes[shard]
+                .get_mut(key.index())
+                .and_then(Option::take)
+            else {
                 continue;
             };
             let _ = out.write_to(&mut pipe);

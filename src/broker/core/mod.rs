@@ -12,6 +12,7 @@ pub mod connection;
 mod dispatch;
 mod fanout;
 pub mod io;
+pub mod keys;
 mod lifecycle;
 pub mod mesh;
 pub mod protocol;
