@@ -8,6 +8,7 @@
 //! so an idle connection holds no buffer memory.
 
 use super::keys::SessionKey;
+use crate::codec::EncodeError;
 use crate::codec::{MqttString, Packet, ProtocolVersion, Publish};
 use bytes::{Buf, Bytes, BytesMut};
 use std::collections::VecDeque;
@@ -58,11 +59,17 @@ impl OutBuf {
         self.chunks.push_back(data.clone());
     }
 
-    /// Encodes `packet` into the buffer.
-    pub fn push_packet(&mut self, packet: &Packet, version: ProtocolVersion) {
+    /// Encodes `packet` into the buffer; a packet over a wire-format limit (built from what a
+    /// client sent) is refused and nothing is queued.
+    pub fn push_packet(
+        &mut self,
+        packet: &Packet,
+        version: ProtocolVersion,
+    ) -> Result<(), EncodeError> {
         let before = self.staging.len();
-        packet.encode(version, &mut self.staging);
+        packet.encode(version, &mut self.staging)?;
         self.len += self.staging.len() - before;
+        Ok(())
     }
 
     fn seal_staging(&mut self) {
