@@ -307,7 +307,7 @@ impl ShardCore {
     /// Decoding `frame` panicked (a bug, contained: `broker::fault` policy 1): counted, logged
     /// with the input, and only this connection closed.
     #[cold]
-    fn decode_panicked(&mut self, key: usize, frame: &[u8], panic: &str) {
+    fn decode_panicked(&mut self, key: ConnKey, frame: &[u8], panic: &str) {
         bump(&self.global.counters[self.id].connection_panics);
         if let Some(conn) = self.connections.get(key) {
             log::error!(
