@@ -87,7 +87,7 @@ impl super::shard::ShardCore {
         let (version, max) = (conn.version, conn.client_max_packet_size);
         if fit_to_client(&mut packet, version, max) {
             let before = conn.out.len();
-            conn.out.push_packet(&packet, version);
+            super::shard::push_bounded(&mut conn.out, &packet, version);
             self.memory.hold(conn.out.len() - before);
             self.mark_dirty(key);
             return;
