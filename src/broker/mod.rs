@@ -285,6 +285,7 @@ impl Broker {
             signals.push(Arc::new(ShardSignal {
                 waker,
                 sleeping: AtomicBool::new(false),
+                routes_pending: AtomicBool::new(false),
             }));
             polls.push(poll);
         }
