@@ -6,10 +6,12 @@
 //! - [`auth`]: enhanced authentication (SCRAM-SHA-256) and password checks.
 //! - [`client`]: the sans-IO client session and the synchronous mio-based client.
 //! - [`broker`]: the thread-per-core broker (shards, mesh, sessions).
+//! - [`ops`]: configuration files (ours and Mosquitto's), `$SYS`, metrics, logs, reload.
 #![forbid(unsafe_code)]
 
 pub mod auth;
 pub mod broker;
 pub mod client;
 pub mod codec;
+pub mod ops;
 pub mod topic;

@@ -281,7 +281,11 @@ pub enum ReadOutcome {
     /// Bytes were appended to the read buffer. `drained`: the read was short, so the socket
     /// was empty when it returned; bytes arriving later raise a new (edge-triggered) readiness
     /// event, so another `read` now would only return `WouldBlock`.
-    Data { drained: bool },
+    Data {
+        drained: bool,
+        /// Bytes read (operations: the `received_bytes` counter).
+        bytes: usize,
+    },
     /// Nothing more to read now.
     WouldBlock,
     /// The peer closed its side.
@@ -347,6 +351,7 @@ impl Connection {
                 self.read_buf.extend_from_slice(&scratch[..n]);
                 Ok(ReadOutcome::Data {
                     drained: n < scratch.len(),
+                    bytes: n,
                 })
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(ReadOutcome::WouldBlock),

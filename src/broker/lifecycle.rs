@@ -20,7 +20,7 @@ use super::protocol::{self, AcceptedConnect};
 use super::registry::Claim;
 use super::session::{OutgoingState, Session, SessionLimits, SessionState};
 use super::shard::{Awaited, CloseReason, LocalSub, PendingAck, Shard, ShardSession};
-use super::stats::bump;
+use super::stats::{bump, bump_by, drop_by};
 use super::timers::TimerKind;
 use crate::codec::{Ack, Connect, MqttString, Packet, Properties, ReasonCode};
 use std::sync::atomic::Ordering;
@@ -379,6 +379,11 @@ impl Shard {
             .collect();
         let limits = self.limits();
         self.shared.sessions_open.fetch_add(1, Ordering::Relaxed);
+        // Operations: the subscriptions gauge follows the session to this shard.
+        bump_by(
+            &self.shared.counters[self.id].subscriptions,
+            filters.len() as u64,
+        );
         debug_assert_eq!(
             claim.shard, self.id,
             "a session lives where its id was claimed"
@@ -420,6 +425,11 @@ impl Shard {
             .keys()
             .cloned()
             .collect();
+        // Operations: the subscriptions gauge (they come back in `install_session` on a move).
+        drop_by(
+            &self.shared.counters[self.id].subscriptions,
+            filters.len() as u64,
+        );
         let mut gone = Vec::new();
         for filter in filters {
             self.subscription_remove(&filter, skey);

@@ -62,6 +62,9 @@ pub enum ShardMsg {
         client_id: MqttString,
         keep_state: bool,
     },
+    /// A message the broker itself publishes (operations: `$SYS`), sent through the control
+    /// channel to one shard, which routes it like a received PUBLISH.
+    Inject(SharedPublish),
     /// The answer to `Takeover`.
     TakeoverReply {
         request: u64,

@@ -152,6 +152,9 @@ impl Broker {
             .collect::<io::Result<Vec<_>>>()?;
         let (authenticators, passwords) = load_auth(&config)?;
         let shards = config.shards;
+        // Operations: running flags of the threads, for /healthz and the watchdog.
+        let liveness = crate::ops::health::Liveness::new(shards, listeners.len());
+        let started = std::time::Instant::now();
         let instance = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
@@ -216,9 +219,11 @@ impl Broker {
             let mesh = mesh::Mesh::new(id, shard_senders, shard_receivers, signals.clone());
             let shard = shard::Shard::new(id, shared.clone(), poll, mesh);
             let core = (!cores.is_empty()).then(|| cores[id % cores.len()]);
+            let alive = liveness.shard_guard(id);
             let thread = std::thread::Builder::new()
                 .name(format!("shard-{id}"))
                 .spawn(move || {
+                    let _alive = alive;
                     if let Some(core) = core {
                         if !core_affinity::set_for_current(core) {
                             log::warn!("shard {id}: could not pin to core {}", core.id);
@@ -231,7 +236,7 @@ impl Broker {
 
         let next_connection = Arc::new(AtomicUsize::new(0));
         let mut acceptor_wakers = Vec::new();
-        for (listener, addr) in listeners.into_iter().zip(&local_addrs) {
+        for (index, (listener, addr)) in listeners.into_iter().zip(&local_addrs).enumerate() {
             let acceptor = acceptor::Acceptor::new(
                 listener,
                 shared.clone(),
@@ -240,9 +245,13 @@ impl Broker {
                 next_connection.clone(),
             )?;
             acceptor_wakers.push(acceptor.waker());
+            let alive = liveness.acceptor_guard(index);
             let thread = std::thread::Builder::new()
                 .name(format!("acceptor-{addr}"))
-                .spawn(move || acceptor.run())?;
+                .spawn(move || {
+                    let _alive = alive;
+                    acceptor.run()
+                })?;
             threads.push(thread);
         }
         log::info!("shardmq listening on {local_addrs:?} with {shards} shards");
@@ -252,6 +261,9 @@ impl Broker {
             threads,
             signals,
             acceptor_wakers,
+            control: control_senders[0].clone(),
+            liveness,
+            started,
         })
     }
 }
@@ -263,6 +275,10 @@ pub struct BrokerHandle {
     threads: Vec<JoinHandle<()>>,
     signals: Arc<[Arc<ShardSignal>]>,
     acceptor_wakers: Vec<Arc<Waker>>,
+    /// Operations: shard 0's control channel (for `$SYS` messages), thread flags, start time.
+    control: crossbeam_channel::Sender<ShardMsg>,
+    liveness: Arc<crate::ops::health::Liveness>,
+    started: std::time::Instant,
 }
 
 impl BrokerHandle {
@@ -304,6 +320,17 @@ impl BrokerHandle {
     /// A snapshot of the counters summed over shards, with per-shard connection counts.
     pub fn stats(&self) -> Stats {
         Stats::collect(&self.shared.counters, &self.shared.acceptor_counters)
+    }
+
+    /// What the operations tools (`$SYS`, metrics, health, watchdog) read and inject.
+    pub fn observer(&self) -> crate::ops::observer::Observer {
+        crate::ops::observer::Observer::new(
+            self.shared.clone(),
+            self.signals.clone(),
+            self.control.clone(),
+            self.liveness.clone(),
+            self.started,
+        )
     }
 
     /// The number of retained messages held.

@@ -16,7 +16,7 @@ use super::protocol::LayoutCache;
 use super::router::Router;
 use super::session::{MemoryStore, Session, SessionStore, SharedPublish};
 use super::shared::SharedMembers;
-use super::stats::{bump, drop_one, ShardCounters};
+use super::stats::{bump, bump_by, drop_one, ShardCounters};
 use super::timers::{TimerKind, Timers};
 use super::{Shared, WAKER_TOKEN};
 use crate::codec::{
@@ -281,6 +281,8 @@ impl Shard {
                 }
             }
             self.mesh.woke_up();
+            // Operations: the systemd watchdog pings only while every shard's turns advance.
+            bump(&self.shared.counters[self.id].loop_turns);
             self.now = Instant::now();
             self.now_ms = self.timers.ticks_ms(self.now);
             if self.shared.shutdown.load(Ordering::SeqCst) {
@@ -349,7 +351,9 @@ impl Shard {
                 return;
             }
             match conn.read_once(&mut self.read_scratch) {
-                Ok(ReadOutcome::Data { drained }) => {
+                Ok(ReadOutcome::Data { drained, bytes }) => {
+                    // Operations: `$SYS/broker/bytes/received` and the metrics.
+                    bump_by(&self.shared.counters[self.id].received_bytes, bytes as u64);
                     self.process_input(key);
                     if drained && stop_on_short_read {
                         if let Some(conn) = self.connections.get_mut(key) {
@@ -506,6 +510,11 @@ impl Shard {
             let result = conn.out.write_to(&mut conn.stream);
             let after = conn.out.len();
             self.memory.release(before - after);
+            // Operations: `$SYS/broker/bytes/sent` and the metrics.
+            bump_by(
+                &self.shared.counters[self.id].sent_bytes,
+                (before - after) as u64,
+            );
             match result {
                 Err(e) => self.close(key, CloseReason::Io(e.kind())),
                 // QoS 0 backpressure: written down across the low watermark.
@@ -630,6 +639,10 @@ impl Shard {
                 ShardMsg::Connection { stream, peer } => self.add_connection(stream, peer),
                 ShardMsg::Publish(message) => {
                     self.deliver_local(&message, None);
+                }
+                // Operations: a `$SYS` message made by the broker, routed as if received here.
+                ShardMsg::Inject(message) => {
+                    self.route_publish(&message, None);
                 }
                 ShardMsg::SharedPublish {
                     message,
