@@ -3,9 +3,10 @@
 //! through shard 0's control channel, never touching the per-message path.
 
 use super::health::Liveness;
-use crate::broker::mesh::{ShardMsg, ShardSignal};
+use crate::broker::mesh::ShardMsg;
+use crate::broker::runtime::inbox::ShardSignal;
 use crate::broker::session::Message;
-use crate::broker::{Shared, Stats};
+use crate::broker::{Global, Stats};
 use crate::codec::{MqttString, Publish, QoS};
 use bytes::Bytes;
 use crossbeam_channel::Sender;
@@ -16,7 +17,7 @@ use std::time::Instant;
 /// A handle for operations tools. See the module docs.
 #[derive(Clone)]
 pub struct Observer {
-    shared: Arc<Shared>,
+    shared: Arc<Global>,
     signals: Arc<[Arc<ShardSignal>]>,
     /// The control channel of shard 0, which routes injected messages.
     control: Sender<ShardMsg>,
@@ -26,7 +27,7 @@ pub struct Observer {
 
 impl Observer {
     pub(crate) fn new(
-        shared: Arc<Shared>,
+        shared: Arc<Global>,
         signals: Arc<[Arc<ShardSignal>]>,
         control: Sender<ShardMsg>,
         liveness: Arc<Liveness>,
@@ -120,7 +121,7 @@ impl Observer {
             payload: Bytes::from(payload),
             ..Publish::default()
         };
-        let message = Message::shared(publish, Instant::now());
+        let message = Message::new_ref(publish, Instant::now());
         if self.control.try_send(ShardMsg::Inject(message)).is_err() {
             return false;
         }
