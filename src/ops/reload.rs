@@ -54,6 +54,14 @@ fn fields(config: &Config) -> Vec<(String, String)> {
             }
         }
     }
+    // Multi-line values were joined line by line: drop the trailing commas inside them.
+    for (_, value) in &mut out {
+        *value = value
+            .trim_end_matches(',')
+            .replace(",)", ")")
+            .replace(",]", "]")
+            .replace(",}", "}");
+    }
     out
 }
 
