@@ -278,6 +278,21 @@ impl Config {
         if let Some(secs) = self.server_keep_alive_secs {
             range("server_keep_alive_secs", secs, 1, u16::MAX)?;
         }
+        // Sent as MQTT UTF-8 strings (1.5.4): at most 65,535 bytes, no U+0000 [MQTT-1.5.4-2].
+        // The Response Information sent is the prefix and a client id; over 65,535 bytes
+        // together, it is left out for that client (`protocol::validate_connect`).
+        for (name, value) in [
+            ("response_information", &self.response_information),
+            ("server_reference", &self.server_reference),
+        ] {
+            if let Some(value) = value {
+                if value.len() > crate::codec::FIELD_LEN_MAX || value.contains('\0') {
+                    return Err(format!(
+                        "{name} must be at most 65,535 bytes of UTF-8 without U+0000"
+                    ));
+                }
+            }
+        }
         self.ops.validate()?;
         Ok(())
     }
@@ -286,6 +301,26 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn strings_sent_to_clients_must_fit_an_mqtt_string() {
+        for field in [0, 1] {
+            for (value, valid) in [
+                ("x".repeat(65_535), true),
+                ("x".repeat(65_536), false),
+                ("a\0b".to_string(), false),
+            ] {
+                let mut config = Config::default();
+                let slot = if field == 0 {
+                    &mut config.response_information
+                } else {
+                    &mut config.server_reference
+                };
+                *slot = Some(value);
+                assert_eq!(config.validate().is_ok(), valid, "field {field}");
+            }
+        }
+    }
 
     #[test]
     fn defaults_are_valid_and_documented_values() {

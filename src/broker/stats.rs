@@ -135,6 +135,10 @@ counters! {
     /// Publishes matched by walking the trie (cache miss, or a name or result over the cache's
     /// limits).
     match_cache_misses,
+    /// Packets the broker built from what clients sent but could not encode, because a value
+    /// was over a wire-format limit (a string over 65,535 bytes, a packet over 268,435,455):
+    /// not sent (a PUBLISH is discarded; otherwise the connection is closed, 0x83).
+    packets_unencodable,
     /// Bytes read from client sockets (operations: `$SYS/broker/bytes/received`, metrics).
     received_bytes,
     /// Bytes written to client sockets (operations: `$SYS/broker/bytes/sent`, metrics).

@@ -4,6 +4,7 @@
 use super::properties::PropertyContext;
 use super::reader::Reader;
 use super::writer::{frame_len, put_fixed_header};
+use super::EncodeError;
 use super::{Ack, DecodeError, PacketType, Properties, ProtocolVersion, ReasonCode};
 use bytes::{BufMut, BytesMut};
 
@@ -55,7 +56,7 @@ impl Ack {
         Ok(ack)
     }
 
-    fn remaining_len(&self, version: ProtocolVersion) -> usize {
+    pub(super) fn remaining_len(&self, version: ProtocolVersion) -> usize {
         if !version.is_v5() {
             return 2;
         }
@@ -76,7 +77,14 @@ impl Ack {
 
     /// Appends this acknowledgement as a `packet_type` packet (PUBACK, PUBREC, PUBREL or PUBCOMP),
     /// omitting the reason code and properties when MQTT 5 allows it (Success, none).
-    pub fn encode(&self, packet_type: PacketType, version: ProtocolVersion, out: &mut BytesMut) {
+    /// Writes nothing when a value is over a wire-format limit.
+    pub fn encode(
+        &self,
+        packet_type: PacketType,
+        version: ProtocolVersion,
+        out: &mut BytesMut,
+    ) -> Result<(), EncodeError> {
+        self.check(version)?;
         let remaining_len = self.remaining_len(version);
         put_fixed_header(out, first_byte(packet_type), remaining_len);
         out.put_u16(self.packet_id);
@@ -86,5 +94,6 @@ impl Ack {
         if remaining_len > 3 {
             self.properties.encode(PropertyContext::Ack, out);
         }
+        Ok(())
     }
 }

@@ -4,6 +4,7 @@ use super::properties::PropertyContext;
 use super::reader::Reader;
 use super::topic_rules::check_topic_name;
 use super::writer::{binary_len, frame_len, put_binary, put_fixed_header};
+use super::EncodeError;
 use super::{
     ConnAck, Connect, ConnectReturnCode, DecodeError, PacketType, Properties, ProtocolVersion, QoS,
     ReasonCode, Will,
@@ -132,7 +133,7 @@ impl Connect {
         flags
     }
 
-    fn remaining_len(&self) -> usize {
+    pub(super) fn remaining_len(&self) -> usize {
         let version = self.protocol_version;
         let mut len = binary_len(protocol_name(version)) + 1 + 1 + 2;
         if version.is_v5() {
@@ -159,8 +160,10 @@ impl Connect {
         frame_len(self.remaining_len())
     }
 
-    /// Appends this CONNECT, laid out for its own `protocol_version`.
-    pub fn encode(&self, out: &mut BytesMut) {
+    /// Appends this CONNECT, laid out for its own `protocol_version`; writes nothing when a
+    /// value is over a wire-format limit.
+    pub fn encode(&self, out: &mut BytesMut) -> Result<(), EncodeError> {
+        self.check()?;
         let version = self.protocol_version;
         put_fixed_header(out, (PacketType::Connect as u8) << 4, self.remaining_len());
         put_binary(out, protocol_name(version));
@@ -184,6 +187,7 @@ impl Connect {
         if let Some(password) = &self.password {
             put_binary(out, password);
         }
+        Ok(())
     }
 }
 
@@ -271,7 +275,7 @@ impl ConnAck {
         })
     }
 
-    fn remaining_len(&self, version: ProtocolVersion) -> usize {
+    pub(super) fn remaining_len(&self, version: ProtocolVersion) -> usize {
         if version.is_v5() {
             2 + self.properties.encoded_len(PropertyContext::ConnAck)
         } else {
@@ -286,7 +290,9 @@ impl ConnAck {
 
     /// Appends this CONNACK laid out for `version`; for 3.x the reason code is mapped to the
     /// closest 3.1.1 return code, and 3.1 carries no Session Present flag.
-    pub fn encode(&self, version: ProtocolVersion, out: &mut BytesMut) {
+    /// Writes nothing when a value is over a wire-format limit.
+    pub fn encode(&self, version: ProtocolVersion, out: &mut BytesMut) -> Result<(), EncodeError> {
+        self.check(version)?;
         put_fixed_header(
             out,
             (PacketType::ConnAck as u8) << 4,
@@ -300,5 +306,6 @@ impl ConnAck {
         } else {
             out.put_u8(self.reason_code.to_connect_return_code() as u8);
         }
+        Ok(())
     }
 }

@@ -8,9 +8,10 @@
 //! `props.message_expiry_interval` (inline) and `props.session_expiry_interval` (boxed) alike.
 //! Writing through `DerefMut` allocates the box on first use; reading never allocates.
 
+use super::limits::{check_varint, FIELD_LEN_MAX};
 use super::reader::Reader;
 use super::writer::{binary_len, put_binary, put_varint, varint_len};
-use super::{DecodeError, MqttString};
+use super::{DecodeError, EncodeError, MqttString};
 use bytes::{BufMut, Bytes, BytesMut};
 use std::ops::{Deref, DerefMut};
 
@@ -559,6 +560,22 @@ impl Properties {
         varint_len(body) + body
     }
 
+    /// Checks the properties written in `context` against the wire format's limits: string and
+    /// binary values of at most 65,535 bytes, Subscription Identifiers and the list's length of
+    /// at most 268,435,455 (`limits.rs`).
+    pub(crate) fn check(&self, context: PropertyContext) -> Result<(), EncodeError> {
+        let mut result = Ok(());
+        let mut body_len = 0;
+        self.for_each_field(context, |field| {
+            body_len += field.len();
+            if result.is_ok() {
+                result = field.check();
+            }
+        });
+        result?;
+        check_varint("property length", body_len)
+    }
+
     /// Appends the property list (length prefix, then the properties in identifier order).
     pub(crate) fn encode(&self, context: PropertyContext, out: &mut BytesMut) {
         self.encode_with_body_len(context, self.body_len(context), out);
@@ -692,6 +709,22 @@ enum Value<'a> {
 }
 
 impl Field<'_> {
+    fn check(&self) -> Result<(), EncodeError> {
+        let too_long = |bytes: &[u8]| bytes.len() > FIELD_LEN_MAX;
+        match self.value {
+            Value::Binary(b) if too_long(b) => Err(EncodeError::PropertyTooLong {
+                property: self.id,
+                len: b.len(),
+            }),
+            Value::Pair(a, b) if too_long(a) || too_long(b) => Err(EncodeError::PropertyTooLong {
+                property: self.id,
+                len: a.len().max(b.len()),
+            }),
+            Value::Varint(v) => check_varint("Subscription Identifier", v as usize),
+            _ => Ok(()),
+        }
+    }
+
     fn len(&self) -> usize {
         1 + match self.value {
             Value::Byte(_) => 1,

@@ -30,6 +30,23 @@ fn protocol_error(why: &str) -> CloseReason {
     CloseReason::Protocol(ReasonCode::ProtocolError, why.to_string())
 }
 
+/// An authenticator's answer whose Authentication Data could not be sent (over the 65,535 bytes
+/// of a binary field; an authenticator may build it from what the client sent) becomes a
+/// failure, 0x83 Implementation specific error, instead of an AUTH or CONNACK the broker could
+/// not encode.
+fn bounded(step: AuthStep) -> AuthStep {
+    let data_len = match &step {
+        AuthStep::Continue { data, .. } => data.len(),
+        AuthStep::Success { data, .. } => data.as_ref().map_or(0, Vec::len),
+        AuthStep::Failure(_) => 0,
+    };
+    if data_len > crate::codec::FIELD_LEN_MAX {
+        log::warn!("authenticator answered {data_len} bytes of Authentication Data: refused");
+        return AuthStep::Failure(ReasonCode::ImplementationSpecificError);
+    }
+    step
+}
+
 impl ShardCore {
     /// Authenticates a valid CONNECT. Returns it when the client may be admitted now; `None`
     /// when an exchange continues (AUTH) or the CONNECT was refused (CONNACK sent).
@@ -108,7 +125,7 @@ impl ShardCore {
         step: AuthStep,
         connect: Option<Box<AcceptedConnect>>,
     ) {
-        match step {
+        match bounded(step) {
             AuthStep::Continue { data, state } => {
                 // [MQTT-4.12.0-2] AUTH 0x18 with the method and the challenge.
                 self.send_auth(key, ReasonCode::ContinueAuthentication, &method, Some(data));
@@ -242,5 +259,42 @@ impl ShardCore {
             }
             _ => self.close(key, protocol_error("unexpected AUTH reason code")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::FIELD_LEN_MAX;
+
+    /// An authenticator answering more Authentication Data than an AUTH or CONNACK can carry
+    /// fails the exchange (0x83) instead of producing a packet the broker cannot encode.
+    #[test]
+    fn authentication_data_over_65535_bytes_fails_the_exchange() {
+        let continue_with = |len: usize| AuthStep::Continue {
+            data: vec![b'd'; len],
+            state: AuthState::new(()),
+        };
+        let success_with = |len: usize| AuthStep::Success {
+            data: Some(vec![b'd'; len]),
+            username: "u".into(),
+        };
+        for step in [
+            continue_with(FIELD_LEN_MAX + 1),
+            success_with(FIELD_LEN_MAX + 1),
+        ] {
+            assert!(matches!(
+                bounded(step),
+                AuthStep::Failure(ReasonCode::ImplementationSpecificError)
+            ));
+        }
+        assert!(matches!(
+            bounded(continue_with(FIELD_LEN_MAX)),
+            AuthStep::Continue { .. }
+        ));
+        assert!(matches!(
+            bounded(success_with(FIELD_LEN_MAX)),
+            AuthStep::Success { .. }
+        ));
     }
 }

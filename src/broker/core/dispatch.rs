@@ -148,8 +148,8 @@ impl ShardCore {
         // The topic name's rules (UTF-8 without U+0000 [MQTT-1.5.4-1/2], no wildcards
         // [MQTT-3.3.2-2], not empty without an alias [MQTT-4.7.3-1], at most 65,535 bytes by
         // its length prefix [MQTT-4.7.3-3]) were checked by the codec when the frame was
-        // decoded, and an aliased topic when its alias was set; they are not checked again.
-        debug_assert!(topic::validate_topic_name(publish.topic.as_str()).is_ok());
+        // decoded, and an aliased topic when its alias was set, each with its reason code; they
+        // are not checked again (nor asserted: the value is the client's).
         if topic_levels(publish.topic.as_bytes()) > self.global.config.max_topic_levels {
             bump(&self.global.counters[self.id].topic_levels_exceeded);
             self.close(

@@ -283,7 +283,8 @@ impl ShardCore {
                 // [MQTT-3.1.2-2]: CONNACK return code 0x01 (MQTT 5: 0x84), then close. The
                 // level is unknown, so answer in the 3.1.1 format every version can read.
                 let before = conn.out.len();
-                conn.out.push_packet(
+                push_bounded(
+                    &mut conn.out,
                     &super::protocol::connack_refused(ReasonCode::UnsupportedProtocolVersion),
                     codec::ProtocolVersion::V3_1_1,
                 );
@@ -300,7 +301,8 @@ impl ShardCore {
                 let code = error.reason_code();
                 log::warn!("refused CONNECT from {}: {error}", conn.peer);
                 let before = conn.out.len();
-                conn.out.push_packet(
+                push_bounded(
+                    &mut conn.out,
                     &super::protocol::connack_refused(code),
                     codec::ProtocolVersion::V5,
                 );
@@ -325,9 +327,42 @@ impl ShardCore {
             return;
         }
         let before = conn.out.len();
-        conn.out.push_packet(packet, conn.version);
+        if let Err(error) = conn.out.push_packet(packet, conn.version) {
+            self.refuse_unencodable(key, packet, &error);
+            return;
+        }
         self.memory.hold(conn.out.len() - before);
         self.mark_dirty(key);
+    }
+
+    /// A packet built from what a client sent was over a wire-format limit (each such value is
+    /// bounded where the packet is built; this is the backstop): not sent, counted, logged, and
+    /// the connection closed with 0x83 Implementation specific error (a refused CONNACK when
+    /// it was the CONNACK, which a DISCONNECT must not precede).
+    #[cold]
+    fn refuse_unencodable(&mut self, key: usize, packet: &Packet, error: &codec::EncodeError) {
+        bump(&self.global.counters[self.id].packets_unencodable);
+        let Some(conn) = self.connections.get_mut(key) else {
+            return;
+        };
+        log::warn!("{}: packet not sent: {error}", conn.peer);
+        let code = ReasonCode::ImplementationSpecificError;
+        if let Packet::ConnAck(_) = packet {
+            let before = conn.out.len();
+            push_bounded(
+                &mut conn.out,
+                &super::protocol::connack_refused(code),
+                conn.version,
+            );
+            self.memory.hold(conn.out.len() - before);
+            self.mark_dirty(key);
+            self.close(key, CloseReason::ConnectRefused(code));
+        } else {
+            self.close(
+                key,
+                CloseReason::Protocol(code, format!("cannot encode: {error}")),
+            );
+        }
     }
 
     pub fn mark_dirty(&mut self, key: usize) {
@@ -367,7 +402,7 @@ impl ShardCore {
                     }
                 }
                 let before = conn.out.len();
-                conn.out.push_packet(&packet, conn.version);
+                push_bounded(&mut conn.out, &packet, conn.version);
                 self.memory.hold(conn.out.len() - before);
             }
         }
@@ -497,6 +532,19 @@ impl ShardCore {
                 self.paused.push(key);
             }
         }
+    }
+}
+
+/// Queues a packet built from bounded values only (a CONNACK refusal without properties, a
+/// DISCONNECT whose Reason String is at most 256 bytes): it always encodes, so a failure is a
+/// bug, logged rather than asserted (the connection is being closed anyway).
+pub(super) fn push_bounded(
+    out: &mut super::connection::OutBuf,
+    packet: &Packet,
+    version: codec::ProtocolVersion,
+) {
+    if let Err(error) = out.push_packet(packet, version) {
+        log::error!("bug: a packet of bounded size did not encode: {error}");
     }
 }
 
