@@ -90,6 +90,8 @@ pub struct Global {
     pub(crate) authenticators: crate::auth::Authenticators,
     /// Username/password check for plain CONNECTs, when configured.
     pub(crate) passwords: Option<crate::auth::PasswordAuthenticator>,
+    /// Operations: the limits a reload changes while running (`max_connections`, ...).
+    pub(crate) live: crate::ops::live::LiveLimits,
 }
 
 impl Global {
@@ -111,6 +113,7 @@ impl Global {
             instance,
             authenticators,
             passwords,
+            live: crate::ops::live::LiveLimits::new(&config),
             config,
         }))
     }
@@ -133,7 +136,7 @@ impl Global {
     /// Counts a new connection against `max_connections`; false (nothing counted) when the
     /// broker is full. The connection is uncounted when the core closes it.
     pub fn admit_connection(&self) -> bool {
-        let max = self.config.max_connections;
+        let max = self.live.max_connections();
         if self.connections_open.fetch_add(1, Ordering::SeqCst) >= max {
             self.connections_open.fetch_sub(1, Ordering::SeqCst);
             return false;

@@ -148,7 +148,7 @@ pub fn run(config: Config, mut services: Services) -> io::Result<()> {
             match signal {
                 SIGHUP => {
                     notify(&[sd_notify::NotifyState::Reloading]);
-                    running = reload_once(&running, &mut services);
+                    running = reload_once(&running, &mut services, &observer);
                     if running.ops.sys_interval_secs > 0 {
                         next_sys = next_sys.min(
                             Instant::now() + Duration::from_secs(running.ops.sys_interval_secs),
@@ -176,7 +176,7 @@ pub fn run(config: Config, mut services: Services) -> io::Result<()> {
 }
 
 /// One reload: the configuration the broker runs afterwards (`running` unchanged on failure).
-pub fn reload_once(running: &Config, services: &mut Services) -> Config {
+pub fn reload_once(running: &Config, services: &mut Services, observer: &Observer) -> Config {
     let (new, warnings) = match (services.reload)() {
         Ok(loaded) => loaded,
         Err(errors) => {
@@ -214,6 +214,7 @@ pub fn reload_once(running: &Config, services: &mut Services) -> Config {
     }
     let next = reload::apply_live(running, &new);
     services.log.apply(&next.ops, services.level_override);
+    observer.apply_live_limits(&next);
     log::info!(
         "reload done: {} applied, {} need a restart",
         changes.iter().filter(|c| c.live).count(),

@@ -11,6 +11,7 @@ pub mod config;
 pub mod daemon;
 pub mod health;
 pub mod http;
+pub mod live;
 pub mod load;
 pub mod logging;
 pub mod metrics;

@@ -100,6 +100,11 @@ impl Observer {
             .collect()
     }
 
+    /// Applies the limits a reload may change while running ([`super::live`]).
+    pub fn apply_live_limits(&self, config: &crate::broker::Config) {
+        self.shared.live.apply(config);
+    }
+
     /// Wakes every shard once, so that a live idle shard turns its loop (for the watchdog).
     pub fn wake_shards(&self) {
         for signal in self.signals.iter() {

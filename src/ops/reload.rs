@@ -21,6 +21,8 @@ pub struct Change {
 /// Settings applied by a reload without dropping clients. Everything else is logged as
 /// needing a restart and left as it runs.
 pub const LIVE_FIELDS: &[&str] = &[
+    "max_connections",
+    "max_sessions",
     "ops.log_level",
     "ops.log_format",
     "ops.connection_messages",
@@ -99,6 +101,8 @@ pub fn diff(old: &Config, new: &Config) -> Vec<Change> {
 /// `running` with the live changes of `new` applied: what the broker runs after a reload.
 pub fn apply_live(running: &Config, new: &Config) -> Config {
     let mut next = running.clone();
+    next.max_connections = new.max_connections;
+    next.max_sessions = new.max_sessions;
     next.ops.log_level.clone_from(&new.ops.log_level);
     next.ops.log_format = new.ops.log_format;
     next.ops.connection_messages = new.ops.connection_messages;
@@ -131,12 +135,13 @@ mod tests {
         );
         assert_eq!(changes[1].old, "100000");
         assert_eq!(changes[1].new, "5");
-        assert!(!changes[1].live);
+        assert!(changes[1].live);
         assert!(changes[2].live && changes[3].live);
         assert!(changes[0].new.contains("1999"), "{:?}", changes[0]);
         assert!(diff(&old, &old).is_empty());
         let applied = apply_live(&old, &new);
-        assert_eq!(applied.max_connections, old.max_connections);
+        assert_eq!(applied.max_connections, 5);
+        assert_eq!(applied.listen, old.listen);
         assert_eq!(applied.ops.sys_interval_secs, 1);
     }
 }

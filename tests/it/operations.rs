@@ -349,20 +349,27 @@ fn sighup_applies_a_good_config_and_keeps_the_old_one_on_a_bad_one() {
     });
     let addr = address_in(&broker.wait_line("listening on"));
     let mut client = Raw::connect(addr, V4, "hup-client");
-    // A good file: the log level applies live, the queue limit needs a restart.
+    // A good file: the log level and max_connections apply live, the queue limit needs a
+    // restart.
     std::fs::write(
         &conf,
-        format!("{base}log_type debug\nmax_queued_messages 20\n"),
+        format!("{base}max_connections 2\nlog_type debug\nmax_queued_messages 20\n"),
     )
     .unwrap();
     broker.signal("HUP");
-    broker.wait_line("reload done: 1 applied, 1 need a restart");
+    broker.wait_line("reload done: 2 applied, 1 need a restart");
+    broker.find_line("reload: max_connections changed from 100000 to 2 (applied)");
     broker.find_line(
         "reload: ops.log_level changed from Some(\"info\") to Some(\"debug\") (applied)",
     );
     broker.find_line("reload: max_queued_messages changed from 10 to 20: needs a restart");
-    // Debug lines now appear: a socket closed before CONNECT is logged at debug.
-    drop(TcpStream::connect(addr).unwrap());
+    // Debug lines now appear: a socket closed before CONNECT is logged at debug. With it open,
+    // the broker holds 2 connections, its new limit: a third is refused at accept.
+    let probe = TcpStream::connect(addr).unwrap();
+    let mut third = Raw::tcp(addr);
+    broker.wait_line("max_connections (2) reached");
+    assert!(third.expect_closed().is_empty());
+    drop(probe);
     broker.wait_line("close addr=");
     // A bad file: every error logged, nothing changes, clients stay.
     std::fs::write(
@@ -374,7 +381,11 @@ fn sighup_applies_a_good_config_and_keeps_the_old_one_on_a_bad_one() {
     broker.wait_line("reload failed: configuration unchanged");
     broker.find_line("mosquitto.conf:5: error: no_such: unknown directive");
     client.ping();
-    drop(TcpStream::connect(addr).unwrap());
+    let probe = TcpStream::connect(addr).unwrap();
+    let mut third = Raw::tcp(addr);
+    broker.wait_line("max_connections (2) reached");
+    assert!(third.expect_closed().is_empty());
+    drop(probe);
     broker.wait_line("close addr=");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -120,7 +120,7 @@ impl ShardCore {
         };
         let (claim, previous) = self.global.registry.claim(&accepted.client_id, self.id);
         if previous.is_none()
-            && self.global.sessions_open.load(Ordering::Relaxed) >= self.global.config.max_sessions
+            && self.global.sessions_open.load(Ordering::Relaxed) >= self.global.live.max_sessions()
         {
             self.global.registry.release(&accepted.client_id, claim);
             bump(&self.global.counters[self.id].sessions_refused);
