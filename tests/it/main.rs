@@ -38,4 +38,5 @@ mod mqtt5_shared;
 mod mqtt5_topic_alias;
 mod operations;
 mod packet_limits;
+mod protocol_fidelity;
 mod trie_no_alloc;
