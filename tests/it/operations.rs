@@ -563,3 +563,22 @@ fn sys_and_metrics_count_known_traffic() {
     subscriber.ping();
     assert_eq!(http_get(metrics, "/healthz").0, 200);
 }
+
+#[test]
+fn healthz_answers_503_once_the_broker_stops() {
+    let broker = start_broker(2);
+    let server =
+        shardmq::ops::http::MetricsServer::start("127.0.0.1:0".parse().unwrap(), broker.observer())
+            .unwrap();
+    let metrics = server.local_addr();
+    assert_eq!(http_get(metrics, "/healthz").0, 200);
+    broker.shutdown();
+    let (status, body) = http_get(metrics, "/healthz");
+    assert_eq!(status, 503, "{body}");
+    broker.join();
+    let (status, body) = http_get(metrics, "/healthz");
+    assert_eq!(status, 503);
+    assert!(body.contains("shard 0 stopped"), "{body}");
+    let (_, text) = http_get(metrics, "/metrics");
+    assert!(text.contains("shardmq_shard_up{shard=\"1\"} 0"), "{text}");
+}
