@@ -61,10 +61,17 @@ struct Watchdog {
 }
 
 impl Watchdog {
-    /// Half the period systemd asks for (`WATCHDOG_USEC`), when it asks.
+    /// Half the period systemd asks for (`WATCHDOG_USEC`), when it asks. Read here rather
+    /// than with `sd_notify::watchdog_enabled`, which needs `WATCHDOG_PID`: sd_watchdog_enabled(3)
+    /// says an unset `WATCHDOG_PID` means this process, and a set one must be ours.
     fn from_env() -> Option<Watchdog> {
-        let mut usec = 0u64;
-        sd_notify::watchdog_enabled(false, &mut usec).then(|| Watchdog {
+        let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
+        if let Ok(pid) = std::env::var("WATCHDOG_PID") {
+            if pid.parse::<u32>().ok() != Some(std::process::id()) {
+                return None;
+            }
+        }
+        (usec > 0).then(|| Watchdog {
             period: Duration::from_micros(usec / 2).max(Duration::from_millis(100)),
             turns: Vec::new(),
         })

@@ -582,3 +582,45 @@ fn healthz_answers_503_once_the_broker_stops() {
     let (_, text) = http_get(metrics, "/metrics");
     assert!(text.contains("shardmq_shard_up{shard=\"1\"} 0"), "{text}");
 }
+
+#[test]
+fn systemd_gets_ready_watchdog_reloading_and_stopping() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = temp_dir("notify");
+    let socket_path = dir.join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket.set_read_timeout(Some(WAIT)).unwrap();
+    let mut broker = Process::spawn({
+        let mut c = shardmq();
+        c.args(["--listen", "127.0.0.1:0", "--shards", "2"])
+            .env("NOTIFY_SOCKET", &socket_path)
+            // A 200 ms watchdog: the broker pings every 100 ms while its shards turn.
+            .env("WATCHDOG_USEC", "200000");
+        c
+    });
+    broker.wait_line("listening on");
+    let next = || {
+        let mut buf = [0u8; 512];
+        let n = socket.recv(&mut buf).expect("a notification");
+        String::from_utf8_lossy(&buf[..n]).to_string()
+    };
+    assert_eq!(next(), "READY=1\n");
+    for _ in 0..3 {
+        assert_eq!(next(), "WATCHDOG=1\n");
+    }
+    broker.signal("HUP");
+    let mut seen = Vec::new();
+    while !seen.iter().any(|m: &String| m.starts_with("READY=1")) {
+        seen.push(next());
+    }
+    assert!(
+        seen.iter().any(|m| m.starts_with("RELOADING=1")),
+        "{seen:?}"
+    );
+    broker.signal("TERM");
+    let mut seen = Vec::new();
+    while !seen.iter().any(|m: &String| m.starts_with("STOPPING=1")) {
+        seen.push(next());
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
