@@ -357,10 +357,9 @@ fn map_limits(m: &mut Mapper, parsed: &MosquittoConfig, listeners: &[&Listener])
         m.config.retain_available = v.value;
     }
     // Per-listener max_qos: ours is broker-wide, so the lowest one given applies.
-    let qos = parsed
-        .max_qos
+    let qos = listeners
         .iter()
-        .chain(listeners.iter().filter_map(|l| l.max_qos.as_ref()))
+        .filter_map(|l| l.max_qos.as_ref())
         .map(|q| q.value)
         .min();
     if let Some(qos) = qos {

@@ -164,7 +164,6 @@ pub struct MosquittoConfig {
     pub persistence_file: Option<At<String>>,
     pub autosave_interval: Option<At<i64>>,
     pub retain_available: Option<At<bool>>,
-    pub max_qos: Option<At<u8>>,
     pub sys_interval: Option<At<i64>>,
     pub log_dest: Vec<At<LogDest>>,
     pub log_type: Vec<At<String>>,
@@ -300,13 +299,25 @@ impl Parser {
                 listener.bind_address = Some(address);
             }
             "socket_domain" => self.listener(at)?.socket_domain = Some(one!(parse_domain)),
-            "protocol" => self.listener(at)?.protocol = Some(one!(parse_protocol)),
-            "max_connections" => self.listener(at)?.max_connections = Some(one!(parse_int)),
+            // Outside a block these set the default listener, which Mosquitto 2 creates only
+            // when one of its settings differs from the default (protocol mqtt,
+            // max_connections -1, max_qos 2 do not create it).
+            "protocol" => {
+                let protocol = one!(parse_protocol);
+                if self.current.is_some() || protocol.value != Protocol::Mqtt {
+                    self.listener(at)?.protocol = Some(protocol);
+                }
+            }
+            "max_connections" => {
+                let max = one!(parse_int);
+                if self.current.is_some() || max.value != -1 {
+                    self.listener(at)?.max_connections = Some(max);
+                }
+            }
             "max_qos" => {
                 let qos = one!(parse_qos);
-                match self.current {
-                    Some(i) => self.config.listeners[i].max_qos = Some(qos),
-                    None => self.config.max_qos = Some(qos),
+                if self.current.is_some() || qos.value != 2 {
+                    self.listener(at)?.max_qos = Some(qos);
                 }
             }
             "mount_point" => {

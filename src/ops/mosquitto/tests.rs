@@ -87,6 +87,16 @@ fn maps_listeners_limits_and_logging() {
 }
 
 #[test]
+fn default_listener_settings_create_it_only_when_not_default() {
+    // As Mosquitto 2: max_connections -1, protocol mqtt and max_qos 2 leave it out.
+    let loaded = map("max_connections -1\nprotocol mqtt\nmax_qos 2\n").unwrap();
+    assert_eq!(loaded.config.listen[0].to_string(), "127.0.0.1:1883");
+    let loaded = map("max_connections 5\nallow_anonymous true\n").unwrap();
+    assert_eq!(loaded.config.listen[0].to_string(), "0.0.0.0:1883");
+    assert_eq!(loaded.config.max_connections, 5);
+}
+
+#[test]
 fn no_listener_keeps_loopback_default_and_allows_anonymous() {
     let loaded = map("max_queued_messages 7\n").unwrap();
     assert_eq!(loaded.config.listen[0].to_string(), "127.0.0.1:1883");
