@@ -20,6 +20,9 @@ use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// How often the main thread checks whether a broker thread failed (`broker::fault`).
+const FAILURE_CHECK_INTERVAL: Duration = Duration::from_millis(100);
+
 /// Reads the configuration again for a reload: the new configuration and its warnings, or
 /// every error found.
 pub type Reloader = Box<dyn FnMut() -> Result<(Config, Vec<String>), Vec<String>>>;
@@ -111,7 +114,7 @@ pub fn run(config: Config, mut services: Services) -> io::Result<()> {
     let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP, SIGUSR1])?;
     poll.registry()
         .register(&mut signals, Token(0), Interest::READABLE)?;
-    let _pid_file = PidFile::create(config.ops.pid_file.as_deref())?;
+    let pid_file = PidFile::create(config.ops.pid_file.as_deref())?;
     let handle = Broker::start(config.clone())?;
     let observer = handle.observer();
     let _metrics = match config.ops.metrics_listen {
@@ -144,12 +147,27 @@ pub fn run(config: Config, mut services: Services) -> io::Result<()> {
         if watchdog.is_some() {
             deadline = Some(deadline.map_or(next_watchdog, |d: Instant| d.min(next_watchdog)));
         }
-        let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-        if let Err(e) = poll.poll(&mut events, timeout) {
+        let timeout = deadline.map_or(FAILURE_CHECK_INTERVAL, |d| {
+            d.saturating_duration_since(Instant::now())
+                .min(FAILURE_CHECK_INTERVAL)
+        });
+        if let Err(e) = poll.poll(&mut events, Some(timeout)) {
             if e.kind() == io::ErrorKind::Interrupted {
                 continue;
             }
             return Err(e);
+        }
+        if let Some(failure) = handle.failure() {
+            // Fault isolation policy (`broker::fault`): a bug outside a contained step stops
+            // the broker; the process exits non-zero at once so that a supervisor restarts it.
+            notify(&[sd_notify::NotifyState::Stopping]);
+            eprintln!(
+                "shardmq: fatal: {failure}; exiting with status {} so that a supervisor \
+                 restarts the broker",
+                crate::broker::fault::EXIT_STATUS_FAILURE
+            );
+            drop(pid_file);
+            std::process::exit(i32::from(crate::broker::fault::EXIT_STATUS_FAILURE));
         }
         for signal in signals.pending() {
             match signal {
@@ -179,6 +197,7 @@ pub fn run(config: Config, mut services: Services) -> io::Result<()> {
     let stats = handle.stats();
     handle.join();
     log::debug!("final counters: {stats:?}");
+    drop(pid_file);
     Ok(())
 }
 
