@@ -3,6 +3,7 @@
 //! and the core (the order of one turn is in `core::io`'s doc); every decision is the core's.
 
 use super::inbox::Inbox;
+use super::stats::{bump, bump_by};
 use super::stream::{Accepted, Stream};
 use super::{Global, WAKER_TOKEN};
 use crate::broker::core::keys::ConnKey;
@@ -82,6 +83,8 @@ impl ShardLoop {
                 }
             }
             self.inbox.woke_up();
+            // Operations: the systemd watchdog pings only while every shard's turns advance.
+            bump(&self.global.counters[self.core.id].loop_turns);
             self.core.set_now(Instant::now());
             if self.global.shutdown.load(Ordering::SeqCst) {
                 self.shutdown(&mut events);
@@ -167,6 +170,8 @@ impl ShardLoop {
                     return;
                 }
                 Ok(n) => {
+                    // Operations: `$SYS/broker/bytes/received` and the metrics.
+                    bump_by(&self.global.counters[self.core.id].received_bytes, n as u64);
                     // Issue 16 (subscribe visibility): routes a peer broadcast before this read
                     // are applied before the bytes are handled; and a route this input created
                     // is announced to the peers at once (core/fidelity.rs).
