@@ -25,6 +25,8 @@ const MESSAGE_OUT_BYTES_MAX: usize = 64 * 1024;
 /// tungstenite's outgoing frame buffer limit: two messages plus room for control frames. When
 /// it is full, writes report `WouldBlock` and the broker's own outgoing buffer keeps the bytes.
 const WRITE_BUFFER_BYTES_MAX: usize = 2 * MESSAGE_OUT_BYTES_MAX + 1024;
+/// The largest MQTT packet the protocol can express (a 4-byte remaining length and its header).
+const PROTOCOL_PACKET_BYTES_MAX: usize = 268_435_460;
 /// The smallest frame and message size limit, whatever smaller maximum packet size is set.
 const FRAME_BYTES_MIN: usize = 64 * 1024;
 
@@ -61,7 +63,11 @@ impl WsLayer {
         WsLayer {
             state: WsState::Handshake(Vec::new()),
             path: path.into(),
-            frame_bytes_max: (max_packet_size as usize).max(FRAME_BYTES_MIN),
+            // 0 = no limit but the protocol's (268,435,460 bytes, a 4-byte remaining length).
+            frame_bytes_max: match max_packet_size {
+                0 => PROTOCOL_PACKET_BYTES_MAX,
+                limit => (limit as usize).max(FRAME_BYTES_MIN),
+            },
             pending: Bytes::new(),
             raw_out: Vec::new(),
             unflushed: false,

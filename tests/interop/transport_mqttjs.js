@@ -1,4 +1,4 @@
-// MQTT.js over ws:// or wss:// (tests/transport_interop.rs): MQTT 5 subscribe, a QoS 1 publish
+// MQTT.js over ws:// or wss:// (tests/it/transport_interop.rs): MQTT 5 subscribe, a QoS 1 publish
 // of 70,000 bytes and its delivery back. usage: node transport_mqttjs.js URL [CAFILE]
 // .ci/test installs MQTT.js into target/npm (git-ignored); NODE_PATH points there.
 const mqtt = require('mqtt');

@@ -1,4 +1,4 @@
-"""paho-mqtt over TLS or WebSocket (tests/transport_interop.rs): MQTT 5 subscribe, a QoS 1
+"""paho-mqtt over TLS or WebSocket (tests/it/transport_interop.rs): MQTT 5 subscribe, a QoS 1
 publish of 70,000 bytes (several TLS records and WebSocket frames) and its delivery back.
 
 usage: transport_paho.py tcp|websockets PORT tls|plain CAFILE
