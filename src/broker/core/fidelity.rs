@@ -92,10 +92,14 @@ impl super::shard::ShardCore {
             self.mark_dirty(key);
             return;
         }
-        if matches!(packet, Packet::ConnAck(_)) {
-            conn.will = None;
-        }
         super::stats::bump(&self.global.counters[self.id].dropped_client_packet_size);
+        match packet {
+            // [MQTT-3.1.2-25]: an Application Message is discarded as if it had been sent
+            // (fanout.rs does this for every delivery; kept here should one come this way).
+            Packet::Publish(_) => return,
+            Packet::ConnAck(_) => conn.will = None,
+            _ => {}
+        }
         let size_bytes = packet.encoded_len(version);
         self.close(
             key,
