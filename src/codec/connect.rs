@@ -59,16 +59,6 @@ impl Connect {
         } else {
             Properties::default()
         };
-        // 3.1.2.11.10: "It is a Protocol Error to include Authentication Data if there is no
-        // Authentication Method".
-        if v5
-            && properties.authentication_data.is_some()
-            && properties.authentication_method.is_none()
-        {
-            return Err(DecodeError::Protocol(
-                "Authentication Data without an Authentication Method (3.1.2.11.10)",
-            ));
-        }
         // [MQTT-3.1.3-4] the Client Identifier is a UTF-8 string.
         let client_id = r.string()?;
         let will = if flags & FLAG_WILL != 0 {
