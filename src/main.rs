@@ -107,6 +107,10 @@ struct Cli {
     /// Whether retained messages are supported (MQTT 5 Retain Available) [default: true].
     #[arg(long, value_name = "BOOL")]
     retain_available: Option<bool>,
+    /// Issue 11: milliseconds a client has to complete a started packet, per 64 KiB of its
+    /// length, 0 = no limit [default: 5000].
+    #[arg(long, value_name = "MS")]
+    partial_packet_timeout_ms: Option<u64>,
     /// File of `user:password` lines: plain CONNECTs must log in as one of them.
     #[arg(long, value_name = "FILE")]
     password_file: Option<PathBuf>,
@@ -262,6 +266,7 @@ impl Cli {
             server_keep_alive_secs = self.server_keep_alive.map(Some),
             response_information = self.response_information.map(Some),
             server_reference = self.server_reference.map(Some),
+            partial_packet_timeout_ms = self.partial_packet_timeout_ms,
         }
         config.pin_cores |= self.pin_cores;
         config.queue_qos0 |= self.queue_qos0;

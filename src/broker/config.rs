@@ -131,6 +131,12 @@ pub struct Config {
     /// Operations settings (`[ops]` in TOML): `$SYS` interval, metrics listener, logs, pid
     /// file; see [`crate::ops::OpsConfig`] for each field's default and range.
     pub ops: crate::ops::OpsConfig,
+    /// Issue 11 (docs/memory.md): time a client has to complete a packet it started, in
+    /// milliseconds per started 64 KiB of the packet's length, 0..=3,600,000 (0 = no limit).
+    /// Default 5,000 (a client must send at least about 13 KB/s once a packet started). Counts
+    /// whatever the keep-alive, 0 included; over it the connection is closed
+    /// (`partial_packet_timeouts`).
+    pub partial_packet_timeout_ms: u64,
 }
 
 /// How a shared subscription group spreads messages over its members. The publishing shard
@@ -204,6 +210,7 @@ impl Default for Config {
             server_reference: None,
             listeners: Vec::new(),
             ops: crate::ops::OpsConfig::default(),
+            partial_packet_timeout_ms: 5_000,
         }
     }
 }
@@ -314,6 +321,12 @@ impl Config {
         range("max_sessions", self.max_sessions, 1, 100_000_000)?;
         range("shutdown_timeout_ms", self.shutdown_timeout_ms, 0, 60_000)?;
         range("max_qos", self.max_qos, 0, 2)?;
+        range(
+            "partial_packet_timeout_ms",
+            self.partial_packet_timeout_ms,
+            0,
+            3_600_000,
+        )?;
         if let Some(secs) = self.server_keep_alive_secs {
             range("server_keep_alive_secs", secs, 1, u16::MAX)?;
         }

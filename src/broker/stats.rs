@@ -154,6 +154,13 @@ counters! {
     subscriptions,
     /// Turns of the shard's event loop (operations: the watchdog checks that it advances).
     loop_turns,
+    /// Issue 11 (docs/memory.md): times a connection stopped being read because its outgoing
+    /// buffer reached `max_outgoing_bytes` (its own replies cannot be written); it is read
+    /// again once written down to half.
+    reads_paused_outgoing,
+    /// Issue 11: connections closed because a packet they started did not complete within
+    /// `partial_packet_timeout_ms` (per 64 KiB of the packet).
+    partial_packet_timeouts,
 }
 
 impl Stats {

@@ -200,6 +200,7 @@ impl ShardCore {
         let low = self.global.config.max_outgoing_bytes / 4;
         let qos0_backpressure = self.global.config.qos0_backpressure;
         let mut dirty = std::mem::take(&mut self.dirty);
+        let mut resumed = Vec::new();
         for key in dirty.drain(..) {
             let Some(conn) = self.connections.get_mut(key) else {
                 continue;
@@ -215,6 +216,10 @@ impl ShardCore {
             let result = conn.out.write_to(stream);
             let after = conn.out.len();
             self.memory.release(before - after);
+            // Issue 11 hook: a connection not read for its full buffer is read again.
+            if self.resume_if_written_down(key, after) {
+                resumed.push(key);
+            }
             // Operations: `$SYS/broker/bytes/sent` and the metrics.
             bump_by(
                 &self.global.counters[self.id].sent_bytes,
@@ -234,6 +239,8 @@ impl ShardCore {
             }
         }
         self.dirty = dirty;
+        // Processed, then read, at the start of the next turn (`resume_connections`).
+        self.ready.extend(resumed);
     }
 
     /// A connection closed this turn, removed from the core, with the bytes still queued for it

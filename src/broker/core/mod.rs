@@ -16,6 +16,8 @@ pub mod io;
 pub mod keys;
 mod lifecycle;
 pub mod mesh;
+// Issue 11: outgoing-full read pause, partial packet timeout (docs/memory.md).
+mod overload;
 pub mod protocol;
 pub mod router;
 pub mod session;
