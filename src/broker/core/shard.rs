@@ -524,12 +524,8 @@ impl ShardCore {
         let session = conn.session.take();
         self.closing.push(key);
         match session {
-            // Issue 16 hook (fidelity.rs): on a takeover the will waits for the new CONNECT's
-            // Clean Start to decide whether the session, and so the will, ends.
-            Some(session) if matches!(reason, CloseReason::TakenOver) => {
-                let will = self.hold_will_for_takeover(session, will);
-                self.detach_session(session, will)
-            }
+            // On a takeover too: the will goes out now (Will Delay 0), or waits for its delay
+            // or the end of the session; see "Wills on takeover" in fidelity.rs (issue 16).
             Some(session) => self.detach_session(session, will),
             None => {
                 // A connection parked for a takeover never got its CONNACK: its will is not
