@@ -57,15 +57,8 @@ impl Shard {
             self.auth_step(key, method, step, Some(Box::new(accepted)));
             return None;
         }
-        if let Some(passwords) = &shared.passwords {
-            let username = connect.username.as_ref().map(|u| u.as_str());
-            if let Err(code) = passwords.check(username, connect.password.as_deref()) {
-                // 0x86 Bad User Name or Password; 3.1.1 return code 4 (the codec maps it).
-                self.refuse_connect(key, code);
-                return None;
-            }
-        }
-        Some(accepted)
+        // Access control (issue 13, access.rs): password file, JWT or anonymous, then the will.
+        self.login_connect(key, connect, accepted)
     }
 
     /// CONNACK 0x9C Use another server with the Server Reference (MQTT 5; 3.x: return code 3).
@@ -92,7 +85,7 @@ impl Shard {
     }
 
     /// CONNACK with an error code, then close ([MQTT-4.12.0-4] for a failed authentication).
-    fn refuse_connect(&mut self, key: usize, code: ReasonCode) {
+    pub(super) fn refuse_connect(&mut self, key: usize, code: ReasonCode) {
         bump(&self.shared.counters[self.id].connects_refused);
         bump(&self.shared.counters[self.id].authentication_failures);
         self.send_packet(key, &protocol::connack_refused(code));
@@ -121,7 +114,15 @@ impl Shard {
                 }
             }
             AuthStep::Success { data, username } => match connect {
-                Some(mut accepted) => {
+                Some(accepted) => {
+                    // Access control (issue 13): rules for the SCRAM identity, will check.
+                    let login = crate::auth::Login {
+                        username: Some(username.clone()),
+                        token: None,
+                    };
+                    let Some(mut accepted) = self.authorize_connect(key, &login, *accepted) else {
+                        return;
+                    };
                     accepted.authentication_method = Some(method.clone());
                     accepted.authentication_data = data.map(Bytes::from);
                     if let Some(conn) = self.connections.get_mut(key) {
@@ -129,7 +130,7 @@ impl Shard {
                         extras.auth_method = Some(method);
                         extras.auth_username = Some(username);
                     }
-                    self.admit_connect(key, *accepted);
+                    self.admit_connect(key, accepted);
                 }
                 None => {
                     let same = self

@@ -213,7 +213,7 @@ impl Shard {
     fn finish_connect(
         &mut self,
         key: usize,
-        accepted: AcceptedConnect,
+        mut accepted: AcceptedConnect,
         claim: Claim,
         source: SessionSource,
     ) {
@@ -253,6 +253,8 @@ impl Shard {
         session.generation = generation;
         // [MQTT-3.1.3-9]: a new connection before the Will Delay Interval cancels the will.
         session.pending_will = None;
+        // Access control (issue 13): the session follows the identity of its latest connection.
+        session.access = accepted.access.take();
         session.session.inflight_max = inflight_max.max(1);
         session.session.limits = limits;
         session.session.state.session_expiry_interval_secs = accepted.session_expiry_interval_secs;
@@ -391,6 +393,7 @@ impl Shard {
             connection: None,
             generation: 0,
             pending_will: None,
+            access: None,
         });
         let mut new_routes = Vec::new();
         for (filter, stored) in filters {

@@ -35,6 +35,7 @@
 //! validation and PUBLISH layouts; `connection.rs` buffers; `timers.rs`; `stats.rs`.
 
 mod acceptor;
+mod access;
 mod authn;
 mod client_ids;
 pub mod config;
@@ -95,40 +96,29 @@ pub(crate) struct Shared {
     pub instance: u64,
     /// Enhanced-authentication methods offered (MQTT 5 AUTH).
     pub authenticators: crate::auth::Authenticators,
-    /// Username/password check for plain CONNECTs, when configured.
-    pub passwords: Option<crate::auth::PasswordAuthenticator>,
+    /// Access control (issue 13): password file, JWT, ACL, reloadable (`BrokerHandle::reload_auth`).
+    pub access: Arc<crate::auth::AccessControl>,
 }
 
-/// Loads the authenticators the config names.
+/// Loads the access-control files the config names (issue 13, `crate::auth`), and the
+/// enhanced-authentication methods (SCRAM reads its keys through the reloadable state).
 fn load_auth(
     config: &Config,
-) -> io::Result<(
-    crate::auth::Authenticators,
-    Option<crate::auth::PasswordAuthenticator>,
-)> {
-    use crate::auth::{
-        PasswordAuthenticator, ScramSha256Authenticator, ScramUserStore, SCRAM_ITERATIONS_DEFAULT,
-    };
-    let invalid = |what: &std::path::Path, e: &dyn std::fmt::Display| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("{}: {e}", what.display()),
-        )
-    };
-    let passwords = match &config.password_file {
-        Some(path) => Some(PasswordAuthenticator::from_file(path).map_err(|e| invalid(path, &e))?),
-        None => None,
-    };
-    let mut authenticators = crate::auth::Authenticators::new();
-    if let Some(path) = &config.scram_users_file {
-        let text = std::fs::read_to_string(path).map_err(|e| invalid(path, &e))?;
-        let entries = crate::auth::parse_password_file(&text).map_err(|e| invalid(path, &e))?;
-        let users = ScramUserStore::from_entries(&entries, SCRAM_ITERATIONS_DEFAULT)
-            .map_err(|e| invalid(path, &e))?;
-        let scram = ScramSha256Authenticator::new(users).map_err(|e| invalid(path, &e))?;
-        authenticators.add(Box::new(scram));
+) -> io::Result<(crate::auth::Authenticators, Arc<crate::auth::AccessControl>)> {
+    let policy = crate::auth::AuthPolicy::from(config);
+    for address in &config.listen {
+        if let Some(warning) = policy.open_listener_warning(address) {
+            log::warn!("{warning}");
+        }
     }
-    Ok((authenticators, passwords))
+    let access = crate::auth::AccessControl::load(policy)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let access = Arc::new(access);
+    let mut authenticators = crate::auth::Authenticators::new();
+    if config.scram_users_file.is_some() {
+        authenticators.add(Box::new(crate::auth::ReloadableScram(access.clone())));
+    }
+    Ok((authenticators, access))
 }
 
 /// Starts brokers.
@@ -150,7 +140,7 @@ impl Broker {
             .iter()
             .map(|l| l.local_addr())
             .collect::<io::Result<Vec<_>>>()?;
-        let (authenticators, passwords) = load_auth(&config)?;
+        let (authenticators, access) = load_auth(&config)?;
         let shards = config.shards;
         let instance = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -167,7 +157,7 @@ impl Broker {
             assigned_ids: AtomicU64::new(0),
             instance,
             authenticators,
-            passwords,
+            access,
             config,
         });
 
@@ -269,6 +259,13 @@ impl BrokerHandle {
     /// The bound addresses, in `Config::listen` order (with the real port for port 0).
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.local_addrs
+    }
+
+    /// Re-reads the password, SCRAM and ACL files (SIGHUP). A file that fails keeps its previous
+    /// version; the errors (also logged) are returned. Connected clients follow the new ACL from
+    /// their next publish or delivery.
+    pub fn reload_auth(&self) -> Vec<String> {
+        self.shared.access.reload()
     }
 
     /// Starts a graceful shutdown: acceptors stop, shards send MQTT 5 clients DISCONNECT 0x8B,

@@ -65,6 +65,9 @@ pub struct ShardSession {
     pub generation: u64,
     /// A will waiting for its Will Delay Interval (or the end of the session).
     pub pending_will: Option<Box<WillMessage>>,
+    /// Access control (issue 13): who the session's client is and its ACL decision cache;
+    /// `None` when nothing can restrict it (no ACL file, no JWT topic claims).
+    pub access: Option<Box<crate::auth::SessionAccess>>,
 }
 
 /// What waits for the routing barrier.
@@ -204,6 +207,8 @@ pub struct Shard {
     pub read_more: Vec<usize>,
     /// This shard's part of `max_buffered_bytes` and what its buffers and queues hold.
     pub memory: super::congestion::MemoryBudget,
+    /// Access control (issue 13): this shard's verified-login cache and password-check budget.
+    pub login: crate::auth::ShardLogin,
 }
 
 impl Shard {
@@ -253,6 +258,7 @@ impl Shard {
             ready: Vec::new(),
             read_more: Vec::new(),
             memory,
+            login: crate::auth::ShardLogin::new(),
         }
     }
 

@@ -1,0 +1,120 @@
+//! Access-control hooks (issue 13): the shard's side of `crate::auth`. The logic (password
+//! files, JWT, ACL decisions, caches) lives in `crate::auth`; these methods only connect it to
+//! CONNECT, PUBLISH, SUBSCRIBE and delivery, count refusals and send the answers.
+
+use super::protocol::AcceptedConnect;
+use super::shard::Shard;
+use super::stats::bump;
+use crate::auth::{Login, LoginRefusal, ACL_READ, ACL_WRITE};
+use crate::codec::{Connect, ReasonCode};
+
+impl Shard {
+    /// Authenticates a plain CONNECT (no Authentication Method) and authorizes its will.
+    /// Returns the CONNECT to admit, or `None` when it was refused (CONNACK sent).
+    pub(super) fn login_connect(
+        &mut self,
+        key: usize,
+        connect: &Connect,
+        accepted: AcceptedConnect,
+    ) -> Option<AcceptedConnect> {
+        let access = self.shared.access.clone();
+        let username = connect.username.as_ref().map(|u| u.as_str());
+        let password = connect.password.as_deref();
+        match access.login(&mut self.login, username, password, self.now) {
+            Ok(login) => self.authorize_connect(key, &login, accepted),
+            Err(refusal) => {
+                self.refuse_login(key, refusal);
+                None
+            }
+        }
+    }
+
+    /// Gives an authenticated CONNECT its session access state and checks that its will may be
+    /// published ([MQTT-3.1.2-*]: Mosquitto refuses such a CONNECT with Not authorized).
+    pub(super) fn authorize_connect(
+        &mut self,
+        key: usize,
+        login: &Login,
+        mut accepted: AcceptedConnect,
+    ) -> Option<AcceptedConnect> {
+        let control = self.shared.access.clone();
+        let mut session_access = control.session_access(login, accepted.client_id.as_str());
+        if let (Some(access), Some(will)) = (session_access.as_mut(), accepted.will.as_ref()) {
+            if !access.allows(&control, will.message.topic.as_str(), ACL_WRITE) {
+                self.refuse_login(key, LoginRefusal::WillDenied);
+                return None;
+            }
+        }
+        accepted.access = session_access;
+        Some(accepted)
+    }
+
+    /// CONNACK with the refusal's code, counted by kind, then close.
+    fn refuse_login(&mut self, key: usize, refusal: LoginRefusal) {
+        let counters = &self.shared.counters[self.id];
+        bump(match refusal {
+            LoginRefusal::UnknownUser => &counters.auth_unknown_user,
+            LoginRefusal::BadPassword => &counters.auth_bad_password,
+            LoginRefusal::ExpiredToken => &counters.auth_expired_token,
+            LoginRefusal::AnonymousRefused => &counters.auth_anonymous_refused,
+            LoginRefusal::WillDenied => &counters.acl_denied_will,
+            LoginRefusal::Busy => &counters.auth_busy,
+        });
+        if let Some(conn) = self.connections.get(key) {
+            log::info!(
+                "connect refused addr={} shard={} access={refusal:?}",
+                conn.peer,
+                self.id
+            );
+        }
+        self.refuse_connect(key, refusal.reason_code());
+    }
+
+    /// Whether session `skey` may publish on `topic` (one cache lookup once the topic is known).
+    pub(super) fn may_publish(&mut self, skey: usize, topic: &str) -> bool {
+        let control = &self.shared.access;
+        let Some(access) = self.sessions.get_mut(skey).and_then(|s| s.access.as_mut()) else {
+            return true;
+        };
+        let allowed = access.allows(control, topic, ACL_WRITE);
+        if !allowed {
+            bump(&self.shared.counters[self.id].acl_denied_publish);
+        }
+        allowed
+    }
+
+    /// Whether session `skey` may subscribe to a plain filter (`$share/group/` removed).
+    pub(super) fn may_subscribe(&mut self, skey: usize, filter: &str) -> bool {
+        let control = &self.shared.access;
+        let Some(access) = self.sessions.get_mut(skey).and_then(|s| s.access.as_mut()) else {
+            return true;
+        };
+        let allowed = access.may_subscribe(control, filter);
+        if !allowed {
+            bump(&self.shared.counters[self.id].acl_denied_subscribe);
+        }
+        allowed
+    }
+
+    /// The PUBLISH reason code for a denied QoS 1/2 message: 0x87 for MQTT 5; MQTT 3.1.1 has no
+    /// way to say it, so the message is acknowledged and dropped, as Mosquitto does.
+    pub(super) fn denied_publish_code(&self, key: usize) -> ReasonCode {
+        match self.connections.get(key) {
+            Some(conn) if conn.version.is_v5() => ReasonCode::NotAuthorized,
+            _ => ReasonCode::Success,
+        }
+    }
+}
+
+/// Whether `access` lets a session read `topic`; used on the delivery path with the session
+/// already borrowed.
+pub(super) fn may_read(
+    access: &mut Option<Box<crate::auth::SessionAccess>>,
+    control: &crate::auth::AccessControl,
+    topic: &str,
+) -> bool {
+    match access {
+        Some(access) => access.allows(control, topic, ACL_READ),
+        None => true,
+    }
+}
