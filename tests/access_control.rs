@@ -642,3 +642,188 @@ fn scram_with_stored_keys_from_our_tool() {
     assert_eq!(exchange("s3cret"), ReasonCode::Success);
     assert_eq!(exchange("wrong"), ReasonCode::BadUserNameOrPassword);
 }
+
+fn openssl(args: &[&str]) {
+    run(Command::new("openssl").args(args));
+}
+
+fn unix_now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn token(
+    algorithm: jsonwebtoken::Algorithm,
+    key: &jsonwebtoken::EncodingKey,
+    claims: serde_json::Value,
+) -> String {
+    jsonwebtoken::encode(&jsonwebtoken::Header::new(algorithm), &claims, key).unwrap()
+}
+
+fn jwt_broker(settings: shardmq::auth::JwtSettings) -> BrokerHandle {
+    broker_with(Config {
+        jwt: Some(settings),
+        ..Config::default()
+    })
+}
+
+fn token_login(addr: SocketAddr, version: ProtocolVersion, token: &str) -> (Raw, ReasonCode) {
+    let (raw, connack) =
+        Raw::connect_with(addr, login(version, "jwt", Some("ignored"), Some(token)));
+    (raw, connack.reason_code)
+}
+
+/// JWT logins with RS256, ES256 and HS256 keys made here: a valid token connects as its `sub`;
+/// an expired one, one signed by another key or with another algorithm is refused and counted.
+#[test]
+fn jwt_logins_with_keys_generated_here() {
+    use jsonwebtoken::{Algorithm, EncodingKey};
+    use shardmq::auth::{JwtAlgorithm, JwtSettings};
+    let dir = TempDir::new("jwt");
+    let path = |name: &str| dir.0.join(name).to_str().unwrap().to_owned();
+    openssl(&[
+        "genpkey",
+        "-algorithm",
+        "RSA",
+        "-pkeyopt",
+        "rsa_keygen_bits:2048",
+        "-out",
+        &path("rsa.pem"),
+    ]);
+    openssl(&[
+        "pkey",
+        "-in",
+        &path("rsa.pem"),
+        "-pubout",
+        "-out",
+        &path("rsa.pub"),
+    ]);
+    openssl(&[
+        "genpkey",
+        "-algorithm",
+        "EC",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-out",
+        &path("ec.pem"),
+    ]);
+    openssl(&[
+        "pkey",
+        "-in",
+        &path("ec.pem"),
+        "-pubout",
+        "-out",
+        &path("ec.pub"),
+    ]);
+    let secret = dir.file("hs.key", "a shared secret of some length\n");
+    let read = |name: &str| std::fs::read(dir.0.join(name)).unwrap();
+    let now = unix_now_secs();
+    let valid = serde_json::json!({"sub": "device-1", "exp": now + 600});
+    let expired = serde_json::json!({"sub": "device-1", "exp": now - 600});
+
+    let rsa = EncodingKey::from_rsa_pem(&read("rsa.pem")).unwrap();
+    let ec = EncodingKey::from_ec_pem(&read("ec.pem")).unwrap();
+    let hs = EncodingKey::from_secret(b"a shared secret of some length");
+    for (algorithm, settings_algorithm, key_file, key) in [
+        (
+            Algorithm::RS256,
+            JwtAlgorithm::RS256,
+            dir.0.join("rsa.pub"),
+            &rsa,
+        ),
+        (
+            Algorithm::ES256,
+            JwtAlgorithm::ES256,
+            dir.0.join("ec.pub"),
+            &ec,
+        ),
+        (Algorithm::HS256, JwtAlgorithm::HS256, secret.clone(), &hs),
+    ] {
+        let broker = jwt_broker(JwtSettings::new(settings_algorithm, key_file));
+        let addr = addr(&broker);
+        for version in [V4, V5] {
+            let (_raw, code) = token_login(addr, version, &token(algorithm, key, valid.clone()));
+            assert_eq!(code, ReasonCode::Success, "{algorithm:?}");
+        }
+        let (_raw, code) = token_login(addr, V5, &token(algorithm, key, expired.clone()));
+        assert_eq!(code, ReasonCode::BadUserNameOrPassword);
+        let other = EncodingKey::from_secret(b"another secret");
+        let (_raw, code) = token_login(addr, V5, &token(Algorithm::HS256, &other, valid.clone()));
+        assert_eq!(
+            code,
+            ReasonCode::BadUserNameOrPassword,
+            "wrong key or algorithm"
+        );
+        let (_raw, code) = token_login(addr, V5, "eyJ.not.a-token");
+        assert_eq!(code, ReasonCode::BadUserNameOrPassword);
+        let (_raw, connack) = Raw::connect_with(addr, login(V5, "anon", None, None));
+        assert_eq!(
+            connack.reason_code,
+            ReasonCode::NotAuthorized,
+            "JWT-only: no anonymous"
+        );
+        let stats = broker.stats();
+        assert_eq!(stats.auth_expired_token, 1, "{algorithm:?}");
+        assert_eq!(stats.auth_bad_password, 2, "{algorithm:?}");
+    }
+}
+
+/// Topic claims act as the client's ACL; with `disconnect_on_expiry` the connection is closed
+/// with DISCONNECT 0xA0 when the token expires.
+#[test]
+fn jwt_topic_claims_and_expiry_disconnect() {
+    use jsonwebtoken::{Algorithm, EncodingKey};
+    use shardmq::auth::{JwtAlgorithm, JwtSettings};
+    let dir = TempDir::new("jwt-claims");
+    let secret = dir.file("hs.key", "claims secret");
+    let key = EncodingKey::from_secret(b"claims secret");
+    let broker = jwt_broker(JwtSettings {
+        username_claim: "device".into(),
+        publish_claim: Some("pub".into()),
+        subscribe_claim: Some("sub_topics".into()),
+        leeway_secs: 0,
+        disconnect_on_expiry: true,
+        ..JwtSettings::new(JwtAlgorithm::HS256, secret)
+    });
+    let addr = addr(&broker);
+    let claims = serde_json::json!({
+        "device": "d1",
+        "exp": unix_now_secs() + 3,
+        "pub": ["dev/d1/#"],
+        "sub_topics": ["cmd/d1/#"],
+    });
+    let (mut raw, code) = token_login(addr, V5, &token(Algorithm::HS256, &key, claims));
+    assert_eq!(code, ReasonCode::Success);
+    assert_eq!(
+        raw.subscribe("cmd/d1/+", QoS::AtLeastOnce),
+        ReasonCode::GrantedQoS1
+    );
+    assert_eq!(
+        raw.subscribe("cmd/d2/+", QoS::AtLeastOnce),
+        ReasonCode::NotAuthorized
+    );
+    raw.publish("dev/d1/temp", b"1", QoS::AtLeastOnce, false, 1);
+    assert_eq!(
+        raw.expect_puback().reason_code,
+        ReasonCode::NoMatchingSubscribers
+    );
+    raw.publish("dev/d2/temp", b"1", QoS::AtLeastOnce, false, 2);
+    assert_eq!(raw.expect_puback().reason_code, ReasonCode::NotAuthorized);
+    // The token expires within three seconds: DISCONNECT 0xA0, then the close.
+    let deadline = Instant::now() + Duration::from_secs(8);
+    loop {
+        assert!(Instant::now() < deadline, "no disconnect at expiry");
+        match raw.recv(Duration::from_millis(500)) {
+            Ok(Packet::Disconnect(d)) => {
+                assert_eq!(d.reason_code, ReasonCode::MaximumConnectTime);
+                break;
+            }
+            Err(RecvError::Timeout) => continue,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    raw.expect_closed();
+    assert_eq!(broker.stats().token_expired_disconnects, 1);
+}

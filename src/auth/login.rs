@@ -224,6 +224,16 @@ impl AccessControl {
             generation: 0,
             file: None,
             cache: AclCache::default(),
+            disconnect_at_secs: login
+                .token
+                .as_ref()
+                .filter(|_| {
+                    self.policy()
+                        .jwt
+                        .as_ref()
+                        .is_some_and(|j| j.disconnect_on_expiry)
+                })
+                .map(|token| token.expires_at_secs),
         };
         access.refresh(self);
         Some(Box::new(access))
@@ -248,9 +258,16 @@ pub struct SessionAccess {
     generation: u64,
     file: Option<ClientRules>,
     cache: AclCache,
+    disconnect_at_secs: Option<u64>,
 }
 
 impl SessionAccess {
+    /// When the connection must be closed because its token expires (seconds since the Unix
+    /// epoch), if the operator asked for it.
+    pub fn disconnect_at_secs(&self) -> Option<u64> {
+        self.disconnect_at_secs
+    }
+
     /// The user name the session logged in with.
     pub fn username(&self) -> Option<&str> {
         self.username.as_deref()

@@ -49,10 +49,9 @@ impl AuthPolicy {
     /// Whether sessions need per-session access state (an ACL or token claims may restrict).
     pub fn restricts(&self) -> bool {
         self.acl_file.is_some()
-            || self
-                .jwt
-                .as_ref()
-                .is_some_and(|j| j.publish_claim.is_some() || j.subscribe_claim.is_some())
+            || self.jwt.as_ref().is_some_and(|j| {
+                j.publish_claim.is_some() || j.subscribe_claim.is_some() || j.disconnect_on_expiry
+            })
     }
 
     /// The warning Mosquitto 2 would turn into a refusal: a non-loopback listener that lets

@@ -3,10 +3,12 @@
 //! CONNECT, PUBLISH, SUBSCRIBE and delivery, count refusals and send the answers.
 
 use super::protocol::AcceptedConnect;
-use super::shard::Shard;
+use super::shard::{CloseReason, Shard};
 use super::stats::bump;
+use super::timers::TimerKind;
 use crate::auth::{Login, LoginRefusal, ACL_READ, ACL_WRITE};
 use crate::codec::{Connect, ReasonCode};
+use std::time::Duration;
 
 impl Shard {
     /// Authenticates a plain CONNECT (no Authentication Method) and authorizes its will.
@@ -103,6 +105,40 @@ impl Shard {
             Some(conn) if conn.version.is_v5() => ReasonCode::NotAuthorized,
             _ => ReasonCode::Success,
         }
+    }
+}
+
+impl Shard {
+    /// Arms the timer that closes connection `key` when its token expires.
+    pub(super) fn arm_token_expiry(
+        &mut self,
+        key: usize,
+        connection_id: u64,
+        expires_at_secs: u64,
+    ) {
+        let now_secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let left = Duration::from_secs(expires_at_secs.saturating_sub(now_secs));
+        self.timers
+            .arm(self.now + left, TimerKind::TokenExpiry, key, connection_id);
+    }
+
+    /// The token of connection `key` expired: DISCONNECT 0xA0 Maximum connect time (MQTT 5),
+    /// then close.
+    pub(super) fn token_expired(&mut self, key: usize, connection_id: u64) {
+        if self
+            .connections
+            .get(key)
+            .map_or(true, |c| c.id != connection_id)
+        {
+            return;
+        }
+        bump(&self.shared.counters[self.id].token_expired_disconnects);
+        self.close(
+            key,
+            CloseReason::Protocol(ReasonCode::MaximumConnectTime, "token expired".into()),
+        );
     }
 }
 

@@ -255,11 +255,17 @@ impl Shard {
         session.pending_will = None;
         // Access control (issue 13): the session follows the identity of its latest connection.
         session.access = accepted.access.take();
+        let token_expiry = session.access.as_ref().and_then(|a| a.disconnect_at_secs());
         session.session.inflight_max = inflight_max.max(1);
         session.session.limits = limits;
         session.session.state.session_expiry_interval_secs = accepted.session_expiry_interval_secs;
         self.client_ids
             .insert(&accepted.client_id, skey, &self.sessions);
+        if let (Some(expires_at_secs), Some(conn)) = (token_expiry, self.connections.get(key)) {
+            // Access control (issue 13, access.rs): close when the token expires.
+            let connection_id = conn.id;
+            self.arm_token_expiry(key, connection_id, expires_at_secs);
+        }
 
         let config = &self.shared.config;
         let Some(conn) = self.connections.get_mut(key) else {

@@ -721,6 +721,8 @@ impl Shard {
                 }
                 TimerKind::Congestion => self.congestion_timeout(timer.key, timer.generation),
                 TimerKind::MemoryPressure => self.memory_pressure_timeout(timer.generation),
+                // Access control (issue 13, access.rs).
+                TimerKind::TokenExpiry => self.token_expired(timer.key, timer.generation),
                 TimerKind::SessionExpiry => {
                     let Some(session) = self.sessions.get(timer.key) else {
                         continue;
