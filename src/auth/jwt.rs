@@ -97,6 +97,9 @@ pub struct JwtIdentity {
     pub username: String,
     /// Expiry, seconds since the Unix epoch.
     pub expires_at_secs: u64,
+    /// Time left until the expiry when the token was verified (jsonwebtoken reads the system
+    /// clock for `exp` anyway; the broker core then only needs its monotonic `now`).
+    pub expires_in: std::time::Duration,
     /// Filters from the publish claim, when configured and present.
     pub publish: Option<Vec<String>>,
     /// Filters from the subscribe claim, when configured and present.
@@ -229,9 +232,13 @@ impl JwtVerifier {
                 .collect::<Result<Vec<_>, _>>()
                 .map(Some)
         };
+        let now_secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
         Ok(JwtIdentity {
             username,
             expires_at_secs,
+            expires_in: std::time::Duration::from_secs(expires_at_secs.saturating_sub(now_secs)),
             publish: topics(&self.settings.publish_claim)?,
             subscribe: topics(&self.settings.subscribe_claim)?,
         })

@@ -224,7 +224,7 @@ impl AccessControl {
             generation: 0,
             file: None,
             cache: AclCache::default(),
-            disconnect_at_secs: login
+            disconnect_after: login
                 .token
                 .as_ref()
                 .filter(|_| {
@@ -233,7 +233,7 @@ impl AccessControl {
                         .as_ref()
                         .is_some_and(|j| j.disconnect_on_expiry)
                 })
-                .map(|token| token.expires_at_secs),
+                .map(|token| token.expires_in),
         };
         access.refresh(self);
         Some(Box::new(access))
@@ -258,14 +258,14 @@ pub struct SessionAccess {
     generation: u64,
     file: Option<ClientRules>,
     cache: AclCache,
-    disconnect_at_secs: Option<u64>,
+    disconnect_after: Option<Duration>,
 }
 
 impl SessionAccess {
-    /// When the connection must be closed because its token expires (seconds since the Unix
-    /// epoch), if the operator asked for it.
-    pub fn disconnect_at_secs(&self) -> Option<u64> {
-        self.disconnect_at_secs
+    /// How long after the login the connection must be closed because its token expires, if
+    /// the operator asked for it.
+    pub fn disconnect_after(&self) -> Option<Duration> {
+        self.disconnect_after
     }
 
     /// The user name the session logged in with.

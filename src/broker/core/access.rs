@@ -3,14 +3,14 @@
 //! CONNECT, PUBLISH, SUBSCRIBE and delivery, count refusals and send the answers.
 
 use super::protocol::AcceptedConnect;
-use super::shard::{CloseReason, Shard};
+use super::shard::{CloseReason, ShardCore};
 use super::stats::bump;
 use super::timers::TimerKind;
 use crate::auth::{Login, LoginRefusal, ACL_READ, ACL_WRITE};
 use crate::codec::{Connect, ReasonCode};
 use std::time::Duration;
 
-impl Shard {
+impl ShardCore {
     /// Authenticates a plain CONNECT (no Authentication Method) and authorizes its will.
     /// Returns the CONNECT to admit, or `None` when it was refused (CONNACK sent).
     pub(super) fn login_connect(
@@ -19,7 +19,7 @@ impl Shard {
         connect: &Connect,
         accepted: AcceptedConnect,
     ) -> Option<AcceptedConnect> {
-        let access = self.shared.access.clone();
+        let access = self.global.access.clone();
         let username = connect.username.as_ref().map(|u| u.as_str());
         let password = connect.password.as_deref();
         match access.login(&mut self.login, username, password, self.now) {
@@ -39,7 +39,7 @@ impl Shard {
         login: &Login,
         mut accepted: AcceptedConnect,
     ) -> Option<AcceptedConnect> {
-        let control = self.shared.access.clone();
+        let control = self.global.access.clone();
         let mut session_access = control.session_access(login, accepted.client_id.as_str());
         if let (Some(access), Some(will)) = (session_access.as_mut(), accepted.will.as_ref()) {
             if !access.allows(&control, will.message.topic.as_str(), ACL_WRITE) {
@@ -53,7 +53,7 @@ impl Shard {
 
     /// CONNACK with the refusal's code, counted by kind, then close.
     fn refuse_login(&mut self, key: usize, refusal: LoginRefusal) {
-        let counters = &self.shared.counters[self.id];
+        let counters = &self.global.counters[self.id];
         bump(match refusal {
             LoginRefusal::UnknownUser => &counters.auth_unknown_user,
             LoginRefusal::BadPassword => &counters.auth_bad_password,
@@ -74,26 +74,26 @@ impl Shard {
 
     /// Whether session `skey` may publish on `topic` (one cache lookup once the topic is known).
     pub(super) fn may_publish(&mut self, skey: usize, topic: &str) -> bool {
-        let control = &self.shared.access;
+        let control = &self.global.access;
         let Some(access) = self.sessions.get_mut(skey).and_then(|s| s.access.as_mut()) else {
             return true;
         };
         let allowed = access.allows(control, topic, ACL_WRITE);
         if !allowed {
-            bump(&self.shared.counters[self.id].acl_denied_publish);
+            bump(&self.global.counters[self.id].acl_denied_publish);
         }
         allowed
     }
 
     /// Whether session `skey` may subscribe to a plain filter (`$share/group/` removed).
     pub(super) fn may_subscribe(&mut self, skey: usize, filter: &str) -> bool {
-        let control = &self.shared.access;
+        let control = &self.global.access;
         let Some(access) = self.sessions.get_mut(skey).and_then(|s| s.access.as_mut()) else {
             return true;
         };
         let allowed = access.may_subscribe(control, filter);
         if !allowed {
-            bump(&self.shared.counters[self.id].acl_denied_subscribe);
+            bump(&self.global.counters[self.id].acl_denied_subscribe);
         }
         allowed
     }
@@ -108,18 +108,10 @@ impl Shard {
     }
 }
 
-impl Shard {
-    /// Arms the timer that closes connection `key` when its token expires.
-    pub(super) fn arm_token_expiry(
-        &mut self,
-        key: usize,
-        connection_id: u64,
-        expires_at_secs: u64,
-    ) {
-        let now_secs = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let left = Duration::from_secs(expires_at_secs.saturating_sub(now_secs));
+impl ShardCore {
+    /// Arms the timer that closes connection `key` when its token expires, `left` from now
+    /// (measured when the token was verified).
+    pub(super) fn arm_token_expiry(&mut self, key: usize, connection_id: u64, left: Duration) {
         self.timers
             .arm(self.now + left, TimerKind::TokenExpiry, key, connection_id);
     }
@@ -134,7 +126,7 @@ impl Shard {
         {
             return;
         }
-        bump(&self.shared.counters[self.id].token_expired_disconnects);
+        bump(&self.global.counters[self.id].token_expired_disconnects);
         self.close(
             key,
             CloseReason::Protocol(ReasonCode::MaximumConnectTime, "token expired".into()),
