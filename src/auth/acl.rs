@@ -349,32 +349,47 @@ pub const ACL_CACHE_ENTRIES_MAX: usize = 1024;
 /// Decisions already taken for one session, by topic name: bit `ACL_READ`/`ACL_WRITE` set when
 /// granted, and bit `<< 4` set when that access was decided. Bounded by
 /// [`ACL_CACHE_ENTRIES_MAX`]; emptied whole when full (cheap, and the working set of a device
-/// is usually a handful of topics).
+/// is usually a handful of topics). The last topic looked up is kept aside: a subscriber of
+/// one busy topic, or a device publishing on one, then costs a string comparison, no hash.
 #[derive(Debug, Default)]
 pub struct AclCache {
-    decisions: HashMap<Box<str>, u8>,
+    decisions: HashMap<Box<str>, u8, foldhash::fast::RandomState>,
+    last: Option<(Box<str>, u8)>,
 }
 
 impl AclCache {
     /// The cached decision, else `decide()` stored.
     pub fn check(&mut self, topic: &str, access: u8, decide: impl FnOnce() -> bool) -> bool {
         let known = access << 4;
-        if let Some(bits) = self.decisions.get(topic) {
-            if bits & known != 0 {
+        if let Some((last, bits)) = &self.last {
+            if **last == *topic && bits & known != 0 {
                 return bits & access != 0;
             }
         }
-        let granted = decide();
-        if self.decisions.len() >= ACL_CACHE_ENTRIES_MAX && !self.decisions.contains_key(topic) {
-            self.decisions.clear();
+        let bits = match self.decisions.get(topic) {
+            Some(&bits) if bits & known != 0 => bits,
+            _ => {
+                let granted = decide();
+                if self.decisions.len() >= ACL_CACHE_ENTRIES_MAX
+                    && !self.decisions.contains_key(topic)
+                {
+                    self.decisions.clear();
+                }
+                let bits = self.decisions.entry(topic.into()).or_insert(0);
+                *bits |= known | if granted { access } else { 0 };
+                *bits
+            }
+        };
+        match &mut self.last {
+            Some((last, last_bits)) if **last == *topic => *last_bits = bits,
+            last => *last = Some((topic.into(), bits)),
         }
-        let bits = self.decisions.entry(topic.into()).or_insert(0);
-        *bits |= known | if granted { access } else { 0 };
-        granted
+        bits & access != 0
     }
 
     /// Forgets every decision (after a reload).
     pub fn clear(&mut self) {
         self.decisions.clear();
+        self.last = None;
     }
 }

@@ -194,3 +194,43 @@ fn policy_defaults() {
     policy.allow_anonymous = Some(true);
     assert!(policy.open_listener_warning(&wide).is_some());
 }
+
+#[test]
+fn login_budget_and_verified_cache() {
+    let path = std::env::temp_dir().join(format!("shardmq-login-{}", std::process::id()));
+    let hash = PasswordHash::pbkdf2(b"pw", b"salt", 3).encode();
+    std::fs::write(&path, format!("alice:{hash}\n")).unwrap();
+    let control = AccessControl::load(AuthPolicy {
+        password_file: Some(path.clone()),
+        ..AuthPolicy::default()
+    })
+    .unwrap();
+    std::fs::remove_file(&path).unwrap();
+    let mut shard = ShardLogin::new();
+    let now = std::time::Instant::now();
+    let login = |shard: &mut ShardLogin, password: &[u8]| {
+        control.login(shard, Some("alice"), Some(password), now)
+    };
+    assert!(login(&mut shard, b"pw").is_ok());
+    // Wrong passwords spend the budget of this window, then the shard answers Busy.
+    for _ in 1..PASSWORD_CHECKS_PER_WINDOW {
+        assert_eq!(login(&mut shard, b"no"), Err(LoginRefusal::BadPassword));
+    }
+    assert_eq!(login(&mut shard, b"no"), Err(LoginRefusal::Busy));
+    assert_eq!(
+        LoginRefusal::Busy.reason_code(),
+        crate::codec::ReasonCode::ServerBusy
+    );
+    // A verified login comes from the cache and needs no budget.
+    assert!(login(&mut shard, b"pw").is_ok());
+    // The next window has a fresh budget.
+    let later = now + PASSWORD_CHECK_WINDOW;
+    assert_eq!(
+        control.login(&mut shard, Some("alice"), Some(b"no"), later),
+        Err(LoginRefusal::BadPassword)
+    );
+    assert_eq!(
+        control.login(&mut shard, None, None, later),
+        Err(LoginRefusal::AnonymousRefused)
+    );
+}

@@ -76,7 +76,8 @@ impl From<&crate::broker::Config> for AuthPolicy {
             scram_users_file: config.scram_users_file.clone(),
             acl_file: config.acl_file.clone(),
             jwt: config.jwt.clone(),
-            use_identity_as_username: config.use_identity_as_username,
+            // A listener setting (TLS client certificates): set per listener, not globally.
+            use_identity_as_username: false,
         }
     }
 }

@@ -130,8 +130,6 @@ pub struct Config {
     /// Access control: JWT logins (the token is the CONNECT password); see
     /// [`crate::auth::JwtSettings`]. Default none.
     pub jwt: Option<crate::auth::JwtSettings>,
-    /// Access control: a TLS client certificate's identity is the user name. Default false.
-    pub use_identity_as_username: bool,
 }
 
 /// How a shared subscription group spreads messages over its members. The publishing shard
@@ -206,7 +204,6 @@ impl Default for Config {
             acl_file: None,
             allow_anonymous: None,
             jwt: None,
-            use_identity_as_username: false,
         }
     }
 }
