@@ -16,26 +16,69 @@
 //!          shard, woken only when it may be asleep, at most once per loop turn
 //! ```
 //!
-//! - Each shard thread owns a mio `Poll`, a slab of connections, a slab of sessions, its part of
-//!   the subscription trie (its own clients' subscriptions), a replica of the routing table
-//!   (which other shards want which filters) and a timer heap. Other threads reach it only
-//!   through its channels ([`mesh`]).
-//! - A PUBLISH read on shard A is decoded once into `Bytes` slices, delivered to A's matching
-//!   sessions, and sent as ONE `Arc`'d message to each other shard the routing replica names.
-//!   Each shard encodes each wire layout (version, QoS, retain) once and its subscribers share it.
-//! - Shared state touched off the per-message path only: the client-id registry
-//!   ([`registry`], connect/disconnect) and the retained store ([`retained`], retained
-//!   publishes and subscribe).
+//! Each shard is two layers, and the folder tree shows which is which:
 //!
-//! Folder guide: `config.rs` limits; `acceptor.rs` listeners; `shard.rs` the event loop and
-//! socket IO; `dispatch.rs` packet handling; `congestion.rs` QoS 1/2 backpressure on publishers; `authn.rs` passwords and
-//! enhanced authentication (AUTH); `lifecycle.rs` connect, takeover, close, session
-//! end; `fanout.rs` publish delivery; `mesh.rs` channels and wakers; `router.rs` the routing
-//! replica and SUBACK barrier; `shared.rs` shared subscriptions; `session.rs` sans-IO session state; `protocol.rs` CONNECT
-//! validation and PUBLISH layouts; `connection.rs` buffers; `timers.rs`; `stats.rs`.
+//! ```text
+//!  socket ─▶ runtime/ (mio loop, read/write until WouldBlock, wakers, acceptors)
+//!               │ handle_bytes, handle_mesh, handle_timeout (+ now)   ▲ flush_writes, poll_close,
+//!               ▼                                                     │ drain_wakes, poll_timeout
+//!            core/ ShardCore (no sockets, no clock, no threads)
+//!               ├─ connections: protocol state per client (connection.rs, dispatch.rs, authn.rs)
+//!               ├─ sessions: slab, client ids, takeover, queues (session.rs, lifecycle.rs)
+//!               ├─ delivery: trie, match cache, routing replica, shared subscriptions, layouts
+//!               │  (fanout.rs, router.rs, shared_subscriptions.rs, protocol.rs)
+//!               ├─ backpressure: outgoing bytes, memory budget, paused publishers (congestion.rs)
+//!               └─ mesh out: messages to other shards (mesh.rs; the runtime receives and wakes)
+//! ```
+//!
+//! - [`core`]: everything a shard decides. Its inputs and outputs are in `core/io.rs`
+//!   (quinn-proto's `handle_*` / `poll_*`, with the time passed in); the same core runs under
+//!   the mio runtime and under the deterministic simulation ([`crate::sim`]).
+//! - [`runtime`]: the thin I/O layer: `runtime/shard_loop.rs` (one thread per shard: poll,
+//!   sockets kept by `ConnKey`, reads into the core, the core's buffers written out),
+//!   `runtime/inbox.rs` (mesh receivers, sleeping flag, wakers), `runtime/acceptor.rs`
+//!   (listeners, `max_connections`), `runtime/stream.rs` (the socket type, named once, so that
+//!   TLS and WebSocket streams plug in there).
+//! - Broker-wide state ([`Global`], touched off the per-message path only): `config.rs`
+//!   limits, `registry.rs` client ids across shards, `retained.rs` the retained store,
+//!   `stats.rs` counters.
+//! - Fault isolation (`fault.rs`): a panic while decoding one connection's packet closes only
+//!   that connection (counted, logged with the input); any other panic in a shard or acceptor
+//!   thread, or one of them stopping, stops the whole broker and is reported by
+//!   [`BrokerHandle::failure`] (the binary exits with status 70).
+//!
+//! A PUBLISH read on shard A is decoded once into `Bytes` slices, delivered to A's matching
+//! sessions, and sent as ONE `Arc`'d message to each other shard the routing replica names.
+//! Each shard encodes each wire layout (version, QoS, retain) once and its subscribers share it.
+//! The functions it passes, from socket read to subscriber write (publisher on shard A,
+//! subscriber on shard B):
+//!
+//! 1. `runtime::shard_loop::ShardLoop::read_socket` (A): `read` into the loop's scratch buffer;
+//! 2. `ShardCore::handle_bytes` (`core/io.rs`): appended to the connection's read buffer;
+//! 3. `ShardCore::process_input` (`core/shard.rs`): `codec::split_frame`, then
+//!    `codec::decode_frame` inside `fault::contain`: one frame;
+//! 4. `ShardCore::handle_packet`, `ShardCore::handle_publish` (`core/dispatch.rs`): checks, QoS 2
+//!    receipt;
+//! 5. `ShardCore::new_message`, `ShardCore::route_publish` (`core/fanout.rs`): retained store,
+//!    local delivery (as in 9-11 on A), then `Router::destinations_bytes` (`core/router.rs`)
+//!    and `Mesh::send` (`core/mesh.rs`) once per destination shard;
+//! 6. `ShardCore::drain_wakes` then `Inbox::wake` (`runtime/inbox.rs`) at the end of A's turn;
+//! 7. `Inbox::drain_into` (B's turn, `runtime/inbox.rs`);
+//! 8. `ShardCore::handle_mesh` (`core/io.rs`);
+//! 9. `ShardCore::deliver_local` (`core/fanout.rs`): `MatchCache::for_each_match` over the
+//!    trie (`topic/`), one recipient per session;
+//! 10. `ShardCore::deliver_to_session`: the session's decision (`Session::deliver`,
+//!     `core/session.rs`), then `ShardCore::write_publish`: `LayoutCache::get`
+//!     (`core/protocol.rs`) encodes the layout once, `OutBuf::push_shared`
+//!     (`core/connection.rs`) queues it, `ShardCore::buffered_grew` (`core/congestion.rs`)
+//!     counts it;
+//! 11. `ShardCore::flush_writes` (`core/io.rs`, called by B's `ShardLoop::turn`):
+//!     `OutBuf::write_to` the socket, one vectored write per connection per turn.
 
 pub mod config;
 pub mod core;
+pub mod fault;
+pub(crate) mod log_escape;
 pub mod registry;
 pub mod retained;
 pub mod runtime;
@@ -45,6 +88,7 @@ pub mod stats;
 pub use self::core::{connection, mesh, protocol, router, session, shared_subscriptions, timers};
 
 pub use config::Config;
+pub use fault::BrokerFailure;
 pub use stats::Stats;
 
 use self::core::mesh::ShardMsg;
@@ -90,6 +134,18 @@ pub struct Global {
     pub(crate) authenticators: crate::auth::Authenticators,
     /// Access control (issue 13): password file, JWT, ACL, reloadable (`reload_auth`).
     pub(crate) access: Arc<crate::auth::AccessControl>,
+    /// Fault isolation (`fault.rs`): the first broker thread that failed, and why.
+    pub(crate) failure: parking_lot::Mutex<Option<fault::BrokerFailure>>,
+    /// What wakes every shard and acceptor to stop; set once they exist.
+    pub(crate) stopper: std::sync::OnceLock<Stopper>,
+    /// Operations: the limits a reload changes while running (`max_connections`, ...).
+    pub(crate) live: crate::ops::live::LiveLimits,
+}
+
+/// The wakers of every shard and acceptor, to make them see the shutdown flag.
+pub(crate) struct Stopper {
+    signals: Arc<[Arc<ShardSignal>]>,
+    acceptor_wakers: Vec<Arc<Waker>>,
 }
 
 impl Global {
@@ -111,8 +167,32 @@ impl Global {
             instance,
             authenticators,
             access,
+            failure: parking_lot::Mutex::new(None),
+            stopper: std::sync::OnceLock::new(),
+            live: crate::ops::live::LiveLimits::new(&config),
             config,
         }))
+    }
+
+    /// Stops the broker: acceptors stop, shards send MQTT 5 clients DISCONNECT 0x8B, flush for
+    /// at most `shutdown_timeout_ms` and exit. Returns at once.
+    pub(crate) fn stop(&self) {
+        self.shutdown.store(true, Ordering::SeqCst);
+        let Some(stopper) = self.stopper.get() else {
+            // Threads still starting see the flag on their first turn.
+            return;
+        };
+        for signal in stopper.signals.iter() {
+            signal.sleeping.store(false, Ordering::SeqCst);
+            if let Err(e) = signal.waker.wake() {
+                log::error!("cannot wake a shard for shutdown: {e}");
+            }
+        }
+        for waker in &stopper.acceptor_wakers {
+            if let Err(e) = waker.wake() {
+                log::error!("cannot wake an acceptor for shutdown: {e}");
+            }
+        }
     }
 
     /// The configuration.
@@ -140,7 +220,7 @@ impl Global {
     /// Counts a new connection against `max_connections`; false (nothing counted) when the
     /// broker is full. The connection is uncounted when the core closes it.
     pub fn admit_connection(&self) -> bool {
-        let max = self.config.max_connections;
+        let max = self.live.max_connections();
         if self.connections_open.fetch_add(1, Ordering::SeqCst) >= max {
             self.connections_open.fetch_sub(1, Ordering::SeqCst);
             return false;
@@ -194,6 +274,9 @@ impl Broker {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
         let global = Global::new(config, instance)?;
+        fault::install_panic_hook();
+        // Operations: running flags of the threads, for /healthz and the watchdog.
+        let liveness = crate::ops::health::Liveness::new(shards, listeners.len());
 
         let mut polls = Vec::with_capacity(shards);
         let mut signals = Vec::with_capacity(shards);
@@ -203,6 +286,7 @@ impl Broker {
             signals.push(Arc::new(ShardSignal {
                 waker,
                 sleeping: AtomicBool::new(false),
+                routes_pending: AtomicBool::new(false),
             }));
             polls.push(poll);
         }
@@ -219,6 +303,10 @@ impl Broker {
                 target_receivers.push(rx);
             }
         }
+        // Operations: one more channel into shard 0, for the `$SYS` messages the broker makes.
+        let (ops_sender, ops_receiver) =
+            crossbeam_channel::bounded::<ShardMsg>(CONTROL_CHANNEL_CAPACITY);
+        receivers[0].push(ops_receiver);
         let mut control_senders = Vec::with_capacity(shards);
         let mut control_receivers = Vec::with_capacity(shards);
         for _ in 0..shards {
@@ -250,22 +338,26 @@ impl Broker {
             let inbox = Inbox::new(id, shard_receivers, accepted, signals.clone());
             let shard = runtime::shard_loop::ShardLoop::new(core, global.clone(), poll, inbox);
             let pin = (!cores.is_empty()).then(|| cores[id % cores.len()]);
+            let thread_global = global.clone();
+            let alive = liveness.shard_guard(id);
             let thread = std::thread::Builder::new()
                 .name(format!("shard-{id}"))
                 .spawn(move || {
+                    let _alive = alive;
                     if let Some(pin) = pin {
                         if !core_affinity::set_for_current(pin) {
                             log::warn!("shard {id}: could not pin to core {}", pin.id);
                         }
                     }
-                    shard.run();
+                    // A panic stops the broker, never only this shard (`fault.rs`).
+                    fault::run_thread(&thread_global, || shard.run());
                 })?;
             threads.push(thread);
         }
 
         let next_connection = Arc::new(AtomicUsize::new(0));
         let mut acceptor_wakers = Vec::new();
-        for (listener, addr) in listeners.into_iter().zip(&local_addrs) {
+        for (index, (listener, addr)) in listeners.into_iter().zip(&local_addrs).enumerate() {
             let acceptor = runtime::acceptor::Acceptor::new(
                 listener,
                 global.clone(),
@@ -274,18 +366,38 @@ impl Broker {
                 next_connection.clone(),
             )?;
             acceptor_wakers.push(acceptor.waker());
+            let thread_global = global.clone();
+            let alive = liveness.acceptor_guard(index);
             let thread = std::thread::Builder::new()
                 .name(format!("acceptor-{addr}"))
-                .spawn(move || acceptor.run())?;
+                // A panic or an abnormal stop stops the broker, never silently (`fault.rs`).
+                .spawn(move || {
+                    let _alive = alive;
+                    fault::run_thread(&thread_global, || acceptor.run())
+                })?;
             threads.push(thread);
+        }
+        let ops_signals = signals.clone();
+        let stopper = Stopper {
+            signals: signals.clone(),
+            acceptor_wakers,
+        };
+        if global.stopper.set(stopper).is_err() {
+            log::error!("bug: the broker's stopper was set twice");
+        }
+        if global.failure.lock().is_some() {
+            // A thread failed before the stopper existed: wake everyone now.
+            global.stop();
         }
         log::info!("shardmq listening on {local_addrs:?} with {shards} shards");
         Ok(BrokerHandle {
             global,
             local_addrs,
             threads,
-            signals,
-            acceptor_wakers,
+            signals: ops_signals,
+            ops_sender,
+            liveness,
+            started: start,
         })
     }
 }
@@ -295,8 +407,12 @@ pub struct BrokerHandle {
     global: Arc<Global>,
     local_addrs: Vec<SocketAddr>,
     threads: Vec<JoinHandle<()>>,
+    /// Operations: the shards' wakers, shard 0's channel for `$SYS` messages, thread flags,
+    /// start time (see `observer`).
     signals: Arc<[Arc<ShardSignal>]>,
-    acceptor_wakers: Vec<Arc<Waker>>,
+    ops_sender: crossbeam_channel::Sender<ShardMsg>,
+    liveness: Arc<crate::ops::health::Liveness>,
+    started: std::time::Instant,
 }
 
 impl BrokerHandle {
@@ -315,18 +431,14 @@ impl BrokerHandle {
     /// Starts a graceful shutdown: acceptors stop, shards send MQTT 5 clients DISCONNECT 0x8B,
     /// flush for at most `shutdown_timeout_ms` and exit. Returns at once; `join` waits.
     pub fn shutdown(&self) {
-        self.global.shutdown.store(true, Ordering::SeqCst);
-        for signal in self.signals.iter() {
-            signal.sleeping.store(false, Ordering::SeqCst);
-            if let Err(e) = signal.waker.wake() {
-                log::error!("cannot wake a shard for shutdown: {e}");
-            }
-        }
-        for waker in &self.acceptor_wakers {
-            if let Err(e) = waker.wake() {
-                log::error!("cannot wake an acceptor for shutdown: {e}");
-            }
-        }
+        self.global.stop();
+    }
+
+    /// Why the broker stopped by itself, if it did: a shard or acceptor thread panicked or
+    /// stopped abnormally (`fault.rs`). The broker then stops entirely (never half alive);
+    /// `join` returns once its threads are gone.
+    pub fn failure(&self) -> Option<BrokerFailure> {
+        self.global.failure.lock().clone()
     }
 
     /// Waits until every broker thread has exited (after `shutdown`).
@@ -350,6 +462,17 @@ impl BrokerHandle {
     /// The number of retained messages held.
     pub fn retained_messages(&self) -> usize {
         self.global.retained_messages()
+    }
+
+    /// What the operations tools (`$SYS`, metrics, health, watchdog) read and inject.
+    pub fn observer(&self) -> crate::ops::observer::Observer {
+        crate::ops::observer::Observer::new(
+            self.global.clone(),
+            self.signals.clone(),
+            self.ops_sender.clone(),
+            self.liveness.clone(),
+            self.started,
+        )
     }
 }
 

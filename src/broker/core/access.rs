@@ -2,6 +2,7 @@
 //! files, JWT, ACL decisions, caches) lives in `crate::auth`; these methods only connect it to
 //! CONNECT, PUBLISH, SUBSCRIBE and delivery, count refusals and send the answers.
 
+use super::keys::{ConnKey, SessionKey};
 use super::protocol::AcceptedConnect;
 use super::shard::{CloseReason, ShardCore};
 use super::stats::bump;
@@ -15,7 +16,7 @@ impl ShardCore {
     /// Returns the CONNECT to admit, or `None` when it was refused (CONNACK sent).
     pub(super) fn login_connect(
         &mut self,
-        key: usize,
+        key: ConnKey,
         connect: &Connect,
         accepted: AcceptedConnect,
     ) -> Option<AcceptedConnect> {
@@ -35,7 +36,7 @@ impl ShardCore {
     /// published ([MQTT-3.1.2-*]: Mosquitto refuses such a CONNECT with Not authorized).
     pub(super) fn authorize_connect(
         &mut self,
-        key: usize,
+        key: ConnKey,
         login: &Login,
         mut accepted: AcceptedConnect,
     ) -> Option<AcceptedConnect> {
@@ -52,7 +53,7 @@ impl ShardCore {
     }
 
     /// CONNACK with the refusal's code, counted by kind, then close.
-    fn refuse_login(&mut self, key: usize, refusal: LoginRefusal) {
+    fn refuse_login(&mut self, key: ConnKey, refusal: LoginRefusal) {
         let counters = &self.global.counters[self.id];
         bump(match refusal {
             LoginRefusal::UnknownUser => &counters.auth_unknown_user,
@@ -73,7 +74,7 @@ impl ShardCore {
     }
 
     /// Whether session `skey` may publish on `topic` (one cache lookup once the topic is known).
-    pub(super) fn may_publish(&mut self, skey: usize, topic: &str) -> bool {
+    pub(super) fn may_publish(&mut self, skey: SessionKey, topic: &str) -> bool {
         let control = &self.global.access;
         let Some(access) = self.sessions.get_mut(skey).and_then(|s| s.access.as_mut()) else {
             return true;
@@ -86,7 +87,7 @@ impl ShardCore {
     }
 
     /// Whether session `skey` may subscribe to a plain filter (`$share/group/` removed).
-    pub(super) fn may_subscribe(&mut self, skey: usize, filter: &str) -> bool {
+    pub(super) fn may_subscribe(&mut self, skey: SessionKey, filter: &str) -> bool {
         let control = &self.global.access;
         let Some(access) = self.sessions.get_mut(skey).and_then(|s| s.access.as_mut()) else {
             return true;
@@ -100,7 +101,7 @@ impl ShardCore {
 
     /// The PUBLISH reason code for a denied QoS 1/2 message: 0x87 for MQTT 5; MQTT 3.1.1 has no
     /// way to say it, so the message is acknowledged and dropped, as Mosquitto does.
-    pub(super) fn denied_publish_code(&self, key: usize) -> ReasonCode {
+    pub(super) fn denied_publish_code(&self, key: ConnKey) -> ReasonCode {
         match self.connections.get(key) {
             Some(conn) if conn.version.is_v5() => ReasonCode::NotAuthorized,
             _ => ReasonCode::Success,
@@ -111,14 +112,18 @@ impl ShardCore {
 impl ShardCore {
     /// Arms the timer that closes connection `key` when its token expires, `left` from now
     /// (measured when the token was verified).
-    pub(super) fn arm_token_expiry(&mut self, key: usize, connection_id: u64, left: Duration) {
-        self.timers
-            .arm(self.now + left, TimerKind::TokenExpiry, key, connection_id);
+    pub(super) fn arm_token_expiry(&mut self, key: ConnKey, connection_id: u64, left: Duration) {
+        self.timers.arm(
+            self.now + left,
+            TimerKind::TokenExpiry,
+            key.index(),
+            connection_id,
+        );
     }
 
     /// The token of connection `key` expired: DISCONNECT 0xA0 Maximum connect time (MQTT 5),
     /// then close.
-    pub(super) fn token_expired(&mut self, key: usize, connection_id: u64) {
+    pub(super) fn token_expired(&mut self, key: ConnKey, connection_id: u64) {
         if self
             .connections
             .get(key)

@@ -8,6 +8,7 @@
 //! the handshake timeout still bounds it. Re-authentication (AUTH 0x19) runs on a connected
 //! connection, which keeps working under its identity meanwhile.
 
+use super::keys::ConnKey;
 use super::protocol::{self, AcceptedConnect};
 use super::shard::{CloseReason, ShardCore};
 use super::stats::bump;
@@ -30,12 +31,29 @@ fn protocol_error(why: &str) -> CloseReason {
     CloseReason::Protocol(ReasonCode::ProtocolError, why.to_string())
 }
 
+/// An authenticator's answer whose Authentication Data could not be sent (over the 65,535 bytes
+/// of a binary field; an authenticator may build it from what the client sent) becomes a
+/// failure, 0x83 Implementation specific error, instead of an AUTH or CONNACK the broker could
+/// not encode.
+fn bounded(step: AuthStep) -> AuthStep {
+    let data_len = match &step {
+        AuthStep::Continue { data, .. } => data.len(),
+        AuthStep::Success { data, .. } => data.as_ref().map_or(0, Vec::len),
+        AuthStep::Failure(_) => 0,
+    };
+    if data_len > crate::codec::FIELD_LEN_MAX {
+        log::warn!("authenticator answered {data_len} bytes of Authentication Data: refused");
+        return AuthStep::Failure(ReasonCode::ImplementationSpecificError);
+    }
+    step
+}
+
 impl ShardCore {
     /// Authenticates a valid CONNECT. Returns it when the client may be admitted now; `None`
     /// when an exchange continues (AUTH) or the CONNECT was refused (CONNACK sent).
     pub(super) fn authenticate_connect(
         &mut self,
-        key: usize,
+        key: ConnKey,
         connect: &Connect,
         accepted: AcceptedConnect,
     ) -> Option<AcceptedConnect> {
@@ -63,7 +81,7 @@ impl ShardCore {
 
     /// CONNACK 0x9C Use another server with the Server Reference (MQTT 5; 3.x: return code 3).
     #[allow(clippy::field_reassign_with_default)] // the property sits behind DerefMut
-    fn redirect_connect(&mut self, key: usize, reference: &str) {
+    fn redirect_connect(&mut self, key: ConnKey, reference: &str) {
         bump(&self.global.counters[self.id].connects_refused);
         let Some(version) = self.connections.get(key).map(|c| c.version) else {
             return;
@@ -85,7 +103,7 @@ impl ShardCore {
     }
 
     /// CONNACK with an error code, then close ([MQTT-4.12.0-4] for a failed authentication).
-    pub(super) fn refuse_connect(&mut self, key: usize, code: ReasonCode) {
+    pub(super) fn refuse_connect(&mut self, key: ConnKey, code: ReasonCode) {
         bump(&self.global.counters[self.id].connects_refused);
         bump(&self.global.counters[self.id].authentication_failures);
         self.send_packet(key, &protocol::connack_refused(code));
@@ -96,12 +114,12 @@ impl ShardCore {
     /// re-authentication.
     fn auth_step(
         &mut self,
-        key: usize,
+        key: ConnKey,
         method: MqttString,
         step: AuthStep,
         connect: Option<Box<AcceptedConnect>>,
     ) {
-        match step {
+        match bounded(step) {
             AuthStep::Continue { data, state } => {
                 // [MQTT-4.12.0-2] AUTH 0x18 with the method and the challenge.
                 self.send_auth(key, ReasonCode::ContinueAuthentication, &method, Some(data));
@@ -174,7 +192,7 @@ impl ShardCore {
     #[allow(clippy::field_reassign_with_default)]
     fn send_auth(
         &mut self,
-        key: usize,
+        key: ConnKey,
         reason_code: ReasonCode,
         method: &MqttString,
         data: Option<Vec<u8>>,
@@ -191,7 +209,7 @@ impl ShardCore {
 
     /// An AUTH from the client: the next step of an exchange (0x18) or a re-authentication
     /// (0x19).
-    pub(super) fn handle_auth(&mut self, key: usize, auth: Auth) {
+    pub(super) fn handle_auth(&mut self, key: ConnKey, auth: Auth) {
         let Some(conn) = self.connections.get_mut(key) else {
             return;
         };
@@ -243,5 +261,42 @@ impl ShardCore {
             }
             _ => self.close(key, protocol_error("unexpected AUTH reason code")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::FIELD_LEN_MAX;
+
+    /// An authenticator answering more Authentication Data than an AUTH or CONNACK can carry
+    /// fails the exchange (0x83) instead of producing a packet the broker cannot encode.
+    #[test]
+    fn authentication_data_over_65535_bytes_fails_the_exchange() {
+        let continue_with = |len: usize| AuthStep::Continue {
+            data: vec![b'd'; len],
+            state: AuthState::new(()),
+        };
+        let success_with = |len: usize| AuthStep::Success {
+            data: Some(vec![b'd'; len]),
+            username: "u".into(),
+        };
+        for step in [
+            continue_with(FIELD_LEN_MAX + 1),
+            success_with(FIELD_LEN_MAX + 1),
+        ] {
+            assert!(matches!(
+                bounded(step),
+                AuthStep::Failure(ReasonCode::ImplementationSpecificError)
+            ));
+        }
+        assert!(matches!(
+            bounded(continue_with(FIELD_LEN_MAX)),
+            AuthStep::Continue { .. }
+        ));
+        assert!(matches!(
+            bounded(success_with(FIELD_LEN_MAX)),
+            AuthStep::Success { .. }
+        ));
     }
 }

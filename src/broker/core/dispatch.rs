@@ -4,10 +4,11 @@
 //! DISCONNECT with that code (MQTT 5), one log line, and is closed; nobody else is affected.
 
 use super::connection::ConnState;
+use super::keys::{ConnKey, SessionKey};
 use super::protocol::{granted, topic_levels, FORWARD_FRAME_MAX_BYTES};
 use super::session::{IncomingQoS2, ReceivedFrame, StoredSubscription};
 use super::shard::{Awaited, CloseReason, LocalSub, PendingAck, ShardCore};
-use super::stats::bump;
+use super::stats::{bump, drop_one};
 use crate::codec::{
     Ack, Disconnect, MqttString, Packet, Properties, ProtocolVersion, Publish, QoS, ReasonCode,
     SubAck, Subscribe, UnsubAck, Unsubscribe,
@@ -30,7 +31,7 @@ fn protocol_error(why: &str) -> CloseReason {
 impl ShardCore {
     /// Dispatches one decoded packet.
     /// `frame` is the packet's whole frame as received (shared with the packet's fields).
-    pub(super) fn handle_packet(&mut self, key: usize, packet: Packet, frame: Bytes) {
+    pub(super) fn handle_packet(&mut self, key: ConnKey, packet: Packet, frame: Bytes) {
         let Some(conn) = self.connections.get(key) else {
             return;
         };
@@ -113,8 +114,8 @@ impl ShardCore {
 
     fn handle_publish(
         &mut self,
-        key: usize,
-        skey: usize,
+        key: ConnKey,
+        skey: SessionKey,
         mut publish: Publish,
         frame: Option<ReceivedFrame>,
     ) {
@@ -148,8 +149,8 @@ impl ShardCore {
         // The topic name's rules (UTF-8 without U+0000 [MQTT-1.5.4-1/2], no wildcards
         // [MQTT-3.3.2-2], not empty without an alias [MQTT-4.7.3-1], at most 65,535 bytes by
         // its length prefix [MQTT-4.7.3-3]) were checked by the codec when the frame was
-        // decoded, and an aliased topic when its alias was set; they are not checked again.
-        debug_assert!(topic::validate_topic_name(publish.topic.as_str()).is_ok());
+        // decoded, and an aliased topic when its alias was set, each with its reason code; they
+        // are not checked again (nor asserted: the value is the client's).
         if topic_levels(publish.topic.as_bytes()) > self.global.config.max_topic_levels {
             bump(&self.global.counters[self.id].topic_levels_exceeded);
             self.close(
@@ -164,6 +165,11 @@ impl ShardCore {
                 key,
                 protocol_error("[MQTT-3.3.4-6] subscription identifier in PUBLISH"),
             );
+            return;
+        }
+        // Issue 16 hook: `$SYS` and `$share` topic names are not for clients (fidelity.rs).
+        if super::fidelity::is_reserved_publish_topic(publish.topic.as_bytes()) {
+            self.drop_reserved_publish(key, &publish);
             return;
         }
         let packet_id = publish.packet_id;
@@ -250,7 +256,7 @@ impl ShardCore {
     /// topic with an alias uses it. The alias is removed (it belongs to this connection).
     fn resolve_topic_alias(
         &mut self,
-        key: usize,
+        key: ConnKey,
         publish: &mut Publish,
     ) -> Result<(), CloseReason> {
         let max = self.global.config.topic_alias_maximum;
@@ -295,7 +301,7 @@ impl ShardCore {
         Ok(())
     }
 
-    fn handle_pubrec(&mut self, key: usize, skey: usize, a: Ack) {
+    fn handle_pubrec(&mut self, key: ConnKey, skey: SessionKey, a: Ack) {
         let accepted = !a.reason_code.is_error();
         let known = self
             .sessions
@@ -314,7 +320,7 @@ impl ShardCore {
         }
     }
 
-    fn handle_subscribe(&mut self, key: usize, skey: usize, subscribe: Subscribe) {
+    fn handle_subscribe(&mut self, key: ConnKey, skey: SessionKey, subscribe: Subscribe) {
         let Some(version) = self.connections.get(key).map(|c| c.version) else {
             return;
         };
@@ -380,7 +386,7 @@ impl ShardCore {
     /// none ([MQTT-3.1.2-29]) or it would exceed the client's Maximum Packet Size
     /// ([MQTT-3.9.2-1]).
     #[allow(clippy::field_reassign_with_default)] // the property sits behind DerefMut
-    fn explain_suback(&self, key: usize, suback: &mut SubAck) {
+    fn explain_suback(&self, key: ConnKey, suback: &mut SubAck) {
         let Some(conn) = self.connections.get(key) else {
             return;
         };
@@ -408,7 +414,7 @@ impl ShardCore {
     /// Validates and adds one filter; returns its SUBACK reason code.
     fn add_subscription(
         &mut self,
-        skey: usize,
+        skey: SessionKey,
         version: ProtocolVersion,
         subscription: &crate::codec::Subscription,
         identifier: u32,
@@ -460,6 +466,10 @@ impl ShardCore {
             identifier,
         };
         subscriptions.insert(filter.clone(), stored);
+        if !existing {
+            // Operations: `$SYS/broker/subscriptions/count` and the metrics.
+            bump(&self.global.counters[self.id].subscriptions);
+        }
         let sub = LocalSub {
             session: skey,
             options,
@@ -482,7 +492,7 @@ impl ShardCore {
         granted(options.qos)
     }
 
-    fn handle_unsubscribe(&mut self, key: usize, skey: usize, unsubscribe: Unsubscribe) {
+    fn handle_unsubscribe(&mut self, key: ConnKey, skey: SessionKey, unsubscribe: Unsubscribe) {
         let mut reason_codes = Vec::with_capacity(unsubscribe.filters.len());
         let mut gone = Vec::new();
         for filter in &unsubscribe.filters {
@@ -492,6 +502,8 @@ impl ShardCore {
                 .and_then(|s| s.session.state.subscriptions.remove(filter))
                 .is_some();
             if removed {
+                // Operations: `$SYS/broker/subscriptions/count` and the metrics.
+                drop_one(&self.global.counters[self.id].subscriptions);
                 self.subscription_remove(filter, skey);
                 if self.router.local_removed(filter) {
                     gone.push(MqttString::from(filter.as_str()));
@@ -510,7 +522,7 @@ impl ShardCore {
         self.send_packet(key, &Packet::UnsubAck(unsuback));
     }
 
-    fn handle_disconnect(&mut self, key: usize, skey: usize, disconnect: Disconnect) {
+    fn handle_disconnect(&mut self, key: ConnKey, skey: SessionKey, disconnect: Disconnect) {
         if let Some(expiry) = disconnect.properties.session_expiry_interval {
             let current = self
                 .sessions
@@ -533,6 +545,20 @@ impl ShardCore {
             if let Some(conn) = self.connections.get_mut(key) {
                 conn.will = None;
             }
+        }
+        // Issue 16: a client's Reason String is logged, escaped (log_escape.rs).
+        if let Some(why) = disconnect.properties.reason_string.as_ref() {
+            use crate::broker::log_escape::Escaped;
+            let client_id = self
+                .sessions
+                .get(skey)
+                .map_or("", |s| s.session.state.client_id.as_str());
+            log::info!(
+                "client reason string client_id={} shard={} reason_string={}",
+                Escaped(client_id),
+                self.id,
+                Escaped(why.as_str())
+            );
         }
         self.close(key, CloseReason::ClientDisconnect(disconnect.reason_code));
     }

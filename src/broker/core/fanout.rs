@@ -7,6 +7,7 @@
 
 use super::congestion::Blocker;
 use super::connection::ConnState;
+use super::keys::{ConnKey, SessionKey};
 use super::mesh::ShardMsg;
 use super::protocol::{encode_layout, Layout, LayoutOptions};
 use super::retained::RetainOutcome;
@@ -34,7 +35,7 @@ impl ShardCore {
     pub(super) fn route_publish(
         &mut self,
         message: &MessageRef,
-        origin: Option<usize>,
+        origin: Option<SessionKey>,
     ) -> (bool, bool) {
         if message.retain {
             self.store_retained(message);
@@ -123,13 +124,17 @@ impl ShardCore {
             log::debug!(
                 "shard {}: retained message for {} not stored: max_retained_messages reached",
                 self.id,
-                message.topic
+                crate::broker::log_escape::Escaped(message.topic.as_str())
             );
         }
     }
 
     /// Delivers to this shard's matching sessions. Returns whether any matched.
-    pub(super) fn deliver_local(&mut self, message: &MessageRef, origin: Option<usize>) -> bool {
+    pub(super) fn deliver_local(
+        &mut self,
+        message: &MessageRef,
+        origin: Option<SessionKey>,
+    ) -> bool {
         let mut matches = std::mem::take(&mut self.matches);
         matches.clear();
         // The topic's UTF-8 was checked once, by the codec: the trie matches its bytes.
@@ -190,7 +195,7 @@ impl ShardCore {
     /// Offers a message to one session and writes it if it may be sent now.
     pub(super) fn deliver_to_session(
         &mut self,
-        skey: usize,
+        skey: SessionKey,
         message: &MessageRef,
         qos: QoS,
         retain: bool,
@@ -250,8 +255,8 @@ impl ShardCore {
     #[allow(clippy::too_many_arguments)]
     pub(super) fn write_publish(
         &mut self,
-        key: usize,
-        skey: usize,
+        key: ConnKey,
+        skey: SessionKey,
         message: &MessageRef,
         qos: QoS,
         packet_id: u16,
@@ -314,8 +319,33 @@ impl ShardCore {
                     message_expiry_interval: adjusted,
                     topic_alias: alias,
                 };
-                fresh = encode_layout(message, conn.version, options, &mut self.encode_buf);
-                &fresh
+                match encode_layout(message, conn.version, options, &mut self.encode_buf) {
+                    Ok(layout) => {
+                        fresh = layout;
+                        Ok(&fresh)
+                    }
+                    Err(error) => Err(error),
+                }
+            }
+        };
+        // A delivery over a wire-format limit (a PUBLISH near 268,435,455 bytes plus what this
+        // delivery adds) cannot be sent: discarded like one over the client's Maximum Packet
+        // Size, and counted.
+        let layout = match layout {
+            Ok(layout) => layout,
+            Err(error) => {
+                bump(&self.global.counters[self.id].packets_unencodable);
+                log::warn!(
+                    "shard {}: PUBLISH to {} not sent: {error}",
+                    self.id,
+                    conn.peer
+                );
+                if qos != QoS::AtMostOnce {
+                    if let Some(session) = self.sessions.get_mut(skey) {
+                        session.session.forget(packet_id);
+                    }
+                }
+                return;
             }
         };
         if layout.len(qos) > conn.client_max_packet_size as usize {
@@ -351,7 +381,7 @@ impl ShardCore {
     }
 
     /// Sends queued messages while the in-flight window has room.
-    pub(super) fn pump_queue(&mut self, key: usize, skey: usize) {
+    pub(super) fn pump_queue(&mut self, key: ConnKey, skey: SessionKey) {
         loop {
             let Some(session) = self.sessions.get_mut(skey) else {
                 return;
@@ -394,6 +424,8 @@ impl ShardCore {
                 );
             }
         }
+        // Issue 16 hook: peers apply the route before they read more input (fidelity.rs).
+        self.mesh.mark_routes_sent();
     }
 
     /// Broadcasts `RouteRemove` for filters that lost their last local subscriber.
@@ -453,7 +485,7 @@ impl ShardCore {
     /// ([MQTT-3.3.1-6]: with the retain flag set).
     pub(super) fn complete_subscribe(
         &mut self,
-        key: usize,
+        key: ConnKey,
         suback: SubAck,
         retained: &[(MqttString, QoS, u32)],
     ) {
@@ -486,7 +518,7 @@ impl ShardCore {
     /// on this shard (a route to broadcast).
     pub(super) fn insert_subscription(
         &mut self,
-        skey: usize,
+        skey: SessionKey,
         filter: &MqttString,
         sub: LocalSub,
         replace: bool,

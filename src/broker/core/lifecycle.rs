@@ -15,12 +15,13 @@
 use super::connection::{
     ConnState, OutgoingAliases, WillMessage, TIMER_HANDSHAKE_PENDING, TIMER_KEEP_ALIVE_ON_HANDSHAKE,
 };
+use super::keys::{ConnKey, SessionKey};
 use super::mesh::{ShardId, ShardMsg};
 use super::protocol::{self, AcceptedConnect};
 use super::registry::Claim;
 use super::session::{OutgoingState, Session, SessionLimits, SessionState};
 use super::shard::{Awaited, CloseReason, LocalSub, PendingAck, ShardCore, ShardSession};
-use super::stats::bump;
+use super::stats::{bump, bump_by, drop_by};
 use super::timers::TimerKind;
 use crate::codec::{Ack, Connect, MqttString, Packet, Properties, ReasonCode};
 use std::sync::atomic::Ordering;
@@ -28,7 +29,7 @@ use std::time::Duration;
 
 /// A CONNECT waiting for another shard to hand over (or drop) the session.
 pub struct PendingTakeover {
-    pub connection: usize,
+    pub connection: ConnKey,
     pub connection_id: u64,
     pub accepted: AcceptedConnect,
     pub claim: Claim,
@@ -41,7 +42,7 @@ pub struct PendingTakeover {
 enum SessionSource {
     Fresh,
     /// A session already on this shard (slab key).
-    Local(usize),
+    Local(SessionKey),
     /// State handed over by another shard.
     Transferred(Box<SessionState>),
 }
@@ -70,7 +71,7 @@ impl ShardCore {
 
     /// The first packet: validate, claim the client id, then connect locally or ask the shard
     /// holding the session for it.
-    pub(super) fn handle_connect(&mut self, key: usize, connect: Connect) {
+    pub(super) fn handle_connect(&mut self, key: ConnKey, connect: Connect) {
         let version = connect.protocol_version;
         let accepted = {
             let config = &self.global.config;
@@ -81,6 +82,13 @@ impl ShardCore {
             return;
         };
         conn.version = version;
+        // Issue 16: the client's Maximum Packet Size binds the CONNACK too ([MQTT-3.1.2-24]),
+        // refusals included (`send_packet` fits or drops what exceeds it).
+        if version.is_v5() {
+            if let Some(max) = connect.properties.maximum_packet_size {
+                conn.client_max_packet_size = max.max(1);
+            }
+        }
         let accepted = match accepted {
             Ok(accepted) => accepted,
             Err(code) => {
@@ -92,7 +100,7 @@ impl ShardCore {
                 }
                 log::info!(
                     "connect refused client_id={} addr={} shard={} code={code:?}",
-                    connect.client_id,
+                    crate::broker::log_escape::Escaped(connect.client_id.as_str()),
                     conn.peer,
                     self.id
                 );
@@ -114,13 +122,13 @@ impl ShardCore {
     }
 
     /// Claims the client id and attaches the session of an authenticated CONNECT.
-    pub(super) fn admit_connect(&mut self, key: usize, accepted: AcceptedConnect) {
+    pub(super) fn admit_connect(&mut self, key: ConnKey, accepted: AcceptedConnect) {
         let Some(conn) = self.connections.get_mut(key) else {
             return;
         };
         let (claim, previous) = self.global.registry.claim(&accepted.client_id, self.id);
         if previous.is_none()
-            && self.global.sessions_open.load(Ordering::Relaxed) >= self.global.config.max_sessions
+            && self.global.sessions_open.load(Ordering::Relaxed) >= self.global.live.max_sessions()
         {
             self.global.registry.release(&accepted.client_id, claim);
             bump(&self.global.counters[self.id].sessions_refused);
@@ -162,7 +170,7 @@ impl ShardCore {
     }
 
     /// The session, if any, is on this shard (or in a takeover this shard is waiting for).
-    fn connect_locally(&mut self, key: usize, accepted: AcceptedConnect, claim: Claim) {
+    fn connect_locally(&mut self, key: ConnKey, accepted: AcceptedConnect, claim: Claim) {
         let client_id = accepted.client_id.clone();
         // A takeover for this id is in flight towards us: this connection replaces the parked one
         // and waits for the same answer.
@@ -212,7 +220,7 @@ impl ShardCore {
     /// Attaches the session, sends CONNACK, re-sends what was in flight and drains the queue.
     fn finish_connect(
         &mut self,
-        key: usize,
+        key: ConnKey,
         mut accepted: AcceptedConnect,
         claim: Claim,
         source: SessionSource,
@@ -286,7 +294,7 @@ impl ShardCore {
         conn.will = accepted.will;
         log::info!(
             "connect client_id={} addr={} shard={} version={:?} clean_start={} keep_alive={} session_present={}",
-            accepted.client_id,
+            crate::broker::log_escape::Escaped(accepted.client_id.as_str()),
             conn.peer,
             self.id,
             version,
@@ -317,7 +325,12 @@ impl ShardCore {
     }
 
     /// Sends CONNACK, then what the session had in flight and queued.
-    pub(super) fn complete_connect(&mut self, key: usize, connack: &Packet, keep_alive_secs: u16) {
+    pub(super) fn complete_connect(
+        &mut self,
+        key: ConnKey,
+        connack: &Packet,
+        keep_alive_secs: u16,
+    ) {
         let Some(conn) = self.connections.get_mut(key) else {
             return;
         };
@@ -339,7 +352,7 @@ impl ShardCore {
             } else {
                 let deadline = self.now + Duration::from_millis(u64::from(timeout_ms));
                 self.timers
-                    .arm(deadline, TimerKind::KeepAlive, key, conn_id);
+                    .arm(deadline, TimerKind::KeepAlive, key.index(), conn_id);
             }
         }
         self.send_packet(key, connack);
@@ -349,7 +362,7 @@ impl ShardCore {
     }
 
     /// [MQTT-4.4.0-1]: on resume, re-send unacknowledged PUBLISH with DUP and PUBREL.
-    fn resend_inflight(&mut self, key: usize, skey: usize) {
+    fn resend_inflight(&mut self, key: ConnKey, skey: SessionKey) {
         let Some(session) = self.sessions.get(skey) else {
             return;
         };
@@ -379,7 +392,12 @@ impl ShardCore {
 
     /// Puts a session into the slab and its subscriptions into the trie (broadcasting routes
     /// for filters new to this shard; the route barrier of later SUBACKs covers them).
-    fn install_session(&mut self, state: SessionState, claim: Claim, inflight_max: u16) -> usize {
+    fn install_session(
+        &mut self,
+        state: SessionState,
+        claim: Claim,
+        inflight_max: u16,
+    ) -> SessionKey {
         let filters: Vec<_> = state
             .subscriptions
             .iter()
@@ -387,6 +405,11 @@ impl ShardCore {
             .collect();
         let limits = self.limits();
         self.global.sessions_open.fetch_add(1, Ordering::Relaxed);
+        // Operations: the subscriptions gauge follows the session to this shard.
+        bump_by(
+            &self.global.counters[self.id].subscriptions,
+            filters.len() as u64,
+        );
         debug_assert_eq!(
             claim.shard, self.id,
             "a session lives where its id was claimed"
@@ -418,7 +441,7 @@ impl ShardCore {
     }
 
     /// Removes a session's subscriptions from the trie, broadcasting routes that went away.
-    fn remove_subscriptions(&mut self, skey: usize) {
+    fn remove_subscriptions(&mut self, skey: SessionKey) {
         let Some(session) = self.sessions.get(skey) else {
             return;
         };
@@ -429,6 +452,11 @@ impl ShardCore {
             .keys()
             .cloned()
             .collect();
+        // Operations: the subscriptions gauge (they come back in `install_session` on a move).
+        drop_by(
+            &self.global.counters[self.id].subscriptions,
+            filters.len() as u64,
+        );
         let mut gone = Vec::new();
         for filter in filters {
             self.subscription_remove(&filter, skey);
@@ -441,7 +469,7 @@ impl ShardCore {
 
     /// The connection of a session closed: end the session or keep it offline, and handle the
     /// will (at once, or after its delay while the session lives).
-    pub(super) fn detach_session(&mut self, skey: usize, will: Option<Box<WillMessage>>) {
+    pub(super) fn detach_session(&mut self, skey: SessionKey, will: Option<Box<WillMessage>>) {
         let generation = self.next_generation;
         self.next_generation += 1;
         let now = self.now;
@@ -467,7 +495,7 @@ impl ShardCore {
         if expiry != u32::MAX {
             let deadline = now + Duration::from_secs(u64::from(expiry));
             self.timers
-                .arm(deadline, TimerKind::SessionExpiry, skey, generation);
+                .arm(deadline, TimerKind::SessionExpiry, skey.index(), generation);
         }
         let Some(will) = will else {
             return;
@@ -481,11 +509,11 @@ impl ShardCore {
         session.pending_will = Some(will);
         let deadline = now + Duration::from_secs(u64::from(delay));
         self.timers
-            .arm(deadline, TimerKind::WillDelay, skey, generation);
+            .arm(deadline, TimerKind::WillDelay, skey.index(), generation);
     }
 
     /// Ends a session: its pending will goes out, its subscriptions and registry entry go.
-    pub(super) fn end_session(&mut self, skey: usize) {
+    pub(super) fn end_session(&mut self, skey: SessionKey) {
         if let Some(will) = self
             .sessions
             .get_mut(skey)
@@ -514,7 +542,7 @@ impl ShardCore {
 
     /// Takes a session off this shard for a takeover; its pending will is cancelled because a
     /// new connection resumes it.
-    fn extract_session(&mut self, skey: usize) -> Option<SessionState> {
+    fn extract_session(&mut self, skey: SessionKey) -> Option<SessionState> {
         self.remove_subscriptions(skey);
         if !self.sessions.contains(skey) {
             return None;
@@ -629,6 +657,12 @@ impl ShardCore {
 
     /// Publishes a will message like any other publish from this shard.
     pub(super) fn publish_will(&mut self, will: WillMessage) {
+        // Issue 16 hook: a will to `$SYS`/`$share` is dropped like such a PUBLISH (Mosquitto
+        // checks a will's topic when it sends it, the same way).
+        if super::fidelity::is_reserved_publish_topic(will.message.topic.as_bytes()) {
+            bump(&self.global.counters[self.id].publishes_to_reserved_topics);
+            return;
+        }
         bump(&self.global.counters[self.id].wills_published);
         let message = super::session::Message::new_ref(will.message, self.now);
         self.route_publish(&message, None);

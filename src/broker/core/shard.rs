@@ -6,6 +6,7 @@ use super::connection::{
     ConnState, Connection, WillMessage, PAUSED_MESH, TIMER_HANDSHAKE_PENDING,
     TIMER_KEEP_ALIVE_ON_HANDSHAKE,
 };
+use super::keys::{ConnKey, SessionKey, Slots};
 use super::lifecycle::PendingTakeover;
 use super::mesh::{Mesh, ShardId};
 use super::protocol::LayoutCache;
@@ -15,12 +16,12 @@ use super::shared_subscriptions::SharedMembers;
 use super::stats::{bump, ShardCounters};
 use super::timers::{TimerKind, Timers};
 use super::Global;
+use crate::broker::fault;
 use crate::codec::{
     self, Disconnect, MqttString, Packet, Properties, QoS, ReasonCode, SubAck, SubscriptionOptions,
 };
 use crate::topic::{MatchCache, TopicTrie};
 use bytes::BytesMut;
-use slab::Slab;
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::io;
@@ -34,7 +35,7 @@ pub(super) const OVERFLOW_RETRY: Duration = Duration::from_millis(1);
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LocalSub {
     /// Session slab key.
-    pub session: usize,
+    pub session: SessionKey,
     pub options: SubscriptionOptions,
     /// MQTT 5 Subscription Identifier; 0 = none.
     pub identifier: u32,
@@ -47,7 +48,7 @@ pub struct ShardSession {
     /// `Claim { shard: this shard, number }`: a session only lives where its id was claimed).
     pub claim_number: u64,
     /// The connection slab key while online.
-    pub connection: Option<usize>,
+    pub connection: Option<ConnKey>,
     /// Changes whenever the session goes offline; guards its timers.
     pub generation: u64,
     /// A will waiting for its Will Delay Interval (or the end of the session).
@@ -75,7 +76,7 @@ pub enum Awaited {
 /// An answer waiting until every peer has applied the routes broadcast up to `epoch`.
 pub struct PendingAck {
     pub epoch: u64,
-    pub connection: usize,
+    pub connection: ConnKey,
     pub connection_id: u64,
     pub awaited: Awaited,
 }
@@ -96,6 +97,12 @@ pub enum CloseReason {
     SlowConsumer,
     /// CONNACK with an error code was sent.
     ConnectRefused(ReasonCode),
+    /// A packet the server had to send does not fit the client's Maximum Packet Size even
+    /// without its optional parts (issue 16, `fidelity.rs`); nothing more is sent.
+    ClientMaxPacketSize {
+        size_bytes: usize,
+        max: u32,
+    },
 }
 
 impl CloseReason {
@@ -122,6 +129,10 @@ impl fmt::Display for CloseReason {
             CloseReason::TakenOver => f.write_str("session taken over"),
             CloseReason::SlowConsumer => f.write_str("outgoing buffer over twice its limit"),
             CloseReason::ConnectRefused(code) => write!(f, "CONNECT refused ({code:?})"),
+            CloseReason::ClientMaxPacketSize { size_bytes, max } => write!(
+                f,
+                "a {size_bytes}-byte packet exceeds the client's Maximum Packet Size {max}"
+            ),
         }
     }
 }
@@ -131,8 +142,8 @@ pub struct ShardCore {
     pub id: ShardId,
     pub global: Arc<Global>,
     pub mesh: Mesh,
-    pub connections: Slab<Connection>,
-    pub sessions: Slab<ShardSession>,
+    pub connections: Slots<ConnKey, Connection>,
+    pub sessions: Slots<SessionKey, ShardSession>,
     /// Client id -> session slab key, for sessions on this shard.
     pub client_ids: super::client_ids::ClientIds,
     /// This shard's clients' subscriptions.
@@ -169,26 +180,26 @@ pub struct ShardCore {
     pub spare_message: Option<MessageRef>,
     pub retained_scratch: Vec<MessageRef>,
     /// Connections with bytes to write this turn.
-    pub dirty: Vec<usize>,
+    pub dirty: Vec<ConnKey>,
     /// Connections to close at the end of this turn.
-    pub closing: Vec<usize>,
+    pub closing: Vec<ConnKey>,
     /// Connections paused by a full mesh channel.
-    pub paused: Vec<usize>,
+    pub paused: Vec<ConnKey>,
     /// Publishers paused for QoS 1/2 congestion: (connection key, connection id, what they wait
     /// for). At most one entry per connection (its `PAUSED_CONGESTION` bit).
-    pub paused_congestion: Vec<(usize, u64, super::congestion::Blocker)>,
+    pub paused_congestion: Vec<(ConnKey, u64, super::congestion::Blocker)>,
     /// Scratch for `resume_congested`.
-    pub resumed_scratch: Vec<(usize, u64)>,
+    pub resumed_scratch: Vec<(ConnKey, u64)>,
     /// Sessions on this shard that are `Congestion::Congested`; `Global::congested[id]` says
     /// whether it is above zero.
     pub congested_sessions: usize,
     /// The first congested recipient met while routing the current publish.
     pub congestion_blocker: Option<super::congestion::Blocker>,
     /// Connections whose buffered input must be processed (after a takeover completed).
-    pub ready: Vec<usize>,
+    pub ready: Vec<ConnKey>,
     /// Output: connections resumed (unpaused, unparked) whose socket the runtime must read
     /// again, since no new readiness event will come for bytes already there.
-    pub to_read: Vec<usize>,
+    pub to_read: Vec<ConnKey>,
     /// This shard's part of `max_buffered_bytes` and what its buffers and queues hold.
     pub memory: super::congestion::MemoryBudget,
     /// Access control (issue 13): this shard's verified-login cache and password-check budget.
@@ -206,8 +217,8 @@ impl ShardCore {
             id,
             global,
             mesh,
-            connections: Slab::new(),
-            sessions: Slab::new(),
+            connections: Slots::default(),
+            sessions: Slots::default(),
             client_ids: Default::default(),
             trie: TopicTrie::new(),
             match_cache: MatchCache::new(),
@@ -250,8 +261,9 @@ impl ShardCore {
 
     /// Decodes and handles every whole packet in the read buffer, unless the connection gets
     /// paused, parked or closed on the way.
-    pub fn process_input(&mut self, key: usize) {
-        let max_packet_size = self.global.config.max_packet_size;
+    pub fn process_input(&mut self, key: ConnKey) {
+        // Issue 16: `max_packet_size` 0 means the protocol's own limit.
+        let max_packet_size = super::fidelity::inbound_packet_limit(&self.global.config);
         loop {
             let Some(conn) = self.connections.get_mut(key) else {
                 return;
@@ -261,9 +273,32 @@ impl ShardCore {
             }
             let v5_connect = conn.state == ConnState::AwaitConnect
                 && super::protocol::is_v5_connect(&conn.read_buf);
-            match codec::decode_with_frame(&mut conn.read_buf, conn.version, max_packet_size) {
+            let version = conn.version;
+            let decoded = match codec::split_frame(&mut conn.read_buf, version, max_packet_size) {
+                Ok(Some((header, frame))) => {
+                    // Fault isolation (`broker::fault`, policy 1): parsing is pure, so a panic
+                    // in it is contained to this connection.
+                    let parsed = fault::contain(|| {
+                        fault::inject_decode(&frame);
+                        codec::decode_frame(&header, &frame, version)
+                    });
+                    match parsed {
+                        Ok(result) => result.map(|packet| Some((packet, frame))),
+                        Err(panic) => {
+                            self.decode_panicked(key, &frame, &panic);
+                            return;
+                        }
+                    }
+                }
+                Ok(None) => Ok(None),
+                Err(e) => Err(e),
+            };
+            match decoded {
                 Ok(Some((packet, frame))) => {
-                    conn.last_received_ms = self.now_ms;
+                    if let Some(conn) = self.connections.get_mut(key) {
+                        conn.last_received_ms = self.now_ms;
+                    }
+                    fault::inject_handle(&packet);
                     self.handle_packet(key, packet, frame);
                 }
                 Ok(None) => return,
@@ -275,9 +310,32 @@ impl ShardCore {
         }
     }
 
+    /// Decoding `frame` panicked (a bug, contained: `broker::fault` policy 1): counted, logged
+    /// with the input, and only this connection closed.
+    #[cold]
+    fn decode_panicked(&mut self, key: ConnKey, frame: &[u8], panic: &str) {
+        bump(&self.global.counters[self.id].connection_panics);
+        if let Some(conn) = self.connections.get(key) {
+            log::error!(
+                "shard {}: panic while decoding a packet from {}, connection closed: {panic}; \
+                 input {}",
+                self.id,
+                conn.peer,
+                fault::InputSample(frame)
+            );
+        }
+        self.close(
+            key,
+            CloseReason::Protocol(
+                ReasonCode::ImplementationSpecificError,
+                "internal error while decoding this packet".into(),
+            ),
+        );
+    }
+
     /// A frame could not be decoded. `v5_connect`: it was an MQTT 5 CONNECT, answered with a
     /// CONNACK carrying the reason code (spec 4.13.1) instead of a bare close.
-    fn decode_failed(&mut self, key: usize, error: codec::DecodeError, v5_connect: bool) {
+    fn decode_failed(&mut self, key: ConnKey, error: codec::DecodeError, v5_connect: bool) {
         let Some(conn) = self.connections.get_mut(key) else {
             return;
         };
@@ -289,7 +347,8 @@ impl ShardCore {
                 // [MQTT-3.1.2-2]: CONNACK return code 0x01 (MQTT 5: 0x84), then close. The
                 // level is unknown, so answer in the 3.1.1 format every version can read.
                 let before = conn.out.len();
-                conn.out.push_packet(
+                push_bounded(
+                    &mut conn.out,
                     &super::protocol::connack_refused(ReasonCode::UnsupportedProtocolVersion),
                     codec::ProtocolVersion::V3_1_1,
                 );
@@ -306,7 +365,8 @@ impl ShardCore {
                 let code = error.reason_code();
                 log::warn!("refused CONNECT from {}: {error}", conn.peer);
                 let before = conn.out.len();
-                conn.out.push_packet(
+                push_bounded(
+                    &mut conn.out,
                     &super::protocol::connack_refused(code),
                     codec::ProtocolVersion::V5,
                 );
@@ -323,20 +383,61 @@ impl ShardCore {
     }
 
     /// Queues a packet on a connection and schedules its write.
-    pub fn send_packet(&mut self, key: usize, packet: &Packet) {
+    pub fn send_packet(&mut self, key: ConnKey, packet: &Packet) {
         let Some(conn) = self.connections.get_mut(key) else {
             return;
         };
         if conn.state == ConnState::Closing {
             return;
         }
+        // Issue 16 hook: the client's Maximum Packet Size holds for every packet
+        // ([MQTT-3.1.2-24]); PUBLISH is fitted where it is encoded (fanout.rs).
+        if conn.client_max_packet_size != u32::MAX
+            && packet.encoded_len(conn.version) > conn.client_max_packet_size as usize
+        {
+            self.send_fitted(key, packet.clone());
+            return;
+        }
         let before = conn.out.len();
-        conn.out.push_packet(packet, conn.version);
+        if let Err(error) = conn.out.push_packet(packet, conn.version) {
+            self.refuse_unencodable(key, packet, &error);
+            return;
+        }
         self.memory.hold(conn.out.len() - before);
         self.mark_dirty(key);
     }
 
-    pub fn mark_dirty(&mut self, key: usize) {
+    /// A packet built from what a client sent was over a wire-format limit (each such value is
+    /// bounded where the packet is built; this is the backstop): not sent, counted, logged, and
+    /// the connection closed with 0x83 Implementation specific error (a refused CONNACK when
+    /// it was the CONNACK, which a DISCONNECT must not precede).
+    #[cold]
+    fn refuse_unencodable(&mut self, key: ConnKey, packet: &Packet, error: &codec::EncodeError) {
+        bump(&self.global.counters[self.id].packets_unencodable);
+        let Some(conn) = self.connections.get_mut(key) else {
+            return;
+        };
+        log::warn!("{}: packet not sent: {error}", conn.peer);
+        let code = ReasonCode::ImplementationSpecificError;
+        if let Packet::ConnAck(_) = packet {
+            let before = conn.out.len();
+            push_bounded(
+                &mut conn.out,
+                &super::protocol::connack_refused(code),
+                conn.version,
+            );
+            self.memory.hold(conn.out.len() - before);
+            self.mark_dirty(key);
+            self.close(key, CloseReason::ConnectRefused(code));
+        } else {
+            self.close(
+                key,
+                CloseReason::Protocol(code, format!("cannot encode: {error}")),
+            );
+        }
+    }
+
+    pub fn mark_dirty(&mut self, key: ConnKey) {
         if let Some(conn) = self.connections.get_mut(key) {
             if !conn.dirty {
                 conn.dirty = true;
@@ -347,7 +448,7 @@ impl ShardCore {
 
     /// Closes a connection: DISCONNECT for MQTT 5 where the reason has a code, will and session
     /// handling now, socket teardown at the end of the turn.
-    pub fn close(&mut self, key: usize, reason: CloseReason) {
+    pub fn close(&mut self, key: ConnKey, reason: CloseReason) {
         let Some(conn) = self.connections.get_mut(key) else {
             return;
         };
@@ -372,9 +473,13 @@ impl ShardCore {
                         });
                     }
                 }
-                let before = conn.out.len();
-                conn.out.push_packet(&packet, conn.version);
-                self.memory.hold(conn.out.len() - before);
+                // Issue 16: not even the bare DISCONNECT when it exceeds the client's Maximum
+                // Packet Size ([MQTT-3.1.2-24]); the connection just closes.
+                if packet.encoded_len(conn.version) <= conn.client_max_packet_size as usize {
+                    let before = conn.out.len();
+                    push_bounded(&mut conn.out, &packet, conn.version);
+                    self.memory.hold(conn.out.len() - before);
+                }
             }
         }
         let was_connected = conn.state == ConnState::Connected;
@@ -384,13 +489,15 @@ impl ShardCore {
             .session
             .and_then(|skey| self.sessions.get(skey))
             .map_or("", |s| s.session.state.client_id.as_str());
+        // Issue 16: client-supplied text is escaped in log lines (log_escape.rs).
+        let client_id = crate::broker::log_escape::Escaped(client_id);
         match &reason {
             CloseReason::Protocol(..) | CloseReason::SlowConsumer => log::warn!(
                 "disconnect client_id={client_id} addr={} shard={} reason={reason}",
                 conn.peer,
                 self.id
             ),
-            _ if was_connected || !client_id.is_empty() => log::info!(
+            _ if was_connected || !client_id.0.is_empty() => log::info!(
                 "disconnect client_id={client_id} addr={} shard={} reason={reason}",
                 conn.peer,
                 self.id
@@ -413,6 +520,12 @@ impl ShardCore {
         let session = conn.session.take();
         self.closing.push(key);
         match session {
+            // Issue 16 hook (fidelity.rs): on a takeover the will waits for the new CONNECT's
+            // Clean Start to decide whether the session, and so the will, ends.
+            Some(session) if matches!(reason, CloseReason::TakenOver) => {
+                let will = self.hold_will_for_takeover(session, will);
+                self.detach_session(session, will)
+            }
             Some(session) => self.detach_session(session, will),
             None => {
                 // A connection parked for a takeover never got its CONNACK: its will is not
@@ -424,10 +537,14 @@ impl ShardCore {
     pub(super) fn handle_timers(&mut self) {
         while let Some(timer) = self.timers.pop_due(self.now) {
             match timer.kind {
-                TimerKind::Handshake => self.handshake_timer(timer.key, timer.generation),
-                TimerKind::KeepAlive => self.keep_alive_timer(timer.key, timer.generation),
+                TimerKind::Handshake => {
+                    self.handshake_timer(ConnKey::new(timer.key), timer.generation)
+                }
+                TimerKind::KeepAlive => {
+                    self.keep_alive_timer(ConnKey::new(timer.key), timer.generation)
+                }
                 TimerKind::WillDelay => {
-                    let Some(session) = self.sessions.get_mut(timer.key) else {
+                    let Some(session) = self.sessions.get_mut(SessionKey::new(timer.key)) else {
                         continue;
                     };
                     if session.generation == timer.generation && session.connection.is_none() {
@@ -436,17 +553,21 @@ impl ShardCore {
                         }
                     }
                 }
-                TimerKind::Congestion => self.congestion_timeout(timer.key, timer.generation),
+                TimerKind::Congestion => {
+                    self.congestion_timeout(SessionKey::new(timer.key), timer.generation)
+                }
                 TimerKind::MemoryPressure => self.memory_pressure_timeout(timer.generation),
                 // Access control (issue 13, access.rs).
-                TimerKind::TokenExpiry => self.token_expired(timer.key, timer.generation),
+                TimerKind::TokenExpiry => {
+                    self.token_expired(ConnKey::new(timer.key), timer.generation)
+                }
                 TimerKind::SessionExpiry => {
-                    let Some(session) = self.sessions.get(timer.key) else {
+                    let Some(session) = self.sessions.get(SessionKey::new(timer.key)) else {
                         continue;
                     };
                     if session.generation == timer.generation && session.connection.is_none() {
                         bump(&self.global.counters[self.id].sessions_expired);
-                        self.end_session(timer.key);
+                        self.end_session(SessionKey::new(timer.key));
                     }
                 }
             }
@@ -456,7 +577,7 @@ impl ShardCore {
     /// The handshake entry armed on accept fired: no CONNECT yet closes the connection; a
     /// connection that asked for it (`TIMER_KEEP_ALIVE_ON_HANDSHAKE`) gets its keep-alive
     /// checked.
-    fn handshake_timer(&mut self, key: usize, connection_id: u64) {
+    fn handshake_timer(&mut self, key: ConnKey, connection_id: u64) {
         let Some(conn) = self.connections.get_mut(key) else {
             return;
         };
@@ -477,7 +598,7 @@ impl ShardCore {
 
     /// [MQTT-3.1.2-24]: one and a half times the keep-alive without a packet closes the
     /// connection; otherwise the check is re-armed for when it would.
-    fn keep_alive_timer(&mut self, key: usize, connection_id: u64) {
+    fn keep_alive_timer(&mut self, key: ConnKey, connection_id: u64) {
         let Some(conn) = self.connections.get(key) else {
             return;
         };
@@ -492,19 +613,32 @@ impl ShardCore {
             Some(left_ms) => {
                 let deadline = self.now + Duration::from_millis(u64::from(left_ms));
                 self.timers
-                    .arm(deadline, TimerKind::KeepAlive, key, connection_id);
+                    .arm(deadline, TimerKind::KeepAlive, key.index(), connection_id);
             }
         }
     }
 
     /// Marks a connection paused because a mesh channel is full.
-    pub fn pause(&mut self, key: usize) {
+    pub fn pause(&mut self, key: ConnKey) {
         if let Some(conn) = self.connections.get_mut(key) {
             if conn.paused & PAUSED_MESH == 0 {
                 conn.paused |= PAUSED_MESH;
                 self.paused.push(key);
             }
         }
+    }
+}
+
+/// Queues a packet built from bounded values only (a CONNACK refusal without properties, a
+/// DISCONNECT whose Reason String is at most 256 bytes): it always encodes, so a failure is a
+/// bug, logged rather than asserted (the connection is being closed anyway).
+pub(super) fn push_bounded(
+    out: &mut super::connection::OutBuf,
+    packet: &Packet,
+    version: codec::ProtocolVersion,
+) {
+    if let Err(error) = out.push_packet(packet, version) {
+        log::error!("bug: a packet of bounded size did not encode: {error}");
     }
 }
 

@@ -3,9 +3,10 @@
 //! and the core (the order of one turn is in `core::io`'s doc); every decision is the core's.
 
 use super::inbox::Inbox;
+use super::stats::{bump, bump_by};
 use super::stream::{Accepted, Stream};
 use super::{Global, WAKER_TOKEN};
-use crate::broker::core::io::ConnKey;
+use crate::broker::core::keys::ConnKey;
 use crate::broker::core::ShardCore;
 use mio::{Events, Interest, Poll, Token};
 use std::io::{self, Read};
@@ -56,8 +57,9 @@ impl ShardLoop {
         }
     }
 
-    /// Runs the loop until shutdown.
-    pub fn run(mut self) {
+    /// Runs the loop until shutdown. `Err` says why it stopped otherwise (its poll failed): a
+    /// broker failure (`broker::fault`), never a shard gone silently.
+    pub fn run(mut self) -> Result<(), String> {
         let mut events = Events::with_capacity(1024);
         loop {
             let timeout = if self.read_more.is_empty() {
@@ -77,14 +79,16 @@ impl ShardLoop {
             };
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() != io::ErrorKind::Interrupted {
-                    log::error!("shard {}: poll failed: {e}", self.core.id);
+                    return Err(format!("poll failed: {e}"));
                 }
             }
             self.inbox.woke_up();
+            // Operations: the systemd watchdog pings only while every shard's turns advance.
+            bump(&self.global.counters[self.core.id].loop_turns);
             self.core.set_now(Instant::now());
             if self.global.shutdown.load(Ordering::SeqCst) {
                 self.shutdown(&mut events);
-                return;
+                return Ok(());
             }
             // Before this turn's events, so that what they leave over waits a turn.
             self.read_leftovers();
@@ -92,7 +96,7 @@ impl ShardLoop {
                 if event.token() == WAKER_TOKEN {
                     continue;
                 }
-                let key = ConnKey(event.token().0);
+                let key = ConnKey::new(event.token().0);
                 let hang_up = event.is_read_closed() || event.is_error();
                 if event.is_readable() || hang_up {
                     self.read_socket(key, !hang_up);
@@ -110,18 +114,14 @@ impl ShardLoop {
         for Accepted { stream, peer } in self.inbox.accepted(INBOX_BUDGET_PER_SOURCE) {
             accept(&mut self.core, &self.poll, &mut self.streams, stream, peer);
         }
-        self.inbox
-            .drain_into(&mut self.messages, INBOX_BUDGET_PER_SOURCE);
-        for msg in self.messages.drain(..) {
-            self.core.handle_mesh(msg);
-        }
+        self.apply_inbox();
         self.core.handle_timeout(Instant::now());
         while let Some(key) = self.core.poll_read() {
             self.read_socket(key, false);
         }
         self.core.flush_writes(&mut self.streams);
         while let Some((key, mut out)) = self.core.poll_close() {
-            if let Some(mut stream) = self.streams.get_mut(key.0).and_then(Option::take) {
+            if let Some(mut stream) = self.streams.get_mut(key.index()).and_then(Option::take) {
                 // Whatever the last write does not take goes with the connection.
                 let _ = out.write_to(&mut stream);
                 close_socket(stream);
@@ -130,6 +130,20 @@ impl ShardLoop {
         self.core.end_turn();
         let inbox = &self.inbox;
         self.core.drain_wakes(|target| inbox.wake(target));
+        // Routes broadcast by this turn's own work (takeovers, timers): flagged too (issue 16).
+        if self.core.take_routes_sent() {
+            self.inbox.wake_for_routes();
+        }
+    }
+
+    /// Hands the inbox's messages to the core (in the turn, and before a read when a peer
+    /// flagged a route change).
+    fn apply_inbox(&mut self) {
+        self.inbox
+            .drain_into(&mut self.messages, INBOX_BUDGET_PER_SOURCE);
+        for msg in self.messages.drain(..) {
+            self.core.handle_mesh(msg);
+        }
     }
 
     /// Reads until `WouldBlock` or the turn's budget (`READS_PER_TURN_MAX`), handing each read
@@ -141,7 +155,7 @@ impl ShardLoop {
             if !self.core.may_read(key) {
                 return;
             }
-            let Some(stream) = self.streams.get_mut(key.0).and_then(Option::as_mut) else {
+            let Some(stream) = self.streams.get_mut(key.index()).and_then(Option::as_mut) else {
                 return;
             };
             let result = loop {
@@ -156,7 +170,18 @@ impl ShardLoop {
                     return;
                 }
                 Ok(n) => {
+                    // Operations: `$SYS/broker/bytes/received` and the metrics.
+                    bump_by(&self.global.counters[self.core.id].received_bytes, n as u64);
+                    // Issue 16 (subscribe visibility): routes a peer broadcast before this read
+                    // are applied before the bytes are handled; and a route this input created
+                    // is announced to the peers at once (core/fidelity.rs).
+                    if self.inbox.take_routes_pending() {
+                        self.apply_inbox();
+                    }
                     self.core.handle_bytes(key, &self.read_scratch[..n]);
+                    if self.core.take_routes_sent() {
+                        self.inbox.wake_for_routes();
+                    }
                     if n < self.read_scratch.len() && stop_on_short_read {
                         self.core.handle_read_drained(key);
                         return;
@@ -227,7 +252,7 @@ fn accept(
     let key = core.vacant_conn_key();
     if let Err(e) = poll.registry().register(
         &mut stream,
-        Token(key.0),
+        Token(key.index()),
         Interest::READABLE | Interest::WRITABLE,
     ) {
         log::error!("shard {}: cannot register {peer}: {e}", core.id);
@@ -236,10 +261,10 @@ fn accept(
     }
     let accepted = core.handle_accept(peer);
     debug_assert_eq!(accepted, key);
-    if streams.len() <= key.0 {
-        streams.resize_with(key.0 + 1, || None);
+    if streams.len() <= key.index() {
+        streams.resize_with(key.index() + 1, || None);
     }
-    streams[key.0] = Some(stream);
+    streams[key.index()] = Some(stream);
     // Data may already be waiting; the first readiness event will tell.
 }
 
