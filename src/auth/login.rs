@@ -204,11 +204,16 @@ impl AccessControl {
     /// The access state of a session that logged in as `login` with `client_id`; `None` when
     /// nothing can restrict it (no ACL file, no token claims configured), so the publish path
     /// skips every check.
-    pub fn session_access(&self, login: &Login, client_id: &str) -> Option<Box<SessionAccess>> {
+    pub fn session_access(
+        self: &Arc<Self>,
+        login: &Login,
+        client_id: &str,
+    ) -> Option<Box<SessionAccess>> {
         if !self.policy().restricts() {
             return None;
         }
         let mut access = SessionAccess {
+            control: self.clone(),
             username: login.username.clone(),
             client_id: client_id.to_owned(),
             token: login.token.as_ref().map(|token| TokenRules {
@@ -235,7 +240,7 @@ impl AccessControl {
                 })
                 .map(|token| token.expires_in),
         };
-        access.refresh(self);
+        access.refresh();
         Some(Box::new(access))
     }
 }
@@ -252,6 +257,8 @@ struct TokenRules {
 /// publish or a delivery costs one hash lookup once a topic has been seen.
 #[derive(Debug)]
 pub struct SessionAccess {
+    /// The policy the session logged in under (its listener's), for reload generations.
+    control: Arc<AccessControl>,
     username: Option<String>,
     client_id: String,
     token: Option<TokenRules>,
@@ -273,9 +280,10 @@ impl SessionAccess {
         self.username.as_deref()
     }
 
-    fn refresh(&mut self, control: &AccessControl) {
-        self.generation = control.generation();
-        self.file = control
+    fn refresh(&mut self) {
+        self.generation = self.control.generation();
+        self.file = self
+            .control
             .loaded()
             .acl
             .as_ref()
@@ -302,9 +310,9 @@ impl SessionAccess {
     }
 
     /// Whether the session may publish on (`ACL_WRITE`) or receive (`ACL_READ`) a topic name.
-    pub fn allows(&mut self, control: &AccessControl, topic: &str, access: u8) -> bool {
-        if self.generation != control.generation() {
-            self.refresh(control);
+    pub fn allows(&mut self, topic: &str, access: u8) -> bool {
+        if self.generation != self.control.generation() {
+            self.refresh();
         }
         let (file, token) = (self.file.as_ref(), self.token.as_ref());
         self.cache
@@ -312,9 +320,9 @@ impl SessionAccess {
     }
 
     /// Whether a SUBSCRIBE filter (without `$share/group/`) may be granted.
-    pub fn may_subscribe(&mut self, control: &AccessControl, filter: &str) -> bool {
-        if self.generation != control.generation() {
-            self.refresh(control);
+    pub fn may_subscribe(&mut self, filter: &str) -> bool {
+        if self.generation != self.control.generation() {
+            self.refresh();
         }
         let file = self.file.as_ref().map_or(true, |r| r.may_subscribe(filter));
         let token = self

@@ -12,6 +12,13 @@ use crate::codec::{Connect, ReasonCode};
 use std::time::Duration;
 
 impl ShardCore {
+    /// The access-control policy of connection `key`: today the global one; with per-listener
+    /// policies, that of the listener the connection came in on.
+    fn access_control(&self, key: ConnKey) -> std::sync::Arc<crate::auth::AccessControl> {
+        let _ = key;
+        self.global.access.clone()
+    }
+
     /// Authenticates a plain CONNECT (no Authentication Method) and authorizes its will.
     /// Returns the CONNECT to admit, or `None` when it was refused (CONNACK sent).
     pub(super) fn login_connect(
@@ -20,7 +27,7 @@ impl ShardCore {
         connect: &Connect,
         accepted: AcceptedConnect,
     ) -> Option<AcceptedConnect> {
-        let access = self.global.access.clone();
+        let access = self.access_control(key);
         let username = connect.username.as_ref().map(|u| u.as_str());
         let password = connect.password.as_deref();
         match access.login(&mut self.login, username, password, self.now) {
@@ -40,10 +47,10 @@ impl ShardCore {
         login: &Login,
         mut accepted: AcceptedConnect,
     ) -> Option<AcceptedConnect> {
-        let control = self.global.access.clone();
+        let control = self.access_control(key);
         let mut session_access = control.session_access(login, accepted.client_id.as_str());
         if let (Some(access), Some(will)) = (session_access.as_mut(), accepted.will.as_ref()) {
-            if !access.allows(&control, will.message.topic.as_str(), ACL_WRITE) {
+            if !access.allows(will.message.topic.as_str(), ACL_WRITE) {
                 self.refuse_login(key, LoginRefusal::WillDenied);
                 return None;
             }
@@ -75,11 +82,10 @@ impl ShardCore {
 
     /// Whether session `skey` may publish on `topic` (one cache lookup once the topic is known).
     pub(super) fn may_publish(&mut self, skey: SessionKey, topic: &str) -> bool {
-        let control = &self.global.access;
         let Some(access) = self.sessions.get_mut(skey).and_then(|s| s.access.as_mut()) else {
             return true;
         };
-        let allowed = access.allows(control, topic, ACL_WRITE);
+        let allowed = access.allows(topic, ACL_WRITE);
         if !allowed {
             bump(&self.global.counters[self.id].acl_denied_publish);
         }
@@ -88,11 +94,10 @@ impl ShardCore {
 
     /// Whether session `skey` may subscribe to a plain filter (`$share/group/` removed).
     pub(super) fn may_subscribe(&mut self, skey: SessionKey, filter: &str) -> bool {
-        let control = &self.global.access;
         let Some(access) = self.sessions.get_mut(skey).and_then(|s| s.access.as_mut()) else {
             return true;
         };
-        let allowed = access.may_subscribe(control, filter);
+        let allowed = access.may_subscribe(filter);
         if !allowed {
             bump(&self.global.counters[self.id].acl_denied_subscribe);
         }
@@ -141,13 +146,9 @@ impl ShardCore {
 
 /// Whether `access` lets a session read `topic`; used on the delivery path with the session
 /// already borrowed.
-pub(super) fn may_read(
-    access: &mut Option<Box<crate::auth::SessionAccess>>,
-    control: &crate::auth::AccessControl,
-    topic: &str,
-) -> bool {
+pub(super) fn may_read(access: &mut Option<Box<crate::auth::SessionAccess>>, topic: &str) -> bool {
     match access {
-        Some(access) => access.allows(control, topic, ACL_READ),
+        Some(access) => access.allows(topic, ACL_READ),
         None => true,
     }
 }

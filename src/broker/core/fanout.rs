@@ -206,11 +206,7 @@ impl ShardCore {
         };
         // Access control (issue 13, access.rs): nothing the subscriber may not read; this
         // covers wildcard filters and retained messages sent at subscribe.
-        if !super::access::may_read(
-            &mut session.access,
-            &self.global.access,
-            message.topic.as_str(),
-        ) {
+        if !super::access::may_read(&mut session.access, message.topic.as_str()) {
             bump(&self.global.counters[self.id].acl_denied_delivery);
             return;
         }
