@@ -17,21 +17,28 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-/// What authentication and authorization apply to a listener's clients.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// What authentication and authorization apply to a listener's clients: the broker-wide one
+/// from the config's top-level fields, or a listener's own `[listener.auth]` table (which takes
+/// `allow_anonymous`, `password_file`, `acl_file` and `[listener.auth.jwt]`; SCRAM stays
+/// broker-wide, and `use_identity_as_username` is the listener's own setting).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct AuthPolicy {
     /// Whether a CONNECT without user name and password is admitted. `None`: yes unless a
     /// password file or JWT is configured (then such a CONNECT gets 0x87 / return code 5).
     pub allow_anonymous: Option<bool>,
     /// Mosquitto password file (`$7$`/`$6$` hashes).
     pub password_file: Option<PathBuf>,
-    /// SCRAM-SHA-256 stored keys (MQTT 5 enhanced authentication).
+    /// SCRAM-SHA-256 stored keys (MQTT 5 enhanced authentication); broker-wide only.
+    #[serde(skip)]
     pub scram_users_file: Option<PathBuf>,
     /// Mosquitto ACL file.
     pub acl_file: Option<PathBuf>,
     /// JWT logins.
     pub jwt: Option<JwtSettings>,
-    /// Use the client certificate's identity (from a TLS listener) as the user name.
+    /// Use the client certificate's identity (from a TLS listener) as the user name; set from
+    /// the listener's own `use_identity_as_username`.
+    #[serde(skip)]
     pub use_identity_as_username: bool,
 }
 

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use shardmq::broker::{BrokerHandle, Config};
 use shardmq::codec::{
     Auth, Connect, MqttString, Packet, Properties, ProtocolVersion, QoS, ReasonCode,
+    SubscriptionOptions,
 };
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -824,4 +825,93 @@ fn jwt_topic_claims_and_expiry_disconnect() {
     }
     raw.expect_closed();
     assert_eq!(broker.stats().token_expired_disconnects, 1);
+}
+
+/// Per-listener policy: one listener keeps the broker-wide policy (anonymous clients, no ACL),
+/// another has its own `[listener.auth]` (password file, ACL, no anonymous clients); a TLS
+/// listener with `use_identity_as_username` makes the certificate's CN (`alice`) the user the
+/// ACL applies to.
+#[test]
+fn per_listener_policy_and_certificate_identity() {
+    use crate::support::transport::{self as tls_support, Mqtt, Pki};
+    use shardmq::auth::AuthPolicy;
+    use shardmq::transport::{ListenerConfig, TransportKind};
+    let dir = TempDir::new("listeners");
+    let acl = dir.file("acl", "user alice\ntopic readwrite alice/#\n");
+    let passwd = dir.0.join("passwd");
+    run(our_passwd()
+        .args(["-c", "-b"])
+        .arg(&passwd)
+        .args(["alice", "pw"]));
+    let own = AuthPolicy {
+        allow_anonymous: Some(false),
+        password_file: Some(passwd),
+        acl_file: Some(acl.clone()),
+        ..AuthPolicy::default()
+    };
+    let open = ListenerConfig::mqtt(SocketAddr::from(([127, 0, 0, 1], 0)));
+    let guarded = ListenerConfig {
+        auth: Some(own.clone()),
+        ..open.clone()
+    };
+    let pki = Pki::new();
+    let mut identity = pki.with_client_ca(pki.listener(TransportKind::MqttTls), true);
+    identity.use_identity_as_username = true;
+    identity.auth = Some(AuthPolicy {
+        password_file: None,
+        ..own
+    });
+    let broker = tls_support::start(vec![open, guarded, identity], |_| {});
+    let [open, guarded, identity] = broker.local_addrs()[..] else {
+        panic!("three listeners");
+    };
+    let publish_code = |raw: &mut Raw, topic: &str| {
+        raw.publish(topic, b"x", QoS::AtLeastOnce, false, 1);
+        raw.expect_puback().reason_code
+    };
+    let mut anonymous = Raw::connect(open, V5, "anon");
+    assert_eq!(
+        publish_code(&mut anonymous, "bob/x"),
+        ReasonCode::NoMatchingSubscribers
+    );
+    let (_raw, connack) = Raw::connect_with(guarded, login(V5, "anon2", None, None));
+    assert_eq!(connack.reason_code, ReasonCode::NotAuthorized);
+    let (mut alice, connack) =
+        Raw::connect_with(guarded, login(V5, "a", Some("alice"), Some("pw")));
+    assert_eq!(connack.reason_code, ReasonCode::Success);
+    assert_eq!(
+        publish_code(&mut alice, "alice/x"),
+        ReasonCode::NoMatchingSubscribers
+    );
+    assert_eq!(publish_code(&mut alice, "bob/x"), ReasonCode::NotAuthorized);
+
+    // The certificate (CN alice) is the login; the user name sent is ignored. (The TLS test
+    // client speaks MQTT 3.1.1: a refused filter gets 0x80.)
+    let with_cert = pki.client_config(
+        Some((&pki.client_cert, &pki.client_key)),
+        &[&rustls::version::TLS13],
+    );
+    let mut mqtt = Mqtt::new(tls_support::tls(identity, with_cert).unwrap());
+    mqtt.send(&tls_support::connect("cert", Some("mallory")));
+    match mqtt.recv() {
+        Some(Packet::ConnAck(ack)) => assert_eq!(ack.reason_code, ReasonCode::Success),
+        other => panic!("expected CONNACK, got {other:?}"),
+    }
+    let both = SubscriptionOptions::default();
+    mqtt.send(&subscribe_packet(
+        1,
+        &[("alice/#", both), ("mallory/#", both)],
+    ));
+    match mqtt.recv() {
+        Some(Packet::SubAck(ack)) => assert_eq!(
+            ack.reason_codes,
+            [ReasonCode::Success, ReasonCode::UnspecifiedError]
+        ),
+        other => panic!("expected SUBACK, got {other:?}"),
+    }
+    mqtt.send(&tls_support::publish("alice/t", b"mine"));
+    match mqtt.recv() {
+        Some(Packet::Publish(p)) => assert_eq!(p.topic.as_str(), "alice/t"),
+        other => panic!("expected the message back, got {other:?}"),
+    }
 }

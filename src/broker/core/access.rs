@@ -12,11 +12,14 @@ use crate::codec::{Connect, ReasonCode};
 use std::time::Duration;
 
 impl ShardCore {
-    /// The access-control policy of connection `key`: today the global one; with per-listener
-    /// policies, that of the listener the connection came in on.
+    /// The access-control policy of connection `key`: its listener's own (`[listener.auth]`),
+    /// else the broker-wide one.
     fn access_control(&self, key: ConnKey) -> std::sync::Arc<crate::auth::AccessControl> {
-        let _ = key;
-        self.global.access.clone()
+        let listener = self.connections.get(key).map(|c| usize::from(c.listener));
+        listener
+            .and_then(|id| self.global.listener_access.get(id))
+            .and_then(Option::clone)
+            .unwrap_or_else(|| self.global.access.clone())
     }
 
     /// Authenticates a plain CONNECT (no Authentication Method) and authorizes its will.

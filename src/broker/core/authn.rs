@@ -75,6 +75,26 @@ impl ShardCore {
             self.auth_step(key, method, step, Some(Box::new(accepted)));
             return None;
         }
+        // Listener hook (src/transport): with use_identity_as_username the verified client
+        // certificate is the login (as in Mosquitto); its identity is the username, read with
+        // `Connection::certificate_identity()`, and the ACL applies to it (issue 13).
+        if let Some(conn) = self.connections.get(key) {
+            let identity_login = shared
+                .listeners
+                .get(conn.listener)
+                .is_some_and(|l| l.config.use_identity_as_username);
+            if identity_login {
+                let Some(identity) = conn.certificate_identity() else {
+                    self.refuse_connect(key, ReasonCode::NotAuthorized);
+                    return None;
+                };
+                let login = crate::auth::Login {
+                    username: Some(identity.to_owned()),
+                    token: None,
+                };
+                return self.authorize_connect(key, &login, accepted);
+            }
+        }
         // Access control (issue 13, access.rs): password file, JWT or anonymous, then the will.
         self.login_connect(key, connect, accepted)
     }
