@@ -111,12 +111,28 @@ struct Cli {
     /// length, 0 = no limit [default: 5000].
     #[arg(long, value_name = "MS")]
     partial_packet_timeout_ms: Option<u64>,
-    /// File of `user:password` lines: plain CONNECTs must log in as one of them.
+    /// Mosquitto password file (`user:$7$...`, from mosquitto_passwd or shardmq-passwd): plain
+    /// CONNECTs must log in as one of its users. Re-read on SIGHUP.
     #[arg(long, value_name = "FILE")]
     password_file: Option<PathBuf>,
-    /// File of `user:password` lines offered with SCRAM-SHA-256 enhanced authentication (MQTT 5).
+    /// SCRAM-SHA-256 stored keys (from `shardmq-passwd --scram`) for MQTT 5 enhanced
+    /// authentication. Re-read on SIGHUP.
     #[arg(long, value_name = "FILE")]
     scram_users: Option<PathBuf>,
+    /// Mosquitto ACL file, checked on publish, subscribe, delivery and wills. Re-read on SIGHUP.
+    #[arg(long, value_name = "FILE")]
+    acl_file: Option<PathBuf>,
+    /// Admit clients without user name and password [default: true unless a password file or
+    /// JWT is configured].
+    #[arg(long, value_name = "BOOL")]
+    allow_anonymous: Option<bool>,
+    /// JWT logins (token as password): the algorithm, RS256, ES256 or HS256 (needs
+    /// --jwt-key-file; the config file's [jwt] table has the other settings).
+    #[arg(long, value_name = "ALG", requires = "jwt_key_file")]
+    jwt_algorithm: Option<shardmq::auth::JwtAlgorithm>,
+    /// JWT verification key: PEM public key (RS256, ES256) or shared secret (HS256).
+    #[arg(long, value_name = "FILE", requires = "jwt_algorithm")]
+    jwt_key_file: Option<PathBuf>,
     /// Keep-alive cap for MQTT 5 clients (Server Keep Alive); 3.x clients unaffected.
     #[arg(long, value_name = "SECS")]
     server_keep_alive: Option<u16>,
@@ -267,6 +283,19 @@ impl Cli {
             response_information = self.response_information.map(Some),
             server_reference = self.server_reference.map(Some),
             partial_packet_timeout_ms = self.partial_packet_timeout_ms,
+            acl_file = self.acl_file.map(Some),
+            allow_anonymous = self.allow_anonymous.map(Some),
+        }
+        if let (Some(algorithm), Some(key_file)) = (self.jwt_algorithm, self.jwt_key_file) {
+            let settings = config.jwt.take();
+            config.jwt = Some(match settings {
+                Some(settings) => shardmq::auth::JwtSettings {
+                    algorithm,
+                    key_file,
+                    ..settings
+                },
+                None => shardmq::auth::JwtSettings::new(algorithm, key_file),
+            });
         }
         config.pin_cores |= self.pin_cores;
         config.queue_qos0 |= self.queue_qos0;

@@ -30,6 +30,8 @@ pub enum TimerKind {
     MemoryPressure,
     /// Issue 11: a packet started on a connection (generation = its id) must have completed.
     PartialPacket,
+    /// Access control (issue 13): the connection's JWT expired (`jwt.disconnect_on_expiry`).
+    TokenExpiry,
 }
 
 /// One armed timer.
