@@ -59,8 +59,8 @@ struct Cli {
     /// Maximum levels of a topic name or filter [default: 128].
     #[arg(long, value_name = "N")]
     max_topic_levels: Option<usize>,
-    /// Per-connection outgoing buffer limit, bytes; QoS 0 is dropped over it, the client is
-    /// disconnected at twice it [default: 1048576].
+    /// Per-connection outgoing buffer limit, bytes; QoS 0 is dropped over it, QoS 1/2 wait
+    /// queued, the client is not read while it is full [default: 1048576].
     #[arg(long, value_name = "BYTES")]
     max_outgoing_bytes: Option<usize>,
     /// Seconds allowed between TCP accept and CONNECT [default: 10].
@@ -111,6 +111,10 @@ struct Cli {
     /// length, 0 = no limit [default: 5000].
     #[arg(long, value_name = "MS")]
     partial_packet_timeout_ms: Option<u64>,
+    /// Issue 11: milliseconds a subscriber's full outgoing buffer may go unwritten before it is
+    /// disconnected as a slow consumer [default: 60000].
+    #[arg(long, value_name = "MS")]
+    slow_consumer_timeout_ms: Option<u64>,
     /// Mosquitto password file (`user:$7$...`, from mosquitto_passwd or shardmq-passwd): plain
     /// CONNECTs must log in as one of its users. Re-read on SIGHUP.
     #[arg(long, value_name = "FILE")]
@@ -283,6 +287,7 @@ impl Cli {
             response_information = self.response_information.map(Some),
             server_reference = self.server_reference.map(Some),
             partial_packet_timeout_ms = self.partial_packet_timeout_ms,
+            slow_consumer_timeout_ms = self.slow_consumer_timeout_ms,
             acl_file = self.acl_file.map(Some),
             allow_anonymous = self.allow_anonymous.map(Some),
         }

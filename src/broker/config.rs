@@ -42,7 +42,9 @@ pub struct Config {
     /// Maximum levels of a topic name or filter, 1..=65,535. Default 128.
     pub max_topic_levels: usize,
     /// Per-connection outgoing buffer limit in bytes, 1 KiB..=1 GiB. Default 1 MiB. Over it QoS 0
-    /// messages to that client are dropped (counted); at twice the limit it is disconnected.
+    /// messages to that client are dropped (counted), QoS 1/2 ones wait in its session queue,
+    /// and the client is not read (issue 11, docs/memory.md); a full buffer unwritten for
+    /// `slow_consumer_timeout_ms` disconnects it.
     pub max_outgoing_bytes: usize,
     /// Time allowed between TCP accept and CONNECT, in milliseconds, 1..=3,600,000. Default 10 s.
     pub handshake_timeout_ms: u64,
@@ -148,6 +150,12 @@ pub struct Config {
     /// whatever the keep-alive, 0 included; over it the connection is closed
     /// (`partial_packet_timeouts`).
     pub partial_packet_timeout_ms: u64,
+    /// Issue 11 (docs/memory.md): a subscriber whose outgoing buffer stays at
+    /// `max_outgoing_bytes` with nothing written for this long is disconnected as a slow
+    /// consumer (checked when a message for it arrives), in milliseconds, 1..=3,600,000.
+    /// Default 60,000. A subscriber that reads is never disconnected for the size of what it
+    /// receives: its QoS 1/2 deliveries wait in its queue while the buffer is full.
+    pub slow_consumer_timeout_ms: u64,
 }
 
 /// How a shared subscription group spreads messages over its members. The publishing shard
@@ -225,6 +233,7 @@ impl Default for Config {
             listeners: Vec::new(),
             ops: crate::ops::OpsConfig::default(),
             partial_packet_timeout_ms: 5_000,
+            slow_consumer_timeout_ms: 60_000,
         }
     }
 }
@@ -339,6 +348,12 @@ impl Config {
             "partial_packet_timeout_ms",
             self.partial_packet_timeout_ms,
             0,
+            3_600_000,
+        )?;
+        range(
+            "slow_consumer_timeout_ms",
+            self.slow_consumer_timeout_ms,
+            1,
             3_600_000,
         )?;
         if let Some(secs) = self.server_keep_alive_secs {

@@ -83,7 +83,8 @@ counters! {
     keep_alive_timeouts,
     /// Connections closed because no CONNECT arrived within the handshake timeout.
     handshake_timeouts,
-    /// Connections closed because their outgoing buffer reached twice its limit.
+    /// Connections closed as slow consumers: outgoing buffer at its limit with nothing written
+    /// for `slow_consumer_timeout_ms` (issue 11).
     slow_consumer_disconnects,
     /// Connections closed because the client exceeded our Receive Maximum.
     receive_maximum_exceeded,

@@ -166,3 +166,174 @@ fn partial_packets_time_out_even_with_keep_alive_zero() {
     assert_eq!(sim.global().stats().partial_packet_timeouts, 1);
     assert_eq!(sim.global().stats().messages_received, 1);
 }
+
+/// Rounds in which the subscriber reads at most `read_per_round` bytes: returns the peak of the
+/// shard's buffered bytes seen after each turn.
+fn read_slowly(
+    sim: &mut Sim,
+    subscriber: &mut SimClient,
+    want: usize,
+    read_per_round: usize,
+) -> usize {
+    let mut peak = 0;
+    for _ in 0..20_000 {
+        sim.set_write_capacity(subscriber.conn, read_per_round);
+        sim.step();
+        peak = peak.max(sim.core(0).buffered_bytes().0 - sim.core(0).queued_bytes());
+        subscriber.pump(sim);
+        sim.advance(Duration::from_millis(1));
+        if subscriber.received.len() >= want || sim.is_closed(subscriber.conn) {
+            break;
+        }
+    }
+    peak
+}
+
+fn big_message_config() -> Config {
+    Config {
+        max_outgoing_bytes: 64 * 1024,
+        ..config()
+    }
+}
+
+/// Issue 11 case 2: a QoS 1 subscriber that reads (slowly) gets 200 messages of 100 KB, each
+/// larger than its 64 KiB outgoing limit, without being disconnected; its outgoing buffer holds
+/// at most the limit plus one message.
+#[test]
+fn a_reading_subscriber_of_big_qos1_messages_is_paced_not_disconnected() {
+    let message_bytes = 100_000;
+    let count = 200;
+    let mut sim = Sim::new(big_message_config(), 3).expect("valid config");
+    let mut subscriber = connect(&mut sim, "sub");
+    let sub = SubscriptionOptions {
+        qos: QoS::AtLeastOnce,
+        ..SubscriptionOptions::default()
+    };
+    subscriber
+        .session
+        .subscribe(&[(MqttString::from("big"), sub)]);
+    subscriber.flush(&mut sim);
+    let mut publisher = connect(&mut sim, "pub");
+    quiesce(&mut sim, &mut [&mut subscriber, &mut publisher]);
+    let body = Bytes::from(vec![b'x'; message_bytes]);
+    let mut sent = 0;
+    let mut peak = 0;
+    while sent < count {
+        let now = sim.now();
+        for _ in 0..10 {
+            let _ = publisher.session.publish(
+                MqttString::from("big"),
+                body.clone(),
+                QoS::AtLeastOnce,
+                false,
+                now,
+            );
+            sent += 1;
+        }
+        publisher.flush(&mut sim);
+        let want = subscriber.received.len() + 10;
+        peak = peak.max(read_slowly(&mut sim, &mut subscriber, want, 16 * 1024));
+        publisher.pump(&mut sim);
+    }
+    peak = peak.max(read_slowly(&mut sim, &mut subscriber, count, 16 * 1024));
+    assert!(
+        !sim.is_closed(subscriber.conn),
+        "a reader is not a slow consumer"
+    );
+    assert_eq!(subscriber.received.len(), count, "every message arrives");
+    assert_eq!(sim.global().stats().slow_consumer_disconnects, 0);
+    assert!(
+        peak <= 64 * 1024 + message_bytes + 64,
+        "outgoing buffers held {peak} bytes"
+    );
+}
+
+/// Issue 11 case 2: a persistent session with 50 queued 200 KB messages resumes and gets all of
+/// them (the queue is refilled as its buffer is written down, not all at once).
+#[test]
+fn a_resumed_session_gets_its_big_queue_without_being_disconnected() {
+    let message_bytes = 200_000;
+    let count = 50;
+    let mut sim = Sim::new(big_message_config(), 4).expect("valid config");
+    let persistent = || options("sub").clean_start(false);
+    let mut subscriber = SimClient::connect(&mut sim, 0, persistent()).expect("room");
+    quiesce(&mut sim, &mut [&mut subscriber]);
+    let sub = SubscriptionOptions {
+        qos: QoS::AtLeastOnce,
+        ..SubscriptionOptions::default()
+    };
+    subscriber
+        .session
+        .subscribe(&[(MqttString::from("q"), sub)]);
+    subscriber.flush(&mut sim);
+    quiesce(&mut sim, &mut [&mut subscriber]);
+    sim.hang_up(subscriber.conn);
+    sim.step();
+    let mut publisher = connect(&mut sim, "pub");
+    let body = Bytes::from(vec![b'y'; message_bytes]);
+    let now = sim.now();
+    for _ in 0..count {
+        let _ = publisher.session.publish(
+            MqttString::from("q"),
+            body.clone(),
+            QoS::AtLeastOnce,
+            false,
+            now,
+        );
+    }
+    publisher.flush(&mut sim);
+    quiesce(&mut sim, &mut [&mut publisher]);
+    let mut subscriber = SimClient::connect(&mut sim, 0, persistent()).expect("room");
+    read_slowly(&mut sim, &mut subscriber, count, 32 * 1024);
+    assert!(!sim.is_closed(subscriber.conn), "resumed, not disconnected");
+    assert_eq!(subscriber.received.len(), count, "the whole queue arrives");
+}
+
+/// Issue 11 item 3: a QoS 1 subscriber that stops reading is disconnected once its full buffer
+/// has gone unwritten for `slow_consumer_timeout_ms`, not before; the publisher keeps going.
+#[test]
+fn slow_consumer_disconnect_fires_on_time_not_on_a_burst() {
+    let mut config = big_message_config();
+    config.slow_consumer_timeout_ms = 5_000;
+    let mut sim = Sim::new(config, 5).expect("valid config");
+    let mut subscriber = connect(&mut sim, "sub");
+    let sub = SubscriptionOptions {
+        qos: QoS::AtLeastOnce,
+        ..SubscriptionOptions::default()
+    };
+    subscriber
+        .session
+        .subscribe(&[(MqttString::from("s"), sub)]);
+    subscriber.flush(&mut sim);
+    let mut publisher = connect(&mut sim, "pub");
+    quiesce(&mut sim, &mut [&mut subscriber, &mut publisher]);
+    sim.set_write_capacity(subscriber.conn, 0);
+    let body = Bytes::from(vec![b'z'; 30_000]);
+    let mut closed_at = None;
+    for second in 0..10 {
+        let now = sim.now();
+        let _ = publisher.session.publish(
+            MqttString::from("s"),
+            body.clone(),
+            QoS::AtLeastOnce,
+            false,
+            now,
+        );
+        publisher.flush(&mut sim);
+        sim.step();
+        publisher.pump(&mut sim);
+        if sim.is_closed(subscriber.conn) {
+            closed_at = Some(second);
+            break;
+        }
+        sim.advance(Duration::from_secs(1));
+    }
+    // Its buffer filled with the third message (second 2); nothing was written from then on.
+    let closed_at = closed_at.expect("a subscriber that never reads is disconnected");
+    assert!(
+        (7..=8).contains(&closed_at),
+        "closed {closed_at} s in, 5 s after its buffer filled"
+    );
+    assert_eq!(sim.global().stats().slow_consumer_disconnects, 1);
+    assert!(!sim.is_closed(publisher.conn));
+}

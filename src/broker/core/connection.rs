@@ -254,6 +254,11 @@ pub struct Connection {
     /// Issue 11 (`overload.rs`): when the packet being received started, in the same ticks;
     /// meaningful while the [`TIMER_PARTIAL_STARTED`] bit is set.
     pub partial_since_ms: u32,
+    /// Issue 11 (`overload.rs`): when the outgoing buffer was last below `max_outgoing_bytes`
+    /// or last had bytes written, in whole seconds of the shard's ticks, wrapping (the
+    /// slow-consumer clock; 2 bytes keep the struct within its size bound, and the timeout is
+    /// at most an hour, far below the 18 hours it wraps at).
+    pub out_progress_secs: u16,
     /// [`TIMER_HANDSHAKE_PENDING`] and [`TIMER_KEEP_ALIVE_ON_HANDSHAKE`] bits. An idle
     /// connection holds one timer entry, not two: when its keep-alive timeout is at least the
     /// handshake timeout, the handshake entry (whose deadline is then the earlier one) checks
@@ -339,6 +344,7 @@ impl Connection {
             keep_alive_secs: 0,
             last_received_ms: now_ms,
             partial_since_ms: now_ms,
+            out_progress_secs: (now_ms / 1000) as u16,
             timer: TIMER_HANDSHAKE_PENDING,
             client_max_packet_size: u32::MAX,
             will: None,

@@ -12,7 +12,7 @@ use super::mesh::ShardMsg;
 use super::protocol::{encode_layout, Layout, LayoutOptions};
 use super::retained::RetainOutcome;
 use super::session::{queued_bytes, Delivery, Message, MessageRef, ReceivedFrame};
-use super::shard::{Awaited, CloseReason, LocalSub, ShardCore};
+use super::shard::{Awaited, LocalSub, ShardCore};
 use super::stats::{bump, ShardCounters};
 use crate::codec::{MqttString, Packet, Properties, Publish, QoS, SubAck};
 use crate::topic::CacheLookup;
@@ -217,9 +217,14 @@ impl ShardCore {
             .filter(|&key| connections.get(key).is_some_and(|c| c.is_connected()));
         let online = connection.is_some();
         let queue_room = self.memory.has_room();
+        // Issue 11 hook (flow by bytes): QoS 1/2 waits in the queue while the buffer is full.
+        let max_outgoing = self.global.config.max_outgoing_bytes;
+        let outgoing_full = connection
+            .and_then(|key| connections.get(key))
+            .is_some_and(|c| c.out.len() >= max_outgoing);
         match session
             .session
-            .deliver(message, qos, retain, online, queue_room)
+            .deliver_paced(message, qos, retain, online, queue_room, outgoing_full)
         {
             Delivery::SendQoS0 => {
                 if let Some(key) = connection {
@@ -243,6 +248,11 @@ impl ShardCore {
             Delivery::DroppedMemoryLimit => {
                 bump(&self.global.counters[self.id].dropped_memory_limit)
             }
+        }
+        // Issue 11 hook: a subscriber whose full buffer went unwritten for the slow-consumer
+        // time is disconnected (checked when a message for it meets the full buffer).
+        if let Some(key) = connection.filter(|_| outgoing_full) {
+            self.check_slow_consumer(key);
         }
         self.note_recipient(skey, qos, online);
     }
@@ -360,6 +370,10 @@ impl ShardCore {
                 .commit(&message.topic, alias);
         }
         let before = conn.out.len();
+        // Issue 11 hook: the slow-consumer clock runs only while the buffer stays full.
+        if before < max_outgoing {
+            conn.out_progress_secs = (self.now_ms / 1000) as u16;
+        }
         conn.out.push_shared(&layout.head);
         if qos != QoS::AtMostOnce {
             conn.out.push_copy(&packet_id.to_be_bytes());
@@ -369,9 +383,9 @@ impl ShardCore {
         bump(&self.global.counters[self.id].messages_sent);
         self.mark_dirty(key);
         self.buffered_grew(after - before);
-        if after > max_outgoing.saturating_mul(2) {
-            self.close(key, CloseReason::SlowConsumer);
-        } else if after >= max_outgoing / 2 && self.global.config.qos0_backpressure {
+        // Issue 11: no disconnect for size here (a reader of big messages is paced instead,
+        // see `overload.rs`); a subscriber not reading is closed by `check_slow_consumer`.
+        if after >= max_outgoing / 2 && self.global.config.qos0_backpressure {
             self.outgoing_grew(skey);
         }
     }
@@ -385,6 +399,14 @@ impl ShardCore {
             if session.connection != Some(key) {
                 return;
             }
+            // Issue 11 hook (flow by bytes): refilled as the buffer is written down.
+            if self.outgoing_full(key) {
+                self.update_congestion(skey);
+                return;
+            }
+            let Some(session) = self.sessions.get_mut(skey) else {
+                return;
+            };
             let Some((packet_id, queued)) = session.session.poll_queued() else {
                 self.update_congestion(skey);
                 return;

@@ -201,6 +201,7 @@ impl ShardCore {
         let qos0_backpressure = self.global.config.qos0_backpressure;
         let mut dirty = std::mem::take(&mut self.dirty);
         let mut resumed = Vec::new();
+        let mut refill = Vec::new();
         for key in dirty.drain(..) {
             let Some(conn) = self.connections.get_mut(key) else {
                 continue;
@@ -216,9 +217,13 @@ impl ShardCore {
             let result = conn.out.write_to(stream);
             let after = conn.out.len();
             self.memory.release(before - after);
-            // Issue 11 hook: a connection not read for its full buffer is read again.
+            // Issue 11 hooks: a connection not read for its full buffer is read again; one
+            // written down below the limit gets its queue refilled (after this loop).
             if self.resume_if_written_down(key, after) {
                 resumed.push(key);
+            }
+            if self.written_progress(key, before, after) {
+                refill.push(key);
             }
             // Operations: `$SYS/broker/bytes/sent` and the metrics.
             bump_by(
@@ -241,6 +246,7 @@ impl ShardCore {
         self.dirty = dirty;
         // Processed, then read, at the start of the next turn (`resume_connections`).
         self.ready.extend(resumed);
+        self.refill_queues(&refill);
     }
 
     /// A connection closed this turn, removed from the core, with the bytes still queued for it

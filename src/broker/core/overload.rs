@@ -146,3 +146,60 @@ impl ShardCore {
         );
     }
 }
+
+/// Flow by bytes (issue 11 item 3): the in-flight window and the queue are refilled only while
+/// the outgoing buffer is below `max_outgoing_bytes`, so the buffer holds at most the limit plus
+/// one message (a message larger than the limit, up to the packet size limit, still goes when
+/// the buffer is below it). A subscriber that reads is never disconnected for the size of what
+/// it receives; one whose buffer stays full with nothing written for
+/// `slow_consumer_timeout_ms` is (`slow_consumer_disconnects`).
+impl ShardCore {
+    /// Whether `key`'s outgoing buffer is at `max_outgoing_bytes`.
+    #[inline]
+    pub(super) fn outgoing_full(&self, key: ConnKey) -> bool {
+        self.connections
+            .get(key)
+            .is_some_and(|c| c.out.len() >= self.global.config.max_outgoing_bytes)
+    }
+
+    /// A write took `key`'s buffer from `before` to `after` bytes: the slow-consumer clock
+    /// restarts; returns whether it crossed below the limit (its queue may refill).
+    pub(super) fn written_progress(&mut self, key: ConnKey, before: usize, after: usize) -> bool {
+        let limit = self.global.config.max_outgoing_bytes;
+        let now_ms = self.now_ms;
+        let Some(conn) = self.connections.get_mut(key) else {
+            return false;
+        };
+        if before != after {
+            conn.out_progress_secs = (now_ms / 1000) as u16;
+        }
+        before >= limit && after < limit && conn.session.is_some()
+    }
+
+    /// Sends queued messages to each connection of `keys` (written down below the limit).
+    pub(super) fn refill_queues(&mut self, keys: &[ConnKey]) {
+        for &key in keys {
+            let Some(skey) = self.connections.get(key).and_then(|c| c.session) else {
+                continue;
+            };
+            self.pump_queue(key, skey);
+        }
+    }
+
+    /// A message for `key` met its full buffer: a subscriber whose buffer has stayed full with
+    /// nothing written for `slow_consumer_timeout_ms` is disconnected.
+    pub(super) fn check_slow_consumer(&mut self, key: ConnKey) {
+        let timeout_ms = self.global.config.slow_consumer_timeout_ms;
+        let Some(conn) = self.connections.get(key) else {
+            return;
+        };
+        let now_secs = (self.now_ms / 1000) as u16;
+        let stuck_ms = u64::from(now_secs.wrapping_sub(conn.out_progress_secs)) * 1000;
+        if conn.state == ConnState::Connected
+            && conn.out.len() >= self.global.config.max_outgoing_bytes
+            && stuck_ms >= timeout_ms
+        {
+            self.close(key, CloseReason::SlowConsumer);
+        }
+    }
+}

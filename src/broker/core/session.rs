@@ -319,6 +319,21 @@ impl Session {
         online: bool,
         queue_room: bool,
     ) -> Delivery {
+        self.deliver_paced(message, qos, retain, online, queue_room, false)
+    }
+
+    /// [`Session::deliver`], where `outgoing_full` (issue 11, flow by bytes) says that the
+    /// connection's outgoing buffer is at `max_outgoing_bytes`: a QoS 1/2 message then queues
+    /// even with room in the in-flight window, and goes when the buffer is written down.
+    pub fn deliver_paced(
+        &mut self,
+        message: &MessageRef,
+        qos: QoS,
+        retain: bool,
+        online: bool,
+        queue_room: bool,
+        outgoing_full: bool,
+    ) -> Delivery {
         if qos == QoS::AtMostOnce {
             if online {
                 return Delivery::SendQoS0;
@@ -328,7 +343,7 @@ impl Session {
             }
             return self.enqueue(message, qos, retain, queue_room);
         }
-        if online && self.state.queued.is_empty() && self.window_has_room() {
+        if online && !outgoing_full && self.state.queued.is_empty() && self.window_has_room() {
             let packet_id = self.allocate_packet_id();
             self.state.inflight.push_back(Outgoing {
                 packet_id,

@@ -132,7 +132,9 @@ impl fmt::Display for CloseReason {
             CloseReason::KeepAliveTimeout => f.write_str("keep-alive timeout"),
             CloseReason::HandshakeTimeout => f.write_str("no CONNECT within the handshake timeout"),
             CloseReason::TakenOver => f.write_str("session taken over"),
-            CloseReason::SlowConsumer => f.write_str("outgoing buffer over twice its limit"),
+            CloseReason::SlowConsumer => {
+                f.write_str("outgoing buffer full and not read for the slow-consumer timeout")
+            }
             CloseReason::ConnectRefused(code) => write!(f, "CONNECT refused ({code:?})"),
             CloseReason::ClientMaxPacketSize { size_bytes, max } => write!(
                 f,

@@ -121,8 +121,7 @@ fn security_and_durability_directives_are_errors_with_file_and_line() {
     let errs = errors("allow_anonymous true\nacl_file /etc/acl\npersistence true\n");
     assert_eq!(errs.len(), 1, "{errs:?}");
     assert!(errs[0].starts_with("test.conf:3: error: persistence true: not supported yet"));
-    let loaded = map(
-        "listener 9001
+    let loaded = map("listener 9001
 protocol websockets
 listener 8883 127.0.0.1
 certfile /c.pem
@@ -133,8 +132,7 @@ require_certificate true
 \
          use_identity_as_username true
 allow_anonymous true
-",
-    )
+")
     .unwrap();
     let listeners = loaded.config.effective_listeners();
     assert_eq!(listeners.len(), 2, "{listeners:?}");
