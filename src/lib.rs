@@ -6,10 +6,12 @@
 //! - [`auth`]: enhanced authentication (SCRAM-SHA-256) and password checks.
 //! - [`client`]: the sans-IO client session and the synchronous mio-based client.
 //! - [`broker`]: the thread-per-core broker (shards, mesh, sessions).
+//! - [`store`]: disk persistence, one append-only log per shard.
 #![forbid(unsafe_code)]
 
 pub mod auth;
 pub mod broker;
 pub mod client;
 pub mod codec;
+pub mod store;
 pub mod topic;

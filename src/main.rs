@@ -115,6 +115,19 @@ struct Cli {
     /// Answer every CONNECT with 0x9C Use another server and this Server Reference.
     #[arg(long, value_name = "HOST")]
     server_reference: Option<String>,
+    /// Disk persistence: sync (fsync before PUBACK/PUBREC, batched per loop turn), periodic
+    /// (fsync every --persistence-interval-ms) or off [default: off].
+    #[arg(long, value_name = "MODE")]
+    persistence: Option<shardmq::store::Durability>,
+    /// Directory of the persistence logs [default: shardmq-data].
+    #[arg(long, value_name = "DIR")]
+    persistence_dir: Option<PathBuf>,
+    /// Milliseconds between fsyncs in periodic mode [default: 1000].
+    #[arg(long, value_name = "MS")]
+    persistence_interval_ms: Option<u64>,
+    /// Disk space the persistence logs may use, bytes [default: 4294967296].
+    #[arg(long, value_name = "BYTES")]
+    persistence_max_bytes: Option<u64>,
     /// Log level: error, warn, info, debug or trace [default: info].
     #[arg(long, value_name = "LEVEL", default_value = "info")]
     log_level: log::LevelFilter,
@@ -170,6 +183,10 @@ impl Cli {
             server_keep_alive_secs = self.server_keep_alive.map(Some),
             response_information = self.response_information.map(Some),
             server_reference = self.server_reference.map(Some),
+            persistence = self.persistence,
+            persistence_dir = self.persistence_dir,
+            persistence_interval_ms = self.persistence_interval_ms,
+            persistence_max_bytes = self.persistence_max_bytes,
         }
         config.pin_cores |= self.pin_cores;
         config.queue_qos0 |= self.queue_qos0;

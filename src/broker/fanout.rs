@@ -118,7 +118,12 @@ impl Shard {
             received_at: message.received_at,
             frame: None,
         });
-        if self.shared.retained.store(&copy) == RetainOutcome::Refused {
+        let outcome = self.shared.retained.store(&copy);
+        if outcome != RetainOutcome::Refused {
+            // Persistence: recorded in this shard's log (fsynced before the PUBACK in `sync`).
+            self.store.retained(&copy);
+        }
+        if outcome == RetainOutcome::Refused {
             bump(&self.shared.counters[self.id].retained_refused);
             log::debug!(
                 "shard {}: retained message for {} not stored: max_retained_messages reached",
@@ -216,10 +221,18 @@ impl Shard {
                 }
             }
             Delivery::Send { packet_id } => {
+                // Persistence: a message in flight to a persistent session is recorded.
+                if let Some(s) = self.sessions.get(skey) {
+                    let client_id = &s.session.state.client_id;
+                    self.store
+                        .message_sent(client_id, message, qos, retain, packet_id);
+                }
                 if let Some(key) = connection {
                     self.write_publish(key, skey, message, qos, packet_id, retain, encoding);
                 }
             }
+            // Persistence: at the disk limit the message is taken off the queue again.
+            Delivery::Queued if !self.store_queued(skey, message, qos, retain) => {}
             Delivery::Queued => {
                 self.buffered_grew(queued_bytes(message));
                 if online {
@@ -271,6 +284,9 @@ impl Shard {
             if qos != QoS::AtMostOnce {
                 if let Some(session) = self.sessions.get_mut(skey) {
                     session.session.forget(packet_id);
+                    // Persistence: discarded as if acknowledged.
+                    let client_id = &session.session.state.client_id;
+                    self.store.message_done(client_id, packet_id);
                 }
             }
             return;
@@ -314,6 +330,9 @@ impl Shard {
             if qos != QoS::AtMostOnce {
                 if let Some(session) = self.sessions.get_mut(skey) {
                     session.session.forget(packet_id);
+                    // Persistence: discarded as if acknowledged.
+                    let client_id = &session.session.state.client_id;
+                    self.store.message_done(client_id, packet_id);
                 }
             }
             return;
@@ -354,6 +373,11 @@ impl Shard {
                 return;
             };
             self.memory.release(queued_bytes(&queued.message));
+            if packet_id != 0 {
+                // Persistence: the queue's first message went out with this packet id.
+                let client_id = &session.session.state.client_id;
+                self.store.message_dequeued(client_id, packet_id);
+            }
             self.write_publish(
                 key,
                 skey,

@@ -258,6 +258,11 @@ impl Shard {
         session.session.state.session_expiry_interval_secs = accepted.session_expiry_interval_secs;
         self.client_ids
             .insert(&accepted.client_id, skey, &self.sessions);
+        // Persistence: a persistent session is recorded (in full when new to this shard's log).
+        if let Some(session) = self.sessions.get(skey) {
+            let will = accepted.will.as_deref().map(|w| (&w.message, w.delay_secs));
+            self.store.session_connected(&session.session.state, will);
+        }
 
         let config = &self.shared.config;
         let Some(conn) = self.connections.get_mut(key) else {
@@ -371,7 +376,12 @@ impl Shard {
 
     /// Puts a session into the slab and its subscriptions into the trie (broadcasting routes
     /// for filters new to this shard; the route barrier of later SUBACKs covers them).
-    fn install_session(&mut self, state: SessionState, claim: Claim, inflight_max: u16) -> usize {
+    pub(super) fn install_session(
+        &mut self,
+        state: SessionState,
+        claim: Claim,
+        inflight_max: u16,
+    ) -> usize {
         let filters: Vec<_> = state
             .subscriptions
             .iter()
@@ -454,7 +464,11 @@ impl Shard {
             self.end_session(skey);
             return;
         }
-        self.store.save(&session.session.state);
+        // Persistence: the session is recorded offline, with the will that waits for its delay.
+        let pending_will = will.as_deref().filter(|w| w.delay_secs > 0);
+        let pending_will = pending_will.map(|w| (&w.message, w.delay_secs));
+        self.store
+            .session_detached(&session.session.state, pending_will, now);
         if expiry != u32::MAX {
             let deadline = now + Duration::from_secs(u64::from(expiry));
             self.timers
@@ -495,7 +509,8 @@ impl Shard {
         self.redeliver_shared(&session.session.state);
         let client_id = &session.session.state.client_id;
         self.client_ids.remove(client_id, skey);
-        self.store.remove(client_id);
+        // Persistence: the session's records are removed.
+        self.store.session_ended(client_id);
         let claim = Claim {
             shard: self.id,
             number: session.claim_number,
@@ -516,6 +531,8 @@ impl Shard {
         self.shared.sessions_open.fetch_sub(1, Ordering::Relaxed);
         let client_id = &session.session.state.client_id;
         self.client_ids.remove(client_id, skey);
+        // Persistence: the receiving shard records the session in its own log.
+        self.store.session_moved_out(client_id);
         Some(session.session.state)
     }
 

@@ -99,6 +99,11 @@ pub struct Mesh {
     overflow_len: usize,
     to_wake: Vec<bool>,
     any_to_wake: bool,
+    /// Persistence (`sync`, src/store): messages sent to each shard, and received from each
+    /// source shard, since start. A PUBACK waits until the target reports the count of its
+    /// message durable.
+    sent: Vec<u64>,
+    received: Vec<u64>,
 }
 
 impl Mesh {
@@ -118,6 +123,8 @@ impl Mesh {
             overflow_len: 0,
             to_wake: vec![false; shards],
             any_to_wake: false,
+            sent: vec![0; shards],
+            received: vec![0; shards],
         }
     }
 
@@ -130,6 +137,7 @@ impl Mesh {
     /// overflow queue (the caller then pauses the connection that produced it).
     pub fn send(&mut self, target: ShardId, msg: ShardMsg) -> bool {
         debug_assert_ne!(target, self.me, "a shard never sends to itself");
+        self.sent[target] += 1;
         if !self.overflow[target].is_empty() {
             self.overflow[target].push_back(msg);
             self.overflow_len += 1;
@@ -147,6 +155,23 @@ impl Mesh {
             }
             // The target thread is gone (shutdown): nothing can be delivered there any more.
             Err(TrySendError::Disconnected(_)) => true,
+        }
+    }
+
+    /// Messages sent to each shard since start (persistence: see `sent`).
+    pub fn sent_counts(&self) -> &[u64] {
+        &self.sent
+    }
+
+    /// Messages received from each source shard since start.
+    pub fn received_counts(&self) -> &[u64] {
+        &self.received
+    }
+
+    /// Marks `target` to be woken at the end of this turn.
+    pub fn wake(&mut self, target: ShardId) {
+        if target != self.me {
+            self.mark_wake(target);
         }
     }
 
@@ -208,9 +233,14 @@ impl Mesh {
     }
 
     /// Moves up to `budget` messages per source into `out`.
-    pub fn drain_into(&self, out: &mut Vec<ShardMsg>, budget: usize) {
-        for receiver in &self.receivers {
+    pub fn drain_into(&mut self, out: &mut Vec<ShardMsg>, budget: usize) {
+        for (source, receiver) in self.receivers.iter().enumerate() {
+            let before = out.len();
             out.extend(receiver.try_iter().take(budget));
+            // The last receiver is the acceptors' control channel.
+            if let Some(count) = self.received.get_mut(source) {
+                *count += (out.len() - before) as u64;
+            }
         }
     }
 
@@ -267,7 +297,7 @@ mod tests {
             vec![unused_rx.clone()],
             signals.clone(),
         );
-        let mesh1 = Mesh::new(
+        let mut mesh1 = Mesh::new(
             1,
             vec![unused_tx.clone(), unused_tx],
             vec![from_0],

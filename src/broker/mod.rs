@@ -44,6 +44,7 @@ mod dispatch;
 mod fanout;
 mod lifecycle;
 pub mod mesh;
+mod persist;
 pub mod protocol;
 pub mod registry;
 pub mod retained;
@@ -97,6 +98,8 @@ pub(crate) struct Shared {
     pub authenticators: crate::auth::Authenticators,
     /// Username/password check for plain CONNECTs, when configured.
     pub passwords: Option<crate::auth::PasswordAuthenticator>,
+    /// What the shards' persistence stores share (src/store); `None` when persistence is off.
+    pub store: Option<Arc<crate::store::StoreShared>>,
 }
 
 /// Loads the authenticators the config names.
@@ -152,6 +155,8 @@ impl Broker {
             .collect::<io::Result<Vec<_>>>()?;
         let (authenticators, passwords) = load_auth(&config)?;
         let shards = config.shards;
+        // Persistence (src/store): the logs are read back before any shard runs.
+        let startup = crate::store::start(&config)?;
         let instance = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
@@ -168,8 +173,12 @@ impl Broker {
             instance,
             authenticators,
             passwords,
+            store: startup.shared.clone(),
             config,
         });
+        for message in &startup.retained {
+            shared.retained.store(message);
+        }
 
         let mut polls = Vec::with_capacity(shards);
         let mut signals = Vec::with_capacity(shards);
@@ -210,11 +219,21 @@ impl Broker {
         } else {
             Vec::new()
         };
-        for (id, ((poll, shard_senders), shard_receivers)) in
-            polls.into_iter().zip(senders).zip(receivers).enumerate()
+        // Persistence: each shard restores its sessions on its own thread; the acceptors start
+        // once all have (a CONNECT must find its restored session).
+        let (restored_tx, restored_rx) = crossbeam_channel::bounded::<()>(shards);
+        let mut expired_wills = Some(startup.expired_wills);
+        for (id, (((poll, shard_senders), shard_receivers), (store, sessions))) in polls
+            .into_iter()
+            .zip(senders)
+            .zip(receivers)
+            .zip(startup.shards)
+            .enumerate()
         {
             let mesh = mesh::Mesh::new(id, shard_senders, shard_receivers, signals.clone());
-            let shard = shard::Shard::new(id, shared.clone(), poll, mesh);
+            let mut shard = shard::Shard::new(id, shared.clone(), poll, mesh);
+            let wills = expired_wills.take().unwrap_or_default();
+            let restored_tx = restored_tx.clone();
             let core = (!cores.is_empty()).then(|| cores[id % cores.len()]);
             let thread = std::thread::Builder::new()
                 .name(format!("shard-{id}"))
@@ -224,11 +243,18 @@ impl Broker {
                             log::warn!("shard {id}: could not pin to core {}", core.id);
                         }
                     }
+                    shard.restore(store, sessions, wills);
+                    let _ = restored_tx.send(());
                     shard.run();
                 })?;
             threads.push(thread);
         }
 
+        for _ in 0..shards {
+            if restored_rx.recv().is_err() {
+                break;
+            }
+        }
         let next_connection = Arc::new(AtomicUsize::new(0));
         let mut acceptor_wakers = Vec::new();
         for (listener, addr) in listeners.into_iter().zip(&local_addrs) {
@@ -304,6 +330,11 @@ impl BrokerHandle {
     /// A snapshot of the counters summed over shards, with per-shard connection counts.
     pub fn stats(&self) -> Stats {
         Stats::collect(&self.shared.counters, &self.shared.acceptor_counters)
+    }
+
+    /// Persistence counters and the startup recovery report; `None` when persistence is off.
+    pub fn persistence_stats(&self) -> Option<crate::store::PersistenceStats> {
+        self.shared.store.as_ref().map(|s| s.stats())
     }
 
     /// The number of retained messages held.

@@ -14,7 +14,7 @@ use super::lifecycle::PendingTakeover;
 use super::mesh::{Mesh, ShardId, ShardMsg};
 use super::protocol::LayoutCache;
 use super::router::Router;
-use super::session::{MemoryStore, Session, SessionStore, SharedPublish};
+use super::session::{Session, SharedPublish};
 use super::shared::SharedMembers;
 use super::stats::{bump, drop_one, ShardCounters};
 use super::timers::{TimerKind, Timers};
@@ -163,8 +163,10 @@ pub struct Shard {
     pub pending_takeovers: HashMap<u64, PendingTakeover>,
     pub next_request: u64,
     pub timers: Timers,
-    /// Where kept sessions would be persisted (memory only for now).
-    pub store: Box<dyn SessionStore>,
+    /// Disk persistence of this shard's sessions and retained publishes (src/store; does
+    /// nothing when persistence is off), and the acknowledgements it holds (persist.rs).
+    pub store: crate::store::ShardStore,
+    pub persist: super::persist::PersistState,
     pub next_connection_id: u64,
     pub next_generation: u64,
     pub now: Instant,
@@ -230,7 +232,8 @@ impl Shard {
             pending_takeovers: HashMap::new(),
             next_request: 0,
             timers: Timers::new(epoch),
-            store: Box::new(MemoryStore),
+            store: crate::store::ShardStore::disabled(),
+            persist: Default::default(),
             next_connection_id: 0,
             next_generation: 0,
             now: epoch,
@@ -269,7 +272,8 @@ impl Shard {
             // sees us asleep: check the flags again after announcing the sleep.
             let may_sleep = timeout != Some(Duration::ZERO)
                 && self.mesh.prepare_sleep()
-                && !self.congestion_resumable();
+                && !self.congestion_resumable()
+                && !self.held_acks_releasable();
             let timeout = if may_sleep {
                 timeout
             } else {
@@ -284,6 +288,8 @@ impl Shard {
             self.now = Instant::now();
             self.now_ms = self.timers.ticks_ms(self.now);
             if self.shared.shutdown.load(Ordering::SeqCst) {
+                // Persistence: what was written is made durable before the process exits.
+                self.store.sync_now();
                 self.shutdown(&mut events);
                 return;
             }
@@ -313,6 +319,9 @@ impl Shard {
         self.mesh.flush_overflow();
         self.resume_connections();
         self.resume_congested();
+        // Persistence: the group commit goes before the turn's socket writes, so that in
+        // `sync` mode every PUBACK/PUBREC and PUBLISH sent is covered by fsynced records.
+        self.store_commit();
         self.flush_writes();
         self.finish_closes();
         self.check_memory();
@@ -325,10 +334,12 @@ impl Shard {
         if !self.ready.is_empty() || !self.read_more.is_empty() || self.mesh.inbox_pending() {
             return Some(Duration::ZERO);
         }
-        let timer = self
-            .timers
-            .next_deadline()
-            .map(|deadline| deadline.saturating_duration_since(Instant::now()));
+        // Persistence (`periodic`): wake up for the fsync that is due.
+        let deadline = match (self.timers.next_deadline(), self.store.sync_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let timer = deadline.map(|deadline| deadline.saturating_duration_since(Instant::now()));
         if self.mesh.has_overflow() {
             return Some(timer.map_or(OVERFLOW_RETRY, |t| t.min(OVERFLOW_RETRY)));
         }
@@ -709,6 +720,8 @@ impl Shard {
                     };
                     if session.generation == timer.generation && session.connection.is_none() {
                         if let Some(will) = session.pending_will.take() {
+                            // Persistence: the will is not published again after a restart.
+                            self.store.will_published(&session.session.state);
                             self.publish_will(*will);
                         }
                     }
