@@ -34,34 +34,25 @@
 //! replica and SUBACK barrier; `shared.rs` shared subscriptions; `session.rs` sans-IO session state; `protocol.rs` CONNECT
 //! validation and PUBLISH layouts; `connection.rs` buffers; `timers.rs`; `stats.rs`.
 
-mod acceptor;
-mod authn;
-mod client_ids;
 pub mod config;
-mod congestion;
-pub mod connection;
-mod dispatch;
-mod fanout;
-mod lifecycle;
-pub mod mesh;
-mod persist;
-pub mod protocol;
+pub mod core;
 pub mod registry;
 pub mod retained;
-pub mod router;
-pub mod session;
-mod shard;
-pub mod shared;
+pub mod runtime;
 pub mod stats;
-pub mod timers;
+
+// The core's modules under their former paths (`broker::session`, ...), for the library's users.
+pub use self::core::{connection, mesh, protocol, router, session, shared_subscriptions, timers};
 
 pub use config::Config;
 pub use stats::Stats;
 
-use mesh::{ShardMsg, ShardSignal};
+use self::core::mesh::ShardMsg;
 use mio::{Poll, Waker};
 use registry::Registry;
 use retained::Retained;
+use runtime::inbox::{Inbox, ShardSignal};
+use runtime::stream::Accepted;
 use stats::ShardCounters;
 use std::io;
 use std::net::SocketAddr;
@@ -74,32 +65,85 @@ pub(crate) const WAKER_TOKEN: mio::Token = mio::Token(usize::MAX);
 /// Capacity of each acceptor-to-shard control channel.
 const CONTROL_CHANNEL_CAPACITY: usize = 1024;
 
-/// State shared by every thread. Nothing here is touched per message.
-pub(crate) struct Shared {
-    pub config: Config,
-    pub registry: Registry,
-    pub retained: Retained,
+/// Broker-wide state every shard and acceptor reads (the one meaning of "global" in the
+/// broker). Nothing here is touched per message.
+pub struct Global {
+    pub(crate) config: Config,
+    pub(crate) registry: Registry,
+    pub(crate) retained: Retained,
     /// One per shard, index = shard id.
-    pub counters: Vec<ShardCounters>,
-    pub acceptor_counters: ShardCounters,
+    pub(crate) counters: Vec<ShardCounters>,
+    pub(crate) acceptor_counters: ShardCounters,
     /// `congested[shard]`: the shard has congested sessions (QoS 1/2 backpressure). Written by
     /// that shard on the rare transitions, read by publishers' shards.
-    pub congested: Vec<stats::CongestionFlag>,
-    pub shutdown: AtomicBool,
+    pub(crate) congested: Vec<stats::CongestionFlag>,
+    pub(crate) shutdown: AtomicBool,
     /// Open connections over all shards, for `max_connections`.
-    pub connections_open: AtomicUsize,
+    pub(crate) connections_open: AtomicUsize,
     /// Sessions over all shards, for `max_sessions`.
-    pub sessions_open: AtomicUsize,
+    pub(crate) sessions_open: AtomicUsize,
     /// Source of assigned client identifiers.
-    pub assigned_ids: AtomicU64,
+    pub(crate) assigned_ids: AtomicU64,
     /// Makes assigned ids differ between broker runs.
-    pub instance: u64,
+    pub(crate) instance: u64,
     /// Enhanced-authentication methods offered (MQTT 5 AUTH).
-    pub authenticators: crate::auth::Authenticators,
+    pub(crate) authenticators: crate::auth::Authenticators,
     /// Username/password check for plain CONNECTs, when configured.
-    pub passwords: Option<crate::auth::PasswordAuthenticator>,
-    /// What the shards' persistence stores share (src/store); `None` when persistence is off.
-    pub store: Option<Arc<crate::store::StoreShared>>,
+    pub(crate) passwords: Option<crate::auth::PasswordAuthenticator>,
+    /// What the shards' persistence stores share (src/store); set by `Broker::start` when
+    /// persistence is on.
+    pub(crate) store: std::sync::OnceLock<Arc<crate::store::StoreShared>>,
+}
+
+impl Global {
+    /// The broker-wide state for `config` (already validated): authentication files loaded,
+    /// counters zeroed. `instance` makes assigned client ids differ between runs.
+    pub fn new(config: Config, instance: u64) -> io::Result<Arc<Global>> {
+        let (authenticators, passwords) = load_auth(&config)?;
+        let shards = config.shards;
+        Ok(Arc::new(Global {
+            retained: Retained::new(config.max_retained_messages),
+            registry: Registry::default(),
+            counters: (0..shards).map(|_| ShardCounters::default()).collect(),
+            acceptor_counters: ShardCounters::default(),
+            congested: (0..shards).map(|_| Default::default()).collect(),
+            shutdown: AtomicBool::new(false),
+            connections_open: AtomicUsize::new(0),
+            sessions_open: AtomicUsize::new(0),
+            assigned_ids: AtomicU64::new(0),
+            instance,
+            authenticators,
+            passwords,
+            store: std::sync::OnceLock::new(),
+            config,
+        }))
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// A snapshot of the counters summed over shards.
+    pub fn stats(&self) -> Stats {
+        Stats::collect(&self.counters, &self.acceptor_counters)
+    }
+
+    /// The number of retained messages held.
+    pub fn retained_messages(&self) -> usize {
+        self.retained.len()
+    }
+
+    /// Counts a new connection against `max_connections`; false (nothing counted) when the
+    /// broker is full. The connection is uncounted when the core closes it.
+    pub fn admit_connection(&self) -> bool {
+        let max = self.config.max_connections;
+        if self.connections_open.fetch_add(1, Ordering::SeqCst) >= max {
+            self.connections_open.fetch_sub(1, Ordering::SeqCst);
+            return false;
+        }
+        true
+    }
 }
 
 /// Loads the authenticators the config names.
@@ -147,38 +191,27 @@ impl Broker {
         let listeners = config
             .listen
             .iter()
-            .map(|addr| acceptor::bind(*addr))
+            .map(|addr| runtime::acceptor::bind(*addr))
             .collect::<io::Result<Vec<_>>>()?;
         let local_addrs = listeners
             .iter()
             .map(|l| l.local_addr())
             .collect::<io::Result<Vec<_>>>()?;
-        let (authenticators, passwords) = load_auth(&config)?;
         let shards = config.shards;
         // Persistence (src/store): the logs are read back before any shard runs.
         let startup = crate::store::start(&config)?;
         let instance = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
-        let shared = Arc::new(Shared {
-            retained: Retained::new(config.max_retained_messages),
-            registry: Registry::default(),
-            counters: (0..shards).map(|_| ShardCounters::default()).collect(),
-            acceptor_counters: ShardCounters::default(),
-            congested: (0..shards).map(|_| Default::default()).collect(),
-            shutdown: AtomicBool::new(false),
-            connections_open: AtomicUsize::new(0),
-            sessions_open: AtomicUsize::new(0),
-            assigned_ids: AtomicU64::new(0),
-            instance,
-            authenticators,
-            passwords,
-            store: startup.shared.clone(),
-            config,
-        });
-        for message in &startup.retained {
-            shared.retained.store(message);
+        let global = Global::new(config, instance)?;
+        if let Some(store) = &startup.shared {
+            let _ = global.store.set(store.clone());
         }
+        for message in &startup.retained {
+            global.retained.store(message);
+        }
+        let mut expired_wills = Some(startup.expired_wills);
+        let mut restored = startup.shards.into_iter();
 
         let mut polls = Vec::with_capacity(shards);
         let mut signals = Vec::with_capacity(shards);
@@ -195,72 +228,68 @@ impl Broker {
 
         // senders[s][t] and receivers[t][s]: the channel from shard s to shard t.
         let mut senders: Vec<Vec<_>> = (0..shards).map(|_| Vec::with_capacity(shards)).collect();
-        let mut receivers: Vec<Vec<_>> = (0..shards)
-            .map(|_| Vec::with_capacity(shards + 1))
-            .collect();
+        let mut receivers: Vec<Vec<_>> = (0..shards).map(|_| Vec::with_capacity(shards)).collect();
         for target_receivers in receivers.iter_mut() {
             for source_senders in senders.iter_mut() {
                 let (tx, rx) =
-                    crossbeam_channel::bounded::<ShardMsg>(shared.config.mesh_channel_capacity);
+                    crossbeam_channel::bounded::<ShardMsg>(global.config.mesh_channel_capacity);
                 source_senders.push(tx);
                 target_receivers.push(rx);
             }
         }
         let mut control_senders = Vec::with_capacity(shards);
-        for target_receivers in receivers.iter_mut() {
-            let (tx, rx) = crossbeam_channel::bounded::<ShardMsg>(CONTROL_CHANNEL_CAPACITY);
+        let mut control_receivers = Vec::with_capacity(shards);
+        for _ in 0..shards {
+            let (tx, rx) = crossbeam_channel::bounded::<Accepted>(CONTROL_CHANNEL_CAPACITY);
             control_senders.push(tx);
-            target_receivers.push(rx);
+            control_receivers.push(rx);
         }
 
         let mut threads = Vec::new();
-        let cores = if shared.config.pin_cores {
+        let cores = if global.config.pin_cores {
             core_affinity::get_core_ids().unwrap_or_default()
         } else {
             Vec::new()
         };
-        // Persistence: each shard restores its sessions on its own thread; the acceptors start
-        // once all have (a CONNECT must find its restored session).
-        let (restored_tx, restored_rx) = crossbeam_channel::bounded::<()>(shards);
-        let mut expired_wills = Some(startup.expired_wills);
-        for (id, (((poll, shard_senders), shard_receivers), (store, sessions))) in polls
+        let start = std::time::Instant::now();
+        for (id, (((poll, shard_senders), shard_receivers), accepted)) in polls
             .into_iter()
             .zip(senders)
             .zip(receivers)
-            .zip(startup.shards)
+            .zip(control_receivers)
             .enumerate()
         {
-            let mesh = mesh::Mesh::new(id, shard_senders, shard_receivers, signals.clone());
-            let mut shard = shard::Shard::new(id, shared.clone(), poll, mesh);
-            let wills = expired_wills.take().unwrap_or_default();
-            let restored_tx = restored_tx.clone();
-            let core = (!cores.is_empty()).then(|| cores[id % cores.len()]);
+            let mut core = self::core::ShardCore::new(
+                id,
+                global.clone(),
+                self::core::mesh::Mesh::new(id, shard_senders),
+                start,
+            );
+            // Persistence: the sessions recovery gave this shard, before any client connects.
+            let (store, sessions) = restored.next().unwrap_or_default();
+            core.restore(store, sessions, expired_wills.take().unwrap_or_default());
+            let inbox = Inbox::new(id, shard_receivers, accepted, signals.clone());
+            let shard = runtime::shard_loop::ShardLoop::new(core, global.clone(), poll, inbox);
+            let pin = (!cores.is_empty()).then(|| cores[id % cores.len()]);
             let thread = std::thread::Builder::new()
                 .name(format!("shard-{id}"))
                 .spawn(move || {
-                    if let Some(core) = core {
-                        if !core_affinity::set_for_current(core) {
-                            log::warn!("shard {id}: could not pin to core {}", core.id);
+                    if let Some(pin) = pin {
+                        if !core_affinity::set_for_current(pin) {
+                            log::warn!("shard {id}: could not pin to core {}", pin.id);
                         }
                     }
-                    shard.restore(store, sessions, wills);
-                    let _ = restored_tx.send(());
                     shard.run();
                 })?;
             threads.push(thread);
         }
 
-        for _ in 0..shards {
-            if restored_rx.recv().is_err() {
-                break;
-            }
-        }
         let next_connection = Arc::new(AtomicUsize::new(0));
         let mut acceptor_wakers = Vec::new();
         for (listener, addr) in listeners.into_iter().zip(&local_addrs) {
-            let acceptor = acceptor::Acceptor::new(
+            let acceptor = runtime::acceptor::Acceptor::new(
                 listener,
-                shared.clone(),
+                global.clone(),
                 control_senders.clone(),
                 signals.clone(),
                 next_connection.clone(),
@@ -273,7 +302,7 @@ impl Broker {
         }
         log::info!("shardmq listening on {local_addrs:?} with {shards} shards");
         Ok(BrokerHandle {
-            shared,
+            global,
             local_addrs,
             threads,
             signals,
@@ -284,7 +313,7 @@ impl Broker {
 
 /// A running broker. Dropping it shuts the broker down and waits for its threads.
 pub struct BrokerHandle {
-    shared: Arc<Shared>,
+    global: Arc<Global>,
     local_addrs: Vec<SocketAddr>,
     threads: Vec<JoinHandle<()>>,
     signals: Arc<[Arc<ShardSignal>]>,
@@ -300,7 +329,7 @@ impl BrokerHandle {
     /// Starts a graceful shutdown: acceptors stop, shards send MQTT 5 clients DISCONNECT 0x8B,
     /// flush for at most `shutdown_timeout_ms` and exit. Returns at once; `join` waits.
     pub fn shutdown(&self) {
-        self.shared.shutdown.store(true, Ordering::SeqCst);
+        self.global.shutdown.store(true, Ordering::SeqCst);
         for signal in self.signals.iter() {
             signal.sleeping.store(false, Ordering::SeqCst);
             if let Err(e) = signal.waker.wake() {
@@ -329,17 +358,17 @@ impl BrokerHandle {
 
     /// A snapshot of the counters summed over shards, with per-shard connection counts.
     pub fn stats(&self) -> Stats {
-        Stats::collect(&self.shared.counters, &self.shared.acceptor_counters)
+        self.global.stats()
     }
 
     /// Persistence counters and the startup recovery report; `None` when persistence is off.
     pub fn persistence_stats(&self) -> Option<crate::store::PersistenceStats> {
-        self.shared.store.as_ref().map(|s| s.stats())
+        self.global.store.get().map(|s| s.stats())
     }
 
     /// The number of retained messages held.
     pub fn retained_messages(&self) -> usize {
-        self.shared.retained.len()
+        self.global.retained_messages()
     }
 }
 

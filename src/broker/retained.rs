@@ -2,13 +2,13 @@
 //! publishes and read on subscribe (FlashMQ also keeps a locked global retained store). Not on
 //! the path of ordinary publishes.
 
-use super::session::SharedPublish;
+use super::session::MessageRef;
 use crate::topic::RetainedTree;
 use parking_lot::RwLock;
 
 /// Retained messages by topic name, at most `max` of them.
 pub struct Retained {
-    tree: RwLock<RetainedTree<SharedPublish>>,
+    tree: RwLock<RetainedTree<MessageRef>>,
     max: usize,
 }
 
@@ -31,7 +31,7 @@ impl Retained {
 
     /// Sets, replaces or (empty payload, [MQTT-3.3.1-10]) clears the retained message of the
     /// publish's topic.
-    pub fn store(&self, message: &SharedPublish) -> RetainOutcome {
+    pub fn store(&self, message: &MessageRef) -> RetainOutcome {
         let topic = message.topic.as_str();
         let mut tree = self.tree.write();
         if message.payload.is_empty() {
@@ -46,7 +46,7 @@ impl Retained {
     }
 
     /// Appends every retained message matching `filter` to `out`.
-    pub fn collect_matching(&self, filter: &str, out: &mut Vec<SharedPublish>) {
+    pub fn collect_matching(&self, filter: &str, out: &mut Vec<MessageRef>) {
         self.tree
             .read()
             .for_each_matching(filter, |_, message| out.push(message.clone()));
@@ -54,7 +54,7 @@ impl Retained {
 
     /// The retained message of `topic`, if any (persistence: a shard's compaction keeps its
     /// record only while the store still holds that very message).
-    pub fn get(&self, topic: &str) -> Option<SharedPublish> {
+    pub fn get(&self, topic: &str) -> Option<MessageRef> {
         self.tree.read().get(topic).cloned()
     }
 

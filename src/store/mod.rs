@@ -180,7 +180,7 @@ pub struct Startup {
     pub shared: Option<std::sync::Arc<StoreShared>>,
     /// One per shard, with the sessions recovery gave that shard.
     pub shards: Vec<(ShardStore, Vec<RecoveredSession>)>,
-    pub retained: Vec<crate::broker::session::SharedPublish>,
+    pub retained: Vec<crate::broker::session::MessageRef>,
     pub expired_wills: Vec<crate::codec::Publish>,
 }
 

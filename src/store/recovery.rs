@@ -4,7 +4,7 @@
 use super::log::{self, ScanDamage};
 use super::record::{self, Record, SessionRecord};
 use crate::broker::session::{
-    Message, Outgoing, OutgoingState, Queued, SessionState, SharedPublish, StoredSubscription,
+    Message, MessageRef, Outgoing, OutgoingState, Queued, SessionState, StoredSubscription,
 };
 use crate::codec::{MqttString, Publish, QoS, RetainHandling, SubscriptionOptions};
 use bytes::Bytes;
@@ -56,7 +56,7 @@ pub struct RecoveryReport {
 pub struct Recovered {
     pub sessions: Vec<Vec<RecoveredSession>>,
     /// Retained messages with their order number, by the shard that will own their records.
-    pub retained: Vec<Vec<(u64, SharedPublish)>>,
+    pub retained: Vec<Vec<(u64, MessageRef)>>,
     /// Wills of sessions that expired while the broker was down.
     pub expired_wills: Vec<Publish>,
     /// One above the highest order number seen (sessions and retained messages).

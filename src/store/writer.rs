@@ -13,7 +13,7 @@ use super::record::{self, Record, SessionRecord};
 use super::recovery::{log_path, manifest_path, options_to_byte, RecoveredSession};
 use super::{Durability, StoreShared};
 use crate::broker::retained::Retained;
-use crate::broker::session::{Message, OutgoingState, SessionState, SharedPublish};
+use crate::broker::session::{Message, MessageRef, OutgoingState, SessionState};
 use crate::broker::Config;
 use crate::codec::{MqttString, Publish, QoS};
 use bytes::{Bytes, BytesMut};
@@ -64,7 +64,7 @@ struct Inner {
     next_message_id: u64,
     /// Retained messages whose latest record is in this log: topic -> (seq, message, bytes).
     /// Kept through compaction while the global store still holds that very message.
-    retained: HashMap<MqttString, (u64, SharedPublish, u32)>,
+    retained: HashMap<MqttString, (u64, MessageRef, u32)>,
     /// Retained clears written here: topic -> seq. An older set may sit in another shard's
     /// log, so a clear is kept while no newer message exists for its topic.
     tombstones: HashMap<MqttString, u64>,
@@ -95,7 +95,7 @@ impl ShardStore {
         config: &Config,
         shared: Arc<StoreShared>,
         sessions: &[RecoveredSession],
-        retained: &[(u64, SharedPublish)],
+        retained: &[(u64, MessageRef)],
     ) -> std::io::Result<ShardStore> {
         let dir = &config.persistence_dir;
         std::fs::create_dir_all(dir)?;
@@ -363,7 +363,7 @@ impl ShardStore {
     }
 
     /// A retained message was stored (or cleared, with an empty payload) by this shard.
-    pub fn retained(&mut self, message: &SharedPublish) {
+    pub fn retained(&mut self, message: &MessageRef) {
         let Some(inner) = self.inner.as_deref_mut() else {
             return;
         };
@@ -483,7 +483,7 @@ impl ShardStore {
         let tombstones = std::mem::take(&mut inner.tombstones);
         for (topic, seq) in tombstones {
             if retained.get(topic.as_str()).is_none() {
-                let clear = Message::shared(
+                let clear = Message::new_ref(
                     Publish {
                         topic: topic.clone(),
                         retain: true,

@@ -42,8 +42,8 @@ impl std::ops::Deref for Message {
 }
 
 impl Message {
-    /// Wraps a publish received at `now` for sharing.
-    pub fn shared(publish: Publish, now: Instant) -> SharedPublish {
+    /// Wraps a publish received at `now` in a reference every subscriber and shard shares.
+    pub fn new_ref(publish: Publish, now: Instant) -> MessageRef {
         Arc::new(Message {
             publish,
             received_at: now,
@@ -64,7 +64,7 @@ impl Message {
 }
 
 /// An application message shared by every subscriber and shard.
-pub type SharedPublish = Arc<Message>;
+pub type MessageRef = Arc<Message>;
 
 /// Where an outgoing QoS 1/2 message stands in its acknowledgement flow.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,7 +81,7 @@ pub enum OutgoingState {
 #[derive(Clone, Debug)]
 pub struct Outgoing {
     pub packet_id: u16,
-    pub message: SharedPublish,
+    pub message: MessageRef,
     /// The QoS it is delivered with (min of subscription and message QoS), 1 or 2.
     pub qos: QoS,
     /// Whether it goes out with the retain flag (delivery of a retained message on subscribe).
@@ -92,7 +92,7 @@ pub struct Outgoing {
 /// A message waiting for room in the in-flight window or for the client to reconnect.
 #[derive(Clone, Debug)]
 pub struct Queued {
-    pub message: SharedPublish,
+    pub message: MessageRef,
     pub qos: QoS,
     pub retain: bool,
 }
@@ -313,7 +313,7 @@ impl Session {
     /// behind it.
     pub fn deliver(
         &mut self,
-        message: &SharedPublish,
+        message: &MessageRef,
         qos: QoS,
         retain: bool,
         online: bool,
@@ -344,7 +344,7 @@ impl Session {
 
     fn enqueue(
         &mut self,
-        message: &SharedPublish,
+        message: &MessageRef,
         qos: QoS,
         retain: bool,
         queue_room: bool,
@@ -532,14 +532,14 @@ mod tests {
         }
     }
 
-    fn message(n: u8) -> SharedPublish {
+    fn message(n: u8) -> MessageRef {
         let publish = Publish {
             topic: MqttString::from("t"),
             payload: Bytes::from(vec![n]),
             qos: QoS::ExactlyOnce,
             ..Publish::default()
         };
-        Message::shared(publish, Instant::now())
+        Message::new_ref(publish, Instant::now())
     }
 
     #[test]
@@ -547,11 +547,11 @@ mod tests {
         let t0 = Instant::now();
         let mut publish = Publish::default();
         assert_eq!(
-            Message::shared(publish.clone(), t0).expiry_left_secs(t0),
+            Message::new_ref(publish.clone(), t0).expiry_left_secs(t0),
             None
         );
         publish.properties.message_expiry_interval = Some(3);
-        let m = Message::shared(publish, t0);
+        let m = Message::new_ref(publish, t0);
         assert_eq!(m.expiry_left_secs(t0), Some(3));
         assert_eq!(
             m.expiry_left_secs(t0 + Duration::from_millis(1500)),

@@ -9,7 +9,7 @@
 //! connection, which keeps working under its identity meanwhile.
 
 use super::protocol::{self, AcceptedConnect};
-use super::shard::{CloseReason, Shard};
+use super::shard::{CloseReason, ShardCore};
 use super::stats::bump;
 use crate::auth::{AuthState, AuthStep};
 use crate::codec::{Auth, ConnAck, Connect, MqttString, Packet, Properties, ReasonCode};
@@ -30,7 +30,7 @@ fn protocol_error(why: &str) -> CloseReason {
     CloseReason::Protocol(ReasonCode::ProtocolError, why.to_string())
 }
 
-impl Shard {
+impl ShardCore {
     /// Authenticates a valid CONNECT. Returns it when the client may be admitted now; `None`
     /// when an exchange continues (AUTH) or the CONNECT was refused (CONNACK sent).
     pub(super) fn authenticate_connect(
@@ -39,7 +39,7 @@ impl Shard {
         connect: &Connect,
         accepted: AcceptedConnect,
     ) -> Option<AcceptedConnect> {
-        let shared = self.shared.clone();
+        let shared = self.global.clone();
         if let Some(reference) = &shared.config.server_reference {
             // Spec 4.11: the operator moves clients to another server.
             self.redirect_connect(key, reference);
@@ -71,7 +71,7 @@ impl Shard {
     /// CONNACK 0x9C Use another server with the Server Reference (MQTT 5; 3.x: return code 3).
     #[allow(clippy::field_reassign_with_default)] // the property sits behind DerefMut
     fn redirect_connect(&mut self, key: usize, reference: &str) {
-        bump(&self.shared.counters[self.id].connects_refused);
+        bump(&self.global.counters[self.id].connects_refused);
         let Some(version) = self.connections.get(key).map(|c| c.version) else {
             return;
         };
@@ -93,8 +93,8 @@ impl Shard {
 
     /// CONNACK with an error code, then close ([MQTT-4.12.0-4] for a failed authentication).
     fn refuse_connect(&mut self, key: usize, code: ReasonCode) {
-        bump(&self.shared.counters[self.id].connects_refused);
-        bump(&self.shared.counters[self.id].authentication_failures);
+        bump(&self.global.counters[self.id].connects_refused);
+        bump(&self.global.counters[self.id].authentication_failures);
         self.send_packet(key, &protocol::connack_refused(code));
         self.close(key, CloseReason::ConnectRefused(code));
     }
@@ -139,7 +139,7 @@ impl Shard {
                         .is_some_and(|e| e.auth_username.as_deref() == Some(username.as_str()));
                     if !same {
                         // A re-authentication may not change who the client is.
-                        bump(&self.shared.counters[self.id].authentication_failures);
+                        bump(&self.global.counters[self.id].authentication_failures);
                         self.close(
                             key,
                             CloseReason::Protocol(
@@ -158,7 +158,7 @@ impl Shard {
                     self.refuse_connect(key, code);
                 } else {
                     // [MQTT-4.12.1-2]: a failed re-authentication is answered with DISCONNECT.
-                    bump(&self.shared.counters[self.id].authentication_failures);
+                    bump(&self.global.counters[self.id].authentication_failures);
                     self.close(
                         key,
                         CloseReason::Protocol(code, "re-authentication failed".into()),
@@ -211,7 +211,7 @@ impl Shard {
             );
             return;
         }
-        let shared = self.shared.clone();
+        let shared = self.global.clone();
         let Some(authenticator) = shared.authenticators.find(expected.as_str()) else {
             self.close(
                 key,

@@ -2,9 +2,9 @@
 //! `max_connections`, and hands connection k (counted over all listeners) to shard k % N through
 //! that shard's control channel, waking the shard if it may be asleep.
 
-use super::mesh::{ShardMsg, ShardSignal};
-use super::stats::bump;
-use super::{Shared, WAKER_TOKEN};
+use super::inbox::ShardSignal;
+use super::stream::{Accepted, Stream};
+use super::{stats::bump, Global, WAKER_TOKEN};
 use crossbeam_channel::{SendTimeoutError, Sender};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -37,8 +37,8 @@ pub struct Acceptor {
     poll: Poll,
     listener: TcpListener,
     waker: Arc<Waker>,
-    shared: Arc<Shared>,
-    targets: Vec<Sender<ShardMsg>>,
+    global: Arc<Global>,
+    targets: Vec<Sender<Accepted>>,
     signals: Arc<[Arc<ShardSignal>]>,
     next_connection: Arc<AtomicUsize>,
 }
@@ -46,8 +46,8 @@ pub struct Acceptor {
 impl Acceptor {
     pub fn new(
         listener: std::net::TcpListener,
-        shared: Arc<Shared>,
-        targets: Vec<Sender<ShardMsg>>,
+        global: Arc<Global>,
+        targets: Vec<Sender<Accepted>>,
         signals: Arc<[Arc<ShardSignal>]>,
         next_connection: Arc<AtomicUsize>,
     ) -> io::Result<Acceptor> {
@@ -60,7 +60,7 @@ impl Acceptor {
             poll,
             listener,
             waker,
-            shared,
+            global,
             targets,
             signals,
             next_connection,
@@ -82,7 +82,7 @@ impl Acceptor {
                     return;
                 }
             }
-            if self.shared.shutdown.load(Ordering::SeqCst) {
+            if self.global.shutdown.load(Ordering::SeqCst) {
                 return;
             }
             if !self.accept_all() {
@@ -94,7 +94,7 @@ impl Acceptor {
     /// Accepts until `WouldBlock`. Returns false when the broker is going away.
     fn accept_all(&mut self) -> bool {
         loop {
-            let (stream, peer) = match self.listener.accept() {
+            let (stream, peer): (Stream, _) = match self.listener.accept() {
                 Ok(accepted) => accepted,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -105,21 +105,20 @@ impl Acceptor {
                     return true;
                 }
             };
-            let max = self.shared.config.max_connections;
-            if self.shared.connections_open.fetch_add(1, Ordering::SeqCst) >= max {
-                self.shared.connections_open.fetch_sub(1, Ordering::SeqCst);
-                bump(&self.shared.acceptor_counters.connections_rejected);
+            let max = self.global.config.max_connections;
+            if !self.global.admit_connection() {
+                bump(&self.global.acceptor_counters.connections_rejected);
                 log::info!("refused connection from {peer}: max_connections ({max}) reached");
                 drop(stream);
                 continue;
             }
-            bump(&self.shared.acceptor_counters.connections_accepted);
+            bump(&self.global.acceptor_counters.connections_accepted);
             if let Err(e) = stream.set_nodelay(true) {
                 log::debug!("set_nodelay failed for {peer}: {e}");
             }
             let k = self.next_connection.fetch_add(1, Ordering::Relaxed);
             let target = k % self.targets.len();
-            if !self.hand_over(target, ShardMsg::Connection { stream, peer }) {
+            if !self.hand_over(target, Accepted { stream, peer }) {
                 return false;
             }
         }
@@ -127,12 +126,12 @@ impl Acceptor {
 
     /// Sends to a shard, waiting while its control channel is full (this is backpressure on
     /// accepting, never on a shard). Returns false on shutdown.
-    fn hand_over(&self, target: usize, mut msg: ShardMsg) -> bool {
+    fn hand_over(&self, target: usize, mut msg: Accepted) -> bool {
         loop {
             match self.targets[target].send_timeout(msg, Duration::from_millis(50)) {
                 Ok(()) => break,
                 Err(SendTimeoutError::Timeout(back)) => {
-                    if self.shared.shutdown.load(Ordering::SeqCst) {
+                    if self.global.shutdown.load(Ordering::SeqCst) {
                         return false;
                     }
                     msg = back;

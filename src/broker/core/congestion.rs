@@ -5,7 +5,7 @@
 //! - A session's congestion changes only when its queue does (a delivery queued behind the
 //!   in-flight window, a PUBACK/PUBCOMP that let queued messages out) or its connection comes
 //!   or goes; a timer per congestion episode stalls a session that does not drain in time.
-//! - Each shard counts its congested sessions and publishes `Shared::congested[shard]`, set on
+//! - Each shard counts its congested sessions and publishes `Global::congested[shard]`, set on
 //!   the 0 -> 1 transition and cleared on 1 -> 0, when it also wakes every peer (rare).
 //! - After routing a QoS 1/2 PUBLISH from a client, the publisher's connection is paused when a
 //!   local recipient is congested or a destination shard's flag is set (one relaxed load per
@@ -41,7 +41,7 @@
 use super::connection::PAUSED_CONGESTION;
 use super::mesh::ShardId;
 use super::session::{Congestion, OutgoingFill};
-use super::shard::Shard;
+use super::shard::ShardCore;
 use super::stats::bump;
 use super::timers::TimerKind;
 use crate::codec::QoS;
@@ -141,7 +141,7 @@ pub(super) fn outgoing_fill(
     }
 }
 
-impl Shard {
+impl ShardCore {
     /// Re-evaluates the congestion of session `skey` after its queue or connection changed.
     pub(super) fn update_congestion(&mut self, skey: usize) {
         let Some(session) = self.sessions.get_mut(skey) else {
@@ -152,7 +152,7 @@ impl Shard {
             .connection
             .and_then(|key| self.connections.get(key))
             .map_or(0, |c| c.out.len());
-        let config = &self.shared.config;
+        let config = &self.global.config;
         let fill = outgoing_fill(out_len, config.max_outgoing_bytes, config.qos0_backpressure);
         let Some(previous) = session.session.update_congestion(online, fill) else {
             return;
@@ -160,7 +160,7 @@ impl Shard {
         match session.session.congestion {
             Congestion::Congested => {
                 let episode = session.session.congestion_episode;
-                let timeout = Duration::from_millis(self.shared.config.congestion_timeout_ms);
+                let timeout = Duration::from_millis(self.global.config.congestion_timeout_ms);
                 let deadline = self.now + timeout;
                 self.timers
                     .arm(deadline, TimerKind::Congestion, skey, u64::from(episode));
@@ -179,7 +179,7 @@ impl Shard {
     /// QoS it was delivered at; QoS 0 counts only with `qos0_backpressure`).
     pub(super) fn note_recipient(&mut self, skey: usize, qos: QoS, online: bool) {
         if self.congestion_blocker.is_some()
-            || (qos == QoS::AtMostOnce && !self.shared.config.qos0_backpressure)
+            || (qos == QoS::AtMostOnce && !self.global.config.qos0_backpressure)
         {
             return;
         }
@@ -236,7 +236,7 @@ impl Shard {
     fn memory_pressure_start(&mut self) {
         self.memory.pressure = Congestion::Congested;
         self.memory.episode = self.memory.episode.wrapping_add(1);
-        let timeout = Duration::from_millis(self.shared.config.congestion_timeout_ms);
+        let timeout = Duration::from_millis(self.global.config.congestion_timeout_ms);
         let episode = u64::from(self.memory.episode);
         self.timers
             .arm(self.now + timeout, TimerKind::MemoryPressure, 0, episode);
@@ -264,7 +264,7 @@ impl Shard {
         let now = (memory.buffered, memory.peak);
         if now != memory.reported {
             memory.reported = now;
-            let counters = &self.shared.counters[self.id];
+            let counters = &self.global.counters[self.id];
             counters
                 .buffered_bytes
                 .store(now.0 as u64, Ordering::Relaxed);
@@ -346,7 +346,7 @@ impl Shard {
     fn congested_sessions_add(&mut self) {
         self.congested_sessions += 1;
         if self.congested_sessions == 1 {
-            let flag = &self.shared.congested[self.id];
+            let flag = &self.global.congested[self.id];
             // Relaxed: a publisher that reads a stale episode is resumed at once and pauses
             // again on its next publish, a spurious wake-up at worst.
             flag.1.fetch_add(1, Ordering::Relaxed);
@@ -361,7 +361,7 @@ impl Shard {
             // Peers with publishers paused on this flag re-check it when woken; the SeqCst
             // fence in `ShardSignal::notify` orders this store before the wake-up decision,
             // pairing with the check after `prepare_sleep` in the loop.
-            self.shared.congested[self.id]
+            self.global.congested[self.id]
                 .0
                 .store(false, Ordering::Relaxed);
             self.mesh.wake_all_peers();
@@ -375,9 +375,9 @@ impl Shard {
                 .sessions
                 .get(skey)
                 .is_some_and(|s| s.session.congestion == Congestion::Congested),
-            Blocker::Shard(shard) => self.shared.congested[shard].0.load(Ordering::Relaxed),
+            Blocker::Shard(shard) => self.global.congested[shard].0.load(Ordering::Relaxed),
             Blocker::ShardEpisode(shard, episode) => {
-                let flag = &self.shared.congested[shard];
+                let flag = &self.global.congested[shard];
                 flag.0.load(Ordering::Relaxed) && flag.1.load(Ordering::Relaxed) == episode
             }
             Blocker::Memory => self.memory.pressure == Congestion::Congested,
@@ -395,7 +395,7 @@ impl Shard {
         conn.paused |= PAUSED_CONGESTION;
         let blocker = match blocker {
             Blocker::Shard(shard) => {
-                let episode = self.shared.congested[shard].1.load(Ordering::Relaxed);
+                let episode = self.global.congested[shard].1.load(Ordering::Relaxed);
                 Blocker::ShardEpisode(shard, episode)
             }
             other => other,
@@ -405,7 +405,7 @@ impl Shard {
     }
 
     /// Whether a publisher paused for congestion may be resumed now (checked before sleeping).
-    pub(super) fn congestion_resumable(&self) -> bool {
+    pub fn congestion_resumable(&self) -> bool {
         self.paused_congestion
             .iter()
             .any(|&(_, _, blocker)| !self.is_blocking(blocker))
@@ -435,7 +435,7 @@ impl Shard {
             }
             conn.paused &= !PAUSED_CONGESTION;
             self.process_input(key);
-            self.handle_readable(key, false);
+            self.to_read.push(key);
         }
         resumed.clear();
         self.resumed_scratch = resumed;

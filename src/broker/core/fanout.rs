@@ -10,8 +10,8 @@ use super::connection::ConnState;
 use super::mesh::ShardMsg;
 use super::protocol::{encode_layout, Layout, LayoutOptions};
 use super::retained::RetainOutcome;
-use super::session::{queued_bytes, Delivery, Message, ReceivedFrame, SharedPublish};
-use super::shard::{Awaited, CloseReason, LocalSub, Shard};
+use super::session::{queued_bytes, Delivery, Message, MessageRef, ReceivedFrame};
+use super::shard::{Awaited, CloseReason, LocalSub, ShardCore};
 use super::stats::{bump, ShardCounters};
 use crate::codec::{MqttString, Packet, Properties, Publish, QoS, SubAck};
 use crate::topic::CacheLookup;
@@ -28,12 +28,12 @@ pub enum Encoding {
     Fresh { dup: bool },
 }
 
-impl Shard {
+impl ShardCore {
     /// Routes a message published on this shard (by a client or as a will). Returns whether any
     /// subscriber matched and whether a mesh channel was full (the caller pauses the publisher).
     pub(super) fn route_publish(
         &mut self,
-        message: &SharedPublish,
+        message: &MessageRef,
         origin: Option<usize>,
     ) -> (bool, bool) {
         if message.retain {
@@ -47,18 +47,18 @@ impl Shard {
         if shards > 1 {
             // One message per destination shard, sharing the Arc'd publish.
             let (destinations, lookup) = self.router.destinations_bytes(message.topic.as_bytes());
-            count_lookup(&self.shared.counters[self.id], lookup);
+            count_lookup(&self.global.counters[self.id], lookup);
             remote = !destinations.is_empty();
             for &target in destinations {
                 // Inline `note_destination`: `destinations` borrows the router.
                 if self.congestion_blocker.is_none()
-                    && self.shared.congested[target].0.load(Ordering::Relaxed)
+                    && self.global.congested[target].0.load(Ordering::Relaxed)
                 {
                     self.congestion_blocker = Some(Blocker::Shard(target));
                 }
                 if !self.mesh.send(target, ShardMsg::Publish(message.clone())) {
                     overflowed = true;
-                    bump(&self.shared.counters[self.id].mesh_channel_full);
+                    bump(&self.global.counters[self.id].mesh_channel_full);
                 }
             }
         }
@@ -72,7 +72,7 @@ impl Shard {
         &mut self,
         publish: Publish,
         frame: Option<ReceivedFrame>,
-    ) -> SharedPublish {
+    ) -> MessageRef {
         if let Some(mut spare) = self.spare_message.take() {
             if let Some(message) = Arc::get_mut(&mut spare) {
                 message.publish = publish;
@@ -88,10 +88,10 @@ impl Shard {
         })
     }
 
-    /// Keeps `message`'s allocation for [`Shard::new_message`] if nothing else holds it (no
+    /// Keeps `message`'s allocation for [`ShardCore::new_message`] if nothing else holds it (no
     /// queue, no other shard, no retained store), dropping its fields so that the spare does
     /// not keep the publisher's read buffer alive.
-    pub(super) fn recycle_message(&mut self, mut message: SharedPublish) {
+    pub(super) fn recycle_message(&mut self, mut message: MessageRef) {
         if let Some(spare) = Arc::get_mut(&mut message) {
             spare.publish.topic = MqttString::default();
             spare.publish.payload = Bytes::new();
@@ -101,7 +101,7 @@ impl Shard {
         }
     }
 
-    fn store_retained(&mut self, message: &SharedPublish) {
+    fn store_retained(&mut self, message: &MessageRef) {
         // The retained copy owns its bytes so it does not pin the publisher's read buffer.
         let publish = Publish {
             dup: false,
@@ -118,13 +118,13 @@ impl Shard {
             received_at: message.received_at,
             frame: None,
         });
-        let outcome = self.shared.retained.store(&copy);
+        let outcome = self.global.retained.store(&copy);
         if outcome != RetainOutcome::Refused {
             // Persistence: recorded in this shard's log (fsynced before the PUBACK in `sync`).
             self.store.retained(&copy);
         }
         if outcome == RetainOutcome::Refused {
-            bump(&self.shared.counters[self.id].retained_refused);
+            bump(&self.global.counters[self.id].retained_refused);
             log::debug!(
                 "shard {}: retained message for {} not stored: max_retained_messages reached",
                 self.id,
@@ -134,7 +134,7 @@ impl Shard {
     }
 
     /// Delivers to this shard's matching sessions. Returns whether any matched.
-    pub(super) fn deliver_local(&mut self, message: &SharedPublish, origin: Option<usize>) -> bool {
+    pub(super) fn deliver_local(&mut self, message: &MessageRef, origin: Option<usize>) -> bool {
         let mut matches = std::mem::take(&mut self.matches);
         matches.clear();
         // The topic's UTF-8 was checked once, by the codec: the trie matches its bytes.
@@ -143,7 +143,7 @@ impl Shard {
             .for_each_match(&self.trie, message.topic.as_bytes(), |sub| {
                 matches.push(*sub)
             });
-        count_lookup(&self.shared.counters[self.id], lookup);
+        count_lookup(&self.global.counters[self.id], lookup);
         // [MQTT-3.8.3-3] No Local: not to the publishing session.
         if let Some(origin) = origin {
             matches.retain(|m| !(m.session == origin && m.options.no_local));
@@ -196,7 +196,7 @@ impl Shard {
     pub(super) fn deliver_to_session(
         &mut self,
         skey: usize,
-        message: &SharedPublish,
+        message: &MessageRef,
         qos: QoS,
         retain: bool,
         encoding: Encoding,
@@ -236,14 +236,14 @@ impl Shard {
             Delivery::Queued => {
                 self.buffered_grew(queued_bytes(message));
                 if online {
-                    bump(&self.shared.counters[self.id].inflight_window_full);
+                    bump(&self.global.counters[self.id].inflight_window_full);
                     self.update_congestion(skey);
                 }
             }
             Delivery::Discarded => {}
-            Delivery::DroppedQueueFull => bump(&self.shared.counters[self.id].dropped_queue_full),
+            Delivery::DroppedQueueFull => bump(&self.global.counters[self.id].dropped_queue_full),
             Delivery::DroppedMemoryLimit => {
-                bump(&self.shared.counters[self.id].dropped_memory_limit)
+                bump(&self.global.counters[self.id].dropped_memory_limit)
             }
         }
         self.note_recipient(skey, qos, online);
@@ -255,23 +255,23 @@ impl Shard {
         &mut self,
         key: usize,
         skey: usize,
-        message: &SharedPublish,
+        message: &MessageRef,
         qos: QoS,
         packet_id: u16,
         retain: bool,
         encoding: Encoding,
     ) {
-        let max_outgoing = self.shared.config.max_outgoing_bytes;
+        let max_outgoing = self.global.config.max_outgoing_bytes;
         let Some(conn) = self.connections.get_mut(key) else {
             return;
         };
         if qos == QoS::AtMostOnce {
             if conn.out.len() >= max_outgoing {
-                bump(&self.shared.counters[self.id].dropped_outgoing_buffer_full);
+                bump(&self.global.counters[self.id].dropped_outgoing_buffer_full);
                 return;
             }
             if !self.memory.has_room() {
-                bump(&self.shared.counters[self.id].dropped_memory_limit);
+                bump(&self.global.counters[self.id].dropped_memory_limit);
                 return;
             }
         }
@@ -280,7 +280,7 @@ impl Shard {
         let expiry_left = message.expiry_left_secs(self.now);
         let resend = encoding == Encoding::Fresh { dup: true };
         if expiry_left == Some(0) && !resend {
-            bump(&self.shared.counters[self.id].messages_expired);
+            bump(&self.global.counters[self.id].messages_expired);
             if qos != QoS::AtMostOnce {
                 if let Some(session) = self.sessions.get_mut(skey) {
                     session.session.forget(packet_id);
@@ -326,7 +326,7 @@ impl Shard {
         };
         if layout.len(qos) > conn.client_max_packet_size as usize {
             // [MQTT-3.1.2-25]: discard it and behave as if it had been delivered.
-            bump(&self.shared.counters[self.id].dropped_client_packet_size);
+            bump(&self.global.counters[self.id].dropped_client_packet_size);
             if qos != QoS::AtMostOnce {
                 if let Some(session) = self.sessions.get_mut(skey) {
                     session.session.forget(packet_id);
@@ -349,12 +349,12 @@ impl Shard {
             conn.out.push_shared(&layout.tail);
         }
         let after = conn.out.len();
-        bump(&self.shared.counters[self.id].messages_sent);
+        bump(&self.global.counters[self.id].messages_sent);
         self.mark_dirty(key);
         self.buffered_grew(after - before);
         if after > max_outgoing.saturating_mul(2) {
             self.close(key, CloseReason::SlowConsumer);
-        } else if after >= max_outgoing / 2 && self.shared.config.qos0_backpressure {
+        } else if after >= max_outgoing / 2 && self.global.config.qos0_backpressure {
             self.outgoing_grew(skey);
         }
     }
@@ -478,7 +478,7 @@ impl Shard {
         let mut messages = std::mem::take(&mut self.retained_scratch);
         for (filter, qos, identifier) in retained {
             messages.clear();
-            self.shared
+            self.global
                 .retained
                 .collect_matching(filter.as_str(), &mut messages);
             for message in &messages {
@@ -529,9 +529,9 @@ pub(super) fn count_lookup(counters: &ShardCounters, lookup: CacheLookup) {
 /// A copy of `message` carrying `identifiers` as its Subscription Identifier properties (the
 /// payload and topic stay shared).
 pub(super) fn with_subscription_identifiers(
-    message: &SharedPublish,
+    message: &MessageRef,
     identifiers: &[u32],
-) -> SharedPublish {
+) -> MessageRef {
     let mut own = Message::clone(message);
     own.publish.properties.subscription_identifiers = identifiers.to_vec();
     // Its layout is not the publisher's any more.

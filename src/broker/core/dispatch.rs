@@ -6,7 +6,7 @@
 use super::connection::ConnState;
 use super::protocol::{granted, topic_levels, FORWARD_FRAME_MAX_BYTES};
 use super::session::{IncomingQoS2, ReceivedFrame, StoredSubscription};
-use super::shard::{Awaited, CloseReason, LocalSub, PendingAck, Shard};
+use super::shard::{Awaited, CloseReason, LocalSub, PendingAck, ShardCore};
 use super::stats::bump;
 use crate::codec::{
     Ack, Disconnect, MqttString, Packet, Properties, ProtocolVersion, Publish, QoS, ReasonCode,
@@ -27,7 +27,7 @@ fn protocol_error(why: &str) -> CloseReason {
     CloseReason::Protocol(ReasonCode::ProtocolError, why.to_string())
 }
 
-impl Shard {
+impl ShardCore {
     /// Dispatches one decoded packet.
     /// `frame` is the packet's whole frame as received (shared with the packet's fields).
     pub(super) fn handle_packet(&mut self, key: usize, packet: Packet, frame: Bytes) {
@@ -133,8 +133,8 @@ impl Shard {
         mut publish: Publish,
         frame: Option<ReceivedFrame>,
     ) {
-        bump(&self.shared.counters[self.id].messages_received);
-        if publish.qos as u8 > self.shared.config.max_qos {
+        bump(&self.global.counters[self.id].messages_received);
+        if publish.qos as u8 > self.global.config.max_qos {
             // [MQTT-3.2.2-11]: above the Maximum QoS we advertised.
             self.close(
                 key,
@@ -145,7 +145,7 @@ impl Shard {
             );
             return;
         }
-        if publish.retain && !self.shared.config.retain_available {
+        if publish.retain && !self.global.config.retain_available {
             // [MQTT-3.2.2-14]: retain when Retain Available is 0.
             self.close(
                 key,
@@ -165,8 +165,8 @@ impl Shard {
         // its length prefix [MQTT-4.7.3-3]) were checked by the codec when the frame was
         // decoded, and an aliased topic when its alias was set; they are not checked again.
         debug_assert!(topic::validate_topic_name(publish.topic.as_str()).is_ok());
-        if topic_levels(publish.topic.as_bytes()) > self.shared.config.max_topic_levels {
-            bump(&self.shared.counters[self.id].topic_levels_exceeded);
+        if topic_levels(publish.topic.as_bytes()) > self.global.config.max_topic_levels {
+            bump(&self.global.counters[self.id].topic_levels_exceeded);
             self.close(
                 key,
                 CloseReason::Protocol(ReasonCode::TopicNameInvalid, "too many topic levels".into()),
@@ -204,7 +204,7 @@ impl Shard {
                     return;
                 }
                 IncomingQoS2::ReceiveMaximumExceeded => {
-                    bump(&self.shared.counters[self.id].receive_maximum_exceeded);
+                    bump(&self.global.counters[self.id].receive_maximum_exceeded);
                     self.close(
                         key,
                         CloseReason::Protocol(
@@ -238,7 +238,7 @@ impl Shard {
             self.pause(key);
         }
         // Backpressure (congestion.rs); QoS 0 publishers only with `qos0_backpressure`.
-        if qos != QoS::AtMostOnce || self.shared.config.qos0_backpressure {
+        if qos != QoS::AtMostOnce || self.global.config.qos0_backpressure {
             if let Some(blocker) = self.congestion_blocker.take() {
                 self.pause_for_congestion(key, blocker);
             }
@@ -252,7 +252,7 @@ impl Shard {
         key: usize,
         publish: &mut Publish,
     ) -> Result<(), CloseReason> {
-        let max = self.shared.config.topic_alias_maximum;
+        let max = self.global.config.topic_alias_maximum;
         let Some(conn) = self.connections.get_mut(key) else {
             return Ok(());
         };
@@ -433,26 +433,26 @@ impl Shard {
         if topic::validate_topic_filter(filter_str).is_err() {
             return ReasonCode::TopicFilterInvalid;
         }
-        if topic_levels(filter_str) > self.shared.config.max_topic_levels {
-            bump(&self.shared.counters[self.id].topic_levels_exceeded);
+        if topic_levels(filter_str) > self.global.config.max_topic_levels {
+            bump(&self.global.counters[self.id].topic_levels_exceeded);
             return ReasonCode::TopicFilterInvalid;
         }
         let shared = matches!(topic::parse_shared(filter_str), Ok(Some(_)));
-        let max = self.shared.config.max_subscriptions_per_client;
+        let max = self.global.config.max_subscriptions_per_client;
         let Some(session) = self.sessions.get_mut(skey) else {
             return ReasonCode::UnspecifiedError;
         };
         let subscriptions = &mut session.session.state.subscriptions;
         let existing = subscriptions.contains_key(&subscription.filter);
         if !existing && subscriptions.len() >= max {
-            bump(&self.shared.counters[self.id].subscriptions_refused);
+            bump(&self.global.counters[self.id].subscriptions_refused);
             return ReasonCode::QuotaExceeded;
         }
         let mut options = subscription.options;
         // [MQTT-3.2.2-10]: any requested QoS is accepted, granted at most our Maximum QoS.
         options.qos = options
             .qos
-            .min(QoS::from_u8(self.shared.config.max_qos).unwrap_or(QoS::ExactlyOnce));
+            .min(QoS::from_u8(self.global.config.max_qos).unwrap_or(QoS::ExactlyOnce));
         if !version.is_v5() {
             options.no_local = false;
             options.retain_as_published = false;

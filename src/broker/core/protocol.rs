@@ -3,7 +3,7 @@
 
 use super::config::Config;
 use super::connection::WillMessage;
-use super::session::SharedPublish;
+use super::session::MessageRef;
 use crate::codec::{
     ConnAck, Connect, MqttString, Packet, Properties, ProtocolVersion, Publish, PublishFlags, QoS,
     ReasonCode,
@@ -288,7 +288,7 @@ impl LayoutCache {
     /// The layout for (`version`, `qos`, `retain`), encoding it into `scratch` the first time.
     pub fn get(
         &mut self,
-        message: &SharedPublish,
+        message: &MessageRef,
         version: ProtocolVersion,
         qos: QoS,
         retain: bool,
@@ -319,7 +319,7 @@ impl LayoutCache {
 /// not changed since it was received (else it has no frame); the packet id, if any, is the
 /// publisher's and is cut out of the layout.
 fn forwardable_frame(
-    message: &SharedPublish,
+    message: &MessageRef,
     version: ProtocolVersion,
     qos: QoS,
     retain: bool,
@@ -481,7 +481,7 @@ mod tests {
     use std::time::Instant;
 
     /// A received message with its frame, as the shard builds it from a publisher's PUBLISH.
-    fn received(version: ProtocolVersion, qos: QoS, retain: bool, dup: bool) -> SharedPublish {
+    fn received(version: ProtocolVersion, qos: QoS, retain: bool, dup: bool) -> MessageRef {
         let properties = if version.is_v5() {
             let mut properties = Properties::from(MoreProperties {
                 user_properties: vec![(MqttString::from("k"), MqttString::from("v"))],

@@ -19,7 +19,7 @@ use super::mesh::{ShardId, ShardMsg};
 use super::protocol::{self, AcceptedConnect};
 use super::registry::Claim;
 use super::session::{OutgoingState, Session, SessionLimits, SessionState};
-use super::shard::{Awaited, CloseReason, LocalSub, PendingAck, Shard, ShardSession};
+use super::shard::{Awaited, CloseReason, LocalSub, PendingAck, ShardCore, ShardSession};
 use super::stats::bump;
 use super::timers::TimerKind;
 use crate::codec::{Ack, Connect, MqttString, Packet, Properties, ReasonCode};
@@ -46,9 +46,9 @@ enum SessionSource {
     Transferred(Box<SessionState>),
 }
 
-impl Shard {
+impl ShardCore {
     fn limits(&self) -> SessionLimits {
-        let config = &self.shared.config;
+        let config = &self.global.config;
         SessionLimits {
             max_queued_messages: config.max_queued_messages,
             queue_qos0: config.queue_qos0,
@@ -61,10 +61,10 @@ impl Shard {
     }
 
     fn assign_client_id(&self) -> MqttString {
-        let n = self.shared.assigned_ids.fetch_add(1, Ordering::Relaxed);
+        let n = self.global.assigned_ids.fetch_add(1, Ordering::Relaxed);
         MqttString::from(format!(
             "shardmq-{:x}-{n}",
-            self.shared.instance & 0xffff_ffff
+            self.global.instance & 0xffff_ffff
         ))
     }
 
@@ -73,7 +73,7 @@ impl Shard {
     pub(super) fn handle_connect(&mut self, key: usize, connect: Connect) {
         let version = connect.protocol_version;
         let accepted = {
-            let config = &self.shared.config;
+            let config = &self.global.config;
             let assign = || self.assign_client_id();
             protocol::validate_connect(&connect, config, assign)
         };
@@ -84,11 +84,11 @@ impl Shard {
         let accepted = match accepted {
             Ok(accepted) => accepted,
             Err(code) => {
-                bump(&self.shared.counters[self.id].connects_refused);
+                bump(&self.global.counters[self.id].connects_refused);
                 if !version.is_v5()
-                    && connect.keep_alive_secs > self.shared.config.max_keep_alive_secs
+                    && connect.keep_alive_secs > self.global.config.max_keep_alive_secs
                 {
-                    bump(&self.shared.counters[self.id].keep_alive_capped);
+                    bump(&self.global.counters[self.id].keep_alive_capped);
                 }
                 log::info!(
                     "connect refused client_id={} addr={} shard={} code={code:?}",
@@ -102,9 +102,9 @@ impl Shard {
             }
         };
         if accepted.server_keep_alive.is_some()
-            && connect.keep_alive_secs > self.shared.config.max_keep_alive_secs
+            && connect.keep_alive_secs > self.global.config.max_keep_alive_secs
         {
-            bump(&self.shared.counters[self.id].keep_alive_capped);
+            bump(&self.global.counters[self.id].keep_alive_capped);
         }
         // Authentication first (spec 4.12): an enhanced exchange may continue with AUTH packets,
         // and `admit_connect` runs once it succeeds.
@@ -118,13 +118,13 @@ impl Shard {
         let Some(conn) = self.connections.get_mut(key) else {
             return;
         };
-        let (claim, previous) = self.shared.registry.claim(&accepted.client_id, self.id);
+        let (claim, previous) = self.global.registry.claim(&accepted.client_id, self.id);
         if previous.is_none()
-            && self.shared.sessions_open.load(Ordering::Relaxed) >= self.shared.config.max_sessions
+            && self.global.sessions_open.load(Ordering::Relaxed) >= self.global.config.max_sessions
         {
-            self.shared.registry.release(&accepted.client_id, claim);
-            bump(&self.shared.counters[self.id].sessions_refused);
-            bump(&self.shared.counters[self.id].connects_refused);
+            self.global.registry.release(&accepted.client_id, claim);
+            bump(&self.global.counters[self.id].sessions_refused);
+            bump(&self.global.counters[self.id].connects_refused);
             self.send_packet(key, &protocol::connack_refused(ReasonCode::QuotaExceeded));
             self.close(key, CloseReason::ConnectRefused(ReasonCode::QuotaExceeded));
             return;
@@ -192,7 +192,7 @@ impl Shard {
             None => SessionSource::Fresh,
             Some(skey) => {
                 if let Some(old) = self.sessions[skey].connection {
-                    bump(&self.shared.counters[self.id].takeovers);
+                    bump(&self.global.counters[self.id].takeovers);
                     self.close(old, CloseReason::TakenOver);
                 }
                 // Closing may have ended the session (expiry 0).
@@ -220,7 +220,7 @@ impl Shard {
         let epoch_before = self.router.epoch_sent();
         let inflight_max = accepted
             .client_receive_maximum
-            .min(self.shared.config.max_inflight);
+            .min(self.global.config.max_inflight);
         let limits = self.limits();
         let (skey, session_present) = match source {
             SessionSource::Local(skey) => (skey, true),
@@ -264,7 +264,7 @@ impl Shard {
             self.store.session_connected(&session.session.state, will);
         }
 
-        let config = &self.shared.config;
+        let config = &self.global.config;
         let Some(conn) = self.connections.get_mut(key) else {
             return;
         };
@@ -291,7 +291,7 @@ impl Shard {
             accepted.keep_alive_secs,
             session_present
         );
-        bump(&self.shared.counters[self.id].clients_connected);
+        bump(&self.global.counters[self.id].clients_connected);
         // A session that moved here broadcast routes for its subscriptions: like a SUBACK, the
         // CONNACK waits until every shard has them, so that whatever is published after it
         // reaches the session.
@@ -330,7 +330,7 @@ impl Shard {
             // The handshake entry still pending fires before this keep-alive would expire (it
             // was armed before now, for at most this long): it does the first check, so an
             // idle connection keeps one timer entry, not two.
-            let handshake_first = u64::from(timeout_ms) >= self.shared.config.handshake_timeout_ms;
+            let handshake_first = u64::from(timeout_ms) >= self.global.config.handshake_timeout_ms;
             if conn.timer & TIMER_HANDSHAKE_PENDING != 0 && handshake_first {
                 conn.timer |= TIMER_KEEP_ALIVE_ON_HANDSHAKE;
             } else {
@@ -388,7 +388,7 @@ impl Shard {
             .map(|(f, s)| (f.clone(), *s))
             .collect();
         let limits = self.limits();
-        self.shared.sessions_open.fetch_add(1, Ordering::Relaxed);
+        self.global.sessions_open.fetch_add(1, Ordering::Relaxed);
         debug_assert_eq!(
             claim.shard, self.id,
             "a session lives where its id was claimed"
@@ -505,7 +505,7 @@ impl Shard {
         self.forget_congestion(skey);
         let session = self.sessions.remove(skey);
         self.memory.release(session.session.state.queued_bytes());
-        self.shared.sessions_open.fetch_sub(1, Ordering::Relaxed);
+        self.global.sessions_open.fetch_sub(1, Ordering::Relaxed);
         self.redeliver_shared(&session.session.state);
         let client_id = &session.session.state.client_id;
         self.client_ids.remove(client_id, skey);
@@ -515,7 +515,7 @@ impl Shard {
             shard: self.id,
             number: session.claim_number,
         };
-        self.shared.registry.release(client_id, claim);
+        self.global.registry.release(client_id, claim);
     }
 
     /// Takes a session off this shard for a takeover; its pending will is cancelled because a
@@ -528,7 +528,7 @@ impl Shard {
         self.forget_congestion(skey);
         let session = self.sessions.remove(skey);
         self.memory.release(session.session.state.queued_bytes());
-        self.shared.sessions_open.fetch_sub(1, Ordering::Relaxed);
+        self.global.sessions_open.fetch_sub(1, Ordering::Relaxed);
         let client_id = &session.session.state.client_id;
         self.client_ids.remove(client_id, skey);
         // Persistence: the receiving shard records the session in its own log.
@@ -544,7 +544,7 @@ impl Shard {
         client_id: MqttString,
         keep_state: bool,
     ) {
-        bump(&self.shared.counters[self.id].takeovers);
+        bump(&self.global.counters[self.id].takeovers);
         // A session held here is handed over first, even if a CONNECT of ours for the same id
         // waits for another shard: that is a crossing takeover, and our waiting connection
         // (the newer claim) gets the session back through the forwarding below.
@@ -621,14 +621,14 @@ impl Shard {
                 if pending.accepted.session_expiry_interval_secs > 0 =>
             {
                 state.session_expiry_interval_secs = pending.accepted.session_expiry_interval_secs;
-                let inflight_max = self.shared.config.max_inflight;
+                let inflight_max = self.global.config.max_inflight;
                 let skey = self.install_session(*state, pending.claim, inflight_max);
                 let client_id = pending.accepted.client_id.clone();
                 self.client_ids.insert(&client_id, skey, &self.sessions);
                 self.detach_session(skey, None);
             }
             _ => {
-                self.shared
+                self.global
                     .registry
                     .release(&pending.accepted.client_id, pending.claim);
             }
@@ -637,8 +637,8 @@ impl Shard {
 
     /// Publishes a will message like any other publish from this shard.
     pub(super) fn publish_will(&mut self, will: WillMessage) {
-        bump(&self.shared.counters[self.id].wills_published);
-        let message = super::session::Message::shared(will.message, self.now);
+        bump(&self.global.counters[self.id].wills_published);
+        let message = super::session::Message::new_ref(will.message, self.now);
         self.route_publish(&message, None);
     }
 }

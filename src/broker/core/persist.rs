@@ -10,7 +10,7 @@
 //! not) until that shard reports the mesh messages it made durable (`StoreShared::durable`).
 
 use super::connection::WillMessage;
-use super::shard::Shard;
+use super::shard::ShardCore;
 use super::timers::TimerKind;
 use crate::codec::{Packet, Publish, QoS};
 use crate::store::{RecoveredSession, ShardStore, StoreShared};
@@ -38,21 +38,21 @@ pub struct PersistState {
     blocked: Vec<usize>,
 }
 
-impl Shard {
+impl ShardCore {
     /// Installs the store and the sessions recovery gave this shard (offline, with their
     /// expiry and will delay running from the time they went offline), and publishes the wills
     /// of sessions that expired while the broker was down.
-    pub(super) fn restore(
+    pub(crate) fn restore(
         &mut self,
         store: ShardStore,
         sessions: Vec<RecoveredSession>,
         expired_wills: Vec<Publish>,
     ) {
         self.store = store;
-        let inflight_max = self.shared.config.max_inflight;
+        let inflight_max = self.global.config.max_inflight;
         for recovered in sessions {
             let client_id = recovered.state.client_id.clone();
-            let (claim, _) = self.shared.registry.claim(&client_id, self.id);
+            let (claim, _) = self.global.registry.claim(&client_id, self.id);
             let skey = self.install_session(recovered.state, claim, inflight_max);
             self.client_ids.insert(&client_id, skey, &self.sessions);
             let generation = self.next_generation;
@@ -87,18 +87,25 @@ impl Shard {
     /// whose messages became durable on their shards are released, the turn's records are
     /// written (and fsynced in `sync` mode), peers are told what is now durable, and the log
     /// is compacted when it is mostly garbage.
-    pub(super) fn store_commit(&mut self) {
+    ///
+    /// `received` counts the mesh messages the runtime took from each peer so far (all of
+    /// them handled by now). This is the core's one call that does file IO (the store's).
+    pub fn commit_store(&mut self, received: &[u64]) {
         if !self.store.is_enabled() {
             return;
         }
         self.release_held_acks();
         if self.store.commit(self.now) {
             let sessions = self.sessions.iter().map(|(_, s)| &s.session.state);
-            self.store.compact(sessions, &self.shared.retained);
+            self.store.compact(sessions, &self.global.retained);
         }
         let mesh = &mut self.mesh;
-        let received = mesh.received_counts().to_vec();
-        self.store.report_durable(&received, |peer| mesh.wake(peer));
+        self.store.report_durable(received, |peer| mesh.wake(peer));
+    }
+
+    /// Makes everything written durable (graceful shutdown).
+    pub fn sync_store(&mut self) {
+        self.store.sync_now();
     }
 
     /// Before a QoS 1/2 publish is routed: notes the mesh's sent counts (`sync` mode with
@@ -197,7 +204,7 @@ impl Shard {
     /// Whether a held acknowledgement can go out now. Checked after the shard announced that
     /// it sleeps: a peer that reports durability later sees the flag and wakes it (the same
     /// Dekker pair as the mesh's).
-    pub(super) fn held_acks_releasable(&self) -> bool {
+    pub fn held_acks_releasable(&self) -> bool {
         let Some(shared) = self.store.shared() else {
             return false;
         };
@@ -210,14 +217,14 @@ impl Shard {
     }
 }
 
-impl Shard {
+impl ShardCore {
     /// Records a QoS 1/2 message just queued for a persistent session. At the disk limit it is
     /// taken off the queue again and `false` returned (dropped and counted, the documented
     /// policy).
     pub(super) fn store_queued(
         &mut self,
         skey: usize,
-        message: &crate::broker::session::SharedPublish,
+        message: &super::session::MessageRef,
         qos: QoS,
         retain: bool,
     ) -> bool {

@@ -14,8 +14,8 @@
 use super::config::SharedStrategy;
 use super::fanout::{with_subscription_identifiers, Encoding};
 use super::mesh::ShardMsg;
-use super::session::{OutgoingState, SessionState, SharedPublish};
-use super::shard::{LocalSub, Shard};
+use super::session::{MessageRef, OutgoingState, SessionState};
+use super::shard::{LocalSub, ShardCore};
 use super::stats::bump;
 use crate::codec::{MqttString, QoS};
 
@@ -46,7 +46,7 @@ pub fn client_id_hash(client_id: &str) -> u64 {
     hash
 }
 
-impl Shard {
+impl ShardCore {
     /// Adds a subscription to the trie, or to its shared group (replacing the session's old one).
     pub(super) fn subscription_insert(&mut self, filter: &MqttString, sub: LocalSub) {
         if !is_shared(filter.as_str()) {
@@ -90,7 +90,7 @@ impl Shard {
     /// subscription. Returns whether any group matched and whether a mesh channel was full.
     pub(super) fn route_shared(
         &mut self,
-        message: &SharedPublish,
+        message: &MessageRef,
         origin: Option<usize>,
     ) -> (bool, bool) {
         if !self.router.has_shared() {
@@ -101,7 +101,7 @@ impl Shard {
             .and_then(|skey| self.sessions.get(skey))
             .map_or(0, |s| client_id_hash(s.session.state.client_id.as_str()));
         let random = self.next_random();
-        let strategy = self.shared.config.shared_subscription_strategy;
+        let strategy = self.global.config.shared_subscription_strategy;
         let mut targets = std::mem::take(&mut self.shared_targets);
         targets.clear();
         self.router
@@ -113,7 +113,7 @@ impl Shard {
                 self.deliver_shared(&share, message, hash, false);
                 continue;
             }
-            let msg = ShardMsg::SharedPublish {
+            let msg = ShardMsg::MessageRef {
                 message: message.clone(),
                 share,
                 publisher_hash: hash,
@@ -121,7 +121,7 @@ impl Shard {
             };
             if !self.mesh.send(shard, msg) {
                 overflowed = true;
-                bump(&self.shared.counters[self.id].mesh_channel_full);
+                bump(&self.global.counters[self.id].mesh_channel_full);
             }
         }
         self.shared_targets = targets;
@@ -132,11 +132,11 @@ impl Shard {
     pub(super) fn deliver_shared(
         &mut self,
         share: &MqttString,
-        message: &SharedPublish,
+        message: &MessageRef,
         publisher_hash: u64,
         forwarded: bool,
     ) {
-        let strategy = self.shared.config.shared_subscription_strategy;
+        let strategy = self.global.config.shared_subscription_strategy;
         let random = self.next_random();
         let Some(sub) = self.pick_member(share, message.qos, strategy, publisher_hash, random)
         else {
@@ -145,17 +145,17 @@ impl Shard {
             let other = self.router.shared_other_shard(share.as_str(), random);
             match other {
                 Some(target) if !forwarded => {
-                    let msg = ShardMsg::SharedPublish {
+                    let msg = ShardMsg::MessageRef {
                         message: message.clone(),
                         share: share.clone(),
                         publisher_hash,
                         forwarded: true,
                     };
                     if !self.mesh.send(target, msg) {
-                        bump(&self.shared.counters[self.id].mesh_channel_full);
+                        bump(&self.global.counters[self.id].mesh_channel_full);
                     }
                 }
-                _ => bump(&self.shared.counters[self.id].shared_no_member),
+                _ => bump(&self.global.counters[self.id].shared_no_member),
             }
             return;
         };
@@ -209,18 +209,18 @@ impl Shard {
                 let Some(target) = self.router.shared_pick(share.as_str(), random) else {
                     continue;
                 };
-                bump(&self.shared.counters[self.id].shared_redelivered);
+                bump(&self.global.counters[self.id].shared_redelivered);
                 if target == self.id {
                     self.deliver_shared(share, message, 0, false);
                 } else {
-                    let msg = ShardMsg::SharedPublish {
+                    let msg = ShardMsg::MessageRef {
                         message: message.clone(),
                         share: share.clone(),
                         publisher_hash: 0,
                         forwarded: false,
                     };
                     if !self.mesh.send(target, msg) {
-                        bump(&self.shared.counters[self.id].mesh_channel_full);
+                        bump(&self.global.counters[self.id].mesh_channel_full);
                     }
                 }
             }
@@ -264,7 +264,7 @@ impl Shard {
         let index = match chosen {
             Some(i) => i,
             None => {
-                bump(&self.shared.counters[self.id].shared_all_members_busy);
+                bump(&self.global.counters[self.id].shared_all_members_busy);
                 start
             }
         };

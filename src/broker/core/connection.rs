@@ -1,4 +1,5 @@
-//! One client connection: the socket, its read buffer and its outgoing buffer.
+//! One client connection's protocol state: its read buffer and its outgoing buffer (the socket
+//! is the runtime's, kept under the same key).
 //!
 //! The outgoing buffer is a queue of `Bytes` chunks written with one vectored write per loop turn
 //! (repeated until `WouldBlock`): large shared pieces of a fanned-out PUBLISH (its encoded header
@@ -8,10 +9,9 @@
 
 use crate::codec::{MqttString, Packet, ProtocolVersion, Publish};
 use bytes::{Buf, Bytes, BytesMut};
-use mio::net::TcpStream;
 use std::collections::VecDeque;
 use std::fmt;
-use std::io::{self, IoSlice, Read, Write};
+use std::io::{self, IoSlice, Write};
 use std::net::{IpAddr, SocketAddr, SocketAddrV6};
 
 /// Pieces at most this long are copied into the staging buffer rather than queued shared:
@@ -20,9 +20,6 @@ use std::net::{IpAddr, SocketAddr, SocketAddrV6};
 pub(super) const COPY_THRESHOLD_BYTES: usize = 256;
 /// The most chunks given to one vectored write.
 const IOV_MAX_CHUNKS: usize = 64;
-/// Bytes read per `read` call, into the shard's scratch buffer (then appended to the
-/// connection's read buffer, which so holds only bytes actually received).
-pub const READ_CHUNK_BYTES: usize = 64 * 1024;
 
 /// The outgoing byte queue of a connection.
 #[derive(Debug, Default)]
@@ -217,7 +214,6 @@ impl fmt::Display for PeerAddr {
 
 /// One client connection on a shard.
 pub struct Connection {
-    pub stream: TcpStream,
     pub peer: PeerAddr,
     /// Unique on this shard, never reused: guards timers and deferred work against slab reuse.
     pub id: u64,
@@ -275,19 +271,6 @@ pub struct ConnectionExtras {
     pub no_problem_information: bool,
 }
 
-/// What a read attempt found.
-#[derive(Debug, PartialEq, Eq)]
-pub enum ReadOutcome {
-    /// Bytes were appended to the read buffer. `drained`: the read was short, so the socket
-    /// was empty when it returned; bytes arriving later raise a new (edge-triggered) readiness
-    /// event, so another `read` now would only return `WouldBlock`.
-    Data { drained: bool },
-    /// Nothing more to read now.
-    WouldBlock,
-    /// The peer closed its side.
-    Closed,
-}
-
 impl Connection {
     /// The MQTT 5 extras, allocated on first use.
     pub fn extras_mut(&mut self) -> &mut ConnectionExtras {
@@ -309,9 +292,8 @@ impl Connection {
     }
 
     /// A connection accepted at `now_ms` (shard ticks), its handshake timer armed.
-    pub fn new(stream: TcpStream, peer: SocketAddr, id: u64, now_ms: u32) -> Connection {
+    pub fn new(peer: SocketAddr, id: u64, now_ms: u32) -> Connection {
         Connection {
-            stream,
             peer: PeerAddr::from(peer),
             id,
             state: ConnState::AwaitConnect,
@@ -328,29 +310,6 @@ impl Connection {
             dirty: false,
             suback_pending: false,
             extras: None,
-        }
-    }
-
-    /// One `read` into `scratch`, whose bytes are then appended to the read buffer. Reading
-    /// into a shared scratch buffer instead of growing the read buffer first means no
-    /// zero-filling per read and a read buffer sized to what arrived.
-    pub fn read_once(&mut self, scratch: &mut [u8]) -> io::Result<ReadOutcome> {
-        let result = loop {
-            match self.stream.read(scratch) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                other => break other,
-            }
-        };
-        match result {
-            Ok(0) => Ok(ReadOutcome::Closed),
-            Ok(n) => {
-                self.read_buf.extend_from_slice(&scratch[..n]);
-                Ok(ReadOutcome::Data {
-                    drained: n < scratch.len(),
-                })
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(ReadOutcome::WouldBlock),
-            Err(e) => Err(e),
         }
     }
 
@@ -423,15 +382,10 @@ mod tests {
     #[test]
     fn connection_and_session_structs_stay_small() {
         let connection = std::mem::size_of::<Connection>();
-        let session = std::mem::size_of::<crate::broker::shard::ShardSession>();
+        let session = std::mem::size_of::<crate::broker::core::shard::ShardSession>();
         println!("Connection {connection} bytes, ShardSession {session} bytes");
-        // mio's `TcpStream` carries a selector id in debug builds: 16 bytes there, 4 in release.
-        let bound = if std::mem::size_of::<TcpStream>() <= 4 {
-            184
-        } else {
-            192
-        };
-        assert!(connection <= bound, "Connection grew to {connection} bytes");
+        // The socket is the runtime's (4 bytes a slot in release builds, 16 in debug ones).
+        assert!(connection <= 176, "Connection grew to {connection} bytes");
         assert!(session <= 232, "ShardSession grew to {session} bytes");
         assert!(std::mem::size_of::<Option<Box<WillMessage>>>() == 8);
         assert!(std::mem::size_of::<PeerAddr>() == 16);
@@ -456,12 +410,10 @@ mod tests {
 
     #[test]
     fn keep_alive_expires_after_more_than_one_and_a_half_times() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let stream = TcpStream::connect(addr).unwrap();
+        let addr: SocketAddr = "127.0.0.1:1883".parse().unwrap();
         // Last packet just before the tick counter wraps.
         let last_ms = u32::MAX - 100;
-        let mut conn = Connection::new(stream, addr, 0, last_ms);
+        let mut conn = Connection::new(addr, 0, last_ms);
         conn.keep_alive_secs = 2;
         assert_eq!(conn.keep_alive_timeout_ms(), 3000);
         assert_eq!(conn.keep_alive_left_ms(last_ms), Some(3001));

@@ -1,0 +1,317 @@
+//! The core's inputs and outputs, in quinn-proto's manner: the caller hands in what happened
+//! (`handle_*`, with the time) and takes out what to do (`poll_*`, `flush_writes`,
+//! `drain_wakes`). No method here blocks, reads a clock or touches a socket type: bytes come in
+//! as slices and go out through any `std::io::Write` (a TCP socket in the runtime, a TLS or
+//! WebSocket stream later, an in-memory pipe in the simulation).
+//!
+//! One loop turn of a driver (the runtime's `shard_loop`, the simulation's `Sim`):
+//! 1. `set_now(now)`;
+//! 2. for each readable connection, while `may_read`: `handle_bytes` with what the socket
+//!    gave, `handle_read_drained` when it was empty, `handle_peer_closed` on EOF or error;
+//!    `handle_writable` for a writable one;
+//! 3. `handle_accept` for new connections and `handle_mesh` for each message from a peer;
+//! 4. `handle_timeout` (timers, mesh overflow, resumed connections);
+//! 5. read again every connection `poll_read` names (as in 2);
+//! 6. `flush_writes`: one write per connection touched this turn;
+//! 7. `poll_close` until `None`: write the last bytes, close the socket;
+//! 8. `end_turn`, then `drain_wakes` to wake the peers sent to, and sleep at most
+//!    `poll_timeout`.
+
+use super::connection::{ConnState, Connection, OutBuf, PAUSED_MESH};
+use super::mesh::ShardMsg;
+use super::shard::{CloseReason, ShardCore, OVERFLOW_RETRY};
+use super::stats::{bump, drop_one};
+use super::timers::TimerKind;
+use crate::codec::{Disconnect, Packet, Properties, ReasonCode};
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// A connection's key on its shard: the index the runtime keeps its socket under, and the
+/// token its readiness events carry. A key is reused after `poll_close` returned it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnKey(pub usize);
+
+impl ShardCore {
+    /// Moves the core's clock to `now` (never backwards: an earlier `now` is ignored).
+    pub fn set_now(&mut self, now: Instant) {
+        if now > self.now {
+            self.now = now;
+            self.now_ms = self.timers.ticks_ms(now);
+        }
+    }
+
+    /// The key the next `handle_accept` will return (the runtime registers the socket under it
+    /// first).
+    pub fn vacant_conn_key(&self) -> ConnKey {
+        ConnKey(self.connections.vacant_key())
+    }
+
+    /// A new connection from `peer` (already admitted under `max_connections` by
+    /// [`crate::broker::Global::admit_connection`]); its handshake timer starts now.
+    pub fn handle_accept(&mut self, peer: SocketAddr) -> ConnKey {
+        let entry = self.connections.vacant_entry();
+        let key = entry.key();
+        let id = self.next_connection_id;
+        self.next_connection_id += 1;
+        entry.insert(Connection::new(peer, id, self.now_ms));
+        bump(&self.counters().connections_open);
+        let deadline = self.now + Duration::from_millis(self.global.config.handshake_timeout_ms);
+        self.timers.arm(deadline, TimerKind::Handshake, key, id);
+        log::debug!("shard {}: accepted {peer}", self.id);
+        ConnKey(key)
+    }
+
+    /// Whether the runtime should read `key`'s socket now: false while the connection is
+    /// paused (backpressure), parked (takeover), waiting for a SUBACK barrier, closing or gone.
+    /// Bytes left unread then stay in the kernel, which is the backpressure on the client.
+    pub fn may_read(&self, key: ConnKey) -> bool {
+        self.connections.get(key.0).is_some_and(|c| c.may_process())
+    }
+
+    /// Bytes received on `key`: buffered, and every whole packet among them handled.
+    pub fn handle_bytes(&mut self, key: ConnKey, bytes: &[u8]) {
+        let Some(conn) = self.connections.get_mut(key.0) else {
+            return;
+        };
+        conn.read_buf.extend_from_slice(bytes);
+        self.process_input(key.0);
+    }
+
+    /// The socket of `key` had nothing more to read: its read buffer is freed if empty, so an
+    /// idle connection holds no buffer memory.
+    pub fn handle_read_drained(&mut self, key: ConnKey) {
+        if let Some(conn) = self.connections.get_mut(key.0) {
+            conn.release_read_buffer();
+        }
+    }
+
+    /// The peer closed `key` (EOF) or its socket failed.
+    pub fn handle_peer_closed(&mut self, key: ConnKey, error: Option<io::ErrorKind>) {
+        let reason = error.map_or(CloseReason::PeerClosed, CloseReason::Io);
+        self.close(key.0, reason);
+    }
+
+    /// `key`'s socket can take bytes again.
+    pub fn handle_writable(&mut self, key: ConnKey) {
+        self.mark_dirty(key.0);
+    }
+
+    /// One message from another shard.
+    pub fn handle_mesh(&mut self, msg: ShardMsg) {
+        match msg {
+            ShardMsg::Publish(message) => {
+                self.deliver_local(&message, None);
+            }
+            ShardMsg::MessageRef {
+                message,
+                share,
+                publisher_hash,
+                forwarded,
+            } => self.deliver_shared(&share, &message, publisher_hash, forwarded),
+            ShardMsg::RouteAdd {
+                from,
+                filters,
+                epoch,
+            } => {
+                for filter in &filters {
+                    self.router.remote_add(from, filter.as_str());
+                }
+                let ack = ShardMsg::RouteAck {
+                    from: self.id,
+                    epoch,
+                };
+                self.mesh.send(from, ack);
+            }
+            ShardMsg::RouteAck { from, epoch } => {
+                self.router.ack(from, epoch);
+                self.release_acks();
+            }
+            ShardMsg::RouteRemove { from, filters } => {
+                for filter in &filters {
+                    self.router.remote_remove(from, filter.as_str());
+                }
+            }
+            ShardMsg::Takeover {
+                from,
+                request,
+                client_id,
+                keep_state,
+            } => self.handle_takeover_request(from, request, client_id, keep_state),
+            ShardMsg::TakeoverReply { request, state } => {
+                self.handle_takeover_reply(request, state)
+            }
+        }
+    }
+
+    /// Fires the timers due at `now`, moves mesh messages that waited for room, and resumes
+    /// connections that were paused or parked (named by `poll_read` afterwards).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.set_now(now);
+        self.handle_timers();
+        self.mesh.flush_overflow();
+        self.resume_connections();
+        self.resume_congested();
+    }
+
+    /// A connection whose socket must be read again (see [`ShardCore::to_read`]).
+    pub fn poll_read(&mut self) -> Option<ConnKey> {
+        self.to_read.pop().map(ConnKey)
+    }
+
+    /// One write (until `WouldBlock`) per connection touched this turn. `streams[key]` is the
+    /// connection's writer; the written bytes leave the outgoing buffer and its accounting.
+    pub fn flush_writes<W: io::Write>(&mut self, streams: &mut [Option<W>]) {
+        let low = self.global.config.max_outgoing_bytes / 4;
+        let qos0_backpressure = self.global.config.qos0_backpressure;
+        let mut dirty = std::mem::take(&mut self.dirty);
+        for key in dirty.drain(..) {
+            let Some(conn) = self.connections.get_mut(key) else {
+                continue;
+            };
+            conn.dirty = false;
+            if conn.state == ConnState::Closing || conn.out.is_empty() {
+                continue;
+            }
+            let Some(stream) = streams.get_mut(key).and_then(Option::as_mut) else {
+                continue;
+            };
+            let before = conn.out.len();
+            let result = conn.out.write_to(stream);
+            let after = conn.out.len();
+            self.memory.release(before - after);
+            match result {
+                Err(e) => self.close(key, CloseReason::Io(e.kind())),
+                // QoS 0 backpressure: written down across the low watermark.
+                Ok(_) if qos0_backpressure && after <= low && before > low => {
+                    self.outgoing_written(key)
+                }
+                Ok(_) => {}
+            }
+        }
+        self.dirty = dirty;
+    }
+
+    /// A connection closed this turn, removed from the core, with the bytes still queued for it
+    /// (a DISCONNECT, a refusing CONNACK): the runtime writes what the socket takes, then closes
+    /// it. `None` when no close is left.
+    pub fn poll_close(&mut self) -> Option<(ConnKey, OutBuf)> {
+        while let Some(key) = self.closing.pop() {
+            if !self.connections.contains(key) {
+                continue;
+            }
+            let conn = self.connections.remove(key);
+            self.memory.release(conn.out.len());
+            drop_one(&self.counters().connections_open);
+            self.global.connections_open.fetch_sub(1, Ordering::SeqCst);
+            return Some((ConnKey(key), conn.out));
+        }
+        None
+    }
+
+    /// The end of a loop turn, after writes and closes: memory-pressure transitions.
+    pub fn end_turn(&mut self) {
+        self.check_memory();
+        #[cfg(debug_assertions)]
+        self.debug_check_buffered();
+    }
+
+    /// Calls `wake(shard)` once for every peer sent to since the last call.
+    pub fn drain_wakes(&mut self, wake: impl FnMut(super::mesh::ShardId)) {
+        self.mesh.drain_wakes(wake);
+    }
+
+    /// How long the driver may wait for input before calling `handle_timeout` (zero: work is
+    /// waiting now; `None`: no deadline). Publishers paused on a peer shard's congestion flag
+    /// are not counted: the driver checks `congestion_resumable` after announcing its sleep.
+    pub fn poll_timeout(&self, now: Instant) -> Option<Duration> {
+        if !self.ready.is_empty() || !self.to_read.is_empty() {
+            return Some(Duration::ZERO);
+        }
+        // Persistence (`periodic`): wake up for the fsync that is due.
+        let deadline = match (self.timers.next_deadline(), self.store.sync_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let timer = deadline.map(|deadline| deadline.saturating_duration_since(now));
+        if self.mesh.has_overflow() {
+            return Some(timer.map_or(OVERFLOW_RETRY, |t| t.min(OVERFLOW_RETRY)));
+        }
+        timer
+    }
+
+    /// The earliest timer deadline, if any (for a simulated clock to jump to).
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.timers.next_deadline()
+    }
+
+    /// Starts a graceful shutdown: MQTT 5 clients get DISCONNECT 0x8B (Server shutting down).
+    pub fn begin_shutdown(&mut self) {
+        let packet = Packet::Disconnect(Disconnect {
+            reason_code: ReasonCode::ServerShuttingDown,
+            properties: Properties::default(),
+        });
+        for (_, conn) in self.connections.iter_mut() {
+            if conn.state == ConnState::Connected && conn.version.is_v5() {
+                conn.out.push_packet(&packet, conn.version);
+            }
+        }
+    }
+
+    /// One shutdown write round over every connection; returns whether bytes are still queued.
+    pub fn flush_for_shutdown<W: io::Write>(&mut self, streams: &mut [Option<W>]) -> bool {
+        let mut pending = false;
+        for (key, conn) in self.connections.iter_mut() {
+            if conn.out.is_empty() {
+                continue;
+            }
+            let Some(stream) = streams.get_mut(key).and_then(Option::as_mut) else {
+                continue;
+            };
+            match conn.out.write_to(stream) {
+                Ok(true) => {}
+                Ok(false) => pending = true,
+                Err(_) => conn.out = OutBuf::default(),
+            }
+        }
+        pending
+    }
+
+    /// Drops every connection at the end of a shutdown.
+    pub fn finish_shutdown(&mut self) {
+        let open = self.connections.len();
+        self.counters()
+            .connections_open
+            .fetch_sub(open as u64, Ordering::Relaxed);
+        self.global
+            .connections_open
+            .fetch_sub(open, Ordering::SeqCst);
+        self.connections.clear();
+        log::debug!("shard {} stopped: {:?}", self.id, self.counters());
+    }
+
+    /// Processes input that waited while a connection was parked for a takeover, and resumes
+    /// connections paused by mesh backpressure once the overflow drained. Both are then read
+    /// again (`to_read`).
+    fn resume_connections(&mut self) {
+        if !self.ready.is_empty() {
+            let ready = std::mem::take(&mut self.ready);
+            for &key in &ready {
+                self.process_input(key);
+                self.to_read.push(key);
+            }
+        }
+        if self.paused.is_empty() || self.mesh.has_overflow() {
+            return;
+        }
+        let paused = std::mem::take(&mut self.paused);
+        for &key in &paused {
+            if let Some(conn) = self.connections.get_mut(key) {
+                conn.paused &= !PAUSED_MESH;
+            }
+            self.process_input(key);
+            self.to_read.push(key);
+        }
+    }
+}
