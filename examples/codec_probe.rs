@@ -27,7 +27,9 @@ fn main() {
         ..Publish::default()
     };
     let mut frame = BytesMut::new();
-    Packet::Publish(p.clone()).encode(v, &mut frame);
+    Packet::Publish(p.clone())
+        .encode(v, &mut frame)
+        .expect("encodes");
     let n = 1000;
     let mut stream = BytesMut::new();
     for _ in 0..n {
@@ -38,7 +40,7 @@ fn main() {
         if mode == "encode" {
             for _ in 0..n {
                 out.clear();
-                p.encode(v, &mut out);
+                p.encode(v, &mut out).expect("encodes");
                 black_box(&out);
             }
         } else {

@@ -33,7 +33,7 @@ fn check_re_encoding(packet: &Packet, version: ProtocolVersion) {
         _ => version,
     };
     let mut out = BytesMut::new();
-    packet.encode(version, &mut out);
+    packet.encode(version, &mut out).expect("encodes");
     assert_eq!(
         out.len(),
         packet.encoded_len(version),

@@ -21,7 +21,9 @@ pub struct Config {
     /// Connections over the limit are closed at accept (counted in `connections_rejected`).
     pub max_connections: usize,
     /// Maximum MQTT packet size accepted from clients in bytes (fixed header included),
-    /// 16..=268,435,460. Default 1 MiB. Advertised to MQTT 5 clients as Maximum Packet Size.
+    /// 16..=268,435,460, or 0 for none but the protocol's (as Mosquitto's `max_packet_size 0`).
+    /// Default 1 MiB. Advertised to MQTT 5 clients as Maximum Packet Size when below the
+    /// protocol maximum.
     pub max_packet_size: u32,
     /// Outgoing in-flight window (unacknowledged QoS 1/2 messages per client), 1..=65,535.
     /// Default 32. MQTT 5 clients get min(their Receive Maximum, this).
@@ -242,7 +244,10 @@ impl Config {
         }
         range("shards", self.shards, 1, SHARDS_MAX)?;
         range("max_connections", self.max_connections, 1, 10_000_000)?;
-        range("max_packet_size", self.max_packet_size, 16, 268_435_460)?;
+        // 0 = no limit but the protocol's (Mosquitto's `max_packet_size 0`), issue 16.
+        if self.max_packet_size != 0 {
+            range("max_packet_size", self.max_packet_size, 16, 268_435_460)?;
+        }
         range("max_inflight", self.max_inflight, 1, u16::MAX)?;
         range("receive_maximum", self.receive_maximum, 1, u16::MAX)?;
         range(
@@ -308,6 +313,21 @@ impl Config {
         if let Some(secs) = self.server_keep_alive_secs {
             range("server_keep_alive_secs", secs, 1, u16::MAX)?;
         }
+        // Sent as MQTT UTF-8 strings (1.5.4): at most 65,535 bytes, no U+0000 [MQTT-1.5.4-2].
+        // The Response Information sent is the prefix and a client id; over 65,535 bytes
+        // together, it is left out for that client (`protocol::validate_connect`).
+        for (name, value) in [
+            ("response_information", &self.response_information),
+            ("server_reference", &self.server_reference),
+        ] {
+            if let Some(value) = value {
+                if value.len() > crate::codec::FIELD_LEN_MAX || value.contains('\0') {
+                    return Err(format!(
+                        "{name} must be at most 65,535 bytes of UTF-8 without U+0000"
+                    ));
+                }
+            }
+        }
         Ok(())
     }
 }
@@ -315,6 +335,26 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn strings_sent_to_clients_must_fit_an_mqtt_string() {
+        for field in [0, 1] {
+            for (value, valid) in [
+                ("x".repeat(65_535), true),
+                ("x".repeat(65_536), false),
+                ("a\0b".to_string(), false),
+            ] {
+                let mut config = Config::default();
+                let slot = if field == 0 {
+                    &mut config.response_information
+                } else {
+                    &mut config.server_reference
+                };
+                *slot = Some(value);
+                assert_eq!(config.validate().is_ok(), valid, "field {field}");
+            }
+        }
+    }
 
     #[test]
     fn defaults_are_valid_and_documented_values() {

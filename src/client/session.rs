@@ -677,7 +677,11 @@ impl ClientSession {
     /// Appends every pending frame to `out` (CONNECT alone before CONNACK).
     pub fn poll_transmit(&mut self, out: &mut BytesMut) {
         while let Some(packet) = self.poll_packet() {
-            packet.encode(self.version, out);
+            // The caller's topics are checked when queued (`check_publish`); a property value
+            // over 65,535 bytes is not, and such a packet is dropped rather than sent cut.
+            if let Err(error) = packet.encode(self.version, out) {
+                log::error!("client: packet not sent: {error}");
+            }
         }
     }
 

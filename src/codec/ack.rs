@@ -4,13 +4,16 @@
 use super::properties::PropertyContext;
 use super::reader::Reader;
 use super::writer::{frame_len, put_fixed_header};
+use super::EncodeError;
 use super::{Ack, DecodeError, PacketType, Properties, ProtocolVersion, ReasonCode};
 use bytes::{BufMut, BytesMut};
 
 /// Reads a packet identifier that must not be 0 (2.2.1: every packet identifier is non-zero).
+/// The spec names no consequence for 0, and the packet parses: a Protocol Error by the
+/// definition in MQTT 5 section 1.2 (Mosquitto answers a PUBLISH with id 0 the same way).
 pub(crate) fn read_packet_id(r: &mut Reader, rule: &'static str) -> Result<u16, DecodeError> {
     match r.u16()? {
-        0 => Err(DecodeError::Malformed(rule)),
+        0 => Err(DecodeError::Protocol(rule)),
         id => Ok(id),
     }
 }
@@ -55,7 +58,7 @@ impl Ack {
         Ok(ack)
     }
 
-    fn remaining_len(&self, version: ProtocolVersion) -> usize {
+    pub(super) fn remaining_len(&self, version: ProtocolVersion) -> usize {
         if !version.is_v5() {
             return 2;
         }
@@ -76,7 +79,14 @@ impl Ack {
 
     /// Appends this acknowledgement as a `packet_type` packet (PUBACK, PUBREC, PUBREL or PUBCOMP),
     /// omitting the reason code and properties when MQTT 5 allows it (Success, none).
-    pub fn encode(&self, packet_type: PacketType, version: ProtocolVersion, out: &mut BytesMut) {
+    /// Writes nothing when a value is over a wire-format limit.
+    pub fn encode(
+        &self,
+        packet_type: PacketType,
+        version: ProtocolVersion,
+        out: &mut BytesMut,
+    ) -> Result<(), EncodeError> {
+        self.check(version)?;
         let remaining_len = self.remaining_len(version);
         put_fixed_header(out, first_byte(packet_type), remaining_len);
         out.put_u16(self.packet_id);
@@ -86,5 +96,6 @@ impl Ack {
         if remaining_len > 3 {
             self.properties.encode(PropertyContext::Ack, out);
         }
+        Ok(())
     }
 }

@@ -4,6 +4,7 @@ use super::properties::PropertyContext;
 use super::reader::Reader;
 use super::topic_rules::check_topic_name;
 use super::writer::{binary_len, frame_len, put_binary, put_fixed_header};
+use super::EncodeError;
 use super::{
     ConnAck, Connect, ConnectReturnCode, DecodeError, PacketType, Properties, ProtocolVersion, QoS,
     ReasonCode, Will,
@@ -132,7 +133,7 @@ impl Connect {
         flags
     }
 
-    fn remaining_len(&self) -> usize {
+    pub(super) fn remaining_len(&self) -> usize {
         let version = self.protocol_version;
         let mut len = binary_len(protocol_name(version)) + 1 + 1 + 2;
         if version.is_v5() {
@@ -159,8 +160,10 @@ impl Connect {
         frame_len(self.remaining_len())
     }
 
-    /// Appends this CONNECT, laid out for its own `protocol_version`.
-    pub fn encode(&self, out: &mut BytesMut) {
+    /// Appends this CONNECT, laid out for its own `protocol_version`; writes nothing when a
+    /// value is over a wire-format limit.
+    pub fn encode(&self, out: &mut BytesMut) -> Result<(), EncodeError> {
+        self.check()?;
         let version = self.protocol_version;
         put_fixed_header(out, (PacketType::Connect as u8) << 4, self.remaining_len());
         put_binary(out, protocol_name(version));
@@ -184,26 +187,45 @@ impl Connect {
         if let Some(password) = &self.password {
             put_binary(out, password);
         }
+        Ok(())
     }
 }
 
 /// The CONNECT flag rules (3.1.2.3), with the statement numbers of each version.
 fn check_connect_flags(flags: u8, version: ProtocolVersion) -> Result<(), DecodeError> {
     let v5 = version.is_v5();
+    // MQTT 3.1 (`MQIsdp`) has neither the reserved-flag rule nor the rules tying Will QoS and
+    // Will Retain to the Will Flag: a 3.1 client is not closed for them (Mosquitto checks the
+    // reserved flag only for 3.1.1 and 5.0), and without a will the two are ignored.
+    if version == ProtocolVersion::V3_1 {
+        if flags & FLAG_WILL != 0 && (flags >> 3) & 0x03 == 3 {
+            return Err(malformed("Will QoS 3 (MQTT 3.1 CONNECT flags)"));
+        }
+        if flags & FLAG_PASSWORD != 0 && flags & FLAG_USERNAME == 0 {
+            // 3.1 (like 3.1.1) pairs a password with a user name; Mosquitto refuses it too.
+            return Err(malformed(
+                "password without a user name (MQTT 3.1 CONNECT flags)",
+            ));
+        }
+        return Ok(());
+    }
     if flags & FLAG_RESERVED != 0 {
         return Err(malformed("[MQTT-3.1.2-3] reserved CONNECT flag set"));
     }
     let will_qos = (flags >> 3) & 0x03;
+    // Will QoS or Will Retain without the Will Flag: the spec names no consequence and the
+    // packet parses, so it is a Protocol Error (MQTT 5 section 1.2); only Will QoS 3 is named a
+    // Malformed Packet ([MQTT-3.1.2-12]).
     if flags & FLAG_WILL == 0 {
         if will_qos != 0 {
-            return Err(malformed(if v5 {
+            return Err(DecodeError::Protocol(if v5 {
                 "[MQTT-3.1.2-11] Will QoS set without the Will Flag"
             } else {
                 "[MQTT-3.1.2-13] Will QoS set without the Will Flag"
             }));
         }
         if flags & FLAG_WILL_RETAIN != 0 {
-            return Err(malformed(if v5 {
+            return Err(DecodeError::Protocol(if v5 {
                 "[MQTT-3.1.2-13] Will Retain set without the Will Flag"
             } else {
                 "[MQTT-3.1.2-15] Will Retain set without the Will Flag"
@@ -271,7 +293,7 @@ impl ConnAck {
         })
     }
 
-    fn remaining_len(&self, version: ProtocolVersion) -> usize {
+    pub(super) fn remaining_len(&self, version: ProtocolVersion) -> usize {
         if version.is_v5() {
             2 + self.properties.encoded_len(PropertyContext::ConnAck)
         } else {
@@ -286,7 +308,9 @@ impl ConnAck {
 
     /// Appends this CONNACK laid out for `version`; for 3.x the reason code is mapped to the
     /// closest 3.1.1 return code, and 3.1 carries no Session Present flag.
-    pub fn encode(&self, version: ProtocolVersion, out: &mut BytesMut) {
+    /// Writes nothing when a value is over a wire-format limit.
+    pub fn encode(&self, version: ProtocolVersion, out: &mut BytesMut) -> Result<(), EncodeError> {
+        self.check(version)?;
         put_fixed_header(
             out,
             (PacketType::ConnAck as u8) << 4,
@@ -300,5 +324,6 @@ impl ConnAck {
         } else {
             out.put_u8(self.reason_code.to_connect_return_code() as u8);
         }
+        Ok(())
     }
 }

@@ -4,6 +4,7 @@
 use super::properties::PropertyContext;
 use super::reader::Reader;
 use super::writer::{frame_len, put_fixed_header};
+use super::EncodeError;
 use super::{Auth, DecodeError, Disconnect, PacketType, Properties, ProtocolVersion, ReasonCode};
 use bytes::{BufMut, BytesMut};
 
@@ -31,7 +32,7 @@ fn decode_reason_and_properties(
 }
 
 /// The body length of the shared DISCONNECT/AUTH layout, omitting what MQTT 5 allows.
-fn reason_and_properties_len(
+pub(super) fn reason_and_properties_len(
     reason_code: ReasonCode,
     properties: &Properties,
     context: PropertyContext,
@@ -94,8 +95,10 @@ impl Disconnect {
         }
     }
 
-    /// Appends this DISCONNECT; 3.x carries neither reason code nor properties.
-    pub fn encode(&self, version: ProtocolVersion, out: &mut BytesMut) {
+    /// Appends this DISCONNECT; 3.x carries neither reason code nor properties. Writes nothing
+    /// when a value is over a wire-format limit.
+    pub fn encode(&self, version: ProtocolVersion, out: &mut BytesMut) -> Result<(), EncodeError> {
+        self.check(version)?;
         if version.is_v5() {
             encode_reason_and_properties(
                 PacketType::Disconnect,
@@ -107,6 +110,7 @@ impl Disconnect {
         } else {
             put_fixed_header(out, (PacketType::Disconnect as u8) << 4, 0);
         }
+        Ok(())
     }
 }
 
@@ -133,8 +137,9 @@ impl Auth {
         ))
     }
 
-    /// Appends this AUTH.
-    pub fn encode(&self, out: &mut BytesMut) {
+    /// Appends this AUTH; writes nothing when a value is over a wire-format limit.
+    pub fn encode(&self, out: &mut BytesMut) -> Result<(), EncodeError> {
+        self.check()?;
         encode_reason_and_properties(
             PacketType::Auth,
             self.reason_code,
@@ -142,5 +147,6 @@ impl Auth {
             PropertyContext::Auth,
             out,
         );
+        Ok(())
     }
 }

@@ -4,7 +4,10 @@
 //! packet (checking the remaining length against the maximum packet size *before* the body is
 //! buffered), splits the frame off the caller's `BytesMut`, and parses it with one reader that
 //! rejects leftovers. Packets go out through [`Packet::encode`] into a caller-owned `BytesMut`;
-//! [`Packet::encoded_len`] computes the exact wire size without encoding.
+//! [`Packet::encoded_len`] computes the exact wire size without encoding. Encoding checks the wire
+//! format's limits first (strings of at most 65,535 bytes, packets of at most 268,435,455): a
+//! packet built from what a peer sent can be over them, so that is an [`EncodeError`], never a
+//! panic or a truncated field.
 //!
 //! Zero-copy: every string and binary field of a decoded packet is a `Bytes` slice of the frame, so a
 //! decoded PUBLISH shares its topic and payload with the read buffer and fan-out shares it further.
@@ -30,6 +33,7 @@
 //! - `mod.rs`: [`decode`], fixed-header framing, [`Packet::encode`] and [`Packet::encoded_len`].
 //! - `types.rs`: the packet types ([`Packet`], [`Publish`], ...), [`MqttString`], [`QoS`].
 //! - `error.rs`: [`DecodeError`], each variant mapped to its MQTT 5 reason code.
+//! - `limits.rs`: [`EncodeError`], the length limits every encoder checks before writing.
 //! - `reason.rs`: [`ReasonCode`] (with which packet allows which) and the 3.1.1 return codes.
 //! - `properties.rs`: [`Properties`], every MQTT 5 property, its wire type, which packet may carry
 //!   which, the duplicate rules; decoding and encoding of property lists.
@@ -43,6 +47,7 @@ mod ack;
 mod connect;
 mod disconnect;
 mod error;
+mod limits;
 mod properties;
 mod publish;
 mod reader;
@@ -53,6 +58,7 @@ mod types;
 mod writer;
 
 pub use error::DecodeError;
+pub use limits::{EncodeError, FIELD_LEN_MAX};
 pub use properties::{MoreProperties, Properties, PropertyContext, PropertyId, PropertyType};
 pub use publish::PublishFlags;
 pub use reason::{ConnectReturnCode, ReasonCode};
@@ -137,7 +143,10 @@ fn check_first_byte(first_byte: u8, version: ProtocolVersion) -> Result<PacketTy
             if qos == 3 {
                 return Err(DecodeError::Malformed("[MQTT-3.3.1-4] PUBLISH QoS 3"));
             }
-            if qos == 0 && flags & 0x08 != 0 {
+            // 3.1 says DUP "applies to" QoS > 0 messages but states no rule for QoS 0. For
+            // 3.1.1/5.0 this is a Malformed Packet: DUP is a fixed-header flag, and "if invalid
+            // flags are received it is a Malformed Packet" (2.1.3).
+            if qos == 0 && flags & 0x08 != 0 && version != ProtocolVersion::V3_1 {
                 return Err(DecodeError::Malformed(
                     "[MQTT-3.3.1-2] DUP set on a QoS 0 PUBLISH",
                 ));
@@ -145,7 +154,8 @@ fn check_first_byte(first_byte: u8, version: ProtocolVersion) -> Result<PacketTy
         }
         PacketType::PubRel | PacketType::Subscribe | PacketType::Unsubscribe => {
             // MQTT 3.1 sent these with QoS 1 and allowed DUP on them; 3.1.1 and 5.0 fix 0b0010.
-            let allowed = flags == 0x02 || (version == ProtocolVersion::V3_1 && flags == 0x0A);
+            // (For 3.1 any flags: see below.)
+            let allowed = flags == 0x02 || version == ProtocolVersion::V3_1;
             if !allowed {
                 return Err(DecodeError::Malformed(match packet_type {
                     PacketType::PubRel => "[MQTT-3.6.1-1] PUBREL fixed-header flags not 0b0010",
@@ -161,6 +171,10 @@ fn check_first_byte(first_byte: u8, version: ProtocolVersion) -> Result<PacketTy
                 "packet type 15 is reserved before MQTT 5 (3.1.1 2.2.1)",
             ));
         }
+        // MQTT 3.1 has no reserved-flag rule: its fixed header carries DUP, QoS and RETAIN on
+        // every packet, "not used" where they mean nothing. Mosquitto checks these flags only
+        // for 3.1.1 and 5.0 too, so a 3.1 client setting them is not closed.
+        _ if version == ProtocolVersion::V3_1 => {}
         _ => {
             if flags != 0 {
                 return Err(DecodeError::Malformed(
@@ -256,8 +270,9 @@ fn decode_body(
 impl Packet {
     /// Appends this packet's exact wire bytes for `version` to `out`. A CONNECT is laid out by its
     /// own `protocol_version`; an AUTH always in the MQTT 5 layout. Properties not allowed on the
-    /// packet are not written.
-    pub fn encode(&self, version: ProtocolVersion, out: &mut BytesMut) {
+    /// packet are not written. A value over a limit of the wire format (a string over 65,535
+    /// bytes, a packet over 268,435,455) is an [`EncodeError`], and nothing is written.
+    pub fn encode(&self, version: ProtocolVersion, out: &mut BytesMut) -> Result<(), EncodeError> {
         match self {
             Packet::Connect(connect) => connect.encode(out),
             Packet::ConnAck(connack) => connack.encode(version, out),
@@ -270,8 +285,14 @@ impl Packet {
             Packet::SubAck(suback) => suback.encode(version, out),
             Packet::Unsubscribe(unsubscribe) => unsubscribe.encode(version, out),
             Packet::UnsubAck(unsuback) => unsuback.encode(version, out),
-            Packet::PingReq => put_fixed_header(out, (PacketType::PingReq as u8) << 4, 0),
-            Packet::PingResp => put_fixed_header(out, (PacketType::PingResp as u8) << 4, 0),
+            Packet::PingReq => {
+                put_fixed_header(out, (PacketType::PingReq as u8) << 4, 0);
+                Ok(())
+            }
+            Packet::PingResp => {
+                put_fixed_header(out, (PacketType::PingResp as u8) << 4, 0);
+                Ok(())
+            }
             Packet::Disconnect(disconnect) => disconnect.encode(version, out),
             Packet::Auth(auth) => auth.encode(out),
         }
@@ -348,7 +369,9 @@ mod tests {
         ];
         for packet in packets {
             let mut out = BytesMut::new();
-            packet.encode(ProtocolVersion::V5, &mut out);
+            packet
+                .encode(ProtocolVersion::V5, &mut out)
+                .expect("encodes");
             assert_eq!(peek_packet_type(&out), Some(packet.packet_type()));
         }
     }

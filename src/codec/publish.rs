@@ -5,6 +5,7 @@ use super::properties::PropertyContext;
 use super::reader::Reader;
 use super::topic_rules::check_publish_topic;
 use super::writer::{binary_len, frame_len, put_binary, put_fixed_header, varint_len};
+use super::EncodeError;
 use super::{DecodeError, MqttString, PacketType, Properties, ProtocolVersion, Publish, QoS};
 use bytes::{BufMut, BytesMut};
 
@@ -26,8 +27,9 @@ impl Publish {
             0
         } else {
             match r.u16()? {
+                // A Protocol Error, not Malformed: see `ack::read_packet_id`.
                 0 => {
-                    return Err(DecodeError::Malformed(if version.is_v5() {
+                    return Err(DecodeError::Protocol(if version.is_v5() {
                         "[MQTT-2.2.1-3] PUBLISH with QoS > 0 and Packet Identifier 0"
                     } else {
                         "[MQTT-2.3.1-1] PUBLISH with QoS > 0 and Packet Identifier 0"
@@ -107,10 +109,17 @@ impl Publish {
 
     /// The exact encoded size for `version` when sent with `flags` ([`Publish::encode_with`]).
     pub fn encoded_len_with(&self, version: ProtocolVersion, flags: PublishFlags) -> usize {
+        frame_len(self.remaining_len_with(version, flags))
+    }
+
+    /// The remaining length when sent with `flags`.
+    pub(super) fn remaining_len_with(
+        &self,
+        version: ProtocolVersion,
+        flags: PublishFlags,
+    ) -> usize {
         let properties_body_len = self.properties_body_len(version);
-        frame_len(
-            self.variable_header_len(version, flags.qos, properties_body_len) + self.payload.len(),
-        )
+        self.variable_header_len(version, flags.qos, properties_body_len) + self.payload.len()
     }
 
     /// The size of what [`Publish::encode_header`] writes: the whole frame except the payload.
@@ -121,11 +130,18 @@ impl Publish {
     /// Appends everything but the payload: fixed header (whose remaining length counts the
     /// payload), topic, packet identifier and (MQTT 5) properties, and reserves room for the
     /// payload. A fan-out sender writes this header and then the shared `payload` bytes as they are.
-    pub fn encode_header(&self, version: ProtocolVersion, out: &mut BytesMut) {
+    /// Writes nothing when a value is over a wire-format limit.
+    pub fn encode_header(
+        &self,
+        version: ProtocolVersion,
+        out: &mut BytesMut,
+    ) -> Result<(), EncodeError> {
+        self.check(version, self.flags())?;
         self.encode_header_with(version, self.flags(), out);
+        Ok(())
     }
 
-    /// [`Publish::encode_header`] with `flags` in place of the packet's own.
+    /// [`Publish::encode_header`] with `flags` in place of the packet's own, once checked.
     fn encode_header_with(
         &self,
         version: ProtocolVersion,
@@ -141,10 +157,7 @@ impl Publish {
         );
         put_binary(out, self.topic.as_bytes());
         if flags.qos != QoS::AtMostOnce {
-            debug_assert!(
-                flags.packet_id != 0,
-                "[MQTT-2.2.1-3] QoS > 0 needs a packet id"
-            );
+            // Not 0: `check` refused that ([MQTT-2.2.1-3]).
             out.put_u16(flags.packet_id);
         }
         if version.is_v5() {
@@ -156,17 +169,26 @@ impl Publish {
         }
     }
 
-    /// Appends the whole PUBLISH.
-    pub fn encode(&self, version: ProtocolVersion, out: &mut BytesMut) {
-        self.encode_with(version, self.flags(), out);
+    /// Appends the whole PUBLISH; writes nothing when a value is over a wire-format limit.
+    pub fn encode(&self, version: ProtocolVersion, out: &mut BytesMut) -> Result<(), EncodeError> {
+        self.encode_with(version, self.flags(), out)
     }
 
     /// Appends this PUBLISH as sent with `flags` in place of its own: the same topic,
     /// properties and payload under another QoS, retain flag, DUP flag or packet identifier.
-    /// Fan-out encodes a received message this way without building a copy of it.
-    pub fn encode_with(&self, version: ProtocolVersion, flags: PublishFlags, out: &mut BytesMut) {
+    /// Fan-out encodes a received message this way without building a copy of it. Writes nothing
+    /// when a value is over a wire-format limit (e.g. a received PUBLISH of the largest size plus
+    /// the Subscription Identifiers of a subscriber).
+    pub fn encode_with(
+        &self,
+        version: ProtocolVersion,
+        flags: PublishFlags,
+        out: &mut BytesMut,
+    ) -> Result<(), EncodeError> {
+        self.check(version, flags)?;
         self.encode_header_with(version, flags, out);
         out.put_slice(&self.payload);
+        Ok(())
     }
 }
 
@@ -220,7 +242,9 @@ mod tests {
         for version in [ProtocolVersion::V3_1_1, ProtocolVersion::V5] {
             let publish = sample(QoS::AtLeastOnce);
             let mut header = BytesMut::new();
-            publish.encode_header(version, &mut header);
+            publish
+                .encode_header(version, &mut header)
+                .expect("encodes");
             assert_eq!(header.len(), publish.header_len(version));
             assert_eq!(
                 header.len() + publish.payload.len(),
@@ -234,10 +258,14 @@ mod tests {
     #[test]
     fn dup_is_not_written_for_qos_0() {
         let mut out = BytesMut::new();
-        sample(QoS::AtMostOnce).encode(ProtocolVersion::V3_1_1, &mut out);
+        sample(QoS::AtMostOnce)
+            .encode(ProtocolVersion::V3_1_1, &mut out)
+            .expect("encodes");
         assert_eq!(out[0], 0x31);
         out.clear();
-        sample(QoS::ExactlyOnce).encode(ProtocolVersion::V3_1_1, &mut out);
+        sample(QoS::ExactlyOnce)
+            .encode(ProtocolVersion::V3_1_1, &mut out)
+            .expect("encodes");
         assert_eq!(out[0], 0x3D);
     }
 }

@@ -5,6 +5,7 @@ use super::properties::PropertyContext;
 use super::reader::Reader;
 use super::topic_rules::check_topic_filter;
 use super::writer::{binary_len, frame_len, put_binary, put_fixed_header};
+use super::EncodeError;
 use super::{
     DecodeError, PacketType, Properties, ProtocolVersion, QoS, ReasonCode, RetainHandling, SubAck,
     Subscribe, Subscription, SubscriptionOptions, UnsubAck, Unsubscribe,
@@ -111,7 +112,7 @@ impl Subscribe {
         })
     }
 
-    fn remaining_len(&self, version: ProtocolVersion) -> usize {
+    pub(super) fn remaining_len(&self, version: ProtocolVersion) -> usize {
         let mut len = 2;
         if version.is_v5() {
             len += self.properties.encoded_len(PropertyContext::Subscribe);
@@ -128,7 +129,9 @@ impl Subscribe {
     }
 
     /// Appends this SUBSCRIBE (fixed-header flags 0b0010, [MQTT-3.8.1-1]).
-    pub fn encode(&self, version: ProtocolVersion, out: &mut BytesMut) {
+    /// Writes nothing when a value is over a wire-format limit.
+    pub fn encode(&self, version: ProtocolVersion, out: &mut BytesMut) -> Result<(), EncodeError> {
+        self.check(version)?;
         put_fixed_header(
             out,
             ((PacketType::Subscribe as u8) << 4) | 0x02,
@@ -142,6 +145,7 @@ impl Subscribe {
             put_binary(out, subscription.filter.as_bytes());
             out.put_u8(subscription.options.to_byte(version));
         }
+        Ok(())
     }
 }
 
@@ -199,7 +203,7 @@ impl SubAck {
         })
     }
 
-    fn remaining_len(&self, version: ProtocolVersion) -> usize {
+    pub(super) fn remaining_len(&self, version: ProtocolVersion) -> usize {
         let mut len = 2 + self.reason_codes.len();
         if version.is_v5() {
             len += self.properties.encoded_len(PropertyContext::SubAck);
@@ -214,7 +218,9 @@ impl SubAck {
 
     /// Appends this SUBACK; for 3.x every error code is written as 0x80 (3.1 has no failure code:
     /// the broker should not send one to a 3.1 client).
-    pub fn encode(&self, version: ProtocolVersion, out: &mut BytesMut) {
+    /// Writes nothing when a value is over a wire-format limit.
+    pub fn encode(&self, version: ProtocolVersion, out: &mut BytesMut) -> Result<(), EncodeError> {
+        self.check(version)?;
         put_fixed_header(
             out,
             (PacketType::SubAck as u8) << 4,
@@ -231,6 +237,7 @@ impl SubAck {
                 out.put_u8(suback_return_code(code));
             }
         }
+        Ok(())
     }
 }
 
@@ -264,7 +271,7 @@ impl Unsubscribe {
         })
     }
 
-    fn remaining_len(&self, version: ProtocolVersion) -> usize {
+    pub(super) fn remaining_len(&self, version: ProtocolVersion) -> usize {
         let mut len = 2;
         if version.is_v5() {
             len += self.properties.encoded_len(PropertyContext::Unsubscribe);
@@ -281,7 +288,9 @@ impl Unsubscribe {
     }
 
     /// Appends this UNSUBSCRIBE (fixed-header flags 0b0010, [MQTT-3.10.1-1]).
-    pub fn encode(&self, version: ProtocolVersion, out: &mut BytesMut) {
+    /// Writes nothing when a value is over a wire-format limit.
+    pub fn encode(&self, version: ProtocolVersion, out: &mut BytesMut) -> Result<(), EncodeError> {
+        self.check(version)?;
         put_fixed_header(
             out,
             ((PacketType::Unsubscribe as u8) << 4) | 0x02,
@@ -294,6 +303,7 @@ impl Unsubscribe {
         for filter in &self.filters {
             put_binary(out, filter.as_bytes());
         }
+        Ok(())
     }
 }
 
@@ -325,7 +335,7 @@ impl UnsubAck {
         Ok(unsuback)
     }
 
-    fn remaining_len(&self, version: ProtocolVersion) -> usize {
+    pub(super) fn remaining_len(&self, version: ProtocolVersion) -> usize {
         if version.is_v5() {
             2 + self.properties.encoded_len(PropertyContext::UnsubAck) + self.reason_codes.len()
         } else {
@@ -339,7 +349,9 @@ impl UnsubAck {
     }
 
     /// Appends this UNSUBACK; 3.x carries only the packet identifier.
-    pub fn encode(&self, version: ProtocolVersion, out: &mut BytesMut) {
+    /// Writes nothing when a value is over a wire-format limit.
+    pub fn encode(&self, version: ProtocolVersion, out: &mut BytesMut) -> Result<(), EncodeError> {
+        self.check(version)?;
         put_fixed_header(
             out,
             (PacketType::UnsubAck as u8) << 4,
@@ -352,5 +364,6 @@ impl UnsubAck {
                 out.put_u8(code.as_u8());
             }
         }
+        Ok(())
     }
 }

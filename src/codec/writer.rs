@@ -6,12 +6,9 @@ use bytes::{BufMut, BytesMut};
 /// The largest value a variable byte integer can hold (1.5.5).
 pub(crate) const VARINT_MAX: u32 = 268_435_455;
 
-/// The number of bytes the variable byte integer encoding of `value` takes (1.5.5).
+/// The number of bytes the variable byte integer encoding of `value` takes (1.5.5); values over
+/// [`VARINT_MAX`] count as 4 (encoders refuse them first, `limits.rs`).
 pub(crate) fn varint_len(value: usize) -> usize {
-    debug_assert!(
-        value <= VARINT_MAX as usize,
-        "variable byte integer overflow"
-    );
     match value {
         0..=127 => 1,
         128..=16_383 => 2,
@@ -20,12 +17,10 @@ pub(crate) fn varint_len(value: usize) -> usize {
     }
 }
 
-/// Appends a variable byte integer in its minimal encoding ([MQTT-1.5.5-1]).
+/// Appends a variable byte integer in its minimal encoding ([MQTT-1.5.5-1]). Encoders check
+/// every value against [`VARINT_MAX`] before writing anything (`limits.rs`); the clamp below
+/// only keeps the encoding four bytes long should a value ever get here unchecked.
 pub(crate) fn put_varint(out: &mut BytesMut, value: usize) {
-    debug_assert!(
-        value <= VARINT_MAX as usize,
-        "variable byte integer overflow"
-    );
     let mut value = value.min(VARINT_MAX as usize);
     loop {
         // The mask keeps the value in 0..=127, so the cast is exact.
@@ -41,23 +36,18 @@ pub(crate) fn put_varint(out: &mut BytesMut, value: usize) {
     }
 }
 
-/// The encoded length of binary data or a UTF-8 string: two length bytes plus the bytes
-/// (capped at 65,535, as [`put_binary`] writes).
+/// The encoded length of binary data or a UTF-8 string: two length bytes plus the bytes.
 pub(crate) fn binary_len(bytes: &[u8]) -> usize {
-    2 + bytes.len().min(usize::from(u16::MAX))
+    2 + bytes.len()
 }
 
-/// Appends binary data or a UTF-8 string with its two-byte length (1.5.4, 1.5.6). Longer data is a
-/// bug in the caller (asserted in debug builds) and is cut at 65,535 bytes so the frame stays valid.
+/// Appends binary data or a UTF-8 string with its two-byte length (1.5.4, 1.5.6). Encoders check
+/// every field against 65,535 bytes before writing anything (`limits.rs`), so `bytes` fits; a
+/// field that got here unchecked is written whole with its length prefix saturated rather than
+/// cut (cutting could split a UTF-8 character), and the peer's decoder rejects the frame.
 pub(crate) fn put_binary(out: &mut BytesMut, bytes: &[u8]) {
-    debug_assert!(
-        bytes.len() <= usize::from(u16::MAX),
-        "string over 65,535 bytes"
-    );
-    let len = bytes.len().min(usize::from(u16::MAX));
-    // `len` is at most u16::MAX, so the cast is exact.
-    out.put_u16(len as u16);
-    out.put_slice(&bytes[..len]);
+    out.put_u16(u16::try_from(bytes.len()).unwrap_or(u16::MAX));
+    out.put_slice(bytes);
 }
 
 /// Appends the fixed header: the first byte and the remaining length. Every encoder starts here

@@ -30,6 +30,23 @@ fn protocol_error(why: &str) -> CloseReason {
     CloseReason::Protocol(ReasonCode::ProtocolError, why.to_string())
 }
 
+/// An authenticator's answer whose Authentication Data could not be sent (over the 65,535 bytes
+/// of a binary field; an authenticator may build it from what the client sent) becomes a
+/// failure, 0x83 Implementation specific error, instead of an AUTH or CONNACK the broker could
+/// not encode.
+fn bounded(step: AuthStep) -> AuthStep {
+    let data_len = match &step {
+        AuthStep::Continue { data, .. } => data.len(),
+        AuthStep::Success { data, .. } => data.as_ref().map_or(0, Vec::len),
+        AuthStep::Failure(_) => 0,
+    };
+    if data_len > crate::codec::FIELD_LEN_MAX {
+        log::warn!("authenticator answered {data_len} bytes of Authentication Data: refused");
+        return AuthStep::Failure(ReasonCode::ImplementationSpecificError);
+    }
+    step
+}
+
 impl ShardCore {
     /// Authenticates a valid CONNECT. Returns it when the client may be admitted now; `None`
     /// when an exchange continues (AUTH) or the CONNECT was refused (CONNACK sent).
@@ -60,6 +77,13 @@ impl ShardCore {
         if let Some(passwords) = &shared.passwords {
             let username = connect.username.as_ref().map(|u| u.as_str());
             if let Err(code) = passwords.check(username, connect.password.as_deref()) {
+                // Issue 16: client-supplied text is escaped in log lines (log_escape.rs).
+                log::info!(
+                    "authentication failed client_id={} username={} shard={}",
+                    crate::broker::log_escape::Escaped(accepted.client_id.as_str()),
+                    crate::broker::log_escape::Escaped(username.unwrap_or("")),
+                    self.id
+                );
                 // 0x86 Bad User Name or Password; 3.1.1 return code 4 (the codec maps it).
                 self.refuse_connect(key, code);
                 return None;
@@ -108,7 +132,7 @@ impl ShardCore {
         step: AuthStep,
         connect: Option<Box<AcceptedConnect>>,
     ) {
-        match step {
+        match bounded(step) {
             AuthStep::Continue { data, state } => {
                 // [MQTT-4.12.0-2] AUTH 0x18 with the method and the challenge.
                 self.send_auth(key, ReasonCode::ContinueAuthentication, &method, Some(data));
@@ -242,5 +266,42 @@ impl ShardCore {
             }
             _ => self.close(key, protocol_error("unexpected AUTH reason code")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::FIELD_LEN_MAX;
+
+    /// An authenticator answering more Authentication Data than an AUTH or CONNACK can carry
+    /// fails the exchange (0x83) instead of producing a packet the broker cannot encode.
+    #[test]
+    fn authentication_data_over_65535_bytes_fails_the_exchange() {
+        let continue_with = |len: usize| AuthStep::Continue {
+            data: vec![b'd'; len],
+            state: AuthState::new(()),
+        };
+        let success_with = |len: usize| AuthStep::Success {
+            data: Some(vec![b'd'; len]),
+            username: "u".into(),
+        };
+        for step in [
+            continue_with(FIELD_LEN_MAX + 1),
+            success_with(FIELD_LEN_MAX + 1),
+        ] {
+            assert!(matches!(
+                bounded(step),
+                AuthStep::Failure(ReasonCode::ImplementationSpecificError)
+            ));
+        }
+        assert!(matches!(
+            bounded(continue_with(FIELD_LEN_MAX)),
+            AuthStep::Continue { .. }
+        ));
+        assert!(matches!(
+            bounded(success_with(FIELD_LEN_MAX)),
+            AuthStep::Success { .. }
+        ));
     }
 }

@@ -7,6 +7,7 @@
 //! Buffers are released when empty, and the read buffer once a read finds the socket empty,
 //! so an idle connection holds no buffer memory.
 
+use crate::codec::EncodeError;
 use crate::codec::{MqttString, Packet, ProtocolVersion, Publish};
 use bytes::{Buf, Bytes, BytesMut};
 use std::collections::VecDeque;
@@ -57,11 +58,17 @@ impl OutBuf {
         self.chunks.push_back(data.clone());
     }
 
-    /// Encodes `packet` into the buffer.
-    pub fn push_packet(&mut self, packet: &Packet, version: ProtocolVersion) {
+    /// Encodes `packet` into the buffer; a packet over a wire-format limit (built from what a
+    /// client sent) is refused and nothing is queued.
+    pub fn push_packet(
+        &mut self,
+        packet: &Packet,
+        version: ProtocolVersion,
+    ) -> Result<(), EncodeError> {
         let before = self.staging.len();
-        packet.encode(version, &mut self.staging);
+        packet.encode(version, &mut self.staging)?;
         self.len += self.staging.len() - before;
+        Ok(())
     }
 
     fn seal_staging(&mut self) {

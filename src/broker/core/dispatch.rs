@@ -163,8 +163,8 @@ impl ShardCore {
         // The topic name's rules (UTF-8 without U+0000 [MQTT-1.5.4-1/2], no wildcards
         // [MQTT-3.3.2-2], not empty without an alias [MQTT-4.7.3-1], at most 65,535 bytes by
         // its length prefix [MQTT-4.7.3-3]) were checked by the codec when the frame was
-        // decoded, and an aliased topic when its alias was set; they are not checked again.
-        debug_assert!(topic::validate_topic_name(publish.topic.as_str()).is_ok());
+        // decoded, and an aliased topic when its alias was set, each with its reason code; they
+        // are not checked again (nor asserted: the value is the client's).
         if topic_levels(publish.topic.as_bytes()) > self.global.config.max_topic_levels {
             bump(&self.global.counters[self.id].topic_levels_exceeded);
             self.close(
@@ -179,6 +179,11 @@ impl ShardCore {
                 key,
                 protocol_error("[MQTT-3.3.4-6] subscription identifier in PUBLISH"),
             );
+            return;
+        }
+        // Issue 16 hook: `$SYS` and `$share` topic names are not for clients (fidelity.rs).
+        if super::fidelity::is_reserved_publish_topic(publish.topic.as_bytes()) {
+            self.drop_reserved_publish(key, &publish);
             return;
         }
         let packet_id = publish.packet_id;
@@ -542,6 +547,20 @@ impl ShardCore {
             if let Some(conn) = self.connections.get_mut(key) {
                 conn.will = None;
             }
+        }
+        // Issue 16: a client's Reason String is logged, escaped (log_escape.rs).
+        if let Some(why) = disconnect.properties.reason_string.as_ref() {
+            use crate::broker::log_escape::Escaped;
+            let client_id = self
+                .sessions
+                .get(skey)
+                .map_or("", |s| s.session.state.client_id.as_str());
+            log::info!(
+                "client reason string client_id={} shard={} reason_string={}",
+                Escaped(client_id),
+                self.id,
+                Escaped(why.as_str())
+            );
         }
         self.close(key, CloseReason::ClientDisconnect(disconnect.reason_code));
     }

@@ -128,7 +128,7 @@ impl ShardCore {
             log::debug!(
                 "shard {}: retained message for {} not stored: max_retained_messages reached",
                 self.id,
-                message.topic
+                crate::broker::log_escape::Escaped(message.topic.as_str())
             );
         }
     }
@@ -320,8 +320,33 @@ impl ShardCore {
                     message_expiry_interval: adjusted,
                     topic_alias: alias,
                 };
-                fresh = encode_layout(message, conn.version, options, &mut self.encode_buf);
-                &fresh
+                match encode_layout(message, conn.version, options, &mut self.encode_buf) {
+                    Ok(layout) => {
+                        fresh = layout;
+                        Ok(&fresh)
+                    }
+                    Err(error) => Err(error),
+                }
+            }
+        };
+        // A delivery over a wire-format limit (a PUBLISH near 268,435,455 bytes plus what this
+        // delivery adds) cannot be sent: discarded like one over the client's Maximum Packet
+        // Size, and counted.
+        let layout = match layout {
+            Ok(layout) => layout,
+            Err(error) => {
+                bump(&self.global.counters[self.id].packets_unencodable);
+                log::warn!(
+                    "shard {}: PUBLISH to {} not sent: {error}",
+                    self.id,
+                    conn.peer
+                );
+                if qos != QoS::AtMostOnce {
+                    if let Some(session) = self.sessions.get_mut(skey) {
+                        session.session.forget(packet_id);
+                    }
+                }
+                return;
             }
         };
         if layout.len(qos) > conn.client_max_packet_size as usize {

@@ -254,7 +254,7 @@ impl ShardCore {
         });
         for (_, conn) in self.connections.iter_mut() {
             if conn.state == ConnState::Connected && conn.version.is_v5() {
-                conn.out.push_packet(&packet, conn.version);
+                super::shard::push_bounded(&mut conn.out, &packet, conn.version);
             }
         }
     }

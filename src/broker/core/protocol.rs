@@ -5,8 +5,8 @@ use super::config::Config;
 use super::connection::WillMessage;
 use super::session::MessageRef;
 use crate::codec::{
-    ConnAck, Connect, MqttString, Packet, Properties, ProtocolVersion, Publish, PublishFlags, QoS,
-    ReasonCode,
+    ConnAck, Connect, EncodeError, MqttString, Packet, Properties, ProtocolVersion, Publish,
+    PublishFlags, QoS, ReasonCode,
 };
 use bytes::{Bytes, BytesMut};
 
@@ -142,9 +142,9 @@ pub fn validate_connect(
 
     let response_information = match &config.response_information {
         // Spec 3.1.2.11.7: only when the client asked (Request Response Information 1).
-        Some(prefix) if connect.properties.request_response_information == Some(1) => Some(
-            MqttString::from(format!("{prefix}{}", client_id.as_str()).as_str()),
-        ),
+        Some(prefix) if connect.properties.request_response_information == Some(1) => {
+            response_information(prefix, &client_id)
+        }
         _ => None,
     };
     Ok(AcceptedConnect {
@@ -173,6 +173,21 @@ pub fn validate_connect(
     })
 }
 
+/// Response Information `{prefix}{client id}`, left out when the two are over the 65,535 bytes
+/// an MQTT string holds (a client id may be 65,535 bytes itself): sending it is optional
+/// (spec 3.2.2.3.15), and cutting it could split a UTF-8 character and would not be the
+/// client's topic base anyway.
+fn response_information(prefix: &str, client_id: &MqttString) -> Option<MqttString> {
+    if prefix.len() + client_id.len() > crate::codec::FIELD_LEN_MAX {
+        log::debug!(
+            "Response Information not sent: prefix and a {}-byte client id are over 65,535 bytes",
+            client_id.len()
+        );
+        return None;
+    }
+    Some(MqttString::from(format!("{prefix}{}", client_id.as_str())))
+}
+
 /// The CONNACK for an accepted CONNECT.
 pub fn connack_accepted(
     accepted: &AcceptedConnect,
@@ -182,17 +197,26 @@ pub fn connack_accepted(
 ) -> Packet {
     let mut properties = Properties::default();
     if version.is_v5() {
-        properties.receive_maximum = Some(config.receive_maximum);
-        properties.maximum_packet_size = Some(config.max_packet_size);
-        properties.retain_available = Some(u8::from(config.retain_available));
+        // A minimal CONNACK (issue 16): a property only where its value differs from what the
+        // client assumes without it (3.2.2.3): Receive Maximum 65,535, no Maximum Packet Size
+        // limit, Retain Available 1, Maximum QoS 2, Topic Alias Maximum 0, and Wildcard,
+        // Subscription Identifier and Shared Subscription Available 1 (all supported here). With
+        // Mosquitto's limits (Receive Maximum 20, Topic Alias Maximum 10, no packet limit) the
+        // bytes are Mosquitto 2.0's.
+        if config.receive_maximum != u16::MAX {
+            properties.receive_maximum = Some(config.receive_maximum);
+        }
+        properties.maximum_packet_size = super::fidelity::advertised_max_packet_size(config);
+        if !config.retain_available {
+            properties.retain_available = Some(0);
+        }
         // [MQTT-3.2.2-9]: a server without QoS 1 or 2 says so (absent means 2).
         if config.max_qos < 2 {
             properties.maximum_qos = Some(config.max_qos);
         }
-        properties.wildcard_subscription_available = Some(1);
-        properties.subscription_identifier_available = Some(1);
-        properties.shared_subscription_available = Some(1);
-        properties.topic_alias_maximum = Some(config.topic_alias_maximum);
+        if config.topic_alias_maximum > 0 {
+            properties.topic_alias_maximum = Some(config.topic_alias_maximum);
+        }
         properties.server_keep_alive = accepted.server_keep_alive;
         properties.response_information = accepted.response_information.clone();
         properties.authentication_method = accepted.authentication_method.clone();
@@ -285,7 +309,8 @@ impl LayoutCache {
         debug_assert!(self.slots.iter().all(Option::is_none));
     }
 
-    /// The layout for (`version`, `qos`, `retain`), encoding it into `scratch` the first time.
+    /// The layout for (`version`, `qos`, `retain`), encoding it into `scratch` the first time;
+    /// `Err` when the message cannot be encoded for this layout (over a wire-format limit).
     pub fn get(
         &mut self,
         message: &MessageRef,
@@ -293,22 +318,27 @@ impl LayoutCache {
         qos: QoS,
         retain: bool,
         scratch: &mut BytesMut,
-    ) -> &Layout {
+    ) -> Result<&Layout, EncodeError> {
         let index = usize::from(version.is_v5()) * 6 + (qos as usize) * 2 + usize::from(retain);
+        let slot = &mut self.slots[index];
+        let layout = match slot.take() {
+            Some(layout) => layout,
+            None => match forwardable_frame(message, version, qos, retain) {
+                Some(frame) => split_layout(frame.clone(), qos, message.topic.len()),
+                None => {
+                    let options = LayoutOptions {
+                        qos,
+                        retain,
+                        dup: false,
+                        message_expiry_interval: None,
+                        topic_alias: None,
+                    };
+                    encode_layout(message, version, options, scratch)?
+                }
+            },
+        };
         self.filled |= 1 << index;
-        self.slots[index].get_or_insert_with(|| {
-            if let Some(frame) = forwardable_frame(message, version, qos, retain) {
-                return split_layout(frame.clone(), qos, message.topic.len());
-            }
-            let options = LayoutOptions {
-                qos,
-                retain,
-                dup: false,
-                message_expiry_interval: None,
-                topic_alias: None,
-            };
-            encode_layout(message, version, options, scratch)
-        })
+        Ok(slot.insert(layout))
     }
 }
 
@@ -365,40 +395,49 @@ const ENCODE_BLOCK_BYTES: usize = 16 * 1024;
 /// Encodes `packet` into bytes of its own: small packets as a slice of the scratch block,
 /// larger ones into an allocation of their own size (a queued large message must not keep a
 /// whole block alive).
-fn encode_packet(packet: &Packet, version: ProtocolVersion, scratch: &mut BytesMut) -> Bytes {
+fn encode_packet(
+    packet: &Packet,
+    version: ProtocolVersion,
+    scratch: &mut BytesMut,
+) -> Result<Bytes, EncodeError> {
     let len = packet.encoded_len(version);
     encode_into_block(len, scratch, |out| packet.encode(version, out))
 }
 
 /// Runs `encode`, which writes exactly `len` bytes, into bytes of their own (see
 /// [`encode_packet`]).
+/// `encode` writes nothing when it fails (a value over a wire-format limit).
 fn encode_into_block(
     len: usize,
     scratch: &mut BytesMut,
-    encode: impl FnOnce(&mut BytesMut),
-) -> Bytes {
+    encode: impl FnOnce(&mut BytesMut) -> Result<(), EncodeError>,
+) -> Result<Bytes, EncodeError> {
     if len > ENCODE_SHARED_MAX_BYTES {
-        let mut own = BytesMut::with_capacity(len);
-        encode(&mut own);
+        // No allocation before the check: `len` may be the size of a packet too large to exist.
+        let mut own = BytesMut::new();
+        encode(&mut own)?;
         debug_assert_eq!(own.len(), len);
-        return own.freeze();
+        return Ok(own.freeze());
     }
     scratch.clear();
     if scratch.capacity() < len {
         *scratch = BytesMut::with_capacity(ENCODE_BLOCK_BYTES);
     }
-    encode(scratch);
+    encode(scratch)?;
     debug_assert_eq!(scratch.len(), len);
-    scratch.split().freeze()
+    Ok(scratch.split().freeze())
 }
 
-/// Encodes a PUBLISH for delivery and splits it around the packet id.
+/// Encodes a PUBLISH for delivery and splits it around the packet id. `Err` when the delivery
+/// would be over a wire-format limit: a received PUBLISH near 268,435,455 bytes grows by what
+/// this delivery adds (Subscription Identifiers, a property list for a 3.x publisher's message,
+/// a Topic Alias).
 pub fn encode_layout(
     message: &Publish,
     version: ProtocolVersion,
     options: LayoutOptions,
     scratch: &mut BytesMut,
-) -> Layout {
+) -> Result<Layout, EncodeError> {
     let LayoutOptions {
         qos,
         retain,
@@ -419,8 +458,8 @@ pub fn encode_layout(
         // The common case: the message as received under this delivery's flags, encoded
         // straight from it (no copy of the packet to build and drop).
         let len = message.encoded_len_with(version, flags);
-        let full = encode_into_block(len, scratch, |out| message.encode_with(version, flags, out));
-        return split_layout(full, qos, message.topic.len());
+        let full = encode_into_block(len, scratch, |out| message.encode_with(version, flags, out))?;
+        return Ok(split_layout(full, qos, message.topic.len()));
     }
     let mut properties = message.properties.clone();
     // A Topic Alias belongs to one network connection (spec 3.3.2.3.4), so it is never
@@ -444,8 +483,8 @@ pub fn encode_layout(
         properties,
         payload: message.payload.clone(),
     });
-    let full = encode_packet(&packet, version, scratch);
-    split_layout(full, qos, topic_len)
+    let full = encode_packet(&packet, version, scratch)?;
+    Ok(split_layout(full, qos, topic_len))
 }
 
 /// Splits an encoded PUBLISH around its packet id (QoS 1/2); `topic_len` is the length of the
@@ -463,8 +502,8 @@ fn split_layout(full: Bytes, qos: QoS, topic_len: usize) -> Layout {
         offset += 1;
     }
     offset += 1 + 2 + topic_len;
-    // A packet id is never 0 ([MQTT-2.2.1-3]): 1 when encoded here, the publisher's when forwarded.
-    debug_assert!(full.len() >= offset + 2 && full[offset..offset + 2] != [0, 0]);
+    // The packet id is 1 when encoded here, the publisher's when forwarded (never 0: the codec
+    // refuses such a PUBLISH with 0x82, [MQTT-2.2.1-3]); the clamp keeps the slices in bounds.
     let offset = offset.min(full.len().saturating_sub(2));
     Layout {
         head: full.slice(..offset),
@@ -502,7 +541,7 @@ mod tests {
             payload: Bytes::from_static(b"payload"),
         };
         let mut wire = BytesMut::new();
-        sent.encode(version, &mut wire);
+        sent.encode(version, &mut wire).expect("encodes");
         let Ok(Some((Packet::Publish(mut publish), frame))) =
             crate::codec::decode_with_frame(&mut wire, version, u32::MAX)
         else {
@@ -542,6 +581,7 @@ mod tests {
                                 let mut cache = LayoutCache::default();
                                 let cached = cache
                                     .get(&message, subscriber, sub_qos, sub_retain, &mut scratch)
+                                    .expect("encodes")
                                     .clone();
                                 let options = LayoutOptions {
                                     qos: sub_qos,
@@ -551,7 +591,8 @@ mod tests {
                                     topic_alias: None,
                                 };
                                 let encoded =
-                                    encode_layout(&message, subscriber, options, &mut scratch);
+                                    encode_layout(&message, subscriber, options, &mut scratch)
+                                        .expect("encodes");
                                 assert_eq!(
                                     (&cached.head, &cached.tail),
                                     (&encoded.head, &encoded.tail),
@@ -587,14 +628,17 @@ mod tests {
                 false,
                 &mut scratch,
             )
+            .expect("encodes")
             .clone();
-        cache.get(
-            &message,
-            ProtocolVersion::V3_1_1,
-            QoS::AtMostOnce,
-            true,
-            &mut scratch,
-        );
+        cache
+            .get(
+                &message,
+                ProtocolVersion::V3_1_1,
+                QoS::AtMostOnce,
+                true,
+                &mut scratch,
+            )
+            .expect("encodes");
         assert_eq!(cache.filled.count_ones(), 2);
         cache.clear();
         assert_eq!(cache.filled, 0);
@@ -607,6 +651,7 @@ mod tests {
                 false,
                 &mut scratch,
             )
+            .expect("encodes")
             .clone();
         assert_eq!((first.head, first.tail), (again.head, again.tail));
     }
@@ -669,5 +714,89 @@ mod tests {
             ..Connect::default()
         };
         assert!(validate_connect(&connect, &config, MqttString::default).is_err());
+    }
+
+    /// Issue 10's example: `--response-information PREFIX` and a 65,535-byte client id made a
+    /// Response Information over 65,535 bytes. It is left out, whole (never cut inside a
+    /// character), and sent when it fits.
+    #[test]
+    fn response_information_over_65535_bytes_is_left_out() {
+        let config = Config {
+            response_information: Some("résp/".into()),
+            ..Config::default()
+        };
+        let connect = |client_id: String| {
+            let mut connect = Connect {
+                protocol_version: ProtocolVersion::V5,
+                client_id: MqttString::from(client_id),
+                ..Connect::default()
+            };
+            connect.properties.request_response_information = Some(1);
+            connect
+        };
+        let prefix_len = "résp/".len();
+        for (client_id, sent) in [
+            ("c".repeat(65_535), false),
+            ("é".repeat(32_765), false), // 65,530 bytes + a 6-byte prefix
+            ("c".repeat(65_535 - prefix_len), true),
+        ] {
+            let accepted =
+                validate_connect(&connect(client_id.clone()), &config, MqttString::default)
+                    .expect("accepted");
+            let connack = connack_accepted(&accepted, false, ProtocolVersion::V5, &config);
+            let Packet::ConnAck(ack) = &connack else {
+                panic!("not a CONNACK");
+            };
+            let info = ack.properties.response_information.as_ref();
+            assert_eq!(info.is_some(), sent, "{}-byte client id", client_id.len());
+            if let Some(info) = info {
+                assert_eq!(info.as_str(), format!("résp/{client_id}"));
+            }
+            let mut out = BytesMut::new();
+            connack
+                .encode(ProtocolVersion::V5, &mut out)
+                .expect("the CONNACK encodes");
+        }
+    }
+
+    /// A received PUBLISH as large as MQTT allows cannot be delivered with what a delivery adds
+    /// (here the property length of a 3.1.1 message sent to an MQTT 5 subscriber): the layout is
+    /// an error (the shard discards and counts it), for the cache and a fresh encoding alike.
+    #[test]
+    fn a_delivery_over_the_largest_packet_is_an_error() {
+        let payload_len = crate::codec::REMAINING_LENGTH_MAX as usize - 3;
+        let message = Arc::new(Message {
+            publish: Publish {
+                topic: MqttString::from("t"),
+                // Zeroed pages, never touched: refused before the payload is copied.
+                payload: Bytes::from(vec![0u8; payload_len]),
+                ..Publish::default()
+            },
+            received_at: Instant::now(),
+            frame: None,
+        });
+        let mut scratch = BytesMut::new();
+        let mut cache = LayoutCache::default();
+        let v5 = cache.get(
+            &message,
+            ProtocolVersion::V5,
+            QoS::AtMostOnce,
+            false,
+            &mut scratch,
+        );
+        assert!(
+            matches!(v5, Err(EncodeError::VarintTooLarge { .. })),
+            "{v5:?}"
+        );
+        assert_eq!(cache.filled, 0, "nothing cached");
+        let options = LayoutOptions {
+            qos: QoS::AtMostOnce,
+            retain: false,
+            dup: false,
+            message_expiry_interval: None,
+            topic_alias: Some((1, false)),
+        };
+        let fresh = encode_layout(&message, ProtocolVersion::V5, options, &mut scratch);
+        assert!(fresh.is_err());
     }
 }

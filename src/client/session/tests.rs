@@ -847,7 +847,7 @@ fn decode_all(buf: &mut BytesMut, version: ProtocolVersion) -> Vec<Packet> {
 fn encode(packets: &[Packet], version: ProtocolVersion) -> BytesMut {
     let mut out = BytesMut::new();
     for packet in packets {
-        packet.encode(version, &mut out);
+        packet.encode(version, &mut out).expect("encodes");
     }
     out
 }

@@ -1,0 +1,615 @@
+//! Sessions over real TCP with clients on different shards: takeover, persistent sessions with
+//! queued messages, re-sends with DUP, clean start, wills, keep-alive.
+
+use crate::support::broker::*;
+use shardmq::codec::{Packet, ProtocolVersion, QoS, ReasonCode};
+use std::time::{Duration, Instant};
+
+const V4: ProtocolVersion = ProtocolVersion::V3_1_1;
+const V5: ProtocolVersion = ProtocolVersion::V5;
+
+fn persistent(version: ProtocolVersion, client_id: &str) -> shardmq::codec::Connect {
+    let mut connect = connect_packet(version, client_id, false);
+    if version.is_v5() {
+        connect.properties.session_expiry_interval = Some(300);
+    }
+    connect
+}
+
+#[test]
+fn takeover_across_shards_sends_0x8e_and_moves_the_session() {
+    let broker = start_broker(2);
+    let mut placer = Placer::new(&broker);
+    let (mut old, connack) = placer.connect_on(0, persistent(V5, "twin"));
+    assert!(!connack.session_present);
+    old.subscribe("take/#", QoS::AtLeastOnce);
+    let (mut new, connack) = placer.connect_on(1, persistent(V5, "twin"));
+    assert_eq!(connack.reason_code, ReasonCode::Success);
+    assert!(
+        connack.session_present,
+        "the session moved to the new shard"
+    );
+    let packets = old.expect_closed();
+    assert!(
+        matches!(packets.as_slice(), [Packet::Disconnect(d)] if d.reason_code == ReasonCode::SessionTakenOver),
+        "old connection got {packets:?}"
+    );
+    // The subscription moved with the session: a publisher on the old shard reaches it.
+    let mut publisher = placer.raw_on(0, V4, "take-pub");
+    publisher.publish_acked("take/x", b"moved", QoS::AtLeastOnce, false, 1);
+    assert_eq!(&new.receive_and_ack().payload[..], b"moved");
+    assert!(broker.stats().takeovers >= 1);
+
+    // Same shard takeover, and clean start discards the session.
+    let (mut third, connack) = placer.connect_on(1, connect_packet(V5, "twin", true));
+    assert!(!connack.session_present);
+    new.expect_closed();
+    publisher.publish_acked("take/x", b"gone", QoS::AtLeastOnce, false, 2);
+    third.expect_nothing();
+}
+
+#[test]
+fn takeover_of_a_v311_client_closes_the_old_connection() {
+    let broker = start_broker(2);
+    let mut placer = Placer::new(&broker);
+    let (mut old, _) = placer.connect_on(0, persistent(V4, "v4twin"));
+    let (_new, connack) = placer.connect_on(1, persistent(V4, "v4twin"));
+    assert!(connack.session_present);
+    assert!(
+        old.expect_closed().is_empty(),
+        "3.1.1 has no DISCONNECT from the server"
+    );
+}
+
+#[test]
+fn persistent_session_queues_qos1_while_offline_and_resumes_on_another_shard() {
+    for version in [V4, V5] {
+        let broker = start_broker(2);
+        let mut placer = Placer::new(&broker);
+        let (mut sub, _) = placer.connect_on(0, persistent(version, "sleeper"));
+        sub.subscribe("queue/#", QoS::AtLeastOnce);
+        sub.disconnect();
+        wait_until("session offline", || {
+            broker.stats().connections_per_shard[0] == 0
+        });
+        let mut publisher = placer.raw_on(1, V4, "queue-pub");
+        for i in 1..=5u16 {
+            publisher.publish_acked("queue/x", &i.to_be_bytes(), QoS::AtLeastOnce, false, i);
+        }
+        publisher.publish_acked("queue/x", b"qos0 is not queued", QoS::AtMostOnce, false, 0);
+        let (mut back, connack) = placer.connect_on(1, persistent(version, "sleeper"));
+        assert!(connack.session_present);
+        for i in 1..=5u16 {
+            let got = back.receive_and_ack();
+            assert_eq!(got.qos, QoS::AtLeastOnce);
+            assert_eq!(&got.payload[..], &i.to_be_bytes(), "{version:?}");
+        }
+        back.expect_nothing();
+    }
+}
+
+#[test]
+fn unacknowledged_messages_are_resent_with_dup_on_resume() {
+    let broker = start_broker(2);
+    let mut placer = Placer::new(&broker);
+    let (mut sub, _) = placer.connect_on(0, persistent(V4, "forgetful"));
+    sub.subscribe("dup/#", QoS::ExactlyOnce);
+    let mut publisher = placer.raw_on(1, V4, "dup-pub");
+    publisher.publish_acked("dup/1", b"q1", QoS::AtLeastOnce, false, 1);
+    publisher.publish_acked("dup/2", b"q2", QoS::ExactlyOnce, false, 2);
+    publisher.publish_acked("dup/3", b"q2b", QoS::ExactlyOnce, false, 3);
+    let first = sub.expect_publish();
+    let second = sub.expect_publish();
+    let third = sub.expect_publish();
+    // Acknowledge only the PUBREC of the third: it then waits for PUBCOMP.
+    sub.send(&Packet::PubRec(ack(third.packet_id)));
+    match sub.next() {
+        Packet::PubRel(a) => assert_eq!(a.packet_id, third.packet_id),
+        other => panic!("{other:?}"),
+    }
+    drop(sub);
+    wait_until("session offline", || {
+        broker.stats().connections_per_shard[0] == 0
+    });
+    let (mut back, connack) = placer.connect_on(0, persistent(V4, "forgetful"));
+    assert!(connack.session_present);
+    let again1 = back.expect_publish();
+    assert!(again1.dup && again1.packet_id == first.packet_id && &again1.payload[..] == b"q1");
+    let again2 = back.expect_publish();
+    assert!(again2.dup && again2.packet_id == second.packet_id && again2.qos == QoS::ExactlyOnce);
+    match back.next() {
+        Packet::PubRel(a) => assert_eq!(a.packet_id, third.packet_id),
+        other => panic!("expected PUBREL re-sent, got {other:?}"),
+    }
+}
+
+#[test]
+fn offline_queue_limit_drops_and_counts() {
+    let mut config = config(2);
+    config.max_queued_messages = 3;
+    let broker = start_with(config);
+    let mut placer = Placer::new(&broker);
+    let (mut sub, _) = placer.connect_on(0, persistent(V4, "full"));
+    sub.subscribe("full", QoS::AtLeastOnce);
+    sub.disconnect();
+    wait_until("session offline", || {
+        broker.stats().connections_per_shard[0] == 0
+    });
+    let mut publisher = placer.raw_on(1, V4, "full-pub");
+    for i in 1..=5u16 {
+        publisher.publish_acked("full", &[i as u8], QoS::AtLeastOnce, false, i);
+    }
+    wait_until("drops counted", || broker.stats().dropped_queue_full == 2);
+    let (mut back, _) = placer.connect_on(0, persistent(V4, "full"));
+    for i in 1..=3u8 {
+        assert_eq!(back.receive_and_ack().payload[0], i);
+    }
+    back.expect_nothing();
+}
+
+#[test]
+fn v5_session_expiry_ends_the_offline_session() {
+    let broker = start_broker(2);
+    let mut placer = Placer::new(&broker);
+    let mut connect = connect_packet(V5, "brief", false);
+    connect.properties.session_expiry_interval = Some(1);
+    let (mut sub, _) = placer.connect_on(0, connect.clone());
+    sub.subscribe("brief", QoS::AtLeastOnce);
+    sub.disconnect();
+    wait_until("session expired", || broker.stats().sessions_expired == 1);
+    let (_, connack) = placer.connect_on(1, connect);
+    assert!(!connack.session_present);
+}
+
+#[test]
+fn will_published_on_abnormal_close_with_retain_and_qos() {
+    let broker = start_broker(2);
+    let mut placer = Placer::new(&broker);
+    let mut watcher = placer.raw_on(1, V4, "watcher");
+    watcher.subscribe("will/#", QoS::AtLeastOnce);
+    let (victim, _) = placer.connect_on(
+        0,
+        with_will(
+            connect_packet(V4, "victim", true),
+            "will/victim",
+            b"gone",
+            QoS::AtLeastOnce,
+            true,
+        ),
+    );
+    drop(victim);
+    let will = watcher.receive_and_ack();
+    assert_eq!(
+        (will.topic.as_str(), &will.payload[..], will.qos),
+        ("will/victim", &b"gone"[..], QoS::AtLeastOnce)
+    );
+    // Retained: a later subscriber gets it with the retain flag.
+    let mut late = placer.raw_on(0, V4, "late");
+    late.subscribe("will/victim", QoS::AtMostOnce);
+    assert!(late.expect_publish().retain);
+}
+
+#[test]
+fn no_will_after_normal_disconnect_but_will_with_0x04() {
+    let broker = start_broker(2);
+    let mut placer = Placer::new(&broker);
+    let mut watcher = placer.raw_on(1, V5, "watcher5");
+    watcher.subscribe("w5/#", QoS::AtMostOnce);
+    let (polite, _) = placer.connect_on(
+        0,
+        with_will(
+            connect_packet(V5, "polite", true),
+            "w5/polite",
+            b"x",
+            QoS::AtMostOnce,
+            false,
+        ),
+    );
+    polite.disconnect();
+    watcher.expect_nothing();
+    let (mut asks, _) = placer.connect_on(
+        0,
+        with_will(
+            connect_packet(V5, "asks", true),
+            "w5/asks",
+            b"bye",
+            QoS::AtMostOnce,
+            false,
+        ),
+    );
+    asks.send(&Packet::Disconnect(shardmq::codec::Disconnect {
+        reason_code: ReasonCode::DisconnectWithWillMessage,
+        properties: Default::default(),
+    }));
+    assert_eq!(&watcher.expect_publish().payload[..], b"bye");
+}
+
+#[test]
+fn will_delay_interval_and_cancel_by_reconnect() {
+    let broker = start_broker(2);
+    let mut placer = Placer::new(&broker);
+    let mut watcher = placer.raw_on(1, V5, "wd-watch");
+    watcher.subscribe("wd/#", QoS::AtMostOnce);
+    let delayed = |id: &str| {
+        let mut connect = with_will(
+            persistent(V5, id),
+            &format!("wd/{id}"),
+            b"late",
+            QoS::AtMostOnce,
+            false,
+        );
+        connect
+            .will
+            .as_mut()
+            .unwrap()
+            .properties
+            .will_delay_interval = Some(1);
+        connect
+    };
+    // Delayed will: not at once, but after about a second.
+    let (a, _) = placer.connect_on(0, delayed("a"));
+    let dropped_at = Instant::now();
+    drop(a);
+    // The broker sees the close after `dropped_at`, so the will cannot come before 1 s later.
+    let will = watcher.expect_publish();
+    assert_eq!(will.topic.as_str(), "wd/a");
+    assert!(
+        dropped_at.elapsed() >= Duration::from_millis(900),
+        "will came too early"
+    );
+    // Reconnecting within the delay cancels it.
+    let (b, _) = placer.connect_on(0, delayed("b"));
+    drop(b);
+    std::thread::sleep(Duration::from_millis(200));
+    let (_b_again, connack) = placer.connect_on(1, delayed("b"));
+    assert!(connack.session_present);
+    match watcher.recv(Duration::from_millis(1500)) {
+        Err(RecvError::Timeout) => {}
+        other => panic!("will should have been cancelled, got {other:?}"),
+    }
+}
+
+#[test]
+fn keep_alive_expiry_after_one_and_a_half_times_publishes_will() {
+    let broker = start_broker(2);
+    let mut placer = Placer::new(&broker);
+    let mut watcher = placer.raw_on(1, V4, "ka-watch");
+    watcher.subscribe("ka/#", QoS::AtMostOnce);
+    let mut connect = with_will(
+        connect_packet(V5, "sleepy", true),
+        "ka/sleepy",
+        b"timeout",
+        QoS::AtMostOnce,
+        false,
+    );
+    connect.keep_alive_secs = 1;
+    let (mut sleepy, _) = placer.connect_on(0, connect);
+    let start = Instant::now();
+    // PINGREQ keeps it alive for a while.
+    let mut last_ping = Instant::now();
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_millis(500));
+        // The broker's last-packet time is after this instant, so it may close no earlier
+        // than 1.5 s after it (a lower bound that load cannot break).
+        last_ping = Instant::now();
+        sleepy.ping();
+    }
+    let packets = sleepy.expect_closed();
+    let silent = last_ping.elapsed();
+    assert!(start.elapsed() >= Duration::from_millis(1500));
+    assert!(
+        silent >= Duration::from_millis(1400),
+        "closed after {silent:?}, before 1.5 x keep-alive"
+    );
+    assert!(
+        matches!(packets.as_slice(), [Packet::Disconnect(d)] if d.reason_code == ReasonCode::KeepAliveTimeout),
+        "{packets:?}"
+    );
+    assert_eq!(&watcher.expect_publish().payload[..], b"timeout");
+    assert_eq!(broker.stats().keep_alive_timeouts, 1);
+}
+
+/// With a keep-alive timeout (1.5 s) at least the handshake timeout (0.4 s here), the timer
+/// entry armed on accept does the first keep-alive check instead of a second entry: the
+/// connection must survive it while pinging and still be closed 1.5 x keep-alive after its last
+/// packet.
+#[test]
+fn keep_alive_checked_by_the_handshake_timer_still_expires() {
+    let mut config = config(1);
+    config.handshake_timeout_ms = 400;
+    let broker = start_with(config);
+    let mut connect = connect_packet(V4, "ka-handshake", true);
+    connect.keep_alive_secs = 1;
+    let (mut client, _) = Raw::connect_with(addr(&broker), connect);
+    // Pings across the handshake deadline: the check it does must not close a live client.
+    let mut last_ping = Instant::now();
+    for _ in 0..4 {
+        std::thread::sleep(Duration::from_millis(300));
+        last_ping = Instant::now();
+        client.ping();
+    }
+    assert_eq!(broker.stats().handshake_timeouts, 0);
+    assert!(client.expect_closed().is_empty());
+    let silent = last_ping.elapsed();
+    assert!(
+        silent >= Duration::from_millis(1400),
+        "closed after {silent:?}, before 1.5 x keep-alive"
+    );
+    assert_eq!(broker.stats().keep_alive_timeouts, 1);
+    assert_eq!(broker.stats().handshake_timeouts, 0);
+}
+
+/// A connection without keep-alive is never closed by the handshake entry once connected.
+#[test]
+fn handshake_timer_leaves_connected_clients_without_keep_alive_alone() {
+    let mut config = config(1);
+    config.handshake_timeout_ms = 200;
+    let broker = start_with(config);
+    let mut connect = connect_packet(V4, "ka-none", true);
+    connect.keep_alive_secs = 0;
+    let (mut client, _) = Raw::connect_with(addr(&broker), connect);
+    std::thread::sleep(Duration::from_millis(800));
+    client.ping();
+    let stats = broker.stats();
+    assert_eq!(
+        (stats.handshake_timeouts, stats.keep_alive_timeouts),
+        (0, 0)
+    );
+}
+
+#[test]
+fn clean_session_v311_discards_state() {
+    let broker = start_broker(2);
+    let mut placer = Placer::new(&broker);
+    let (mut sub, _) = placer.connect_on(0, persistent(V4, "cs"));
+    sub.subscribe("cs", QoS::AtLeastOnce);
+    sub.disconnect();
+    let (again, connack) = placer.connect_on(1, connect_packet(V4, "cs", true));
+    assert!(!connack.session_present);
+    drop(again);
+    let (_, connack) = placer.connect_on(0, persistent(V4, "cs"));
+    assert!(
+        !connack.session_present,
+        "clean session 1 ended the session"
+    );
+}
+
+#[test]
+fn inflight_window_max_inflight_for_v311_and_receive_maximum_for_v5() {
+    let mut config = config(2);
+    config.max_inflight = 2;
+    let broker = start_with(config);
+    let mut placer = Placer::new(&broker);
+    let mut v4 = placer.raw_on(0, V4, "win4");
+    v4.subscribe("win", QoS::AtLeastOnce);
+    let mut connect = connect_packet(V5, "win5", true);
+    connect.properties.receive_maximum = Some(1);
+    let (mut v5, _) = placer.connect_on(0, connect);
+    v5.subscribe("win", QoS::ExactlyOnce);
+    let mut publisher = placer.raw_on(1, V4, "win-pub");
+    for i in 1..=4u16 {
+        publisher.publish_acked("win", &[i as u8], QoS::AtLeastOnce, false, i);
+    }
+    // Window 2 for the 3.1.1 client, 1 for the MQTT 5 client with Receive Maximum 1.
+    let a = v4.expect_publish();
+    let b = v4.expect_publish();
+    v4.expect_nothing();
+    let c = v5.expect_publish();
+    v5.expect_nothing();
+    assert_eq!((a.payload[0], b.payload[0], c.payload[0]), (1, 2, 1));
+    assert!(broker.stats().inflight_window_full >= 5);
+    // Each acknowledgement opens the window for the next message, in order.
+    v4.send(&Packet::PubAck(ack(a.packet_id)));
+    assert_eq!(v4.expect_publish().payload[0], 3);
+    v5.send(&Packet::PubAck(ack(c.packet_id)));
+    assert_eq!(v5.expect_publish().payload[0], 2);
+    v5.expect_nothing();
+}
+
+/// Three CONNECTs for one client id racing on two shards: nothing hangs, exactly one connection
+/// ends up connected, and the session with its subscription survives.
+#[test]
+fn racing_takeovers_leave_one_connection_and_the_session() {
+    let broker = start_broker(2);
+    let mut placer = Placer::new(&broker);
+    let (mut first, _) = placer.connect_on(0, persistent(V5, "racer"));
+    first.subscribe("race/#", QoS::AtLeastOnce);
+    // Place two TCP connections (shard 1 then shard 0), then send both CONNECTs at once.
+    let mut b = placer.tcp_on(1);
+    let mut c = placer.tcp_on(0);
+    b.version = V5;
+    c.version = V5;
+    b.send(&Packet::Connect(Box::new(persistent(V5, "racer"))));
+    c.send(&Packet::Connect(Box::new(persistent(V5, "racer"))));
+    let mut survivors = 0;
+    for raw in [&mut first, &mut b, &mut c] {
+        loop {
+            match raw.recv(Duration::from_secs(3)) {
+                Ok(Packet::ConnAck(connack)) => {
+                    assert_eq!(connack.reason_code, ReasonCode::Success)
+                }
+                Ok(Packet::Disconnect(d)) => {
+                    assert_eq!(d.reason_code, ReasonCode::SessionTakenOver)
+                }
+                Ok(other) => panic!("{other:?}"),
+                Err(RecvError::Closed) => break,
+                Err(RecvError::Timeout) => {
+                    survivors += 1;
+                    break;
+                }
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+    }
+    assert_eq!(survivors, 1, "exactly one connection stays");
+    wait_until("two connections closed", || {
+        broker.stats().connections_open == 1
+    });
+    // The session still has its subscription, wherever it ended up.
+    let (mut last, connack) = placer.connect_on(1, persistent(V5, "racer"));
+    assert!(connack.session_present);
+    let mut publisher = placer.raw_on(0, V4, "race-pub");
+    publisher.publish_acked("race/x", b"still subscribed", QoS::AtLeastOnce, false, 1);
+    assert_eq!(&last.receive_and_ack().payload[..], b"still subscribed");
+}
+
+#[test]
+fn v5_message_expiry_drops_expired_and_counts_down_the_rest() {
+    let broker = start_broker(2);
+    let mut placer = Placer::new(&broker);
+    let (mut sub, _) = placer.connect_on(0, persistent(V5, "expiring"));
+    sub.subscribe("exp/#", QoS::AtLeastOnce);
+    sub.disconnect();
+    wait_until("session offline", || {
+        broker.stats().connections_per_shard[0] == 0
+    });
+    let mut publisher = placer.raw_on(1, V5, "exp-pub");
+    let with_expiry = |topic: &str, secs: u32, retain: bool| {
+        let mut packet = publish_packet(topic, b"x", QoS::AtLeastOnce, retain, 1);
+        if let Packet::Publish(p) = &mut packet {
+            p.properties.message_expiry_interval = Some(secs);
+        }
+        packet
+    };
+    for (topic, secs) in [("exp/short", 1), ("exp/long", 30)] {
+        publisher.send(&with_expiry(topic, secs, false));
+        publisher.expect_puback();
+    }
+    publisher.send(&with_expiry("exp/retained", 1, true));
+    publisher.expect_puback();
+    std::thread::sleep(Duration::from_millis(2100));
+    let (mut back, connack) = placer.connect_on(0, persistent(V5, "expiring"));
+    assert!(connack.session_present);
+    let got = back.receive_and_ack();
+    assert_eq!(
+        got.topic.as_str(),
+        "exp/long",
+        "the expired messages are not delivered"
+    );
+    let left = got.properties.message_expiry_interval.unwrap();
+    assert!((1..=28).contains(&left), "expiry counted down: {left}");
+    back.expect_nothing();
+    assert!(broker.stats().messages_expired >= 2);
+    // The expired retained message is not sent on subscribe.
+    let mut late = placer.raw_on(1, V5, "exp-late");
+    late.subscribe("exp/retained", QoS::AtLeastOnce);
+    late.expect_nothing();
+}
+
+/// Two CONNECTs for one id sent at the same moment on two shards, repeatedly: whichever order
+/// the takeovers cross in, one connection survives each round and the session is never lost.
+#[test]
+fn simultaneous_connects_on_two_shards_never_lose_the_session() {
+    let broker = start_broker(2);
+    let mut placer = Placer::new(&broker);
+    let (mut first, _) = placer.connect_on(0, persistent(V5, "dueller"));
+    first.subscribe("duel/#", QoS::AtLeastOnce);
+    let mut open = vec![first];
+    for _round in 0..4 {
+        let mut pair = [placer.tcp_on(0), placer.tcp_on(1)];
+        let mut bytes = bytes::BytesMut::new();
+        Packet::Connect(Box::new(persistent(V5, "dueller")))
+            .encode(V5, &mut bytes)
+            .expect("encodes");
+        for raw in pair.iter_mut() {
+            raw.version = V5;
+        }
+        std::thread::scope(|s| {
+            for raw in pair.iter_mut() {
+                let bytes = &bytes;
+                s.spawn(move || raw.send_bytes(bytes));
+            }
+        });
+        open.extend(pair);
+        let mut survivors = Vec::new();
+        for mut raw in open.drain(..) {
+            let alive = loop {
+                match raw.recv(Duration::from_millis(1200)) {
+                    Ok(Packet::ConnAck(c)) => assert_eq!(c.reason_code, ReasonCode::Success),
+                    Ok(Packet::Disconnect(d)) => {
+                        assert_eq!(d.reason_code, ReasonCode::SessionTakenOver)
+                    }
+                    Ok(other) => panic!("{other:?}"),
+                    Err(RecvError::Timeout) => break true,
+                    Err(_) => break false,
+                }
+            };
+            if alive {
+                survivors.push(raw);
+            }
+        }
+        assert_eq!(survivors.len(), 1, "one connection survives each round");
+        open = survivors;
+    }
+    let mut publisher = placer.raw_on(0, V4, "duel-pub");
+    publisher.publish_acked("duel/x", b"kept", QoS::AtLeastOnce, false, 1);
+    assert_eq!(
+        &open[0].receive_and_ack().payload[..],
+        b"kept",
+        "the session kept its subscription"
+    );
+}
+
+#[test]
+fn v5_disconnect_session_expiry_rules() {
+    let broker = start_broker(2);
+    let mut placer = Placer::new(&broker);
+    // Expiry 60 in CONNECT, 0 in DISCONNECT: the session ends now.
+    let (mut c, _) = placer.connect_on(0, persistent(V5, "shortened"));
+    c.subscribe("short", QoS::AtLeastOnce);
+    let mut disconnect = shardmq::codec::Disconnect::default();
+    disconnect.properties.session_expiry_interval = Some(0);
+    c.send(&Packet::Disconnect(disconnect));
+    c.expect_closed();
+    let (_, connack) = placer.connect_on(1, persistent(V5, "shortened"));
+    assert!(!connack.session_present);
+    // Expiry 0 in CONNECT cannot become non-zero in DISCONNECT ([MQTT-3.14.2-2]).
+    let (mut z, _) = placer.connect_on(0, connect_packet(V5, "zero", false));
+    let mut disconnect = shardmq::codec::Disconnect::default();
+    disconnect.properties.session_expiry_interval = Some(60);
+    z.send(&Packet::Disconnect(disconnect));
+    match z.expect_closed().as_slice() {
+        [Packet::Disconnect(d)] => assert_eq!(d.reason_code, ReasonCode::ProtocolError),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A session that moves to another shard brings its subscriptions; once the client has the
+/// CONNACK, messages published on any shard reach it (the CONNACK waits for the route barrier).
+#[test]
+fn moved_session_receives_everything_published_after_connack_on_four_shards() {
+    let broker = start_broker(4);
+    let mut placer = Placer::new(&broker);
+    let mut publishers: Vec<Raw> = (0..4)
+        .map(|s| placer.raw_on(s, V4, &format!("mv-pub{s}")))
+        .collect();
+    let filters = ["mv/a/#", "mv/+/b", "mv/c"];
+    for round in 0..4 {
+        let shard = round % 4;
+        let (mut client, connack) = placer.connect_on(shard, persistent(V5, "mover"));
+        assert_eq!(connack.session_present, round > 0);
+        if round == 0 {
+            for filter in filters {
+                client.subscribe(filter, QoS::AtLeastOnce);
+            }
+        }
+        // Published right after the CONNACK, from every shard.
+        for (p, publisher) in publishers.iter_mut().enumerate() {
+            for topic in ["mv/a/x", "mv/z/b", "mv/c"] {
+                publisher.publish_acked(topic, &[round as u8, p as u8], QoS::AtLeastOnce, false, 1);
+            }
+        }
+        for _ in 0..12 {
+            let got = client.receive_and_ack();
+            assert_eq!(
+                got.payload[0], round as u8,
+                "a message from an earlier round"
+            );
+        }
+        client.expect_nothing();
+        client.disconnect();
+        wait_until("mover offline", || {
+            broker.stats().connections_open == 4 + placer.fillers.len() as u64
+        });
+    }
+}

@@ -1,0 +1,20 @@
+//! The one support module of the integration tests, split by what the helpers drive:
+//!
+//! - [`broker`]: a shardmq broker on 127.0.0.1 port 0 inside the test and [`broker::Raw`], a
+//!   raw-bytes MQTT client built on the codec (blocking std sockets with timeouts); placing
+//!   clients on chosen shards ([`broker::Placer`]).
+//! - [`client`]: shardmq's own client driven on a thread ([`client::TestClient`]).
+//! - [`frames`]: hand-built frames for the codec tests.
+//! - [`interop`]: runs the Python conformance scripts of `tests/interop/`.
+//! - [`mosquitto`]: a Mosquitto process as the reference broker, and `free_port`.
+//! - [`alloc`]: the binary's counting global allocator (per-thread counts).
+//!
+//! A helper used by one test module only lives in that module; what two modules share lives
+//! here, once.
+
+pub mod alloc;
+pub mod broker;
+pub mod client;
+pub mod frames;
+pub mod interop;
+pub mod mosquitto;
