@@ -304,7 +304,12 @@ pub fn encode_publish(publish: &Publish, scratch: &mut BytesMut) -> Bytes {
     copy.dup = false;
     copy.packet_id = if copy.qos == QoS::AtMostOnce { 0 } else { 1 };
     scratch.clear();
-    Packet::Publish(copy).encode(ProtocolVersion::V5, scratch);
+    if let Err(e) = Packet::Publish(copy).encode(ProtocolVersion::V5, scratch) {
+        // A message that was received or built within the limits always encodes; if one did
+        // not, its record is written empty and dropped (counted) on recovery.
+        ::log::error!("persistence: a message could not be encoded: {e:?}");
+        scratch.clear();
+    }
     scratch.split().freeze()
 }
 

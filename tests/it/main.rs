@@ -37,5 +37,6 @@ mod mqtt5_session;
 mod mqtt5_shared;
 mod mqtt5_topic_alias;
 mod packet_limits;
+mod persistence;
 mod protocol_fidelity;
 mod trie_no_alloc;

@@ -66,7 +66,7 @@ impl Client {
 
     fn send(&mut self, packet: &Packet) -> Option<()> {
         let mut out = BytesMut::new();
-        packet.encode(ProtocolVersion::V3_1_1, &mut out);
+        packet.encode(ProtocolVersion::V3_1_1, &mut out).ok()?;
         self.stream.write_all(&out).ok()
     }
 

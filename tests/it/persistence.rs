@@ -2,11 +2,9 @@
 //! messages and retained messages; damaged logs are read around; `kill -9` of the real binary
 //! under QoS 1/2 load loses nothing that was acknowledged (`kill9.rs` beside this file).
 
-mod common;
-#[path = "persistence/kill9.rs"]
 mod kill9;
 
-use common::*;
+use crate::support::broker::*;
 use shardmq::broker::{BrokerHandle, Config};
 use shardmq::codec::{Packet, ProtocolVersion, QoS, ReasonCode};
 use shardmq::store::Durability;
