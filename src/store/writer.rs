@@ -157,11 +157,11 @@ impl ShardStore {
         self.inner.is_some()
     }
 
-    /// Whether acknowledgements wait for durability (`sync`).
-    pub fn is_sync(&self) -> bool {
-        self.inner
-            .as_ref()
-            .is_some_and(|i| i.mode == Durability::Sync)
+    /// Whether a PUBACK/PUBREC for a message routed to another shard waits until that shard
+    /// has recorded it: in `sync` mode until it is fsynced there, in `periodic` mode until it
+    /// is written there (so that `kill -9` loses nothing acknowledged in either mode).
+    pub fn holds_acks(&self) -> bool {
+        self.inner.is_some()
     }
 
     /// Whether `client_id`'s session is persisted.
@@ -208,12 +208,18 @@ impl ShardStore {
         will: Option<(&Publish, u32)>,
         now: Instant,
     ) {
-        if let Some(inner) = self.inner.as_deref_mut() {
-            if inner.sessions.contains_key(&state.client_id) {
-                let will = will.map(|(p, d)| (d, record::encode_publish(p, &mut inner.scratch)));
-                let at = inner.wall_ms(now).max(1);
-                inner.put_session(state, Some(will), Some(at));
-            }
+        let Some(inner) = self.inner.as_deref_mut() else {
+            return;
+        };
+        let will = will.map(|(p, d)| (d, record::encode_publish(p, &mut inner.scratch)));
+        let at = inner.wall_ms(now).max(1);
+        if inner.sessions.contains_key(&state.client_id) {
+            inner.put_session(state, Some(will), Some(at));
+        } else if state.session_expiry_interval_secs > 0 {
+            // Handed over by another shard while its new connection died: recorded here now.
+            let mut out = std::mem::take(&mut inner.buf);
+            inner.write_full(state, will, at, &mut out);
+            inner.buf = out;
         }
     }
 
@@ -424,14 +430,12 @@ impl ShardStore {
     }
 
     /// Reports to the shards that sent this one mesh messages how many of them are now
-    /// durable (`sync` mode, after `commit`), calling `wake` for each peer that waits.
+    /// recorded (after `commit`: fsynced in `sync` mode, written in `periodic` mode), calling
+    /// `wake` for each peer that waits.
     pub fn report_durable(&mut self, received: &[u64], mut wake: impl FnMut(usize)) {
         let Some(inner) = self.inner.as_deref_mut() else {
             return;
         };
-        if inner.mode != Durability::Sync {
-            return;
-        }
         for (source, (&count, reported)) in received
             .iter()
             .zip(inner.reported_durable.iter_mut())

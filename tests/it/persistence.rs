@@ -235,3 +235,64 @@ fn damaged_and_missing_logs_cost_only_what_they_held() {
         let _ = std::fs::remove_dir_all(d);
     }
 }
+
+#[test]
+fn compaction_keeps_the_live_state_and_the_disk_limit_drops_and_counts() {
+    let dir = temp_dir("compaction");
+    let config = Config {
+        persistence_max_bytes: 1 << 20,
+        max_queued_messages: 100_000,
+        ..persistent_config(&dir, 1)
+    };
+    let broker = start_with(config.clone());
+    let connect = connect_packet(ProtocolVersion::V3_1_1, "keeper", false);
+    let (mut keeper, _) = Raw::connect_with(addr(&broker), connect);
+    keeper.subscribe("keep/#", QoS::AtLeastOnce);
+    keeper.disconnect();
+    let connect = connect_packet(ProtocolVersion::V3_1_1, "online", false);
+    let (mut online, _) = Raw::connect_with(addr(&broker), connect);
+    online.subscribe("churn/#", QoS::AtLeastOnce);
+    let mut publisher = Raw::connect(addr(&broker), ProtocolVersion::V3_1_1, "pub");
+    for i in 0..10u16 {
+        publisher.publish_acked(
+            "keep/a",
+            format!("k{i}").as_bytes(),
+            QoS::AtLeastOnce,
+            false,
+            1,
+        );
+    }
+    // Acknowledged traffic through a persistent session: its records become garbage.
+    let big = vec![b'x'; 2000];
+    for _ in 0..600 {
+        publisher.publish_acked("churn/a", &big, QoS::AtLeastOnce, false, 2);
+        online.receive_and_ack();
+    }
+    let stats = broker.persistence_stats().unwrap();
+    assert!(stats.compactions >= 1, "{stats:?}");
+    // An offline session's backlog fills the disk limit: the excess is dropped and counted.
+    let mut stored = 10;
+    for _ in 0..1000 {
+        publisher.publish_acked("keep/b", &big, QoS::AtLeastOnce, false, 3);
+        if broker.persistence_stats().unwrap().dropped_disk_full > 0 {
+            break;
+        }
+        stored += 1;
+    }
+    let stats = broker.persistence_stats().unwrap();
+    assert!(stats.dropped_disk_full > 0, "{stats:?}");
+    drop(online);
+    drop(publisher);
+    drop(broker);
+
+    let broker = start_with(config);
+    let recovery = broker.persistence_stats().unwrap().recovery;
+    assert_eq!(recovery.messages, stored, "{recovery:?}");
+    let mut keeper = resume(&broker, "keeper");
+    for i in 0..10 {
+        let p = keeper.receive_and_ack();
+        assert_eq!(p.payload.as_ref(), format!("k{i}").as_bytes());
+    }
+    drop(broker);
+    let _ = std::fs::remove_dir_all(&dir);
+}

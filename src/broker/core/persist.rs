@@ -1,13 +1,14 @@
 //! The shard's side of disk persistence (`src/store`): restoring recovered sessions at start,
 //! the loop turn's group commit, and PUBACK/PUBREC held until a message that went to another
-//! shard is durable there (`sync` mode).
+//! shard is recorded there.
 //!
-//! In `sync` mode the commit runs before the turn's socket writes, so everything the turn
-//! queued for clients (acknowledgements of messages stored on this shard, PUBLISH packets with
-//! their packet ids, PUBCOMP after a PUBREL was recorded) leaves only once the records behind
-//! it are on disk. A message routed to another shard is recorded by that shard in a later turn
-//! of its own: the publisher's acknowledgement waits in `PersistState::held` (the loop does
-//! not) until that shard reports the mesh messages it made durable (`StoreShared::durable`).
+//! The commit runs before the turn's socket writes, so everything the turn queued for clients
+//! (acknowledgements of messages stored on this shard, PUBLISH packets with their packet ids,
+//! PUBCOMP after a PUBREL was recorded) leaves only once the records behind it are written
+//! (`periodic`) or on disk (`sync`). A message routed to another shard is recorded by that
+//! shard in a later turn of its own: the publisher's acknowledgement waits in
+//! `PersistState::held` (the loop does not) until that shard reports the mesh messages it has
+//! recorded (`StoreShared::durable`).
 
 use super::connection::WillMessage;
 use super::shard::ShardCore;
@@ -108,10 +109,10 @@ impl ShardCore {
         self.store.sync_now();
     }
 
-    /// Before a QoS 1/2 publish is routed: notes the mesh's sent counts (`sync` mode with
+    /// Before a QoS 1/2 publish is routed: notes the mesh's sent counts (persistence on, with
     /// several shards only).
     pub(super) fn store_route_start(&mut self, qos: QoS) {
-        if qos == QoS::AtMostOnce || !self.store.is_sync() || self.mesh.shards() == 1 {
+        if qos == QoS::AtMostOnce || !self.store.holds_acks() || self.mesh.shards() == 1 {
             return;
         }
         let state = &mut self.persist;
@@ -122,7 +123,7 @@ impl ShardCore {
     /// Sends a PUBACK/PUBREC now, or holds it while a message it covers is not yet durable on
     /// another shard or an earlier acknowledgement of this connection is held.
     pub(super) fn send_publish_ack(&mut self, key: usize, packet: Packet) {
-        if !self.store.is_sync() || self.mesh.shards() == 1 {
+        if !self.store.holds_acks() || self.mesh.shards() == 1 {
             self.send_packet(key, &packet);
             return;
         }

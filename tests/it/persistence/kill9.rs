@@ -4,7 +4,9 @@
 //! PUBREC) reaches every subscriber that had a matching subscription, no QoS 2 message is
 //! delivered twice, retained messages and subscriptions survive.
 //!
-//! `SHARDMQ_KILLS` sets the number of kills (default 20, the CI size; more for a manual run).
+//! `SHARDMQ_KILLS` sets the number of kills (default 20, the CI size; more for a manual run),
+//! `SHARDMQ_KILL_SHARDS` the shards (default 2), `SHARDMQ_KILL_MODE` the persistence mode
+//! (default `sync`; `periodic` must pass too: a process crash loses nothing written).
 
 use bytes::{Bytes, BytesMut};
 use shardmq::codec::{
@@ -264,7 +266,8 @@ struct Broker {
 
 fn start_broker(dir: &std::path::Path) -> Broker {
     let mut child = Command::new(env!("CARGO_BIN_EXE_shardmq"))
-        .args(["--listen", "127.0.0.1:0", "--persistence", "sync"])
+        .args(["--listen", "127.0.0.1:0", "--persistence"])
+        .arg(std::env::var("SHARDMQ_KILL_MODE").unwrap_or("sync".into()))
         .args([
             "--shards",
             &std::env::var("SHARDMQ_KILL_SHARDS").unwrap_or("2".into()),
