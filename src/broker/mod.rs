@@ -211,7 +211,6 @@ impl Broker {
         for message in &startup.retained {
             global.retained.store(message);
         }
-        let mut expired_wills = Some(startup.expired_wills);
         let mut restored = startup.shards.into_iter();
 
         let mut polls = Vec::with_capacity(shards);
@@ -268,7 +267,7 @@ impl Broker {
             );
             // Persistence: the sessions recovery gave this shard, before any client connects.
             let (store, sessions) = restored.next().unwrap_or_default();
-            core.restore(store, sessions, expired_wills.take().unwrap_or_default());
+            core.restore(store, sessions, &startup.expired_wills);
             let inbox = Inbox::new(id, shard_receivers, accepted, signals.clone());
             let shard = runtime::shard_loop::ShardLoop::new(core, global.clone(), poll, inbox);
             let pin = (!cores.is_empty()).then(|| cores[id % cores.len()]);

@@ -296,3 +296,47 @@ fn compaction_keeps_the_live_state_and_the_disk_limit_drops_and_counts() {
     drop(broker);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn session_expiry_counts_across_a_restart_and_the_will_goes_out_when_it_ends() {
+    let dir = temp_dir("expiry");
+    let broker = start_with(persistent_config(&dir, 2));
+    let connect = connect_packet(ProtocolVersion::V3_1_1, "watcher", false);
+    let (mut watcher, _) = Raw::connect_with(addr(&broker), connect);
+    watcher.subscribe("will/#", QoS::AtLeastOnce);
+    watcher.disconnect();
+    // Session Expiry 1 s, Will Delay 30 s: the will goes out when the session ends.
+    let mut connect = with_will(
+        connect_packet(ProtocolVersion::V5, "dying", false),
+        "will/dying",
+        b"gone",
+        QoS::AtLeastOnce,
+        false,
+    );
+    connect.properties.session_expiry_interval = Some(1);
+    if let Some(will) = connect.will.as_mut() {
+        will.properties.will_delay_interval = Some(30);
+    }
+    let (mut dying, connack) = Raw::connect_with(addr(&broker), connect);
+    assert_eq!(connack.reason_code, ReasonCode::Success);
+    dying.ping();
+    drop(dying); // no DISCONNECT: the will is armed
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    drop(broker);
+    // The session expires while the broker is down.
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+
+    let broker = start_with(persistent_config(&dir, 2));
+    let recovery = broker.persistence_stats().unwrap().recovery;
+    assert_eq!(recovery.sessions_expired, 1, "{recovery:?}");
+    assert_eq!(recovery.sessions, 1, "{recovery:?}");
+    let mut watcher = resume(&broker, "watcher");
+    let will = watcher.receive_and_ack();
+    assert_eq!(will.topic.as_str(), "will/dying");
+    assert_eq!(will.payload.as_ref(), b"gone");
+    let connect = connect_packet(ProtocolVersion::V5, "dying", false);
+    let (_, connack) = Raw::connect_with(addr(&broker), connect);
+    assert!(!connack.session_present, "the session expired");
+    drop(broker);
+    let _ = std::fs::remove_dir_all(&dir);
+}

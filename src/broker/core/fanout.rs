@@ -101,7 +101,7 @@ impl ShardCore {
         }
     }
 
-    fn store_retained(&mut self, message: &MessageRef) {
+    pub(super) fn store_retained(&mut self, message: &MessageRef) {
         // The retained copy owns its bytes so it does not pin the publisher's read buffer.
         let publish = Publish {
             dup: false,

@@ -41,13 +41,15 @@ pub struct PersistState {
 
 impl ShardCore {
     /// Installs the store and the sessions recovery gave this shard (offline, with their
-    /// expiry and will delay running from the time they went offline), and publishes the wills
-    /// of sessions that expired while the broker was down.
+    /// expiry and will delay running from the time they went offline), and delivers the wills
+    /// of sessions that expired while the broker was down. Every shard is given those wills
+    /// and delivers them to its own sessions only (routes to peers are not known before the
+    /// loops run); shard 0 also stores the retained ones.
     pub(crate) fn restore(
         &mut self,
         store: ShardStore,
         sessions: Vec<RecoveredSession>,
-        expired_wills: Vec<Publish>,
+        expired_wills: &[Publish],
     ) {
         self.store = store;
         let inflight_max = self.global.config.max_inflight;
@@ -77,10 +79,11 @@ impl ShardCore {
             }
         }
         for will in expired_wills {
-            self.publish_will(WillMessage {
-                message: will,
-                delay_secs: 0,
-            });
+            let message = super::session::Message::new_ref(will.clone(), self.now);
+            if self.id == 0 && will.retain {
+                self.store_retained(&message);
+            }
+            self.deliver_local(&message, None);
         }
     }
 
