@@ -5,7 +5,9 @@
 //! - [`topic`]: topic names and filters, and the topic trie.
 //! - [`auth`]: enhanced authentication (SCRAM-SHA-256) and password checks.
 //! - [`client`]: the sans-IO client session and the synchronous mio-based client.
-//! - [`broker`]: the thread-per-core broker (shards, mesh, sessions).
+//! - [`broker`]: the thread-per-core broker: `broker::core` (the sans-IO shard core) and
+//!   `broker::runtime` (mio loops, sockets, wakers).
+//! - [`sim`]: a deterministic simulation driving N shard cores in one thread (tests, fuzzing).
 //! - [`store`]: disk persistence, one append-only log per shard.
 #![forbid(unsafe_code)]
 
@@ -13,5 +15,6 @@ pub mod auth;
 pub mod broker;
 pub mod client;
 pub mod codec;
+pub mod sim;
 pub mod store;
 pub mod topic;

@@ -16,23 +16,59 @@
 //!          shard, woken only when it may be asleep, at most once per loop turn
 //! ```
 //!
-//! - Each shard thread owns a mio `Poll`, a slab of connections, a slab of sessions, its part of
-//!   the subscription trie (its own clients' subscriptions), a replica of the routing table
-//!   (which other shards want which filters) and a timer heap. Other threads reach it only
-//!   through its channels ([`mesh`]).
-//! - A PUBLISH read on shard A is decoded once into `Bytes` slices, delivered to A's matching
-//!   sessions, and sent as ONE `Arc`'d message to each other shard the routing replica names.
-//!   Each shard encodes each wire layout (version, QoS, retain) once and its subscribers share it.
-//! - Shared state touched off the per-message path only: the client-id registry
-//!   ([`registry`], connect/disconnect) and the retained store ([`retained`], retained
-//!   publishes and subscribe).
+//! Each shard is two layers, and the folder tree shows which is which:
 //!
-//! Folder guide: `config.rs` limits; `acceptor.rs` listeners; `shard.rs` the event loop and
-//! socket IO; `dispatch.rs` packet handling; `congestion.rs` QoS 1/2 backpressure on publishers; `authn.rs` passwords and
-//! enhanced authentication (AUTH); `lifecycle.rs` connect, takeover, close, session
-//! end; `fanout.rs` publish delivery; `mesh.rs` channels and wakers; `router.rs` the routing
-//! replica and SUBACK barrier; `shared.rs` shared subscriptions; `session.rs` sans-IO session state; `protocol.rs` CONNECT
-//! validation and PUBLISH layouts; `connection.rs` buffers; `timers.rs`; `stats.rs`.
+//! ```text
+//!  socket ─▶ runtime/ (mio loop, read/write until WouldBlock, wakers, acceptors)
+//!               │ handle_bytes, handle_mesh, handle_timeout (+ now)   ▲ flush_writes, poll_close,
+//!               ▼                                                     │ drain_wakes, poll_timeout
+//!            core/ ShardCore (no sockets, no clock, no threads)
+//!               ├─ connections: protocol state per client (connection.rs, dispatch.rs, authn.rs)
+//!               ├─ sessions: slab, client ids, takeover, queues (session.rs, lifecycle.rs)
+//!               ├─ delivery: trie, match cache, routing replica, shared subscriptions, layouts
+//!               │  (fanout.rs, router.rs, shared_subscriptions.rs, protocol.rs)
+//!               ├─ backpressure: outgoing bytes, memory budget, paused publishers (congestion.rs)
+//!               └─ mesh out: messages to other shards (mesh.rs; the runtime receives and wakes)
+//! ```
+//!
+//! - [`core`]: everything a shard decides. Its inputs and outputs are in `core/io.rs`
+//!   (quinn-proto's `handle_*` / `poll_*`, with the time passed in); the same core runs under
+//!   the mio runtime and under the deterministic simulation ([`crate::sim`]).
+//! - [`runtime`]: the thin I/O layer: `runtime/shard_loop.rs` (one thread per shard: poll,
+//!   sockets kept by `ConnKey`, reads into the core, the core's buffers written out),
+//!   `runtime/inbox.rs` (mesh receivers, sleeping flag, wakers), `runtime/acceptor.rs`
+//!   (listeners, `max_connections`), `runtime/stream.rs` (the socket type, named once, so that
+//!   TLS and WebSocket streams plug in there).
+//! - Broker-wide state ([`Global`], touched off the per-message path only): `config.rs`
+//!   limits, `registry.rs` client ids across shards, `retained.rs` the retained store,
+//!   `stats.rs` counters.
+//!
+//! A PUBLISH read on shard A is decoded once into `Bytes` slices, delivered to A's matching
+//! sessions, and sent as ONE `Arc`'d message to each other shard the routing replica names.
+//! Each shard encodes each wire layout (version, QoS, retain) once and its subscribers share it.
+//! The functions it passes, from socket read to subscriber write (publisher on shard A,
+//! subscriber on shard B):
+//!
+//! 1. `runtime::shard_loop::ShardLoop::read_socket` (A): `read` into the loop's scratch buffer;
+//! 2. `ShardCore::handle_bytes` (`core/io.rs`): appended to the connection's read buffer;
+//! 3. `ShardCore::process_input` (`core/shard.rs`) and `codec::decode_with_frame`: one frame;
+//! 4. `ShardCore::handle_packet`, `ShardCore::handle_publish` (`core/dispatch.rs`): checks, QoS 2
+//!    receipt;
+//! 5. `ShardCore::new_message`, `ShardCore::route_publish` (`core/fanout.rs`): retained store,
+//!    local delivery (as in 9-11 on A), then `Router::destinations_bytes` (`core/router.rs`)
+//!    and `Mesh::send` (`core/mesh.rs`) once per destination shard;
+//! 6. `ShardCore::drain_wakes` then `Inbox::wake` (`runtime/inbox.rs`) at the end of A's turn;
+//! 7. `Inbox::drain_into` (B's turn, `runtime/inbox.rs`);
+//! 8. `ShardCore::handle_mesh` (`core/io.rs`);
+//! 9. `ShardCore::deliver_local` (`core/fanout.rs`): `MatchCache::for_each_match` over the
+//!    trie (`topic/`), one recipient per session;
+//! 10. `ShardCore::deliver_to_session`: the session's decision (`Session::deliver`,
+//!     `core/session.rs`), then `ShardCore::write_publish`: `LayoutCache::get`
+//!     (`core/protocol.rs`) encodes the layout once, `OutBuf::push_shared`
+//!     (`core/connection.rs`) queues it, `ShardCore::buffered_grew` (`core/congestion.rs`)
+//!     counts it;
+//! 11. `ShardCore::flush_writes` (`core/io.rs`, called by B's `ShardLoop::turn`):
+//!     `OutBuf::write_to` the socket, one vectored write per connection per turn.
 
 pub mod config;
 pub mod core;

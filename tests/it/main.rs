@@ -39,4 +39,6 @@ mod mqtt5_topic_alias;
 mod packet_limits;
 mod persistence;
 mod protocol_fidelity;
+mod sim_properties;
+mod sim_regressions;
 mod trie_no_alloc;

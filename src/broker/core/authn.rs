@@ -8,6 +8,7 @@
 //! the handshake timeout still bounds it. Re-authentication (AUTH 0x19) runs on a connected
 //! connection, which keeps working under its identity meanwhile.
 
+use super::keys::ConnKey;
 use super::protocol::{self, AcceptedConnect};
 use super::shard::{CloseReason, ShardCore};
 use super::stats::bump;
@@ -52,7 +53,7 @@ impl ShardCore {
     /// when an exchange continues (AUTH) or the CONNECT was refused (CONNACK sent).
     pub(super) fn authenticate_connect(
         &mut self,
-        key: usize,
+        key: ConnKey,
         connect: &Connect,
         accepted: AcceptedConnect,
     ) -> Option<AcceptedConnect> {
@@ -94,7 +95,7 @@ impl ShardCore {
 
     /// CONNACK 0x9C Use another server with the Server Reference (MQTT 5; 3.x: return code 3).
     #[allow(clippy::field_reassign_with_default)] // the property sits behind DerefMut
-    fn redirect_connect(&mut self, key: usize, reference: &str) {
+    fn redirect_connect(&mut self, key: ConnKey, reference: &str) {
         bump(&self.global.counters[self.id].connects_refused);
         let Some(version) = self.connections.get(key).map(|c| c.version) else {
             return;
@@ -116,7 +117,7 @@ impl ShardCore {
     }
 
     /// CONNACK with an error code, then close ([MQTT-4.12.0-4] for a failed authentication).
-    fn refuse_connect(&mut self, key: usize, code: ReasonCode) {
+    fn refuse_connect(&mut self, key: ConnKey, code: ReasonCode) {
         bump(&self.global.counters[self.id].connects_refused);
         bump(&self.global.counters[self.id].authentication_failures);
         self.send_packet(key, &protocol::connack_refused(code));
@@ -127,7 +128,7 @@ impl ShardCore {
     /// re-authentication.
     fn auth_step(
         &mut self,
-        key: usize,
+        key: ConnKey,
         method: MqttString,
         step: AuthStep,
         connect: Option<Box<AcceptedConnect>>,
@@ -197,7 +198,7 @@ impl ShardCore {
     #[allow(clippy::field_reassign_with_default)]
     fn send_auth(
         &mut self,
-        key: usize,
+        key: ConnKey,
         reason_code: ReasonCode,
         method: &MqttString,
         data: Option<Vec<u8>>,
@@ -214,7 +215,7 @@ impl ShardCore {
 
     /// An AUTH from the client: the next step of an exchange (0x18) or a re-authentication
     /// (0x19).
-    pub(super) fn handle_auth(&mut self, key: usize, auth: Auth) {
+    pub(super) fn handle_auth(&mut self, key: ConnKey, auth: Auth) {
         let Some(conn) = self.connections.get_mut(key) else {
             return;
         };

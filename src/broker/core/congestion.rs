@@ -39,6 +39,7 @@
 //! members that cannot take a message.
 
 use super::connection::PAUSED_CONGESTION;
+use super::keys::{ConnKey, SessionKey};
 use super::mesh::ShardId;
 use super::session::{Congestion, OutgoingFill};
 use super::shard::ShardCore;
@@ -52,7 +53,7 @@ use std::time::Duration;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Blocker {
     /// A session on this shard (slab key) is congested.
-    Session(usize),
+    Session(SessionKey),
     /// A destination shard has congested sessions (or is under memory pressure). Routing notes
     /// this; pausing turns it into [`Blocker::ShardEpisode`].
     Shard(ShardId),
@@ -87,6 +88,11 @@ pub struct MemoryBudget {
 }
 
 impl MemoryBudget {
+    /// This shard's part of `max_buffered_bytes`.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
     pub fn new(max_buffered_bytes: usize, shards: usize) -> MemoryBudget {
         let limit = max_buffered_bytes / shards.max(1);
         MemoryBudget {
@@ -143,7 +149,7 @@ pub(super) fn outgoing_fill(
 
 impl ShardCore {
     /// Re-evaluates the congestion of session `skey` after its queue or connection changed.
-    pub(super) fn update_congestion(&mut self, skey: usize) {
+    pub(super) fn update_congestion(&mut self, skey: SessionKey) {
         let Some(session) = self.sessions.get_mut(skey) else {
             return;
         };
@@ -162,8 +168,12 @@ impl ShardCore {
                 let episode = session.session.congestion_episode;
                 let timeout = Duration::from_millis(self.global.config.congestion_timeout_ms);
                 let deadline = self.now + timeout;
-                self.timers
-                    .arm(deadline, TimerKind::Congestion, skey, u64::from(episode));
+                self.timers.arm(
+                    deadline,
+                    TimerKind::Congestion,
+                    skey.index(),
+                    u64::from(episode),
+                );
                 bump(&self.counters().sessions_congested);
                 self.congested_sessions_add();
             }
@@ -177,7 +187,7 @@ impl ShardCore {
     /// Records what holds the publish being routed back, if anything: this shard's memory
     /// pressure, or `skey` when it is online and congested (called for each delivery, with the
     /// QoS it was delivered at; QoS 0 counts only with `qos0_backpressure`).
-    pub(super) fn note_recipient(&mut self, skey: usize, qos: QoS, online: bool) {
+    pub(super) fn note_recipient(&mut self, skey: SessionKey, qos: QoS, online: bool) {
         if self.congestion_blocker.is_some()
             || (qos == QoS::AtMostOnce && !self.global.config.qos0_backpressure)
         {
@@ -199,7 +209,7 @@ impl ShardCore {
 
     /// The outgoing buffer of `skey`'s connection reached the high watermark (QoS 0
     /// backpressure): a clear session becomes congested.
-    pub(super) fn outgoing_grew(&mut self, skey: usize) {
+    pub(super) fn outgoing_grew(&mut self, skey: SessionKey) {
         let clear = self
             .sessions
             .get(skey)
@@ -211,7 +221,7 @@ impl ShardCore {
 
     /// Connection `key` was written down to the low watermark: its session, if congested or
     /// stalled, may clear.
-    pub(super) fn outgoing_written(&mut self, key: usize) {
+    pub(super) fn outgoing_written(&mut self, key: ConnKey) {
         let Some(skey) = self.connections.get(key).and_then(|c| c.session) else {
             return;
         };
@@ -313,7 +323,7 @@ impl ShardCore {
     }
 
     /// The congestion timer of `episode` fired: a session still congested is stalled.
-    pub(super) fn congestion_timeout(&mut self, skey: usize, episode: u64) {
+    pub(super) fn congestion_timeout(&mut self, skey: SessionKey, episode: u64) {
         let Ok(episode) = u32::try_from(episode) else {
             return;
         };
@@ -333,7 +343,7 @@ impl ShardCore {
     }
 
     /// A session that is going away (ended or moved) stops counting.
-    pub(super) fn forget_congestion(&mut self, skey: usize) {
+    pub(super) fn forget_congestion(&mut self, skey: SessionKey) {
         let Some(session) = self.sessions.get_mut(skey) else {
             return;
         };
@@ -385,7 +395,7 @@ impl ShardCore {
     }
 
     /// Stops reading a publisher until `blocker` clears.
-    pub(super) fn pause_for_congestion(&mut self, key: usize, blocker: Blocker) {
+    pub(super) fn pause_for_congestion(&mut self, key: ConnKey, blocker: Blocker) {
         let Some(conn) = self.connections.get_mut(key) else {
             return;
         };

@@ -7,6 +7,7 @@
 //! Buffers are released when empty, and the read buffer once a read finds the socket empty,
 //! so an idle connection holds no buffer memory.
 
+use super::keys::SessionKey;
 use crate::codec::EncodeError;
 use crate::codec::{MqttString, Packet, ProtocolVersion, Publish};
 use bytes::{Buf, Bytes, BytesMut};
@@ -229,7 +230,7 @@ pub struct Connection {
     pub read_buf: BytesMut,
     pub out: OutBuf,
     /// The session slab key once CONNECT was accepted.
-    pub session: Option<usize>,
+    pub session: Option<SessionKey>,
     /// Keep-alive granted, seconds, zero for none (the client id is in the session only).
     pub keep_alive_secs: u16,
     /// When the last packet arrived, in the shard's wrapping millisecond ticks
@@ -391,9 +392,10 @@ mod tests {
         let connection = std::mem::size_of::<Connection>();
         let session = std::mem::size_of::<crate::broker::core::shard::ShardSession>();
         println!("Connection {connection} bytes, ShardSession {session} bytes");
-        // The socket is the runtime's (4 bytes a slot in release builds, 16 in debug ones).
-        assert!(connection <= 176, "Connection grew to {connection} bytes");
-        assert!(session <= 232, "ShardSession grew to {session} bytes");
+        // The socket is the runtime's (4 bytes a slot in release builds, 16 in debug ones);
+        // the session key is a u32 (`keys::SessionKey`).
+        assert!(connection <= 168, "Connection grew to {connection} bytes");
+        assert!(session <= 224, "ShardSession grew to {session} bytes");
         assert!(std::mem::size_of::<Option<Box<WillMessage>>>() == 8);
         assert!(std::mem::size_of::<PeerAddr>() == 16);
     }

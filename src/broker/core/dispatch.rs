@@ -4,6 +4,7 @@
 //! DISCONNECT with that code (MQTT 5), one log line, and is closed; nobody else is affected.
 
 use super::connection::ConnState;
+use super::keys::{ConnKey, SessionKey};
 use super::protocol::{granted, topic_levels, FORWARD_FRAME_MAX_BYTES};
 use super::session::{IncomingQoS2, ReceivedFrame, StoredSubscription};
 use super::shard::{Awaited, CloseReason, LocalSub, PendingAck, ShardCore};
@@ -30,7 +31,7 @@ fn protocol_error(why: &str) -> CloseReason {
 impl ShardCore {
     /// Dispatches one decoded packet.
     /// `frame` is the packet's whole frame as received (shared with the packet's fields).
-    pub(super) fn handle_packet(&mut self, key: usize, packet: Packet, frame: Bytes) {
+    pub(super) fn handle_packet(&mut self, key: ConnKey, packet: Packet, frame: Bytes) {
         let Some(conn) = self.connections.get(key) else {
             return;
         };
@@ -128,8 +129,8 @@ impl ShardCore {
 
     fn handle_publish(
         &mut self,
-        key: usize,
-        skey: usize,
+        key: ConnKey,
+        skey: SessionKey,
         mut publish: Publish,
         frame: Option<ReceivedFrame>,
     ) {
@@ -254,7 +255,7 @@ impl ShardCore {
     /// topic with an alias uses it. The alias is removed (it belongs to this connection).
     fn resolve_topic_alias(
         &mut self,
-        key: usize,
+        key: ConnKey,
         publish: &mut Publish,
     ) -> Result<(), CloseReason> {
         let max = self.global.config.topic_alias_maximum;
@@ -299,7 +300,7 @@ impl ShardCore {
         Ok(())
     }
 
-    fn handle_pubrec(&mut self, key: usize, skey: usize, a: Ack) {
+    fn handle_pubrec(&mut self, key: ConnKey, skey: SessionKey, a: Ack) {
         let accepted = !a.reason_code.is_error();
         let known = self
             .sessions
@@ -329,7 +330,7 @@ impl ShardCore {
         }
     }
 
-    fn handle_subscribe(&mut self, key: usize, skey: usize, subscribe: Subscribe) {
+    fn handle_subscribe(&mut self, key: ConnKey, skey: SessionKey, subscribe: Subscribe) {
         let Some(version) = self.connections.get(key).map(|c| c.version) else {
             return;
         };
@@ -399,7 +400,7 @@ impl ShardCore {
     /// none ([MQTT-3.1.2-29]) or it would exceed the client's Maximum Packet Size
     /// ([MQTT-3.9.2-1]).
     #[allow(clippy::field_reassign_with_default)] // the property sits behind DerefMut
-    fn explain_suback(&self, key: usize, suback: &mut SubAck) {
+    fn explain_suback(&self, key: ConnKey, suback: &mut SubAck) {
         let Some(conn) = self.connections.get(key) else {
             return;
         };
@@ -427,7 +428,7 @@ impl ShardCore {
     /// Validates and adds one filter; returns its SUBACK reason code.
     fn add_subscription(
         &mut self,
-        skey: usize,
+        skey: SessionKey,
         version: ProtocolVersion,
         subscription: &crate::codec::Subscription,
         identifier: u32,
@@ -492,7 +493,7 @@ impl ShardCore {
         granted(options.qos)
     }
 
-    fn handle_unsubscribe(&mut self, key: usize, skey: usize, unsubscribe: Unsubscribe) {
+    fn handle_unsubscribe(&mut self, key: ConnKey, skey: SessionKey, unsubscribe: Unsubscribe) {
         let mut reason_codes = Vec::with_capacity(unsubscribe.filters.len());
         let mut gone = Vec::new();
         for filter in &unsubscribe.filters {
@@ -524,7 +525,7 @@ impl ShardCore {
         self.send_packet(key, &Packet::UnsubAck(unsuback));
     }
 
-    fn handle_disconnect(&mut self, key: usize, skey: usize, disconnect: Disconnect) {
+    fn handle_disconnect(&mut self, key: ConnKey, skey: SessionKey, disconnect: Disconnect) {
         if let Some(expiry) = disconnect.properties.session_expiry_interval {
             let current = self
                 .sessions

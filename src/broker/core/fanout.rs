@@ -7,6 +7,7 @@
 
 use super::congestion::Blocker;
 use super::connection::ConnState;
+use super::keys::{ConnKey, SessionKey};
 use super::mesh::ShardMsg;
 use super::protocol::{encode_layout, Layout, LayoutOptions};
 use super::retained::RetainOutcome;
@@ -34,7 +35,7 @@ impl ShardCore {
     pub(super) fn route_publish(
         &mut self,
         message: &MessageRef,
-        origin: Option<usize>,
+        origin: Option<SessionKey>,
     ) -> (bool, bool) {
         if message.retain {
             self.store_retained(message);
@@ -134,7 +135,11 @@ impl ShardCore {
     }
 
     /// Delivers to this shard's matching sessions. Returns whether any matched.
-    pub(super) fn deliver_local(&mut self, message: &MessageRef, origin: Option<usize>) -> bool {
+    pub(super) fn deliver_local(
+        &mut self,
+        message: &MessageRef,
+        origin: Option<SessionKey>,
+    ) -> bool {
         let mut matches = std::mem::take(&mut self.matches);
         matches.clear();
         // The topic's UTF-8 was checked once, by the codec: the trie matches its bytes.
@@ -195,7 +200,7 @@ impl ShardCore {
     /// Offers a message to one session and writes it if it may be sent now.
     pub(super) fn deliver_to_session(
         &mut self,
-        skey: usize,
+        skey: SessionKey,
         message: &MessageRef,
         qos: QoS,
         retain: bool,
@@ -253,8 +258,8 @@ impl ShardCore {
     #[allow(clippy::too_many_arguments)]
     pub(super) fn write_publish(
         &mut self,
-        key: usize,
-        skey: usize,
+        key: ConnKey,
+        skey: SessionKey,
         message: &MessageRef,
         qos: QoS,
         packet_id: u16,
@@ -385,7 +390,7 @@ impl ShardCore {
     }
 
     /// Sends queued messages while the in-flight window has room.
-    pub(super) fn pump_queue(&mut self, key: usize, skey: usize) {
+    pub(super) fn pump_queue(&mut self, key: ConnKey, skey: SessionKey) {
         loop {
             let Some(session) = self.sessions.get_mut(skey) else {
                 return;
@@ -492,7 +497,7 @@ impl ShardCore {
     /// ([MQTT-3.3.1-6]: with the retain flag set).
     pub(super) fn complete_subscribe(
         &mut self,
-        key: usize,
+        key: ConnKey,
         suback: SubAck,
         retained: &[(MqttString, QoS, u32)],
     ) {
@@ -525,7 +530,7 @@ impl ShardCore {
     /// on this shard (a route to broadcast).
     pub(super) fn insert_subscription(
         &mut self,
-        skey: usize,
+        skey: SessionKey,
         filter: &MqttString,
         sub: LocalSub,
         replace: bool,

@@ -80,7 +80,7 @@ impl super::shard::ShardCore {
     /// ("discard it ... and behave as if it had completed sending") is for Application Messages
     /// only; an acknowledgement the client never gets would leave it waiting for ever. A CONNACK
     /// that cannot be sent leaves the client unconnected, so its will is dropped, not published.
-    pub(super) fn send_fitted(&mut self, key: usize, mut packet: Packet) {
+    pub(super) fn send_fitted(&mut self, key: super::keys::ConnKey, mut packet: Packet) {
         let Some(conn) = self.connections.get_mut(key) else {
             return;
         };
@@ -120,7 +120,11 @@ impl super::shard::ShardCore {
     /// Mosquitto 2.0 answers a denied publish: QoS 0 silently; QoS 1 PUBACK and QoS 2 PUBREC
     /// with 0x87 Not authorized for MQTT 5 (an error PUBREC ends the QoS 2 exchange, 4.3.3) and a
     /// plain PUBACK/PUBREC for 3.x, which has no way to say no; the connection stays open.
-    pub(super) fn drop_reserved_publish(&mut self, key: usize, publish: &crate::codec::Publish) {
+    pub(super) fn drop_reserved_publish(
+        &mut self,
+        key: super::keys::ConnKey,
+        publish: &crate::codec::Publish,
+    ) {
         use crate::codec::{Ack, QoS, ReasonCode};
         super::stats::bump(&self.global.counters[self.id].publishes_to_reserved_topics);
         log::debug!(
@@ -175,7 +179,7 @@ impl super::shard::ShardCore {
     /// Returns the will to handle now (the session ends with the connection) or `None`.
     pub(super) fn hold_will_for_takeover(
         &mut self,
-        session_key: usize,
+        session_key: super::keys::SessionKey,
         will: Option<Box<super::connection::WillMessage>>,
     ) -> Option<Box<super::connection::WillMessage>> {
         let session = self.sessions.get_mut(session_key)?;

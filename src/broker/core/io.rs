@@ -18,6 +18,7 @@
 //!    `poll_timeout`.
 
 use super::connection::{ConnState, Connection, OutBuf, PAUSED_MESH};
+use super::keys::ConnKey;
 use super::mesh::ShardMsg;
 use super::shard::{CloseReason, ShardCore, OVERFLOW_RETRY};
 use super::stats::{bump, drop_one};
@@ -27,11 +28,6 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-
-/// A connection's key on its shard: the index the runtime keeps its socket under, and the
-/// token its readiness events carry. A key is reused after `poll_close` returned it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ConnKey(pub usize);
 
 impl ShardCore {
     /// Moves the core's clock to `now` (never backwards: an earlier `now` is ignored).
@@ -45,44 +41,45 @@ impl ShardCore {
     /// The key the next `handle_accept` will return (the runtime registers the socket under it
     /// first).
     pub fn vacant_conn_key(&self) -> ConnKey {
-        ConnKey(self.connections.vacant_key())
+        self.connections.vacant_key()
     }
 
     /// A new connection from `peer` (already admitted under `max_connections` by
     /// [`crate::broker::Global::admit_connection`]); its handshake timer starts now.
     pub fn handle_accept(&mut self, peer: SocketAddr) -> ConnKey {
-        let entry = self.connections.vacant_entry();
-        let key = entry.key();
         let id = self.next_connection_id;
         self.next_connection_id += 1;
-        entry.insert(Connection::new(peer, id, self.now_ms));
+        let key = self
+            .connections
+            .insert(Connection::new(peer, id, self.now_ms));
         bump(&self.counters().connections_open);
         let deadline = self.now + Duration::from_millis(self.global.config.handshake_timeout_ms);
-        self.timers.arm(deadline, TimerKind::Handshake, key, id);
+        self.timers
+            .arm(deadline, TimerKind::Handshake, key.index(), id);
         log::debug!("shard {}: accepted {peer}", self.id);
-        ConnKey(key)
+        key
     }
 
     /// Whether the runtime should read `key`'s socket now: false while the connection is
     /// paused (backpressure), parked (takeover), waiting for a SUBACK barrier, closing or gone.
     /// Bytes left unread then stay in the kernel, which is the backpressure on the client.
     pub fn may_read(&self, key: ConnKey) -> bool {
-        self.connections.get(key.0).is_some_and(|c| c.may_process())
+        self.connections.get(key).is_some_and(|c| c.may_process())
     }
 
     /// Bytes received on `key`: buffered, and every whole packet among them handled.
     pub fn handle_bytes(&mut self, key: ConnKey, bytes: &[u8]) {
-        let Some(conn) = self.connections.get_mut(key.0) else {
+        let Some(conn) = self.connections.get_mut(key) else {
             return;
         };
         conn.read_buf.extend_from_slice(bytes);
-        self.process_input(key.0);
+        self.process_input(key);
     }
 
     /// The socket of `key` had nothing more to read: its read buffer is freed if empty, so an
     /// idle connection holds no buffer memory.
     pub fn handle_read_drained(&mut self, key: ConnKey) {
-        if let Some(conn) = self.connections.get_mut(key.0) {
+        if let Some(conn) = self.connections.get_mut(key) {
             conn.release_read_buffer();
         }
     }
@@ -90,12 +87,12 @@ impl ShardCore {
     /// The peer closed `key` (EOF) or its socket failed.
     pub fn handle_peer_closed(&mut self, key: ConnKey, error: Option<io::ErrorKind>) {
         let reason = error.map_or(CloseReason::PeerClosed, CloseReason::Io);
-        self.close(key.0, reason);
+        self.close(key, reason);
     }
 
     /// `key`'s socket can take bytes again.
     pub fn handle_writable(&mut self, key: ConnKey) {
-        self.mark_dirty(key.0);
+        self.mark_dirty(key);
     }
 
     /// One message from another shard.
@@ -157,7 +154,7 @@ impl ShardCore {
 
     /// A connection whose socket must be read again (see [`ShardCore::to_read`]).
     pub fn poll_read(&mut self) -> Option<ConnKey> {
-        self.to_read.pop().map(ConnKey)
+        self.to_read.pop()
     }
 
     /// One write (until `WouldBlock`) per connection touched this turn. `streams[key]` is the
@@ -174,7 +171,7 @@ impl ShardCore {
             if conn.state == ConnState::Closing || conn.out.is_empty() {
                 continue;
             }
-            let Some(stream) = streams.get_mut(key).and_then(Option::as_mut) else {
+            let Some(stream) = streams.get_mut(key.index()).and_then(Option::as_mut) else {
                 continue;
             };
             let before = conn.out.len();
@@ -205,7 +202,7 @@ impl ShardCore {
             self.memory.release(conn.out.len());
             drop_one(&self.counters().connections_open);
             self.global.connections_open.fetch_sub(1, Ordering::SeqCst);
-            return Some((ConnKey(key), conn.out));
+            return Some((key, conn.out));
         }
         None
     }
@@ -241,6 +238,25 @@ impl ShardCore {
         timer
     }
 
+    /// Bytes this shard holds in outgoing buffers and session queues, and its part of
+    /// `max_buffered_bytes` (for invariant checks).
+    pub fn buffered_bytes(&self) -> (usize, usize) {
+        (self.memory.buffered, self.memory.limit())
+    }
+
+    /// Bytes of messages waiting in this shard's session queues (part of `buffered_bytes`).
+    pub fn queued_bytes(&self) -> usize {
+        self.sessions
+            .iter()
+            .map(|(_, s)| s.session.state.queued_bytes())
+            .sum()
+    }
+
+    /// Open connections and sessions on this shard.
+    pub fn population(&self) -> (usize, usize) {
+        (self.connections.len(), self.sessions.len())
+    }
+
     /// The earliest timer deadline, if any (for a simulated clock to jump to).
     pub fn next_deadline(&self) -> Option<Instant> {
         self.timers.next_deadline()
@@ -266,7 +282,7 @@ impl ShardCore {
             if conn.out.is_empty() {
                 continue;
             }
-            let Some(stream) = streams.get_mut(key).and_then(Option::as_mut) else {
+            let Some(stream) = streams.get_mut(key.index()).and_then(Option::as_mut) else {
                 continue;
             };
             match conn.out.write_to(stream) {

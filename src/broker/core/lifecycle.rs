@@ -15,6 +15,7 @@
 use super::connection::{
     ConnState, OutgoingAliases, WillMessage, TIMER_HANDSHAKE_PENDING, TIMER_KEEP_ALIVE_ON_HANDSHAKE,
 };
+use super::keys::{ConnKey, SessionKey};
 use super::mesh::{ShardId, ShardMsg};
 use super::protocol::{self, AcceptedConnect};
 use super::registry::Claim;
@@ -28,7 +29,7 @@ use std::time::Duration;
 
 /// A CONNECT waiting for another shard to hand over (or drop) the session.
 pub struct PendingTakeover {
-    pub connection: usize,
+    pub connection: ConnKey,
     pub connection_id: u64,
     pub accepted: AcceptedConnect,
     pub claim: Claim,
@@ -41,7 +42,7 @@ pub struct PendingTakeover {
 enum SessionSource {
     Fresh,
     /// A session already on this shard (slab key).
-    Local(usize),
+    Local(SessionKey),
     /// State handed over by another shard.
     Transferred(Box<SessionState>),
 }
@@ -70,7 +71,7 @@ impl ShardCore {
 
     /// The first packet: validate, claim the client id, then connect locally or ask the shard
     /// holding the session for it.
-    pub(super) fn handle_connect(&mut self, key: usize, connect: Connect) {
+    pub(super) fn handle_connect(&mut self, key: ConnKey, connect: Connect) {
         let version = connect.protocol_version;
         let accepted = {
             let config = &self.global.config;
@@ -121,7 +122,7 @@ impl ShardCore {
     }
 
     /// Claims the client id and attaches the session of an authenticated CONNECT.
-    pub(super) fn admit_connect(&mut self, key: usize, accepted: AcceptedConnect) {
+    pub(super) fn admit_connect(&mut self, key: ConnKey, accepted: AcceptedConnect) {
         let Some(conn) = self.connections.get_mut(key) else {
             return;
         };
@@ -169,7 +170,7 @@ impl ShardCore {
     }
 
     /// The session, if any, is on this shard (or in a takeover this shard is waiting for).
-    fn connect_locally(&mut self, key: usize, accepted: AcceptedConnect, claim: Claim) {
+    fn connect_locally(&mut self, key: ConnKey, accepted: AcceptedConnect, claim: Claim) {
         let client_id = accepted.client_id.clone();
         // A takeover for this id is in flight towards us: this connection replaces the parked one
         // and waits for the same answer.
@@ -219,7 +220,7 @@ impl ShardCore {
     /// Attaches the session, sends CONNACK, re-sends what was in flight and drains the queue.
     fn finish_connect(
         &mut self,
-        key: usize,
+        key: ConnKey,
         accepted: AcceptedConnect,
         claim: Claim,
         source: SessionSource,
@@ -321,7 +322,12 @@ impl ShardCore {
     }
 
     /// Sends CONNACK, then what the session had in flight and queued.
-    pub(super) fn complete_connect(&mut self, key: usize, connack: &Packet, keep_alive_secs: u16) {
+    pub(super) fn complete_connect(
+        &mut self,
+        key: ConnKey,
+        connack: &Packet,
+        keep_alive_secs: u16,
+    ) {
         let Some(conn) = self.connections.get_mut(key) else {
             return;
         };
@@ -343,7 +349,7 @@ impl ShardCore {
             } else {
                 let deadline = self.now + Duration::from_millis(u64::from(timeout_ms));
                 self.timers
-                    .arm(deadline, TimerKind::KeepAlive, key, conn_id);
+                    .arm(deadline, TimerKind::KeepAlive, key.index(), conn_id);
             }
         }
         self.send_packet(key, connack);
@@ -353,7 +359,7 @@ impl ShardCore {
     }
 
     /// [MQTT-4.4.0-1]: on resume, re-send unacknowledged PUBLISH with DUP and PUBREL.
-    fn resend_inflight(&mut self, key: usize, skey: usize) {
+    fn resend_inflight(&mut self, key: ConnKey, skey: SessionKey) {
         let Some(session) = self.sessions.get(skey) else {
             return;
         };
@@ -388,7 +394,7 @@ impl ShardCore {
         state: SessionState,
         claim: Claim,
         inflight_max: u16,
-    ) -> usize {
+    ) -> SessionKey {
         let filters: Vec<_> = state
             .subscriptions
             .iter()
@@ -426,7 +432,7 @@ impl ShardCore {
     }
 
     /// Removes a session's subscriptions from the trie, broadcasting routes that went away.
-    fn remove_subscriptions(&mut self, skey: usize) {
+    fn remove_subscriptions(&mut self, skey: SessionKey) {
         let Some(session) = self.sessions.get(skey) else {
             return;
         };
@@ -449,7 +455,7 @@ impl ShardCore {
 
     /// The connection of a session closed: end the session or keep it offline, and handle the
     /// will (at once, or after its delay while the session lives).
-    pub(super) fn detach_session(&mut self, skey: usize, will: Option<Box<WillMessage>>) {
+    pub(super) fn detach_session(&mut self, skey: SessionKey, will: Option<Box<WillMessage>>) {
         let generation = self.next_generation;
         self.next_generation += 1;
         let now = self.now;
@@ -479,7 +485,7 @@ impl ShardCore {
         if expiry != u32::MAX {
             let deadline = now + Duration::from_secs(u64::from(expiry));
             self.timers
-                .arm(deadline, TimerKind::SessionExpiry, skey, generation);
+                .arm(deadline, TimerKind::SessionExpiry, skey.index(), generation);
         }
         let Some(will) = will else {
             return;
@@ -493,11 +499,11 @@ impl ShardCore {
         session.pending_will = Some(will);
         let deadline = now + Duration::from_secs(u64::from(delay));
         self.timers
-            .arm(deadline, TimerKind::WillDelay, skey, generation);
+            .arm(deadline, TimerKind::WillDelay, skey.index(), generation);
     }
 
     /// Ends a session: its pending will goes out, its subscriptions and registry entry go.
-    pub(super) fn end_session(&mut self, skey: usize) {
+    pub(super) fn end_session(&mut self, skey: SessionKey) {
         if let Some(will) = self
             .sessions
             .get_mut(skey)
@@ -527,7 +533,7 @@ impl ShardCore {
 
     /// Takes a session off this shard for a takeover; its pending will is cancelled because a
     /// new connection resumes it.
-    fn extract_session(&mut self, skey: usize) -> Option<SessionState> {
+    fn extract_session(&mut self, skey: SessionKey) -> Option<SessionState> {
         self.remove_subscriptions(skey);
         if !self.sessions.contains(skey) {
             return None;

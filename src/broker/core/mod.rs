@@ -13,6 +13,7 @@ mod dispatch;
 mod fanout;
 mod fidelity;
 pub mod io;
+pub mod keys;
 mod lifecycle;
 pub mod mesh;
 mod persist;

@@ -11,6 +11,7 @@
 //! recorded (`StoreShared::durable`).
 
 use super::connection::WillMessage;
+use super::keys::{ConnKey, SessionKey};
 use super::shard::ShardCore;
 use super::timers::TimerKind;
 use crate::codec::{Packet, Publish, QoS};
@@ -21,7 +22,7 @@ use std::sync::Arc;
 
 /// An acknowledgement held for peers' durability.
 struct HeldAck {
-    connection: usize,
+    connection: ConnKey,
     connection_id: u64,
     packet: Packet,
     /// (shard, count): sent until that shard has made `count` of our mesh messages durable.
@@ -36,7 +37,7 @@ pub struct PersistState {
     sent_before: Vec<u64>,
     /// Scratch: connections with a held acknowledgement still blocked (order is kept per
     /// connection, [MQTT-4.6.0-2]).
-    blocked: Vec<usize>,
+    blocked: Vec<ConnKey>,
 }
 
 impl ShardCore {
@@ -66,8 +67,12 @@ impl ShardCore {
             };
             session.generation = generation;
             if let Some(left) = recovered.expiry_left {
-                self.timers
-                    .arm(now + left, TimerKind::SessionExpiry, skey, generation);
+                self.timers.arm(
+                    now + left,
+                    TimerKind::SessionExpiry,
+                    skey.index(),
+                    generation,
+                );
             }
             if let Some((message, delay_secs)) = recovered.will {
                 session.pending_will = Some(Box::new(WillMessage {
@@ -75,7 +80,8 @@ impl ShardCore {
                     delay_secs,
                 }));
                 let due = now + recovered.will_delay_left;
-                self.timers.arm(due, TimerKind::WillDelay, skey, generation);
+                self.timers
+                    .arm(due, TimerKind::WillDelay, skey.index(), generation);
             }
         }
         for will in expired_wills {
@@ -125,7 +131,7 @@ impl ShardCore {
 
     /// Sends a PUBACK/PUBREC now, or holds it while a message it covers is not yet durable on
     /// another shard or an earlier acknowledgement of this connection is held.
-    pub(super) fn send_publish_ack(&mut self, key: usize, packet: Packet) {
+    pub(super) fn send_publish_ack(&mut self, key: ConnKey, packet: Packet) {
         if !self.store.holds_acks() || self.mesh.shards() == 1 {
             self.send_packet(key, &packet);
             return;
@@ -227,7 +233,7 @@ impl ShardCore {
     /// policy).
     pub(super) fn store_queued(
         &mut self,
-        skey: usize,
+        skey: SessionKey,
         message: &super::session::MessageRef,
         qos: QoS,
         retain: bool,

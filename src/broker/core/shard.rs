@@ -6,6 +6,7 @@ use super::connection::{
     ConnState, Connection, WillMessage, PAUSED_MESH, TIMER_HANDSHAKE_PENDING,
     TIMER_KEEP_ALIVE_ON_HANDSHAKE,
 };
+use super::keys::{ConnKey, SessionKey, Slots};
 use super::lifecycle::PendingTakeover;
 use super::mesh::{Mesh, ShardId};
 use super::protocol::LayoutCache;
@@ -20,7 +21,6 @@ use crate::codec::{
 };
 use crate::topic::{MatchCache, TopicTrie};
 use bytes::BytesMut;
-use slab::Slab;
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::io;
@@ -34,7 +34,7 @@ pub(super) const OVERFLOW_RETRY: Duration = Duration::from_millis(1);
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LocalSub {
     /// Session slab key.
-    pub session: usize,
+    pub session: SessionKey,
     pub options: SubscriptionOptions,
     /// MQTT 5 Subscription Identifier; 0 = none.
     pub identifier: u32,
@@ -47,7 +47,7 @@ pub struct ShardSession {
     /// `Claim { shard: this shard, number }`: a session only lives where its id was claimed).
     pub claim_number: u64,
     /// The connection slab key while online.
-    pub connection: Option<usize>,
+    pub connection: Option<ConnKey>,
     /// Changes whenever the session goes offline; guards its timers.
     pub generation: u64,
     /// A will waiting for its Will Delay Interval (or the end of the session).
@@ -72,7 +72,7 @@ pub enum Awaited {
 /// An answer waiting until every peer has applied the routes broadcast up to `epoch`.
 pub struct PendingAck {
     pub epoch: u64,
-    pub connection: usize,
+    pub connection: ConnKey,
     pub connection_id: u64,
     pub awaited: Awaited,
 }
@@ -138,8 +138,8 @@ pub struct ShardCore {
     pub id: ShardId,
     pub global: Arc<Global>,
     pub mesh: Mesh,
-    pub connections: Slab<Connection>,
-    pub sessions: Slab<ShardSession>,
+    pub connections: Slots<ConnKey, Connection>,
+    pub sessions: Slots<SessionKey, ShardSession>,
     /// Client id -> session slab key, for sessions on this shard.
     pub client_ids: super::client_ids::ClientIds,
     /// This shard's clients' subscriptions.
@@ -178,26 +178,26 @@ pub struct ShardCore {
     pub spare_message: Option<MessageRef>,
     pub retained_scratch: Vec<MessageRef>,
     /// Connections with bytes to write this turn.
-    pub dirty: Vec<usize>,
+    pub dirty: Vec<ConnKey>,
     /// Connections to close at the end of this turn.
-    pub closing: Vec<usize>,
+    pub closing: Vec<ConnKey>,
     /// Connections paused by a full mesh channel.
-    pub paused: Vec<usize>,
+    pub paused: Vec<ConnKey>,
     /// Publishers paused for QoS 1/2 congestion: (connection key, connection id, what they wait
     /// for). At most one entry per connection (its `PAUSED_CONGESTION` bit).
-    pub paused_congestion: Vec<(usize, u64, super::congestion::Blocker)>,
+    pub paused_congestion: Vec<(ConnKey, u64, super::congestion::Blocker)>,
     /// Scratch for `resume_congested`.
-    pub resumed_scratch: Vec<(usize, u64)>,
+    pub resumed_scratch: Vec<(ConnKey, u64)>,
     /// Sessions on this shard that are `Congestion::Congested`; `Global::congested[id]` says
     /// whether it is above zero.
     pub congested_sessions: usize,
     /// The first congested recipient met while routing the current publish.
     pub congestion_blocker: Option<super::congestion::Blocker>,
     /// Connections whose buffered input must be processed (after a takeover completed).
-    pub ready: Vec<usize>,
+    pub ready: Vec<ConnKey>,
     /// Output: connections resumed (unpaused, unparked) whose socket the runtime must read
     /// again, since no new readiness event will come for bytes already there.
-    pub to_read: Vec<usize>,
+    pub to_read: Vec<ConnKey>,
     /// This shard's part of `max_buffered_bytes` and what its buffers and queues hold.
     pub memory: super::congestion::MemoryBudget,
 }
@@ -213,8 +213,8 @@ impl ShardCore {
             id,
             global,
             mesh,
-            connections: Slab::new(),
-            sessions: Slab::new(),
+            connections: Slots::default(),
+            sessions: Slots::default(),
             client_ids: Default::default(),
             trie: TopicTrie::new(),
             match_cache: MatchCache::new(),
@@ -257,7 +257,7 @@ impl ShardCore {
 
     /// Decodes and handles every whole packet in the read buffer, unless the connection gets
     /// paused, parked or closed on the way.
-    pub fn process_input(&mut self, key: usize) {
+    pub fn process_input(&mut self, key: ConnKey) {
         // Issue 16: `max_packet_size` 0 means the protocol's own limit.
         let max_packet_size = super::fidelity::inbound_packet_limit(&self.global.config);
         loop {
@@ -285,7 +285,7 @@ impl ShardCore {
 
     /// A frame could not be decoded. `v5_connect`: it was an MQTT 5 CONNECT, answered with a
     /// CONNACK carrying the reason code (spec 4.13.1) instead of a bare close.
-    fn decode_failed(&mut self, key: usize, error: codec::DecodeError, v5_connect: bool) {
+    fn decode_failed(&mut self, key: ConnKey, error: codec::DecodeError, v5_connect: bool) {
         let Some(conn) = self.connections.get_mut(key) else {
             return;
         };
@@ -333,7 +333,7 @@ impl ShardCore {
     }
 
     /// Queues a packet on a connection and schedules its write.
-    pub fn send_packet(&mut self, key: usize, packet: &Packet) {
+    pub fn send_packet(&mut self, key: ConnKey, packet: &Packet) {
         let Some(conn) = self.connections.get_mut(key) else {
             return;
         };
@@ -362,7 +362,7 @@ impl ShardCore {
     /// the connection closed with 0x83 Implementation specific error (a refused CONNACK when
     /// it was the CONNACK, which a DISCONNECT must not precede).
     #[cold]
-    fn refuse_unencodable(&mut self, key: usize, packet: &Packet, error: &codec::EncodeError) {
+    fn refuse_unencodable(&mut self, key: ConnKey, packet: &Packet, error: &codec::EncodeError) {
         bump(&self.global.counters[self.id].packets_unencodable);
         let Some(conn) = self.connections.get_mut(key) else {
             return;
@@ -387,7 +387,7 @@ impl ShardCore {
         }
     }
 
-    pub fn mark_dirty(&mut self, key: usize) {
+    pub fn mark_dirty(&mut self, key: ConnKey) {
         if let Some(conn) = self.connections.get_mut(key) {
             if !conn.dirty {
                 conn.dirty = true;
@@ -398,7 +398,7 @@ impl ShardCore {
 
     /// Closes a connection: DISCONNECT for MQTT 5 where the reason has a code, will and session
     /// handling now, socket teardown at the end of the turn.
-    pub fn close(&mut self, key: usize, reason: CloseReason) {
+    pub fn close(&mut self, key: ConnKey, reason: CloseReason) {
         let Some(conn) = self.connections.get_mut(key) else {
             return;
         };
@@ -487,10 +487,14 @@ impl ShardCore {
     pub(super) fn handle_timers(&mut self) {
         while let Some(timer) = self.timers.pop_due(self.now) {
             match timer.kind {
-                TimerKind::Handshake => self.handshake_timer(timer.key, timer.generation),
-                TimerKind::KeepAlive => self.keep_alive_timer(timer.key, timer.generation),
+                TimerKind::Handshake => {
+                    self.handshake_timer(ConnKey::new(timer.key), timer.generation)
+                }
+                TimerKind::KeepAlive => {
+                    self.keep_alive_timer(ConnKey::new(timer.key), timer.generation)
+                }
                 TimerKind::WillDelay => {
-                    let Some(session) = self.sessions.get_mut(timer.key) else {
+                    let Some(session) = self.sessions.get_mut(SessionKey::new(timer.key)) else {
                         continue;
                     };
                     if session.generation == timer.generation && session.connection.is_none() {
@@ -501,15 +505,17 @@ impl ShardCore {
                         }
                     }
                 }
-                TimerKind::Congestion => self.congestion_timeout(timer.key, timer.generation),
+                TimerKind::Congestion => {
+                    self.congestion_timeout(SessionKey::new(timer.key), timer.generation)
+                }
                 TimerKind::MemoryPressure => self.memory_pressure_timeout(timer.generation),
                 TimerKind::SessionExpiry => {
-                    let Some(session) = self.sessions.get(timer.key) else {
+                    let Some(session) = self.sessions.get(SessionKey::new(timer.key)) else {
                         continue;
                     };
                     if session.generation == timer.generation && session.connection.is_none() {
                         bump(&self.global.counters[self.id].sessions_expired);
-                        self.end_session(timer.key);
+                        self.end_session(SessionKey::new(timer.key));
                     }
                 }
             }
@@ -519,7 +525,7 @@ impl ShardCore {
     /// The handshake entry armed on accept fired: no CONNECT yet closes the connection; a
     /// connection that asked for it (`TIMER_KEEP_ALIVE_ON_HANDSHAKE`) gets its keep-alive
     /// checked.
-    fn handshake_timer(&mut self, key: usize, connection_id: u64) {
+    fn handshake_timer(&mut self, key: ConnKey, connection_id: u64) {
         let Some(conn) = self.connections.get_mut(key) else {
             return;
         };
@@ -540,7 +546,7 @@ impl ShardCore {
 
     /// [MQTT-3.1.2-24]: one and a half times the keep-alive without a packet closes the
     /// connection; otherwise the check is re-armed for when it would.
-    fn keep_alive_timer(&mut self, key: usize, connection_id: u64) {
+    fn keep_alive_timer(&mut self, key: ConnKey, connection_id: u64) {
         let Some(conn) = self.connections.get(key) else {
             return;
         };
@@ -555,13 +561,13 @@ impl ShardCore {
             Some(left_ms) => {
                 let deadline = self.now + Duration::from_millis(u64::from(left_ms));
                 self.timers
-                    .arm(deadline, TimerKind::KeepAlive, key, connection_id);
+                    .arm(deadline, TimerKind::KeepAlive, key.index(), connection_id);
             }
         }
     }
 
     /// Marks a connection paused because a mesh channel is full.
-    pub fn pause(&mut self, key: usize) {
+    pub fn pause(&mut self, key: ConnKey) {
         if let Some(conn) = self.connections.get_mut(key) {
             if conn.paused & PAUSED_MESH == 0 {
                 conn.paused |= PAUSED_MESH;

@@ -13,6 +13,7 @@
 
 use super::config::SharedStrategy;
 use super::fanout::{with_subscription_identifiers, Encoding};
+use super::keys::SessionKey;
 use super::mesh::ShardMsg;
 use super::session::{MessageRef, OutgoingState, SessionState};
 use super::shard::{LocalSub, ShardCore};
@@ -61,7 +62,7 @@ impl ShardCore {
     }
 
     /// Removes a session's subscription from the trie or from its shared group.
-    pub(super) fn subscription_remove(&mut self, filter: &MqttString, skey: usize) {
+    pub(super) fn subscription_remove(&mut self, filter: &MqttString, skey: SessionKey) {
         if !is_shared(filter.as_str()) {
             self.trie
                 .remove_where(filter.as_str(), |sub| sub.session == skey);
@@ -91,7 +92,7 @@ impl ShardCore {
     pub(super) fn route_shared(
         &mut self,
         message: &MessageRef,
-        origin: Option<usize>,
+        origin: Option<SessionKey>,
     ) -> (bool, bool) {
         if !self.router.has_shared() {
             // No shared subscription anywhere: nothing to hash or draw.

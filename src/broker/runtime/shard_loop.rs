@@ -5,7 +5,7 @@
 use super::inbox::Inbox;
 use super::stream::{Accepted, Stream};
 use super::{Global, WAKER_TOKEN};
-use crate::broker::core::io::ConnKey;
+use crate::broker::core::keys::ConnKey;
 use crate::broker::core::ShardCore;
 use mio::{Events, Interest, Poll, Token};
 use std::io::{self, Read};
@@ -95,7 +95,7 @@ impl ShardLoop {
                 if event.token() == WAKER_TOKEN {
                     continue;
                 }
-                let key = ConnKey(event.token().0);
+                let key = ConnKey::new(event.token().0);
                 let hang_up = event.is_read_closed() || event.is_error();
                 if event.is_readable() || hang_up {
                     self.read_socket(key, !hang_up);
@@ -127,7 +127,7 @@ impl ShardLoop {
         self.core.commit_store(self.inbox.received_counts());
         self.core.flush_writes(&mut self.streams);
         while let Some((key, mut out)) = self.core.poll_close() {
-            if let Some(mut stream) = self.streams.get_mut(key.0).and_then(Option::take) {
+            if let Some(mut stream) = self.streams.get_mut(key.index()).and_then(Option::take) {
                 // Whatever the last write does not take goes with the connection.
                 let _ = out.write_to(&mut stream);
                 close_socket(stream);
@@ -147,7 +147,7 @@ impl ShardLoop {
             if !self.core.may_read(key) {
                 return;
             }
-            let Some(stream) = self.streams.get_mut(key.0).and_then(Option::as_mut) else {
+            let Some(stream) = self.streams.get_mut(key.index()).and_then(Option::as_mut) else {
                 return;
             };
             let result = loop {
@@ -233,7 +233,7 @@ fn accept(
     let key = core.vacant_conn_key();
     if let Err(e) = poll.registry().register(
         &mut stream,
-        Token(key.0),
+        Token(key.index()),
         Interest::READABLE | Interest::WRITABLE,
     ) {
         log::error!("shard {}: cannot register {peer}: {e}", core.id);
@@ -242,10 +242,10 @@ fn accept(
     }
     let accepted = core.handle_accept(peer);
     debug_assert_eq!(accepted, key);
-    if streams.len() <= key.0 {
-        streams.resize_with(key.0 + 1, || None);
+    if streams.len() <= key.index() {
+        streams.resize_with(key.index() + 1, || None);
     }
-    streams[key.0] = Some(stream);
+    streams[key.index()] = Some(stream);
     // Data may already be waiting; the first readiness event will tell.
 }
 
