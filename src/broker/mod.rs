@@ -385,10 +385,27 @@ impl BrokerHandle {
     }
 
     fn join_threads(&mut self) {
+        let stopping = !self.threads.is_empty();
         for thread in self.threads.drain(..) {
             if thread.join().is_err() {
                 log::error!("a broker thread panicked");
             }
+        }
+        // Persistence: the store's totals after the shards' last commit (records, fsyncs).
+        if let (true, Some(store)) = (stopping, self.global.store.get()) {
+            let s = store.stats();
+            log::info!(
+                "persistence totals: {} records, {} bytes, {} commits, {} fsyncs, {} compactions, \
+                 {} acks held for peers, {} dropped at the disk limit, {} io errors",
+                s.records_written,
+                s.bytes_written,
+                s.commits,
+                s.fsyncs,
+                s.compactions,
+                s.acks_deferred,
+                s.dropped_disk_full,
+                s.io_errors
+            );
         }
     }
 
