@@ -231,7 +231,10 @@ fn main() -> ExitCode {
     }
 }
 
-/// Starts the broker and waits for SIGINT or SIGTERM.
+/// How often the main thread checks whether a broker thread failed.
+const FAILURE_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Starts the broker and waits for SIGINT or SIGTERM, or a broker failure (then exits 70).
 fn run(config: Config) -> std::io::Result<()> {
     use mio::{Events, Interest, Poll, Token};
     use signal_hook::consts::{SIGINT, SIGTERM};
@@ -244,11 +247,22 @@ fn run(config: Config) -> std::io::Result<()> {
     let handle = Broker::start(config)?;
     let mut events = Events::with_capacity(4);
     'wait: loop {
-        if let Err(e) = poll.poll(&mut events, None) {
+        // The timeout bounds how long a broker failure goes unnoticed (`broker::fault`).
+        if let Err(e) = poll.poll(&mut events, Some(FAILURE_CHECK_INTERVAL)) {
             if e.kind() == std::io::ErrorKind::Interrupted {
                 continue;
             }
             return Err(e);
+        }
+        if let Some(failure) = handle.failure() {
+            // Fault isolation policy (`broker::fault`): a bug outside a contained step stops
+            // the broker; the process exits non-zero at once so that a supervisor restarts it.
+            eprintln!(
+                "shardmq: fatal: {failure}; exiting with status {} so that a supervisor \
+                 restarts the broker",
+                shardmq::broker::fault::EXIT_STATUS_FAILURE
+            );
+            std::process::exit(i32::from(shardmq::broker::fault::EXIT_STATUS_FAILURE));
         }
         if let Some(signal) = signals.pending().next() {
             log::info!("signal {signal}: shutting down");

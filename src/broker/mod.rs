@@ -18,6 +18,11 @@
 //!
 //! Each shard is two layers, and the folder tree shows which is which:
 //!
+//! Fault isolation (`fault.rs`): a panic while decoding one connection's packet closes only
+//! that connection (counted, logged with the input); any other panic in a shard or acceptor
+//! thread, or an acceptor stopping, stops the whole broker and is reported by
+//! [`BrokerHandle::failure`] (the binary exits with status 70).
+//!
 //! ```text
 //!  socket ─▶ runtime/ (mio loop, read/write until WouldBlock, wakers, acceptors)
 //!               │ handle_bytes, handle_mesh, handle_timeout (+ now)   ▲ flush_writes, poll_close,
@@ -72,6 +77,7 @@
 
 pub mod config;
 pub mod core;
+pub mod fault;
 pub(crate) mod log_escape;
 pub mod registry;
 pub mod retained;
@@ -82,6 +88,7 @@ pub mod stats;
 pub use self::core::{connection, mesh, protocol, router, session, shared_subscriptions, timers};
 
 pub use config::Config;
+pub use fault::BrokerFailure;
 pub use stats::Stats;
 
 use self::core::mesh::ShardMsg;
@@ -130,6 +137,16 @@ pub struct Global {
     /// What the shards' persistence stores share (src/store); set by `Broker::start` when
     /// persistence is on.
     pub(crate) store: std::sync::OnceLock<Arc<crate::store::StoreShared>>,
+    /// Fault isolation (`fault.rs`): the first broker thread that failed, and why.
+    pub(crate) failure: parking_lot::Mutex<Option<fault::BrokerFailure>>,
+    /// What wakes every shard and acceptor to stop; set once they exist.
+    pub(crate) stopper: std::sync::OnceLock<Stopper>,
+}
+
+/// The wakers of every shard and acceptor, to make them see the shutdown flag.
+pub(crate) struct Stopper {
+    signals: Arc<[Arc<ShardSignal>]>,
+    acceptor_wakers: Vec<Arc<Waker>>,
 }
 
 impl Global {
@@ -152,8 +169,31 @@ impl Global {
             authenticators,
             passwords,
             store: std::sync::OnceLock::new(),
+            failure: parking_lot::Mutex::new(None),
+            stopper: std::sync::OnceLock::new(),
             config,
         }))
+    }
+
+    /// Stops the broker: acceptors stop, shards send MQTT 5 clients DISCONNECT 0x8B, flush for
+    /// at most `shutdown_timeout_ms` and exit. Returns at once.
+    pub(crate) fn stop(&self) {
+        self.shutdown.store(true, Ordering::SeqCst);
+        let Some(stopper) = self.stopper.get() else {
+            // Threads still starting see the flag on their first turn.
+            return;
+        };
+        for signal in stopper.signals.iter() {
+            signal.sleeping.store(false, Ordering::SeqCst);
+            if let Err(e) = signal.waker.wake() {
+                log::error!("cannot wake a shard for shutdown: {e}");
+            }
+        }
+        for waker in &stopper.acceptor_wakers {
+            if let Err(e) = waker.wake() {
+                log::error!("cannot wake an acceptor for shutdown: {e}");
+            }
+        }
     }
 
     /// The configuration.
@@ -241,6 +281,7 @@ impl Broker {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
         let global = Global::new(config, instance)?;
+        fault::install_panic_hook();
         if let Some(store) = &startup.shared {
             let _ = global.store.set(store.clone());
         }
@@ -257,6 +298,7 @@ impl Broker {
             signals.push(Arc::new(ShardSignal {
                 waker,
                 sleeping: AtomicBool::new(false),
+                routes_pending: AtomicBool::new(false),
             }));
             polls.push(poll);
         }
@@ -307,6 +349,7 @@ impl Broker {
             let inbox = Inbox::new(id, shard_receivers, accepted, signals.clone());
             let shard = runtime::shard_loop::ShardLoop::new(core, global.clone(), poll, inbox);
             let pin = (!cores.is_empty()).then(|| cores[id % cores.len()]);
+            let thread_global = global.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("shard-{id}"))
                 .spawn(move || {
@@ -315,7 +358,11 @@ impl Broker {
                             log::warn!("shard {id}: could not pin to core {}", pin.id);
                         }
                     }
-                    shard.run();
+                    // A panic stops the broker, never only this shard (`fault.rs`).
+                    fault::run_thread(&thread_global, || {
+                        shard.run();
+                        Ok(())
+                    });
                 })?;
             threads.push(thread);
         }
@@ -331,18 +378,29 @@ impl Broker {
                 next_connection.clone(),
             )?;
             acceptor_wakers.push(acceptor.waker());
+            let thread_global = global.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("acceptor-{addr}"))
-                .spawn(move || acceptor.run())?;
+                // A panic or an abnormal stop stops the broker, never silently (`fault.rs`).
+                .spawn(move || fault::run_thread(&thread_global, || acceptor.run()))?;
             threads.push(thread);
+        }
+        let stopper = Stopper {
+            signals: signals.clone(),
+            acceptor_wakers,
+        };
+        if global.stopper.set(stopper).is_err() {
+            log::error!("bug: the broker's stopper was set twice");
+        }
+        if global.failure.lock().is_some() {
+            // A thread failed before the stopper existed: wake everyone now.
+            global.stop();
         }
         log::info!("shardmq listening on {local_addrs:?} with {shards} shards");
         Ok(BrokerHandle {
             global,
             local_addrs,
             threads,
-            signals,
-            acceptor_wakers,
         })
     }
 }
@@ -352,8 +410,6 @@ pub struct BrokerHandle {
     global: Arc<Global>,
     local_addrs: Vec<SocketAddr>,
     threads: Vec<JoinHandle<()>>,
-    signals: Arc<[Arc<ShardSignal>]>,
-    acceptor_wakers: Vec<Arc<Waker>>,
 }
 
 impl BrokerHandle {
@@ -365,18 +421,14 @@ impl BrokerHandle {
     /// Starts a graceful shutdown: acceptors stop, shards send MQTT 5 clients DISCONNECT 0x8B,
     /// flush for at most `shutdown_timeout_ms` and exit. Returns at once; `join` waits.
     pub fn shutdown(&self) {
-        self.global.shutdown.store(true, Ordering::SeqCst);
-        for signal in self.signals.iter() {
-            signal.sleeping.store(false, Ordering::SeqCst);
-            if let Err(e) = signal.waker.wake() {
-                log::error!("cannot wake a shard for shutdown: {e}");
-            }
-        }
-        for waker in &self.acceptor_wakers {
-            if let Err(e) = waker.wake() {
-                log::error!("cannot wake an acceptor for shutdown: {e}");
-            }
-        }
+        self.global.stop();
+    }
+
+    /// Why the broker stopped by itself, if it did: a shard or acceptor thread panicked or
+    /// stopped abnormally (`fault.rs`). The broker then stops entirely (never half alive);
+    /// `join` returns once its threads are gone.
+    pub fn failure(&self) -> Option<BrokerFailure> {
+        self.global.failure.lock().clone()
     }
 
     /// Waits until every broker thread has exited (after `shutdown`).

@@ -27,6 +27,7 @@ mod codec_properties;
 mod codec_proptest;
 mod codec_roundtrip;
 mod codec_spec;
+mod fault_isolation;
 mod interop_cli;
 mod interop_paho;
 mod interop_raw;

@@ -192,3 +192,22 @@ impl super::shard::ShardCore {
         None
     }
 }
+
+impl super::shard::ShardCore {
+    /// Whether this core broadcast a new route since the last call (issue 16, subscribe
+    /// visibility). The runtime asks after each input it hands over and, when it did, flags and
+    /// wakes every peer at once (`Inbox::wake_for_routes`) instead of at the end of the turn;
+    /// a peer checks its flag before each read it hands to its core and applies its inbox
+    /// first. So a PUBLISH that a peer reads after this shard processed the SUBSCRIBE sees the
+    /// route, with no lock on the publish path: one atomic load per socket read.
+    ///
+    /// What remains: a PUBLISH read by the peer while this shard is still between reading the
+    /// SUBSCRIBE and pushing the route (decoding it and updating its trie, microseconds), or
+    /// read in the same socket read as earlier bytes already being processed; and a peer whose
+    /// channel from this shard is full (the route then waits in the overflow queue). MQTT
+    /// orders nothing across connections, so these are allowed; `tests/protocol_fidelity/
+    /// visibility.rs` measures the rate.
+    pub fn take_routes_sent(&mut self) -> bool {
+        self.mesh.take_routes_sent()
+    }
+}

@@ -72,6 +72,9 @@ pub struct Mesh {
     /// Persistence (`sync`, src/store): messages sent to each shard since start. A PUBACK
     /// waits until the target reports that count durable (core/persist.rs).
     sent: Vec<u64>,
+    /// Route changes were sent since the runtime last asked (issue 16, subscribe visibility):
+    /// their targets are woken and flagged at once, not at the end of the turn.
+    routes_sent: bool,
 }
 
 impl Mesh {
@@ -86,6 +89,7 @@ impl Mesh {
             to_wake: vec![false; shards],
             any_to_wake: false,
             sent: vec![0; shards],
+            routes_sent: false,
         }
     }
 
@@ -166,6 +170,17 @@ impl Mesh {
                 }
             }
         }
+    }
+
+    /// Records that route changes were just sent to every peer (see `take_routes_sent`).
+    pub fn mark_routes_sent(&mut self) {
+        self.routes_sent = true;
+    }
+
+    /// Whether route changes were sent since the last call: the runtime then flags and wakes
+    /// every peer at once, so that they apply the routes before reading more input.
+    pub fn take_routes_sent(&mut self) -> bool {
+        std::mem::take(&mut self.routes_sent)
     }
 
     /// Whether any message waits for room in a channel.

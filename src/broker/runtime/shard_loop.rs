@@ -113,11 +113,7 @@ impl ShardLoop {
         for Accepted { stream, peer } in self.inbox.accepted(INBOX_BUDGET_PER_SOURCE) {
             accept(&mut self.core, &self.poll, &mut self.streams, stream, peer);
         }
-        self.inbox
-            .drain_into(&mut self.messages, INBOX_BUDGET_PER_SOURCE);
-        for msg in self.messages.drain(..) {
-            self.core.handle_mesh(msg);
-        }
+        self.apply_inbox();
         self.core.handle_timeout(Instant::now());
         while let Some(key) = self.core.poll_read() {
             self.read_socket(key, false);
@@ -136,6 +132,20 @@ impl ShardLoop {
         self.core.end_turn();
         let inbox = &self.inbox;
         self.core.drain_wakes(|target| inbox.wake(target));
+        // Routes broadcast by this turn's own work (takeovers, timers): flagged too (issue 16).
+        if self.core.take_routes_sent() {
+            self.inbox.wake_for_routes();
+        }
+    }
+
+    /// Hands the inbox's messages to the core (in the turn, and before a read when a peer
+    /// flagged a route change).
+    fn apply_inbox(&mut self) {
+        self.inbox
+            .drain_into(&mut self.messages, INBOX_BUDGET_PER_SOURCE);
+        for msg in self.messages.drain(..) {
+            self.core.handle_mesh(msg);
+        }
     }
 
     /// Reads until `WouldBlock` or the turn's budget (`READS_PER_TURN_MAX`), handing each read
@@ -162,7 +172,16 @@ impl ShardLoop {
                     return;
                 }
                 Ok(n) => {
+                    // Issue 16 (subscribe visibility): routes a peer broadcast before this read
+                    // are applied before the bytes are handled; and a route this input created
+                    // is announced to the peers at once (core/fidelity.rs).
+                    if self.inbox.take_routes_pending() {
+                        self.apply_inbox();
+                    }
                     self.core.handle_bytes(key, &self.read_scratch[..n]);
+                    if self.core.take_routes_sent() {
+                        self.inbox.wake_for_routes();
+                    }
                     if n < self.read_scratch.len() && stop_on_short_read {
                         self.core.handle_read_drained(key);
                         return;
