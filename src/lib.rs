@@ -9,12 +9,14 @@
 //!   `broker::runtime` (mio loops, sockets, wakers).
 //! - [`sim`]: a deterministic simulation driving N shard cores in one thread (tests, fuzzing).
 //! - [`store`]: disk persistence, one append-only log per shard.
+//! - [`ops`]: configuration files (ours and Mosquitto's), `$SYS`, metrics, logs, reload.
 #![forbid(unsafe_code)]
 
 pub mod auth;
 pub mod broker;
 pub mod client;
 pub mod codec;
+pub mod ops;
 pub mod sim;
 pub mod store;
 pub mod topic;

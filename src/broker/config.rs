@@ -139,6 +139,9 @@ pub struct Config {
     /// are dropped (counted in `dropped_disk_full`) and ones sent at once are not recorded
     /// (`unpersisted_disk_full`) until compaction makes room.
     pub persistence_max_bytes: u64,
+    /// Operations settings (`[ops]` in TOML): `$SYS` interval, metrics listener, logs, pid
+    /// file; see [`crate::ops::OpsConfig`] for each field's default and range.
+    pub ops: crate::ops::OpsConfig,
 }
 
 /// How a shared subscription group spreads messages over its members. The publishing shard
@@ -214,6 +217,7 @@ impl Default for Config {
             persistence_dir: std::path::PathBuf::from("shardmq-data"),
             persistence_interval_ms: 1_000,
             persistence_max_bytes: 4 << 30,
+            ops: crate::ops::OpsConfig::default(),
         }
     }
 }
@@ -328,6 +332,7 @@ impl Config {
                 }
             }
         }
+        self.ops.validate()?;
         Ok(())
     }
 }

@@ -24,7 +24,10 @@
 //!    restarts it.
 //! 3. **An acceptor never stops silently.** An acceptor that returns for any reason but
 //!    shutdown (its poll failed, the shard it hands connections to is gone) is a failure as in
-//!    2, like a panic.
+//!    2, like a panic; so is a shard whose poll fails.
+//!
+//! Built with `panic = "abort"` (not this crate's profiles), every panic ends the process with
+//! SIGABRT instead: still never a half-alive broker, but nothing is contained.
 //!
 //! Panics are the only bugs this covers; a peer's fault is a reason code (no `debug_assert!`
 //! on what a peer controls), an operating error (`io::Error`) is handled where it occurs.

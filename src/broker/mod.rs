@@ -18,11 +18,6 @@
 //!
 //! Each shard is two layers, and the folder tree shows which is which:
 //!
-//! Fault isolation (`fault.rs`): a panic while decoding one connection's packet closes only
-//! that connection (counted, logged with the input); any other panic in a shard or acceptor
-//! thread, or an acceptor stopping, stops the whole broker and is reported by
-//! [`BrokerHandle::failure`] (the binary exits with status 70).
-//!
 //! ```text
 //!  socket ─▶ runtime/ (mio loop, read/write until WouldBlock, wakers, acceptors)
 //!               │ handle_bytes, handle_mesh, handle_timeout (+ now)   ▲ flush_writes, poll_close,
@@ -47,6 +42,10 @@
 //! - Broker-wide state ([`Global`], touched off the per-message path only): `config.rs`
 //!   limits, `registry.rs` client ids across shards, `retained.rs` the retained store,
 //!   `stats.rs` counters.
+//! - Fault isolation (`fault.rs`): a panic while decoding one connection's packet closes only
+//!   that connection (counted, logged with the input); any other panic in a shard or acceptor
+//!   thread, or one of them stopping, stops the whole broker and is reported by
+//!   [`BrokerHandle::failure`] (the binary exits with status 70).
 //!
 //! A PUBLISH read on shard A is decoded once into `Bytes` slices, delivered to A's matching
 //! sessions, and sent as ONE `Arc`'d message to each other shard the routing replica names.
@@ -56,7 +55,8 @@
 //!
 //! 1. `runtime::shard_loop::ShardLoop::read_socket` (A): `read` into the loop's scratch buffer;
 //! 2. `ShardCore::handle_bytes` (`core/io.rs`): appended to the connection's read buffer;
-//! 3. `ShardCore::process_input` (`core/shard.rs`) and `codec::decode_with_frame`: one frame;
+//! 3. `ShardCore::process_input` (`core/shard.rs`): `codec::split_frame`, then
+//!    `codec::decode_frame` inside `fault::contain`: one frame;
 //! 4. `ShardCore::handle_packet`, `ShardCore::handle_publish` (`core/dispatch.rs`): checks, QoS 2
 //!    receipt;
 //! 5. `ShardCore::new_message`, `ShardCore::route_publish` (`core/fanout.rs`): retained store,
@@ -141,6 +141,8 @@ pub struct Global {
     pub(crate) failure: parking_lot::Mutex<Option<fault::BrokerFailure>>,
     /// What wakes every shard and acceptor to stop; set once they exist.
     pub(crate) stopper: std::sync::OnceLock<Stopper>,
+    /// Operations: the limits a reload changes while running (`max_connections`, ...).
+    pub(crate) live: crate::ops::live::LiveLimits,
 }
 
 /// The wakers of every shard and acceptor, to make them see the shutdown flag.
@@ -171,6 +173,7 @@ impl Global {
             store: std::sync::OnceLock::new(),
             failure: parking_lot::Mutex::new(None),
             stopper: std::sync::OnceLock::new(),
+            live: crate::ops::live::LiveLimits::new(&config),
             config,
         }))
     }
@@ -214,7 +217,7 @@ impl Global {
     /// Counts a new connection against `max_connections`; false (nothing counted) when the
     /// broker is full. The connection is uncounted when the core closes it.
     pub fn admit_connection(&self) -> bool {
-        let max = self.config.max_connections;
+        let max = self.live.max_connections();
         if self.connections_open.fetch_add(1, Ordering::SeqCst) >= max {
             self.connections_open.fetch_sub(1, Ordering::SeqCst);
             return false;
@@ -289,6 +292,8 @@ impl Broker {
             global.retained.store(message);
         }
         let mut restored = startup.shards.into_iter();
+        // Operations: running flags of the threads, for /healthz and the watchdog.
+        let liveness = crate::ops::health::Liveness::new(shards, listeners.len());
 
         let mut polls = Vec::with_capacity(shards);
         let mut signals = Vec::with_capacity(shards);
@@ -315,6 +320,10 @@ impl Broker {
                 target_receivers.push(rx);
             }
         }
+        // Operations: one more channel into shard 0, for the `$SYS` messages the broker makes.
+        let (ops_sender, ops_receiver) =
+            crossbeam_channel::bounded::<ShardMsg>(CONTROL_CHANNEL_CAPACITY);
+        receivers[0].push(ops_receiver);
         let mut control_senders = Vec::with_capacity(shards);
         let mut control_receivers = Vec::with_capacity(shards);
         for _ in 0..shards {
@@ -350,26 +359,25 @@ impl Broker {
             let shard = runtime::shard_loop::ShardLoop::new(core, global.clone(), poll, inbox);
             let pin = (!cores.is_empty()).then(|| cores[id % cores.len()]);
             let thread_global = global.clone();
+            let alive = liveness.shard_guard(id);
             let thread = std::thread::Builder::new()
                 .name(format!("shard-{id}"))
                 .spawn(move || {
+                    let _alive = alive;
                     if let Some(pin) = pin {
                         if !core_affinity::set_for_current(pin) {
                             log::warn!("shard {id}: could not pin to core {}", pin.id);
                         }
                     }
                     // A panic stops the broker, never only this shard (`fault.rs`).
-                    fault::run_thread(&thread_global, || {
-                        shard.run();
-                        Ok(())
-                    });
+                    fault::run_thread(&thread_global, || shard.run());
                 })?;
             threads.push(thread);
         }
 
         let next_connection = Arc::new(AtomicUsize::new(0));
         let mut acceptor_wakers = Vec::new();
-        for (listener, addr) in listeners.into_iter().zip(&local_addrs) {
+        for (index, (listener, addr)) in listeners.into_iter().zip(&local_addrs).enumerate() {
             let acceptor = runtime::acceptor::Acceptor::new(
                 listener,
                 global.clone(),
@@ -379,12 +387,17 @@ impl Broker {
             )?;
             acceptor_wakers.push(acceptor.waker());
             let thread_global = global.clone();
+            let alive = liveness.acceptor_guard(index);
             let thread = std::thread::Builder::new()
                 .name(format!("acceptor-{addr}"))
                 // A panic or an abnormal stop stops the broker, never silently (`fault.rs`).
-                .spawn(move || fault::run_thread(&thread_global, || acceptor.run()))?;
+                .spawn(move || {
+                    let _alive = alive;
+                    fault::run_thread(&thread_global, || acceptor.run())
+                })?;
             threads.push(thread);
         }
+        let ops_signals = signals.clone();
         let stopper = Stopper {
             signals: signals.clone(),
             acceptor_wakers,
@@ -401,6 +414,10 @@ impl Broker {
             global,
             local_addrs,
             threads,
+            signals: ops_signals,
+            ops_sender,
+            liveness,
+            started: start,
         })
     }
 }
@@ -410,6 +427,12 @@ pub struct BrokerHandle {
     global: Arc<Global>,
     local_addrs: Vec<SocketAddr>,
     threads: Vec<JoinHandle<()>>,
+    /// Operations: the shards' wakers, shard 0's channel for `$SYS` messages, thread flags,
+    /// start time (see `observer`).
+    signals: Arc<[Arc<ShardSignal>]>,
+    ops_sender: crossbeam_channel::Sender<ShardMsg>,
+    liveness: Arc<crate::ops::health::Liveness>,
+    started: std::time::Instant,
 }
 
 impl BrokerHandle {
@@ -474,6 +497,17 @@ impl BrokerHandle {
     /// The number of retained messages held.
     pub fn retained_messages(&self) -> usize {
         self.global.retained_messages()
+    }
+
+    /// What the operations tools (`$SYS`, metrics, health, watchdog) read and inject.
+    pub fn observer(&self) -> crate::ops::observer::Observer {
+        crate::ops::observer::Observer::new(
+            self.global.clone(),
+            self.signals.clone(),
+            self.ops_sender.clone(),
+            self.liveness.clone(),
+            self.started,
+        )
     }
 }
 

@@ -22,6 +22,9 @@ pub type ShardId = usize;
 pub enum ShardMsg {
     /// A publish with subscribers on the target shard; one per publish per target.
     Publish(MessageRef),
+    /// A message the broker itself publishes (operations: `$SYS`), through shard 0's ops
+    /// channel; that shard routes it like a received PUBLISH.
+    Inject(MessageRef),
     /// A publish for one member of the shared subscription `share` on the target shard, which
     /// the publishing shard picked for this message.
     MessageRef {

@@ -103,7 +103,7 @@ impl Acceptor {
                     return Ok(());
                 }
             };
-            let max = self.global.config.max_connections;
+            let max = self.global.live.max_connections();
             if !self.global.admit_connection() {
                 bump(&self.global.acceptor_counters.connections_rejected);
                 log::info!("refused connection from {peer}: max_connections ({max}) reached");

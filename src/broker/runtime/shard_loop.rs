@@ -3,6 +3,7 @@
 //! and the core (the order of one turn is in `core::io`'s doc); every decision is the core's.
 
 use super::inbox::Inbox;
+use super::stats::{bump, bump_by};
 use super::stream::{Accepted, Stream};
 use super::{Global, WAKER_TOKEN};
 use crate::broker::core::keys::ConnKey;
@@ -56,8 +57,9 @@ impl ShardLoop {
         }
     }
 
-    /// Runs the loop until shutdown.
-    pub fn run(mut self) {
+    /// Runs the loop until shutdown. `Err` says why it stopped otherwise (its poll failed): a
+    /// broker failure (`broker::fault`), never a shard gone silently.
+    pub fn run(mut self) -> Result<(), String> {
         let mut events = Events::with_capacity(1024);
         loop {
             let timeout = if self.read_more.is_empty() {
@@ -78,16 +80,18 @@ impl ShardLoop {
             };
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() != io::ErrorKind::Interrupted {
-                    log::error!("shard {}: poll failed: {e}", self.core.id);
+                    return Err(format!("poll failed: {e}"));
                 }
             }
             self.inbox.woke_up();
+            // Operations: the systemd watchdog pings only while every shard's turns advance.
+            bump(&self.global.counters[self.core.id].loop_turns);
             self.core.set_now(Instant::now());
             if self.global.shutdown.load(Ordering::SeqCst) {
                 // Persistence: what was written is made durable before the process exits.
                 self.core.sync_store();
                 self.shutdown(&mut events);
-                return;
+                return Ok(());
             }
             // Before this turn's events, so that what they leave over waits a turn.
             self.read_leftovers();
@@ -172,6 +176,8 @@ impl ShardLoop {
                     return;
                 }
                 Ok(n) => {
+                    // Operations: `$SYS/broker/bytes/received` and the metrics.
+                    bump_by(&self.global.counters[self.core.id].received_bytes, n as u64);
                     // Issue 16 (subscribe visibility): routes a peer broadcast before this read
                     // are applied before the bytes are handled; and a route this input created
                     // is announced to the peers at once (core/fidelity.rs).
