@@ -99,14 +99,15 @@ pub struct Config {
     /// Retain Available 0, a retained PUBLISH closes the connection (0x9A, [MQTT-3.2.2-14]) and a
     /// retained will refuses the CONNECT (0x9A, [MQTT-3.2.2-13]).
     pub retain_available: bool,
-    /// Plain username/password authentication: a file of `user:password` lines (the format of
+    /// Plain username/password authentication: a Mosquitto password file (`user:$7$...` or
+    /// `user:$6$...` lines, as `mosquitto_passwd` or `shardmq-passwd` write them; see
     /// [`crate::auth::parse_password_file`]). When set, a CONNECT without an Authentication
     /// Method needs a listed user and its password (else CONNACK 0x86, 3.1.1 return code 4).
     /// Default none: anonymous clients are accepted.
     pub password_file: Option<std::path::PathBuf>,
-    /// MQTT 5 enhanced authentication with SCRAM-SHA-256 (spec 4.12): a file of `user:password`
-    /// lines in the same format, turned into salted SCRAM credentials (4,096 PBKDF2 iterations,
-    /// a random salt per user) when the broker starts; passwords are not kept in memory.
+    /// MQTT 5 enhanced authentication with SCRAM-SHA-256 (spec 4.12): a file of RFC 5802 stored
+    /// keys, `user:SCRAM-SHA-256$ITERATIONS:SALT$STOREDKEY:SERVERKEY` lines written by
+    /// `shardmq-passwd --scram`; it holds no password.
     /// Default none: a CONNECT with an Authentication Method gets 0x8C Bad authentication method.
     pub scram_users_file: Option<std::path::PathBuf>,
     /// Keep-alive cap for MQTT 5 clients only, in seconds, 1..=65,535: a client asking more (or
@@ -121,6 +122,23 @@ pub struct Config {
     /// server carrying this Server Reference (spec 4.11; MQTT 3.x clients get return code 3).
     /// Default none.
     pub server_reference: Option<String>,
+    /// Access control (issue 13): a Mosquitto ACL file (`topic`/`user`/`pattern` lines),
+    /// checked on PUBLISH, SUBSCRIBE, delivery, wills and retained messages. Default none: every
+    /// client may publish and subscribe to every topic.
+    pub acl_file: Option<std::path::PathBuf>,
+    /// Access control: whether clients without user name and password are admitted. Default
+    /// none: yes unless `password_file` or `jwt` is set (Mosquitto 2 refuses them then too).
+    pub allow_anonymous: Option<bool>,
+    /// Access control: JWT logins (the token is the CONNECT password); see
+    /// [`crate::auth::JwtSettings`]. Default none.
+    pub jwt: Option<crate::auth::JwtSettings>,
+    /// Listeners beyond the plain `listen` addresses, one `[[listener]]` TOML section each
+    /// (address, transport `mqtt` | `mqtt+tls` | `ws` | `wss`, max connections, certificates,
+    /// WebSocket path, PROXY protocol; see [`crate::transport::ListenerConfig`]). Default none.
+    /// When any is given and `listen` was left at its default, the default plain listener on
+    /// 127.0.0.1:1883 is not opened (as Mosquitto drops its default listener).
+    #[serde(rename = "listener")]
+    pub listeners: Vec<crate::transport::ListenerConfig>,
     /// Operations settings (`[ops]` in TOML): `$SYS` interval, metrics listener, logs, pid
     /// file; see [`crate::ops::OpsConfig`] for each field's default and range.
     pub ops: crate::ops::OpsConfig,
@@ -195,6 +213,10 @@ impl Default for Config {
             server_keep_alive_secs: None,
             response_information: None,
             server_reference: None,
+            acl_file: None,
+            allow_anonymous: None,
+            jwt: None,
+            listeners: Vec::new(),
             ops: crate::ops::OpsConfig::default(),
         }
     }
@@ -206,6 +228,23 @@ impl Config {
         let config: Config = toml::from_str(text).map_err(|e| e.to_string())?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// Every listener the broker opens, in `BrokerHandle::local_addrs` order: the plain `listen`
+    /// addresses, then the `[[listener]]` sections (the default `listen` address is left out
+    /// when sections are given).
+    pub fn effective_listeners(&self) -> Vec<crate::transport::ListenerConfig> {
+        let default_listen = self.listen == Config::default().listen;
+        let plain = if self.listeners.is_empty() || !default_listen {
+            self.listen.as_slice()
+        } else {
+            &[]
+        };
+        plain
+            .iter()
+            .map(|addr| crate::transport::ListenerConfig::mqtt(*addr))
+            .chain(self.listeners.iter().cloned())
+            .collect()
     }
 
     /// Checks every field against its documented range.
@@ -221,8 +260,17 @@ impl Config {
             }
             Ok(())
         }
-        if self.listen.is_empty() {
+        if self.listen.is_empty() && self.listeners.is_empty() {
             return Err("at least one listen address is needed".into());
+        }
+        for listener in &self.listeners {
+            listener.validate()?;
+        }
+        if self.effective_listeners().len() > crate::transport::LISTENERS_MAX {
+            return Err(format!(
+                "at most {} listeners",
+                crate::transport::LISTENERS_MAX
+            ));
         }
         range("shards", self.shards, 1, SHARDS_MAX)?;
         range("max_connections", self.max_connections, 1, 10_000_000)?;
@@ -282,6 +330,9 @@ impl Config {
         range("max_qos", self.max_qos, 0, 2)?;
         if let Some(secs) = self.server_keep_alive_secs {
             range("server_keep_alive_secs", secs, 1, u16::MAX)?;
+        }
+        if let Some(jwt) = &self.jwt {
+            range("jwt.leeway_secs", jwt.leeway_secs, 0, 300)?;
         }
         // Sent as MQTT UTF-8 strings (1.5.4): at most 65,535 bytes, no U+0000 [MQTT-1.5.4-2].
         // The Response Information sent is the prefix and a client id; over 65,535 bytes

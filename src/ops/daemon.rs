@@ -174,6 +174,9 @@ pub fn run(config: Config, mut services: Services) -> io::Result<()> {
                 SIGHUP => {
                     notify(&[sd_notify::NotifyState::Reloading]);
                     running = reload_once(&running, &mut services, &observer);
+                    // Transport hook (src/transport): TLS listeners re-read their certificate
+                    // and key files (renewed in place); a file that fails keeps the old one.
+                    handle.reload_tls();
                     if running.ops.sys_interval_secs > 0 {
                         next_sys = next_sys.min(
                             Instant::now() + Duration::from_secs(running.ops.sys_interval_secs),
@@ -203,6 +206,9 @@ pub fn run(config: Config, mut services: Services) -> io::Result<()> {
 
 /// One reload: the configuration the broker runs afterwards (`running` unchanged on failure).
 pub fn reload_once(running: &Config, services: &mut Services, observer: &Observer) -> Config {
+    // Access control (issue 13): the password, SCRAM and ACL files are re-read on every SIGHUP,
+    // whether or not the configuration changed; one that fails keeps its previous version.
+    let _ = observer.reload_auth();
     let (new, warnings) = match (services.reload)() {
         Ok(loaded) => loaded,
         Err(errors) => {

@@ -9,6 +9,7 @@
 
 mod support;
 
+mod access_control;
 mod broker_flow;
 mod broker_interop;
 mod broker_ops;
@@ -42,4 +43,6 @@ mod packet_limits;
 mod protocol_fidelity;
 mod sim_properties;
 mod sim_regressions;
+mod transport;
+mod transport_interop;
 mod trie_no_alloc;

@@ -39,6 +39,9 @@ pub struct AcceptedConnect {
     /// Authentication Data for CONNACK (SCRAM's server-final message).
     pub authentication_data: Option<Bytes>,
     pub will: Option<Box<WillMessage>>,
+    /// Access control (issue 13): the client's identity and rules, set by authentication, moved
+    /// into its session by `finish_connect`.
+    pub access: Option<Box<crate::auth::SessionAccess>>,
 }
 
 /// Validates a CONNECT (the codec already checked its encoding). `assign_id` makes a client id
@@ -49,6 +52,13 @@ pub fn validate_connect(
     assign_id: impl FnOnce() -> MqttString,
 ) -> Result<AcceptedConnect, ReasonCode> {
     let version = connect.protocol_version;
+    // 3.1.2.11.10: "It is a Protocol Error to include Authentication Data if there is no
+    // Authentication Method" (checked here: the codec decodes properties one by one).
+    if connect.properties.authentication_data.is_some()
+        && connect.properties.authentication_method.is_none()
+    {
+        return Err(ReasonCode::ProtocolError);
+    }
     // What the broker keeps from CONNECT owns its bytes: a slice would pin the whole read
     // allocation it came from for the connection's lifetime (an idle connection must hold no
     // read buffer).
@@ -170,6 +180,7 @@ pub fn validate_connect(
         response_information,
         request_problem_information: connect.properties.request_problem_information != Some(0),
         will,
+        access: None,
     })
 }
 

@@ -53,6 +53,9 @@ pub struct ShardSession {
     pub generation: u64,
     /// A will waiting for its Will Delay Interval (or the end of the session).
     pub pending_will: Option<Box<WillMessage>>,
+    /// Access control (issue 13): who the session's client is and its ACL decision cache;
+    /// `None` when nothing can restrict it (no ACL file, no JWT topic claims).
+    pub access: Option<Box<crate::auth::SessionAccess>>,
 }
 
 /// What waits for the routing barrier.
@@ -100,6 +103,9 @@ pub enum CloseReason {
         size_bytes: usize,
         max: u32,
     },
+    /// The transport failed (src/transport): a TLS alert or failed handshake, a refused
+    /// WebSocket upgrade or bad frame, a bad PROXY header. Logged once, at info.
+    Transport(String),
 }
 
 impl CloseReason {
@@ -130,6 +136,7 @@ impl fmt::Display for CloseReason {
                 f,
                 "a {size_bytes}-byte packet exceeds the client's Maximum Packet Size {max}"
             ),
+            CloseReason::Transport(why) => f.write_str(why),
         }
     }
 }
@@ -199,6 +206,8 @@ pub struct ShardCore {
     pub to_read: Vec<ConnKey>,
     /// This shard's part of `max_buffered_bytes` and what its buffers and queues hold.
     pub memory: super::congestion::MemoryBudget,
+    /// Access control (issue 13): this shard's verified-login cache and password-check budget.
+    pub login: crate::auth::ShardLogin,
 }
 
 impl ShardCore {
@@ -246,6 +255,7 @@ impl ShardCore {
             ready: Vec::new(),
             to_read: Vec::new(),
             memory,
+            login: crate::auth::ShardLogin::new(),
         }
     }
 
@@ -486,6 +496,12 @@ impl ShardCore {
         // Issue 16: client-supplied text is escaped in log lines (log_escape.rs).
         let client_id = crate::broker::log_escape::Escaped(client_id);
         match &reason {
+            CloseReason::Transport(_) => log::info!(
+                "close addr={} shard={} listener={} reason={reason}",
+                conn.peer,
+                self.id,
+                conn.listener
+            ),
             CloseReason::Protocol(..) | CloseReason::SlowConsumer => log::warn!(
                 "disconnect client_id={client_id} addr={} shard={} reason={reason}",
                 conn.peer,
@@ -514,12 +530,8 @@ impl ShardCore {
         let session = conn.session.take();
         self.closing.push(key);
         match session {
-            // Issue 16 hook (fidelity.rs): on a takeover the will waits for the new CONNECT's
-            // Clean Start to decide whether the session, and so the will, ends.
-            Some(session) if matches!(reason, CloseReason::TakenOver) => {
-                let will = self.hold_will_for_takeover(session, will);
-                self.detach_session(session, will)
-            }
+            // On a takeover too: the will goes out now (Will Delay 0), or waits for its delay
+            // or the end of the session; see "Wills on takeover" in fidelity.rs (issue 16).
             Some(session) => self.detach_session(session, will),
             None => {
                 // A connection parked for a takeover never got its CONNACK: its will is not
@@ -551,6 +563,10 @@ impl ShardCore {
                     self.congestion_timeout(SessionKey::new(timer.key), timer.generation)
                 }
                 TimerKind::MemoryPressure => self.memory_pressure_timeout(timer.generation),
+                // Access control (issue 13, access.rs).
+                TimerKind::TokenExpiry => {
+                    self.token_expired(ConnKey::new(timer.key), timer.generation)
+                }
                 TimerKind::SessionExpiry => {
                     let Some(session) = self.sessions.get(SessionKey::new(timer.key)) else {
                         continue;
