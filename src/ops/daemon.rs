@@ -173,10 +173,21 @@ pub fn run(config: Config, mut services: Services) -> io::Result<()> {
             match signal {
                 SIGHUP => {
                     notify(&[sd_notify::NotifyState::Reloading]);
-                    running = reload_once(&running, &mut services, &observer);
-                    // Transport hook (src/transport): TLS listeners re-read their certificate
-                    // and key files (renewed in place); a file that fails keeps the old one.
-                    handle.reload_tls();
+                    let (next, valid) = reload_once(&running, &mut services, &observer);
+                    running = next;
+                    if valid {
+                        // Transport hook (src/transport): TLS listeners re-read their
+                        // certificate and key files (renewed in place); a file that fails keeps
+                        // the old one and is logged. Only after the configuration checked: a
+                        // failed reload changes nothing.
+                        let errors = handle.reload_tls();
+                        if !errors.is_empty() {
+                            log::error!(
+                                "reload: {} TLS listener(s) kept their old certificates",
+                                errors.len()
+                            );
+                        }
+                    }
                     if running.ops.sys_interval_secs > 0 {
                         next_sys = next_sys.min(
                             Instant::now() + Duration::from_secs(running.ops.sys_interval_secs),
@@ -204,8 +215,13 @@ pub fn run(config: Config, mut services: Services) -> io::Result<()> {
     Ok(())
 }
 
-/// One reload: the configuration the broker runs afterwards (`running` unchanged on failure).
-pub fn reload_once(running: &Config, services: &mut Services, observer: &Observer) -> Config {
+/// One reload: the configuration the broker runs afterwards (`running` unchanged on failure)
+/// and whether the new configuration checked (then the files it names are re-read too).
+pub fn reload_once(
+    running: &Config,
+    services: &mut Services,
+    observer: &Observer,
+) -> (Config, bool) {
     let (new, warnings) = match (services.reload)() {
         Ok(loaded) => loaded,
         Err(errors) => {
@@ -213,7 +229,7 @@ pub fn reload_once(running: &Config, services: &mut Services, observer: &Observe
                 log::error!("reload: {error}");
             }
             log::error!("reload failed: configuration unchanged");
-            return running.clone();
+            return (running.clone(), false);
         }
     };
     for warning in &warnings {
@@ -222,7 +238,7 @@ pub fn reload_once(running: &Config, services: &mut Services, observer: &Observe
     let changes = reload::diff(running, &new);
     if changes.is_empty() {
         log::info!("reload: no change");
-        return running.clone();
+        return (running.clone(), true);
     }
     for change in &changes {
         if change.live {
@@ -249,5 +265,5 @@ pub fn reload_once(running: &Config, services: &mut Services, observer: &Observe
         changes.iter().filter(|c| c.live).count(),
         changes.iter().filter(|c| !c.live).count()
     );
-    next
+    (next, true)
 }

@@ -5,6 +5,7 @@
 
 use crate::support::broker::*;
 use crate::support::mosquitto::free_port;
+use crate::support::transport::{echo, tls, Mqtt, Pki};
 use shardmq::codec::{Packet, ProtocolVersion, QoS};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -142,13 +143,23 @@ log_type notice
 log_type information
 connection_messages true
 pid_file DIR/broker.pid
+
+# MQTT over TLS, client certificates required.
+listener TLSPORT 127.0.0.1
+cafile PKI/ca.pem
+certfile PKI/server.pem
+keyfile PKI/server.key
+require_certificate true
+tls_version tlsv1.2
 ";
 
-fn write_conf(dir: &Path, port: u16) -> PathBuf {
+fn write_conf(dir: &Path, port: u16, tls_port: u16, pki: &Path) -> PathBuf {
     let path = dir.join("mosquitto.conf");
     let text = MOSQUITTO_CONF
+        .replace("TLSPORT", &tls_port.to_string())
         .replace("PORT", &port.to_string())
-        .replace("DIR", dir.to_str().unwrap());
+        .replace("DIR", dir.to_str().unwrap())
+        .replace("PKI", pki.to_str().unwrap());
     std::fs::write(&path, text).unwrap();
     path
 }
@@ -178,9 +189,29 @@ fn collect(raw: &mut Raw, window: Duration) -> Vec<shardmq::codec::Publish> {
     }
 }
 
+/// The TLS part of the session: a client with a certificate signed by the CA talks MQTT, one
+/// without a certificate is refused.
+fn tls_session(tls_addr: SocketAddr, pki: &Pki, t: &mut Vec<String>) {
+    let versions = &[&rustls::version::TLS13, &rustls::version::TLS12];
+    let with_cert = pki.client_config(Some((&pki.client_cert, &pki.client_key)), versions);
+    let mut mqtt = Mqtt::new(tls(tls_addr, with_cert).expect("TLS handshake"));
+    echo(&mut mqtt, "ops-tls", "tls/echo", b"over tls");
+    t.push("tls with certificate: echo".into());
+    let without = pki.client_config(None, versions);
+    let refused = tls(tls_addr, without).and_then(|mut s| {
+        s.write_all(&[0xc0, 0x00])?;
+        s.read(&mut [0u8; 16])
+    });
+    t.push(format!(
+        "tls without certificate refused: {}",
+        refused.is_err()
+    ));
+}
+
 /// One scripted client session; the transcript is what a client could observe.
-fn scripted_session(addr: SocketAddr) -> Vec<String> {
+fn scripted_session(addr: SocketAddr, tls_addr: SocketAddr, pki: &Pki) -> Vec<String> {
     let mut t = Vec::new();
+    tls_session(tls_addr, pki, &mut t);
     let mut sub = Raw::connect(addr, V5, "ops-sub");
     t.push(format!(
         "suback t/# {:?}",
@@ -255,9 +286,11 @@ fn mosquitto_binary() -> PathBuf {
 
 #[test]
 fn a_mosquitto_config_runs_and_a_session_matches_mosquitto() {
+    let pki = Pki::new();
     let dir = temp_dir("same");
     let port = free_port();
-    let conf = write_conf(&dir, port);
+    let tls_port = free_port();
+    let conf = write_conf(&dir, port, tls_port, &pki.dir);
     let check = shardmq().arg("-t").arg("-c").arg(&conf).output().unwrap();
     assert!(check.status.success(), "{check:?}");
     let mut ours = Process::spawn({
@@ -269,21 +302,24 @@ fn a_mosquitto_config_runs_and_a_session_matches_mosquitto() {
     assert_eq!(addr.port(), port);
     let pid = std::fs::read_to_string(dir.join("broker.pid")).unwrap();
     assert_eq!(pid.trim(), ours.child.id().to_string());
-    let our_transcript = scripted_session(addr);
+    let our_transcript = scripted_session(addr, SocketAddr::from(([127, 0, 0, 1], tls_port)), &pki);
     ours.wait_line("connect client_id=ops-sub");
     drop(ours);
 
     let mosquitto_dir = temp_dir("mosquitto");
     let mosquitto_port = free_port();
-    let mosquitto_conf = write_conf(&mosquitto_dir, mosquitto_port);
+    let mosquitto_tls_port = free_port();
+    let mosquitto_conf = write_conf(&mosquitto_dir, mosquitto_port, mosquitto_tls_port, &pki.dir);
     let theirs = Process::spawn({
         let mut c = Command::new(mosquitto_binary());
         c.arg("-c").arg(&mosquitto_conf);
         c
     });
     let mosquitto_addr = SocketAddr::from(([127, 0, 0, 1], mosquitto_port));
+    let mosquitto_tls_addr = SocketAddr::from(([127, 0, 0, 1], mosquitto_tls_port));
     wait_accepting(mosquitto_addr);
-    let their_transcript = scripted_session(mosquitto_addr);
+    wait_accepting(mosquitto_tls_addr);
+    let their_transcript = scripted_session(mosquitto_addr, mosquitto_tls_addr, &pki);
     drop(theirs);
     assert_eq!(our_transcript, their_transcript);
     assert!(our_transcript.iter().any(|l| l == "# got [\"t/r\"]"));
@@ -349,15 +385,15 @@ fn sighup_applies_a_good_config_and_keeps_the_old_one_on_a_bad_one() {
     });
     let addr = address_in(&broker.wait_line("listening on"));
     let mut client = Raw::connect(addr, V4, "hup-client");
-    // A good file: the log level and max_connections apply live, the queue limit needs a
-    // restart.
+    // A good file: the log level and max_connections apply live, the queue limit and the
+    // listener's own connection limit need a restart.
     std::fs::write(
         &conf,
         format!("{base}max_connections 2\nlog_type debug\nmax_queued_messages 20\n"),
     )
     .unwrap();
     broker.signal("HUP");
-    broker.wait_line("reload done: 2 applied, 1 need a restart");
+    broker.wait_line("reload done: 2 applied, 2 need a restart");
     broker.find_line("reload: max_connections changed from 100000 to 2 (applied)");
     broker.find_line(
         "reload: ops.log_level changed from Some(\"info\") to Some(\"debug\") (applied)",
