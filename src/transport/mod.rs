@@ -18,7 +18,8 @@
 //!
 //! Folder guide: `listener.rs` the `[[listener]]` configuration; `tls.rs` rustls, certificate
 //! loading and reload, client certificate identity; `ws.rs` the WebSocket upgrade and frames;
-//! `proxy.rs` PROXY protocol headers.
+//! `proxy.rs` PROXY protocol headers. (Mosquitto's TLS and WebSocket listener directives are
+//! mapped in `src/ops/mosquitto/map.rs`.)
 
 pub mod listener;
 pub mod proxy;

@@ -108,6 +108,7 @@ fn no_listener_keeps_loopback_default_and_allows_anonymous() {
 
 #[test]
 fn security_and_durability_directives_are_errors_with_file_and_line() {
+    // A TLS listener needs its key too.
     let errs = errors("listener 8883\ncertfile /x.pem\nallow_anonymous true\n");
     assert_eq!(
         errs,
