@@ -187,6 +187,15 @@ pub fn run(config: Config, mut services: Services) -> io::Result<()> {
                                 errors.len()
                             );
                         }
+                        // Access control (issue 13): the password, SCRAM and ACL files are
+                        // re-read (renewed in place); one that fails keeps its previous version.
+                        let errors = observer.reload_auth();
+                        if !errors.is_empty() {
+                            log::error!(
+                                "reload: {} access-control file(s) kept their previous version",
+                                errors.len()
+                            );
+                        }
                     }
                     if running.ops.sys_interval_secs > 0 {
                         next_sys = next_sys.min(
