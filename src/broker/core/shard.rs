@@ -506,14 +506,16 @@ impl ShardCore {
                 conn.listener
             ),
             CloseReason::Protocol(..) | CloseReason::SlowConsumer => log::warn!(
-                "disconnect client_id={client_id} addr={} shard={} reason={reason}",
+                "disconnect client_id={client_id} addr={} shard={} listener={} reason={reason}",
                 conn.peer,
-                self.id
+                self.id,
+                conn.listener
             ),
             _ if was_connected || !client_id.0.is_empty() => log::info!(
-                "disconnect client_id={client_id} addr={} shard={} reason={reason}",
+                "disconnect client_id={client_id} addr={} shard={} listener={} reason={reason}",
                 conn.peer,
-                self.id
+                self.id,
+                conn.listener
             ),
             _ => log::debug!("close addr={} shard={} reason={reason}", conn.peer, self.id),
         }
