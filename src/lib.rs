@@ -10,6 +10,7 @@
 //! - [`sim`]: a deterministic simulation driving N shard cores in one thread (tests, fuzzing).
 //! - [`store`]: disk persistence, one append-only log per shard.
 //! - [`ops`]: configuration files (ours and Mosquitto's), `$SYS`, metrics, logs, reload.
+//! - [`transport`]: listeners, TLS, WebSocket and PROXY protocol under the broker's sockets.
 #![forbid(unsafe_code)]
 
 pub mod auth;
@@ -20,3 +21,4 @@ pub mod ops;
 pub mod sim;
 pub mod store;
 pub mod topic;
+pub mod transport;

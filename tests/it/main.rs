@@ -43,4 +43,6 @@ mod persistence;
 mod protocol_fidelity;
 mod sim_properties;
 mod sim_regressions;
+mod transport;
+mod transport_interop;
 mod trie_no_alloc;
