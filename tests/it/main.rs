@@ -9,6 +9,7 @@
 
 mod support;
 
+mod access_control;
 mod broker_flow;
 mod broker_interop;
 mod broker_ops;

@@ -189,6 +189,19 @@ impl ShardCore {
         }
         let packet_id = publish.packet_id;
         let qos = publish.qos;
+        // Access control (issue 13, access.rs): the client needs write access to the topic. A
+        // denied QoS 0 message is dropped; QoS 1/2 get 0x87 (MQTT 5), or for 3.1.1 go through
+        // the usual acknowledgements and are dropped, as Mosquitto does.
+        let denied = !self.may_publish(skey, publish.topic.as_str());
+        if denied && (qos == QoS::AtMostOnce || self.denied_publish_code(key).is_error()) {
+            let code = self.denied_publish_code(key);
+            match qos {
+                QoS::AtMostOnce => {}
+                QoS::AtLeastOnce => self.send_packet(key, &Packet::PubAck(ack(packet_id, code))),
+                QoS::ExactlyOnce => self.send_packet(key, &Packet::PubRec(ack(packet_id, code))),
+            }
+            return;
+        }
         if qos == QoS::ExactlyOnce {
             let outcome = match self.sessions.get_mut(skey) {
                 Some(s) => s.session.handle_incoming_qos2(packet_id),
@@ -221,6 +234,19 @@ impl ShardCore {
                     return;
                 }
             }
+        }
+        if denied {
+            // MQTT 3.1.1, QoS 1/2: acknowledged (PUBREL/PUBCOMP follow as usual), not routed.
+            match qos {
+                QoS::AtMostOnce => {}
+                QoS::AtLeastOnce => {
+                    self.send_packet(key, &Packet::PubAck(ack(packet_id, ReasonCode::Success)))
+                }
+                QoS::ExactlyOnce => {
+                    self.send_packet(key, &Packet::PubRec(ack(packet_id, ReasonCode::Success)))
+                }
+            }
+            return;
         }
         publish.dup = false;
         publish.packet_id = 0;
@@ -444,6 +470,15 @@ impl ShardCore {
             return ReasonCode::TopicFilterInvalid;
         }
         let shared = matches!(topic::parse_shared(filter_str), Ok(Some(_)));
+        // Access control (issue 13, access.rs): a filter under which nothing is readable is
+        // refused (0x87; the codec sends 0x80 to MQTT 3.1.1 clients).
+        let plain = match topic::parse_shared(filter_str) {
+            Ok(Some(shared_filter)) => shared_filter.filter,
+            _ => filter_str,
+        };
+        if !self.may_subscribe(skey, plain) {
+            return ReasonCode::NotAuthorized;
+        }
         let max = self.global.config.max_subscriptions_per_client;
         let Some(session) = self.sessions.get_mut(skey) else {
             return ReasonCode::UnspecifiedError;

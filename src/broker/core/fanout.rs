@@ -209,6 +209,12 @@ impl ShardCore {
         let Some(session) = self.sessions.get_mut(skey) else {
             return;
         };
+        // Access control (issue 13, access.rs): nothing the subscriber may not read; this
+        // covers wildcard filters and retained messages sent at subscribe.
+        if !super::access::may_read(&mut session.access, message.topic.as_str()) {
+            bump(&self.global.counters[self.id].acl_denied_delivery);
+            return;
+        }
         // A connection still waiting for its CONNACK is not online yet: messages queue.
         let connections = &self.connections;
         let connection = session

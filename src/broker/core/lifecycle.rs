@@ -221,7 +221,7 @@ impl ShardCore {
     fn finish_connect(
         &mut self,
         key: ConnKey,
-        accepted: AcceptedConnect,
+        mut accepted: AcceptedConnect,
         claim: Claim,
         source: SessionSource,
     ) {
@@ -261,11 +261,19 @@ impl ShardCore {
         session.generation = generation;
         // [MQTT-3.1.3-9]: a new connection before the Will Delay Interval cancels the will.
         session.pending_will = None;
+        // Access control (issue 13): the session follows the identity of its latest connection.
+        session.access = accepted.access.take();
+        let token_expiry = session.access.as_ref().and_then(|a| a.disconnect_after());
         session.session.inflight_max = inflight_max.max(1);
         session.session.limits = limits;
         session.session.state.session_expiry_interval_secs = accepted.session_expiry_interval_secs;
         self.client_ids
             .insert(&accepted.client_id, skey, &self.sessions);
+        if let (Some(left), Some(conn)) = (token_expiry, self.connections.get(key)) {
+            // Access control (issue 13, access.rs): close when the token expires.
+            let connection_id = conn.id;
+            self.arm_token_expiry(key, connection_id, left);
+        }
         // Persistence: a persistent session is recorded (in full when new to this shard's log).
         if let Some(session) = self.sessions.get(skey) {
             let will = accepted.will.as_deref().map(|w| (&w.message, w.delay_secs));
@@ -419,6 +427,7 @@ impl ShardCore {
             connection: None,
             generation: 0,
             pending_will: None,
+            access: None,
         });
         let mut new_routes = Vec::new();
         for (filter, stored) in filters {

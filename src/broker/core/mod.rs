@@ -5,6 +5,8 @@
 // so that the core's files name it as their siblings.
 pub(crate) use super::{config, registry, retained, stats, Global};
 
+// Access control (issue 13): the core's hooks into `crate::auth`.
+mod access;
 mod authn;
 mod client_ids;
 mod congestion;

@@ -53,6 +53,9 @@ pub struct ShardSession {
     pub generation: u64,
     /// A will waiting for its Will Delay Interval (or the end of the session).
     pub pending_will: Option<Box<WillMessage>>,
+    /// Access control (issue 13): who the session's client is and its ACL decision cache;
+    /// `None` when nothing can restrict it (no ACL file, no JWT topic claims).
+    pub access: Option<Box<crate::auth::SessionAccess>>,
 }
 
 /// What waits for the routing barrier.
@@ -205,6 +208,8 @@ pub struct ShardCore {
     pub to_read: Vec<ConnKey>,
     /// This shard's part of `max_buffered_bytes` and what its buffers and queues hold.
     pub memory: super::congestion::MemoryBudget,
+    /// Access control (issue 13): this shard's verified-login cache and password-check budget.
+    pub login: crate::auth::ShardLogin,
 }
 
 impl ShardCore {
@@ -253,6 +258,7 @@ impl ShardCore {
             ready: Vec::new(),
             to_read: Vec::new(),
             memory,
+            login: crate::auth::ShardLogin::new(),
         }
     }
 
@@ -562,6 +568,10 @@ impl ShardCore {
                     self.congestion_timeout(SessionKey::new(timer.key), timer.generation)
                 }
                 TimerKind::MemoryPressure => self.memory_pressure_timeout(timer.generation),
+                // Access control (issue 13, access.rs).
+                TimerKind::TokenExpiry => {
+                    self.token_expired(ConnKey::new(timer.key), timer.generation)
+                }
                 TimerKind::SessionExpiry => {
                     let Some(session) = self.sessions.get(SessionKey::new(timer.key)) else {
                         continue;

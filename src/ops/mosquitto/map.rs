@@ -227,8 +227,12 @@ fn map_security(m: &mut Mapper, security: &Security, first_listener: Option<&Loc
     for entry in &security.other {
         m.not_yet(&entry.at, &entry.value, "changes authentication");
     }
+    // Access control (issue 13): Mosquitto's password and ACL files are read as they are.
     if let Some(acl) = &security.acl_file {
-        m.not_yet(&acl.at, "acl_file", "Mosquitto ACL files");
+        m.config.acl_file = Some(acl.value.clone());
+    }
+    if let Some(file) = &security.password_file {
+        m.config.password_file = Some(file.value.clone());
     }
     // Mosquitto 2: anonymous clients are refused once a listener is configured, unless
     // allow_anonymous true says otherwise.
@@ -236,62 +240,7 @@ fn map_security(m: &mut Mapper, security: &Security, first_listener: Option<&Loc
         .allow_anonymous
         .as_ref()
         .map_or(!has_listeners, |a| a.value);
-    match &security.password_file {
-        Some(file) => {
-            if let Some(hashed) = hashed_password_line(m, &file.value, &file.at) {
-                m.not_yet(
-                    &file.at,
-                    "password_file",
-                    &format!("hashed Mosquitto passwords, line {hashed} of the file"),
-                );
-            } else {
-                m.config.password_file = Some(file.value.clone());
-            }
-            if anonymous {
-                let at = security
-                    .allow_anonymous
-                    .as_ref()
-                    .map_or(&file.at, |a| &a.at);
-                m.warn(
-                    at,
-                    "allow_anonymous true: anonymous clients are refused while a password_file \
-                     is set (anonymous access next to passwords is not supported yet)",
-                );
-            }
-        }
-        None if !anonymous => {
-            let at = security
-                .allow_anonymous
-                .as_ref()
-                .map(|a| &a.at)
-                .or(first_listener)
-                .cloned()
-                .unwrap_or_else(|| Location::whole("configuration"));
-            m.not_yet(
-                &at,
-                "allow_anonymous false",
-                "refusing every client without a password_file; add `allow_anonymous true` \
-                 or a password_file",
-            );
-        }
-        None => {}
-    }
-}
-
-/// The first line of a password file holding a Mosquitto hash (`$6$`, `$7$`), or an error if
-/// the file cannot be read.
-fn hashed_password_line(m: &mut Mapper, path: &std::path::Path, at: &Location) -> Option<usize> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(e) => {
-            m.error(at, format!("password_file {}: {e}", path.display()));
-            return None;
-        }
-    };
-    text.lines().enumerate().find_map(|(i, line)| {
-        let (_, password) = line.split_once(':')?;
-        (password.starts_with("$6$") || password.starts_with("$7$")).then_some(i + 1)
-    })
+    m.config.allow_anonymous = Some(anonymous);
 }
 
 /// A number in `min..=max` or an error naming the directive.

@@ -118,9 +118,12 @@ fn security_and_durability_directives_are_errors_with_file_and_line() {
         "listener 8883\ncertfile /x\nkeyfile /k\ntls_version tlsv1.2\nallow_anonymous true\n",
     );
     assert!(errs[0].starts_with("test.conf:4: error: tls_version: not supported yet"));
-    let errs = errors("allow_anonymous true\nacl_file /etc/acl\npersistence true\n");
-    assert_eq!(errs.len(), 1, "{errs:?}");
-    assert!(errs[0].starts_with("test.conf:2: error: acl_file: not supported yet"));
+    let loaded = map("allow_anonymous true\nacl_file /etc/acl\npersistence true\n").unwrap();
+    assert!(loaded.config.acl_file.is_some());
+    assert!(matches!(
+        loaded.config.persistence,
+        crate::store::Durability::Periodic
+    ));
     let loaded = map(
         "listener 9001\nprotocol websockets\nlistener 8883 127.0.0.1\ncertfile /c.pem\n\
          keyfile /k.pem\ncafile /ca.pem\nrequire_certificate true\n\
@@ -136,9 +139,6 @@ fn security_and_durability_directives_are_errors_with_file_and_line() {
         crate::transport::TransportKind::MqttTls
     );
     assert!(listeners[1].require_certificate && listeners[1].use_identity_as_username);
-    // Mosquitto 2 refuses everyone here; we cannot yet, so we refuse the file.
-    let errs = errors("listener 1883\n");
-    assert!(errs[0].starts_with("test.conf:1: error: allow_anonymous false: not supported yet"));
     let errs = errors("connection bridge1\naddress 10.0.0.1\n");
     assert_eq!(errs.len(), 2);
 }
@@ -158,32 +158,24 @@ fn bad_values_and_unknown_directives_are_all_reported() {
     assert!(errs[0].contains("max_inflight_messages must be in 0..=65535"));
 }
 
+/// Access control (issue 13): password and ACL files map as they are; a listener without
+/// `allow_anonymous true` refuses anonymous clients, as Mosquitto 2.
 #[test]
-fn plain_password_file_maps_and_hashed_one_is_refused() {
-    let dir = std::env::temp_dir().join(format!("shardmq-mq-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let plain = dir.join("plain");
-    std::fs::write(&plain, "alice:secret\n").unwrap();
-    let hashed = dir.join("hashed");
-    std::fs::write(&hashed, "bob:$7$101$abc$def\n").unwrap();
-    let loaded = map(&format!(
-        "listener 1883\npassword_file {}\n",
-        plain.display()
-    ))
-    .unwrap();
+fn access_control_directives_map() {
+    let loaded = map("listener 1883\nacl_file /etc/acl\npassword_file /etc/passwd\n").unwrap();
+    assert_eq!(
+        loaded.config.acl_file.as_deref(),
+        Some(Path::new("/etc/acl"))
+    );
     assert_eq!(
         loaded.config.password_file.as_deref(),
-        Some(plain.as_path())
+        Some(Path::new("/etc/passwd"))
     );
-    let errs = errors(&format!(
-        "listener 1883\npassword_file {}\n",
-        hashed.display()
-    ));
-    assert!(
-        errs[0].contains("hashed Mosquitto passwords, line 1"),
-        "{errs:?}"
-    );
-    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(loaded.config.allow_anonymous, Some(false));
+    let loaded = map("listener 1883\nallow_anonymous true\n").unwrap();
+    assert_eq!(loaded.config.allow_anonymous, Some(true));
+    let loaded = map("max_queued_messages 7\n").unwrap();
+    assert_eq!(loaded.config.allow_anonymous, Some(true));
 }
 
 #[test]
