@@ -41,6 +41,7 @@ mod mqtt5_topic_alias;
 mod operations;
 mod overload;
 mod packet_limits;
+mod persistence;
 mod protocol_fidelity;
 mod sim_properties;
 mod sim_regressions;

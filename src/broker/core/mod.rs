@@ -20,6 +20,7 @@ mod lifecycle;
 pub mod mesh;
 // Issue 11: outgoing-full read pause, partial packet timeout (docs/memory.md).
 mod overload;
+mod persist;
 pub mod protocol;
 pub mod router;
 pub mod session;
