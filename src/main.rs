@@ -115,6 +115,10 @@ struct Cli {
     /// disconnected as a slow consumer [default: 60000].
     #[arg(long, value_name = "MS")]
     slow_consumer_timeout_ms: Option<u64>,
+    /// Issue 11: bytes queued per session at most (as Mosquitto's max_queued_bytes)
+    /// [default: 67108864].
+    #[arg(long, value_name = "BYTES")]
+    max_queued_bytes: Option<usize>,
     /// Mosquitto password file (`user:$7$...`, from mosquitto_passwd or shardmq-passwd): plain
     /// CONNECTs must log in as one of its users. Re-read on SIGHUP.
     #[arg(long, value_name = "FILE")]
@@ -301,6 +305,7 @@ impl Cli {
             server_reference = self.server_reference.map(Some),
             partial_packet_timeout_ms = self.partial_packet_timeout_ms,
             slow_consumer_timeout_ms = self.slow_consumer_timeout_ms,
+            max_queued_bytes = self.max_queued_bytes,
             acl_file = self.acl_file.map(Some),
             allow_anonymous = self.allow_anonymous.map(Some),
             persistence = self.persistence,

@@ -174,6 +174,11 @@ pub struct Config {
     /// Default 60,000. A subscriber that reads is never disconnected for the size of what it
     /// receives: its QoS 1/2 deliveries wait in its queue while the buffer is full.
     pub slow_consumer_timeout_ms: u64,
+    /// Issue 11 (docs/memory.md): bytes queued per session at most (topic, payload, MQTT 5
+    /// properties and a small overhead per message), as Mosquitto's `max_queued_bytes`,
+    /// 1 KiB..=4 GiB - 1. Default 64 MiB. Over it new messages are dropped (counted in
+    /// `dropped_queue_full`).
+    pub max_queued_bytes: usize,
 }
 
 /// How a shared subscription group spreads messages over its members. The publishing shard
@@ -256,6 +261,7 @@ impl Default for Config {
             ops: crate::ops::OpsConfig::default(),
             partial_packet_timeout_ms: 5_000,
             slow_consumer_timeout_ms: 60_000,
+            max_queued_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -371,6 +377,12 @@ impl Config {
             self.partial_packet_timeout_ms,
             0,
             3_600_000,
+        )?;
+        range(
+            "max_queued_bytes",
+            self.max_queued_bytes as u64,
+            1024,
+            u64::from(u32::MAX),
         )?;
         range(
             "slow_consumer_timeout_ms",

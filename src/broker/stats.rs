@@ -55,7 +55,8 @@ counters! {
     messages_received,
     /// PUBLISH packets sent to clients.
     messages_sent,
-    /// Messages not queued because a session's queue was at `max_queued_messages`.
+    /// Messages not queued because a session's queue was at `max_queued_messages` or
+    /// `max_queued_bytes`.
     dropped_queue_full,
     /// QoS 0 messages dropped because a connection's outgoing buffer was over its limit.
     dropped_outgoing_buffer_full,
@@ -183,6 +184,9 @@ counters! {
     /// Issue 11: connections closed because a packet they started did not complete within
     /// `partial_packet_timeout_ms` (per 64 KiB of the packet).
     partial_packet_timeouts,
+    /// Issue 11: new queue entries dropped because the shard's session queues held their share
+    /// (half) of its part of `max_buffered_bytes`; live deliveries are not affected.
+    dropped_queue_share,
 }
 
 impl Stats {

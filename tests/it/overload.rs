@@ -337,3 +337,133 @@ fn slow_consumer_disconnect_fires_on_time_not_on_a_burst() {
     assert_eq!(sim.global().stats().slow_consumer_disconnects, 1);
     assert!(!sim.is_closed(publisher.conn));
 }
+
+/// Connects `count` persistent MQTT 5 sessions subscribed to `filter` at QoS 1, then takes
+/// them offline.
+fn offline_sessions(sim: &mut Sim, prefix: &str, count: usize, filter: &str) {
+    for i in 0..count {
+        let options = ConnectOptions::new(format!("{prefix}{i}"))
+            .protocol(ProtocolVersion::V5)
+            .keep_alive_secs(0)
+            .clean_start(false)
+            .session_expiry_secs(3600);
+        let mut client = SimClient::connect(sim, 0, options).expect("room");
+        quiesce(sim, &mut [&mut client]);
+        let sub = SubscriptionOptions {
+            qos: QoS::AtLeastOnce,
+            ..SubscriptionOptions::default()
+        };
+        client.session.subscribe(&[(MqttString::from(filter), sub)]);
+        client.flush(sim);
+        quiesce(sim, &mut [&mut client]);
+        sim.hang_up(client.conn);
+        sim.step();
+    }
+}
+
+/// Publishes `count` QoS 1 messages, waiting for the PUBACKs as the window allows.
+fn publish_all(
+    sim: &mut Sim,
+    publisher: &mut SimClient,
+    publish: &shardmq::codec::Publish,
+    count: usize,
+) {
+    let mut sent = 0;
+    while sent < count {
+        let now = sim.now();
+        while sent < count
+            && publisher
+                .session
+                .publish_message(publish.clone(), now)
+                .is_ok()
+        {
+            sent += 1;
+        }
+        publisher.flush(sim);
+        sim.step();
+        publisher.pump(sim);
+    }
+    quiesce(sim, &mut [publisher]);
+}
+
+/// Issue 11 case 3: offline queues fill at most their share of the memory budget (half of the
+/// shard's part); beyond it new entries are dropped and counted, and a QoS 0 pair on another
+/// topic keeps getting everything, with no memory pressure.
+#[test]
+fn offline_queues_never_block_live_qos0() {
+    let mut config = config();
+    config.max_buffered_bytes = 4 << 20;
+    let mut sim = Sim::new(config, 6).expect("valid config");
+    offline_sessions(&mut sim, "off", 20, "fill/#");
+    let mut subscriber = connect(&mut sim, "sub");
+    subscriber
+        .session
+        .subscribe(&[(MqttString::from("v"), SubscriptionOptions::default())]);
+    subscriber.flush(&mut sim);
+    let mut publisher = connect(&mut sim, "pub");
+    let mut filler = connect(&mut sim, "filler");
+    quiesce(
+        &mut sim,
+        &mut [&mut subscriber, &mut publisher, &mut filler],
+    );
+    let fill = shardmq::codec::Publish {
+        dup: false,
+        qos: QoS::AtLeastOnce,
+        retain: false,
+        topic: MqttString::from("fill/x"),
+        packet_id: 0,
+        properties: Default::default(),
+        payload: Bytes::from(vec![b'f'; 4096]),
+    };
+    for _ in 0..10 {
+        publish_all(&mut sim, &mut filler, &fill, 100);
+        victim_round_trip(&mut sim, &mut subscriber, &mut publisher);
+        let (buffered, limit) = sim.core(0).buffered_bytes();
+        assert!(buffered <= limit / 2 + 8192, "{buffered} of {limit}");
+    }
+    let stats = sim.global().stats();
+    assert!(stats.dropped_queue_share > 0, "{stats:?}");
+    assert_eq!(stats.memory_pressure, 0, "queues alone cause no pressure");
+    assert_eq!(stats.dropped_memory_limit, 0);
+    assert_eq!(subscriber.received.len(), 500, "every live message arrived");
+}
+
+/// Issue 11 case 4: MQTT 5 properties count in a queue's bytes, and `max_queued_bytes` bounds
+/// each session: 3 offline sessions, messages carrying 7 user properties of 8 KiB each.
+#[test]
+fn properties_count_against_the_per_session_queue_bytes() {
+    let mut config = config();
+    config.max_queued_bytes = 1 << 20;
+    let mut sim = Sim::new(config, 7).expect("valid config");
+    offline_sessions(&mut sim, "prop", 3, "p/#");
+    let options = ConnectOptions::new("pub")
+        .protocol(ProtocolVersion::V5)
+        .keep_alive_secs(0);
+    let mut publisher = SimClient::connect(&mut sim, 0, options).expect("room");
+    quiesce(&mut sim, &mut [&mut publisher]);
+    let mut properties = shardmq::codec::Properties::default();
+    for i in 0..7 {
+        properties.user_properties.push((
+            MqttString::from(format!("k{i}")),
+            MqttString::from("u".repeat(8192)),
+        ));
+    }
+    let publish = shardmq::codec::Publish {
+        dup: false,
+        qos: QoS::AtLeastOnce,
+        retain: false,
+        topic: MqttString::from("p/x"),
+        packet_id: 0,
+        properties,
+        payload: Bytes::from_static(b"small"),
+    };
+    publish_all(&mut sim, &mut publisher, &publish, 200);
+    let queued = sim.core(0).queued_bytes();
+    assert!(
+        queued <= 3 * (1 << 20),
+        "{queued} bytes queued over 3 sessions of 1 MiB"
+    );
+    // Each session took what fits (about 17 messages of 57 KiB), the rest was dropped.
+    assert!(queued >= 3 * ((1 << 20) - 60 * 1024), "{queued}");
+    assert!(sim.global().stats().dropped_queue_full >= 3 * 150);
+}

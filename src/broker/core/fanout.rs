@@ -221,16 +221,28 @@ impl ShardCore {
             .connection
             .filter(|&key| connections.get(key).is_some_and(|c| c.is_connected()));
         let online = connection.is_some();
-        let queue_room = self.memory.has_room();
+        // Issue 11 hook: offline sessions' queue entries stop at the queues' share of the budget
+        // (docs/memory.md), so they never bring the shard to pressure; an online session's
+        // queue is paced by congestion and pressure as before.
+        let queue_share_full = !online && !self.memory.queues_have_room();
+        let queue_room = self.memory.has_room() && !queue_share_full;
         // Issue 11 hook (flow by bytes): QoS 1/2 waits in the queue while the buffer is full.
         let max_outgoing = self.global.config.max_outgoing_bytes;
+        // Validated to fit in a u32 (config.rs).
+        let max_queued_bytes =
+            u32::try_from(self.global.config.max_queued_bytes).unwrap_or(u32::MAX);
         let outgoing_full = connection
             .and_then(|key| connections.get(key))
             .is_some_and(|c| c.out.len() >= max_outgoing);
-        match session
-            .session
-            .deliver_paced(message, qos, retain, online, queue_room, outgoing_full)
-        {
+        match session.session.deliver_paced(
+            message,
+            qos,
+            retain,
+            online,
+            queue_room,
+            outgoing_full,
+            max_queued_bytes,
+        ) {
             Delivery::SendQoS0 => {
                 if let Some(key) = connection {
                     self.write_publish(key, skey, message, QoS::AtMostOnce, 0, retain, encoding);
@@ -250,7 +262,7 @@ impl ShardCore {
             // Persistence: at the disk limit the message is taken off the queue again.
             Delivery::Queued if !self.store_queued(skey, message, qos, retain) => {}
             Delivery::Queued => {
-                self.buffered_grew(queued_bytes(message));
+                self.queue_grew(queued_bytes(message));
                 if online {
                     bump(&self.global.counters[self.id].inflight_window_full);
                     self.update_congestion(skey);
@@ -258,6 +270,9 @@ impl ShardCore {
             }
             Delivery::Discarded => {}
             Delivery::DroppedQueueFull => bump(&self.global.counters[self.id].dropped_queue_full),
+            Delivery::DroppedMemoryLimit if queue_share_full => {
+                bump(&self.global.counters[self.id].dropped_queue_share)
+            }
             Delivery::DroppedMemoryLimit => {
                 bump(&self.global.counters[self.id].dropped_memory_limit)
             }
@@ -430,12 +445,12 @@ impl ShardCore {
                 self.update_congestion(skey);
                 return;
             };
-            self.memory.release(queued_bytes(&queued.message));
             if packet_id != 0 {
                 // Persistence: the queue's first message went out with this packet id.
                 let client_id = &session.session.state.client_id;
                 self.store.message_dequeued(client_id, packet_id);
             }
+            self.queue_released(queued_bytes(&queued.message));
             self.write_publish(
                 key,
                 skey,

@@ -101,11 +101,17 @@ pub struct Queued {
 /// the queue entry itself, roughly.
 const QUEUED_OVERHEAD_BYTES: usize = 32;
 
-/// What a queued message counts against the shard's memory budget: its approximate encoded
-/// length (topic, payload, a fixed overhead; properties are left out). The payload is shared
-/// by every queue holding the message, so this over-counts memory, never under-counts it.
+/// What a queued message counts against the shard's memory budget and its session's
+/// `max_queued_bytes`: its approximate encoded length (topic, payload, MQTT 5 properties, a
+/// fixed overhead; issue 11, docs/memory.md). The message is shared by every queue holding it,
+/// so this over-counts memory, never under-counts it.
 pub fn queued_bytes(message: &Message) -> usize {
-    message.topic.len() + message.payload.len() + QUEUED_OVERHEAD_BYTES
+    message.topic.len()
+        + message.payload.len()
+        + message
+            .properties
+            .encoded_len(crate::codec::PropertyContext::Publish)
+        + QUEUED_OVERHEAD_BYTES
 }
 
 impl SessionState {
@@ -253,13 +259,18 @@ pub struct Session {
     /// Counts (wrapping) the times the session became congested; guards the congestion timer.
     /// 32 bits, so that with `congestion` it fits in `inflight_max`'s padding.
     pub congestion_episode: u32,
+    /// Issue 11: [`queued_bytes`] summed over `state.queued`, at most `max_queued_bytes` (plus
+    /// a congested session's overshoot).
+    pub queued_bytes: u32,
 }
 
 impl Session {
     /// A new session or one resumed from `state`.
     pub fn new(state: SessionState, inflight_max: u16, limits: SessionLimits) -> Session {
         debug_assert!(inflight_max >= 1);
+        let queued_bytes = u32::try_from(state.queued_bytes()).unwrap_or(u32::MAX);
         Session {
+            queued_bytes,
             state,
             inflight_max: inflight_max.max(1),
             limits,
@@ -319,12 +330,15 @@ impl Session {
         online: bool,
         queue_room: bool,
     ) -> Delivery {
-        self.deliver_paced(message, qos, retain, online, queue_room, false)
+        self.deliver_paced(message, qos, retain, online, queue_room, false, u32::MAX)
     }
 
     /// [`Session::deliver`], where `outgoing_full` (issue 11, flow by bytes) says that the
     /// connection's outgoing buffer is at `max_outgoing_bytes`: a QoS 1/2 message then queues
     /// even with room in the in-flight window, and goes when the buffer is written down.
+    /// `max_queued_bytes` bounds the queue's [`queued_bytes`] as Mosquitto's option of that
+    /// name (passed in rather than kept in [`SessionLimits`], which stays 16 bytes).
+    #[allow(clippy::too_many_arguments)]
     pub fn deliver_paced(
         &mut self,
         message: &MessageRef,
@@ -333,6 +347,7 @@ impl Session {
         online: bool,
         queue_room: bool,
         outgoing_full: bool,
+        max_queued_bytes: u32,
     ) -> Delivery {
         if qos == QoS::AtMostOnce {
             if online {
@@ -341,7 +356,7 @@ impl Session {
             if !self.limits.queue_qos0 {
                 return Delivery::Discarded;
             }
-            return self.enqueue(message, qos, retain, queue_room);
+            return self.enqueue(message, qos, retain, queue_room, max_queued_bytes);
         }
         if online && !outgoing_full && self.state.queued.is_empty() && self.window_has_room() {
             let packet_id = self.allocate_packet_id();
@@ -354,7 +369,7 @@ impl Session {
             });
             return Delivery::Send { packet_id };
         }
-        self.enqueue(message, qos, retain, queue_room)
+        self.enqueue(message, qos, retain, queue_room, max_queued_bytes)
     }
 
     fn enqueue(
@@ -363,6 +378,7 @@ impl Session {
         qos: QoS,
         retain: bool,
         queue_room: bool,
+        max_queued_bytes: u32,
     ) -> Delivery {
         let limit = if self.congestion == Congestion::Congested {
             self.limits
@@ -371,7 +387,10 @@ impl Session {
         } else {
             self.limits.max_queued_messages
         };
-        if self.state.queued.len() >= limit {
+        let bytes = u32::try_from(queued_bytes(message)).unwrap_or(u32::MAX);
+        let bytes_over = self.congestion != Congestion::Congested
+            && self.queued_bytes.saturating_add(bytes) > max_queued_bytes;
+        if self.state.queued.len() >= limit || bytes_over {
             self.state.dropped_messages += 1;
             return Delivery::DroppedQueueFull;
         }
@@ -384,7 +403,20 @@ impl Session {
             qos,
             retain,
         });
+        self.queued_bytes = self.queued_bytes.saturating_add(bytes);
         Delivery::Queued
+    }
+
+    /// Takes the last queued message off again (persistence refused it).
+    pub fn unqueue_last(&mut self) {
+        if let Some(last) = self.state.queued.pop_back() {
+            self.note_dequeued(&last.message);
+        }
+    }
+
+    fn note_dequeued(&mut self, message: &Message) {
+        let bytes = u32::try_from(queued_bytes(message)).unwrap_or(u32::MAX);
+        self.queued_bytes = self.queued_bytes.saturating_sub(bytes);
     }
 
     /// Whether a QoS 1/2 message offered now would be sent at once (nothing queued, room in the
@@ -402,12 +434,15 @@ impl Session {
     pub fn poll_queued(&mut self) -> Option<(u16, Queued)> {
         let front = self.state.queued.front()?;
         if front.qos == QoS::AtMostOnce {
-            return self.state.queued.pop_front().map(|q| (0, q));
+            let queued = self.state.queued.pop_front()?;
+            self.note_dequeued(&queued.message);
+            return Some((0, queued));
         }
         if !self.window_has_room() {
             return None;
         }
         let queued = self.state.queued.pop_front()?;
+        self.note_dequeued(&queued.message);
         let packet_id = self.allocate_packet_id();
         self.state.inflight.push_back(Outgoing {
             packet_id,
@@ -742,7 +777,8 @@ mod tests {
         );
         assert_eq!(s.state.dropped_messages, 1);
         assert_eq!(s.state.queued_bytes(), queued_bytes(&m));
-        assert_eq!(queued_bytes(&m), 1 + 1 + QUEUED_OVERHEAD_BYTES);
+        // Topic, payload, the empty property list's length byte (issue 11), overhead.
+        assert_eq!(queued_bytes(&m), 1 + 1 + 1 + QUEUED_OVERHEAD_BYTES);
     }
 
     #[test]
