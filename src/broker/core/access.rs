@@ -8,6 +8,7 @@ use super::shard::{CloseReason, ShardCore};
 use super::stats::bump;
 use super::timers::TimerKind;
 use crate::auth::{Login, LoginRefusal, ACL_READ, ACL_WRITE};
+use crate::broker::log_escape::Escaped;
 use crate::codec::{Connect, ReasonCode};
 use std::time::Duration;
 
@@ -36,6 +37,13 @@ impl ShardCore {
         match access.login(&mut self.login, username, password, self.now) {
             Ok(login) => self.authorize_connect(key, &login, accepted),
             Err(refusal) => {
+                // Issue 16: client-supplied text is escaped in log lines (log_escape.rs).
+                log::info!(
+                    "authentication failed client_id={} username={} shard={} reason={refusal:?}",
+                    Escaped(accepted.client_id.as_str()),
+                    Escaped(username.unwrap_or("")),
+                    self.id
+                );
                 self.refuse_login(key, refusal);
                 None
             }
@@ -54,6 +62,12 @@ impl ShardCore {
         let mut session_access = control.session_access(login, accepted.client_id.as_str());
         if let (Some(access), Some(will)) = (session_access.as_mut(), accepted.will.as_ref()) {
             if !access.allows(will.message.topic.as_str(), ACL_WRITE) {
+                log::info!(
+                    "will refused client_id={} topic={} shard={}",
+                    Escaped(accepted.client_id.as_str()),
+                    Escaped(will.message.topic.as_str()),
+                    self.id
+                );
                 self.refuse_login(key, LoginRefusal::WillDenied);
                 return None;
             }
@@ -73,13 +87,6 @@ impl ShardCore {
             LoginRefusal::WillDenied => &counters.acl_denied_will,
             LoginRefusal::Busy => &counters.auth_busy,
         });
-        if let Some(conn) = self.connections.get(key) {
-            log::info!(
-                "connect refused addr={} shard={} access={refusal:?}",
-                conn.peer,
-                self.id
-            );
-        }
         self.refuse_connect(key, refusal.reason_code());
     }
 
