@@ -110,17 +110,13 @@ fn map_listeners(m: &mut Mapper, listeners: &[&Listener]) {
     }
     let mut addresses = Vec::new();
     for listener in listeners {
-        if let Some(protocol) = &listener.protocol {
-            if protocol.value == Protocol::Websockets {
-                m.not_yet(&protocol.at, "protocol websockets", "WebSocket listeners");
-                continue;
-            }
-        }
-        if let Some((name, at)) = listener.tls.first() {
-            let at = at.clone();
-            m.not_yet(&at, name, "TLS listeners");
-            continue;
-        }
+        // Transport hook: TLS and WebSocket listeners become `[[listener]]` entries
+        // (src/transport/mosquitto.rs).
+        let layered = listener.tls.is_set()
+            || listener
+                .protocol
+                .as_ref()
+                .is_some_and(|p| p.value == Protocol::Websockets);
         if let Some(mount) = &listener.mount_point {
             m.not_yet(&mount.at, "mount_point", "topic prefixes per listener");
         }
@@ -130,8 +126,16 @@ fn map_listeners(m: &mut Mapper, listeners: &[&Listener]) {
                 format!("{}: ignored (no effect here)", entry.value),
             );
         }
-        if let Some(address) = listener_address(m, listener) {
+        let Some(address) = listener_address(m, listener) else {
+            continue;
+        };
+        if !layered {
             addresses.push(address);
+            continue;
+        }
+        match crate::transport::mosquitto::listener_config(listener, address) {
+            Ok(config) => m.config.listeners.push(config),
+            Err((name, at)) => m.not_yet(&at, name, "in TLS listeners"),
         }
     }
     m.config.listen = addresses;

@@ -107,16 +107,44 @@ fn no_listener_keeps_loopback_default_and_allows_anonymous() {
 
 #[test]
 fn security_and_durability_directives_are_errors_with_file_and_line() {
+    // A TLS listener needs its key too (src/transport/mosquitto.rs maps TLS listeners).
     let errs = errors("listener 8883\ncertfile /x.pem\nallow_anonymous true\n");
-    assert_eq!(
-        errs,
-        vec!["test.conf:2: error: certfile: not supported yet (TLS listeners)"]
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0].contains("cert_file and key_file are needed"),
+        "{errs:?}"
     );
+    let errs = errors(
+        "listener 8883\ncertfile /x\nkeyfile /k\ntls_version tlsv1.2\nallow_anonymous true\n",
+    );
+    assert!(errs[0].starts_with("test.conf:4: error: tls_version: not supported yet"));
     let errs = errors("allow_anonymous true\nacl_file /etc/acl\npersistence true\n");
     assert_eq!(errs.len(), 1, "{errs:?}");
     assert!(errs[0].starts_with("test.conf:3: error: persistence true: not supported yet"));
-    let errs = errors("listener 9001\nprotocol websockets\nallow_anonymous true\n");
-    assert!(errs[0].starts_with("test.conf:2: error: protocol websockets: not supported yet"));
+    let loaded = map(
+        "listener 9001
+protocol websockets
+listener 8883 127.0.0.1
+certfile /c.pem
+\
+         keyfile /k.pem
+cafile /ca.pem
+require_certificate true
+\
+         use_identity_as_username true
+allow_anonymous true
+",
+    )
+    .unwrap();
+    let listeners = loaded.config.effective_listeners();
+    assert_eq!(listeners.len(), 2, "{listeners:?}");
+    assert_eq!(listeners[0].transport, crate::transport::TransportKind::Ws);
+    assert_eq!(listeners[0].address.to_string(), "0.0.0.0:9001");
+    assert_eq!(
+        listeners[1].transport,
+        crate::transport::TransportKind::MqttTls
+    );
+    assert!(listeners[1].require_certificate && listeners[1].use_identity_as_username);
     let errs = errors("connection bridge1\naddress 10.0.0.1\n");
     assert_eq!(errs.len(), 2);
 }
