@@ -62,7 +62,8 @@ pub fn to_config(parsed: &MosquittoConfig) -> Result<Loaded, Vec<Diagnostic>> {
         .chain(parsed.listeners.iter())
         .collect();
     map_listeners(&mut m, &listeners);
-    let security = effective_security(&mut m, parsed, &listeners);
+    map_listener_security(&mut m, parsed, &listeners);
+    let security = effective_security(parsed, &listeners);
     map_security(&mut m, &security, listeners.first().map(|l| &l.at));
     map_limits(&mut m, parsed, &listeners);
     map_persistence(&mut m, parsed);
@@ -182,28 +183,21 @@ fn listener_address(m: &mut Mapper, listener: &Listener) -> Option<SocketAddr> {
 
 /// The security settings in force: global, or the only listener's with
 /// `per_listener_settings true`.
-fn effective_security(
-    m: &mut Mapper,
-    parsed: &MosquittoConfig,
-    listeners: &[&Listener],
-) -> Security {
+fn effective_security(parsed: &MosquittoConfig, listeners: &[&Listener]) -> Security {
     let per_listener = parsed
         .per_listener_settings
         .as_ref()
-        .filter(|p| p.value)
-        .map(|p| p.at.clone());
+        .is_some_and(|p| p.value);
     let mut security = parsed.security.clone();
-    if let Some(at) = per_listener {
+    if per_listener {
         let with_own: Vec<_> = listeners
             .iter()
             .filter(|l| l.security != Security::default())
             .collect();
         if listeners.len() > 1 && !with_own.is_empty() {
-            m.not_yet(
-                &at,
-                "per_listener_settings true",
-                "different security settings per listener",
-            );
+            // Several listeners: each has its own `[listener.auth]` (map_listener_security);
+            // the global settings stay for listeners without their own.
+            return security;
         }
         for listener in with_own {
             let own = &listener.security;
@@ -214,6 +208,50 @@ fn effective_security(
         }
     }
     security
+}
+
+/// Access control (issue 13): with `per_listener_settings true` and several listeners, each
+/// listener's own `allow_anonymous`, `password_file` and `acl_file` become its `[listener.auth]`
+/// policy; a plain listener moves from `listen` into `listeners` to carry it. Mosquitto 2 refuses
+/// anonymous clients on a listener unless it says `allow_anonymous true`.
+fn map_listener_security(m: &mut Mapper, parsed: &MosquittoConfig, listeners: &[&Listener]) {
+    let per_listener = parsed
+        .per_listener_settings
+        .as_ref()
+        .is_some_and(|p| p.value);
+    if !per_listener || listeners.len() < 2 {
+        return;
+    }
+    let mut plain = std::mem::take(&mut m.config.listen).into_iter();
+    let mut layered = std::mem::take(&mut m.config.listeners).into_iter();
+    let mut out = Vec::with_capacity(listeners.len());
+    for listener in listeners {
+        let is_layered = listener.tls.is_set()
+            || listener
+                .protocol
+                .as_ref()
+                .is_some_and(|p| p.value == Protocol::Websockets);
+        let config = if is_layered {
+            layered.next()
+        } else {
+            plain.next().map(crate::transport::ListenerConfig::mqtt)
+        };
+        let Some(mut config) = config else {
+            continue; // refused earlier (an error is already reported)
+        };
+        let own = &listener.security;
+        for entry in &own.other {
+            m.not_yet(&entry.at, &entry.value, "changes authentication");
+        }
+        config.auth = Some(crate::auth::AuthPolicy {
+            allow_anonymous: Some(own.allow_anonymous.as_ref().is_some_and(|a| a.value)),
+            password_file: own.password_file.as_ref().map(|f| f.value.clone()),
+            acl_file: own.acl_file.as_ref().map(|f| f.value.clone()),
+            ..crate::auth::AuthPolicy::default()
+        });
+        out.push(config);
+    }
+    m.config.listeners = out;
 }
 
 fn merge<T: Clone>(into: &mut Option<At<T>>, from: &Option<At<T>>) {

@@ -121,8 +121,7 @@ fn security_and_durability_directives_are_errors_with_file_and_line() {
     let errs = errors("allow_anonymous true\nacl_file /etc/acl\npersistence true\n");
     assert_eq!(errs.len(), 1, "{errs:?}");
     assert!(errs[0].starts_with("test.conf:3: error: persistence true: not supported yet"));
-    let loaded = map(
-        "listener 9001
+    let loaded = map("listener 9001
 protocol websockets
 listener 8883 127.0.0.1
 certfile /c.pem
@@ -133,8 +132,7 @@ require_certificate true
 \
          use_identity_as_username true
 allow_anonymous true
-",
-    )
+")
     .unwrap();
     let listeners = loaded.config.effective_listeners();
     assert_eq!(listeners.len(), 2, "{listeners:?}");
@@ -162,6 +160,24 @@ fn bad_values_and_unknown_directives_are_all_reported() {
     assert_eq!(errs[1], "m.conf:2: error: no_such_thing: unknown directive");
     let errs = errors("max_inflight_messages 70000\n");
     assert!(errs[0].contains("max_inflight_messages must be in 0..=65535"));
+}
+
+/// `per_listener_settings true` with several listeners: each gets its own policy.
+#[test]
+fn per_listener_security_maps_to_listener_policies() {
+    let loaded = map("per_listener_settings true\n\
+         listener 1883 127.0.0.1\nallow_anonymous true\n\
+         listener 1884 127.0.0.1\npassword_file /etc/p\nacl_file /etc/a\n")
+    .unwrap();
+    let listeners = loaded.config.effective_listeners();
+    assert_eq!(listeners.len(), 2, "{listeners:?}");
+    let open = listeners[0].auth.as_ref().unwrap();
+    assert_eq!(open.allow_anonymous, Some(true));
+    assert_eq!(open.password_file, None);
+    let guarded = listeners[1].auth.as_ref().unwrap();
+    assert_eq!(guarded.allow_anonymous, Some(false));
+    assert_eq!(guarded.password_file.as_deref(), Some(Path::new("/etc/p")));
+    assert_eq!(guarded.acl_file.as_deref(), Some(Path::new("/etc/a")));
 }
 
 /// Access control (issue 13): password and ACL files map as they are; a listener without
