@@ -170,6 +170,19 @@ struct Cli {
     /// [default: off].
     #[arg(long, value_name = "MODE")]
     proxy_protocol: Option<shardmq::transport::ProxyProtocol>,
+    /// Disk persistence: sync (fsync before PUBACK/PUBREC, batched per loop turn), periodic
+    /// (fsync every --persistence-interval-ms) or off [default: off].
+    #[arg(long, value_name = "MODE")]
+    persistence: Option<shardmq::store::Durability>,
+    /// Directory of the persistence logs [default: shardmq-data].
+    #[arg(long, value_name = "DIR")]
+    persistence_dir: Option<PathBuf>,
+    /// Milliseconds between fsyncs in periodic mode [default: 1000].
+    #[arg(long, value_name = "MS")]
+    persistence_interval_ms: Option<u64>,
+    /// Disk space the persistence logs may use, bytes [default: 4294967296].
+    #[arg(long, value_name = "BYTES")]
+    persistence_max_bytes: Option<u64>,
     /// Log level: off, error, warn, info, debug or trace; wins over the file's [default: the
     /// file's, else info].
     #[arg(long, value_name = "LEVEL")]
@@ -280,6 +293,10 @@ impl Cli {
             server_reference = self.server_reference.map(Some),
             acl_file = self.acl_file.map(Some),
             allow_anonymous = self.allow_anonymous.map(Some),
+            persistence = self.persistence,
+            persistence_dir = self.persistence_dir,
+            persistence_interval_ms = self.persistence_interval_ms,
+            persistence_max_bytes = self.persistence_max_bytes,
         }
         if let (Some(algorithm), Some(key_file)) = (self.jwt_algorithm, self.jwt_key_file) {
             let settings = config.jwt.take();

@@ -139,6 +139,24 @@ pub struct Config {
     /// 127.0.0.1:1883 is not opened (as Mosquitto drops its default listener).
     #[serde(rename = "listener")]
     pub listeners: Vec<crate::transport::ListenerConfig>,
+    /// Disk persistence (`src/store`, docs/persistence.md): `sync` (a QoS 1/2 message to a
+    /// persistent session and a retained message are fsynced before their PUBACK/PUBREC goes
+    /// out, one fsync per loop turn), `periodic` (written every loop turn, fsynced every
+    /// `persistence_interval_ms`) or `off` (memory only). Default `off`: today's behaviour,
+    /// no files written unasked, and the speed most deployments measure against (Mosquitto's
+    /// default is `persistence false` too).
+    pub persistence: crate::store::Durability,
+    /// Directory of the per-shard logs (`shard-N.log`, `MANIFEST`), created if missing.
+    /// Default `shardmq-data` (relative to the working directory).
+    pub persistence_dir: std::path::PathBuf,
+    /// `periodic` mode: milliseconds between fsyncs, 1..=3,600,000. Default 1,000; a power
+    /// failure loses at most this window (a crash of the process alone loses nothing).
+    pub persistence_interval_ms: u64,
+    /// Disk space the logs may use, in bytes, split evenly over the shards, 1 MiB..=1 PiB.
+    /// Default 4 GiB. At a shard's part new QoS 1/2 messages for offline persistent sessions
+    /// are dropped (counted in `dropped_disk_full`) and ones sent at once are not recorded
+    /// (`unpersisted_disk_full`) until compaction makes room.
+    pub persistence_max_bytes: u64,
     /// Operations settings (`[ops]` in TOML): `$SYS` interval, metrics listener, logs, pid
     /// file; see [`crate::ops::OpsConfig`] for each field's default and range.
     pub ops: crate::ops::OpsConfig,
@@ -217,6 +235,10 @@ impl Default for Config {
             allow_anonymous: None,
             jwt: None,
             listeners: Vec::new(),
+            persistence: crate::store::Durability::Off,
+            persistence_dir: std::path::PathBuf::from("shardmq-data"),
+            persistence_interval_ms: 1_000,
+            persistence_max_bytes: 4 << 30,
             ops: crate::ops::OpsConfig::default(),
         }
     }
@@ -328,6 +350,18 @@ impl Config {
         range("max_sessions", self.max_sessions, 1, 100_000_000)?;
         range("shutdown_timeout_ms", self.shutdown_timeout_ms, 0, 60_000)?;
         range("max_qos", self.max_qos, 0, 2)?;
+        range(
+            "persistence_interval_ms",
+            self.persistence_interval_ms,
+            1,
+            3_600_000,
+        )?;
+        range(
+            "persistence_max_bytes",
+            self.persistence_max_bytes,
+            1 << 20,
+            1 << 50,
+        )?;
         if let Some(secs) = self.server_keep_alive_secs {
             range("server_keep_alive_secs", secs, 1, u16::MAX)?;
         }
@@ -403,5 +437,14 @@ mod tests {
         assert!(!config.qos0_backpressure);
         assert_eq!(config.max_buffered_bytes, 4 << 20);
         assert!(Config::from_toml_str("max_buffered_bytes = 1000").is_err());
+        let config = Config::from_toml_str(
+            "persistence = \"sync\"\npersistence_dir = \"/tmp/x\"\npersistence_interval_ms = 50\n",
+        )
+        .unwrap();
+        assert_eq!(config.persistence, crate::store::Durability::Sync);
+        assert_eq!(config.persistence_dir, std::path::PathBuf::from("/tmp/x"));
+        assert_eq!(config.persistence_interval_ms, 50);
+        assert!(Config::from_toml_str("persistence = \"always\"").is_err());
+        assert!(Config::from_toml_str("persistence_max_bytes = 10").is_err());
     }
 }

@@ -139,6 +139,9 @@ pub struct Global {
     /// Listeners (src/transport): per-listener settings, TLS acceptors and connection counts,
     /// by the listener id each connection carries (`Config::effective_listeners` order).
     pub(crate) listeners: crate::transport::Listeners,
+    /// What the shards' persistence stores share (src/store); set by `Broker::start` when
+    /// persistence is on.
+    pub(crate) store: std::sync::OnceLock<Arc<crate::store::StoreShared>>,
     /// Fault isolation (`fault.rs`): the first broker thread that failed, and why.
     pub(crate) failure: parking_lot::Mutex<Option<fault::BrokerFailure>>,
     /// What wakes every shard and acceptor to stop; set once they exist.
@@ -178,6 +181,7 @@ impl Global {
             access,
             listener_access,
             listeners,
+            store: std::sync::OnceLock::new(),
             failure: parking_lot::Mutex::new(None),
             stopper: std::sync::OnceLock::new(),
             live: crate::ops::live::LiveLimits::new(&config),
@@ -296,6 +300,8 @@ impl Broker {
             .validate()
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let shards = config.shards;
+        // Persistence (src/store): the logs are read back before any shard runs.
+        let startup = crate::store::start(&config)?;
         let instance = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
@@ -311,6 +317,13 @@ impl Broker {
             .map(|l| l.local_addr())
             .collect::<io::Result<Vec<_>>>()?;
         fault::install_panic_hook();
+        if let Some(store) = &startup.shared {
+            let _ = global.store.set(store.clone());
+        }
+        for message in &startup.retained {
+            global.retained.store(message);
+        }
+        let mut restored = startup.shards.into_iter();
         // Operations: running flags of the threads, for /healthz and the watchdog.
         let liveness = crate::ops::health::Liveness::new(shards, listeners.len());
 
@@ -365,12 +378,15 @@ impl Broker {
             .zip(control_receivers)
             .enumerate()
         {
-            let core = self::core::ShardCore::new(
+            let mut core = self::core::ShardCore::new(
                 id,
                 global.clone(),
                 self::core::mesh::Mesh::new(id, shard_senders),
                 start,
             );
+            // Persistence: the sessions recovery gave this shard, before any client connects.
+            let (store, sessions) = restored.next().unwrap_or_default();
+            core.restore(store, sessions, &startup.expired_wills);
             let inbox = Inbox::new(id, shard_receivers, accepted, signals.clone());
             let shard = runtime::shard_loop::ShardLoop::new(core, global.clone(), poll, inbox);
             let pin = (!cores.is_empty()).then(|| cores[id % cores.len()]);
@@ -492,16 +508,38 @@ impl BrokerHandle {
     }
 
     fn join_threads(&mut self) {
+        let stopping = !self.threads.is_empty();
         for thread in self.threads.drain(..) {
             if thread.join().is_err() {
                 log::error!("a broker thread panicked");
             }
+        }
+        // Persistence: the store's totals after the shards' last commit (records, fsyncs).
+        if let (true, Some(store)) = (stopping, self.global.store.get()) {
+            let s = store.stats();
+            log::info!(
+                "persistence totals: {} records, {} bytes, {} commits, {} fsyncs, {} compactions, \
+                 {} acks held for peers, {} dropped at the disk limit, {} io errors",
+                s.records_written,
+                s.bytes_written,
+                s.commits,
+                s.fsyncs,
+                s.compactions,
+                s.acks_deferred,
+                s.dropped_disk_full,
+                s.io_errors
+            );
         }
     }
 
     /// A snapshot of the counters summed over shards, with per-shard connection counts.
     pub fn stats(&self) -> Stats {
         self.global.stats()
+    }
+
+    /// Persistence counters and the startup recovery report; `None` when persistence is off.
+    pub fn persistence_stats(&self) -> Option<crate::store::PersistenceStats> {
+        self.global.store.get().map(|s| s.stats())
     }
 
     /// The number of retained messages held.

@@ -102,7 +102,7 @@ impl ShardCore {
         }
     }
 
-    fn store_retained(&mut self, message: &MessageRef) {
+    pub(super) fn store_retained(&mut self, message: &MessageRef) {
         // The retained copy owns its bytes so it does not pin the publisher's read buffer.
         let publish = Publish {
             dup: false,
@@ -119,7 +119,12 @@ impl ShardCore {
             received_at: message.received_at,
             frame: None,
         });
-        if self.global.retained.store(&copy) == RetainOutcome::Refused {
+        let outcome = self.global.retained.store(&copy);
+        if outcome != RetainOutcome::Refused {
+            // Persistence: recorded in this shard's log (fsynced before the PUBACK in `sync`).
+            self.store.retained(&copy);
+        }
+        if outcome == RetainOutcome::Refused {
             bump(&self.global.counters[self.id].retained_refused);
             log::debug!(
                 "shard {}: retained message for {} not stored: max_retained_messages reached",
@@ -227,10 +232,18 @@ impl ShardCore {
                 }
             }
             Delivery::Send { packet_id } => {
+                // Persistence: a message in flight to a persistent session is recorded.
+                if let Some(s) = self.sessions.get(skey) {
+                    let client_id = &s.session.state.client_id;
+                    self.store
+                        .message_sent(client_id, message, qos, retain, packet_id);
+                }
                 if let Some(key) = connection {
                     self.write_publish(key, skey, message, qos, packet_id, retain, encoding);
                 }
             }
+            // Persistence: at the disk limit the message is taken off the queue again.
+            Delivery::Queued if !self.store_queued(skey, message, qos, retain) => {}
             Delivery::Queued => {
                 self.buffered_grew(queued_bytes(message));
                 if online {
@@ -282,6 +295,9 @@ impl ShardCore {
             if qos != QoS::AtMostOnce {
                 if let Some(session) = self.sessions.get_mut(skey) {
                     session.session.forget(packet_id);
+                    // Persistence: discarded as if acknowledged.
+                    let client_id = &session.session.state.client_id;
+                    self.store.message_done(client_id, packet_id);
                 }
             }
             return;
@@ -350,6 +366,9 @@ impl ShardCore {
             if qos != QoS::AtMostOnce {
                 if let Some(session) = self.sessions.get_mut(skey) {
                     session.session.forget(packet_id);
+                    // Persistence: discarded as if acknowledged.
+                    let client_id = &session.session.state.client_id;
+                    self.store.message_done(client_id, packet_id);
                 }
             }
             return;
@@ -390,6 +409,11 @@ impl ShardCore {
                 return;
             };
             self.memory.release(queued_bytes(&queued.message));
+            if packet_id != 0 {
+                // Persistence: the queue's first message went out with this packet id.
+                let client_id = &session.session.state.client_id;
+                self.store.message_dequeued(client_id, packet_id);
+            }
             self.write_publish(
                 key,
                 skey,

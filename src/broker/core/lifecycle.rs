@@ -274,6 +274,11 @@ impl ShardCore {
             let connection_id = conn.id;
             self.arm_token_expiry(key, connection_id, left);
         }
+        // Persistence: a persistent session is recorded (in full when new to this shard's log).
+        if let Some(session) = self.sessions.get(skey) {
+            let will = accepted.will.as_deref().map(|w| (&w.message, w.delay_secs));
+            self.store.session_connected(&session.session.state, will);
+        }
 
         let config = &self.global.config;
         let Some(conn) = self.connections.get_mut(key) else {
@@ -392,7 +397,7 @@ impl ShardCore {
 
     /// Puts a session into the slab and its subscriptions into the trie (broadcasting routes
     /// for filters new to this shard; the route barrier of later SUBACKs covers them).
-    fn install_session(
+    pub(super) fn install_session(
         &mut self,
         state: SessionState,
         claim: Claim,
@@ -491,7 +496,11 @@ impl ShardCore {
             self.end_session(skey);
             return;
         }
-        self.store.save(&session.session.state);
+        // Persistence: the session is recorded offline, with the will that waits for its delay.
+        let pending_will = will.as_deref().filter(|w| w.delay_secs > 0);
+        let pending_will = pending_will.map(|w| (&w.message, w.delay_secs));
+        self.store
+            .session_detached(&session.session.state, pending_will, now);
         if expiry != u32::MAX {
             let deadline = now + Duration::from_secs(u64::from(expiry));
             self.timers
@@ -532,7 +541,8 @@ impl ShardCore {
         self.redeliver_shared(&session.session.state);
         let client_id = &session.session.state.client_id;
         self.client_ids.remove(client_id, skey);
-        self.store.remove(client_id);
+        // Persistence: the session's records are removed.
+        self.store.session_ended(client_id);
         let claim = Claim {
             shard: self.id,
             number: session.claim_number,
@@ -553,6 +563,8 @@ impl ShardCore {
         self.global.sessions_open.fetch_sub(1, Ordering::Relaxed);
         let client_id = &session.session.state.client_id;
         self.client_ids.remove(client_id, skey);
+        // Persistence: the receiving shard records the session in its own log.
+        self.store.session_moved_out(client_id);
         Some(session.session.state)
     }
 

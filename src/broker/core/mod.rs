@@ -18,6 +18,7 @@ pub mod io;
 pub mod keys;
 mod lifecycle;
 pub mod mesh;
+mod persist;
 pub mod protocol;
 pub mod router;
 pub mod session;

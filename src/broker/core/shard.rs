@@ -11,7 +11,7 @@ use super::lifecycle::PendingTakeover;
 use super::mesh::{Mesh, ShardId};
 use super::protocol::LayoutCache;
 use super::router::Router;
-use super::session::{MemoryStore, MessageRef, Session, SessionStore};
+use super::session::{MessageRef, Session};
 use super::shared_subscriptions::SharedMembers;
 use super::stats::{bump, ShardCounters};
 use super::timers::{TimerKind, Timers};
@@ -167,8 +167,10 @@ pub struct ShardCore {
     pub pending_takeovers: HashMap<u64, PendingTakeover>,
     pub next_request: u64,
     pub timers: Timers,
-    /// Where kept sessions would be persisted (memory only for now).
-    pub store: Box<dyn SessionStore>,
+    /// Disk persistence of this shard's sessions and retained publishes (src/store; does
+    /// nothing when persistence is off), and the acknowledgements it holds (persist.rs).
+    pub store: crate::store::ShardStore,
+    pub persist: super::persist::PersistState,
     pub next_connection_id: u64,
     pub next_generation: u64,
     pub now: Instant,
@@ -234,7 +236,8 @@ impl ShardCore {
             pending_takeovers: HashMap::new(),
             next_request: 0,
             timers: Timers::new(epoch),
-            store: Box::new(MemoryStore),
+            store: crate::store::ShardStore::disabled(),
+            persist: Default::default(),
             next_connection_id: 0,
             next_generation: 0,
             now: epoch,
@@ -555,6 +558,8 @@ impl ShardCore {
                     };
                     if session.generation == timer.generation && session.connection.is_none() {
                         if let Some(will) = session.pending_will.take() {
+                            // Persistence: the will is not published again after a restart.
+                            self.store.will_published(&session.session.state);
                             self.publish_will(*will);
                         }
                     }

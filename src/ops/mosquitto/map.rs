@@ -376,9 +376,31 @@ fn map_limits(m: &mut Mapper, parsed: &MosquittoConfig, listeners: &[&Listener])
 }
 
 fn map_persistence(m: &mut Mapper, parsed: &MosquittoConfig) {
-    let enabled = parsed.persistence.as_ref().filter(|p| p.value);
-    if let Some(p) = enabled {
-        m.not_yet(&p.at, "persistence true", "disk persistence");
+    // Issue 14: `persistence true` is `periodic`, fsyncing every `autosave_interval` seconds
+    // (Mosquitto's default 1,800; 0, "only at shutdown" there, becomes the longest interval)
+    // into `persistence_location`. shardmq writes every loop turn, so a crash of the process
+    // loses nothing, where Mosquitto loses everything since its last autosave.
+    if parsed.persistence.as_ref().is_some_and(|p| p.value) {
+        m.config.persistence = crate::store::Durability::Periodic;
+        if let Some(dir) = &parsed.persistence_location {
+            m.config.persistence_dir = dir.value.clone();
+        }
+        let interval_secs = match &parsed.autosave_interval {
+            Some(v) => bounded(m, "autosave_interval", v, 0, 3_600).unwrap_or(1_800),
+            None => 1_800,
+        };
+        let interval_secs = if interval_secs == 0 {
+            3_600
+        } else {
+            interval_secs
+        };
+        m.config.persistence_interval_ms = interval_secs as u64 * 1000;
+        if let Some(file) = &parsed.persistence_file {
+            m.warn(
+                &file.at,
+                "persistence_file: ignored (shardmq keeps one log per shard in persistence_location)",
+            );
+        }
         return;
     }
     let extras = [

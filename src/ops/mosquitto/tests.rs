@@ -118,21 +118,17 @@ fn security_and_durability_directives_are_errors_with_file_and_line() {
         "listener 8883\ncertfile /x\nkeyfile /k\ntls_version tlsv1.2\nallow_anonymous true\n",
     );
     assert!(errs[0].starts_with("test.conf:4: error: tls_version: not supported yet"));
-    let errs = errors("allow_anonymous true\nacl_file /etc/acl\npersistence true\n");
-    assert_eq!(errs.len(), 1, "{errs:?}");
-    assert!(errs[0].starts_with("test.conf:3: error: persistence true: not supported yet"));
-    let loaded = map("listener 9001
-protocol websockets
-listener 8883 127.0.0.1
-certfile /c.pem
-\
-         keyfile /k.pem
-cafile /ca.pem
-require_certificate true
-\
-         use_identity_as_username true
-allow_anonymous true
-")
+    let loaded = map("allow_anonymous true\nacl_file /etc/acl\npersistence true\n").unwrap();
+    assert!(loaded.config.acl_file.is_some());
+    assert!(matches!(
+        loaded.config.persistence,
+        crate::store::Durability::Periodic
+    ));
+    let loaded = map(
+        "listener 9001\nprotocol websockets\nlistener 8883 127.0.0.1\ncertfile /c.pem\n\
+         keyfile /k.pem\ncafile /ca.pem\nrequire_certificate true\n\
+         use_identity_as_username true\nallow_anonymous true\n",
+    )
     .unwrap();
     let listeners = loaded.config.effective_listeners();
     assert_eq!(listeners.len(), 2, "{listeners:?}");
@@ -216,4 +212,25 @@ fn include_dir_reads_conf_files_in_name_order() {
     let errs = super::load(&main).unwrap_err();
     assert!(errs[0].to_string().contains("d.conf:1: error: bogus"));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn persistence_true_is_periodic_with_the_autosave_interval() {
+    let loaded = map("allow_anonymous true\npersistence true\npersistence_location /var/lib/mq/\nautosave_interval 60\n")
+        .expect("maps");
+    let config = loaded.config;
+    assert_eq!(config.persistence, crate::store::Durability::Periodic);
+    assert_eq!(
+        config.persistence_dir,
+        std::path::PathBuf::from("/var/lib/mq/")
+    );
+    assert_eq!(config.persistence_interval_ms, 60_000);
+    let config = map("allow_anonymous true\npersistence true\n")
+        .unwrap()
+        .config;
+    assert_eq!(config.persistence_interval_ms, 1_800_000);
+    let config = map("allow_anonymous true\npersistence false\n")
+        .unwrap()
+        .config;
+    assert_eq!(config.persistence, crate::store::Durability::Off);
 }
