@@ -8,7 +8,6 @@ use super::shard::{CloseReason, ShardCore};
 use super::stats::bump;
 use super::timers::TimerKind;
 use crate::auth::{Login, LoginRefusal, ACL_READ, ACL_WRITE};
-use crate::broker::log_escape::Escaped;
 use crate::codec::{Connect, ReasonCode};
 use std::time::Duration;
 
@@ -51,14 +50,8 @@ impl ShardCore {
         match access.login(&mut self.login, username, password, self.now) {
             Ok(login) => self.authorize_connect(key, &login, accepted),
             Err(refusal) => {
-                // Issue 16: client-supplied text is escaped in log lines (log_escape.rs).
-                log::info!(
-                    "authentication failed client_id={} username={} shard={} reason={refusal:?}",
-                    Escaped(accepted.client_id.as_str()),
-                    Escaped(username.unwrap_or("")),
-                    self.id
-                );
-                self.refuse_login(key, refusal);
+                let client_id = accepted.client_id.as_str();
+                self.refuse_login(key, refusal, client_id, username);
                 None
             }
         }
@@ -76,13 +69,9 @@ impl ShardCore {
         let mut session_access = control.session_access(login, accepted.client_id.as_str());
         if let (Some(access), Some(will)) = (session_access.as_mut(), accepted.will.as_ref()) {
             if !access.allows(will.message.topic.as_str(), ACL_WRITE) {
-                log::info!(
-                    "will refused client_id={} topic={} shard={}",
-                    Escaped(accepted.client_id.as_str()),
-                    Escaped(will.message.topic.as_str()),
-                    self.id
-                );
-                self.refuse_login(key, LoginRefusal::WillDenied);
+                let username = login.username.as_deref();
+                let client_id = accepted.client_id.as_str();
+                self.refuse_login(key, LoginRefusal::WillDenied, client_id, username);
                 return None;
             }
         }
@@ -90,8 +79,15 @@ impl ShardCore {
         Some(accepted)
     }
 
-    /// CONNACK with the refusal's code, counted by kind, then close.
-    fn refuse_login(&mut self, key: ConnKey, refusal: LoginRefusal) {
+    /// CONNACK with the refusal's code, counted by kind, logged with the client's id and user
+    /// name (escaped: both are client text), then close.
+    fn refuse_login(
+        &mut self,
+        key: ConnKey,
+        refusal: LoginRefusal,
+        client_id: &str,
+        username: Option<&str>,
+    ) {
         let counters = &self.global.counters[self.id];
         bump(match refusal {
             LoginRefusal::UnknownUser => &counters.auth_unknown_user,
@@ -101,6 +97,15 @@ impl ShardCore {
             LoginRefusal::WillDenied => &counters.acl_denied_will,
             LoginRefusal::Busy => &counters.auth_busy,
         });
+        if let Some(conn) = self.connections.get(key) {
+            log::info!(
+                "connect refused client_id={} username={} addr={} shard={} access={refusal:?}",
+                crate::broker::log_escape::Escaped(client_id),
+                crate::broker::log_escape::Escaped(username.unwrap_or("")),
+                conn.peer,
+                self.id
+            );
+        }
         self.refuse_connect(key, refusal.reason_code());
     }
 

@@ -23,8 +23,8 @@ fn client_text_cannot_forge_log_lines() {
     let dir = std::env::temp_dir().join(format!("shardmq-logs-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let passwords = dir.join("users.txt");
-    // A Mosquitto-format (hashed) password file (issue 13 refuses plain-text ones).
-    let hash = shardmq::auth::PasswordHash::generate(b"secret", 101).unwrap();
+    // A Mosquitto-format `$6$` line: plain-text password files are refused (issue 13).
+    let hash = shardmq::auth::PasswordHash::sha512(b"secret", b"0123456789abcdef");
     std::fs::write(&passwords, format!("alice:{}\n", hash.encode())).unwrap();
     let port = TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
