@@ -467,3 +467,40 @@ fn properties_count_against_the_per_session_queue_bytes() {
     assert!(queued >= 3 * ((1 << 20) - 60 * 1024), "{queued}");
     assert!(sim.global().stats().dropped_queue_full >= 3 * 150);
 }
+
+/// Issue 11 case 5 (QoS 1): a new subscriber to 200 retained 100 KB messages reading slowly
+/// gets all of them, paced through its queue, and is not disconnected.
+#[test]
+fn retained_qos1_messages_on_subscribe_are_paced_not_cut() {
+    let count = 200;
+    let mut sim = Sim::new(big_message_config(), 8).expect("valid config");
+    let mut publisher = connect(&mut sim, "pub");
+    let body = Bytes::from(vec![b'r'; 100_000]);
+    for i in 0..count {
+        let topic = MqttString::from(format!("rt/{i}"));
+        let publish = shardmq::codec::Publish {
+            dup: false,
+            qos: QoS::AtLeastOnce,
+            retain: true,
+            topic,
+            packet_id: 0,
+            properties: Default::default(),
+            payload: body.clone(),
+        };
+        publish_all(&mut sim, &mut publisher, &publish, 1);
+    }
+    assert_eq!(sim.global().retained_messages(), count);
+    let mut subscriber = connect(&mut sim, "sub");
+    let sub = SubscriptionOptions {
+        qos: QoS::AtLeastOnce,
+        ..SubscriptionOptions::default()
+    };
+    subscriber
+        .session
+        .subscribe(&[(MqttString::from("rt/#"), sub)]);
+    subscriber.flush(&mut sim);
+    let peak = read_slowly(&mut sim, &mut subscriber, count, 32 * 1024);
+    assert!(!sim.is_closed(subscriber.conn), "not disconnected");
+    assert_eq!(subscriber.received.len(), count, "every retained message");
+    assert!(peak <= 64 * 1024 + 100_000 + 64, "{peak}");
+}
