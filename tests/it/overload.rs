@@ -504,3 +504,60 @@ fn retained_qos1_messages_on_subscribe_are_paced_not_cut() {
     assert_eq!(subscriber.received.len(), count, "every retained message");
     assert!(peak <= 64 * 1024 + 100_000 + 64, "{peak}");
 }
+
+/// Issue 11 (shared subscriptions): in a `$share` group where 2 of 3 members never read, the
+/// reading member (on another shard) gets what the others cannot take: nothing is dropped at
+/// a full member's buffer.
+#[test]
+fn shared_subscriptions_skip_members_that_cannot_take_a_message() {
+    let mut config = Config {
+        shards: 2,
+        max_outgoing_bytes: 16 * 1024,
+        ..Config::default()
+    };
+    config.qos0_backpressure = false;
+    let mut sim = Sim::new(config, 9).expect("valid config");
+    let mut members = Vec::new();
+    for (i, shard) in [0, 0, 1].into_iter().enumerate() {
+        let mut member = SimClient::connect(&mut sim, shard, options(&format!("m{i}"))).unwrap();
+        quiesce(&mut sim, &mut [&mut member]);
+        member.session.subscribe(&[(
+            MqttString::from("$share/g/s"),
+            SubscriptionOptions::default(),
+        )]);
+        member.flush(&mut sim);
+        quiesce(&mut sim, &mut [&mut member]);
+        members.push(member);
+    }
+    let mut reader = members.pop().expect("three members");
+    for stuck in &members {
+        sim.set_write_capacity(stuck.conn, 0);
+    }
+    let mut publisher = connect(&mut sim, "pub");
+    let count = 300;
+    let body = Bytes::from(vec![b's'; 4096]);
+    // One message per round: the reader keeps up; the stuck members never read.
+    for _ in 0..count {
+        let now = sim.now();
+        {
+            let _ = publisher.session.publish(
+                MqttString::from("s"),
+                body.clone(),
+                QoS::AtMostOnce,
+                false,
+                now,
+            );
+        }
+        publisher.flush(&mut sim);
+        quiesce(&mut sim, &mut [&mut reader, &mut publisher]);
+    }
+    let stats = sim.global().stats();
+    assert_eq!(stats.dropped_outgoing_buffer_full, 0, "{stats:?}");
+    // The stuck members took what fit in their buffers (16 KiB: 4 messages each), the reader
+    // everything else.
+    assert!(
+        reader.received.len() >= count - 2 * 5,
+        "the reading member got {} of {count}",
+        reader.received.len()
+    );
+}
