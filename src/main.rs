@@ -29,7 +29,7 @@ struct Cli {
     /// Maximum simultaneous connections [default: 100000].
     #[arg(long, value_name = "N")]
     max_connections: Option<usize>,
-    /// Maximum packet size accepted, bytes [default: 1048576].
+    /// Maximum packet size accepted, bytes; 0 = none but the protocol's [default: 1048576].
     #[arg(long, value_name = "BYTES")]
     max_packet_size: Option<u32>,
     /// Outgoing QoS 1/2 in-flight window per client (MQTT 5: min with its Receive Maximum)

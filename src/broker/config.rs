@@ -21,7 +21,9 @@ pub struct Config {
     /// Connections over the limit are closed at accept (counted in `connections_rejected`).
     pub max_connections: usize,
     /// Maximum MQTT packet size accepted from clients in bytes (fixed header included),
-    /// 16..=268,435,460. Default 1 MiB. Advertised to MQTT 5 clients as Maximum Packet Size.
+    /// 16..=268,435,460, or 0 for none but the protocol's (as Mosquitto's `max_packet_size 0`).
+    /// Default 1 MiB. Advertised to MQTT 5 clients as Maximum Packet Size when below the
+    /// protocol maximum.
     pub max_packet_size: u32,
     /// Outgoing in-flight window (unacknowledged QoS 1/2 messages per client), 1..=65,535.
     /// Default 32. MQTT 5 clients get min(their Receive Maximum, this).
@@ -220,7 +222,10 @@ impl Config {
         }
         range("shards", self.shards, 1, SHARDS_MAX)?;
         range("max_connections", self.max_connections, 1, 10_000_000)?;
-        range("max_packet_size", self.max_packet_size, 16, 268_435_460)?;
+        // 0 = no limit but the protocol's (Mosquitto's `max_packet_size 0`), issue 16.
+        if self.max_packet_size != 0 {
+            range("max_packet_size", self.max_packet_size, 16, 268_435_460)?;
+        }
         range("max_inflight", self.max_inflight, 1, u16::MAX)?;
         range("receive_maximum", self.receive_maximum, 1, u16::MAX)?;
         range(

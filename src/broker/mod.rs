@@ -72,6 +72,7 @@
 
 pub mod config;
 pub mod core;
+pub(crate) mod log_escape;
 pub mod registry;
 pub mod retained;
 pub mod runtime;

@@ -131,6 +131,9 @@ counters! {
     /// was over a wire-format limit (a string over 65,535 bytes, a packet over 268,435,455):
     /// not sent (a PUBLISH is discarded; otherwise the connection is closed, 0x83).
     packets_unencodable,
+    /// PUBLISHes (and wills) from clients to a `$SYS` or `$share` topic name, dropped (MQTT 5
+    /// QoS 1/2: acknowledged with 0x87 Not authorized), as Mosquitto does (issue 16).
+    publishes_to_reserved_topics,
 }
 
 impl Stats {

@@ -9,9 +9,11 @@ use super::{Ack, DecodeError, PacketType, Properties, ProtocolVersion, ReasonCod
 use bytes::{BufMut, BytesMut};
 
 /// Reads a packet identifier that must not be 0 (2.2.1: every packet identifier is non-zero).
+/// The spec names no consequence for 0, and the packet parses: a Protocol Error by the
+/// definition in MQTT 5 section 1.2 (Mosquitto answers a PUBLISH with id 0 the same way).
 pub(crate) fn read_packet_id(r: &mut Reader, rule: &'static str) -> Result<u16, DecodeError> {
     match r.u16()? {
-        0 => Err(DecodeError::Malformed(rule)),
+        0 => Err(DecodeError::Protocol(rule)),
         id => Ok(id),
     }
 }

@@ -194,20 +194,38 @@ impl Connect {
 /// The CONNECT flag rules (3.1.2.3), with the statement numbers of each version.
 fn check_connect_flags(flags: u8, version: ProtocolVersion) -> Result<(), DecodeError> {
     let v5 = version.is_v5();
+    // MQTT 3.1 (`MQIsdp`) has neither the reserved-flag rule nor the rules tying Will QoS and
+    // Will Retain to the Will Flag: a 3.1 client is not closed for them (Mosquitto checks the
+    // reserved flag only for 3.1.1 and 5.0), and without a will the two are ignored.
+    if version == ProtocolVersion::V3_1 {
+        if flags & FLAG_WILL != 0 && (flags >> 3) & 0x03 == 3 {
+            return Err(malformed("Will QoS 3 (MQTT 3.1 CONNECT flags)"));
+        }
+        if flags & FLAG_PASSWORD != 0 && flags & FLAG_USERNAME == 0 {
+            // 3.1 (like 3.1.1) pairs a password with a user name; Mosquitto refuses it too.
+            return Err(malformed(
+                "password without a user name (MQTT 3.1 CONNECT flags)",
+            ));
+        }
+        return Ok(());
+    }
     if flags & FLAG_RESERVED != 0 {
         return Err(malformed("[MQTT-3.1.2-3] reserved CONNECT flag set"));
     }
     let will_qos = (flags >> 3) & 0x03;
+    // Will QoS or Will Retain without the Will Flag: the spec names no consequence and the
+    // packet parses, so it is a Protocol Error (MQTT 5 section 1.2); only Will QoS 3 is named a
+    // Malformed Packet ([MQTT-3.1.2-12]).
     if flags & FLAG_WILL == 0 {
         if will_qos != 0 {
-            return Err(malformed(if v5 {
+            return Err(DecodeError::Protocol(if v5 {
                 "[MQTT-3.1.2-11] Will QoS set without the Will Flag"
             } else {
                 "[MQTT-3.1.2-13] Will QoS set without the Will Flag"
             }));
         }
         if flags & FLAG_WILL_RETAIN != 0 {
-            return Err(malformed(if v5 {
+            return Err(DecodeError::Protocol(if v5 {
                 "[MQTT-3.1.2-13] Will Retain set without the Will Flag"
             } else {
                 "[MQTT-3.1.2-15] Will Retain set without the Will Flag"

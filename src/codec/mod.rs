@@ -143,7 +143,10 @@ fn check_first_byte(first_byte: u8, version: ProtocolVersion) -> Result<PacketTy
             if qos == 3 {
                 return Err(DecodeError::Malformed("[MQTT-3.3.1-4] PUBLISH QoS 3"));
             }
-            if qos == 0 && flags & 0x08 != 0 {
+            // 3.1 says DUP "applies to" QoS > 0 messages but states no rule for QoS 0. For
+            // 3.1.1/5.0 this is a Malformed Packet: DUP is a fixed-header flag, and "if invalid
+            // flags are received it is a Malformed Packet" (2.1.3).
+            if qos == 0 && flags & 0x08 != 0 && version != ProtocolVersion::V3_1 {
                 return Err(DecodeError::Malformed(
                     "[MQTT-3.3.1-2] DUP set on a QoS 0 PUBLISH",
                 ));
@@ -151,7 +154,8 @@ fn check_first_byte(first_byte: u8, version: ProtocolVersion) -> Result<PacketTy
         }
         PacketType::PubRel | PacketType::Subscribe | PacketType::Unsubscribe => {
             // MQTT 3.1 sent these with QoS 1 and allowed DUP on them; 3.1.1 and 5.0 fix 0b0010.
-            let allowed = flags == 0x02 || (version == ProtocolVersion::V3_1 && flags == 0x0A);
+            // (For 3.1 any flags: see below.)
+            let allowed = flags == 0x02 || version == ProtocolVersion::V3_1;
             if !allowed {
                 return Err(DecodeError::Malformed(match packet_type {
                     PacketType::PubRel => "[MQTT-3.6.1-1] PUBREL fixed-header flags not 0b0010",
@@ -167,6 +171,10 @@ fn check_first_byte(first_byte: u8, version: ProtocolVersion) -> Result<PacketTy
                 "packet type 15 is reserved before MQTT 5 (3.1.1 2.2.1)",
             ));
         }
+        // MQTT 3.1 has no reserved-flag rule: its fixed header carries DUP, QoS and RETAIN on
+        // every packet, "not used" where they mean nothing. Mosquitto checks these flags only
+        // for 3.1.1 and 5.0 too, so a 3.1 client setting them is not closed.
+        _ if version == ProtocolVersion::V3_1 => {}
         _ => {
             if flags != 0 {
                 return Err(DecodeError::Malformed(

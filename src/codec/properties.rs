@@ -413,8 +413,9 @@ fn read_nonzero_u16(r: &mut Reader, rule: &'static str) -> Result<Option<u16>, D
 
 impl Properties {
     /// Decodes a property list (its variable-byte length, then the properties) for `context`.
-    /// Unknown identifiers are malformed; a property not allowed in `context`, a duplicate, or a
-    /// value out of range is a protocol error, as each property's section says.
+    /// Unknown identifiers and a property not allowed in `context` are malformed (2.2.2.2); a
+    /// duplicate or a value out of range is a protocol error, as each property's section says;
+    /// Topic Alias 0 is Topic Alias invalid (0x94), as Mosquitto answers it.
     pub(crate) fn decode(
         r: &mut Reader,
         context: PropertyContext,
@@ -432,8 +433,11 @@ impl Properties {
             let id = u8::try_from(raw).ok().and_then(PropertyId::from_u8).ok_or(
                 DecodeError::Malformed("unknown property identifier (2.2.2.2)"),
             )?;
+            // 2.2.2.2: "A Control Packet which contains an Identifier which is not valid for
+            // its packet type ... is a Malformed Packet" (0x81), unlike a duplicate or a value
+            // out of range, which each property's section calls a Protocol Error (0x82).
             if !id.allowed_in(context) {
-                return Err(protocol(
+                return Err(DecodeError::Malformed(
                     "property not allowed on this packet (2.2.2.2, table 2-4)",
                 ));
             }
@@ -459,7 +463,16 @@ impl Properties {
             }
             MessageExpiryInterval => self.message_expiry_interval = Some(r.u32()?),
             TopicAlias => {
-                self.topic_alias = read_nonzero_u16(r, "[MQTT-3.3.2-8] Topic Alias 0")?;
+                // [MQTT-3.3.2-8] forbids alias 0 without naming the consequence; 0x94 (Topic
+                // Alias invalid) says exactly what is wrong, and it is what Mosquitto sends.
+                self.topic_alias = match r.u16()? {
+                    0 => {
+                        return Err(DecodeError::TopicAliasInvalid(
+                            "[MQTT-3.3.2-8] Topic Alias 0",
+                        ))
+                    }
+                    alias => Some(alias),
+                };
             }
             ContentType => self.content_type = Some(r.string()?),
             ResponseTopic => {
@@ -629,11 +642,18 @@ impl Properties {
         if let Some(v) = more.session_expiry_interval {
             emit(SessionExpiryInterval, Value::Four(v));
         }
-        if let Some(v) = &more.assigned_client_identifier {
-            emit(AssignedClientIdentifier, Value::Binary(v.as_bytes()));
+        // CONNACK properties go in Mosquitto 2.0's order (Topic Alias Maximum, Server Keep
+        // Alive, Assigned Client Identifier, authentication, then Retain Available, Maximum
+        // Packet Size, Receive Maximum, Maximum QoS), so that a CONNACK with the same values is
+        // byte-identical to Mosquitto's (issue 16). The order means nothing to the protocol.
+        if let Some(v) = more.topic_alias_maximum {
+            emit(TopicAliasMaximum, Value::Two(v));
         }
         if let Some(v) = more.server_keep_alive {
             emit(ServerKeepAlive, Value::Two(v));
+        }
+        if let Some(v) = &more.assigned_client_identifier {
+            emit(AssignedClientIdentifier, Value::Binary(v.as_bytes()));
         }
         if let Some(v) = &more.authentication_method {
             emit(AuthenticationMethod, Value::Binary(v.as_bytes()));
@@ -659,11 +679,14 @@ impl Properties {
         if let Some(v) = &more.reason_string {
             emit(ReasonString, Value::Binary(v.as_bytes()));
         }
+        if let Some(v) = more.retain_available {
+            emit(RetainAvailable, Value::Byte(v));
+        }
+        if let Some(v) = more.maximum_packet_size {
+            emit(MaximumPacketSize, Value::Four(v));
+        }
         if let Some(v) = more.receive_maximum {
             emit(ReceiveMaximum, Value::Two(v));
-        }
-        if let Some(v) = more.topic_alias_maximum {
-            emit(TopicAliasMaximum, Value::Two(v));
         }
         if let Some(v) = self.topic_alias {
             emit(TopicAlias, Value::Two(v));
@@ -671,14 +694,8 @@ impl Properties {
         if let Some(v) = more.maximum_qos {
             emit(MaximumQoS, Value::Byte(v));
         }
-        if let Some(v) = more.retain_available {
-            emit(RetainAvailable, Value::Byte(v));
-        }
         for (name, value) in &more.user_properties {
             emit(UserProperty, Value::Pair(name.as_bytes(), value.as_bytes()));
-        }
-        if let Some(v) = more.maximum_packet_size {
-            emit(MaximumPacketSize, Value::Four(v));
         }
         if let Some(v) = more.wildcard_subscription_available {
             emit(WildcardSubscriptionAvailable, Value::Byte(v));

@@ -27,8 +27,9 @@ impl Publish {
             0
         } else {
             match r.u16()? {
+                // A Protocol Error, not Malformed: see `ack::read_packet_id`.
                 0 => {
-                    return Err(DecodeError::Malformed(if version.is_v5() {
+                    return Err(DecodeError::Protocol(if version.is_v5() {
                         "[MQTT-2.2.1-3] PUBLISH with QoS > 0 and Packet Identifier 0"
                     } else {
                         "[MQTT-2.3.1-1] PUBLISH with QoS > 0 and Packet Identifier 0"

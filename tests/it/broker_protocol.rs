@@ -53,8 +53,9 @@ fn client_identifier_rules_per_version() {
     assert!(!assigned.is_empty());
     assert_eq!(connack.properties.receive_maximum, Some(1024));
     assert_eq!(connack.properties.maximum_packet_size, Some(1024 * 1024));
-    assert_eq!(connack.properties.shared_subscription_available, Some(1));
-    assert_eq!(connack.properties.wildcard_subscription_available, Some(1));
+    // Absent = 1 (supported): a minimal CONNACK does not repeat defaults (issue 16).
+    assert_eq!(connack.properties.shared_subscription_available, None);
+    assert_eq!(connack.properties.wildcard_subscription_available, None);
     v5.ping();
     let (_, second) = Raw::connect_with(a, connect_packet(V5, "", true));
     assert_ne!(

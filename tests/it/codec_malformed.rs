@@ -44,7 +44,7 @@ fn reserved_fixed_header_flags() {
         &[0xD8, 0x00],
         &[0xE2, 0x00],
     ];
-    for v in ALL {
+    for v in [V3_1_1, V5] {
         for bytes in cases {
             assert_rejected(bytes, v, MalformedPacket, "[MQTT-2.1.3-1]");
         }
@@ -54,7 +54,7 @@ fn reserved_fixed_header_flags() {
 
 #[test]
 fn pubrel_subscribe_unsubscribe_flags_must_be_0010() {
-    for v in ALL {
+    for v in [V3_1_1, V5] {
         assert_rejected(
             &[0x60, 0x02, 0x00, 0x01],
             v,
@@ -106,7 +106,7 @@ fn publish_qos_3() {
 
 #[test]
 fn publish_dup_with_qos_0() {
-    for v in ALL {
+    for v in [V3_1_1, V5] {
         assert_rejected(
             &[0x38, 0x03, 0x00, 0x01, b't'],
             v,
@@ -414,12 +414,8 @@ fn connect_reserved_flag() {
         MalformedPacket,
         "[MQTT-3.1.2-3]",
     );
-    assert_rejected(
-        &connect(b"MQIsdp", 3, 0x03, None, &str16(b"c")),
-        V3_1,
-        MalformedPacket,
-        "[MQTT-3.1.2-3]",
-    );
+    // MQTT 3.1 has no reserved-flag rule (issue 16): the bit is ignored.
+    assert_accepted(&connect(b"MQIsdp", 3, 0x03, None, &str16(b"c")), V3_1);
 }
 
 #[test]
@@ -427,13 +423,13 @@ fn connect_will_qos_without_will_flag() {
     assert_rejected(
         &connect(b"MQTT", 4, 0x0A, None, &str16(b"c")),
         V3_1_1,
-        MalformedPacket,
+        ProtocolError,
         "[MQTT-3.1.2-13]",
     );
     assert_rejected(
         &connect(b"MQTT", 5, 0x12, Some(&[0]), &str16(b"c")),
         V5,
-        MalformedPacket,
+        ProtocolError,
         "[MQTT-3.1.2-11]",
     );
 }
@@ -443,13 +439,13 @@ fn connect_will_retain_without_will_flag() {
     assert_rejected(
         &connect(b"MQTT", 4, 0x22, None, &str16(b"c")),
         V3_1_1,
-        MalformedPacket,
+        ProtocolError,
         "[MQTT-3.1.2-15]",
     );
     assert_rejected(
         &connect(b"MQTT", 5, 0x22, Some(&[0]), &str16(b"c")),
         V5,
-        MalformedPacket,
+        ProtocolError,
         "[MQTT-3.1.2-13]",
     );
 }
@@ -485,7 +481,7 @@ fn connect_password_without_user_name() {
         &connect(b"MQIsdp", 3, 0x42, None, &payload),
         V3_1,
         MalformedPacket,
-        "[MQTT-3.1.2-22]",
+        "password without a user name",
     );
     // MQTT 5 allows a password without a user name.
     assert_accepted(&connect(b"MQTT", 5, 0x42, Some(&[0]), &payload), V5);
@@ -588,17 +584,12 @@ fn publish_packet_id_0_with_qos() {
         assert_rejected(
             &frame(flags, &body),
             V3_1_1,
-            MalformedPacket,
+            ProtocolError,
             "[MQTT-2.3.1-1]",
         );
-        assert_rejected(
-            &frame(flags, &body),
-            V3_1,
-            MalformedPacket,
-            "[MQTT-2.3.1-1]",
-        );
+        assert_rejected(&frame(flags, &body), V3_1, ProtocolError, "[MQTT-2.3.1-1]");
         let body5 = [&str16(b"t")[..], &[0x00, 0x00, 0x00]].concat();
-        assert_rejected(&frame(flags, &body5), V5, MalformedPacket, "[MQTT-2.2.1-3]");
+        assert_rejected(&frame(flags, &body5), V5, ProtocolError, "[MQTT-2.2.1-3]");
     }
 }
 
@@ -641,14 +632,14 @@ fn acknowledgement_packet_id_0() {
             assert_rejected(
                 &[first, 0x02, 0x00, 0x00],
                 v,
-                MalformedPacket,
+                ProtocolError,
                 "Packet Identifier 0",
             );
         }
         assert_rejected(
             &[0x90, 0x03, 0x00, 0x00, 0x00],
             v,
-            MalformedPacket,
+            ProtocolError,
             "Packet Identifier 0",
         );
     }
@@ -715,21 +706,11 @@ fn unsubscribe(v: ProtocolVersion, filters: &[&[u8]]) -> Vec<u8> {
 #[test]
 fn subscribe_unsubscribe_packet_id_0() {
     let body = [&[0x00, 0x00][..], &str16(b"a"), &[0x00]].concat();
-    assert_rejected(
-        &frame(0x82, &body),
-        V3_1_1,
-        MalformedPacket,
-        "[MQTT-2.3.1-1]",
-    );
+    assert_rejected(&frame(0x82, &body), V3_1_1, ProtocolError, "[MQTT-2.3.1-1]");
     let body5 = [&[0x00, 0x00, 0x00][..], &str16(b"a"), &[0x00]].concat();
-    assert_rejected(&frame(0x82, &body5), V5, MalformedPacket, "[MQTT-2.2.1-3]");
+    assert_rejected(&frame(0x82, &body5), V5, ProtocolError, "[MQTT-2.2.1-3]");
     let body = [&[0x00, 0x00][..], &str16(b"a")].concat();
-    assert_rejected(
-        &frame(0xA2, &body),
-        V3_1_1,
-        MalformedPacket,
-        "[MQTT-2.3.1-1]",
-    );
+    assert_rejected(&frame(0xA2, &body), V3_1_1, ProtocolError, "[MQTT-2.3.1-1]");
 }
 
 #[test]
@@ -908,4 +889,32 @@ fn disconnect_and_auth_reason_codes() {
     for code in [0x04, 0x80, 0x87] {
         assert_rejected(&[0xF0, 0x01, code], V5, ProtocolError, "AUTH");
     }
+}
+
+// ---- MQTT 3.1 leniency (issue 16) -----------------------------------------------------------
+
+/// MQTT 3.1's fixed header carries DUP, QoS and RETAIN on every packet ("not used" where they
+/// mean nothing) and has no reserved-flag rule: a 3.1 peer setting them is not refused. QoS 3 on
+/// a PUBLISH still is (there is no such QoS).
+#[test]
+fn mqtt_3_1_has_no_reserved_flag_rules() {
+    for bytes in [
+        &[0xC1, 0x00][..],
+        &[0xC2, 0x00],
+        &[0xE3, 0x00],
+        &[0x42, 0x02, 0x00, 0x01],
+        &[0x6A, 0x02, 0x00, 0x01],
+        &[0x60, 0x02, 0x00, 0x01],
+        &[0x38, 0x03, 0x00, 0x01, b't'],
+    ] {
+        assert_accepted(bytes, V3_1);
+    }
+    assert_rejected(
+        &[0x36, 0x05, 0x00, 0x01, b't', 0x00, 0x01],
+        V3_1,
+        MalformedPacket,
+        "[MQTT-3.3.1-4]",
+    );
+    // Will QoS and Will Retain without the Will Flag: no rule in 3.1, the bits are ignored.
+    assert_accepted(&connect(b"MQIsdp", 3, 0x3A, None, &str16(b"c")), V3_1);
 }

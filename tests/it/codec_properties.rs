@@ -222,16 +222,28 @@ fn every_property_decodes_and_encodes_back_to_its_bytes() {
     }
 }
 
+/// [MQTT-3.3.2-8] Topic Alias 0: 0x94 Topic Alias invalid, as Mosquitto answers it.
+#[test]
+fn topic_alias_0_is_topic_alias_invalid() {
+    assert_rejected(
+        &packet_with(C::Publish, &[0x23, 0x00, 0x00]),
+        ProtocolVersion::V5,
+        ReasonCode::TopicAliasInvalid,
+        "[MQTT-3.3.2-8]",
+    );
+}
+
 #[test]
 fn property_on_a_packet_that_may_not_carry_it() {
     let mut rejected = 0;
     for (id, value, contexts, _) in table() {
         for context in CONTEXTS.into_iter().filter(|c| !contexts.contains(c)) {
             let p = [&[id][..], &value].concat();
+            // 2.2.2.2: an Identifier not valid for its packet type is a Malformed Packet.
             assert_rejected(
                 &packet_with(context, &p),
                 ProtocolVersion::V5,
-                ReasonCode::ProtocolError,
+                ReasonCode::MalformedPacket,
                 "not allowed",
             );
             rejected += 1;
@@ -314,7 +326,6 @@ fn zero_values_that_are_protocol_errors() {
             &[0x27, 0x00, 0x00, 0x00, 0x00],
             "Maximum Packet Size 0",
         ),
-        (C::Publish, &[0x23, 0x00, 0x00], "[MQTT-3.3.2-8]"),
     ];
     for (context, p, rule) in cases {
         assert_rejected(

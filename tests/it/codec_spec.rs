@@ -194,9 +194,9 @@ fn connack_every_version() {
             );
         }
     }
-    // 5.0 with Maximum QoS (0x24) = 1 and Retain Available (0x25) = 0.
+    // 5.0 with Retain Available (0x25) = 0 and Maximum QoS (0x24) = 1, in Mosquitto's order.
     check(
-        &[0x20, 0x07, 0x00, 0x00, 0x04, 0x24, 0x01, 0x25, 0x00],
+        &[0x20, 0x07, 0x00, 0x00, 0x04, 0x25, 0x00, 0x24, 0x01],
         V5,
         Packet::ConnAck(ConnAck {
             session_present: false,

@@ -37,6 +37,7 @@ mod mqtt5_session;
 mod mqtt5_shared;
 mod mqtt5_topic_alias;
 mod packet_limits;
+mod protocol_fidelity;
 mod sim_properties;
 mod sim_regressions;
 mod trie_no_alloc;

@@ -16,7 +16,9 @@ fn disconnect_code(packets: &[Packet]) -> Option<ReasonCode> {
     })
 }
 
-/// Spec 3.2.2.3: every capability in CONNACK says what the broker does.
+/// Spec 3.2.2.3: every capability in CONNACK says what the broker does; an absent property
+/// means its default (Retain, Wildcard, Subscription Identifier and Shared Subscription Available
+/// 1, Maximum QoS 2), which a minimal CONNACK does not repeat (issue 16).
 #[test]
 fn connack_advertises_capabilities_truthfully() {
     let broker = start_broker(2);
@@ -24,11 +26,11 @@ fn connack_advertises_capabilities_truthfully() {
     let p = &connack.properties;
     assert_eq!(p.receive_maximum, Some(1024));
     assert_eq!(p.maximum_packet_size, Some(1024 * 1024));
-    assert_eq!(p.retain_available, Some(1));
+    assert_eq!(p.retain_available, None, "absent: retain available");
     assert_eq!(p.maximum_qos, None, "absent: QoS 2 supported");
-    assert_eq!(p.wildcard_subscription_available, Some(1));
-    assert_eq!(p.subscription_identifier_available, Some(1));
-    assert_eq!(p.shared_subscription_available, Some(1));
+    assert_eq!(p.wildcard_subscription_available, None);
+    assert_eq!(p.subscription_identifier_available, None);
+    assert_eq!(p.shared_subscription_available, None);
     assert_eq!(p.topic_alias_maximum, Some(10));
 }
 

@@ -237,7 +237,8 @@ fn server_reference_moves_clients() {
 fn reason_string_left_out_over_client_maximum_packet_size() {
     let broker = start_broker(1);
     let mut connect = connect_packet(V5, "tiny", true);
-    connect.properties.maximum_packet_size = Some(8);
+    // 16 bytes: the default CONNACK fits (a smaller limit gets no CONNACK at all, issue 16).
+    connect.properties.maximum_packet_size = Some(16);
     let (mut raw, _) = Raw::connect_with(addr(&broker), connect);
     raw.send(&disconnect_with_expiry(30));
     let packets = raw.expect_closed();

@@ -61,7 +61,8 @@ fn assert_each_once(members: &[Vec<String>], sent: &BTreeSet<String>) {
 fn shared_subscription_available_advertised_in_connack() {
     let broker = start_broker(1);
     let (_raw, connack) = Raw::connect_with(addr(&broker), connect_packet(V5, "c", true));
-    assert_eq!(connack.properties.shared_subscription_available, Some(1));
+    // Absent means available (3.2.2.3.13); a minimal CONNACK does not repeat it (issue 16).
+    assert_eq!(connack.properties.shared_subscription_available, None);
 }
 
 /// Spec 4.8.2: each message goes to one member; round robin spreads them over members on

@@ -78,6 +78,13 @@ impl ShardCore {
         if let Some(passwords) = &shared.passwords {
             let username = connect.username.as_ref().map(|u| u.as_str());
             if let Err(code) = passwords.check(username, connect.password.as_deref()) {
+                // Issue 16: client-supplied text is escaped in log lines (log_escape.rs).
+                log::info!(
+                    "authentication failed client_id={} username={} shard={}",
+                    crate::broker::log_escape::Escaped(accepted.client_id.as_str()),
+                    crate::broker::log_escape::Escaped(username.unwrap_or("")),
+                    self.id
+                );
                 // 0x86 Bad User Name or Password; 3.1.1 return code 4 (the codec maps it).
                 self.refuse_connect(key, code);
                 return None;

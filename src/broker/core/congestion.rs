@@ -334,7 +334,7 @@ impl ShardCore {
             log::debug!(
                 "shard {}: session {} stalled with {} messages queued",
                 self.id,
-                session.session.state.client_id,
+                crate::broker::log_escape::Escaped(session.session.state.client_id.as_str()),
                 session.session.state.queued.len()
             );
             bump(&self.counters().sessions_stalled);

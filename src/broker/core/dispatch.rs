@@ -167,6 +167,11 @@ impl ShardCore {
             );
             return;
         }
+        // Issue 16 hook: `$SYS` and `$share` topic names are not for clients (fidelity.rs).
+        if super::fidelity::is_reserved_publish_topic(publish.topic.as_bytes()) {
+            self.drop_reserved_publish(key, &publish);
+            return;
+        }
         let packet_id = publish.packet_id;
         let qos = publish.qos;
         if qos == QoS::ExactlyOnce {
@@ -499,6 +504,20 @@ impl ShardCore {
             if let Some(conn) = self.connections.get_mut(key) {
                 conn.will = None;
             }
+        }
+        // Issue 16: a client's Reason String is logged, escaped (log_escape.rs).
+        if let Some(why) = disconnect.properties.reason_string.as_ref() {
+            use crate::broker::log_escape::Escaped;
+            let client_id = self
+                .sessions
+                .get(skey)
+                .map_or("", |s| s.session.state.client_id.as_str());
+            log::info!(
+                "client reason string client_id={} shard={} reason_string={}",
+                Escaped(client_id),
+                self.id,
+                Escaped(why.as_str())
+            );
         }
         self.close(key, CloseReason::ClientDisconnect(disconnect.reason_code));
     }

@@ -124,7 +124,7 @@ impl ShardCore {
             log::debug!(
                 "shard {}: retained message for {} not stored: max_retained_messages reached",
                 self.id,
-                message.topic
+                crate::broker::log_escape::Escaped(message.topic.as_str())
             );
         }
     }

@@ -82,6 +82,13 @@ impl ShardCore {
             return;
         };
         conn.version = version;
+        // Issue 16: the client's Maximum Packet Size binds the CONNACK too ([MQTT-3.1.2-24]),
+        // refusals included (`send_packet` fits or drops what exceeds it).
+        if version.is_v5() {
+            if let Some(max) = connect.properties.maximum_packet_size {
+                conn.client_max_packet_size = max.max(1);
+            }
+        }
         let accepted = match accepted {
             Ok(accepted) => accepted,
             Err(code) => {
@@ -93,7 +100,7 @@ impl ShardCore {
                 }
                 log::info!(
                     "connect refused client_id={} addr={} shard={} code={code:?}",
-                    connect.client_id,
+                    crate::broker::log_escape::Escaped(connect.client_id.as_str()),
                     conn.peer,
                     self.id
                 );
@@ -279,7 +286,7 @@ impl ShardCore {
         conn.will = accepted.will;
         log::info!(
             "connect client_id={} addr={} shard={} version={:?} clean_start={} keep_alive={} session_present={}",
-            accepted.client_id,
+            crate::broker::log_escape::Escaped(accepted.client_id.as_str()),
             conn.peer,
             self.id,
             version,
@@ -631,6 +638,12 @@ impl ShardCore {
 
     /// Publishes a will message like any other publish from this shard.
     pub(super) fn publish_will(&mut self, will: WillMessage) {
+        // Issue 16 hook: a will to `$SYS`/`$share` is dropped like such a PUBLISH (Mosquitto
+        // checks a will's topic when it sends it, the same way).
+        if super::fidelity::is_reserved_publish_topic(will.message.topic.as_bytes()) {
+            bump(&self.global.counters[self.id].publishes_to_reserved_topics);
+            return;
+        }
         bump(&self.global.counters[self.id].wills_published);
         let message = super::session::Message::new_ref(will.message, self.now);
         self.route_publish(&message, None);

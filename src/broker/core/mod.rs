@@ -11,6 +11,7 @@ mod congestion;
 pub mod connection;
 mod dispatch;
 mod fanout;
+mod fidelity;
 pub mod io;
 pub mod keys;
 mod lifecycle;

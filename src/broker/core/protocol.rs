@@ -197,17 +197,26 @@ pub fn connack_accepted(
 ) -> Packet {
     let mut properties = Properties::default();
     if version.is_v5() {
-        properties.receive_maximum = Some(config.receive_maximum);
-        properties.maximum_packet_size = Some(config.max_packet_size);
-        properties.retain_available = Some(u8::from(config.retain_available));
+        // A minimal CONNACK (issue 16): a property only where its value differs from what the
+        // client assumes without it (3.2.2.3): Receive Maximum 65,535, no Maximum Packet Size
+        // limit, Retain Available 1, Maximum QoS 2, Topic Alias Maximum 0, and Wildcard,
+        // Subscription Identifier and Shared Subscription Available 1 (all supported here). With
+        // Mosquitto's limits (Receive Maximum 20, Topic Alias Maximum 10, no packet limit) the
+        // bytes are Mosquitto 2.0's.
+        if config.receive_maximum != u16::MAX {
+            properties.receive_maximum = Some(config.receive_maximum);
+        }
+        properties.maximum_packet_size = super::fidelity::advertised_max_packet_size(config);
+        if !config.retain_available {
+            properties.retain_available = Some(0);
+        }
         // [MQTT-3.2.2-9]: a server without QoS 1 or 2 says so (absent means 2).
         if config.max_qos < 2 {
             properties.maximum_qos = Some(config.max_qos);
         }
-        properties.wildcard_subscription_available = Some(1);
-        properties.subscription_identifier_available = Some(1);
-        properties.shared_subscription_available = Some(1);
-        properties.topic_alias_maximum = Some(config.topic_alias_maximum);
+        if config.topic_alias_maximum > 0 {
+            properties.topic_alias_maximum = Some(config.topic_alias_maximum);
+        }
         properties.server_keep_alive = accepted.server_keep_alive;
         properties.response_information = accepted.response_information.clone();
         properties.authentication_method = accepted.authentication_method.clone();

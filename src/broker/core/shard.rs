@@ -93,6 +93,12 @@ pub enum CloseReason {
     SlowConsumer,
     /// CONNACK with an error code was sent.
     ConnectRefused(ReasonCode),
+    /// A packet the server had to send does not fit the client's Maximum Packet Size even
+    /// without its optional parts (issue 16, `fidelity.rs`); nothing more is sent.
+    ClientMaxPacketSize {
+        size_bytes: usize,
+        max: u32,
+    },
 }
 
 impl CloseReason {
@@ -119,6 +125,10 @@ impl fmt::Display for CloseReason {
             CloseReason::TakenOver => f.write_str("session taken over"),
             CloseReason::SlowConsumer => f.write_str("outgoing buffer over twice its limit"),
             CloseReason::ConnectRefused(code) => write!(f, "CONNECT refused ({code:?})"),
+            CloseReason::ClientMaxPacketSize { size_bytes, max } => write!(
+                f,
+                "a {size_bytes}-byte packet exceeds the client's Maximum Packet Size {max}"
+            ),
         }
     }
 }
@@ -245,7 +255,8 @@ impl ShardCore {
     /// Decodes and handles every whole packet in the read buffer, unless the connection gets
     /// paused, parked or closed on the way.
     pub fn process_input(&mut self, key: ConnKey) {
-        let max_packet_size = self.global.config.max_packet_size;
+        // Issue 16: `max_packet_size` 0 means the protocol's own limit.
+        let max_packet_size = super::fidelity::inbound_packet_limit(&self.global.config);
         loop {
             let Some(conn) = self.connections.get_mut(key) else {
                 return;
@@ -326,6 +337,14 @@ impl ShardCore {
         if conn.state == ConnState::Closing {
             return;
         }
+        // Issue 16 hook: the client's Maximum Packet Size holds for every packet
+        // ([MQTT-3.1.2-24]); PUBLISH is fitted where it is encoded (fanout.rs).
+        if conn.client_max_packet_size != u32::MAX
+            && packet.encoded_len(conn.version) > conn.client_max_packet_size as usize
+        {
+            self.send_fitted(key, packet.clone());
+            return;
+        }
         let before = conn.out.len();
         if let Err(error) = conn.out.push_packet(packet, conn.version) {
             self.refuse_unencodable(key, packet, &error);
@@ -401,9 +420,13 @@ impl ShardCore {
                         });
                     }
                 }
-                let before = conn.out.len();
-                push_bounded(&mut conn.out, &packet, conn.version);
-                self.memory.hold(conn.out.len() - before);
+                // Issue 16: not even the bare DISCONNECT when it exceeds the client's Maximum
+                // Packet Size ([MQTT-3.1.2-24]); the connection just closes.
+                if packet.encoded_len(conn.version) <= conn.client_max_packet_size as usize {
+                    let before = conn.out.len();
+                    push_bounded(&mut conn.out, &packet, conn.version);
+                    self.memory.hold(conn.out.len() - before);
+                }
             }
         }
         let was_connected = conn.state == ConnState::Connected;
@@ -413,13 +436,15 @@ impl ShardCore {
             .session
             .and_then(|skey| self.sessions.get(skey))
             .map_or("", |s| s.session.state.client_id.as_str());
+        // Issue 16: client-supplied text is escaped in log lines (log_escape.rs).
+        let client_id = crate::broker::log_escape::Escaped(client_id);
         match &reason {
             CloseReason::Protocol(..) | CloseReason::SlowConsumer => log::warn!(
                 "disconnect client_id={client_id} addr={} shard={} reason={reason}",
                 conn.peer,
                 self.id
             ),
-            _ if was_connected || !client_id.is_empty() => log::info!(
+            _ if was_connected || !client_id.0.is_empty() => log::info!(
                 "disconnect client_id={client_id} addr={} shard={} reason={reason}",
                 conn.peer,
                 self.id
@@ -442,6 +467,12 @@ impl ShardCore {
         let session = conn.session.take();
         self.closing.push(key);
         match session {
+            // Issue 16 hook (fidelity.rs): on a takeover the will waits for the new CONNECT's
+            // Clean Start to decide whether the session, and so the will, ends.
+            Some(session) if matches!(reason, CloseReason::TakenOver) => {
+                let will = self.hold_will_for_takeover(session, will);
+                self.detach_session(session, will)
+            }
             Some(session) => self.detach_session(session, will),
             None => {
                 // A connection parked for a takeover never got its CONNACK: its will is not

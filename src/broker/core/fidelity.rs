@@ -1,0 +1,191 @@
+//! Protocol-fidelity rules (issue 16) that the rest of the broker calls through small hooks: the
+//! packet-size limit in force, a minimal CONNACK, fitting what the server sends into the client's
+//! Maximum Packet Size, `$`-topic publishes, and escaping client-supplied text in log lines.
+
+use super::config::Config;
+use super::keys::{ConnKey, SessionKey};
+use crate::codec::{Packet, Properties, ProtocolVersion};
+
+/// The largest packet MQTT can carry: a 268,435,455-byte remaining length plus a five-byte
+/// fixed header (2.1.4). A configured limit at or above it is no limit.
+pub const PROTOCOL_MAX_PACKET_SIZE: u32 = 268_435_460;
+
+/// The limit on packets read from clients: `max_packet_size`, 0 meaning the protocol's own.
+pub fn inbound_packet_limit(config: &Config) -> u32 {
+    match config.max_packet_size {
+        0 => u32::MAX,
+        limit => limit,
+    }
+}
+
+/// The Maximum Packet Size to advertise in CONNACK: only a limit below the protocol maximum,
+/// since an absent property already means "no limit" (3.2.2.3.6).
+pub fn advertised_max_packet_size(config: &Config) -> Option<u32> {
+    match config.max_packet_size {
+        0 => None,
+        limit if limit >= PROTOCOL_MAX_PACKET_SIZE => None,
+        limit => Some(limit),
+    }
+}
+
+/// Removes what may be left out of `packet` so that it fits the client's Maximum Packet Size
+/// `max` ([MQTT-3.1.2-24]); returns whether it fits now. First the Reason String and User
+/// Properties, which the server "MUST NOT send ... if it would increase the size of the packet
+/// beyond the Maximum Packet Size" ([MQTT-3.2.2-19], [MQTT-3.2.2-20] and the same rule on every
+/// packet that carries them); then, in a CONNACK, Response Information (optional, 3.1.2.11.6)
+/// and Topic Alias Maximum (absent means 0: the client sends no aliases, which is safe). What
+/// remains is needed for the client to keep to the server's limits (Receive Maximum, Maximum
+/// Packet Size, Maximum QoS, Retain Available, Server Keep Alive) or is required (Assigned Client
+/// Identifier [MQTT-3.2.2-16], authentication), so a packet that still does not fit cannot be sent.
+pub fn fit_to_client(packet: &mut Packet, version: ProtocolVersion, max: u32) -> bool {
+    let fits = |p: &Packet| p.encoded_len(version) <= max as usize;
+    if fits(packet) {
+        return true;
+    }
+    if let Some(properties) = properties_mut(packet) {
+        if !properties.is_empty() {
+            properties.reason_string = None;
+            properties.user_properties.clear();
+        }
+    }
+    if fits(packet) {
+        return true;
+    }
+    if let Packet::ConnAck(connack) = packet {
+        if !connack.properties.is_empty() {
+            connack.properties.response_information = None;
+            connack.properties.topic_alias_maximum = None;
+        }
+    }
+    fits(packet)
+}
+
+fn properties_mut(packet: &mut Packet) -> Option<&mut Properties> {
+    match packet {
+        Packet::ConnAck(p) => Some(&mut p.properties),
+        Packet::PubAck(a) | Packet::PubRec(a) | Packet::PubRel(a) | Packet::PubComp(a) => {
+            Some(&mut a.properties)
+        }
+        Packet::SubAck(p) => Some(&mut p.properties),
+        Packet::UnsubAck(p) => Some(&mut p.properties),
+        Packet::Disconnect(p) => Some(&mut p.properties),
+        Packet::Auth(p) => Some(&mut p.properties),
+        _ => None,
+    }
+}
+
+impl super::shard::ShardCore {
+    /// Sends `packet`, too large for the client's Maximum Packet Size as it is, with what may be
+    /// left out removed ([`fit_to_client`]). If it still does not fit, the connection is closed
+    /// without it, as Mosquitto does: [MQTT-3.1.2-24] forbids sending it, and [MQTT-3.1.2-25]
+    /// ("discard it ... and behave as if it had completed sending") is for Application Messages
+    /// only; an acknowledgement the client never gets would leave it waiting for ever. A CONNACK
+    /// that cannot be sent leaves the client unconnected, so its will is dropped, not published.
+    pub(super) fn send_fitted(&mut self, key: ConnKey, mut packet: Packet) {
+        let Some(conn) = self.connections.get_mut(key) else {
+            return;
+        };
+        let (version, max) = (conn.version, conn.client_max_packet_size);
+        if fit_to_client(&mut packet, version, max) {
+            let before = conn.out.len();
+            super::shard::push_bounded(&mut conn.out, &packet, version);
+            self.memory.hold(conn.out.len() - before);
+            self.mark_dirty(key);
+            return;
+        }
+        if matches!(packet, Packet::ConnAck(_)) {
+            conn.will = None;
+        }
+        super::stats::bump(&self.global.counters[self.id].dropped_client_packet_size);
+        let size_bytes = packet.encoded_len(version);
+        self.close(
+            key,
+            super::shard::CloseReason::ClientMaxPacketSize { size_bytes, max },
+        );
+    }
+}
+
+/// Whether a client may not publish to `topic`: `$SYS...` belongs to the broker, and a `$share...`
+/// name is a shared-subscription filter syntax, never a topic anyone subscribes to by name.
+/// Mosquitto 2.0 denies both the same way (`acl__check_dollar` in `security_default.c`: a prefix
+/// compare on "$SYS" and "$share", write access denied), except `$SYS/broker/connection/+/state`,
+/// which it keeps writable for its bridges; shardmq has no bridges and keeps all of `$SYS`.
+/// Other `$` topics are ordinary topic names (MQTT 5 4.7.2 only keeps them from matching
+/// filters that start with a wildcard).
+pub fn is_reserved_publish_topic(topic: &[u8]) -> bool {
+    topic.starts_with(b"$SYS") || topic.starts_with(b"$share")
+}
+
+impl super::shard::ShardCore {
+    /// Drops a PUBLISH to a reserved topic name ([`is_reserved_publish_topic`]) the way
+    /// Mosquitto 2.0 answers a denied publish: QoS 0 silently; QoS 1 PUBACK and QoS 2 PUBREC
+    /// with 0x87 Not authorized for MQTT 5 (an error PUBREC ends the QoS 2 exchange, 4.3.3) and a
+    /// plain PUBACK/PUBREC for 3.x, which has no way to say no; the connection stays open.
+    pub(super) fn drop_reserved_publish(&mut self, key: ConnKey, publish: &crate::codec::Publish) {
+        use crate::codec::{Ack, QoS, ReasonCode};
+        super::stats::bump(&self.global.counters[self.id].publishes_to_reserved_topics);
+        log::debug!(
+            "dropped PUBLISH to a reserved topic shard={} topic={}",
+            self.id,
+            crate::broker::log_escape::Escaped(publish.topic.as_str())
+        );
+        let ack = Ack {
+            packet_id: publish.packet_id,
+            reason_code: ReasonCode::NotAuthorized,
+            properties: Properties::default(),
+        };
+        match publish.qos {
+            QoS::AtMostOnce => {}
+            QoS::AtLeastOnce => self.send_packet(key, &Packet::PubAck(ack)),
+            QoS::ExactlyOnce => self.send_packet(key, &Packet::PubRec(ack)),
+        }
+    }
+}
+
+impl super::shard::ShardCore {
+    /// Which will a takeover publishes (issue 16). A new connection for a client id that is
+    /// connected closes the old connection ([MQTT-3.1.4-3]); the old connection's will is then
+    /// published exactly when the old session ends, which is what Mosquitto 2.0 does
+    /// (`connect__on_authorised`):
+    ///
+    /// | old session | new Clean Start 0 | new Clean Start 1 |
+    /// |---|---|---|
+    /// | ends with its connection (MQTT 5 expiry 0, 3.x Clean Session 1) | published | published |
+    /// | outlives it (expiry > 0, 3.x Clean Session 0) | not published | published |
+    ///
+    /// Why: MQTT 5 publishes a will "after the Network Connection is subsequently closed and
+    /// either the Will Delay Interval has elapsed or the Session ends, unless ... a new Network
+    /// Connection for the ClientID is opened before the Will Delay Interval has elapsed"
+    /// ([MQTT-3.1.2-8]), and "if a new Network Connection to this Session is made before the
+    /// Will Delay Interval has passed, the Server MUST NOT send the Will Message"
+    /// ([MQTT-3.1.3-9]). On a takeover the new connection is opened before the old one closes,
+    /// so a session that continues under it cancels the will, even with a delay of 0. A Clean
+    /// Start of 1 discards the session ([MQTT-3.1.2-4]): the new connection is not "to this
+    /// Session", the session ends, and its will goes out. For 3.1.1 (no Session Expiry, will
+    /// "published when the Network Connection is subsequently closed", [MQTT-3.1.2-8] of 3.1.1)
+    /// the same rule is applied as Mosquitto does: the client demonstrably came back, which is
+    /// what a will reports the absence of.
+    ///
+    /// The same rule covers a client that reconnects with Clean Start 1 inside its Will Delay
+    /// Interval (its old connection already gone): the session ends, so the pending will is
+    /// published at once (`end_session`); with Clean Start 0 it is cancelled.
+    ///
+    /// Mechanics: a session that outlives the connection keeps the will as its pending will,
+    /// with no timer; the takeover then either resumes the session (`finish_connect` and
+    /// `extract_session` drop the pending will) or ends it (`end_session` publishes it).
+    /// Returns the will to handle now (the session ends with the connection) or `None`.
+    pub(super) fn hold_will_for_takeover(
+        &mut self,
+        session_key: SessionKey,
+        will: Option<Box<super::connection::WillMessage>>,
+    ) -> Option<Box<super::connection::WillMessage>> {
+        let session = self.sessions.get_mut(session_key)?;
+        if session.session.ends_with_connection() {
+            return will;
+        }
+        if will.is_some() {
+            session.pending_will = will;
+        }
+        None
+    }
+}
