@@ -30,6 +30,11 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 impl ShardCore {
+    /// This shard's id.
+    pub fn id(&self) -> super::mesh::ShardId {
+        self.id
+    }
+
     /// Moves the core's clock to `now` (never backwards: an earlier `now` is ignored).
     pub fn set_now(&mut self, now: Instant) {
         if now > self.now {

@@ -77,7 +77,7 @@ impl ShardLoop {
             };
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() != io::ErrorKind::Interrupted {
-                    log::error!("shard {}: poll failed: {e}", self.core.id);
+                    log::error!("shard {}: poll failed: {e}", self.core.id());
                 }
             }
             self.inbox.woke_up();
@@ -108,7 +108,14 @@ impl ShardLoop {
     /// Everything after socket events.
     fn turn(&mut self) {
         for Accepted { stream, peer } in self.inbox.accepted(INBOX_BUDGET_PER_SOURCE) {
-            accept(&mut self.core, &self.poll, &mut self.streams, stream, peer);
+            accept(
+                &mut self.core,
+                &self.global,
+                &self.poll,
+                &mut self.streams,
+                stream,
+                peer,
+            );
         }
         self.inbox
             .drain_into(&mut self.messages, INBOX_BUDGET_PER_SOURCE);
@@ -219,6 +226,7 @@ impl ShardLoop {
 /// Registers an accepted socket and hands the connection to the core under the same key.
 fn accept(
     core: &mut ShardCore,
+    global: &Global,
     poll: &Poll,
     streams: &mut Vec<Option<Stream>>,
     mut stream: Stream,
@@ -230,8 +238,8 @@ fn accept(
         Token(key.index()),
         Interest::READABLE | Interest::WRITABLE,
     ) {
-        log::error!("shard {}: cannot register {peer}: {e}", core.id);
-        core.global.connections_open.fetch_sub(1, Ordering::SeqCst);
+        log::error!("shard {}: cannot register {peer}: {e}", core.id());
+        global.connections_open.fetch_sub(1, Ordering::SeqCst);
         return;
     }
     let accepted = core.handle_accept(peer);
