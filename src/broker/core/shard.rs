@@ -293,14 +293,11 @@ impl ShardCore {
             if let codec::DecodeError::UnsupportedProtocolVersion(_) = error {
                 // [MQTT-3.1.2-2]: CONNACK return code 0x01 (MQTT 5: 0x84), then close. The
                 // level is unknown, so answer in the 3.1.1 format every version can read.
-                let before = conn.out.len();
-                push_bounded(
-                    &mut conn.out,
+                self.queue_bounded(
+                    key,
                     &super::protocol::connack_refused(ReasonCode::UnsupportedProtocolVersion),
                     codec::ProtocolVersion::V3_1_1,
                 );
-                self.memory.hold(conn.out.len() - before);
-                self.mark_dirty(key);
                 self.close(
                     key,
                     CloseReason::ConnectRefused(ReasonCode::UnsupportedProtocolVersion),
@@ -311,14 +308,11 @@ impl ShardCore {
                 bump(&self.global.counters[self.id].protocol_errors);
                 let code = error.reason_code();
                 log::warn!("refused CONNECT from {}: {error}", conn.peer);
-                let before = conn.out.len();
-                push_bounded(
-                    &mut conn.out,
+                self.queue_bounded(
+                    key,
                     &super::protocol::connack_refused(code),
                     codec::ProtocolVersion::V5,
                 );
-                self.memory.hold(conn.out.len() - before);
-                self.mark_dirty(key);
                 self.close(key, CloseReason::ConnectRefused(code));
                 return;
             }
@@ -367,14 +361,8 @@ impl ShardCore {
         log::warn!("{}: packet not sent: {error}", conn.peer);
         let code = ReasonCode::ImplementationSpecificError;
         if let Packet::ConnAck(_) = packet {
-            let before = conn.out.len();
-            push_bounded(
-                &mut conn.out,
-                &super::protocol::connack_refused(code),
-                conn.version,
-            );
-            self.memory.hold(conn.out.len() - before);
-            self.mark_dirty(key);
+            let version = conn.version;
+            self.queue_bounded(key, &super::protocol::connack_refused(code), version);
             self.close(key, CloseReason::ConnectRefused(code));
         } else {
             self.close(
@@ -569,6 +557,27 @@ impl ShardCore {
                 self.paused.push(key);
             }
         }
+    }
+}
+
+impl ShardCore {
+    /// Queues a packet built from bounded values only (see [`push_bounded`]) on `key`, counts
+    /// its bytes in the memory budget and schedules the write: with `send_packet` (any packet)
+    /// and `write_publish` (fan-out), one of the three places that add to an outgoing buffer
+    /// and its accounting.
+    pub(super) fn queue_bounded(
+        &mut self,
+        key: ConnKey,
+        packet: &Packet,
+        version: codec::ProtocolVersion,
+    ) {
+        let Some(conn) = self.connections.get_mut(key) else {
+            return;
+        };
+        let before = conn.out.len();
+        push_bounded(&mut conn.out, packet, version);
+        self.memory.hold(conn.out.len() - before);
+        self.mark_dirty(key);
     }
 }
 
