@@ -66,6 +66,20 @@ impl Message {
 /// An application message shared by every subscriber and shard.
 pub type MessageRef = Arc<Message>;
 
+/// Whether a connection is attached to a session offered a message: it is sent now, or queued.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Presence {
+    Online,
+    Offline,
+}
+
+/// Whether the shard's memory budget takes one more queued message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QueueRoom {
+    Available,
+    Exhausted,
+}
+
 /// Where an outgoing QoS 1/2 message stands in its acknowledgement flow.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OutgoingState {
@@ -307,18 +321,19 @@ impl Session {
         true
     }
 
-    /// Offers a message to the session with its effective QoS. `online` says whether a
-    /// connection is attached; `queue_room` whether the shard's memory budget takes one more
-    /// queued message. Ordering is kept: while anything is queued, QoS 1/2 messages queue
-    /// behind it.
+    /// Offers a message to the session with its effective QoS and retain flag. `presence` says
+    /// whether a connection is attached; `queue_room` whether the shard's memory budget takes
+    /// one more queued message. Ordering is kept: while anything is queued, QoS 1/2 messages
+    /// queue behind it.
     pub fn deliver(
         &mut self,
         message: &MessageRef,
         qos: QoS,
         retain: bool,
-        online: bool,
-        queue_room: bool,
+        presence: Presence,
+        queue_room: QueueRoom,
     ) -> Delivery {
+        let online = presence == Presence::Online;
         if qos == QoS::AtMostOnce {
             if online {
                 return Delivery::SendQoS0;
@@ -347,7 +362,7 @@ impl Session {
         message: &MessageRef,
         qos: QoS,
         retain: bool,
-        queue_room: bool,
+        queue_room: QueueRoom,
     ) -> Delivery {
         let limit = if self.congestion == Congestion::Congested {
             self.limits
@@ -360,7 +375,7 @@ impl Session {
             self.state.dropped_messages += 1;
             return Delivery::DroppedQueueFull;
         }
-        if !queue_room {
+        if queue_room == QueueRoom::Exhausted {
             self.state.dropped_messages += 1;
             return Delivery::DroppedMemoryLimit;
         }
@@ -565,21 +580,45 @@ mod tests {
         let mut s = Session::new(SessionState::default(), 2, limits());
         let m = message(1);
         assert_eq!(
-            s.deliver(&m, QoS::AtLeastOnce, false, true, true),
+            s.deliver(
+                &m,
+                QoS::AtLeastOnce,
+                false,
+                Presence::Online,
+                QueueRoom::Available
+            ),
             Delivery::Send { packet_id: 1 }
         );
         assert_eq!(
-            s.deliver(&m, QoS::ExactlyOnce, false, true, true),
+            s.deliver(
+                &m,
+                QoS::ExactlyOnce,
+                false,
+                Presence::Online,
+                QueueRoom::Available
+            ),
             Delivery::Send { packet_id: 2 }
         );
         for _ in 0..3 {
             assert_eq!(
-                s.deliver(&m, QoS::AtLeastOnce, false, true, true),
+                s.deliver(
+                    &m,
+                    QoS::AtLeastOnce,
+                    false,
+                    Presence::Online,
+                    QueueRoom::Available
+                ),
                 Delivery::Queued
             );
         }
         assert_eq!(
-            s.deliver(&m, QoS::AtLeastOnce, false, true, true),
+            s.deliver(
+                &m,
+                QoS::AtLeastOnce,
+                false,
+                Presence::Online,
+                QueueRoom::Available
+            ),
             Delivery::DroppedQueueFull
         );
         assert_eq!(s.state.dropped_messages, 1);
@@ -605,18 +644,36 @@ mod tests {
         let mut s = Session::new(SessionState::default(), 1, limits);
         let m = message(1);
         assert_eq!(
-            s.deliver(&m, QoS::AtLeastOnce, false, true, true),
+            s.deliver(
+                &m,
+                QoS::AtLeastOnce,
+                false,
+                Presence::Online,
+                QueueRoom::Available
+            ),
             Delivery::Send { packet_id: 1 }
         );
         for _ in 0..3 {
-            s.deliver(&m, QoS::AtLeastOnce, false, true, true);
+            s.deliver(
+                &m,
+                QoS::AtLeastOnce,
+                false,
+                Presence::Online,
+                QueueRoom::Available,
+            );
             assert_eq!(
                 s.update_congestion(true, OutgoingFill::Low),
                 None,
                 "below the high watermark"
             );
         }
-        s.deliver(&m, QoS::AtLeastOnce, false, true, true);
+        s.deliver(
+            &m,
+            QoS::AtLeastOnce,
+            false,
+            Presence::Online,
+            QueueRoom::Available,
+        );
         assert_eq!(
             s.update_congestion(true, OutgoingFill::Low),
             Some(Congestion::Clear)
@@ -625,12 +682,24 @@ mod tests {
         // Congested: what was already in flight is kept, up to the overshoot (8) more.
         for _ in 4..16 {
             assert_eq!(
-                s.deliver(&m, QoS::AtLeastOnce, false, true, true),
+                s.deliver(
+                    &m,
+                    QoS::AtLeastOnce,
+                    false,
+                    Presence::Online,
+                    QueueRoom::Available
+                ),
                 Delivery::Queued
             );
         }
         assert_eq!(
-            s.deliver(&m, QoS::AtLeastOnce, false, true, true),
+            s.deliver(
+                &m,
+                QoS::AtLeastOnce,
+                false,
+                Presence::Online,
+                QueueRoom::Available
+            ),
             Delivery::DroppedQueueFull
         );
         // Drains to 3: still above the low watermark (2).
@@ -647,11 +716,23 @@ mod tests {
         assert_eq!(s.congestion, Congestion::Clear);
         // Offline: queues to the limit, never congested.
         for _ in 0..6 {
-            s.deliver(&m, QoS::AtLeastOnce, false, false, true);
+            s.deliver(
+                &m,
+                QoS::AtLeastOnce,
+                false,
+                Presence::Offline,
+                QueueRoom::Available,
+            );
         }
         assert_eq!(s.update_congestion(false, OutgoingFill::Low), None);
         assert_eq!(
-            s.deliver(&m, QoS::AtLeastOnce, false, false, true),
+            s.deliver(
+                &m,
+                QoS::AtLeastOnce,
+                false,
+                Presence::Offline,
+                QueueRoom::Available
+            ),
             Delivery::DroppedQueueFull
         );
         // Going offline ends congestion.
@@ -709,20 +790,44 @@ mod tests {
         let mut s = Session::new(SessionState::default(), 1, limits());
         let m = message(1);
         assert_eq!(
-            s.deliver(&m, QoS::AtLeastOnce, false, true, false),
+            s.deliver(
+                &m,
+                QoS::AtLeastOnce,
+                false,
+                Presence::Online,
+                QueueRoom::Exhausted
+            ),
             Delivery::Send { packet_id: 1 },
             "sending now needs no queue room"
         );
         assert_eq!(
-            s.deliver(&m, QoS::AtLeastOnce, false, true, false),
+            s.deliver(
+                &m,
+                QoS::AtLeastOnce,
+                false,
+                Presence::Online,
+                QueueRoom::Exhausted
+            ),
             Delivery::DroppedMemoryLimit
         );
         assert_eq!(
-            s.deliver(&m, QoS::AtMostOnce, false, true, false),
+            s.deliver(
+                &m,
+                QoS::AtMostOnce,
+                false,
+                Presence::Online,
+                QueueRoom::Exhausted
+            ),
             Delivery::SendQoS0
         );
         assert_eq!(
-            s.deliver(&m, QoS::AtLeastOnce, false, true, true),
+            s.deliver(
+                &m,
+                QoS::AtLeastOnce,
+                false,
+                Presence::Online,
+                QueueRoom::Available
+            ),
             Delivery::Queued
         );
         assert_eq!(s.state.dropped_messages, 1);
@@ -735,20 +840,44 @@ mod tests {
         let mut s = Session::new(SessionState::default(), 2, limits());
         let m = message(1);
         assert_eq!(
-            s.deliver(&m, QoS::AtMostOnce, false, false, true),
+            s.deliver(
+                &m,
+                QoS::AtMostOnce,
+                false,
+                Presence::Offline,
+                QueueRoom::Available
+            ),
             Delivery::Discarded
         );
         assert_eq!(
-            s.deliver(&m, QoS::AtMostOnce, false, true, true),
+            s.deliver(
+                &m,
+                QoS::AtMostOnce,
+                false,
+                Presence::Online,
+                QueueRoom::Available
+            ),
             Delivery::SendQoS0
         );
         s.limits.queue_qos0 = true;
         assert_eq!(
-            s.deliver(&m, QoS::AtMostOnce, false, false, true),
+            s.deliver(
+                &m,
+                QoS::AtMostOnce,
+                false,
+                Presence::Offline,
+                QueueRoom::Available
+            ),
             Delivery::Queued
         );
         assert_eq!(
-            s.deliver(&m, QoS::AtLeastOnce, false, false, true),
+            s.deliver(
+                &m,
+                QoS::AtLeastOnce,
+                false,
+                Presence::Offline,
+                QueueRoom::Available
+            ),
             Delivery::Queued
         );
         assert_eq!(s.poll_queued().unwrap().0, 0);
@@ -776,18 +905,36 @@ mod tests {
         s.state.last_packet_id = u16::MAX - 1;
         let m = message(1);
         assert_eq!(
-            s.deliver(&m, QoS::AtLeastOnce, false, true, true),
+            s.deliver(
+                &m,
+                QoS::AtLeastOnce,
+                false,
+                Presence::Online,
+                QueueRoom::Available
+            ),
             Delivery::Send {
                 packet_id: u16::MAX
             }
         );
         assert_eq!(
-            s.deliver(&m, QoS::AtLeastOnce, false, true, true),
+            s.deliver(
+                &m,
+                QoS::AtLeastOnce,
+                false,
+                Presence::Online,
+                QueueRoom::Available
+            ),
             Delivery::Send { packet_id: 1 }
         );
         s.state.last_packet_id = u16::MAX - 1;
         assert_eq!(
-            s.deliver(&m, QoS::AtLeastOnce, false, true, true),
+            s.deliver(
+                &m,
+                QoS::AtLeastOnce,
+                false,
+                Presence::Online,
+                QueueRoom::Available
+            ),
             Delivery::Send { packet_id: 2 }
         );
     }
