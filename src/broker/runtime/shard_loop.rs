@@ -60,7 +60,9 @@ impl ShardLoop {
     pub fn run(mut self) {
         let mut events = Events::with_capacity(1024);
         loop {
-            let timeout = if self.read_more.is_empty() {
+            // Work waiting now: no sleep, and no sleeping flag raised (a peer seeing it would
+            // make a wake-up system call for nothing).
+            let timeout = if self.read_more.is_empty() && !self.inbox.pending() {
                 self.core.poll_timeout(Instant::now())
             } else {
                 Some(Duration::ZERO)
