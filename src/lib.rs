@@ -8,11 +8,13 @@
 //! - [`broker`]: the thread-per-core broker: `broker::core` (the sans-IO shard core) and
 //!   `broker::runtime` (mio loops, sockets, wakers).
 //! - [`sim`]: a deterministic simulation driving N shard cores in one thread (tests, fuzzing).
+//! - [`ops`]: configuration files (ours and Mosquitto's), `$SYS`, metrics, logs, reload.
 #![forbid(unsafe_code)]
 
 pub mod auth;
 pub mod broker;
 pub mod client;
 pub mod codec;
+pub mod ops;
 pub mod sim;
 pub mod topic;

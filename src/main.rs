@@ -1,13 +1,15 @@
-//! `shardmq`: the broker binary. Command line -> `Config`, logging, signals -> graceful shutdown.
+//! `shardmq`: the broker binary. Command line (and a configuration file: our TOML or a
+//! Mosquitto file) -> `Config`, logging, then `shardmq::ops::daemon` runs it: signals,
+//! reload, `$SYS`, metrics.
 
 use clap::Parser;
-use shardmq::broker::{Broker, Config};
+use shardmq::broker::Config;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// A thread-per-core MQTT 3.1 / 3.1.1 / 5.0 broker.
-#[derive(Parser, Debug)]
+#[derive(Parser, Debug, Clone)]
 #[command(name = "shardmq", version, about)]
 struct Cli {
     /// Address to listen on, repeatable [default: 127.0.0.1:1883, loopback only; use
@@ -17,9 +19,14 @@ struct Cli {
     /// Shorthand for --listen 127.0.0.1:PORT.
     #[arg(short, long, value_name = "PORT")]
     port: Option<u16>,
-    /// TOML file with any of the settings below (flags override it).
-    #[arg(long, value_name = "FILE")]
+    /// Configuration file: our TOML (any of the settings below) or a Mosquitto configuration
+    /// file, told apart by content; flags override it. Re-read on SIGHUP.
+    #[arg(short = 'c', long, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Check the configuration (file and flags), print its errors and warnings, and exit: 0 if
+    /// it is valid, 1 if not.
+    #[arg(short = 't', long)]
+    test_config: bool,
     /// Number of shard threads [default: the number of cores].
     #[arg(long, value_name = "N")]
     shards: Option<usize>,
@@ -115,21 +122,43 @@ struct Cli {
     /// Answer every CONNECT with 0x9C Use another server and this Server Reference.
     #[arg(long, value_name = "HOST")]
     server_reference: Option<String>,
-    /// Log level: error, warn, info, debug or trace [default: info].
-    #[arg(long, value_name = "LEVEL", default_value = "info")]
-    log_level: log::LevelFilter,
+    /// Log level: off, error, warn, info, debug or trace; wins over the file's [default: the
+    /// file's, else info].
+    #[arg(long, value_name = "LEVEL")]
+    log_level: Option<log::LevelFilter>,
+    /// Log lines as JSON objects (fields client_id, addr, shard, reason, ...) instead of text.
+    #[arg(long)]
+    log_json: bool,
+    /// Append log lines to FILE instead of standard error; SIGUSR1 reopens it (logrotate).
+    #[arg(long, value_name = "FILE")]
+    log_file: Option<PathBuf>,
+    /// Serve Prometheus /metrics and /healthz over HTTP on this address [default: off].
+    #[arg(long, value_name = "ADDR:PORT")]
+    metrics_listen: Option<SocketAddr>,
+    /// Seconds between $SYS publications, 0 = off [default: 10].
+    #[arg(long, value_name = "SECS")]
+    sys_interval: Option<u64>,
+    /// Write the process id to FILE while running.
+    #[arg(long, value_name = "FILE")]
+    pid_file: Option<PathBuf>,
 }
 
 impl Cli {
-    fn into_config(self) -> Result<Config, String> {
-        let mut config = match &self.config {
+    /// The configuration file (if any) with the flags over it, and the file's warnings; or
+    /// every error found.
+    fn to_config(&self) -> Result<(Config, Vec<String>), Vec<String>> {
+        let (mut config, warnings) = match &self.config {
             Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-                Config::from_toml_str(&text).map_err(|e| format!("{}: {e}", path.display()))?
+                let loaded = shardmq::ops::load::load_file(path)?;
+                (loaded.config, loaded.warnings)
             }
-            None => Config::default(),
+            None => (Config::default(), Vec::new()),
         };
+        self.clone().apply_flags(&mut config).map_err(|e| vec![e])?;
+        Ok((config, warnings))
+    }
+
+    fn apply_flags(self, config: &mut Config) -> Result<(), String> {
         let mut listen = self.listen;
         if let Some(port) = self.port {
             listen.push(SocketAddr::from(([127, 0, 0, 1], port)));
@@ -173,8 +202,23 @@ impl Cli {
         }
         config.pin_cores |= self.pin_cores;
         config.queue_qos0 |= self.queue_qos0;
-        config.validate()?;
-        Ok(config)
+        let ops = &mut config.ops;
+        if self.log_json {
+            ops.log_format = shardmq::ops::config::LogFormat::Json;
+        }
+        if let Some(path) = self.log_file {
+            ops.log_destination = shardmq::ops::config::LogDestination::File(path);
+        }
+        if let Some(addr) = self.metrics_listen {
+            ops.metrics_listen = Some(addr);
+        }
+        if let Some(secs) = self.sys_interval {
+            ops.sys_interval_secs = secs;
+        }
+        if let Some(path) = self.pid_file {
+            ops.pid_file = Some(path);
+        }
+        config.validate()
     }
 }
 
@@ -194,53 +238,46 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    env_logger::Builder::new()
-        .filter_level(cli.log_level)
-        .format_target(false)
-        .init();
-    let config = match cli.into_config() {
-        Ok(config) => config,
+    let (config, warnings) = match cli.to_config() {
+        Ok(loaded) => loaded,
+        Err(errors) => {
+            for error in &errors {
+                eprintln!("shardmq: {error}");
+            }
+            if cli.test_config {
+                eprintln!("shardmq: configuration invalid");
+            }
+            return ExitCode::from(1);
+        }
+    };
+    if cli.test_config {
+        for warning in &warnings {
+            eprintln!("shardmq: {warning}");
+        }
+        println!("shardmq: configuration OK");
+        return ExitCode::SUCCESS;
+    }
+    let log = match shardmq::ops::logging::init(&config.ops, cli.log_level) {
+        Ok(log) => log,
         Err(e) => {
             eprintln!("shardmq: {e}");
             return ExitCode::from(1);
         }
     };
-    match run(config) {
+    for warning in &warnings {
+        log::warn!("{warning}");
+    }
+    let reload_cli = cli.clone();
+    let services = shardmq::ops::daemon::Services {
+        reload: Box::new(move || reload_cli.to_config()),
+        log,
+        level_override: cli.log_level,
+    };
+    match shardmq::ops::daemon::run(config, services) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("shardmq: {e}");
             ExitCode::from(1)
         }
     }
-}
-
-/// Starts the broker and waits for SIGINT or SIGTERM.
-fn run(config: Config) -> std::io::Result<()> {
-    use mio::{Events, Interest, Poll, Token};
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    use signal_hook_mio::v1_0::Signals;
-
-    let mut poll = Poll::new()?;
-    let mut signals = Signals::new([SIGINT, SIGTERM])?;
-    poll.registry()
-        .register(&mut signals, Token(0), Interest::READABLE)?;
-    let handle = Broker::start(config)?;
-    let mut events = Events::with_capacity(4);
-    'wait: loop {
-        if let Err(e) = poll.poll(&mut events, None) {
-            if e.kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
-        if let Some(signal) = signals.pending().next() {
-            log::info!("signal {signal}: shutting down");
-            break 'wait;
-        }
-    }
-    handle.shutdown();
-    let stats = handle.stats();
-    handle.join();
-    log::debug!("final counters: {stats:?}");
-    Ok(())
 }

@@ -121,6 +121,9 @@ pub struct Config {
     /// server carrying this Server Reference (spec 4.11; MQTT 3.x clients get return code 3).
     /// Default none.
     pub server_reference: Option<String>,
+    /// Operations settings (`[ops]` in TOML): `$SYS` interval, metrics listener, logs, pid
+    /// file; see [`crate::ops::OpsConfig`] for each field's default and range.
+    pub ops: crate::ops::OpsConfig,
 }
 
 /// How a shared subscription group spreads messages over its members. The publishing shard
@@ -192,6 +195,7 @@ impl Default for Config {
             server_keep_alive_secs: None,
             response_information: None,
             server_reference: None,
+            ops: crate::ops::OpsConfig::default(),
         }
     }
 }
@@ -294,6 +298,7 @@ impl Config {
                 }
             }
         }
+        self.ops.validate()?;
         Ok(())
     }
 }

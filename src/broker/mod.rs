@@ -42,6 +42,10 @@
 //! - Broker-wide state ([`Global`], touched off the per-message path only): `config.rs`
 //!   limits, `registry.rs` client ids across shards, `retained.rs` the retained store,
 //!   `stats.rs` counters.
+//! - Fault isolation (`fault.rs`): a panic while decoding one connection's packet closes only
+//!   that connection (counted, logged with the input); any other panic in a shard or acceptor
+//!   thread, or one of them stopping, stops the whole broker and is reported by
+//!   [`BrokerHandle::failure`] (the binary exits with status 70).
 //!
 //! A PUBLISH read on shard A is decoded once into `Bytes` slices, delivered to A's matching
 //! sessions, and sent as ONE `Arc`'d message to each other shard the routing replica names.
@@ -51,7 +55,8 @@
 //!
 //! 1. `runtime::shard_loop::ShardLoop::read_socket` (A): `read` into the loop's scratch buffer;
 //! 2. `ShardCore::handle_bytes` (`core/io.rs`): appended to the connection's read buffer;
-//! 3. `ShardCore::process_input` (`core/shard.rs`) and `codec::decode_with_frame`: one frame;
+//! 3. `ShardCore::process_input` (`core/shard.rs`): `codec::split_frame`, then
+//!    `codec::decode_frame` inside `fault::contain`: one frame;
 //! 4. `ShardCore::handle_packet`, `ShardCore::handle_publish` (`core/dispatch.rs`): checks, QoS 2
 //!    receipt;
 //! 5. `ShardCore::new_message`, `ShardCore::route_publish` (`core/fanout.rs`): retained store,
@@ -72,6 +77,7 @@
 
 pub mod config;
 pub mod core;
+pub mod fault;
 pub(crate) mod log_escape;
 pub mod registry;
 pub mod retained;
@@ -82,6 +88,7 @@ pub mod stats;
 pub use self::core::{connection, mesh, protocol, router, session, shared_subscriptions, timers};
 
 pub use config::Config;
+pub use fault::BrokerFailure;
 pub use stats::Stats;
 
 use self::core::mesh::ShardMsg;
@@ -127,6 +134,18 @@ pub struct Global {
     pub(crate) authenticators: crate::auth::Authenticators,
     /// Username/password check for plain CONNECTs, when configured.
     pub(crate) passwords: Option<crate::auth::PasswordAuthenticator>,
+    /// Fault isolation (`fault.rs`): the first broker thread that failed, and why.
+    pub(crate) failure: parking_lot::Mutex<Option<fault::BrokerFailure>>,
+    /// What wakes every shard and acceptor to stop; set once they exist.
+    pub(crate) stopper: std::sync::OnceLock<Stopper>,
+    /// Operations: the limits a reload changes while running (`max_connections`, ...).
+    pub(crate) live: crate::ops::live::LiveLimits,
+}
+
+/// The wakers of every shard and acceptor, to make them see the shutdown flag.
+pub(crate) struct Stopper {
+    signals: Arc<[Arc<ShardSignal>]>,
+    acceptor_wakers: Vec<Arc<Waker>>,
 }
 
 impl Global {
@@ -148,8 +167,32 @@ impl Global {
             instance,
             authenticators,
             passwords,
+            failure: parking_lot::Mutex::new(None),
+            stopper: std::sync::OnceLock::new(),
+            live: crate::ops::live::LiveLimits::new(&config),
             config,
         }))
+    }
+
+    /// Stops the broker: acceptors stop, shards send MQTT 5 clients DISCONNECT 0x8B, flush for
+    /// at most `shutdown_timeout_ms` and exit. Returns at once.
+    pub(crate) fn stop(&self) {
+        self.shutdown.store(true, Ordering::SeqCst);
+        let Some(stopper) = self.stopper.get() else {
+            // Threads still starting see the flag on their first turn.
+            return;
+        };
+        for signal in stopper.signals.iter() {
+            signal.sleeping.store(false, Ordering::SeqCst);
+            if let Err(e) = signal.waker.wake() {
+                log::error!("cannot wake a shard for shutdown: {e}");
+            }
+        }
+        for waker in &stopper.acceptor_wakers {
+            if let Err(e) = waker.wake() {
+                log::error!("cannot wake an acceptor for shutdown: {e}");
+            }
+        }
     }
 
     /// The configuration.
@@ -170,7 +213,7 @@ impl Global {
     /// Counts a new connection against `max_connections`; false (nothing counted) when the
     /// broker is full. The connection is uncounted when the core closes it.
     pub fn admit_connection(&self) -> bool {
-        let max = self.config.max_connections;
+        let max = self.live.max_connections();
         if self.connections_open.fetch_add(1, Ordering::SeqCst) >= max {
             self.connections_open.fetch_sub(1, Ordering::SeqCst);
             return false;
@@ -235,6 +278,9 @@ impl Broker {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
         let global = Global::new(config, instance)?;
+        fault::install_panic_hook();
+        // Operations: running flags of the threads, for /healthz and the watchdog.
+        let liveness = crate::ops::health::Liveness::new(shards, listeners.len());
 
         let mut polls = Vec::with_capacity(shards);
         let mut signals = Vec::with_capacity(shards);
@@ -244,6 +290,7 @@ impl Broker {
             signals.push(Arc::new(ShardSignal {
                 waker,
                 sleeping: AtomicBool::new(false),
+                routes_pending: AtomicBool::new(false),
             }));
             polls.push(poll);
         }
@@ -260,6 +307,10 @@ impl Broker {
                 target_receivers.push(rx);
             }
         }
+        // Operations: one more channel into shard 0, for the `$SYS` messages the broker makes.
+        let (ops_sender, ops_receiver) =
+            crossbeam_channel::bounded::<ShardMsg>(CONTROL_CHANNEL_CAPACITY);
+        receivers[0].push(ops_receiver);
         let mut control_senders = Vec::with_capacity(shards);
         let mut control_receivers = Vec::with_capacity(shards);
         for _ in 0..shards {
@@ -291,22 +342,26 @@ impl Broker {
             let inbox = Inbox::new(id, shard_receivers, accepted, signals.clone());
             let shard = runtime::shard_loop::ShardLoop::new(core, global.clone(), poll, inbox);
             let pin = (!cores.is_empty()).then(|| cores[id % cores.len()]);
+            let thread_global = global.clone();
+            let alive = liveness.shard_guard(id);
             let thread = std::thread::Builder::new()
                 .name(format!("shard-{id}"))
                 .spawn(move || {
+                    let _alive = alive;
                     if let Some(pin) = pin {
                         if !core_affinity::set_for_current(pin) {
                             log::warn!("shard {id}: could not pin to core {}", pin.id);
                         }
                     }
-                    shard.run();
+                    // A panic stops the broker, never only this shard (`fault.rs`).
+                    fault::run_thread(&thread_global, || shard.run());
                 })?;
             threads.push(thread);
         }
 
         let next_connection = Arc::new(AtomicUsize::new(0));
         let mut acceptor_wakers = Vec::new();
-        for (listener, addr) in listeners.into_iter().zip(&local_addrs) {
+        for (index, (listener, addr)) in listeners.into_iter().zip(&local_addrs).enumerate() {
             let acceptor = runtime::acceptor::Acceptor::new(
                 listener,
                 global.clone(),
@@ -315,18 +370,38 @@ impl Broker {
                 next_connection.clone(),
             )?;
             acceptor_wakers.push(acceptor.waker());
+            let thread_global = global.clone();
+            let alive = liveness.acceptor_guard(index);
             let thread = std::thread::Builder::new()
                 .name(format!("acceptor-{addr}"))
-                .spawn(move || acceptor.run())?;
+                // A panic or an abnormal stop stops the broker, never silently (`fault.rs`).
+                .spawn(move || {
+                    let _alive = alive;
+                    fault::run_thread(&thread_global, || acceptor.run())
+                })?;
             threads.push(thread);
+        }
+        let ops_signals = signals.clone();
+        let stopper = Stopper {
+            signals: signals.clone(),
+            acceptor_wakers,
+        };
+        if global.stopper.set(stopper).is_err() {
+            log::error!("bug: the broker's stopper was set twice");
+        }
+        if global.failure.lock().is_some() {
+            // A thread failed before the stopper existed: wake everyone now.
+            global.stop();
         }
         log::info!("shardmq listening on {local_addrs:?} with {shards} shards");
         Ok(BrokerHandle {
             global,
             local_addrs,
             threads,
-            signals,
-            acceptor_wakers,
+            signals: ops_signals,
+            ops_sender,
+            liveness,
+            started: start,
         })
     }
 }
@@ -336,8 +411,12 @@ pub struct BrokerHandle {
     global: Arc<Global>,
     local_addrs: Vec<SocketAddr>,
     threads: Vec<JoinHandle<()>>,
+    /// Operations: the shards' wakers, shard 0's channel for `$SYS` messages, thread flags,
+    /// start time (see `observer`).
     signals: Arc<[Arc<ShardSignal>]>,
-    acceptor_wakers: Vec<Arc<Waker>>,
+    ops_sender: crossbeam_channel::Sender<ShardMsg>,
+    liveness: Arc<crate::ops::health::Liveness>,
+    started: std::time::Instant,
 }
 
 impl BrokerHandle {
@@ -349,18 +428,14 @@ impl BrokerHandle {
     /// Starts a graceful shutdown: acceptors stop, shards send MQTT 5 clients DISCONNECT 0x8B,
     /// flush for at most `shutdown_timeout_ms` and exit. Returns at once; `join` waits.
     pub fn shutdown(&self) {
-        self.global.shutdown.store(true, Ordering::SeqCst);
-        for signal in self.signals.iter() {
-            signal.sleeping.store(false, Ordering::SeqCst);
-            if let Err(e) = signal.waker.wake() {
-                log::error!("cannot wake a shard for shutdown: {e}");
-            }
-        }
-        for waker in &self.acceptor_wakers {
-            if let Err(e) = waker.wake() {
-                log::error!("cannot wake an acceptor for shutdown: {e}");
-            }
-        }
+        self.global.stop();
+    }
+
+    /// Why the broker stopped by itself, if it did: a shard or acceptor thread panicked or
+    /// stopped abnormally (`fault.rs`). The broker then stops entirely (never half alive);
+    /// `join` returns once its threads are gone.
+    pub fn failure(&self) -> Option<BrokerFailure> {
+        self.global.failure.lock().clone()
     }
 
     /// Waits until every broker thread has exited (after `shutdown`).
@@ -384,6 +459,17 @@ impl BrokerHandle {
     /// The number of retained messages held.
     pub fn retained_messages(&self) -> usize {
         self.global.retained_messages()
+    }
+
+    /// What the operations tools (`$SYS`, metrics, health, watchdog) read and inject.
+    pub fn observer(&self) -> crate::ops::observer::Observer {
+        crate::ops::observer::Observer::new(
+            self.global.clone(),
+            self.signals.clone(),
+            self.ops_sender.clone(),
+            self.liveness.clone(),
+            self.started,
+        )
     }
 }
 

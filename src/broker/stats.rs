@@ -4,20 +4,20 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 macro_rules! counters {
-    ($( $(#[$doc:meta])* $name:ident ),* $(,)?) => {
+    ($( $(#[doc = $doc:literal])* $name:ident ),* $(,)?) => {
         /// Live counters of one shard (or of the acceptors). Written with relaxed atomics by one
         /// thread, read by `BrokerHandle::stats`. Aligned to 128 bytes so that two shards'
         /// counters never share a cache line.
         #[derive(Debug, Default)]
         #[repr(align(128))]
         pub struct ShardCounters {
-            $( $(#[$doc])* pub $name: AtomicU64, )*
+            $( $(#[doc = $doc])* pub $name: AtomicU64, )*
         }
 
         /// A snapshot of the counters, summed over shards.
         #[derive(Clone, Debug, Default, PartialEq, Eq)]
         pub struct Stats {
-            $( $(#[$doc])* pub $name: u64, )*
+            $( $(#[doc = $doc])* pub $name: u64, )*
             /// Open connections per shard, index = shard id.
             pub connections_per_shard: Vec<u64>,
         }
@@ -25,6 +25,14 @@ macro_rules! counters {
         impl ShardCounters {
             fn add_to(&self, stats: &mut Stats) {
                 $( stats.$name += self.$name.load(Ordering::Relaxed); )*
+            }
+        }
+
+        impl Stats {
+            /// Calls `f` with each counter's name, doc text and value, in declaration order
+            /// (for the exposition of metrics in `crate::ops`).
+            pub fn for_each(&self, mut f: impl FnMut(&'static str, &'static str, u64)) {
+                $( f(stringify!($name), concat!($($doc),*), self.$name); )*
             }
         }
     };
@@ -131,12 +139,34 @@ counters! {
     /// was over a wire-format limit (a string over 65,535 bytes, a packet over 268,435,455):
     /// not sent (a PUBLISH is discarded; otherwise the connection is closed, 0x83).
     packets_unencodable,
+    /// Panics contained to one connection (`broker::fault`: a bug while decoding its packet):
+    /// logged with the input, that connection closed, every other one unaffected.
+    connection_panics,
     /// PUBLISHes (and wills) from clients to a `$SYS` or `$share` topic name, dropped (MQTT 5
     /// QoS 1/2: acknowledged with 0x87 Not authorized), as Mosquitto does (issue 16).
     publishes_to_reserved_topics,
+    /// Bytes read from client sockets (operations: `$SYS/broker/bytes/received`, metrics).
+    received_bytes,
+    /// Bytes written to client sockets (operations: `$SYS/broker/bytes/sent`, metrics).
+    sent_bytes,
+    /// Gauge: subscriptions held by sessions, shared ones included (operations:
+    /// `$SYS/broker/subscriptions/count`).
+    subscriptions,
+    /// Turns of the shard's event loop (operations: the watchdog checks that it advances).
+    loop_turns,
 }
 
 impl Stats {
+    /// The counters of one shard alone (operations: per-shard metrics and `$SYS` subtree).
+    pub fn of_shard(shard: &ShardCounters) -> Stats {
+        let mut stats = Stats::default();
+        shard.add_to(&mut stats);
+        stats
+            .connections_per_shard
+            .push(shard.connections_open.load(Ordering::Relaxed));
+        stats
+    }
+
     /// Sums the counters of every shard and the acceptors' counters.
     pub fn collect<'a>(
         shards: impl IntoIterator<Item = &'a ShardCounters>,
@@ -167,6 +197,18 @@ pub struct CongestionFlag(pub AtomicBool, pub AtomicU64);
 #[inline]
 pub fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Adds `n` to a counter.
+#[inline]
+pub fn bump_by(counter: &AtomicU64, n: u64) {
+    counter.fetch_add(n, Ordering::Relaxed);
+}
+
+/// Subtracts `n` from a gauge.
+#[inline]
+pub fn drop_by(counter: &AtomicU64, n: u64) {
+    counter.fetch_sub(n, Ordering::Relaxed);
 }
 
 /// Subtracts one from a gauge.

@@ -514,6 +514,17 @@ impl ClientSession {
             // [MQTT-3.2.2-14]
             return Err(ClientError::RetainNotSupported);
         }
+        // A property over 65,535 bytes (or a packet over 268,435,455) cannot be encoded; the
+        // packet id is not chosen yet, any non-zero one checks the same.
+        let flags = crate::codec::PublishFlags {
+            packet_id: 1,
+            ..publish.flags()
+        };
+        if publish.check(self.version, flags).is_err() {
+            return Err(ClientError::InvalidArgument(
+                "a field of the PUBLISH is over a limit of MQTT (a string over 65,535 bytes)",
+            ));
+        }
         if let Some(max) = self.server_max_packet_size {
             // [MQTT-3.2.2-15]: the packet id is two bytes whatever its value.
             let size = publish_encoded_len(publish, self.version);

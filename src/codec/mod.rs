@@ -224,16 +224,40 @@ pub fn decode_with_frame(
     version: ProtocolVersion,
     max_packet_size: u32,
 ) -> Result<Option<(Packet, Bytes)>, DecodeError> {
+    let Some((header, frame)) = split_frame(buf, version, max_packet_size)? else {
+        return Ok(None);
+    };
+    let packet = decode_frame(&header, &frame, version)?;
+    Ok(Some((packet, frame)))
+}
+
+/// The framing half of [`decode_with_frame`]: checks the fixed header ([`check_frame`]) and
+/// splits the whole frame off `buf`, without parsing its body. `Ok(None)` (nothing consumed)
+/// until the whole frame is buffered.
+pub fn split_frame(
+    buf: &mut BytesMut,
+    version: ProtocolVersion,
+    max_packet_size: u32,
+) -> Result<Option<(FrameHeader, Bytes)>, DecodeError> {
     let Some(header) = check_frame(buf, version, max_packet_size)? else {
         return Ok(None);
     };
     if buf.len() < header.frame_len() {
         return Ok(None);
     }
-    let frame = buf.split_to(header.frame_len()).freeze();
+    Ok(Some((header, buf.split_to(header.frame_len()).freeze())))
+}
+
+/// The parsing half of [`decode_with_frame`]: decodes a frame [`split_frame`] returned. A pure
+/// function of the frame's bytes (the broker contains a panic here to the one connection,
+/// `broker::fault`).
+pub fn decode_frame(
+    header: &FrameHeader,
+    frame: &Bytes,
+    version: ProtocolVersion,
+) -> Result<Packet, DecodeError> {
     let body = frame.slice(header.header_len..);
-    let packet = decode_body(header.packet_type, header.flags, Reader::new(body), version)?;
-    Ok(Some((packet, frame)))
+    decode_body(header.packet_type, header.flags, Reader::new(body), version)
 }
 
 fn decode_body(

@@ -422,6 +422,15 @@ fn finish(sim: &mut Sim, clients: &mut [Client]) -> Result<(), Violation> {
     if !sim.settle(SETTLE_TURNS_MAX) {
         return Err(Violation("the broker did not settle".into()));
     }
+    // Fault-isolation hook (`broker::fault`): a panic the broker contained to one connection,
+    // or a packet it built and could not encode, is a bug the fuzzer must report, not hide.
+    let stats = sim.global().stats();
+    if stats.connection_panics != 0 || stats.packets_unencodable != 0 {
+        return Err(Violation(format!(
+            "{} contained panics, {} unencodable packets",
+            stats.connection_panics, stats.packets_unencodable
+        )));
+    }
     for shard in 0..sim.shards() {
         let core = sim.core(shard);
         let (buffered, limit) = core.buffered_bytes();

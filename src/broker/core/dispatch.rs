@@ -8,7 +8,7 @@ use super::keys::{ConnKey, SessionKey};
 use super::protocol::{granted, topic_levels, FORWARD_FRAME_MAX_BYTES};
 use super::session::{IncomingQoS2, ReceivedFrame, StoredSubscription};
 use super::shard::{Awaited, CloseReason, LocalSub, PendingAck, ShardCore};
-use super::stats::bump;
+use super::stats::{bump, drop_one};
 use crate::codec::{
     Ack, Disconnect, MqttString, Packet, Properties, ProtocolVersion, Publish, QoS, ReasonCode,
     SubAck, Subscribe, UnsubAck, Unsubscribe,
@@ -431,6 +431,10 @@ impl ShardCore {
             identifier,
         };
         subscriptions.insert(filter.clone(), stored);
+        if !existing {
+            // Operations: `$SYS/broker/subscriptions/count` and the metrics.
+            bump(&self.global.counters[self.id].subscriptions);
+        }
         let sub = LocalSub {
             session: skey,
             options,
@@ -463,6 +467,8 @@ impl ShardCore {
                 .and_then(|s| s.session.state.subscriptions.remove(filter))
                 .is_some();
             if removed {
+                // Operations: `$SYS/broker/subscriptions/count` and the metrics.
+                drop_one(&self.global.counters[self.id].subscriptions);
                 self.subscription_remove(filter, skey);
                 if self.router.local_removed(filter) {
                     gone.push(MqttString::from(filter.as_str()));

@@ -425,6 +425,8 @@ impl ShardCore {
                 );
             }
         }
+        // Issue 16 hook: peers apply the route before they read more input (fidelity.rs).
+        self.mesh.mark_routes_sent();
     }
 
     /// Broadcasts `RouteRemove` for filters that lost their last local subscriber.

@@ -3,7 +3,6 @@
 //! Maximum Packet Size, `$`-topic publishes, and escaping client-supplied text in log lines.
 
 use super::config::Config;
-use super::keys::{ConnKey, SessionKey};
 use crate::codec::{Packet, Properties, ProtocolVersion};
 
 /// The largest packet MQTT can carry: a 268,435,455-byte remaining length plus a five-byte
@@ -81,7 +80,7 @@ impl super::shard::ShardCore {
     /// ("discard it ... and behave as if it had completed sending") is for Application Messages
     /// only; an acknowledgement the client never gets would leave it waiting for ever. A CONNACK
     /// that cannot be sent leaves the client unconnected, so its will is dropped, not published.
-    pub(super) fn send_fitted(&mut self, key: ConnKey, mut packet: Packet) {
+    pub(super) fn send_fitted(&mut self, key: super::keys::ConnKey, mut packet: Packet) {
         let Some(conn) = self.connections.get_mut(key) else {
             return;
         };
@@ -118,7 +117,11 @@ impl super::shard::ShardCore {
     /// Mosquitto 2.0 answers a denied publish: QoS 0 silently; QoS 1 PUBACK and QoS 2 PUBREC
     /// with 0x87 Not authorized for MQTT 5 (an error PUBREC ends the QoS 2 exchange, 4.3.3) and a
     /// plain PUBACK/PUBREC for 3.x, which has no way to say no; the connection stays open.
-    pub(super) fn drop_reserved_publish(&mut self, key: ConnKey, publish: &crate::codec::Publish) {
+    pub(super) fn drop_reserved_publish(
+        &mut self,
+        key: super::keys::ConnKey,
+        publish: &crate::codec::Publish,
+    ) {
         use crate::codec::{Ack, QoS, ReasonCode};
         super::stats::bump(&self.global.counters[self.id].publishes_to_reserved_topics);
         log::debug!(
@@ -173,7 +176,7 @@ impl super::shard::ShardCore {
     /// Returns the will to handle now (the session ends with the connection) or `None`.
     pub(super) fn hold_will_for_takeover(
         &mut self,
-        session_key: SessionKey,
+        session_key: super::keys::SessionKey,
         will: Option<Box<super::connection::WillMessage>>,
     ) -> Option<Box<super::connection::WillMessage>> {
         let session = self.sessions.get_mut(session_key)?;
@@ -184,5 +187,24 @@ impl super::shard::ShardCore {
             session.pending_will = will;
         }
         None
+    }
+}
+
+impl super::shard::ShardCore {
+    /// Whether this core broadcast a new route since the last call (issue 16, subscribe
+    /// visibility). The runtime asks after each input it hands over and, when it did, flags and
+    /// wakes every peer at once (`Inbox::wake_for_routes`) instead of at the end of the turn;
+    /// a peer checks its flag before each read it hands to its core and applies its inbox
+    /// first. So a PUBLISH that a peer reads after this shard processed the SUBSCRIBE sees the
+    /// route, with no lock on the publish path: one atomic load per socket read.
+    ///
+    /// What remains: a PUBLISH read by the peer while this shard is still between reading the
+    /// SUBSCRIBE and pushing the route (decoding it and updating its trie, microseconds), or
+    /// read in the same socket read as earlier bytes already being processed; and a peer whose
+    /// channel from this shard is full (the route then waits in the overflow queue). MQTT
+    /// orders nothing across connections, so these are allowed; `tests/protocol_fidelity/
+    /// visibility.rs` measures the rate.
+    pub fn take_routes_sent(&mut self) -> bool {
+        self.mesh.take_routes_sent()
     }
 }

@@ -21,7 +21,7 @@ use super::connection::{ConnState, Connection, OutBuf, PAUSED_MESH};
 use super::keys::ConnKey;
 use super::mesh::ShardMsg;
 use super::shard::{CloseReason, ShardCore, OVERFLOW_RETRY};
-use super::stats::{bump, drop_one};
+use super::stats::{bump, bump_by, drop_one};
 use super::timers::TimerKind;
 use crate::codec::{Disconnect, Packet, Properties, ReasonCode};
 use std::io;
@@ -106,6 +106,10 @@ impl ShardCore {
             ShardMsg::Publish(message) => {
                 self.deliver_local(&message, None);
             }
+            // Operations: a `$SYS` message made by the broker, routed as if received here.
+            ShardMsg::Inject(message) => {
+                self.route_publish(&message, None);
+            }
             ShardMsg::MessageRef {
                 message,
                 share,
@@ -183,6 +187,11 @@ impl ShardCore {
             let result = conn.out.write_to(stream);
             let after = conn.out.len();
             self.memory.release(before - after);
+            // Operations: `$SYS/broker/bytes/sent` and the metrics.
+            bump_by(
+                &self.global.counters[self.id].sent_bytes,
+                (before - after) as u64,
+            );
             match result {
                 Err(e) => self.close(key, CloseReason::Io(e.kind())),
                 // QoS 0 backpressure: written down across the low watermark.

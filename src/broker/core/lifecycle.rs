@@ -21,7 +21,7 @@ use super::protocol::{self, AcceptedConnect};
 use super::registry::Claim;
 use super::session::{OutgoingState, Session, SessionLimits, SessionState};
 use super::shard::{Awaited, CloseReason, LocalSub, PendingAck, ShardCore, ShardSession};
-use super::stats::bump;
+use super::stats::{bump, bump_by, drop_by};
 use super::timers::TimerKind;
 use crate::codec::{Ack, Connect, MqttString, Packet, Properties, ReasonCode};
 use std::sync::atomic::Ordering;
@@ -128,7 +128,7 @@ impl ShardCore {
         };
         let (claim, previous) = self.global.registry.claim(&accepted.client_id, self.id);
         if previous.is_none()
-            && self.global.sessions_open.load(Ordering::Relaxed) >= self.global.config.max_sessions
+            && self.global.sessions_open.load(Ordering::Relaxed) >= self.global.live.max_sessions()
         {
             self.global.registry.release(&accepted.client_id, claim);
             bump(&self.global.counters[self.id].sessions_refused);
@@ -397,6 +397,11 @@ impl ShardCore {
             .collect();
         let limits = self.limits();
         self.global.sessions_open.fetch_add(1, Ordering::Relaxed);
+        // Operations: the subscriptions gauge follows the session to this shard.
+        bump_by(
+            &self.global.counters[self.id].subscriptions,
+            filters.len() as u64,
+        );
         debug_assert_eq!(
             claim.shard, self.id,
             "a session lives where its id was claimed"
@@ -438,6 +443,11 @@ impl ShardCore {
             .keys()
             .cloned()
             .collect();
+        // Operations: the subscriptions gauge (they come back in `install_session` on a move).
+        drop_by(
+            &self.global.counters[self.id].subscriptions,
+            filters.len() as u64,
+        );
         let mut gone = Vec::new();
         for filter in filters {
             self.subscription_remove(&filter, skey);

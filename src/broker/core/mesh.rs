@@ -22,6 +22,9 @@ pub type ShardId = usize;
 pub enum ShardMsg {
     /// A publish with subscribers on the target shard; one per publish per target.
     Publish(MessageRef),
+    /// A message the broker itself publishes (operations: `$SYS`), through shard 0's ops
+    /// channel; that shard routes it like a received PUBLISH.
+    Inject(MessageRef),
     /// A publish for one member of the shared subscription `share` on the target shard, which
     /// the publishing shard picked for this message.
     MessageRef {
@@ -69,6 +72,9 @@ pub struct Mesh {
     overflow_len: usize,
     to_wake: Vec<bool>,
     any_to_wake: bool,
+    /// Route changes were sent since the runtime last asked (issue 16, subscribe visibility):
+    /// their targets are woken and flagged at once, not at the end of the turn.
+    routes_sent: bool,
 }
 
 impl Mesh {
@@ -82,6 +88,7 @@ impl Mesh {
             overflow_len: 0,
             to_wake: vec![false; shards],
             any_to_wake: false,
+            routes_sent: false,
         }
     }
 
@@ -149,6 +156,17 @@ impl Mesh {
                 }
             }
         }
+    }
+
+    /// Records that route changes were just sent to every peer (see `take_routes_sent`).
+    pub fn mark_routes_sent(&mut self) {
+        self.routes_sent = true;
+    }
+
+    /// Whether route changes were sent since the last call: the runtime then flags and wakes
+    /// every peer at once, so that they apply the routes before reading more input.
+    pub fn take_routes_sent(&mut self) -> bool {
+        std::mem::take(&mut self.routes_sent)
     }
 
     /// Whether any message waits for room in a channel.

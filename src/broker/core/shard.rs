@@ -16,6 +16,7 @@ use super::shared_subscriptions::SharedMembers;
 use super::stats::{bump, ShardCounters};
 use super::timers::{TimerKind, Timers};
 use super::Global;
+use crate::broker::fault;
 use crate::codec::{
     self, Disconnect, MqttString, Packet, Properties, QoS, ReasonCode, SubAck, SubscriptionOptions,
 };
@@ -266,9 +267,32 @@ impl ShardCore {
             }
             let v5_connect = conn.state == ConnState::AwaitConnect
                 && super::protocol::is_v5_connect(&conn.read_buf);
-            match codec::decode_with_frame(&mut conn.read_buf, conn.version, max_packet_size) {
+            let version = conn.version;
+            let decoded = match codec::split_frame(&mut conn.read_buf, version, max_packet_size) {
+                Ok(Some((header, frame))) => {
+                    // Fault isolation (`broker::fault`, policy 1): parsing is pure, so a panic
+                    // in it is contained to this connection.
+                    let parsed = fault::contain(|| {
+                        fault::inject_decode(&frame);
+                        codec::decode_frame(&header, &frame, version)
+                    });
+                    match parsed {
+                        Ok(result) => result.map(|packet| Some((packet, frame))),
+                        Err(panic) => {
+                            self.decode_panicked(key, &frame, &panic);
+                            return;
+                        }
+                    }
+                }
+                Ok(None) => Ok(None),
+                Err(e) => Err(e),
+            };
+            match decoded {
                 Ok(Some((packet, frame))) => {
-                    conn.last_received_ms = self.now_ms;
+                    if let Some(conn) = self.connections.get_mut(key) {
+                        conn.last_received_ms = self.now_ms;
+                    }
+                    fault::inject_handle(&packet);
                     self.handle_packet(key, packet, frame);
                 }
                 Ok(None) => return,
@@ -278,6 +302,29 @@ impl ShardCore {
                 }
             }
         }
+    }
+
+    /// Decoding `frame` panicked (a bug, contained: `broker::fault` policy 1): counted, logged
+    /// with the input, and only this connection closed.
+    #[cold]
+    fn decode_panicked(&mut self, key: ConnKey, frame: &[u8], panic: &str) {
+        bump(&self.global.counters[self.id].connection_panics);
+        if let Some(conn) = self.connections.get(key) {
+            log::error!(
+                "shard {}: panic while decoding a packet from {}, connection closed: {panic}; \
+                 input {}",
+                self.id,
+                conn.peer,
+                fault::InputSample(frame)
+            );
+        }
+        self.close(
+            key,
+            CloseReason::Protocol(
+                ReasonCode::ImplementationSpecificError,
+                "internal error while decoding this packet".into(),
+            ),
+        );
     }
 
     /// A frame could not be decoded. `v5_connect`: it was an MQTT 5 CONNECT, answered with a

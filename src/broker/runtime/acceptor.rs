@@ -72,40 +72,38 @@ impl Acceptor {
         self.waker.clone()
     }
 
-    /// Accepts until shutdown.
-    pub fn run(mut self) {
+    /// Accepts until shutdown. `Err` says why it stopped otherwise: the broker's failure
+    /// (`broker::fault`, an acceptor never stops silently).
+    pub fn run(mut self) -> Result<(), String> {
         let mut events = Events::with_capacity(16);
         loop {
             if let Err(e) = self.poll.poll(&mut events, None) {
                 if e.kind() != io::ErrorKind::Interrupted {
-                    log::error!("acceptor: poll failed: {e}");
-                    return;
+                    return Err(format!("poll failed: {e}"));
                 }
             }
             if self.global.shutdown.load(Ordering::SeqCst) {
-                return;
+                return Ok(());
             }
-            if !self.accept_all() {
-                return;
-            }
+            self.accept_all()?;
         }
     }
 
-    /// Accepts until `WouldBlock`. Returns false when the broker is going away.
-    fn accept_all(&mut self) -> bool {
+    /// Accepts until `WouldBlock` (or shutdown).
+    fn accept_all(&mut self) -> Result<(), String> {
         loop {
             let (stream, peer): (Stream, _) = match self.listener.accept() {
                 Ok(accepted) => accepted,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     // EMFILE and friends: log and back off briefly rather than spin.
                     log::warn!("acceptor: accept failed: {e}");
                     std::thread::sleep(Duration::from_millis(10));
-                    return true;
+                    return Ok(());
                 }
             };
-            let max = self.global.config.max_connections;
+            let max = self.global.live.max_connections();
             if !self.global.admit_connection() {
                 bump(&self.global.acceptor_counters.connections_rejected);
                 log::info!("refused connection from {peer}: max_connections ({max}) reached");
@@ -117,31 +115,38 @@ impl Acceptor {
                 log::debug!("set_nodelay failed for {peer}: {e}");
             }
             let k = self.next_connection.fetch_add(1, Ordering::Relaxed);
+            crate::broker::fault::inject_accept(k);
             let target = k % self.targets.len();
-            if !self.hand_over(target, Accepted { stream, peer }) {
-                return false;
+            self.hand_over(target, Accepted { stream, peer })?;
+            if self.global.shutdown.load(Ordering::SeqCst) {
+                return Ok(());
             }
         }
     }
 
     /// Sends to a shard, waiting while its control channel is full (this is backpressure on
-    /// accepting, never on a shard). Returns false on shutdown.
-    fn hand_over(&self, target: usize, mut msg: Accepted) -> bool {
+    /// accepting, never on a shard). `Err` when the shard is gone while the broker runs.
+    fn hand_over(&self, target: usize, mut msg: Accepted) -> Result<(), String> {
         loop {
             match self.targets[target].send_timeout(msg, Duration::from_millis(50)) {
                 Ok(()) => break,
                 Err(SendTimeoutError::Timeout(back)) => {
                     if self.global.shutdown.load(Ordering::SeqCst) {
-                        return false;
+                        return Ok(());
                     }
                     msg = back;
                 }
-                Err(SendTimeoutError::Disconnected(_)) => return false,
+                Err(SendTimeoutError::Disconnected(_)) => {
+                    if self.global.shutdown.load(Ordering::SeqCst) {
+                        return Ok(());
+                    }
+                    return Err(format!("shard {target} is gone"));
+                }
             }
         }
         if let Err(e) = self.signals[target].notify() {
             log::error!("acceptor: cannot wake shard {target}: {e}");
         }
-        true
+        Ok(())
     }
 }

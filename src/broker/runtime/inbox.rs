@@ -20,6 +20,9 @@ use std::sync::Arc;
 pub struct ShardSignal {
     pub waker: Waker,
     pub sleeping: AtomicBool,
+    /// A peer pushed a route change into one of this shard's channels (issue 16): apply the
+    /// inbox before handing the next read to the core (`Inbox::take_routes_pending`).
+    pub routes_pending: AtomicBool,
 }
 
 impl ShardSignal {
@@ -82,6 +85,26 @@ impl Inbox {
         }
     }
 
+    /// After the core broadcast a route (issue 16, `ShardCore::take_routes_sent`): flags every
+    /// peer's `routes_pending` (Release: the route messages were pushed before) and wakes those
+    /// that may be asleep, at once rather than at the end of the turn.
+    pub fn wake_for_routes(&self) {
+        for (target, signal) in self.signals.iter().enumerate() {
+            if target != self.me {
+                signal.routes_pending.store(true, Ordering::Release);
+                self.wake(target);
+            }
+        }
+    }
+
+    /// Whether a peer flagged a route change since the last call: one relaxed load when not,
+    /// so it is cheap enough before every read (Acquire on the swap: the peer's route messages
+    /// are then visible in the channels).
+    pub fn take_routes_pending(&self) -> bool {
+        let flag = &self.signals[self.me].routes_pending;
+        flag.load(Ordering::Relaxed) && flag.swap(false, Ordering::Acquire)
+    }
+
     /// Marks this shard asleep unless messages are waiting; returns whether it may sleep.
     pub fn prepare_sleep(&self) -> bool {
         let signal = &self.signals[self.me];
@@ -112,6 +135,7 @@ mod tests {
         Arc::new(ShardSignal {
             waker: Waker::new(poll.registry(), Token(0)).unwrap(),
             sleeping: AtomicBool::new(false),
+            routes_pending: AtomicBool::new(false),
         })
     }
 

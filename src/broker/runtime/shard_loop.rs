@@ -3,6 +3,7 @@
 //! and the core (the order of one turn is in `core::io`'s doc); every decision is the core's.
 
 use super::inbox::Inbox;
+use super::stats::{bump, bump_by};
 use super::stream::{Accepted, Stream};
 use super::{Global, WAKER_TOKEN};
 use crate::broker::core::keys::ConnKey;
@@ -56,8 +57,9 @@ impl ShardLoop {
         }
     }
 
-    /// Runs the loop until shutdown.
-    pub fn run(mut self) {
+    /// Runs the loop until shutdown. `Err` says why it stopped otherwise (its poll failed): a
+    /// broker failure (`broker::fault`), never a shard gone silently.
+    pub fn run(mut self) -> Result<(), String> {
         let mut events = Events::with_capacity(1024);
         loop {
             // Work waiting now: no sleep, and no sleeping flag raised (a peer seeing it would
@@ -79,14 +81,16 @@ impl ShardLoop {
             };
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() != io::ErrorKind::Interrupted {
-                    log::error!("shard {}: poll failed: {e}", self.core.id());
+                    return Err(format!("poll failed: {e}"));
                 }
             }
             self.inbox.woke_up();
+            // Operations: the systemd watchdog pings only while every shard's turns advance.
+            bump(&self.global.counters[self.core.id()].loop_turns);
             self.core.set_now(Instant::now());
             if self.global.shutdown.load(Ordering::SeqCst) {
                 self.shutdown(&mut events);
-                return;
+                return Ok(());
             }
             // Before this turn's events, so that what they leave over waits a turn.
             self.read_leftovers();
@@ -119,11 +123,7 @@ impl ShardLoop {
                 peer,
             );
         }
-        self.inbox
-            .drain_into(&mut self.messages, INBOX_BUDGET_PER_SOURCE);
-        for msg in self.messages.drain(..) {
-            self.core.handle_mesh(msg);
-        }
+        self.apply_inbox();
         self.core.handle_timeout(Instant::now());
         while let Some(key) = self.core.poll_read() {
             self.read_socket(key, false);
@@ -139,6 +139,20 @@ impl ShardLoop {
         self.core.end_turn();
         let inbox = &self.inbox;
         self.core.drain_wakes(|target| inbox.wake(target));
+        // Routes broadcast by this turn's own work (takeovers, timers): flagged too (issue 16).
+        if self.core.take_routes_sent() {
+            self.inbox.wake_for_routes();
+        }
+    }
+
+    /// Hands the inbox's messages to the core (in the turn, and before a read when a peer
+    /// flagged a route change).
+    fn apply_inbox(&mut self) {
+        self.inbox
+            .drain_into(&mut self.messages, INBOX_BUDGET_PER_SOURCE);
+        for msg in self.messages.drain(..) {
+            self.core.handle_mesh(msg);
+        }
     }
 
     /// Reads until `WouldBlock` or the turn's budget (`READS_PER_TURN_MAX`), handing each read
@@ -165,7 +179,21 @@ impl ShardLoop {
                     return;
                 }
                 Ok(n) => {
+                    // Operations: `$SYS/broker/bytes/received` and the metrics.
+                    bump_by(
+                        &self.global.counters[self.core.id()].received_bytes,
+                        n as u64,
+                    );
+                    // Issue 16 (subscribe visibility): routes a peer broadcast before this read
+                    // are applied before the bytes are handled; and a route this input created
+                    // is announced to the peers at once (core/fidelity.rs).
+                    if self.inbox.take_routes_pending() {
+                        self.apply_inbox();
+                    }
                     self.core.handle_bytes(key, &self.read_scratch[..n]);
+                    if self.core.take_routes_sent() {
+                        self.inbox.wake_for_routes();
+                    }
                     if n < self.read_scratch.len() && stop_on_short_read {
                         self.core.handle_read_drained(key);
                         return;

@@ -527,6 +527,28 @@ fn server_maximum_qos_and_retain_available_are_honoured() {
     assert!(h.publish("t", QoS::AtLeastOnce).is_ok());
 }
 
+/// A property value the wire format cannot carry is refused when published, not dropped (or
+/// cut) when encoded.
+#[test]
+fn a_publish_with_a_property_over_65535_bytes_is_refused() {
+    let mut h = Harness::connected(v5(), ok_connack());
+    let mut publish = Publish {
+        qos: QoS::AtLeastOnce,
+        topic: MqttString::from("t"),
+        ..Publish::default()
+    };
+    publish.properties = crate::codec::Properties::from(crate::codec::MoreProperties {
+        user_properties: vec![(MqttString::from("k"), MqttString::from("v".repeat(65_536)))],
+        ..Default::default()
+    });
+    let now = h.now;
+    assert!(matches!(
+        h.session.publish_message(publish, now),
+        Err(ClientError::InvalidArgument(_))
+    ));
+    assert!(h.sent().is_empty());
+}
+
 #[test]
 fn empty_topic_and_empty_subscribe_are_refused() {
     let mut h = Harness::connected(v5(), ok_connack());

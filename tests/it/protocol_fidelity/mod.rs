@@ -11,4 +11,5 @@ mod logs;
 mod mosquitto;
 mod reason_codes;
 mod v31;
+mod visibility;
 mod wills;

@@ -1,0 +1,187 @@
+//! Parsing and mapping Mosquitto configuration files.
+
+use super::map::to_config;
+use super::parse::parse_str;
+use super::{looks_like_mosquitto, Severity};
+use std::path::Path;
+
+fn map(text: &str) -> Result<super::Loaded, Vec<super::Diagnostic>> {
+    let parsed = parse_str(text, Path::new("test.conf"))?;
+    to_config(&parsed)
+}
+
+fn errors(text: &str) -> Vec<String> {
+    match map(text) {
+        Ok(loaded) => panic!("expected errors, got {:?}", loaded.config),
+        Err(all) => all
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .map(ToString::to_string)
+            .collect(),
+    }
+}
+
+#[test]
+fn tells_mosquitto_from_toml() {
+    assert!(looks_like_mosquitto("# c\n\nlistener 1883\n"));
+    assert!(looks_like_mosquitto("allow_anonymous true"));
+    assert!(!looks_like_mosquitto("shards = 2\n"));
+    assert!(!looks_like_mosquitto("# c\n[ops]\nsys_interval_secs = 1\n"));
+    assert!(!looks_like_mosquitto(""));
+}
+
+#[test]
+fn maps_listeners_limits_and_logging() {
+    let loaded = map("# a Mosquitto file\n\
+         per_listener_settings false\n\
+         listener 1884 127.0.0.1\n\
+         max_connections 50\n\
+         listener 1885 ::1\n\
+         socket_domain ipv6\n\
+         max_connections 25\n\
+         allow_anonymous true\n\
+         max_inflight_messages 10\n\
+         max_queued_messages 0\n\
+         max_packet_size 2048\n\
+         message_size_limit 100\n\
+         max_keepalive 120\n\
+         retain_available false\n\
+         max_qos 1\n\
+         sys_interval 5\n\
+         persistence false\n\
+         log_dest stdout\n\
+         log_type error\n\
+         log_type debug\n\
+         connection_messages false\n\
+         pid_file /run/x.pid\n\
+         user mosquitto\n")
+    .unwrap();
+    let c = &loaded.config;
+    assert_eq!(
+        c.listen,
+        vec![
+            "127.0.0.1:1884".parse().unwrap(),
+            "[::1]:1885".parse().unwrap()
+        ]
+    );
+    assert_eq!(c.max_connections, 75);
+    assert_eq!(c.max_inflight, 10);
+    assert_eq!(c.max_queued_messages, 10_000_000);
+    assert_eq!(c.max_packet_size, 1124);
+    assert_eq!(c.max_keep_alive_secs, 120);
+    assert!(!c.retain_available);
+    assert_eq!(c.max_qos, 1);
+    assert_eq!(c.ops.sys_interval_secs, 5);
+    assert_eq!(
+        c.ops.log_destination,
+        crate::ops::config::LogDestination::Stdout
+    );
+    assert_eq!(c.ops.log_level.as_deref(), Some("debug"));
+    assert!(!c.ops.connection_messages);
+    assert_eq!(c.ops.pid_file.as_deref(), Some(Path::new("/run/x.pid")));
+    assert_eq!(loaded.warnings.len(), 1, "{:?}", loaded.warnings);
+    assert_eq!(
+        loaded.warnings[0].to_string(),
+        "test.conf:23: warning: user: ignored (no effect here)"
+    );
+}
+
+#[test]
+fn default_listener_settings_create_it_only_when_not_default() {
+    // As Mosquitto 2: max_connections -1, protocol mqtt and max_qos 2 leave it out.
+    let loaded = map("max_connections -1\nprotocol mqtt\nmax_qos 2\n").unwrap();
+    assert_eq!(loaded.config.listen[0].to_string(), "127.0.0.1:1883");
+    let loaded = map("max_connections 5\nallow_anonymous true\n").unwrap();
+    assert_eq!(loaded.config.listen[0].to_string(), "0.0.0.0:1883");
+    assert_eq!(loaded.config.max_connections, 5);
+}
+
+#[test]
+fn no_listener_keeps_loopback_default_and_allows_anonymous() {
+    let loaded = map("max_queued_messages 7\n").unwrap();
+    assert_eq!(loaded.config.listen[0].to_string(), "127.0.0.1:1883");
+    assert_eq!(loaded.config.max_queued_messages, 7);
+    let loaded = map("listener 1883\nallow_anonymous true\n").unwrap();
+    assert_eq!(loaded.config.listen[0].to_string(), "0.0.0.0:1883");
+}
+
+#[test]
+fn security_and_durability_directives_are_errors_with_file_and_line() {
+    let errs = errors("listener 8883\ncertfile /x.pem\nallow_anonymous true\n");
+    assert_eq!(
+        errs,
+        vec!["test.conf:2: error: certfile: not supported yet (TLS listeners)"]
+    );
+    let errs = errors("allow_anonymous true\nacl_file /etc/acl\npersistence true\n");
+    assert_eq!(errs.len(), 2, "{errs:?}");
+    assert!(errs[0].starts_with("test.conf:2: error: acl_file: not supported yet"));
+    assert!(errs[1].starts_with("test.conf:3: error: persistence true: not supported yet"));
+    let errs = errors("listener 9001\nprotocol websockets\nallow_anonymous true\n");
+    assert!(errs[0].starts_with("test.conf:2: error: protocol websockets: not supported yet"));
+    // Mosquitto 2 refuses everyone here; we cannot yet, so we refuse the file.
+    let errs = errors("listener 1883\n");
+    assert!(errs[0].starts_with("test.conf:1: error: allow_anonymous false: not supported yet"));
+    let errs = errors("connection bridge1\naddress 10.0.0.1\n");
+    assert_eq!(errs.len(), 2);
+}
+
+#[test]
+fn bad_values_and_unknown_directives_are_all_reported() {
+    let errs = match parse_str(
+        "max_qos 3\nno_such_thing 1\nallow_anonymous yes\nlistener\n",
+        Path::new("m.conf"),
+    ) {
+        Ok(_) => panic!("accepted"),
+        Err(all) => all.iter().map(ToString::to_string).collect::<Vec<_>>(),
+    };
+    assert_eq!(errs.len(), 4, "{errs:?}");
+    assert_eq!(errs[1], "m.conf:2: error: no_such_thing: unknown directive");
+    let errs = errors("max_inflight_messages 70000\n");
+    assert!(errs[0].contains("max_inflight_messages must be in 0..=65535"));
+}
+
+#[test]
+fn plain_password_file_maps_and_hashed_one_is_refused() {
+    let dir = std::env::temp_dir().join(format!("shardmq-mq-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let plain = dir.join("plain");
+    std::fs::write(&plain, "alice:secret\n").unwrap();
+    let hashed = dir.join("hashed");
+    std::fs::write(&hashed, "bob:$7$101$abc$def\n").unwrap();
+    let loaded = map(&format!(
+        "listener 1883\npassword_file {}\n",
+        plain.display()
+    ))
+    .unwrap();
+    assert_eq!(
+        loaded.config.password_file.as_deref(),
+        Some(plain.as_path())
+    );
+    let errs = errors(&format!(
+        "listener 1883\npassword_file {}\n",
+        hashed.display()
+    ));
+    assert!(
+        errs[0].contains("hashed Mosquitto passwords, line 1"),
+        "{errs:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn include_dir_reads_conf_files_in_name_order() {
+    let dir = std::env::temp_dir().join(format!("shardmq-inc-{}", std::process::id()));
+    let conf_d = dir.join("conf.d");
+    std::fs::create_dir_all(&conf_d).unwrap();
+    std::fs::write(conf_d.join("b.conf"), "max_queued_messages 20\n").unwrap();
+    std::fs::write(conf_d.join("a.conf"), "max_queued_messages 10\n").unwrap();
+    std::fs::write(conf_d.join("c.txt"), "nonsense\n").unwrap();
+    let main = dir.join("main.conf");
+    std::fs::write(&main, format!("include_dir {}\n", conf_d.display())).unwrap();
+    let loaded = super::load(&main).unwrap();
+    assert_eq!(loaded.config.max_queued_messages, 20);
+    std::fs::write(conf_d.join("d.conf"), "bogus 1\n").unwrap();
+    let errs = super::load(&main).unwrap_err();
+    assert!(errs[0].to_string().contains("d.conf:1: error: bogus"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
