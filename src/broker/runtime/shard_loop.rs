@@ -87,7 +87,8 @@ impl ShardLoop {
             self.inbox.woke_up();
             // Operations: the systemd watchdog pings only while every shard's turns advance.
             bump(&self.global.counters[self.core.id()].loop_turns);
-            self.core.set_now(Instant::now());
+            let now = Instant::now();
+            self.core.set_now(now);
             if self.global.shutdown.load(Ordering::SeqCst) {
                 self.shutdown(&mut events);
                 return Ok(());
@@ -107,12 +108,12 @@ impl ShardLoop {
                     self.core.handle_writable(key);
                 }
             }
-            self.turn();
+            self.turn(now);
         }
     }
 
-    /// Everything after socket events.
-    fn turn(&mut self) {
+    /// Everything after socket events, at the time read after the poll.
+    fn turn(&mut self, now: Instant) {
         for Accepted { stream, peer } in self.inbox.accepted(INBOX_BUDGET_PER_SOURCE) {
             accept(
                 &mut self.core,
@@ -124,7 +125,7 @@ impl ShardLoop {
             );
         }
         self.apply_inbox();
-        self.core.handle_timeout(Instant::now());
+        self.core.handle_timeout(now);
         while let Some(key) = self.core.poll_read() {
             self.read_socket(key, false);
         }
