@@ -161,7 +161,8 @@ impl ShardCore {
         self.resume_congested();
     }
 
-    /// A connection whose socket must be read again (see [`ShardCore::to_read`]).
+    /// A connection whose socket must be read again: resumed after a pause or a takeover,
+    /// with bytes possibly waiting in the kernel that no new readiness event will announce.
     pub fn poll_read(&mut self) -> Option<ConnKey> {
         self.to_read.pop()
     }
