@@ -9,6 +9,7 @@
 //!   `broker::runtime` (mio loops, sockets, wakers).
 //! - [`sim`]: a deterministic simulation driving N shard cores in one thread (tests, fuzzing).
 //! - [`ops`]: configuration files (ours and Mosquitto's), `$SYS`, metrics, logs, reload.
+//! - [`transport`]: listeners, TLS, WebSocket and PROXY protocol under the broker's sockets.
 #![forbid(unsafe_code)]
 
 pub mod auth;
@@ -18,3 +19,4 @@ pub mod codec;
 pub mod ops;
 pub mod sim;
 pub mod topic;
+pub mod transport;

@@ -122,6 +122,38 @@ struct Cli {
     /// Answer every CONNECT with 0x9C Use another server and this Server Reference.
     #[arg(long, value_name = "HOST")]
     server_reference: Option<String>,
+    /// MQTT over TLS listener, repeatable (needs --certfile and --keyfile). More settings per
+    /// listener: `[[listener]]` sections in the --config file.
+    #[arg(long, value_name = "ADDR:PORT")]
+    tls_listen: Vec<SocketAddr>,
+    /// MQTT over WebSocket listener, repeatable (upgrade path --ws-path).
+    #[arg(long, value_name = "ADDR:PORT")]
+    ws_listen: Vec<SocketAddr>,
+    /// MQTT over secure WebSocket listener, repeatable (needs --certfile and --keyfile).
+    #[arg(long, value_name = "ADDR:PORT")]
+    wss_listen: Vec<SocketAddr>,
+    /// PEM server certificate chain for --tls-listen and --wss-listen.
+    #[arg(long, value_name = "FILE")]
+    certfile: Option<PathBuf>,
+    /// PEM private key for --tls-listen and --wss-listen.
+    #[arg(long, value_name = "FILE")]
+    keyfile: Option<PathBuf>,
+    /// PEM CA certificates that client certificates are verified against.
+    #[arg(long, value_name = "FILE")]
+    cafile: Option<PathBuf>,
+    /// Refuse TLS clients without a certificate signed by --cafile.
+    #[arg(long)]
+    require_certificate: bool,
+    /// The client certificate's CN (or SAN) is the MQTT username and the login.
+    #[arg(long)]
+    use_identity_as_username: bool,
+    /// WebSocket upgrade path for --ws-listen and --wss-listen [default: /mqtt].
+    #[arg(long, value_name = "PATH")]
+    ws_path: Option<String>,
+    /// PROXY protocol v1/v2 header on the listeners given by flags: off, optional or required
+    /// [default: off].
+    #[arg(long, value_name = "MODE")]
+    proxy_protocol: Option<shardmq::transport::ProxyProtocol>,
     /// Log level: off, error, warn, info, debug or trace; wins over the file's [default: the
     /// file's, else info].
     #[arg(long, value_name = "LEVEL")]
@@ -144,6 +176,39 @@ struct Cli {
 }
 
 impl Cli {
+    /// The listeners given by flags: `--listen`/`-p` replace `listen`; `--tls-listen`,
+    /// `--ws-listen` and `--wss-listen` add `[[listener]]` entries with the certificate flags.
+    fn add_listeners(&self, config: &mut Config, listen: Vec<SocketAddr>) {
+        use shardmq::transport::{ListenerConfig, ProxyProtocol, TransportKind};
+        let proxy_protocol = self.proxy_protocol.unwrap_or(ProxyProtocol::Off);
+        let mut added = Vec::new();
+        if proxy_protocol == ProxyProtocol::Off {
+            if !listen.is_empty() {
+                config.listen = listen;
+            }
+        } else {
+            added.extend(listen.iter().map(|a| (*a, TransportKind::Mqtt)));
+        }
+        added.extend(self.tls_listen.iter().map(|a| (*a, TransportKind::MqttTls)));
+        added.extend(self.ws_listen.iter().map(|a| (*a, TransportKind::Ws)));
+        added.extend(self.wss_listen.iter().map(|a| (*a, TransportKind::Wss)));
+        for (address, transport) in added {
+            let mut listener = ListenerConfig::new(address, transport);
+            listener.proxy_protocol = proxy_protocol;
+            if let Some(path) = &self.ws_path {
+                listener.ws_path = path.clone();
+            }
+            if transport.is_tls() {
+                listener.cert_file = self.certfile.clone();
+                listener.key_file = self.keyfile.clone();
+                listener.ca_file = self.cafile.clone();
+                listener.require_certificate = self.require_certificate;
+                listener.use_identity_as_username = self.use_identity_as_username;
+            }
+            config.listeners.push(listener);
+        }
+    }
+
     /// The configuration file (if any) with the flags over it, and the file's warnings; or
     /// every error found.
     fn to_config(&self) -> Result<(Config, Vec<String>), Vec<String>> {
@@ -158,14 +223,12 @@ impl Cli {
         Ok((config, warnings))
     }
 
-    fn apply_flags(self, config: &mut Config) -> Result<(), String> {
-        let mut listen = self.listen;
+    fn apply_flags(mut self, config: &mut Config) -> Result<(), String> {
+        let mut listen = std::mem::take(&mut self.listen);
         if let Some(port) = self.port {
             listen.push(SocketAddr::from(([127, 0, 0, 1], port)));
         }
-        if !listen.is_empty() {
-            config.listen = listen;
-        }
+        self.add_listeners(config, listen);
         macro_rules! set {
             ($($field:ident = $value:expr),* $(,)?) => {
                 $( if let Some(v) = $value { config.$field = v; } )*

@@ -136,6 +136,12 @@ pub struct CommonArgs {
     /// No progress lines.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Connect over TLS 1.2/1.3, trusting the CA certificates in this PEM file.
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+    /// The name the server certificate is verified against with --tls-ca.
+    #[arg(long, value_name = "NAME", default_value = "localhost")]
+    pub tls_server_name: String,
 }
 
 #[derive(Args, Debug, Clone)]

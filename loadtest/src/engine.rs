@@ -26,7 +26,7 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -107,6 +107,8 @@ pub struct Plan {
     pub pin_cores: bool,
     /// Print a progress line every second.
     pub progress: bool,
+    /// Connect over TLS (`--tls-ca`).
+    pub tls: Option<crate::tls::TlsClient>,
 }
 
 const SETUP: u8 = 0;
@@ -494,6 +496,8 @@ struct Pacer<T> {
 
 struct Conn<S: LoadSession> {
     stream: TcpStream,
+    /// The TLS state with `--tls-ca` (src/tls.rs).
+    tls: Option<Box<rustls::ClientConnection>>,
     session: S,
     state: ConnState,
     rx: BytesMut,
@@ -689,6 +693,10 @@ impl<S: LoadSession> Worker<S> {
     }
 
     fn open(&mut self, spec: ConnSpec, now: Instant) -> Result<(), String> {
+        let tls = match &self.plan.tls {
+            Some(client) => Some(client.connect()?),
+            None => None,
+        };
         let mut stream = TcpStream::connect(self.plan.addr)
             .map_err(|e| format!("connect to {}: {e}", self.plan.addr))?;
         let entry = self.conns.vacant_entry();
@@ -720,6 +728,7 @@ impl<S: LoadSession> Worker<S> {
         };
         entry.insert(Conn {
             stream,
+            tls,
             session: S::new(
                 &spec.client_id,
                 self.plan.version,
@@ -788,7 +797,7 @@ impl<S: LoadSession> Worker<S> {
                 return;
             }
             reads += 1;
-            match conn.stream.read(&mut self.scratch) {
+            match crate::tls::read(&mut conn.stream, &mut conn.tls, &mut self.scratch) {
                 Ok(0) => {
                     self.fail(key, "the server closed the connection".into());
                     return;
@@ -1123,7 +1132,7 @@ impl<S: LoadSession> Worker<S> {
                 continue;
             }
             conn.session.poll_transmit(&mut conn.tx);
-            match write_out(&mut conn.stream, &mut conn.tx) {
+            match write_out(&mut conn.stream, &mut conn.tls, &mut conn.tx) {
                 Ok(true) => {
                     if !conn.writable {
                         conn.writable = true;
@@ -1205,17 +1214,25 @@ impl<S: LoadSession> Worker<S> {
             }
             conn.session.disconnect();
             conn.session.poll_transmit(&mut conn.tx);
-            let _ = write_out(&mut conn.stream, &mut conn.tx);
+            let _ = write_out(&mut conn.stream, &mut conn.tls, &mut conn.tx);
             let _ = conn.stream.shutdown(std::net::Shutdown::Write);
         }
         self.conns.clear();
     }
 }
 
-/// Writes `tx` until it is empty (`Ok(true)`) or the socket is full (`Ok(false)`).
-fn write_out(stream: &mut TcpStream, tx: &mut BytesMut) -> io::Result<bool> {
+/// Writes `tx` (through TLS with `--tls-ca`) until it is empty (`Ok(true)`) or the socket is
+/// full (`Ok(false)`).
+fn write_out(
+    stream: &mut TcpStream,
+    tls: &mut Option<Box<rustls::ClientConnection>>,
+    tx: &mut BytesMut,
+) -> io::Result<bool> {
+    if !crate::tls::flush(stream, tls)? {
+        return Ok(false);
+    }
     while !tx.is_empty() {
-        match stream.write(tx) {
+        match crate::tls::write(stream, tls, tx) {
             Ok(0) => return Err(io::Error::new(io::ErrorKind::WriteZero, "wrote 0 bytes")),
             Ok(n) => tx.advance(n),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),

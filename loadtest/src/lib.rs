@@ -13,6 +13,7 @@
 //! - `report.rs`: the summary table and the JSON document.
 //! - `table.rs`: markdown tables from JSON reports (for compare.sh and BENCHMARKS.md).
 //! - `relay.rs` and `wire.rs`: the raw relay and the few wire forms it understands.
+//! - `tls.rs`: the `--tls-ca` option (rustls clients in the workers' poll loops).
 #![forbid(unsafe_code)]
 
 pub mod bench;
@@ -26,4 +27,5 @@ pub mod scenario;
 pub mod session;
 pub mod stats;
 pub mod table;
+pub mod tls;
 pub mod wire;

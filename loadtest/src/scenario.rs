@@ -249,6 +249,9 @@ impl Scenario {
         if !matches!(self.kind, Kind::Conn { .. }) && self.kind.publishers() == 0 {
             return Err("a run needs at least one publisher".into());
         }
+        if let Some(ca) = &c.tls_ca {
+            crate::tls::TlsClient::new(ca, &c.tls_server_name)?;
+        }
         Ok(())
     }
 
@@ -288,6 +291,11 @@ impl Scenario {
             threads,
             pin_cores: c.pin_cores,
             progress: !c.quiet,
+            // `validate` loaded the CA file once already, so this does not fail in practice.
+            tls: c
+                .tls_ca
+                .as_ref()
+                .and_then(|ca| crate::tls::TlsClient::new(ca, &c.tls_server_name).ok()),
         }
     }
 }

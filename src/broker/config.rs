@@ -121,6 +121,13 @@ pub struct Config {
     /// server carrying this Server Reference (spec 4.11; MQTT 3.x clients get return code 3).
     /// Default none.
     pub server_reference: Option<String>,
+    /// Listeners beyond the plain `listen` addresses, one `[[listener]]` TOML section each
+    /// (address, transport `mqtt` | `mqtt+tls` | `ws` | `wss`, max connections, certificates,
+    /// WebSocket path, PROXY protocol; see [`crate::transport::ListenerConfig`]). Default none.
+    /// When any is given and `listen` was left at its default, the default plain listener on
+    /// 127.0.0.1:1883 is not opened (as Mosquitto drops its default listener).
+    #[serde(rename = "listener")]
+    pub listeners: Vec<crate::transport::ListenerConfig>,
     /// Operations settings (`[ops]` in TOML): `$SYS` interval, metrics listener, logs, pid
     /// file; see [`crate::ops::OpsConfig`] for each field's default and range.
     pub ops: crate::ops::OpsConfig,
@@ -195,6 +202,7 @@ impl Default for Config {
             server_keep_alive_secs: None,
             response_information: None,
             server_reference: None,
+            listeners: Vec::new(),
             ops: crate::ops::OpsConfig::default(),
         }
     }
@@ -206,6 +214,23 @@ impl Config {
         let config: Config = toml::from_str(text).map_err(|e| e.to_string())?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// Every listener the broker opens, in `BrokerHandle::local_addrs` order: the plain `listen`
+    /// addresses, then the `[[listener]]` sections (the default `listen` address is left out
+    /// when sections are given).
+    pub fn effective_listeners(&self) -> Vec<crate::transport::ListenerConfig> {
+        let default_listen = self.listen == Config::default().listen;
+        let plain = if self.listeners.is_empty() || !default_listen {
+            self.listen.as_slice()
+        } else {
+            &[]
+        };
+        plain
+            .iter()
+            .map(|addr| crate::transport::ListenerConfig::mqtt(*addr))
+            .chain(self.listeners.iter().cloned())
+            .collect()
     }
 
     /// Checks every field against its documented range.
@@ -221,8 +246,17 @@ impl Config {
             }
             Ok(())
         }
-        if self.listen.is_empty() {
+        if self.listen.is_empty() && self.listeners.is_empty() {
             return Err("at least one listen address is needed".into());
+        }
+        for listener in &self.listeners {
+            listener.validate()?;
+        }
+        if self.effective_listeners().len() > crate::transport::LISTENERS_MAX {
+            return Err(format!(
+                "at most {} listeners",
+                crate::transport::LISTENERS_MAX
+            ));
         }
         range("shards", self.shards, 1, SHARDS_MAX)?;
         range("max_connections", self.max_connections, 1, 10_000_000)?;

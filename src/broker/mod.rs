@@ -134,6 +134,9 @@ pub struct Global {
     pub(crate) authenticators: crate::auth::Authenticators,
     /// Username/password check for plain CONNECTs, when configured.
     pub(crate) passwords: Option<crate::auth::PasswordAuthenticator>,
+    /// Listeners (src/transport): per-listener settings, TLS acceptors and connection counts,
+    /// by the listener id each connection carries (`Config::effective_listeners` order).
+    pub(crate) listeners: crate::transport::Listeners,
     /// Fault isolation (`fault.rs`): the first broker thread that failed, and why.
     pub(crate) failure: parking_lot::Mutex<Option<fault::BrokerFailure>>,
     /// What wakes every shard and acceptor to stop; set once they exist.
@@ -153,6 +156,10 @@ impl Global {
     /// counters zeroed. `instance` makes assigned client ids differ between runs.
     pub fn new(config: Config, instance: u64) -> io::Result<Arc<Global>> {
         let (authenticators, passwords) = load_auth(&config)?;
+        // Listener hook (src/transport): certificates load before anything is bound, so a bad
+        // file fails the start with nothing left running.
+        let listeners = crate::transport::Listeners::new(config.effective_listeners())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let shards = config.shards;
         Ok(Arc::new(Global {
             retained: Retained::new(config.max_retained_messages),
@@ -167,6 +174,7 @@ impl Global {
             instance,
             authenticators,
             passwords,
+            listeners,
             failure: parking_lot::Mutex::new(None),
             stopper: std::sync::OnceLock::new(),
             live: crate::ops::live::LiveLimits::new(&config),
@@ -264,20 +272,21 @@ impl Broker {
         config
             .validate()
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        let listeners = config
-            .listen
+        let shards = config.shards;
+        let instance = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        // Before binding: loads the listeners' certificates (src/transport).
+        let global = Global::new(config, instance)?;
+        let listeners = global
+            .listeners
             .iter()
-            .map(|addr| runtime::acceptor::bind(*addr))
+            .map(|listener| runtime::acceptor::bind(listener.config.address))
             .collect::<io::Result<Vec<_>>>()?;
         let local_addrs = listeners
             .iter()
             .map(|l| l.local_addr())
             .collect::<io::Result<Vec<_>>>()?;
-        let shards = config.shards;
-        let instance = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
-        let global = Global::new(config, instance)?;
         fault::install_panic_hook();
         // Operations: running flags of the threads, for /healthz and the watchdog.
         let liveness = crate::ops::health::Liveness::new(shards, listeners.len());
@@ -364,6 +373,7 @@ impl Broker {
         for (index, (listener, addr)) in listeners.into_iter().zip(&local_addrs).enumerate() {
             let acceptor = runtime::acceptor::Acceptor::new(
                 listener,
+                index as crate::transport::ListenerId,
                 global.clone(),
                 control_senders.clone(),
                 signals.clone(),
@@ -420,7 +430,15 @@ pub struct BrokerHandle {
 }
 
 impl BrokerHandle {
-    /// The bound addresses, in `Config::listen` order (with the real port for port 0).
+    /// Reloads the certificates of every TLS listener (what SIGHUP does): new handshakes use
+    /// the new files, established connections are untouched; a listener whose files cannot be
+    /// loaded keeps its old certificates, and the errors are returned (and logged).
+    pub fn reload_tls(&self) -> Vec<String> {
+        self.global.listeners.reload_tls()
+    }
+
+    /// The bound addresses, in `Config::effective_listeners` order (the `listen` addresses,
+    /// then the `[[listener]]` sections), with the real port for port 0.
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.local_addrs
     }

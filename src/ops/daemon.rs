@@ -174,6 +174,9 @@ pub fn run(config: Config, mut services: Services) -> io::Result<()> {
                 SIGHUP => {
                     notify(&[sd_notify::NotifyState::Reloading]);
                     running = reload_once(&running, &mut services, &observer);
+                    // Transport hook (src/transport): TLS listeners re-read their certificate
+                    // and key files (renewed in place); a file that fails keeps the old one.
+                    handle.reload_tls();
                     if running.ops.sys_interval_secs > 0 {
                         next_sys = next_sys.min(
                             Instant::now() + Duration::from_secs(running.ops.sys_interval_secs),

@@ -42,4 +42,6 @@ mod packet_limits;
 mod protocol_fidelity;
 mod sim_properties;
 mod sim_regressions;
+mod transport;
+mod transport_interop;
 mod trie_no_alloc;

@@ -75,6 +75,22 @@ impl ShardCore {
             self.auth_step(key, method, step, Some(Box::new(accepted)));
             return None;
         }
+        // Listener hook (src/transport): with use_identity_as_username the verified client
+        // certificate is the login (as in Mosquitto); its identity is the username, read with
+        // `Connection::certificate_identity()`.
+        if let Some(conn) = self.connections.get(key) {
+            let identity_login = shared
+                .listeners
+                .get(conn.listener)
+                .is_some_and(|l| l.config.use_identity_as_username);
+            if identity_login {
+                if conn.certificate_identity().is_none() {
+                    self.refuse_connect(key, ReasonCode::NotAuthorized);
+                    return None;
+                }
+                return Some(accepted);
+            }
+        }
         if let Some(passwords) = &shared.passwords {
             let username = connect.username.as_ref().map(|u| u.as_str());
             if let Err(code) = passwords.check(username, connect.password.as_deref()) {

@@ -222,7 +222,11 @@ impl fmt::Display for PeerAddr {
 
 /// One client connection on a shard.
 pub struct Connection {
+    /// The client's address: the socket's peer, or the one a PROXY header named.
     pub peer: PeerAddr,
+    /// The listener it was accepted on (index into `Global::listeners`, src/transport), for
+    /// per-listener settings such as `use_identity_as_username`.
+    pub listener: crate::transport::ListenerId,
     /// Unique on this shard, never reused: guards timers and deferred work against slab reuse.
     pub id: u64,
     pub state: ConnState,
@@ -277,6 +281,10 @@ pub struct ConnectionExtras {
     pub auth_username: Option<String>,
     /// The client sent Request Problem Information 0 ([MQTT-3.1.2-29]).
     pub no_problem_information: bool,
+    /// The verified TLS client certificate's identity (subject CN, else first DNS/email/URI
+    /// SAN), set by the runtime when the handshake completes (src/transport). With the
+    /// listener's `use_identity_as_username` it is the MQTT username and the login.
+    pub certificate_identity: Option<Box<str>>,
 }
 
 impl Connection {
@@ -294,6 +302,12 @@ impl Connection {
                 .is_some_and(|e| e.no_problem_information)
     }
 
+    /// The verified client certificate's identity (see
+    /// [`ConnectionExtras::certificate_identity`]).
+    pub fn certificate_identity(&self) -> Option<&str> {
+        self.extras.as_ref()?.certificate_identity.as_deref()
+    }
+
     /// Whether an enhanced-authentication exchange is in progress.
     pub fn authenticating(&self) -> bool {
         self.extras.as_ref().is_some_and(|e| e.auth.is_some())
@@ -303,6 +317,7 @@ impl Connection {
     pub fn new(peer: SocketAddr, id: u64, now_ms: u32) -> Connection {
         Connection {
             peer: PeerAddr::from(peer),
+            listener: 0,
             id,
             state: ConnState::AwaitConnect,
             version: ProtocolVersion::V3_1_1,
@@ -394,7 +409,8 @@ mod tests {
         println!("Connection {connection} bytes, ShardSession {session} bytes");
         // The socket is the runtime's (4 bytes a slot in release builds, 16 in debug ones);
         // the session key is a u32 (`keys::SessionKey`).
-        assert!(connection <= 168, "Connection grew to {connection} bytes");
+        // The listener id (src/transport, for per-listener settings) takes one more word.
+        assert!(connection <= 176, "Connection grew to {connection} bytes");
         assert!(session <= 224, "ShardSession grew to {session} bytes");
         assert!(std::mem::size_of::<Option<Box<WillMessage>>>() == 8);
         assert!(std::mem::size_of::<PeerAddr>() == 16);

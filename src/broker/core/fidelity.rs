@@ -89,10 +89,14 @@ impl super::shard::ShardCore {
             self.queue_bounded(key, &packet, version);
             return;
         }
-        if matches!(packet, Packet::ConnAck(_)) {
-            conn.will = None;
-        }
         super::stats::bump(&self.global.counters[self.id].dropped_client_packet_size);
+        match packet {
+            // [MQTT-3.1.2-25]: an Application Message is discarded as if it had been sent
+            // (fanout.rs does this for every delivery; kept here should one come this way).
+            Packet::Publish(_) => return,
+            Packet::ConnAck(_) => conn.will = None,
+            _ => {}
+        }
         let size_bytes = packet.encoded_len(version);
         self.close(
             key,
@@ -142,53 +146,40 @@ impl super::shard::ShardCore {
     }
 }
 
-impl super::shard::ShardCore {
-    /// Which will a takeover publishes (issue 16). A new connection for a client id that is
-    /// connected closes the old connection ([MQTT-3.1.4-3]); the old connection's will is then
-    /// published exactly when the old session ends, which is what Mosquitto 2.0 does
-    /// (`connect__on_authorised`):
-    ///
-    /// | old session | new Clean Start 0 | new Clean Start 1 |
-    /// |---|---|---|
-    /// | ends with its connection (MQTT 5 expiry 0, 3.x Clean Session 1) | published | published |
-    /// | outlives it (expiry > 0, 3.x Clean Session 0) | not published | published |
-    ///
-    /// Why: MQTT 5 publishes a will "after the Network Connection is subsequently closed and
-    /// either the Will Delay Interval has elapsed or the Session ends, unless ... a new Network
-    /// Connection for the ClientID is opened before the Will Delay Interval has elapsed"
-    /// ([MQTT-3.1.2-8]), and "if a new Network Connection to this Session is made before the
-    /// Will Delay Interval has passed, the Server MUST NOT send the Will Message"
-    /// ([MQTT-3.1.3-9]). On a takeover the new connection is opened before the old one closes,
-    /// so a session that continues under it cancels the will, even with a delay of 0. A Clean
-    /// Start of 1 discards the session ([MQTT-3.1.2-4]): the new connection is not "to this
-    /// Session", the session ends, and its will goes out. For 3.1.1 (no Session Expiry, will
-    /// "published when the Network Connection is subsequently closed", [MQTT-3.1.2-8] of 3.1.1)
-    /// the same rule is applied as Mosquitto does: the client demonstrably came back, which is
-    /// what a will reports the absence of.
-    ///
-    /// The same rule covers a client that reconnects with Clean Start 1 inside its Will Delay
-    /// Interval (its old connection already gone): the session ends, so the pending will is
-    /// published at once (`end_session`); with Clean Start 0 it is cancelled.
-    ///
-    /// Mechanics: a session that outlives the connection keeps the will as its pending will,
-    /// with no timer; the takeover then either resumes the session (`finish_connect` and
-    /// `extract_session` drop the pending will) or ends it (`end_session` publishes it).
-    /// Returns the will to handle now (the session ends with the connection) or `None`.
-    pub(super) fn hold_will_for_takeover(
-        &mut self,
-        session_key: super::keys::SessionKey,
-        will: Option<Box<super::connection::WillMessage>>,
-    ) -> Option<Box<super::connection::WillMessage>> {
-        let session = self.sessions.get_mut(session_key)?;
-        if session.session.ends_with_connection() {
-            return will;
-        }
-        if will.is_some() {
-            session.pending_will = will;
-        }
-        None
-    }
-}
+// Wills on takeover and reconnect (issue 16): decided by the spec, implemented by the ordinary
+// close path (`close` -> `detach_session`, `end_session`, and `finish_connect` cancelling a
+// pending will), pinned by tests/it/protocol_fidelity/wills.rs.
+//
+// MQTT 5: a new connection for a connected client id closes the old one ([MQTT-3.1.4-3]) "If the
+// existing Client has a Will Message, that Will Message is published as described in section
+// 3.1.2.5": after the connection closes and "either the Will Delay Interval has elapsed or the
+// Session ends, unless ... a new Network Connection for the ClientID is opened before the Will
+// Delay Interval has elapsed" ([MQTT-3.1.2-8]); "If a new Network Connection to this Session is
+// made before the Will Delay Interval has passed, the Server MUST NOT send the Will Message"
+// ([MQTT-3.1.3-9]). The spec's own non-normative comments settle the takeover cases (3.1.3.2.2
+// and 3.1.4): "the Will Message for the existing connection is sent unless the new connection
+// specifies Clean Start of 0 and the Will Delay is greater than zero. If the Will Delay is 0 the
+// Will Message is sent at the close of the existing Network Connection, and if Clean Start is 1
+// the Will Message is sent because the Session ends." So, for the old connection's will:
+//
+// | old session / will        | new Clean Start 0         | new Clean Start 1       |
+// |---------------------------|---------------------------|-------------------------|
+// | Session Expiry 0          | published (session ends)  | published               |
+// | expiry > 0, Will Delay 0  | published (conn. closed)  | published               |
+// | expiry > 0, Will Delay > 0| not published (resumed)   | published (session ends)|
+//
+// A client that reconnects inside its Will Delay Interval (old connection already gone) is the
+// last row: Clean Start 1 ends the session and the pending will goes out at once (the new
+// connection is not "to this Session", [MQTT-3.1.2-4] discards it); Clean Start 0 cancels it.
+//
+// MQTT 3.1.1 has no Will Delay and ties the will to the Network Connection: it "MUST be published
+// when the Network Connection is subsequently closed unless the Will Message has been deleted by
+// the Server on receipt of a DISCONNECT Packet" ([MQTT-3.1.2-8] of 3.1.1), and a takeover
+// disconnects the existing client ([MQTT-3.1.4-2] of 3.1.1) without one: always published.
+//
+// Mosquitto 2.0 differs in one case (`connect__on_authorised`): with Session Expiry > 0 and Clean
+// Start 0 it discards the will even with Will Delay 0 (and so for 3.x Clean Session 0). shardmq
+// follows the spec's explicit comment instead.
 
 impl super::shard::ShardCore {
     /// Whether this core broadcast a new route since the last call (issue 16, subscribe

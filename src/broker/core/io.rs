@@ -65,6 +65,39 @@ impl ShardCore {
         key
     }
 
+    /// A new connection from `peer` on listener `listener` (src/transport), as
+    /// [`ShardCore::handle_accept`].
+    pub fn handle_accept_on(
+        &mut self,
+        peer: SocketAddr,
+        listener: crate::transport::ListenerId,
+    ) -> ConnKey {
+        let key = self.handle_accept(peer);
+        if let Some(conn) = self.connections.get_mut(key) {
+            conn.listener = listener;
+        }
+        key
+    }
+
+    /// What a transport learned about `key` (src/transport): the client's real address from a
+    /// PROXY header, the verified client certificate's identity after the TLS handshake.
+    pub fn handle_transport_info(&mut self, key: ConnKey, info: crate::transport::TransportInfo) {
+        let Some(conn) = self.connections.get_mut(key) else {
+            return;
+        };
+        if let Some(peer) = info.peer {
+            conn.peer = super::connection::PeerAddr::from(peer);
+        }
+        if let Some(identity) = info.certificate_identity {
+            conn.extras_mut().certificate_identity = Some(identity);
+        }
+    }
+
+    /// `key`'s transport failed (src/transport): `why` is logged once and the connection closed.
+    pub fn handle_transport_error(&mut self, key: ConnKey, why: String) {
+        self.close(key, CloseReason::Transport(why));
+    }
+
     /// Whether the runtime should read `key`'s socket now: false while the connection is
     /// paused (backpressure), parked (takeover), waiting for a SUBACK barrier, closing or gone.
     /// Bytes left unread then stay in the kernel, which is the backpressure on the client.
@@ -194,6 +227,10 @@ impl ShardCore {
                 (before - after) as u64,
             );
             match result {
+                // Transports say why they failed in an InvalidData error (src/transport).
+                Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                    self.close(key, CloseReason::Transport(e.to_string()))
+                }
                 Err(e) => self.close(key, CloseReason::Io(e.kind())),
                 // QoS 0 backpressure: written down across the low watermark.
                 Ok(_) if qos0_backpressure && after <= low && before > low => {

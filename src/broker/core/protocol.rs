@@ -49,6 +49,13 @@ pub fn validate_connect(
     assign_id: impl FnOnce() -> MqttString,
 ) -> Result<AcceptedConnect, ReasonCode> {
     let version = connect.protocol_version;
+    // 3.1.2.11.10: "It is a Protocol Error to include Authentication Data if there is no
+    // Authentication Method" (checked here: the codec decodes properties one by one).
+    if connect.properties.authentication_data.is_some()
+        && connect.properties.authentication_method.is_none()
+    {
+        return Err(ReasonCode::ProtocolError);
+    }
     // What the broker keeps from CONNECT owns its bytes: a slice would pin the whole read
     // allocation it came from for the connection's lifetime (an idle connection must hold no
     // read buffer).

@@ -100,6 +100,9 @@ pub enum CloseReason {
         size_bytes: usize,
         max: u32,
     },
+    /// The transport failed (src/transport): a TLS alert or failed handshake, a refused
+    /// WebSocket upgrade or bad frame, a bad PROXY header. Logged once, at info.
+    Transport(String),
 }
 
 impl CloseReason {
@@ -130,6 +133,7 @@ impl fmt::Display for CloseReason {
                 f,
                 "a {size_bytes}-byte packet exceeds the client's Maximum Packet Size {max}"
             ),
+            CloseReason::Transport(why) => f.write_str(why),
         }
     }
 }
@@ -474,6 +478,12 @@ impl ShardCore {
         // Issue 16: client-supplied text is escaped in log lines (log_escape.rs).
         let client_id = crate::broker::log_escape::Escaped(client_id);
         match &reason {
+            CloseReason::Transport(_) => log::info!(
+                "close addr={} shard={} listener={} reason={reason}",
+                conn.peer,
+                self.id,
+                conn.listener
+            ),
             CloseReason::Protocol(..) | CloseReason::SlowConsumer => log::warn!(
                 "disconnect client_id={client_id} addr={} shard={} reason={reason}",
                 conn.peer,
@@ -502,12 +512,8 @@ impl ShardCore {
         let session = conn.session.take();
         self.closing.push(key);
         match session {
-            // Issue 16 hook (fidelity.rs): on a takeover the will waits for the new CONNECT's
-            // Clean Start to decide whether the session, and so the will, ends.
-            Some(session) if matches!(reason, CloseReason::TakenOver) => {
-                let will = self.hold_will_for_takeover(session, will);
-                self.detach_session(session, will)
-            }
+            // On a takeover too: the will goes out now (Will Delay 0), or waits for its delay
+            // or the end of the session; see "Wills on takeover" in fidelity.rs (issue 16).
             Some(session) => self.detach_session(session, will),
             None => {
                 // A connection parked for a takeover never got its CONNACK: its will is not

@@ -3,7 +3,7 @@
 //! that shard's control channel, waking the shard if it may be asleep.
 
 use super::inbox::ShardSignal;
-use super::stream::{Accepted, Stream};
+use super::stream::Accepted;
 use super::{stats::bump, Global, WAKER_TOKEN};
 use crossbeam_channel::{SendTimeoutError, Sender};
 use mio::net::TcpListener;
@@ -36,6 +36,8 @@ pub fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
 pub struct Acceptor {
     poll: Poll,
     listener: TcpListener,
+    /// Which of the broker's listeners this is (src/transport).
+    listener_id: crate::transport::ListenerId,
     waker: Arc<Waker>,
     global: Arc<Global>,
     targets: Vec<Sender<Accepted>>,
@@ -46,6 +48,7 @@ pub struct Acceptor {
 impl Acceptor {
     pub fn new(
         listener: std::net::TcpListener,
+        listener_id: crate::transport::ListenerId,
         global: Arc<Global>,
         targets: Vec<Sender<Accepted>>,
         signals: Arc<[Arc<ShardSignal>]>,
@@ -59,6 +62,7 @@ impl Acceptor {
         Ok(Acceptor {
             poll,
             listener,
+            listener_id,
             waker,
             global,
             targets,
@@ -92,7 +96,7 @@ impl Acceptor {
     /// Accepts until `WouldBlock` (or shutdown).
     fn accept_all(&mut self) -> Result<(), String> {
         loop {
-            let (stream, peer): (Stream, _) = match self.listener.accept() {
+            let (stream, peer): (mio::net::TcpStream, _) = match self.listener.accept() {
                 Ok(accepted) => accepted,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -110,6 +114,20 @@ impl Acceptor {
                 drop(stream);
                 continue;
             }
+            // Listener hook (src/transport): the listener's own max_connections.
+            let Some(listener) = self.global.listeners.get(self.listener_id) else {
+                self.global.connections_open.fetch_sub(1, Ordering::SeqCst);
+                continue;
+            };
+            if !listener.try_open() {
+                self.global.connections_open.fetch_sub(1, Ordering::SeqCst);
+                bump(&self.global.acceptor_counters.connections_rejected);
+                log::info!(
+                    "refused connection from {peer}: listener {} max_connections reached",
+                    listener.config.address
+                );
+                continue;
+            }
             bump(&self.global.acceptor_counters.connections_accepted);
             if let Err(e) = stream.set_nodelay(true) {
                 log::debug!("set_nodelay failed for {peer}: {e}");
@@ -117,7 +135,14 @@ impl Acceptor {
             let k = self.next_connection.fetch_add(1, Ordering::Relaxed);
             crate::broker::fault::inject_accept(k);
             let target = k % self.targets.len();
-            self.hand_over(target, Accepted { stream, peer })?;
+            self.hand_over(
+                target,
+                Accepted {
+                    stream,
+                    peer,
+                    listener: self.listener_id,
+                },
+            )?;
             if self.global.shutdown.load(Ordering::SeqCst) {
                 return Ok(());
             }

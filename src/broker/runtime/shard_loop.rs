@@ -105,6 +105,7 @@ impl ShardLoop {
                     self.read_socket(key, !hang_up);
                 }
                 if event.is_writable() {
+                    self.write_transport(key);
                     self.core.handle_writable(key);
                 }
             }
@@ -114,14 +115,13 @@ impl ShardLoop {
 
     /// Everything after socket events, at the time read after the poll.
     fn turn(&mut self, now: Instant) {
-        for Accepted { stream, peer } in self.inbox.accepted(INBOX_BUDGET_PER_SOURCE) {
+        for accepted in self.inbox.accepted(INBOX_BUDGET_PER_SOURCE) {
             accept(
                 &mut self.core,
                 &self.global,
                 &self.poll,
                 &mut self.streams,
-                stream,
-                peer,
+                accepted,
             );
         }
         self.apply_inbox();
@@ -134,6 +134,9 @@ impl ShardLoop {
             if let Some(mut stream) = self.streams.get_mut(key.index()).and_then(Option::take) {
                 // Whatever the last write does not take goes with the connection.
                 let _ = out.write_to(&mut stream);
+                if let Some(listener) = self.global.listeners.get(stream.listener()) {
+                    listener.closed();
+                }
                 close_socket(stream);
             }
         }
@@ -174,6 +177,11 @@ impl ShardLoop {
                     other => break other,
                 }
             };
+            // Transport hook: a PROXY header's address or a client certificate's identity,
+            // before the bytes that may hold CONNECT (never on plain TCP).
+            if let Some(info) = stream.take_info() {
+                self.core.handle_transport_info(key, info);
+            }
             match result {
                 Ok(0) => {
                     self.core.handle_peer_closed(key, None);
@@ -204,6 +212,11 @@ impl ShardLoop {
                     self.core.handle_read_drained(key);
                     return;
                 }
+                // Transports say why they failed in an InvalidData error (src/transport).
+                Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                    self.core.handle_transport_error(key, e.to_string());
+                    return;
+                }
                 Err(e) => {
                     self.core.handle_peer_closed(key, Some(e.kind()));
                     return;
@@ -212,6 +225,24 @@ impl ShardLoop {
         }
         // Budget used up with bytes possibly left: no new edge will come for them.
         self.read_more.push(key);
+    }
+
+    /// Writes what a transport layer still holds (TLS records, WebSocket frames) once the socket
+    /// takes bytes again. Never does anything on plain TCP.
+    fn write_transport(&mut self, key: ConnKey) {
+        let Some(stream) = self.streams.get_mut(key.index()).and_then(Option::as_mut) else {
+            return;
+        };
+        if !stream.wants_write() {
+            return;
+        }
+        match stream.write_pending() {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                self.core.handle_transport_error(key, e.to_string())
+            }
+            Err(e) => self.core.handle_peer_closed(key, Some(e.kind())),
+        }
     }
 
     /// Continues reading the connections that used their budget last turn, without stopping
@@ -248,21 +279,43 @@ impl ShardLoop {
         }
         for stream in self.streams.iter().flatten() {
             let _ = stream.shutdown(std::net::Shutdown::Both);
+            if let Some(listener) = self.global.listeners.get(stream.listener()) {
+                listener.closed();
+            }
         }
         self.streams.clear();
         self.core.finish_shutdown();
     }
 }
 
-/// Registers an accepted socket and hands the connection to the core under the same key.
+/// Wraps an accepted socket in its listener's transport, registers it and hands the connection
+/// to the core under the same key.
 fn accept(
     core: &mut ShardCore,
     global: &Global,
     poll: &Poll,
     streams: &mut Vec<Option<Stream>>,
-    mut stream: Stream,
-    peer: std::net::SocketAddr,
+    accepted: Accepted,
 ) {
+    let Accepted {
+        stream: socket,
+        peer,
+        listener: listener_id,
+    } = accepted;
+    let Some(listener) = global.listeners.get(listener_id) else {
+        global.connections_open.fetch_sub(1, Ordering::SeqCst);
+        return;
+    };
+    let max_packet_size = global.config.max_packet_size;
+    let mut stream = match listener.wrap(socket, listener_id, max_packet_size) {
+        Ok(stream) => stream,
+        Err(e) => {
+            log::error!("shard {}: cannot start TLS for {peer}: {e}", core.id());
+            listener.closed();
+            global.connections_open.fetch_sub(1, Ordering::SeqCst);
+            return;
+        }
+    };
     let key = core.vacant_conn_key();
     if let Err(e) = poll.registry().register(
         &mut stream,
@@ -270,10 +323,11 @@ fn accept(
         Interest::READABLE | Interest::WRITABLE,
     ) {
         log::error!("shard {}: cannot register {peer}: {e}", core.id());
+        listener.closed();
         global.connections_open.fetch_sub(1, Ordering::SeqCst);
         return;
     }
-    let accepted = core.handle_accept(peer);
+    let accepted = core.handle_accept_on(peer, listener_id);
     debug_assert_eq!(accepted, key);
     if streams.len() <= key.index() {
         streams.resize_with(key.index() + 1, || None);
@@ -285,7 +339,8 @@ fn accept(
 /// A last FIN, then the socket is dropped. What the peer already sent is drained first so that
 /// close() does not answer with RST, which could destroy the DISCONNECT just written.
 fn close_socket(mut stream: Stream) {
-    let _ = stream.shutdown(std::net::Shutdown::Write);
+    // Transport hook: a WebSocket Close and a TLS close_notify go before the FIN.
+    let _ = stream.shutdown_write();
     let mut sink = [0u8; 4096];
     for _ in 0..CLOSE_DRAIN_BYTES / sink.len() {
         match stream.read(&mut sink) {

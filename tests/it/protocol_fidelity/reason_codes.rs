@@ -201,6 +201,12 @@ fn connect_rules_get_their_connack_code() {
             connect_v5(0x02, &[0x27, 0, 0, 0, 0], "c8", &[]),
             ProtocolError,
         ),
+        // 3.1.2.11.10: Authentication Data without an Authentication Method.
+        (
+            "3.1.2.11.10 Authentication Data without Method",
+            connect_v5(0x02, &[0x16, 0, 1, 0xAA], "c10", &[]),
+            ProtocolError,
+        ),
         // 3.1.2.11.7: Request Problem Information other than 0 or 1.
         (
             "3.1.2.11.7 Request Problem Information 2",

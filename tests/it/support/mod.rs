@@ -7,6 +7,8 @@
 //! - [`frames`]: hand-built frames for the codec tests.
 //! - [`interop`]: runs the Python conformance scripts of `tests/interop/`.
 //! - [`mosquitto`]: a Mosquitto process as the reference broker, and `free_port`.
+//! - [`transport`]: certificates made at test time, brokers with TLS / WebSocket / PROXY
+//!   listeners, and blocking MQTT clients over TLS (rustls) and WebSocket (tungstenite).
 //! - [`alloc`]: the binary's counting global allocator (per-thread counts).
 //!
 //! A helper used by one test module only lives in that module; what two modules share lives
@@ -18,3 +20,4 @@ pub mod client;
 pub mod frames;
 pub mod interop;
 pub mod mosquitto;
+pub mod transport;
