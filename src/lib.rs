@@ -8,6 +8,7 @@
 //! - [`broker`]: the thread-per-core broker: `broker::core` (the sans-IO shard core) and
 //!   `broker::runtime` (mio loops, sockets, wakers).
 //! - [`sim`]: a deterministic simulation driving N shard cores in one thread (tests, fuzzing).
+//! - [`store`]: disk persistence, one append-only log per shard.
 //! - [`ops`]: configuration files (ours and Mosquitto's), `$SYS`, metrics, logs, reload.
 //! - [`transport`]: listeners, TLS, WebSocket and PROXY protocol under the broker's sockets.
 #![forbid(unsafe_code)]
@@ -18,5 +19,6 @@ pub mod client;
 pub mod codec;
 pub mod ops;
 pub mod sim;
+pub mod store;
 pub mod topic;
 pub mod transport;

@@ -107,12 +107,28 @@ struct Cli {
     /// Whether retained messages are supported (MQTT 5 Retain Available) [default: true].
     #[arg(long, value_name = "BOOL")]
     retain_available: Option<bool>,
-    /// File of `user:password` lines: plain CONNECTs must log in as one of them.
+    /// Mosquitto password file (`user:$7$...`, from mosquitto_passwd or shardmq-passwd): plain
+    /// CONNECTs must log in as one of its users. Re-read on SIGHUP.
     #[arg(long, value_name = "FILE")]
     password_file: Option<PathBuf>,
-    /// File of `user:password` lines offered with SCRAM-SHA-256 enhanced authentication (MQTT 5).
+    /// SCRAM-SHA-256 stored keys (from `shardmq-passwd --scram`) for MQTT 5 enhanced
+    /// authentication. Re-read on SIGHUP.
     #[arg(long, value_name = "FILE")]
     scram_users: Option<PathBuf>,
+    /// Mosquitto ACL file, checked on publish, subscribe, delivery and wills. Re-read on SIGHUP.
+    #[arg(long, value_name = "FILE")]
+    acl_file: Option<PathBuf>,
+    /// Admit clients without user name and password [default: true unless a password file or
+    /// JWT is configured].
+    #[arg(long, value_name = "BOOL")]
+    allow_anonymous: Option<bool>,
+    /// JWT logins (token as password): the algorithm, RS256, ES256 or HS256 (needs
+    /// --jwt-key-file; the config file's [jwt] table has the other settings).
+    #[arg(long, value_name = "ALG", requires = "jwt_key_file")]
+    jwt_algorithm: Option<shardmq::auth::JwtAlgorithm>,
+    /// JWT verification key: PEM public key (RS256, ES256) or shared secret (HS256).
+    #[arg(long, value_name = "FILE", requires = "jwt_algorithm")]
+    jwt_key_file: Option<PathBuf>,
     /// Keep-alive cap for MQTT 5 clients (Server Keep Alive); 3.x clients unaffected.
     #[arg(long, value_name = "SECS")]
     server_keep_alive: Option<u16>,
@@ -154,6 +170,19 @@ struct Cli {
     /// [default: off].
     #[arg(long, value_name = "MODE")]
     proxy_protocol: Option<shardmq::transport::ProxyProtocol>,
+    /// Disk persistence: sync (fsync before PUBACK/PUBREC, batched per loop turn), periodic
+    /// (fsync every --persistence-interval-ms) or off [default: off].
+    #[arg(long, value_name = "MODE")]
+    persistence: Option<shardmq::store::Durability>,
+    /// Directory of the persistence logs [default: shardmq-data].
+    #[arg(long, value_name = "DIR")]
+    persistence_dir: Option<PathBuf>,
+    /// Milliseconds between fsyncs in periodic mode [default: 1000].
+    #[arg(long, value_name = "MS")]
+    persistence_interval_ms: Option<u64>,
+    /// Disk space the persistence logs may use, bytes [default: 4294967296].
+    #[arg(long, value_name = "BYTES")]
+    persistence_max_bytes: Option<u64>,
     /// Log level: off, error, warn, info, debug or trace; wins over the file's [default: the
     /// file's, else info].
     #[arg(long, value_name = "LEVEL")]
@@ -262,6 +291,23 @@ impl Cli {
             server_keep_alive_secs = self.server_keep_alive.map(Some),
             response_information = self.response_information.map(Some),
             server_reference = self.server_reference.map(Some),
+            acl_file = self.acl_file.map(Some),
+            allow_anonymous = self.allow_anonymous.map(Some),
+            persistence = self.persistence,
+            persistence_dir = self.persistence_dir,
+            persistence_interval_ms = self.persistence_interval_ms,
+            persistence_max_bytes = self.persistence_max_bytes,
+        }
+        if let (Some(algorithm), Some(key_file)) = (self.jwt_algorithm, self.jwt_key_file) {
+            let settings = config.jwt.take();
+            config.jwt = Some(match settings {
+                Some(settings) => shardmq::auth::JwtSettings {
+                    algorithm,
+                    key_file,
+                    ..settings
+                },
+                None => shardmq::auth::JwtSettings::new(algorithm, key_file),
+            });
         }
         config.pin_cores |= self.pin_cores;
         config.queue_qos0 |= self.queue_qos0;

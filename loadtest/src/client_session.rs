@@ -34,7 +34,10 @@ impl LoadSession for ClientLoadSession {
             MqttVersion::V5 => ProtocolVersion::V5,
         };
         options.keep_alive_secs = keep_alive_secs;
-        options.clean_start = true;
+        // `LOADTEST_CLEAN_SESSION=0`: every connection keeps a persistent session (3.1.1 Clean
+        // Session 0), for the broker persistence runs (docs/persistence.md). An environment
+        // variable rather than a flag: it reaches this trait constructor without new plumbing.
+        options.clean_start = std::env::var("LOADTEST_CLEAN_SESSION").map_or(true, |v| v != "0");
         options.inflight_window = u16::try_from(inflight.max(1)).unwrap_or(u16::MAX);
         // Subscribers in fan-in runs receive from many publishers at once.
         options.receive_maximum = u16::MAX;

@@ -31,10 +31,8 @@ impl TlsClient {
                 .add(cert)
                 .map_err(|e| format!("{}: {e}", ca_file.display()))?;
         }
-        // The ring provider, as the broker uses (rustls deprecated it for lacking post-quantum
-        // key exchange only).
-        #[allow(deprecated)]
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        // The broker's provider: ring, X25519 first (as OpenSSL clients and browsers offer).
+        let provider = Arc::new(tls::provider());
         let config = rustls::ClientConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
             .map_err(|e| e.to_string())?

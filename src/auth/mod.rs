@@ -5,8 +5,13 @@
 //! outside input is randomness (nonces, salts) from the operating system, and every function that
 //! uses it has a twin that takes the random value as an argument for deterministic tests.
 //!
-//! - `password.rs`: the `user:password` file format, [`PasswordAuthenticator`].
-//! - `scram.rs`: SCRAM-SHA-256 (RFC 5802 and RFC 7677) messages, credentials, server and client.
+//! - `password.rs`: Mosquitto password files (`$7$` PBKDF2-SHA512, `$6$` SHA512),
+//!   [`PasswordAuthenticator`].
+//! - `scram.rs`: SCRAM-SHA-256 (RFC 5802 and RFC 7677) messages, credentials, server and client;
+//!   `scram_file.rs`: the `--scram-users` file of stored keys.
+//! - `acl.rs`: Mosquitto ACL files and their decisions; `jwt.rs`: JWT logins.
+//! - `policy.rs`: [`AuthPolicy`] and [`AccessControl`], the loaded files and their reload;
+//!   `login.rs`: plain-CONNECT logins with a bounded cost per shard, per-session access state.
 //!
 //! # How the broker drives an [`Authenticator`]
 //!
@@ -35,24 +40,45 @@
 //!    ([MQTT-4.12.1-2]). The connection keeps working under its old identity meanwhile; the broker
 //!    should refuse a re-authentication that yields a different `username`.
 //!
-//! Plain CONNECT without an Authentication Method but with a User Name and Password goes to
-//! [`PasswordAuthenticator::check`] instead: `Err(reason)` becomes CONNACK 0x86 (MQTT 5) or return
-//! code 4 (MQTT 3.1.1) via the codec's `ReasonCode` mapping.
+//! Plain CONNECT without an Authentication Method goes to [`AccessControl::login`] instead
+//! (password file, JWT or anonymous): a refusal's [`LoginRefusal::reason_code`] becomes the
+//! CONNACK (the codec maps it to a return code for MQTT 3.1.1).
 
+mod acl;
+mod jwt;
+mod login;
 mod password;
+mod policy;
 mod scram;
+mod scram_file;
 
+#[cfg(test)]
+mod acl_tests;
 #[cfg(test)]
 mod tests;
 
-pub use password::{
-    parse_password_file, PasswordAuthenticator, PasswordEntry, PasswordFileError,
-    PASSWORD_FILE_LEN_MAX,
+pub use acl::{
+    covers, intersects, AclCache, AclFile, AclFileError, ClientRules, ACL_CACHE_ENTRIES_MAX,
+    ACL_READ, ACL_WRITE,
 };
+pub use jwt::{JwtAlgorithm, JwtIdentity, JwtRefusal, JwtSettings, JwtVerifier, JWT_LEN_MAX};
+pub use login::{
+    Login, LoginRefusal, ReloadableScram, SessionAccess, ShardLogin, PASSWORD_CHECKS_PER_WINDOW,
+    PASSWORD_CHECK_WINDOW, VERIFIED_LOGINS_MAX,
+};
+pub use password::{
+    parse_password_file, PasswordAuthenticator, PasswordEntry, PasswordFileError, PasswordHash,
+    PasswordRefusal, PASSWORD_FILE_LEN_MAX, PASSWORD_SALT_LEN, PBKDF2_ITERATIONS_DEFAULT,
+    PBKDF2_ITERATIONS_MAX,
+};
+pub use policy::{AccessControl, AuthPolicy, LoadedAuth};
 pub use scram::{
     ScramClient, ScramClientFinal, ScramCredentials, ScramError, ScramSha256Authenticator,
     ScramUserStore, SCRAM_ITERATIONS_DEFAULT, SCRAM_ITERATIONS_MAX, SCRAM_ITERATIONS_MIN,
     SCRAM_MESSAGE_LEN_MAX, SCRAM_SALT_LEN, SCRAM_SHA_256, SCRAM_USERNAME_LEN_MAX,
+};
+pub use scram_file::{
+    encode_scram_credentials, parse_scram_credentials, parse_scram_file, read_scram_file,
 };
 
 use crate::codec::ReasonCode;

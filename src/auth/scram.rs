@@ -169,22 +169,6 @@ impl ScramUserStore {
         self.users.insert(username.to_owned(), credentials);
     }
 
-    /// Builds a store from `user:password` entries, each with a random salt and `iterations`.
-    /// PBKDF2 runs once per user here, so loading costs `iterations` HMACs per user.
-    pub fn from_entries(
-        entries: &[super::PasswordEntry],
-        iterations: u32,
-    ) -> Result<Self, ScramError> {
-        let mut store = Self::new();
-        for entry in entries {
-            store.insert(
-                &entry.username,
-                ScramCredentials::generate(&entry.password, iterations)?,
-            );
-        }
-        Ok(store)
-    }
-
     /// A user's credentials.
     pub fn get(&self, username: &str) -> Option<&ScramCredentials> {
         self.users.get(username)

@@ -126,11 +126,37 @@ fn run_exchange(
     }
 }
 
+/// A server from a `--scram-users` file of stored keys, as `shardmq-passwd --scram` writes it.
 fn generated_server() -> ScramSha256Authenticator {
-    let entries = parse_password_file("alice:wonder land\nbob=,x:s3cr:et\n").unwrap();
-    let users = ScramUserStore::from_entries(&entries, SCRAM_ITERATIONS_DEFAULT).unwrap();
+    let line = |user: &str, password: &str| {
+        let credentials = ScramCredentials::generate(password, SCRAM_ITERATIONS_DEFAULT).unwrap();
+        format!("{user}:{}\n", encode_scram_credentials(&credentials))
+    };
+    let text = line("alice", "wonder land") + &line("bob=,x", "s3cr:et");
+    assert!(!text.contains("wonder"), "the file holds no password");
+    let users = parse_scram_file(&text).unwrap();
     assert_eq!(users.len(), 2);
     ScramSha256Authenticator::new(users).unwrap()
+}
+
+#[test]
+fn scram_file_round_trip_and_errors() {
+    let credentials = ScramCredentials::from_password("pencil", &rfc_salt(), 4096).unwrap();
+    let encoded = encode_scram_credentials(&credentials);
+    assert!(encoded.starts_with("SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ==$"));
+    assert_eq!(parse_scram_credentials(&encoded), Ok(credentials));
+    for (bad, line) in [
+        ("alice:pencil\n", 1),
+        ("# c\nalice:SCRAM-SHA-256$4096:AAAA$AAAA\n", 2),
+        ("alice:SCRAM-SHA-256$10:AAAA$AAAA:AAAA\n", 1),
+    ] {
+        match parse_scram_file(bad) {
+            Err(PasswordFileError::Line { line: got, .. }) => assert_eq!(got, line, "{bad:?}"),
+            other => panic!("{bad:?}: {other:?}"),
+        }
+    }
+    let plain = parse_scram_file("alice:pencil\n").unwrap_err().to_string();
+    assert!(plain.contains("shardmq-passwd --scram"), "{plain}");
 }
 
 #[test]
@@ -287,19 +313,56 @@ fn authenticators_find_by_method() {
     assert!(methods.find("SCRAM-SHA-1").is_none());
 }
 
-#[test]
-fn password_file_parsing() {
-    let text = "# users\n\nalice:secret\r\nbob:with:colons\ncarol:\n";
-    let entries = parse_password_file(text).unwrap();
-    let names: Vec<&str> = entries.iter().map(|e| e.username.as_str()).collect();
-    assert_eq!(names, ["alice", "bob", "carol"]);
-    assert_eq!(entries[0].password, "secret");
-    assert_eq!(entries[1].password, "with:colons");
-    assert_eq!(entries[2].password, "");
-    assert!(!format!("{:?}", entries[0]).contains("secret"));
+/// Written by Debian's `mosquitto_passwd` 2.0.11: `mosquitto_passwd -c -b FILE alice secret`.
+const MOSQUITTO_7: &str = "alice:$7$101$EDIZmZdZvqUL4TPh$lTLLgta8qHD1ywXk3qrLV0SSAicqcpj3wvNaN6r5\
+wM5ahOJZimRpfsHDxPRx55jSx8lUEqtFVyrzC6FRCAnqaA==";
 
-    for (bad, line) in [("alice\n", 1), ("ok:1\n:nouser\n", 2), ("a:1\na:2\n", 2)] {
-        match parse_password_file(bad) {
+#[test]
+fn mosquitto_pbkdf2_line_verifies() {
+    let entries = parse_password_file(MOSQUITTO_7).unwrap();
+    assert_eq!(entries[0].username, "alice");
+    assert!(entries[0].hash.matches(b"secret"));
+    assert!(!entries[0].hash.matches(b"Secret"));
+    // Re-encoding gives the line back byte for byte.
+    assert_eq!(format!("alice:{}", entries[0].hash.encode()), MOSQUITTO_7);
+}
+
+#[test]
+fn sha512_format_is_password_then_salt() {
+    use sha2::{Digest, Sha512};
+    let salt = b"0123456789ab";
+    let hash = PasswordHash::sha512(b"pw", salt);
+    let expected: [u8; 64] = Sha512::digest(b"pw0123456789ab").into();
+    assert_eq!(
+        hash,
+        PasswordHash::Sha512 {
+            salt: salt.to_vec(),
+            hash: expected
+        }
+    );
+    let parsed = PasswordHash::parse(&hash.encode()).unwrap();
+    assert!(parsed.matches(b"pw"));
+    assert!(hash.encode().starts_with("$6$MDEyMzQ1Njc4OWFi$"));
+}
+
+#[test]
+fn password_file_errors_name_the_line() {
+    let plain = parse_password_file("# c\nalice:secret\n").unwrap_err();
+    assert!(matches!(plain, PasswordFileError::Line { line: 2, .. }));
+    assert!(plain.to_string().contains("shardmq-passwd -U"), "{plain}");
+    let good = "bob:$7$101$AAAAAAAAAAAAAAAA$".to_string() + &"A".repeat(86) + "==";
+    assert!(parse_password_file(&good).is_ok());
+    for (bad, line) in [
+        ("alice\n".to_string(), 1),
+        (format!("{good}\n:nouser\n"), 2),
+        (format!("{good}\n{good}\n"), 2),
+        ("a:$7$x$AAAA$AAAA\n".into(), 1),
+        ("a:$7$0$AAAA$AAAA\n".into(), 1),
+        ("a:$7$101$AAAA$AAAA\n".into(), 1),
+        ("a:$5$AAAA$AAAA\n".into(), 1),
+        ("a:$6$AAAA\n".into(), 1),
+    ] {
+        match parse_password_file(&bad) {
             Err(PasswordFileError::Line { line: got, .. }) => assert_eq!(got, line, "{bad:?}"),
             other => panic!("{bad:?}: {other:?}"),
         }
@@ -308,27 +371,31 @@ fn password_file_parsing() {
 
 #[test]
 fn password_check() {
-    let auth = PasswordAuthenticator::from_text("alice:secret\ncarol:\n").unwrap();
+    let hash = PasswordHash::pbkdf2(b"secret", b"salt", 5).encode();
+    let empty = PasswordHash::pbkdf2(b"", b"salt", 5).encode();
+    let auth = PasswordAuthenticator::from_text(&format!("alice:{hash}\ncarol:{empty}\n")).unwrap();
     assert_eq!(auth.len(), 2);
     assert_eq!(auth.check(Some("alice"), Some(b"secret")), Ok(()));
     assert_eq!(auth.check(Some("carol"), Some(b"")), Ok(()));
-    let bad = Err(ReasonCode::BadUserNameOrPassword);
+    let bad = Err(PasswordRefusal::BadPassword);
     assert_eq!(auth.check(Some("alice"), Some(b"Secret")), bad);
-    assert_eq!(auth.check(Some("alice"), Some(b"secret\0")), bad);
+    // (HMAC pads keys with zeros, so PBKDF2 accepts "secret\0" too; Mosquitto, which hashes
+    // strlen() bytes, cannot tell them apart either.)
+    assert_eq!(auth.check(Some("alice"), Some(b"secre")), bad);
     assert_eq!(auth.check(Some("alice"), None), bad);
-    assert_eq!(auth.check(Some("carol"), None), bad);
-    assert_eq!(auth.check(Some("mallory"), Some(b"secret")), bad);
-    assert_eq!(auth.check(None, Some(b"secret")), bad);
-    assert_eq!(auth.check(None, None), bad);
+    let unknown = Err(PasswordRefusal::UnknownUser);
+    assert_eq!(auth.check(Some("mallory"), Some(b"secret")), unknown);
+    assert_eq!(auth.check(None, Some(b"secret")), unknown);
+    assert_eq!(auth.check(None, None), unknown);
 }
 
 #[test]
 fn password_file_from_disk() {
     let path = std::env::temp_dir().join(format!("shardmq-passwd-{}", std::process::id()));
-    std::fs::write(&path, "dave:pw\n").unwrap();
+    std::fs::write(&path, format!("{MOSQUITTO_7}\n")).unwrap();
     let auth = PasswordAuthenticator::from_file(&path).unwrap();
     std::fs::remove_file(&path).unwrap();
-    assert_eq!(auth.check(Some("dave"), Some(b"pw")), Ok(()));
+    assert_eq!(auth.check(Some("alice"), Some(b"secret")), Ok(()));
     assert!(matches!(
         PasswordAuthenticator::from_file(&path),
         Err(PasswordFileError::Io(_))

@@ -99,14 +99,15 @@ pub struct Config {
     /// Retain Available 0, a retained PUBLISH closes the connection (0x9A, [MQTT-3.2.2-14]) and a
     /// retained will refuses the CONNECT (0x9A, [MQTT-3.2.2-13]).
     pub retain_available: bool,
-    /// Plain username/password authentication: a file of `user:password` lines (the format of
+    /// Plain username/password authentication: a Mosquitto password file (`user:$7$...` or
+    /// `user:$6$...` lines, as `mosquitto_passwd` or `shardmq-passwd` write them; see
     /// [`crate::auth::parse_password_file`]). When set, a CONNECT without an Authentication
     /// Method needs a listed user and its password (else CONNACK 0x86, 3.1.1 return code 4).
     /// Default none: anonymous clients are accepted.
     pub password_file: Option<std::path::PathBuf>,
-    /// MQTT 5 enhanced authentication with SCRAM-SHA-256 (spec 4.12): a file of `user:password`
-    /// lines in the same format, turned into salted SCRAM credentials (4,096 PBKDF2 iterations,
-    /// a random salt per user) when the broker starts; passwords are not kept in memory.
+    /// MQTT 5 enhanced authentication with SCRAM-SHA-256 (spec 4.12): a file of RFC 5802 stored
+    /// keys, `user:SCRAM-SHA-256$ITERATIONS:SALT$STOREDKEY:SERVERKEY` lines written by
+    /// `shardmq-passwd --scram`; it holds no password.
     /// Default none: a CONNECT with an Authentication Method gets 0x8C Bad authentication method.
     pub scram_users_file: Option<std::path::PathBuf>,
     /// Keep-alive cap for MQTT 5 clients only, in seconds, 1..=65,535: a client asking more (or
@@ -121,6 +122,16 @@ pub struct Config {
     /// server carrying this Server Reference (spec 4.11; MQTT 3.x clients get return code 3).
     /// Default none.
     pub server_reference: Option<String>,
+    /// Access control (issue 13): a Mosquitto ACL file (`topic`/`user`/`pattern` lines),
+    /// checked on PUBLISH, SUBSCRIBE, delivery, wills and retained messages. Default none: every
+    /// client may publish and subscribe to every topic.
+    pub acl_file: Option<std::path::PathBuf>,
+    /// Access control: whether clients without user name and password are admitted. Default
+    /// none: yes unless `password_file` or `jwt` is set (Mosquitto 2 refuses them then too).
+    pub allow_anonymous: Option<bool>,
+    /// Access control: JWT logins (the token is the CONNECT password); see
+    /// [`crate::auth::JwtSettings`]. Default none.
+    pub jwt: Option<crate::auth::JwtSettings>,
     /// Listeners beyond the plain `listen` addresses, one `[[listener]]` TOML section each
     /// (address, transport `mqtt` | `mqtt+tls` | `ws` | `wss`, max connections, certificates,
     /// WebSocket path, PROXY protocol; see [`crate::transport::ListenerConfig`]). Default none.
@@ -128,6 +139,24 @@ pub struct Config {
     /// 127.0.0.1:1883 is not opened (as Mosquitto drops its default listener).
     #[serde(rename = "listener")]
     pub listeners: Vec<crate::transport::ListenerConfig>,
+    /// Disk persistence (`src/store`, docs/persistence.md): `sync` (a QoS 1/2 message to a
+    /// persistent session and a retained message are fsynced before their PUBACK/PUBREC goes
+    /// out, one fsync per loop turn), `periodic` (written every loop turn, fsynced every
+    /// `persistence_interval_ms`) or `off` (memory only). Default `off`: today's behaviour,
+    /// no files written unasked, and the speed most deployments measure against (Mosquitto's
+    /// default is `persistence false` too).
+    pub persistence: crate::store::Durability,
+    /// Directory of the per-shard logs (`shard-N.log`, `MANIFEST`), created if missing.
+    /// Default `shardmq-data` (relative to the working directory).
+    pub persistence_dir: std::path::PathBuf,
+    /// `periodic` mode: milliseconds between fsyncs, 1..=3,600,000. Default 1,000; a power
+    /// failure loses at most this window (a crash of the process alone loses nothing).
+    pub persistence_interval_ms: u64,
+    /// Disk space the logs may use, in bytes, split evenly over the shards, 1 MiB..=1 PiB.
+    /// Default 4 GiB. At a shard's part new QoS 1/2 messages for offline persistent sessions
+    /// are dropped (counted in `dropped_disk_full`) and ones sent at once are not recorded
+    /// (`unpersisted_disk_full`) until compaction makes room.
+    pub persistence_max_bytes: u64,
     /// Operations settings (`[ops]` in TOML): `$SYS` interval, metrics listener, logs, pid
     /// file; see [`crate::ops::OpsConfig`] for each field's default and range.
     pub ops: crate::ops::OpsConfig,
@@ -202,7 +231,14 @@ impl Default for Config {
             server_keep_alive_secs: None,
             response_information: None,
             server_reference: None,
+            acl_file: None,
+            allow_anonymous: None,
+            jwt: None,
             listeners: Vec::new(),
+            persistence: crate::store::Durability::Off,
+            persistence_dir: std::path::PathBuf::from("shardmq-data"),
+            persistence_interval_ms: 1_000,
+            persistence_max_bytes: 4 << 30,
             ops: crate::ops::OpsConfig::default(),
         }
     }
@@ -314,8 +350,23 @@ impl Config {
         range("max_sessions", self.max_sessions, 1, 100_000_000)?;
         range("shutdown_timeout_ms", self.shutdown_timeout_ms, 0, 60_000)?;
         range("max_qos", self.max_qos, 0, 2)?;
+        range(
+            "persistence_interval_ms",
+            self.persistence_interval_ms,
+            1,
+            3_600_000,
+        )?;
+        range(
+            "persistence_max_bytes",
+            self.persistence_max_bytes,
+            1 << 20,
+            1 << 50,
+        )?;
         if let Some(secs) = self.server_keep_alive_secs {
             range("server_keep_alive_secs", secs, 1, u16::MAX)?;
+        }
+        if let Some(jwt) = &self.jwt {
+            range("jwt.leeway_secs", jwt.leeway_secs, 0, 300)?;
         }
         // Sent as MQTT UTF-8 strings (1.5.4): at most 65,535 bytes, no U+0000 [MQTT-1.5.4-2].
         // The Response Information sent is the prefix and a client id; over 65,535 bytes
@@ -386,5 +437,14 @@ mod tests {
         assert!(!config.qos0_backpressure);
         assert_eq!(config.max_buffered_bytes, 4 << 20);
         assert!(Config::from_toml_str("max_buffered_bytes = 1000").is_err());
+        let config = Config::from_toml_str(
+            "persistence = \"sync\"\npersistence_dir = \"/tmp/x\"\npersistence_interval_ms = 50\n",
+        )
+        .unwrap();
+        assert_eq!(config.persistence, crate::store::Durability::Sync);
+        assert_eq!(config.persistence_dir, std::path::PathBuf::from("/tmp/x"));
+        assert_eq!(config.persistence_interval_ms, 50);
+        assert!(Config::from_toml_str("persistence = \"always\"").is_err());
+        assert!(Config::from_toml_str("persistence_max_bytes = 10").is_err());
     }
 }

@@ -132,11 +132,16 @@ pub struct Global {
     pub(crate) instance: u64,
     /// Enhanced-authentication methods offered (MQTT 5 AUTH).
     pub(crate) authenticators: crate::auth::Authenticators,
-    /// Username/password check for plain CONNECTs, when configured.
-    pub(crate) passwords: Option<crate::auth::PasswordAuthenticator>,
+    /// Access control (issue 13): password file, JWT, ACL, reloadable (`reload_auth`).
+    pub(crate) access: Arc<crate::auth::AccessControl>,
+    /// Access control: each listener's own policy, by listener id, when it has one.
+    pub(crate) listener_access: Vec<Option<Arc<crate::auth::AccessControl>>>,
     /// Listeners (src/transport): per-listener settings, TLS acceptors and connection counts,
     /// by the listener id each connection carries (`Config::effective_listeners` order).
     pub(crate) listeners: crate::transport::Listeners,
+    /// What the shards' persistence stores share (src/store); set by `Broker::start` when
+    /// persistence is on.
+    pub(crate) store: std::sync::OnceLock<Arc<crate::store::StoreShared>>,
     /// Fault isolation (`fault.rs`): the first broker thread that failed, and why.
     pub(crate) failure: parking_lot::Mutex<Option<fault::BrokerFailure>>,
     /// What wakes every shard and acceptor to stop; set once they exist.
@@ -155,7 +160,7 @@ impl Global {
     /// The broker-wide state for `config` (already validated): authentication files loaded,
     /// counters zeroed. `instance` makes assigned client ids differ between runs.
     pub fn new(config: Config, instance: u64) -> io::Result<Arc<Global>> {
-        let (authenticators, passwords) = load_auth(&config)?;
+        let (authenticators, access, listener_access) = load_auth(&config)?;
         // Listener hook (src/transport): certificates load before anything is bound, so a bad
         // file fails the start with nothing left running.
         let listeners = crate::transport::Listeners::new(config.effective_listeners())
@@ -173,8 +178,10 @@ impl Global {
             assigned_ids: AtomicU64::new(0),
             instance,
             authenticators,
-            passwords,
+            access,
+            listener_access,
             listeners,
+            store: std::sync::OnceLock::new(),
             failure: parking_lot::Mutex::new(None),
             stopper: std::sync::OnceLock::new(),
             live: crate::ops::live::LiveLimits::new(&config),
@@ -213,6 +220,17 @@ impl Global {
         Stats::collect(&self.counters, &self.acceptor_counters)
     }
 
+    /// Re-reads the password, SCRAM and ACL files (SIGHUP). A file that fails keeps its
+    /// previous version; the errors (also logged) are returned. Connected clients follow the new
+    /// ACL from their next publish or delivery.
+    pub fn reload_auth(&self) -> Vec<String> {
+        let mut errors = self.access.reload();
+        for own in self.listener_access.iter().flatten() {
+            errors.extend(own.reload());
+        }
+        errors
+    }
+
     /// The number of retained messages held.
     pub fn retained_messages(&self) -> usize {
         self.retained.len()
@@ -230,36 +248,45 @@ impl Global {
     }
 }
 
-/// Loads the authenticators the config names.
-fn load_auth(
-    config: &Config,
-) -> io::Result<(
+/// The broker-wide access control, and each listener's own when it has one.
+type LoadedAccess = (
     crate::auth::Authenticators,
-    Option<crate::auth::PasswordAuthenticator>,
-)> {
-    use crate::auth::{
-        PasswordAuthenticator, ScramSha256Authenticator, ScramUserStore, SCRAM_ITERATIONS_DEFAULT,
-    };
-    let invalid = |what: &std::path::Path, e: &dyn std::fmt::Display| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("{}: {e}", what.display()),
-        )
-    };
-    let passwords = match &config.password_file {
-        Some(path) => Some(PasswordAuthenticator::from_file(path).map_err(|e| invalid(path, &e))?),
-        None => None,
-    };
-    let mut authenticators = crate::auth::Authenticators::new();
-    if let Some(path) = &config.scram_users_file {
-        let text = std::fs::read_to_string(path).map_err(|e| invalid(path, &e))?;
-        let entries = crate::auth::parse_password_file(&text).map_err(|e| invalid(path, &e))?;
-        let users = ScramUserStore::from_entries(&entries, SCRAM_ITERATIONS_DEFAULT)
-            .map_err(|e| invalid(path, &e))?;
-        let scram = ScramSha256Authenticator::new(users).map_err(|e| invalid(path, &e))?;
-        authenticators.add(Box::new(scram));
+    Arc<crate::auth::AccessControl>,
+    Vec<Option<Arc<crate::auth::AccessControl>>>,
+);
+
+/// Loads the access-control files the config names (issue 13, `crate::auth`): the broker-wide
+/// policy, each listener's own (`[listener.auth]`), and the enhanced-authentication methods
+/// (SCRAM reads its keys through the reloadable state). Warns about a listener that is not on
+/// loopback and lets anyone in.
+fn load_auth(config: &Config) -> io::Result<LoadedAccess> {
+    use crate::auth::{AccessControl, AuthPolicy};
+    let invalid = |e: String| io::Error::new(io::ErrorKind::InvalidInput, e);
+    let policy = AuthPolicy::from(config);
+    let mut listener_access = Vec::new();
+    for listener in config.effective_listeners() {
+        let own = listener.auth.clone().map(|own| AuthPolicy {
+            use_identity_as_username: listener.use_identity_as_username,
+            ..own
+        });
+        let effective = own.as_ref().unwrap_or(&policy);
+        if !listener.use_identity_as_username {
+            if let Some(warning) = effective.open_listener_warning(&listener.address) {
+                log::warn!("{warning}");
+            }
+        }
+        let control = match own {
+            Some(own) => Some(Arc::new(AccessControl::load(own).map_err(invalid)?)),
+            None => None,
+        };
+        listener_access.push(control);
     }
-    Ok((authenticators, passwords))
+    let access = Arc::new(AccessControl::load(policy).map_err(invalid)?);
+    let mut authenticators = crate::auth::Authenticators::new();
+    if config.scram_users_file.is_some() {
+        authenticators.add(Box::new(crate::auth::ReloadableScram(access.clone())));
+    }
+    Ok((authenticators, access, listener_access))
 }
 
 /// Starts brokers.
@@ -273,6 +300,8 @@ impl Broker {
             .validate()
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let shards = config.shards;
+        // Persistence (src/store): the logs are read back before any shard runs.
+        let startup = crate::store::start(&config)?;
         let instance = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
@@ -288,6 +317,13 @@ impl Broker {
             .map(|l| l.local_addr())
             .collect::<io::Result<Vec<_>>>()?;
         fault::install_panic_hook();
+        if let Some(store) = &startup.shared {
+            let _ = global.store.set(store.clone());
+        }
+        for message in &startup.retained {
+            global.retained.store(message);
+        }
+        let mut restored = startup.shards.into_iter();
         // Operations: running flags of the threads, for /healthz and the watchdog.
         let liveness = crate::ops::health::Liveness::new(shards, listeners.len());
 
@@ -342,12 +378,15 @@ impl Broker {
             .zip(control_receivers)
             .enumerate()
         {
-            let core = self::core::ShardCore::new(
+            let mut core = self::core::ShardCore::new(
                 id,
                 global.clone(),
                 self::core::mesh::Mesh::new(id, shard_senders),
                 start,
             );
+            // Persistence: the sessions recovery gave this shard, before any client connects.
+            let (store, sessions) = restored.next().unwrap_or_default();
+            core.restore(store, sessions, &startup.expired_wills);
             let inbox = Inbox::new(id, shard_receivers, accepted, signals.clone());
             let shard = runtime::shard_loop::ShardLoop::new(core, global.clone(), poll, inbox);
             let pin = (!cores.is_empty()).then(|| cores[id % cores.len()]);
@@ -443,6 +482,13 @@ impl BrokerHandle {
         &self.local_addrs
     }
 
+    /// Re-reads the password, SCRAM and ACL files (SIGHUP). A file that fails keeps its previous
+    /// version; the errors (also logged) are returned. Connected clients follow the new ACL from
+    /// their next publish or delivery.
+    pub fn reload_auth(&self) -> Vec<String> {
+        self.global.reload_auth()
+    }
+
     /// Starts a graceful shutdown: acceptors stop, shards send MQTT 5 clients DISCONNECT 0x8B,
     /// flush for at most `shutdown_timeout_ms` and exit. Returns at once; `join` waits.
     pub fn shutdown(&self) {
@@ -462,16 +508,38 @@ impl BrokerHandle {
     }
 
     fn join_threads(&mut self) {
+        let stopping = !self.threads.is_empty();
         for thread in self.threads.drain(..) {
             if thread.join().is_err() {
                 log::error!("a broker thread panicked");
             }
+        }
+        // Persistence: the store's totals after the shards' last commit (records, fsyncs).
+        if let (true, Some(store)) = (stopping, self.global.store.get()) {
+            let s = store.stats();
+            log::info!(
+                "persistence totals: {} records, {} bytes, {} commits, {} fsyncs, {} compactions, \
+                 {} acks held for peers, {} dropped at the disk limit, {} io errors",
+                s.records_written,
+                s.bytes_written,
+                s.commits,
+                s.fsyncs,
+                s.compactions,
+                s.acks_deferred,
+                s.dropped_disk_full,
+                s.io_errors
+            );
         }
     }
 
     /// A snapshot of the counters summed over shards, with per-shard connection counts.
     pub fn stats(&self) -> Stats {
         self.global.stats()
+    }
+
+    /// Persistence counters and the startup recovery report; `None` when persistence is off.
+    pub fn persistence_stats(&self) -> Option<crate::store::PersistenceStats> {
+        self.global.store.get().map(|s| s.stats())
     }
 
     /// The number of retained messages held.

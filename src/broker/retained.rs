@@ -52,6 +52,12 @@ impl Retained {
             .for_each_matching(filter, |_, message| out.push(message.clone()));
     }
 
+    /// The retained message of `topic`, if any (persistence: a shard's compaction keeps its
+    /// record only while the store still holds that very message).
+    pub fn get(&self, topic: &str) -> Option<MessageRef> {
+        self.tree.read().get(topic).cloned()
+    }
+
     /// The number of retained messages.
     pub fn len(&self) -> usize {
         self.tree.read().len()

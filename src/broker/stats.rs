@@ -135,6 +135,27 @@ counters! {
     /// Publishes matched by walking the trie (cache miss, or a name or result over the cache's
     /// limits).
     match_cache_misses,
+    // Access control (issue 13, src/auth): one counter per refusal kind.
+    /// CONNECTs refused: the user is not in the password file.
+    auth_unknown_user,
+    /// CONNECTs refused: a wrong password, or a token that does not verify.
+    auth_bad_password,
+    /// CONNECTs refused: the JWT expired (or is not valid yet).
+    auth_expired_token,
+    /// CONNECTs refused: no credentials and anonymous clients not allowed.
+    auth_anonymous_refused,
+    /// CONNECTs refused with 0x89 Server busy: the shard's password-check budget was spent.
+    auth_busy,
+    /// CONNECTs refused: the will's topic is not writable for the client (ACL).
+    acl_denied_will,
+    /// PUBLISH packets dropped: the client may not write the topic (ACL).
+    acl_denied_publish,
+    /// Subscription filters refused (0x87 / 0x80): nothing under them is readable (ACL).
+    acl_denied_subscribe,
+    /// Deliveries skipped: the subscriber may not read the topic (ACL).
+    acl_denied_delivery,
+    /// Connections closed because their JWT expired (`disconnect_on_expiry`).
+    token_expired_disconnects,
     /// Packets the broker built from what clients sent but could not encode, because a value
     /// was over a wire-format limit (a string over 65,535 bytes, a packet over 268,435,455):
     /// not sent (a PUBLISH is discarded; otherwise the connection is closed, 0x83).

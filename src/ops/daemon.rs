@@ -206,6 +206,9 @@ pub fn run(config: Config, mut services: Services) -> io::Result<()> {
 
 /// One reload: the configuration the broker runs afterwards (`running` unchanged on failure).
 pub fn reload_once(running: &Config, services: &mut Services, observer: &Observer) -> Config {
+    // Access control (issue 13): the password, SCRAM and ACL files are re-read on every SIGHUP,
+    // whether or not the configuration changed; one that fails keeps its previous version.
+    let _ = observer.reload_auth();
     let (new, warnings) = match (services.reload)() {
         Ok(loaded) => loaded,
         Err(errors) => {

@@ -105,6 +105,12 @@ impl Observer {
         self.shared.live.apply(config);
     }
 
+    /// Access control (issue 13): re-reads the password, SCRAM and ACL files; a file that
+    /// fails keeps its previous version (the errors are logged and returned).
+    pub fn reload_auth(&self) -> Vec<String> {
+        self.shared.reload_auth()
+    }
+
     /// Wakes every shard once, so that a live idle shard turns its loop (for the watchdog).
     pub fn wake_shards(&self) {
         for signal in self.signals.iter() {

@@ -122,6 +122,10 @@ pub struct ListenerConfig {
     pub ws_path: String,
     /// PROXY protocol v1/v2 header: `off` (default), `optional` or `required`.
     pub proxy_protocol: ProxyProtocol,
+    /// Access control (issue 13): this listener's own policy (`[listener.auth]`), replacing the
+    /// broker-wide password file, ACL file, JWT settings and `allow_anonymous` for its clients.
+    /// Default none: the broker-wide policy applies.
+    pub auth: Option<crate::auth::AuthPolicy>,
 }
 
 impl Default for ListenerConfig {
@@ -137,6 +141,7 @@ impl Default for ListenerConfig {
             use_identity_as_username: false,
             ws_path: WS_PATH_DEFAULT.to_string(),
             proxy_protocol: ProxyProtocol::Off,
+            auth: None,
         }
     }
 }

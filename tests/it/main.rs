@@ -9,6 +9,7 @@
 
 mod support;
 
+mod access_control;
 mod broker_flow;
 mod broker_interop;
 mod broker_ops;
@@ -39,6 +40,7 @@ mod mqtt5_shared;
 mod mqtt5_topic_alias;
 mod operations;
 mod packet_limits;
+mod persistence;
 mod protocol_fidelity;
 mod sim_properties;
 mod sim_regressions;

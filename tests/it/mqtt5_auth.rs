@@ -5,7 +5,9 @@
 
 use crate::support::broker::*;
 use bytes::{Bytes, BytesMut};
-use shardmq::auth::{ScramClient, SCRAM_SHA_256};
+use shardmq::auth::{
+    encode_scram_credentials, PasswordHash, ScramClient, ScramCredentials, SCRAM_SHA_256,
+};
 use shardmq::broker::{BrokerHandle, Config};
 use shardmq::client::{ClientSession, ConnectOptions, Event, ScramSha256Auth};
 use shardmq::codec::{Auth, Connect, MqttString, Packet, Properties, ProtocolVersion, ReasonCode};
@@ -38,7 +40,13 @@ impl Drop for TempFile {
 }
 
 fn scram_broker(shards: usize) -> (BrokerHandle, TempFile) {
-    let users = TempFile::new("scram", "alice:wonderland\nbob:builder\n");
+    // Stored keys, as `shardmq-passwd --scram` writes them: the file holds no password.
+    let line = |user: &str, password: &str| {
+        let keys = ScramCredentials::generate(password, 4096).unwrap();
+        format!("{user}:{}\n", encode_scram_credentials(&keys))
+    };
+    let text = line("alice", "wonderland") + &line("bob", "builder");
+    let users = TempFile::new("scram", &text);
     let broker = start_with(Config {
         scram_users_file: Some(users.0.clone()),
         ..config(shards)
@@ -352,7 +360,8 @@ fn our_client_authenticates_with_scram() {
 }
 
 fn password_broker() -> (BrokerHandle, TempFile) {
-    let file = TempFile::new("passwords", "alice:secret\n");
+    let hash = PasswordHash::generate(b"secret", 101).unwrap().encode();
+    let file = TempFile::new("passwords", &format!("alice:{hash}\n"));
     let broker = start_with(Config {
         password_file: Some(file.0.clone()),
         ..config(2)
@@ -367,24 +376,42 @@ fn login(version: ProtocolVersion, user: Option<&str>, password: Option<&[u8]>) 
     connect
 }
 
-/// `--password-file`: the right password connects; a wrong one, an unknown user or no
-/// credentials get CONNACK 0x86 Bad User Name or Password (MQTT 5).
+/// `--password-file`: the right password connects; a wrong one or an unknown user get CONNACK
+/// 0x86 Bad User Name or Password (MQTT 5); no credentials get 0x87 Not authorized, as
+/// Mosquitto 2 answers when anonymous clients are not allowed.
 #[test]
 fn password_file_checks_v5_logins() {
     let (broker, _file) = password_broker();
     let (_ok, connack) =
         Raw::connect_with(addr(&broker), login(V5, Some("alice"), Some(b"secret")));
     assert_eq!(connack.reason_code, ReasonCode::Success);
-    for (user, password) in [
-        (Some("alice"), Some(&b"wrong"[..])),
-        (Some("mallory"), Some(&b"secret"[..])),
-        (None, None),
+    for (user, password, code) in [
+        (
+            Some("alice"),
+            Some(&b"wrong"[..]),
+            ReasonCode::BadUserNameOrPassword,
+        ),
+        (
+            Some("mallory"),
+            Some(&b"secret"[..]),
+            ReasonCode::BadUserNameOrPassword,
+        ),
+        (None, None, ReasonCode::NotAuthorized),
     ] {
         let (mut raw, connack) = Raw::connect_with(addr(&broker), login(V5, user, password));
-        assert_eq!(connack.reason_code, ReasonCode::BadUserNameOrPassword);
+        assert_eq!(connack.reason_code, code);
         raw.expect_closed();
     }
-    assert_eq!(broker.stats().authentication_failures, 3);
+    let stats = broker.stats();
+    assert_eq!(stats.authentication_failures, 3);
+    assert_eq!(
+        (
+            stats.auth_bad_password,
+            stats.auth_unknown_user,
+            stats.auth_anonymous_refused
+        ),
+        (1, 1, 1)
+    );
 }
 
 /// MQTT 3.1.1 clients get return code 4 (bad user name or password) from the same file.

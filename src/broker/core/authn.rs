@@ -77,36 +77,26 @@ impl ShardCore {
         }
         // Listener hook (src/transport): with use_identity_as_username the verified client
         // certificate is the login (as in Mosquitto); its identity is the username, read with
-        // `Connection::certificate_identity()`.
+        // `Connection::certificate_identity()`, and the ACL applies to it (issue 13).
         if let Some(conn) = self.connections.get(key) {
             let identity_login = shared
                 .listeners
                 .get(conn.listener)
                 .is_some_and(|l| l.config.use_identity_as_username);
             if identity_login {
-                if conn.certificate_identity().is_none() {
+                let Some(identity) = conn.certificate_identity() else {
                     self.refuse_connect(key, ReasonCode::NotAuthorized);
                     return None;
-                }
-                return Some(accepted);
+                };
+                let login = crate::auth::Login {
+                    username: Some(identity.to_owned()),
+                    token: None,
+                };
+                return self.authorize_connect(key, &login, accepted);
             }
         }
-        if let Some(passwords) = &shared.passwords {
-            let username = connect.username.as_ref().map(|u| u.as_str());
-            if let Err(code) = passwords.check(username, connect.password.as_deref()) {
-                // Issue 16: client-supplied text is escaped in log lines (log_escape.rs).
-                log::info!(
-                    "authentication failed client_id={} username={} shard={}",
-                    crate::broker::log_escape::Escaped(accepted.client_id.as_str()),
-                    crate::broker::log_escape::Escaped(username.unwrap_or("")),
-                    self.id
-                );
-                // 0x86 Bad User Name or Password; 3.1.1 return code 4 (the codec maps it).
-                self.refuse_connect(key, code);
-                return None;
-            }
-        }
-        Some(accepted)
+        // Access control (issue 13, access.rs): password file, JWT or anonymous, then the will.
+        self.login_connect(key, connect, accepted)
     }
 
     /// CONNACK 0x9C Use another server with the Server Reference (MQTT 5; 3.x: return code 3).
@@ -133,7 +123,7 @@ impl ShardCore {
     }
 
     /// CONNACK with an error code, then close ([MQTT-4.12.0-4] for a failed authentication).
-    fn refuse_connect(&mut self, key: ConnKey, code: ReasonCode) {
+    pub(super) fn refuse_connect(&mut self, key: ConnKey, code: ReasonCode) {
         bump(&self.global.counters[self.id].connects_refused);
         bump(&self.global.counters[self.id].authentication_failures);
         self.send_packet(key, &protocol::connack_refused(code));
@@ -162,7 +152,15 @@ impl ShardCore {
                 }
             }
             AuthStep::Success { data, username } => match connect {
-                Some(mut accepted) => {
+                Some(accepted) => {
+                    // Access control (issue 13): rules for the SCRAM identity, will check.
+                    let login = crate::auth::Login {
+                        username: Some(username.clone()),
+                        token: None,
+                    };
+                    let Some(mut accepted) = self.authorize_connect(key, &login, *accepted) else {
+                        return;
+                    };
                     accepted.authentication_method = Some(method.clone());
                     accepted.authentication_data = data.map(Bytes::from);
                     if let Some(conn) = self.connections.get_mut(key) {
@@ -170,7 +168,7 @@ impl ShardCore {
                         extras.auth_method = Some(method);
                         extras.auth_username = Some(username);
                     }
-                    self.admit_connect(key, *accepted);
+                    self.admit_connect(key, accepted);
                 }
                 None => {
                     let same = self

@@ -67,7 +67,11 @@ impl ShardCore {
             }
             Packet::PubAck(a) => {
                 if let Some(s) = self.sessions.get_mut(skey) {
-                    if !s.session.handle_puback(a.packet_id) {
+                    if s.session.handle_puback(a.packet_id) {
+                        // Persistence: the message is finished.
+                        let client_id = &s.session.state.client_id;
+                        self.store.message_done(client_id, a.packet_id);
+                    } else {
                         log::debug!(
                             "shard {}: PUBACK for unknown packet id {}",
                             self.id,
@@ -83,6 +87,13 @@ impl ShardCore {
                     .sessions
                     .get_mut(skey)
                     .is_some_and(|s| s.session.handle_pubrel(a.packet_id));
+                if found {
+                    // Persistence: recorded before the PUBCOMP goes out (same loop turn).
+                    if let Some(s) = self.sessions.get(skey) {
+                        let client_id = &s.session.state.client_id;
+                        self.store.incoming_qos2(client_id, a.packet_id, false);
+                    }
+                }
                 // [MQTT-4.3.3-11]: PUBCOMP with the same id; 0x92 if it was unknown (MQTT 5).
                 let code = if found {
                     ReasonCode::Success
@@ -93,7 +104,11 @@ impl ShardCore {
             }
             Packet::PubComp(a) => {
                 if let Some(s) = self.sessions.get_mut(skey) {
-                    s.session.handle_pubcomp(a.packet_id);
+                    if s.session.handle_pubcomp(a.packet_id) {
+                        // Persistence: the message is finished.
+                        let client_id = &s.session.state.client_id;
+                        self.store.message_done(client_id, a.packet_id);
+                    }
                 }
                 self.pump_queue(key, skey);
             }
@@ -174,16 +189,37 @@ impl ShardCore {
         }
         let packet_id = publish.packet_id;
         let qos = publish.qos;
+        // Access control (issue 13, access.rs): the client needs write access to the topic. A
+        // denied QoS 0 message is dropped; QoS 1/2 get 0x87 (MQTT 5), or for 3.1.1 go through
+        // the usual acknowledgements and are dropped, as Mosquitto does.
+        let denied = !self.may_publish(skey, publish.topic.as_str());
+        if denied && (qos == QoS::AtMostOnce || self.denied_publish_code(key).is_error()) {
+            let code = self.denied_publish_code(key);
+            match qos {
+                QoS::AtMostOnce => {}
+                QoS::AtLeastOnce => self.send_packet(key, &Packet::PubAck(ack(packet_id, code))),
+                QoS::ExactlyOnce => self.send_packet(key, &Packet::PubRec(ack(packet_id, code))),
+            }
+            return;
+        }
         if qos == QoS::ExactlyOnce {
             let outcome = match self.sessions.get_mut(skey) {
                 Some(s) => s.session.handle_incoming_qos2(packet_id),
                 None => return,
             };
             match outcome {
-                IncomingQoS2::New => {}
+                IncomingQoS2::New => {
+                    // Persistence: a duplicate after a restart is still recognised.
+                    if let Some(s) = self.sessions.get(skey) {
+                        let client_id = &s.session.state.client_id;
+                        self.store.incoming_qos2(client_id, packet_id, true);
+                    }
+                }
                 IncomingQoS2::Duplicate => {
-                    // [MQTT-4.3.3-10]: not delivered again; answer PUBREC again.
-                    self.send_packet(key, &Packet::PubRec(ack(packet_id, ReasonCode::Success)));
+                    // [MQTT-4.3.3-10]: not delivered again; answer PUBREC again (after any
+                    // PUBREC still held for durability, persist.rs).
+                    let pubrec = Packet::PubRec(ack(packet_id, ReasonCode::Success));
+                    self.send_publish_ack(key, pubrec);
                     return;
                 }
                 IncomingQoS2::ReceiveMaximumExceeded => {
@@ -199,9 +235,24 @@ impl ShardCore {
                 }
             }
         }
+        if denied {
+            // MQTT 3.1.1, QoS 1/2: acknowledged (PUBREL/PUBCOMP follow as usual), not routed.
+            match qos {
+                QoS::AtMostOnce => {}
+                QoS::AtLeastOnce => {
+                    self.send_packet(key, &Packet::PubAck(ack(packet_id, ReasonCode::Success)))
+                }
+                QoS::ExactlyOnce => {
+                    self.send_packet(key, &Packet::PubRec(ack(packet_id, ReasonCode::Success)))
+                }
+            }
+            return;
+        }
         publish.dup = false;
         publish.packet_id = 0;
         let message = self.new_message(publish, frame);
+        // Persistence (`sync`): the acknowledgement below waits for other shards' records.
+        self.store_route_start(qos);
         let (matched, overflowed) = self.route_publish(&message, Some(skey));
         self.recycle_message(message);
         // MQTT 5: 0x10 No matching subscribers is informative, the message was accepted.
@@ -212,8 +263,8 @@ impl ShardCore {
         };
         match qos {
             QoS::AtMostOnce => {}
-            QoS::AtLeastOnce => self.send_packet(key, &Packet::PubAck(ack(packet_id, code))),
-            QoS::ExactlyOnce => self.send_packet(key, &Packet::PubRec(ack(packet_id, code))),
+            QoS::AtLeastOnce => self.send_publish_ack(key, Packet::PubAck(ack(packet_id, code))),
+            QoS::ExactlyOnce => self.send_publish_ack(key, Packet::PubRec(ack(packet_id, code))),
         }
         if overflowed {
             self.pause(key);
@@ -281,6 +332,17 @@ impl ShardCore {
             .sessions
             .get_mut(skey)
             .is_some_and(|s| s.session.handle_pubrec(a.packet_id, accepted));
+        if known {
+            // Persistence: PUBCOMP awaited, or the flow ended with an error reason.
+            if let Some(s) = self.sessions.get(skey) {
+                let client_id = &s.session.state.client_id;
+                if accepted {
+                    self.store.message_released(client_id, a.packet_id);
+                } else {
+                    self.store.message_done(client_id, a.packet_id);
+                }
+            }
+        }
         if accepted {
             // [MQTT-4.3.3-3]: PUBREL answers PUBREC; 0x92 if we knew no such id (MQTT 5).
             let code = if known {
@@ -332,6 +394,10 @@ impl ShardCore {
             reason_codes.push(code);
         }
         self.broadcast_route_add(new_routes);
+        // Persistence: the session's subscriptions are recorded.
+        if let Some(s) = self.sessions.get(skey) {
+            self.store.session_changed(&s.session.state);
+        }
         let mut suback = SubAck {
             packet_id: subscribe.packet_id,
             properties: Properties::default(),
@@ -404,6 +470,15 @@ impl ShardCore {
             return ReasonCode::TopicFilterInvalid;
         }
         let shared = matches!(topic::parse_shared(filter_str), Ok(Some(_)));
+        // Access control (issue 13, access.rs): a filter under which nothing is readable is
+        // refused (0x87; the codec sends 0x80 to MQTT 3.1.1 clients).
+        let plain = match topic::parse_shared(filter_str) {
+            Ok(Some(shared_filter)) => shared_filter.filter,
+            _ => filter_str,
+        };
+        if !self.may_subscribe(skey, plain) {
+            return ReasonCode::NotAuthorized;
+        }
         let max = self.global.config.max_subscriptions_per_client;
         let Some(session) = self.sessions.get_mut(skey) else {
             return ReasonCode::UnspecifiedError;
@@ -479,6 +554,10 @@ impl ShardCore {
             }
         }
         self.broadcast_route_remove(gone);
+        // Persistence: the session's subscriptions are recorded.
+        if let Some(s) = self.sessions.get(skey) {
+            self.store.session_changed(&s.session.state);
+        }
         let unsuback = UnsubAck {
             packet_id: unsubscribe.packet_id,
             properties: Properties::default(),

@@ -104,7 +104,7 @@ impl ShardCore {
         }
     }
 
-    fn store_retained(&mut self, message: &MessageRef) {
+    pub(super) fn store_retained(&mut self, message: &MessageRef) {
         // The retained copy owns its bytes so it does not pin the publisher's read buffer.
         let publish = Publish {
             dup: false,
@@ -121,7 +121,12 @@ impl ShardCore {
             received_at: message.received_at,
             frame: None,
         });
-        if self.global.retained.store(&copy) == RetainOutcome::Refused {
+        let outcome = self.global.retained.store(&copy);
+        if outcome != RetainOutcome::Refused {
+            // Persistence: recorded in this shard's log (fsynced before the PUBACK in `sync`).
+            self.store.retained(&copy);
+        }
+        if outcome == RetainOutcome::Refused {
             bump(&self.global.counters[self.id].retained_refused);
             log::debug!(
                 "shard {}: retained message for {} not stored: max_retained_messages reached",
@@ -206,6 +211,12 @@ impl ShardCore {
         let Some(session) = self.sessions.get_mut(skey) else {
             return;
         };
+        // Access control (issue 13, access.rs): nothing the subscriber may not read; this
+        // covers wildcard filters and retained messages sent at subscribe.
+        if !super::access::may_read(&mut session.access, message.topic.as_str()) {
+            bump(&self.global.counters[self.id].acl_denied_delivery);
+            return;
+        }
         // A connection still waiting for its CONNACK is not online yet: messages queue.
         let connections = &self.connections;
         let connection = session
@@ -232,10 +243,18 @@ impl ShardCore {
                 }
             }
             Delivery::Send { packet_id } => {
+                // Persistence: a message in flight to a persistent session is recorded.
+                if let Some(s) = self.sessions.get(skey) {
+                    let client_id = &s.session.state.client_id;
+                    self.store
+                        .message_sent(client_id, message, qos, retain, packet_id);
+                }
                 if let Some(key) = connection {
                     self.write_publish(key, skey, message, qos, packet_id, retain, encoding);
                 }
             }
+            // Persistence: at the disk limit the message is taken off the queue again.
+            Delivery::Queued if !self.store_queued(skey, message, qos, retain) => {}
             Delivery::Queued => {
                 self.buffered_grew(queued_bytes(message));
                 if online {
@@ -287,6 +306,9 @@ impl ShardCore {
             if qos != QoS::AtMostOnce {
                 if let Some(session) = self.sessions.get_mut(skey) {
                     session.session.forget(packet_id);
+                    // Persistence: discarded as if acknowledged.
+                    let client_id = &session.session.state.client_id;
+                    self.store.message_done(client_id, packet_id);
                 }
             }
             return;
@@ -355,6 +377,9 @@ impl ShardCore {
             if qos != QoS::AtMostOnce {
                 if let Some(session) = self.sessions.get_mut(skey) {
                     session.session.forget(packet_id);
+                    // Persistence: discarded as if acknowledged.
+                    let client_id = &session.session.state.client_id;
+                    self.store.message_done(client_id, packet_id);
                 }
             }
             return;
@@ -395,6 +420,11 @@ impl ShardCore {
                 return;
             };
             self.memory.release(queued_bytes(&queued.message));
+            if packet_id != 0 {
+                // Persistence: the queue's first message went out with this packet id.
+                let client_id = &session.session.state.client_id;
+                self.store.message_dequeued(client_id, packet_id);
+            }
             self.write_publish(
                 key,
                 skey,

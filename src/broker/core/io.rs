@@ -278,10 +278,12 @@ impl ShardCore {
         if !self.ready.is_empty() || !self.to_read.is_empty() {
             return Some(Duration::ZERO);
         }
-        let timer = self
-            .timers
-            .next_deadline()
-            .map(|deadline| deadline.saturating_duration_since(now));
+        // Persistence (`periodic`): wake up for the fsync that is due.
+        let deadline = match (self.timers.next_deadline(), self.store.sync_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let timer = deadline.map(|deadline| deadline.saturating_duration_since(now));
         if self.mesh.has_overflow() {
             return Some(timer.map_or(OVERFLOW_RETRY, |t| t.min(OVERFLOW_RETRY)));
         }

@@ -221,7 +221,7 @@ impl ShardCore {
     fn finish_connect(
         &mut self,
         key: ConnKey,
-        accepted: AcceptedConnect,
+        mut accepted: AcceptedConnect,
         claim: Claim,
         source: SessionSource,
     ) {
@@ -261,11 +261,24 @@ impl ShardCore {
         session.generation = generation;
         // [MQTT-3.1.3-9]: a new connection before the Will Delay Interval cancels the will.
         session.pending_will = None;
+        // Access control (issue 13): the session follows the identity of its latest connection.
+        session.access = accepted.access.take();
+        let token_expiry = session.access.as_ref().and_then(|a| a.disconnect_after());
         session.session.inflight_max = inflight_max.max(1);
         session.session.limits = limits;
         session.session.state.session_expiry_interval_secs = accepted.session_expiry_interval_secs;
         self.client_ids
             .insert(&accepted.client_id, skey, &self.sessions);
+        if let (Some(left), Some(conn)) = (token_expiry, self.connections.get(key)) {
+            // Access control (issue 13, access.rs): close when the token expires.
+            let connection_id = conn.id;
+            self.arm_token_expiry(key, connection_id, left);
+        }
+        // Persistence: a persistent session is recorded (in full when new to this shard's log).
+        if let Some(session) = self.sessions.get(skey) {
+            let will = accepted.will.as_deref().map(|w| (&w.message, w.delay_secs));
+            self.store.session_connected(&session.session.state, will);
+        }
 
         let config = &self.global.config;
         let Some(conn) = self.connections.get_mut(key) else {
@@ -384,7 +397,7 @@ impl ShardCore {
 
     /// Puts a session into the slab and its subscriptions into the trie (broadcasting routes
     /// for filters new to this shard; the route barrier of later SUBACKs covers them).
-    fn install_session(
+    pub(super) fn install_session(
         &mut self,
         state: SessionState,
         claim: Claim,
@@ -414,6 +427,7 @@ impl ShardCore {
             connection: None,
             generation: 0,
             pending_will: None,
+            access: None,
         });
         let mut new_routes = Vec::new();
         for (filter, stored) in filters {
@@ -482,7 +496,11 @@ impl ShardCore {
             self.end_session(skey);
             return;
         }
-        self.store.save(&session.session.state);
+        // Persistence: the session is recorded offline, with the will that waits for its delay.
+        let pending_will = will.as_deref().filter(|w| w.delay_secs > 0);
+        let pending_will = pending_will.map(|w| (&w.message, w.delay_secs));
+        self.store
+            .session_detached(&session.session.state, pending_will, now);
         if expiry != u32::MAX {
             let deadline = now + Duration::from_secs(u64::from(expiry));
             self.timers
@@ -523,7 +541,8 @@ impl ShardCore {
         self.redeliver_shared(&session.session.state);
         let client_id = &session.session.state.client_id;
         self.client_ids.remove(client_id, skey);
-        self.store.remove(client_id);
+        // Persistence: the session's records are removed.
+        self.store.session_ended(client_id);
         let claim = Claim {
             shard: self.id,
             number: session.claim_number,
@@ -544,6 +563,8 @@ impl ShardCore {
         self.global.sessions_open.fetch_sub(1, Ordering::Relaxed);
         let client_id = &session.session.state.client_id;
         self.client_ids.remove(client_id, skey);
+        // Persistence: the receiving shard records the session in its own log.
+        self.store.session_moved_out(client_id);
         Some(session.session.state)
     }
 

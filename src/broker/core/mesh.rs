@@ -72,6 +72,9 @@ pub struct Mesh {
     overflow_len: usize,
     to_wake: Vec<bool>,
     any_to_wake: bool,
+    /// Persistence (`sync`, src/store): messages sent to each shard since start. A PUBACK
+    /// waits until the target reports that count durable (core/persist.rs).
+    sent: Vec<u64>,
     /// Route changes were sent since the runtime last asked (issue 16, subscribe visibility):
     /// their targets are woken and flagged at once, not at the end of the turn.
     routes_sent: bool,
@@ -88,6 +91,7 @@ impl Mesh {
             overflow_len: 0,
             to_wake: vec![false; shards],
             any_to_wake: false,
+            sent: vec![0; shards],
             routes_sent: false,
         }
     }
@@ -101,6 +105,7 @@ impl Mesh {
     /// overflow queue (the caller then pauses the connection that produced it).
     pub fn send(&mut self, target: ShardId, msg: ShardMsg) -> bool {
         debug_assert_ne!(target, self.me, "a shard never sends to itself");
+        self.sent[target] += 1;
         if !self.overflow[target].is_empty() {
             self.overflow[target].push_back(msg);
             self.overflow_len += 1;
@@ -118,6 +123,18 @@ impl Mesh {
             }
             // The target thread is gone (shutdown): nothing can be delivered there any more.
             Err(TrySendError::Disconnected(_)) => true,
+        }
+    }
+
+    /// Messages sent to each shard since start (persistence: see `sent`).
+    pub fn sent_counts(&self) -> &[u64] {
+        &self.sent
+    }
+
+    /// Marks `target` to be woken at the end of this turn.
+    pub fn wake(&mut self, target: ShardId) {
+        if target != self.me {
+            self.mark_wake(target);
         }
     }
 

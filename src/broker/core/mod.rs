@@ -22,6 +22,8 @@
 // so that the core's files name it as their siblings.
 pub(crate) use super::{config, registry, retained, stats, Global};
 
+// Access control (issue 13): the core's hooks into `crate::auth`.
+mod access;
 mod authn;
 mod client_ids;
 mod congestion;
@@ -33,6 +35,7 @@ pub mod io;
 pub mod keys;
 mod lifecycle;
 pub mod mesh;
+mod persist;
 pub mod protocol;
 pub mod router;
 pub mod session;

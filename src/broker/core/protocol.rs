@@ -39,6 +39,9 @@ pub struct AcceptedConnect {
     /// Authentication Data for CONNACK (SCRAM's server-final message).
     pub authentication_data: Option<Bytes>,
     pub will: Option<Box<WillMessage>>,
+    /// Access control (issue 13): the client's identity and rules, set by authentication, moved
+    /// into its session by `finish_connect`.
+    pub access: Option<Box<crate::auth::SessionAccess>>,
 }
 
 /// Validates a CONNECT (the codec already checked its encoding). `assign_id` makes a client id
@@ -177,6 +180,7 @@ pub fn validate_connect(
         response_information,
         request_problem_information: connect.properties.request_problem_information != Some(0),
         will,
+        access: None,
     })
 }
 

@@ -11,7 +11,7 @@ use super::lifecycle::PendingTakeover;
 use super::mesh::{Mesh, ShardId};
 use super::protocol::LayoutCache;
 use super::router::Router;
-use super::session::{MemoryStore, MessageRef, Session, SessionStore};
+use super::session::{MessageRef, Session};
 use super::shared_subscriptions::SharedMembers;
 use super::stats::{bump, ShardCounters};
 use super::timers::{TimerKind, Timers};
@@ -53,6 +53,9 @@ pub struct ShardSession {
     pub generation: u64,
     /// A will waiting for its Will Delay Interval (or the end of the session).
     pub pending_will: Option<Box<WillMessage>>,
+    /// Access control (issue 13): who the session's client is and its ACL decision cache;
+    /// `None` when nothing can restrict it (no ACL file, no JWT topic claims).
+    pub access: Option<Box<crate::auth::SessionAccess>>,
 }
 
 /// What waits for the routing barrier.
@@ -164,8 +167,10 @@ pub struct ShardCore {
     pub(super) pending_takeovers: HashMap<u64, PendingTakeover>,
     pub(super) next_request: u64,
     pub(super) timers: Timers,
-    /// Where kept sessions would be persisted (memory only for now).
-    pub(super) store: Box<dyn SessionStore>,
+    /// Disk persistence of this shard's sessions and retained publishes (src/store; does
+    /// nothing when persistence is off), and the acknowledgements it holds (persist.rs).
+    pub(super) store: crate::store::ShardStore,
+    pub(super) persist: super::persist::PersistState,
     pub(super) next_connection_id: u64,
     pub(super) next_generation: u64,
     pub(super) now: Instant,
@@ -203,6 +208,8 @@ pub struct ShardCore {
     pub(super) to_read: Vec<ConnKey>,
     /// This shard's part of `max_buffered_bytes` and what its buffers and queues hold.
     pub(super) memory: super::congestion::MemoryBudget,
+    /// Access control (issue 13): this shard's verified-login cache and password-check budget.
+    pub(super) login: crate::auth::ShardLogin,
 }
 
 impl ShardCore {
@@ -229,7 +236,8 @@ impl ShardCore {
             pending_takeovers: HashMap::new(),
             next_request: 0,
             timers: Timers::new(epoch),
-            store: Box::new(MemoryStore),
+            store: crate::store::ShardStore::disabled(),
+            persist: Default::default(),
             next_connection_id: 0,
             next_generation: 0,
             now: epoch,
@@ -250,6 +258,7 @@ impl ShardCore {
             ready: Vec::new(),
             to_read: Vec::new(),
             memory,
+            login: crate::auth::ShardLogin::new(),
         }
     }
 
@@ -537,6 +546,8 @@ impl ShardCore {
                     };
                     if session.generation == timer.generation && session.connection.is_none() {
                         if let Some(will) = session.pending_will.take() {
+                            // Persistence: the will is not published again after a restart.
+                            self.store.will_published(&session.session.state);
                             self.publish_will(*will);
                         }
                     }
@@ -545,6 +556,10 @@ impl ShardCore {
                     self.congestion_timeout(SessionKey::new(timer.key), timer.generation)
                 }
                 TimerKind::MemoryPressure => self.memory_pressure_timeout(timer.generation),
+                // Access control (issue 13, access.rs).
+                TimerKind::TokenExpiry => {
+                    self.token_expired(ConnKey::new(timer.key), timer.generation)
+                }
                 TimerKind::SessionExpiry => {
                     let Some(session) = self.sessions.get(SessionKey::new(timer.key)) else {
                         continue;

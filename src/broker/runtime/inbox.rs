@@ -44,6 +44,8 @@ pub struct Inbox {
     /// Sockets from the acceptors.
     accepted: Receiver<Accepted>,
     signals: Arc<[Arc<ShardSignal>]>,
+    /// Messages received from each source shard since start (persistence, `sync`).
+    received: Vec<u64>,
 }
 
 impl Inbox {
@@ -55,6 +57,7 @@ impl Inbox {
     ) -> Inbox {
         Inbox {
             me,
+            received: vec![0; receivers.len()],
             receivers,
             accepted,
             signals,
@@ -62,10 +65,18 @@ impl Inbox {
     }
 
     /// Moves up to `budget` messages per source into `out`.
-    pub fn drain_into(&self, out: &mut Vec<ShardMsg>, budget: usize) {
-        for receiver in &self.receivers {
+    pub fn drain_into(&mut self, out: &mut Vec<ShardMsg>, budget: usize) {
+        for (source, receiver) in self.receivers.iter().enumerate() {
+            let before = out.len();
             out.extend(receiver.try_iter().take(budget));
+            self.received[source] += (out.len() - before) as u64;
         }
+    }
+
+    /// Messages received from each source shard since start (persistence: the core reports
+    /// them durable after its commit, core/persist.rs).
+    pub fn received_counts(&self) -> &[u64] {
+        &self.received
     }
 
     /// Up to `budget` accepted sockets.
@@ -152,7 +163,7 @@ mod tests {
         let (_accept_tx, accept_rx) = crossbeam_channel::bounded(1);
         let mut mesh0 = Mesh::new(0, vec![unused_tx.clone(), to_1]);
         let inbox0 = Inbox::new(0, vec![unused_rx], accept_rx.clone(), signals.clone());
-        let inbox1 = Inbox::new(1, vec![from_0], accept_rx, signals.clone());
+        let mut inbox1 = Inbox::new(1, vec![from_0], accept_rx, signals.clone());
 
         assert!(inbox1.prepare_sleep(), "nothing queued: shard 1 may sleep");
         assert!(mesh0.send(1, msg(1)));

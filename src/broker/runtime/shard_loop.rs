@@ -73,7 +73,8 @@ impl ShardLoop {
             // sees us asleep: check the flags again after announcing the sleep.
             let may_sleep = timeout != Some(Duration::ZERO)
                 && self.inbox.prepare_sleep()
-                && !self.core.congestion_resumable();
+                && !self.core.congestion_resumable()
+                && !self.core.held_acks_releasable();
             let timeout = if may_sleep {
                 timeout
             } else {
@@ -90,6 +91,8 @@ impl ShardLoop {
             let now = Instant::now();
             self.core.set_now(now);
             if self.global.shutdown.load(Ordering::SeqCst) {
+                // Persistence: what was written is made durable before the process exits.
+                self.core.sync_store();
                 self.shutdown(&mut events);
                 return Ok(());
             }
@@ -129,6 +132,9 @@ impl ShardLoop {
         while let Some(key) = self.core.poll_read() {
             self.read_socket(key, false);
         }
+        // Persistence: the group commit goes before the turn's socket writes, so that in `sync`
+        // mode every PUBACK/PUBREC and PUBLISH sent is covered by fsynced records.
+        self.core.commit_store(self.inbox.received_counts());
         self.core.flush_writes(&mut self.streams);
         while let Some((key, mut out)) = self.core.poll_close() {
             if let Some(mut stream) = self.streams.get_mut(key.index()).and_then(Option::take) {

@@ -110,17 +110,13 @@ fn map_listeners(m: &mut Mapper, listeners: &[&Listener]) {
     }
     let mut addresses = Vec::new();
     for listener in listeners {
-        if let Some(protocol) = &listener.protocol {
-            if protocol.value == Protocol::Websockets {
-                m.not_yet(&protocol.at, "protocol websockets", "WebSocket listeners");
-                continue;
-            }
-        }
-        if let Some((name, at)) = listener.tls.first() {
-            let at = at.clone();
-            m.not_yet(&at, name, "TLS listeners");
-            continue;
-        }
+        // Transport hook: TLS and WebSocket listeners become `[[listener]]` entries
+        // (src/transport/mosquitto.rs).
+        let layered = listener.tls.is_set()
+            || listener
+                .protocol
+                .as_ref()
+                .is_some_and(|p| p.value == Protocol::Websockets);
         if let Some(mount) = &listener.mount_point {
             m.not_yet(&mount.at, "mount_point", "topic prefixes per listener");
         }
@@ -130,8 +126,16 @@ fn map_listeners(m: &mut Mapper, listeners: &[&Listener]) {
                 format!("{}: ignored (no effect here)", entry.value),
             );
         }
-        if let Some(address) = listener_address(m, listener) {
+        let Some(address) = listener_address(m, listener) else {
+            continue;
+        };
+        if !layered {
             addresses.push(address);
+            continue;
+        }
+        match crate::transport::mosquitto::listener_config(listener, address) {
+            Ok(config) => m.config.listeners.push(config),
+            Err((name, at)) => m.not_yet(&at, name, "in TLS listeners"),
         }
     }
     m.config.listen = addresses;
@@ -223,8 +227,12 @@ fn map_security(m: &mut Mapper, security: &Security, first_listener: Option<&Loc
     for entry in &security.other {
         m.not_yet(&entry.at, &entry.value, "changes authentication");
     }
+    // Access control (issue 13): Mosquitto's password and ACL files are read as they are.
     if let Some(acl) = &security.acl_file {
-        m.not_yet(&acl.at, "acl_file", "Mosquitto ACL files");
+        m.config.acl_file = Some(acl.value.clone());
+    }
+    if let Some(file) = &security.password_file {
+        m.config.password_file = Some(file.value.clone());
     }
     // Mosquitto 2: anonymous clients are refused once a listener is configured, unless
     // allow_anonymous true says otherwise.
@@ -232,62 +240,7 @@ fn map_security(m: &mut Mapper, security: &Security, first_listener: Option<&Loc
         .allow_anonymous
         .as_ref()
         .map_or(!has_listeners, |a| a.value);
-    match &security.password_file {
-        Some(file) => {
-            if let Some(hashed) = hashed_password_line(m, &file.value, &file.at) {
-                m.not_yet(
-                    &file.at,
-                    "password_file",
-                    &format!("hashed Mosquitto passwords, line {hashed} of the file"),
-                );
-            } else {
-                m.config.password_file = Some(file.value.clone());
-            }
-            if anonymous {
-                let at = security
-                    .allow_anonymous
-                    .as_ref()
-                    .map_or(&file.at, |a| &a.at);
-                m.warn(
-                    at,
-                    "allow_anonymous true: anonymous clients are refused while a password_file \
-                     is set (anonymous access next to passwords is not supported yet)",
-                );
-            }
-        }
-        None if !anonymous => {
-            let at = security
-                .allow_anonymous
-                .as_ref()
-                .map(|a| &a.at)
-                .or(first_listener)
-                .cloned()
-                .unwrap_or_else(|| Location::whole("configuration"));
-            m.not_yet(
-                &at,
-                "allow_anonymous false",
-                "refusing every client without a password_file; add `allow_anonymous true` \
-                 or a password_file",
-            );
-        }
-        None => {}
-    }
-}
-
-/// The first line of a password file holding a Mosquitto hash (`$6$`, `$7$`), or an error if
-/// the file cannot be read.
-fn hashed_password_line(m: &mut Mapper, path: &std::path::Path, at: &Location) -> Option<usize> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(e) => {
-            m.error(at, format!("password_file {}: {e}", path.display()));
-            return None;
-        }
-    };
-    text.lines().enumerate().find_map(|(i, line)| {
-        let (_, password) = line.split_once(':')?;
-        (password.starts_with("$6$") || password.starts_with("$7$")).then_some(i + 1)
-    })
+    m.config.allow_anonymous = Some(anonymous);
 }
 
 /// A number in `min..=max` or an error naming the directive.
@@ -385,9 +338,31 @@ fn map_limits(m: &mut Mapper, parsed: &MosquittoConfig, listeners: &[&Listener])
 }
 
 fn map_persistence(m: &mut Mapper, parsed: &MosquittoConfig) {
-    let enabled = parsed.persistence.as_ref().filter(|p| p.value);
-    if let Some(p) = enabled {
-        m.not_yet(&p.at, "persistence true", "disk persistence");
+    // Issue 14: `persistence true` is `periodic`, fsyncing every `autosave_interval` seconds
+    // (Mosquitto's default 1,800; 0, "only at shutdown" there, becomes the longest interval)
+    // into `persistence_location`. shardmq writes every loop turn, so a crash of the process
+    // loses nothing, where Mosquitto loses everything since its last autosave.
+    if parsed.persistence.as_ref().is_some_and(|p| p.value) {
+        m.config.persistence = crate::store::Durability::Periodic;
+        if let Some(dir) = &parsed.persistence_location {
+            m.config.persistence_dir = dir.value.clone();
+        }
+        let interval_secs = match &parsed.autosave_interval {
+            Some(v) => bounded(m, "autosave_interval", v, 0, 3_600).unwrap_or(1_800),
+            None => 1_800,
+        };
+        let interval_secs = if interval_secs == 0 {
+            3_600
+        } else {
+            interval_secs
+        };
+        m.config.persistence_interval_ms = interval_secs as u64 * 1000;
+        if let Some(file) = &parsed.persistence_file {
+            m.warn(
+                &file.at,
+                "persistence_file: ignored (shardmq keeps one log per shard in persistence_location)",
+            );
+        }
         return;
     }
     let extras = [

@@ -107,20 +107,38 @@ fn no_listener_keeps_loopback_default_and_allows_anonymous() {
 
 #[test]
 fn security_and_durability_directives_are_errors_with_file_and_line() {
+    // A TLS listener needs its key too (src/transport/mosquitto.rs maps TLS listeners).
     let errs = errors("listener 8883\ncertfile /x.pem\nallow_anonymous true\n");
-    assert_eq!(
-        errs,
-        vec!["test.conf:2: error: certfile: not supported yet (TLS listeners)"]
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0].contains("cert_file and key_file are needed"),
+        "{errs:?}"
     );
-    let errs = errors("allow_anonymous true\nacl_file /etc/acl\npersistence true\n");
-    assert_eq!(errs.len(), 2, "{errs:?}");
-    assert!(errs[0].starts_with("test.conf:2: error: acl_file: not supported yet"));
-    assert!(errs[1].starts_with("test.conf:3: error: persistence true: not supported yet"));
-    let errs = errors("listener 9001\nprotocol websockets\nallow_anonymous true\n");
-    assert!(errs[0].starts_with("test.conf:2: error: protocol websockets: not supported yet"));
-    // Mosquitto 2 refuses everyone here; we cannot yet, so we refuse the file.
-    let errs = errors("listener 1883\n");
-    assert!(errs[0].starts_with("test.conf:1: error: allow_anonymous false: not supported yet"));
+    let errs = errors(
+        "listener 8883\ncertfile /x\nkeyfile /k\ntls_version tlsv1.2\nallow_anonymous true\n",
+    );
+    assert!(errs[0].starts_with("test.conf:4: error: tls_version: not supported yet"));
+    let loaded = map("allow_anonymous true\nacl_file /etc/acl\npersistence true\n").unwrap();
+    assert!(loaded.config.acl_file.is_some());
+    assert!(matches!(
+        loaded.config.persistence,
+        crate::store::Durability::Periodic
+    ));
+    let loaded = map(
+        "listener 9001\nprotocol websockets\nlistener 8883 127.0.0.1\ncertfile /c.pem\n\
+         keyfile /k.pem\ncafile /ca.pem\nrequire_certificate true\n\
+         use_identity_as_username true\nallow_anonymous true\n",
+    )
+    .unwrap();
+    let listeners = loaded.config.effective_listeners();
+    assert_eq!(listeners.len(), 2, "{listeners:?}");
+    assert_eq!(listeners[0].transport, crate::transport::TransportKind::Ws);
+    assert_eq!(listeners[0].address.to_string(), "0.0.0.0:9001");
+    assert_eq!(
+        listeners[1].transport,
+        crate::transport::TransportKind::MqttTls
+    );
+    assert!(listeners[1].require_certificate && listeners[1].use_identity_as_username);
     let errs = errors("connection bridge1\naddress 10.0.0.1\n");
     assert_eq!(errs.len(), 2);
 }
@@ -140,32 +158,24 @@ fn bad_values_and_unknown_directives_are_all_reported() {
     assert!(errs[0].contains("max_inflight_messages must be in 0..=65535"));
 }
 
+/// Access control (issue 13): password and ACL files map as they are; a listener without
+/// `allow_anonymous true` refuses anonymous clients, as Mosquitto 2.
 #[test]
-fn plain_password_file_maps_and_hashed_one_is_refused() {
-    let dir = std::env::temp_dir().join(format!("shardmq-mq-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let plain = dir.join("plain");
-    std::fs::write(&plain, "alice:secret\n").unwrap();
-    let hashed = dir.join("hashed");
-    std::fs::write(&hashed, "bob:$7$101$abc$def\n").unwrap();
-    let loaded = map(&format!(
-        "listener 1883\npassword_file {}\n",
-        plain.display()
-    ))
-    .unwrap();
+fn access_control_directives_map() {
+    let loaded = map("listener 1883\nacl_file /etc/acl\npassword_file /etc/passwd\n").unwrap();
+    assert_eq!(
+        loaded.config.acl_file.as_deref(),
+        Some(Path::new("/etc/acl"))
+    );
     assert_eq!(
         loaded.config.password_file.as_deref(),
-        Some(plain.as_path())
+        Some(Path::new("/etc/passwd"))
     );
-    let errs = errors(&format!(
-        "listener 1883\npassword_file {}\n",
-        hashed.display()
-    ));
-    assert!(
-        errs[0].contains("hashed Mosquitto passwords, line 1"),
-        "{errs:?}"
-    );
-    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(loaded.config.allow_anonymous, Some(false));
+    let loaded = map("listener 1883\nallow_anonymous true\n").unwrap();
+    assert_eq!(loaded.config.allow_anonymous, Some(true));
+    let loaded = map("max_queued_messages 7\n").unwrap();
+    assert_eq!(loaded.config.allow_anonymous, Some(true));
 }
 
 #[test]
@@ -184,4 +194,25 @@ fn include_dir_reads_conf_files_in_name_order() {
     let errs = super::load(&main).unwrap_err();
     assert!(errs[0].to_string().contains("d.conf:1: error: bogus"));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn persistence_true_is_periodic_with_the_autosave_interval() {
+    let loaded = map("allow_anonymous true\npersistence true\npersistence_location /var/lib/mq/\nautosave_interval 60\n")
+        .expect("maps");
+    let config = loaded.config;
+    assert_eq!(config.persistence, crate::store::Durability::Periodic);
+    assert_eq!(
+        config.persistence_dir,
+        std::path::PathBuf::from("/var/lib/mq/")
+    );
+    assert_eq!(config.persistence_interval_ms, 60_000);
+    let config = map("allow_anonymous true\npersistence true\n")
+        .unwrap()
+        .config;
+    assert_eq!(config.persistence_interval_ms, 1_800_000);
+    let config = map("allow_anonymous true\npersistence false\n")
+        .unwrap()
+        .config;
+    assert_eq!(config.persistence, crate::store::Durability::Off);
 }
