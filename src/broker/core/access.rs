@@ -36,6 +36,14 @@ impl ShardCore {
         match access.login(&mut self.login, username, password, self.now) {
             Ok(login) => self.authorize_connect(key, &login, accepted),
             Err(refusal) => {
+                // Issue 16 (item 8) hook, lost when access control replaced the password check:
+                // a failed login is logged with the client's text escaped.
+                log::info!(
+                    "authentication failed client_id={} username={} shard={}",
+                    crate::broker::log_escape::Escaped(accepted.client_id.as_str()),
+                    crate::broker::log_escape::Escaped(username.unwrap_or("")),
+                    self.id
+                );
                 self.refuse_login(key, refusal);
                 None
             }

@@ -24,6 +24,13 @@ fn client_text_cannot_forge_log_lines() {
     std::fs::create_dir_all(&dir).unwrap();
     let passwords = dir.join("users.txt");
     std::fs::write(&passwords, "alice:secret\n").unwrap();
+    // Password files must hold hashes (issue 13): hash it as an operator would.
+    let hashed = Command::new(env!("CARGO_BIN_EXE_shardmq-passwd"))
+        .arg("-U")
+        .arg(&passwords)
+        .status()
+        .expect("run shardmq-passwd");
+    assert!(hashed.success(), "shardmq-passwd -U failed");
     let port = TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .unwrap()
