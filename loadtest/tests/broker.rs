@@ -255,3 +255,71 @@ fn conn_scenario_against_the_broker() {
     );
     assert_eq!(r.connect_ms.count, 300);
 }
+
+/// `--tls-ca`: the same counts over TLS, against a TLS listener with a certificate made here.
+#[test]
+fn p2p_qos1_over_tls_sent_equals_received() {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    use shardmq::transport::{ListenerConfig, TransportKind};
+    let dir = std::env::temp_dir().join(format!("shardmq-loadtest-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "loadtest CA");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_key = KeyPair::generate().expect("key");
+    let ca = ca_params.self_signed(&ca_key).expect("CA");
+    let server_key = KeyPair::generate().expect("key");
+    let server = CertificateParams::new(vec!["localhost".to_string()])
+        .expect("params")
+        .signed_by(&server_key, &ca, &ca_key)
+        .expect("server certificate");
+    let write = |name: &str, text: String| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).expect("write");
+        path
+    };
+    let ca_file = write("ca.pem", ca.pem());
+    let mut listener =
+        ListenerConfig::new("127.0.0.1:0".parse().expect("addr"), TransportKind::MqttTls);
+    listener.cert_file = Some(write("server.pem", server.pem()));
+    listener.key_file = Some(write("server.key", server_key.serialize_pem()));
+    let config = Config {
+        listen: Vec::new(),
+        listeners: vec![listener],
+        shards: 2,
+        ..Config::default()
+    };
+    let handle = Broker::start(config).expect("start the broker");
+    let ca_arg = ca_file.to_str().expect("utf-8 path");
+    let report = run(
+        &handle,
+        &[
+            "p2p",
+            "--pairs",
+            "4",
+            "--qos",
+            "1",
+            "--rate",
+            "200",
+            "--duration",
+            "2",
+            "--warmup",
+            "0.5",
+            "--threads",
+            "2",
+            "--engine",
+            "raw",
+            "--tls-ca",
+            ca_arg,
+        ],
+    );
+    let r = &report.runs[0];
+    assert_eq!(r.connections_ready, 8, "{:?}", r.errors);
+    assert!(r.sent > 0, "nothing sent over TLS");
+    assert_eq!((r.unique, r.received), (r.sent, r.sent), "{r:?}");
+    assert_eq!((r.lost, r.duplicates), (0, 0), "{r:?}");
+    assert!(r.acked_total >= r.sent, "publishes not acknowledged");
+    let _ = std::fs::remove_dir_all(&dir);
+}

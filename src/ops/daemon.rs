@@ -173,10 +173,30 @@ pub fn run(config: Config, mut services: Services) -> io::Result<()> {
             match signal {
                 SIGHUP => {
                     notify(&[sd_notify::NotifyState::Reloading]);
-                    running = reload_once(&running, &mut services, &observer);
-                    // Transport hook (src/transport): TLS listeners re-read their certificate
-                    // and key files (renewed in place); a file that fails keeps the old one.
-                    handle.reload_tls();
+                    let (next, valid) = reload_once(&running, &mut services, &observer);
+                    running = next;
+                    if valid {
+                        // Transport hook (src/transport): TLS listeners re-read their
+                        // certificate and key files (renewed in place); a file that fails keeps
+                        // the old one and is logged. Only after the configuration checked: a
+                        // failed reload changes nothing.
+                        let errors = handle.reload_tls();
+                        if !errors.is_empty() {
+                            log::error!(
+                                "reload: {} TLS listener(s) kept their old certificates",
+                                errors.len()
+                            );
+                        }
+                        // Access control (issue 13): the password, SCRAM and ACL files are
+                        // re-read (renewed in place); one that fails keeps its previous version.
+                        let errors = observer.reload_auth();
+                        if !errors.is_empty() {
+                            log::error!(
+                                "reload: {} access-control file(s) kept their previous version",
+                                errors.len()
+                            );
+                        }
+                    }
                     if running.ops.sys_interval_secs > 0 {
                         next_sys = next_sys.min(
                             Instant::now() + Duration::from_secs(running.ops.sys_interval_secs),
@@ -204,11 +224,13 @@ pub fn run(config: Config, mut services: Services) -> io::Result<()> {
     Ok(())
 }
 
-/// One reload: the configuration the broker runs afterwards (`running` unchanged on failure).
-pub fn reload_once(running: &Config, services: &mut Services, observer: &Observer) -> Config {
-    // Access control (issue 13): the password, SCRAM and ACL files are re-read on every SIGHUP,
-    // whether or not the configuration changed; one that fails keeps its previous version.
-    let _ = observer.reload_auth();
+/// One reload: the configuration the broker runs afterwards (`running` unchanged on failure)
+/// and whether the new configuration checked (then the files it names are re-read too).
+pub fn reload_once(
+    running: &Config,
+    services: &mut Services,
+    observer: &Observer,
+) -> (Config, bool) {
     let (new, warnings) = match (services.reload)() {
         Ok(loaded) => loaded,
         Err(errors) => {
@@ -216,7 +238,7 @@ pub fn reload_once(running: &Config, services: &mut Services, observer: &Observe
                 log::error!("reload: {error}");
             }
             log::error!("reload failed: configuration unchanged");
-            return running.clone();
+            return (running.clone(), false);
         }
     };
     for warning in &warnings {
@@ -225,7 +247,7 @@ pub fn reload_once(running: &Config, services: &mut Services, observer: &Observe
     let changes = reload::diff(running, &new);
     if changes.is_empty() {
         log::info!("reload: no change");
-        return running.clone();
+        return (running.clone(), true);
     }
     for change in &changes {
         if change.live {
@@ -252,5 +274,5 @@ pub fn reload_once(running: &Config, services: &mut Services, observer: &Observe
         changes.iter().filter(|c| c.live).count(),
         changes.iter().filter(|c| !c.live).count()
     );
-    next
+    (next, true)
 }

@@ -206,13 +206,14 @@ mod tests {
         let line = json_line(
             "2026-12-04T20:00:00.000Z",
             log::Level::Info,
-            "disconnect client_id=c1 addr=127.0.0.1:5 shard=1 reason=peer closed",
+            "disconnect client_id=c1 addr=127.0.0.1:5 shard=1 listener=0 reason=peer closed",
         );
         let value: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(value["event"], "disconnect");
         assert_eq!(value["client_id"], "c1");
         assert_eq!(value["addr"], "127.0.0.1:5");
         assert_eq!(value["shard"], 1);
+        assert_eq!(value["listener"], 0);
         assert_eq!(value["reason"], "peer closed");
         assert_eq!(value["level"], "info");
         assert!(value["msg"].as_str().unwrap().ends_with("peer closed"));

@@ -104,7 +104,8 @@ store_counters! {
     unpersisted_disk_full,
     /// PUBACK/PUBREC held until another shard made the message durable (`sync`, cross-shard).
     acks_deferred,
-    /// Failed writes, fsyncs and compactions (logged; the broker keeps serving from memory).
+    /// Failed writes, fsyncs and compactions. A failed compaction is logged and the log kept;
+    /// a failed write or fsync stops the broker (exit 70), see `writer::stop_broker`.
     io_errors,
 }
 

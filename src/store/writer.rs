@@ -558,8 +558,8 @@ impl Inner {
         StoreShared::bump(&counters.commits, 1);
         self.records_this_turn = 0;
         if let Err(e) = self.log.append(&self.buf) {
-            ::log::error!("persistence: writing {} failed: {e}", self.path.display());
             StoreShared::bump(&counters.io_errors, 1);
+            stop_broker(&format!("writing {} failed: {e}", self.path.display()));
         }
         self.buf.clear();
     }
@@ -569,8 +569,8 @@ impl Inner {
             Ok(true) => StoreShared::bump(&self.shared.counters.fsyncs, 1),
             Ok(false) => {}
             Err(e) => {
-                ::log::error!("persistence: fsync of {} failed: {e}", self.path.display());
                 StoreShared::bump(&self.shared.counters.io_errors, 1);
+                stop_broker(&format!("fsync of {} failed: {e}", self.path.display()));
             }
         }
         self.last_sync = now;
@@ -759,4 +759,17 @@ fn session_record(
         incoming_qos2: state.incoming_qos2.iter().copied().collect(),
         will,
     }
+}
+
+/// A log write or fsync failed. The broker may already have promised what this turn holds (its
+/// acks go out after this commit), and after a failed fsync the kernel may have dropped the dirty
+/// pages, so retrying cannot tell what reached the disk (PostgreSQL's "fsyncgate"). The only safe
+/// answer is to stop: the panic is not contained (`broker::fault` policy 2), the broker stops and
+/// the binary exits with status 70, and the restart recovers from what the log really holds.
+#[cold]
+fn stop_broker(what: &str) -> ! {
+    ::log::error!(
+        "persistence: {what}; stopping the broker so that nothing unwritten is acknowledged"
+    );
+    panic!("persistence: {what}");
 }

@@ -18,11 +18,10 @@
 //!
 //! Folder guide: `listener.rs` the `[[listener]]` configuration; `tls.rs` rustls, certificate
 //! loading and reload, client certificate identity; `ws.rs` the WebSocket upgrade and frames;
-//! `proxy.rs` PROXY protocol headers; `mosquitto.rs` TLS and WebSocket listeners of Mosquitto
-//! configuration files.
+//! `proxy.rs` PROXY protocol headers. (Mosquitto's TLS and WebSocket listener directives are
+//! mapped in `src/ops/mosquitto/map.rs`.)
 
 pub mod listener;
-pub mod mosquitto;
 pub mod proxy;
 pub mod tls;
 pub mod ws;

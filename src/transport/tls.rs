@@ -1,6 +1,6 @@
 //! TLS with rustls (ring provider), driven inside the shard loop: rustls is sans-IO, so a
 //! connection's TLS state is a `ServerConnection` fed from and drained into its non-blocking
-//! socket by [`read`], [`write`] and [`flush`]. No thread per connection, no blocking handshake.
+//! socket by [`read()`], [`write()`] and [`flush()`]. No thread per connection, no blocking handshake.
 //!
 //! Certificates are read from PEM files when the broker starts and again on [`TlsAcceptor::reload`]:
 //! new handshakes use the new configuration, established connections keep theirs (each holds an
@@ -235,7 +235,7 @@ pub fn write<D, S: Read + Write>(
     Ok(taken)
 }
 
-/// [`write`] for several slices: rustls encrypts them into as few records as fit.
+/// [`write()`] for several slices: rustls encrypts them into as few records as fit.
 pub fn write_vectored<D, S: Read + Write>(
     conn: &mut ConnectionCommon<D>,
     socket: &mut S,

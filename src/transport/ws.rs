@@ -19,16 +19,16 @@ use tungstenite::{Error, Message};
 pub const HANDSHAKE_BYTES_MAX: usize = 8 * 1024;
 /// tungstenite's read buffer per connection, bytes: allocated for the life of the connection,
 /// so kept small; a frame larger than it grows it up to the frame size limit.
-const READ_BUFFER_BYTES: usize = 8 * 1024;
+pub const READ_BUFFER_BYTES: usize = 8 * 1024;
 /// The most outgoing bytes put into one WebSocket message (one `write` call).
-const MESSAGE_OUT_BYTES_MAX: usize = 64 * 1024;
+pub const MESSAGE_OUT_BYTES_MAX: usize = 64 * 1024;
 /// tungstenite's outgoing frame buffer limit: two messages plus room for control frames. When
 /// it is full, writes report `WouldBlock` and the broker's own outgoing buffer keeps the bytes.
-const WRITE_BUFFER_BYTES_MAX: usize = 2 * MESSAGE_OUT_BYTES_MAX + 1024;
+pub const WRITE_BUFFER_BYTES_MAX: usize = 2 * MESSAGE_OUT_BYTES_MAX + 1024;
 /// The largest MQTT packet the protocol can express (a 4-byte remaining length and its header).
 const PROTOCOL_PACKET_BYTES_MAX: usize = 268_435_460;
 /// The smallest frame and message size limit, whatever smaller maximum packet size is set.
-const FRAME_BYTES_MIN: usize = 64 * 1024;
+pub const FRAME_BYTES_MIN: usize = 64 * 1024;
 
 /// The subprotocols accepted, in order of preference: `mqtt` ([MQTT-6.0.0-4]) and the
 /// `mqttv3.1` name that MQTT 3.1 clients offer.

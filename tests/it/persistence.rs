@@ -340,3 +340,42 @@ fn session_expiry_counts_across_a_restart_and_the_will_goes_out_when_it_ends() {
     drop(broker);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_session_taken_over_by_another_shard_is_restored_from_its_new_shard() {
+    let dir = temp_dir("takeover");
+    let broker = start_with(persistent_config(&dir, 2));
+    let mut placer = Placer::new(&broker);
+    let connect = connect_packet(ProtocolVersion::V3_1_1, "mover", false);
+    let (mut mover, _) = placer.connect_on(0, connect.clone());
+    mover.subscribe("m/#", QoS::AtLeastOnce);
+    mover.disconnect();
+    let mut publisher = Raw::connect(addr(&broker), ProtocolVersion::V3_1_1, "pub");
+    for i in 1..=3u16 {
+        publisher.publish_acked(&format!("m/{i}"), b"x", QoS::AtLeastOnce, false, i);
+    }
+    // Taken over on shard 1: two acknowledged, the third left in flight, a fourth queued.
+    let (mut mover, connack) = placer.connect_on(1, connect);
+    assert!(connack.session_present);
+    mover.receive_and_ack();
+    mover.receive_and_ack();
+    let third = mover.expect_publish();
+    assert_eq!(third.topic.as_str(), "m/3");
+    drop(mover);
+    publisher.publish_acked("m/4", b"x", QoS::AtLeastOnce, false, 4);
+    drop(publisher);
+    drop(placer);
+    drop(broker);
+
+    let broker = start_with(persistent_config(&dir, 2));
+    let mut mover = resume(&broker, "mover");
+    let again = mover.expect_publish();
+    assert_eq!(again.topic.as_str(), "m/3");
+    assert!(again.dup);
+    assert_eq!(again.packet_id, third.packet_id);
+    mover.send(&Packet::PubAck(ack(again.packet_id)));
+    assert_eq!(mover.receive_and_ack().topic.as_str(), "m/4");
+    mover.expect_nothing();
+    drop(broker);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -229,3 +229,57 @@ fn mqtt_js_over_ws_and_wss() {
     let (ok, out) = run("node", &[path(&script), &wss, path(&pki.ca)], &env);
     assert!(ok && out.contains("OK"), "MQTT.js over wss: {out}");
 }
+
+/// The `shardmq` binary with `--proxy-protocol required`: the connect line names the address
+/// the PROXY header gave, not the proxy's.
+#[test]
+fn proxy_protocol_address_is_the_one_logged() {
+    use std::io::{BufRead, BufReader, Write};
+    let port = crate::support::mosquitto::free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shardmq"))
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args([
+            "--proxy-protocol",
+            "required",
+            "--shards",
+            "1",
+            "--log-level",
+            "info",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn shardmq");
+    let (tx, lines) = std::sync::mpsc::channel::<String>();
+    let stderr = child.stderr.take().expect("stderr");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let wait_line = |text: &str| -> String {
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match lines.recv_timeout(left) {
+                Ok(line) if line.contains(text) => return line,
+                Ok(_) => {}
+                Err(_) => panic!("no log line with {text:?}"),
+            }
+        }
+    };
+    wait_line("listening on");
+    let mut raw = tcp(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+    raw.write_all(b"PROXY TCP4 192.0.2.7 127.0.0.1 40000 1883\r\n")
+        .unwrap();
+    let mut mqtt = Mqtt::new(raw);
+    mqtt.send(&connect("proxied-client", None));
+    assert!(matches!(
+        mqtt.recv(),
+        Some(shardmq::codec::Packet::ConnAck(_))
+    ));
+    let line = wait_line("client_id=proxied-client");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(line.contains("addr=192.0.2.7:40000"), "{line}");
+}

@@ -36,15 +36,8 @@ impl ShardCore {
         match access.login(&mut self.login, username, password, self.now) {
             Ok(login) => self.authorize_connect(key, &login, accepted),
             Err(refusal) => {
-                // Issue 16 (item 8) hook, lost when access control replaced the password check:
-                // a failed login is logged with the client's text escaped.
-                log::info!(
-                    "authentication failed client_id={} username={} shard={}",
-                    crate::broker::log_escape::Escaped(accepted.client_id.as_str()),
-                    crate::broker::log_escape::Escaped(username.unwrap_or("")),
-                    self.id
-                );
-                self.refuse_login(key, refusal);
+                let client_id = accepted.client_id.as_str();
+                self.refuse_login(key, refusal, client_id, username);
                 None
             }
         }
@@ -62,7 +55,9 @@ impl ShardCore {
         let mut session_access = control.session_access(login, accepted.client_id.as_str());
         if let (Some(access), Some(will)) = (session_access.as_mut(), accepted.will.as_ref()) {
             if !access.allows(will.message.topic.as_str(), ACL_WRITE) {
-                self.refuse_login(key, LoginRefusal::WillDenied);
+                let username = login.username.as_deref();
+                let client_id = accepted.client_id.as_str();
+                self.refuse_login(key, LoginRefusal::WillDenied, client_id, username);
                 return None;
             }
         }
@@ -70,8 +65,15 @@ impl ShardCore {
         Some(accepted)
     }
 
-    /// CONNACK with the refusal's code, counted by kind, then close.
-    fn refuse_login(&mut self, key: ConnKey, refusal: LoginRefusal) {
+    /// CONNACK with the refusal's code, counted by kind, logged with the client's id and user
+    /// name (escaped: both are client text), then close.
+    fn refuse_login(
+        &mut self,
+        key: ConnKey,
+        refusal: LoginRefusal,
+        client_id: &str,
+        username: Option<&str>,
+    ) {
         let counters = &self.global.counters[self.id];
         bump(match refusal {
             LoginRefusal::UnknownUser => &counters.auth_unknown_user,
@@ -83,7 +85,9 @@ impl ShardCore {
         });
         if let Some(conn) = self.connections.get(key) {
             log::info!(
-                "connect refused addr={} shard={} access={refusal:?}",
+                "connect refused client_id={} username={} addr={} shard={} access={refusal:?}",
+                crate::broker::log_escape::Escaped(client_id),
+                crate::broker::log_escape::Escaped(username.unwrap_or("")),
                 conn.peer,
                 self.id
             );

@@ -298,10 +298,12 @@ impl ShardCore {
         }
         conn.will = accepted.will;
         log::info!(
-            "connect client_id={} addr={} shard={} version={:?} clean_start={} keep_alive={} session_present={}",
+            // Operations: `listener` is a field of the JSON log lines too.
+            "connect client_id={} addr={} shard={} listener={} version={:?} clean_start={} keep_alive={} session_present={}",
             crate::broker::log_escape::Escaped(accepted.client_id.as_str()),
             conn.peer,
             self.id,
+            conn.listener,
             version,
             accepted.clean_start,
             accepted.keep_alive_secs,

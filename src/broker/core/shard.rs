@@ -494,14 +494,16 @@ impl ShardCore {
                 conn.listener
             ),
             CloseReason::Protocol(..) | CloseReason::SlowConsumer => log::warn!(
-                "disconnect client_id={client_id} addr={} shard={} reason={reason}",
+                "disconnect client_id={client_id} addr={} shard={} listener={} reason={reason}",
                 conn.peer,
-                self.id
+                self.id,
+                conn.listener
             ),
             _ if was_connected || !client_id.0.is_empty() => log::info!(
-                "disconnect client_id={client_id} addr={} shard={} reason={reason}",
+                "disconnect client_id={client_id} addr={} shard={} listener={} reason={reason}",
                 conn.peer,
-                self.id
+                self.id,
+                conn.listener
             ),
             _ => log::debug!("close addr={} shard={} reason={reason}", conn.peer, self.id),
         }
@@ -673,4 +675,96 @@ fn with_reason_string(mut packet: Packet, why: &str) -> Packet {
         disconnect.properties.reason_string = Some(MqttString::from(&why[..end]));
     }
     packet
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::Config;
+    use crate::codec::{Ack, ConnAck, Connect, MoreProperties, ProtocolVersion};
+
+    /// A one-shard core and a connection on it.
+    fn core_with_connection() -> (ShardCore, ConnKey, Arc<Global>) {
+        let global = Global::new(Config::default(), 0).expect("global");
+        let (tx, _rx) = crossbeam_channel::bounded(1);
+        let mesh = Mesh::new(0, vec![tx]);
+        let mut core = ShardCore::new(0, global.clone(), mesh, Instant::now());
+        let key = core.handle_accept("127.0.0.1:1".parse().expect("address"));
+        (core, key, global)
+    }
+
+    /// What the core wrote to `key` before closing it.
+    fn written_at_close(core: &mut ShardCore, key: ConnKey) -> Vec<Packet> {
+        let (closed, mut out) = core.poll_close().expect("the connection is closed");
+        assert_eq!(closed, key);
+        let mut wire = Vec::new();
+        out.write_to(&mut wire).expect("written");
+        let mut wire = BytesMut::from(&wire[..]);
+        let mut packets = Vec::new();
+        while let Some(packet) =
+            codec::decode(&mut wire, ProtocolVersion::V5, u32::MAX).expect("valid packets")
+        {
+            packets.push(packet);
+        }
+        packets
+    }
+
+    fn too_long() -> Properties {
+        Properties::from(MoreProperties {
+            reason_string: Some(MqttString::from("r".repeat(65_536))),
+            response_information: Some(MqttString::from("i".repeat(65_536))),
+            ..MoreProperties::default()
+        })
+    }
+
+    /// The backstop behind every bounded value: a CONNACK that cannot be encoded becomes a
+    /// refused CONNACK 0x83; any other packet closes the connection with DISCONNECT 0x83. Both
+    /// counted in `packets_unencodable`, and nothing invalid is written.
+    #[test]
+    fn a_packet_that_cannot_be_encoded_is_not_sent_and_closes_the_connection() {
+        let (mut core, key, global) = core_with_connection();
+        // As while an MQTT 5 CONNECT is being authenticated (a 3.x CONNACK has no properties).
+        if let Some(conn) = core.connections.get_mut(key) {
+            conn.version = ProtocolVersion::V5;
+        }
+        let connack = Packet::ConnAck(ConnAck {
+            session_present: false,
+            reason_code: ReasonCode::Success,
+            properties: too_long(),
+        });
+        core.send_packet(key, &connack);
+        let written = written_at_close(&mut core, key);
+        assert!(
+            matches!(&written[..], [Packet::ConnAck(c)] if c.reason_code == ReasonCode::ImplementationSpecificError),
+            "{written:?}"
+        );
+        assert_eq!(global.stats().packets_unencodable, 1);
+
+        let (mut core, key, _) = core_with_connection();
+        let connect = Connect {
+            protocol_version: ProtocolVersion::V5,
+            client_id: MqttString::from("c"),
+            clean_start: true,
+            ..Connect::default()
+        };
+        let mut wire = BytesMut::new();
+        Packet::Connect(Box::new(connect))
+            .encode(ProtocolVersion::V5, &mut wire)
+            .expect("encodes");
+        core.handle_bytes(key, &wire);
+        let puback = Packet::PubAck(Ack {
+            packet_id: 1,
+            reason_code: ReasonCode::Success,
+            properties: too_long(),
+        });
+        core.send_packet(key, &puback);
+        let written = written_at_close(&mut core, key);
+        assert!(
+            matches!(&written[..], [Packet::ConnAck(c), Packet::Disconnect(d)]
+                if c.reason_code == ReasonCode::Success
+                    && d.reason_code == ReasonCode::ImplementationSpecificError),
+            "{written:?}"
+        );
+        assert_eq!(core.global.stats().packets_unencodable, 1);
+    }
 }

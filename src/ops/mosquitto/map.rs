@@ -11,6 +11,7 @@ use super::parse::{At, Listener, LogDest, MosquittoConfig, Protocol, Security, S
 use super::{Diagnostic, Loaded, Location, Severity};
 use crate::broker::Config;
 use crate::ops::config::{LogDestination, SYS_INTERVAL_SECS_MAX};
+use crate::transport::{ListenerConfig, TransportKind};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 
 /// Bytes allowed on top of `message_size_limit` for a PUBLISH's fixed header, topic and
@@ -108,15 +109,10 @@ fn map_listeners(m: &mut Mapper, listeners: &[&Listener]) {
         // Mosquitto 2 without listeners: port 1883 on the loopback interface, our default too.
         return;
     }
-    let mut addresses = Vec::new();
+    // Every listener becomes a `[[listener]]` section; the default `listen` address is then
+    // not opened (`Config::effective_listeners`), as Mosquitto drops its default listener.
+    let mut sections = Vec::new();
     for listener in listeners {
-        // Transport hook: TLS and WebSocket listeners become `[[listener]]` entries
-        // (src/transport/mosquitto.rs).
-        let layered = listener.tls.is_set()
-            || listener
-                .protocol
-                .as_ref()
-                .is_some_and(|p| p.value == Protocol::Websockets);
         if let Some(mount) = &listener.mount_point {
             m.not_yet(&mount.at, "mount_point", "topic prefixes per listener");
         }
@@ -129,16 +125,99 @@ fn map_listeners(m: &mut Mapper, listeners: &[&Listener]) {
         let Some(address) = listener_address(m, listener) else {
             continue;
         };
-        if !layered {
-            addresses.push(address);
-            continue;
-        }
-        match crate::transport::mosquitto::listener_config(listener, address) {
-            Ok(config) => m.config.listeners.push(config),
-            Err((name, at)) => m.not_yet(&at, name, "in TLS listeners"),
+        if let Some(section) = listener_section(m, listener, address) {
+            sections.push(section);
         }
     }
-    m.config.listen = addresses;
+    m.config.listeners = sections;
+}
+
+/// One listener's transport, TLS settings and connection limit.
+fn listener_section(
+    m: &mut Mapper,
+    listener: &Listener,
+    address: SocketAddr,
+) -> Option<ListenerConfig> {
+    let tls = &listener.tls;
+    let websockets = listener
+        .protocol
+        .as_ref()
+        .is_some_and(|p| p.value == Protocol::Websockets);
+    let transport = match (websockets, tls.certfile.is_some() || tls.keyfile.is_some()) {
+        (false, false) => TransportKind::Mqtt,
+        (false, true) => TransportKind::MqttTls,
+        (true, false) => TransportKind::Ws,
+        (true, true) => TransportKind::Wss,
+    };
+    let mut section = ListenerConfig::new(address, transport);
+    if let (true, Some(protocol)) = (websockets, &listener.protocol) {
+        m.warn(
+            &protocol.at,
+            format!(
+                "protocol websockets: clients must upgrade on the path {} (Mosquitto accepts \
+                 any path)",
+                section.ws_path
+            ),
+        );
+    }
+    if let Some(max) = &listener.max_connections {
+        if max.value >= 0 {
+            section.max_connections =
+                Some(bounded(m, "max_connections", max, 1, 10_000_000)? as usize);
+        }
+    }
+    if let Some((name, at)) = tls.first() {
+        if !transport.is_tls() {
+            let at = at.clone();
+            m.error(
+                &at,
+                format!("{name}: TLS needs certfile and keyfile on this listener"),
+            );
+            return None;
+        }
+    }
+    section.cert_file = tls.certfile.as_ref().map(|f| f.value.clone());
+    section.key_file = tls.keyfile.as_ref().map(|f| f.value.clone());
+    section.ca_file = tls.cafile.as_ref().map(|f| f.value.clone());
+    if let Some(capath) = &tls.capath {
+        m.not_yet(
+            &capath.at,
+            "capath",
+            "a CA folder; name a bundle with cafile",
+        );
+    }
+    section.require_certificate = tls.require_certificate.as_ref().is_some_and(|v| v.value);
+    section.use_identity_as_username = tls
+        .use_identity_as_username
+        .as_ref()
+        .is_some_and(|v| v.value);
+    if let Some(version) = &tls.tls_version {
+        match version.value.as_str() {
+            // The minimum version: we speak TLS 1.2 and 1.3 only, at least as strict.
+            "tlsv1.2" => {}
+            "tlsv1.1" => m.warn(
+                &version.at,
+                "tls_version tlsv1.1: TLS 1.1 is never accepted here (1.2 and 1.3 are)",
+            ),
+            other => m.not_yet(
+                &version.at,
+                &format!("tls_version {other}"),
+                "a TLS 1.3 minimum",
+            ),
+        }
+    }
+    for entry in &tls.other {
+        match entry.value.as_str() {
+            // rustls negotiates ECDHE only: Diffie-Hellman parameters have nothing to set.
+            "dhparamfile" => m.warn(&entry.at, "dhparamfile: ignored (no DHE cipher suites)"),
+            name => m.not_yet(&entry.at, name, "this TLS option"),
+        }
+    }
+    if let Err(e) = section.validate() {
+        m.error(&listener.at, e);
+        return None;
+    }
+    Some(section)
 }
 
 /// The socket address of a plain MQTT listener.

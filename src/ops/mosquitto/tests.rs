@@ -57,13 +57,11 @@ fn maps_listeners_limits_and_logging() {
          user mosquitto\n")
     .unwrap();
     let c = &loaded.config;
-    assert_eq!(
-        c.listen,
-        vec![
-            "127.0.0.1:1884".parse().unwrap(),
-            "[::1]:1885".parse().unwrap()
-        ]
-    );
+    let listeners = c.effective_listeners();
+    let addresses: Vec<_> = listeners.iter().map(|l| l.address.to_string()).collect();
+    assert_eq!(addresses, ["127.0.0.1:1884", "[::1]:1885"]);
+    assert_eq!(listeners[0].max_connections, Some(50));
+    assert_eq!(listeners[1].max_connections, Some(25));
     assert_eq!(c.max_connections, 75);
     assert_eq!(c.max_inflight, 10);
     assert_eq!(c.max_queued_messages, 10_000_000);
@@ -92,7 +90,8 @@ fn default_listener_settings_create_it_only_when_not_default() {
     let loaded = map("max_connections -1\nprotocol mqtt\nmax_qos 2\n").unwrap();
     assert_eq!(loaded.config.listen[0].to_string(), "127.0.0.1:1883");
     let loaded = map("max_connections 5\nallow_anonymous true\n").unwrap();
-    assert_eq!(loaded.config.listen[0].to_string(), "0.0.0.0:1883");
+    let listeners = loaded.config.effective_listeners();
+    assert_eq!(listeners[0].address.to_string(), "0.0.0.0:1883");
     assert_eq!(loaded.config.max_connections, 5);
 }
 
@@ -102,22 +101,24 @@ fn no_listener_keeps_loopback_default_and_allows_anonymous() {
     assert_eq!(loaded.config.listen[0].to_string(), "127.0.0.1:1883");
     assert_eq!(loaded.config.max_queued_messages, 7);
     let loaded = map("listener 1883\nallow_anonymous true\n").unwrap();
-    assert_eq!(loaded.config.listen[0].to_string(), "0.0.0.0:1883");
+    let listeners = loaded.config.effective_listeners();
+    assert_eq!(listeners.len(), 1);
+    assert_eq!(listeners[0].address.to_string(), "0.0.0.0:1883");
 }
 
 #[test]
 fn security_and_durability_directives_are_errors_with_file_and_line() {
-    // A TLS listener needs its key too (src/transport/mosquitto.rs maps TLS listeners).
+    // A TLS listener needs its key too.
     let errs = errors("listener 8883\ncertfile /x.pem\nallow_anonymous true\n");
-    assert_eq!(errs.len(), 1, "{errs:?}");
-    assert!(
-        errs[0].contains("cert_file and key_file are needed"),
-        "{errs:?}"
+    assert_eq!(
+        errs,
+        vec!["test.conf:1: error: listener 0.0.0.0:8883 (mqtt+tls): cert_file and key_file are needed"]
     );
-    let errs = errors(
-        "listener 8883\ncertfile /x\nkeyfile /k\ntls_version tlsv1.2\nallow_anonymous true\n",
+    let errs = errors("listener 1883\ncafile /ca.pem\nallow_anonymous true\n");
+    assert_eq!(
+        errs,
+        vec!["test.conf:2: error: cafile: TLS needs certfile and keyfile on this listener"]
     );
-    assert!(errs[0].starts_with("test.conf:4: error: tls_version: not supported yet"));
     let loaded = map("allow_anonymous true\nacl_file /etc/acl\npersistence true\n").unwrap();
     assert!(loaded.config.acl_file.is_some());
     assert!(matches!(
@@ -194,6 +195,52 @@ fn include_dir_reads_conf_files_in_name_order() {
     let errs = super::load(&main).unwrap_err();
     assert!(errs[0].to_string().contains("d.conf:1: error: bogus"));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn tls_and_websocket_listeners_map_onto_listener_sections() {
+    use crate::transport::TransportKind;
+    let loaded = map("per_listener_settings false\n\
+         allow_anonymous true\n\
+         listener 8883 127.0.0.1\n\
+         cafile /etc/ca.pem\n\
+         certfile /etc/server.pem\n\
+         keyfile /etc/server.key\n\
+         require_certificate true\n\
+         use_identity_as_username true\n\
+         tls_version tlsv1.2\n\
+         listener 9001 127.0.0.1\n\
+         protocol websockets\n\
+         listener 9443 127.0.0.1\n\
+         protocol websockets\n\
+         certfile /etc/server.pem\n\
+         keyfile /etc/server.key\n\
+         dhparamfile /etc/dh.pem\n")
+    .unwrap();
+    let listeners = loaded.config.effective_listeners();
+    let kinds: Vec<_> = listeners.iter().map(|l| l.transport).collect();
+    assert_eq!(
+        kinds,
+        [
+            TransportKind::MqttTls,
+            TransportKind::Ws,
+            TransportKind::Wss
+        ]
+    );
+    let tls = &listeners[0];
+    assert_eq!(tls.ca_file.as_deref(), Some(Path::new("/etc/ca.pem")));
+    assert_eq!(tls.cert_file.as_deref(), Some(Path::new("/etc/server.pem")));
+    assert_eq!(tls.key_file.as_deref(), Some(Path::new("/etc/server.key")));
+    assert!(tls.require_certificate && tls.use_identity_as_username);
+    let warnings: Vec<_> = loaded.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(warnings.len(), 3, "{warnings:?}");
+    assert!(warnings[0].starts_with("test.conf:11: warning: protocol websockets"));
+    assert!(warnings[2].starts_with("test.conf:16: warning: dhparamfile"));
+    let errs = errors("allow_anonymous true\nlistener 8883\ncertfile /a\nkeyfile /b\ncapath /c\ntls_version tlsv1.3\nciphers X\n");
+    assert_eq!(errs.len(), 3, "{errs:?}");
+    assert!(errs[0].starts_with("test.conf:5: error: capath: not supported yet"));
+    assert!(errs[1].starts_with("test.conf:6: error: tls_version tlsv1.3: not supported yet"));
+    assert!(errs[2].starts_with("test.conf:7: error: ciphers: not supported yet"));
 }
 
 #[test]

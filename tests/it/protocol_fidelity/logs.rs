@@ -23,14 +23,9 @@ fn client_text_cannot_forge_log_lines() {
     let dir = std::env::temp_dir().join(format!("shardmq-logs-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let passwords = dir.join("users.txt");
-    std::fs::write(&passwords, "alice:secret\n").unwrap();
-    // Password files must hold hashes (issue 13): hash it as an operator would.
-    let hashed = Command::new(env!("CARGO_BIN_EXE_shardmq-passwd"))
-        .arg("-U")
-        .arg(&passwords)
-        .status()
-        .expect("run shardmq-passwd");
-    assert!(hashed.success(), "shardmq-passwd -U failed");
+    // A Mosquitto-format `$6$` line: plain-text password files are refused (issue 13).
+    let hash = shardmq::auth::PasswordHash::sha512(b"secret", b"0123456789abcdef");
+    std::fs::write(&passwords, format!("alice:{}\n", hash.encode())).unwrap();
     let port = TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .unwrap()
