@@ -11,7 +11,9 @@ use super::keys::{ConnKey, SessionKey};
 use super::mesh::ShardMsg;
 use super::protocol::{encode_layout, Layout, LayoutOptions};
 use super::retained::RetainOutcome;
-use super::session::{queued_bytes, Delivery, Message, MessageRef, ReceivedFrame};
+use super::session::{
+    queued_bytes, Delivery, Message, MessageRef, Presence, QueueRoom, ReceivedFrame,
+};
 use super::shard::{Awaited, CloseReason, LocalSub, ShardCore};
 use super::stats::{bump, ShardCounters};
 use crate::codec::{MqttString, Packet, Properties, Publish, QoS, SubAck};
@@ -221,10 +223,19 @@ impl ShardCore {
             .connection
             .filter(|&key| connections.get(key).is_some_and(|c| c.is_connected()));
         let online = connection.is_some();
-        let queue_room = self.memory.has_room();
+        let presence = if online {
+            Presence::Online
+        } else {
+            Presence::Offline
+        };
+        let queue_room = if self.memory.has_room() {
+            QueueRoom::Available
+        } else {
+            QueueRoom::Exhausted
+        };
         match session
             .session
-            .deliver(message, qos, retain, online, queue_room)
+            .deliver(message, qos, retain, presence, queue_room)
         {
             Delivery::SendQoS0 => {
                 if let Some(key) = connection {
