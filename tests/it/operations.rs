@@ -681,6 +681,8 @@ fn sys_and_metrics_count_known_traffic() {
     assert!(started.elapsed() < WAIT);
     subscriber.ping();
     assert_eq!(http_get(metrics, "/healthz").0, 200);
+    let sums = parse_with_python(&http_get(metrics, "/metrics").1);
+    assert_eq!(sums["shardmq_metrics_http_bad_requests_total"], 2.0);
 }
 
 #[test]
