@@ -215,6 +215,10 @@ fn broker(input: &mut Bytes8<'_>) -> Result<Sim, Violation> {
     let mut config = Config {
         shards: 1 + usize::from(shape % 3),
         qos0_backpressure: shape & 4 != 0,
+        // Crossbeam's bounded channels allocate their capacity up front: 4,096 slots per shard
+        // pair would make every run allocate megabytes. 64 is still more than a script fills
+        // in one turn without overflowing, and the tight limits below use 2.
+        mesh_channel_capacity: 64,
         ..Config::default()
     };
     if shape & 8 != 0 {

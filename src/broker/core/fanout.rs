@@ -11,7 +11,9 @@ use super::keys::{ConnKey, SessionKey};
 use super::mesh::ShardMsg;
 use super::protocol::{encode_layout, Layout, LayoutOptions};
 use super::retained::RetainOutcome;
-use super::session::{queued_bytes, Delivery, Message, MessageRef, ReceivedFrame};
+use super::session::{
+    queued_bytes, Delivery, Message, MessageRef, Presence, QueueRoom, ReceivedFrame,
+};
 use super::shard::{Awaited, LocalSub, ShardCore};
 use super::stats::{bump, ShardCounters};
 use crate::codec::{MqttString, Packet, Properties, Publish, QoS, SubAck};
@@ -225,7 +227,16 @@ impl ShardCore {
         // (docs/memory.md), so they never bring the shard to pressure; an online session's
         // queue is paced by congestion and pressure as before.
         let queue_share_full = !online && !self.memory.queues_have_room();
-        let queue_room = self.memory.has_room() && !queue_share_full;
+        let presence = if online {
+            Presence::Online
+        } else {
+            Presence::Offline
+        };
+        let queue_room = if self.memory.has_room() && !queue_share_full {
+            QueueRoom::Available
+        } else {
+            QueueRoom::Exhausted
+        };
         // Issue 11 hook (flow by bytes): QoS 1/2 waits in the queue while the buffer is full.
         let max_outgoing = self.global.config.max_outgoing_bytes;
         // Validated to fit in a u32 (config.rs).
@@ -238,7 +249,7 @@ impl ShardCore {
             message,
             qos,
             retain,
-            online,
+            presence,
             queue_room,
             outgoing_full,
             max_queued_bytes,

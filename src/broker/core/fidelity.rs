@@ -86,10 +86,7 @@ impl super::shard::ShardCore {
         };
         let (version, max) = (conn.version, conn.client_max_packet_size);
         if fit_to_client(&mut packet, version, max) {
-            let before = conn.out.len();
-            super::shard::push_bounded(&mut conn.out, &packet, version);
-            self.memory.hold(conn.out.len() - before);
-            self.mark_dirty(key);
+            self.queue_bounded(key, &packet, version);
             return;
         }
         super::stats::bump(&self.global.counters[self.id].dropped_client_packet_size);

@@ -30,6 +30,11 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 impl ShardCore {
+    /// This shard's id.
+    pub fn id(&self) -> super::mesh::ShardId {
+        self.id
+    }
+
     /// Moves the core's clock to `now` (never backwards: an earlier `now` is ignored).
     pub fn set_now(&mut self, now: Instant) {
         if now > self.now {
@@ -189,7 +194,8 @@ impl ShardCore {
         self.resume_congested();
     }
 
-    /// A connection whose socket must be read again (see [`ShardCore::to_read`]).
+    /// A connection whose socket must be read again: resumed after a pause or a takeover,
+    /// with bytes possibly waiting in the kernel that no new readiness event will announce.
     pub fn poll_read(&mut self) -> Option<ConnKey> {
         self.to_read.pop()
     }

@@ -148,73 +148,73 @@ impl fmt::Display for CloseReason {
 
 /// One shard's sans-IO core.
 pub struct ShardCore {
-    pub id: ShardId,
-    pub global: Arc<Global>,
-    pub mesh: Mesh,
-    pub connections: Slots<ConnKey, Connection>,
-    pub sessions: Slots<SessionKey, ShardSession>,
+    pub(super) id: ShardId,
+    pub(super) global: Arc<Global>,
+    pub(super) mesh: Mesh,
+    pub(super) connections: Slots<ConnKey, Connection>,
+    pub(super) sessions: Slots<SessionKey, ShardSession>,
     /// Client id -> session slab key, for sessions on this shard.
-    pub client_ids: super::client_ids::ClientIds,
+    pub(super) client_ids: super::client_ids::ClientIds,
     /// This shard's clients' subscriptions.
-    pub trie: TopicTrie<LocalSub>,
+    pub(super) trie: TopicTrie<LocalSub>,
     /// Recent match results of `trie` by topic name.
-    pub match_cache: MatchCache<LocalSub>,
+    pub(super) match_cache: MatchCache<LocalSub>,
     /// This shard's members of shared subscriptions, by `$share/{group}/{filter}`.
-    pub shared_members: HashMap<MqttString, SharedMembers>,
+    pub(super) shared_members: HashMap<MqttString, SharedMembers>,
     /// Scratch: the (shard, shared subscription) targets of the message being routed.
-    pub shared_targets: Vec<(ShardId, MqttString)>,
+    pub(super) shared_targets: Vec<(ShardId, MqttString)>,
     /// State of the shared subscriptions' random strategy.
-    pub random_state: u64,
-    pub router: Router,
+    pub(super) random_state: u64,
+    pub(super) router: Router,
     /// SUBACKs waiting for the routing barrier, in epoch order.
-    pub pending_acks: VecDeque<PendingAck>,
+    pub(super) pending_acks: VecDeque<PendingAck>,
     /// Takeovers this shard asked another shard for, by request number.
-    pub pending_takeovers: HashMap<u64, PendingTakeover>,
-    pub next_request: u64,
-    pub timers: Timers,
+    pub(super) pending_takeovers: HashMap<u64, PendingTakeover>,
+    pub(super) next_request: u64,
+    pub(super) timers: Timers,
     /// Disk persistence of this shard's sessions and retained publishes (src/store; does
     /// nothing when persistence is off), and the acknowledgements it holds (persist.rs).
-    pub store: crate::store::ShardStore,
-    pub persist: super::persist::PersistState,
-    pub next_connection_id: u64,
-    pub next_generation: u64,
-    pub now: Instant,
+    pub(super) store: crate::store::ShardStore,
+    pub(super) persist: super::persist::PersistState,
+    pub(super) next_connection_id: u64,
+    pub(super) next_generation: u64,
+    pub(super) now: Instant,
     /// `now` in the timer heap's millisecond ticks ([`Timers::ticks_ms`]).
-    pub now_ms: u32,
+    pub(super) now_ms: u32,
     // Scratch space reused every turn.
-    pub matches: Vec<LocalSub>,
-    pub subscription_ids: Vec<u32>,
-    pub layouts: LayoutCache,
-    pub encode_buf: BytesMut,
+    pub(super) matches: Vec<LocalSub>,
+    pub(super) subscription_ids: Vec<u32>,
+    pub(super) layouts: LayoutCache,
+    pub(super) encode_buf: BytesMut,
     /// A message allocation kept for the next publish (`ShardCore::new_message`), emptied so that
     /// it pins no read buffer.
-    pub spare_message: Option<MessageRef>,
-    pub retained_scratch: Vec<MessageRef>,
+    pub(super) spare_message: Option<MessageRef>,
+    pub(super) retained_scratch: Vec<MessageRef>,
     /// Connections with bytes to write this turn.
-    pub dirty: Vec<ConnKey>,
+    pub(super) dirty: Vec<ConnKey>,
     /// Connections to close at the end of this turn.
-    pub closing: Vec<ConnKey>,
+    pub(super) closing: Vec<ConnKey>,
     /// Connections paused by a full mesh channel.
-    pub paused: Vec<ConnKey>,
+    pub(super) paused: Vec<ConnKey>,
     /// Publishers paused for QoS 1/2 congestion: (connection key, connection id, what they wait
     /// for). At most one entry per connection (its `PAUSED_CONGESTION` bit).
-    pub paused_congestion: Vec<(ConnKey, u64, super::congestion::Blocker)>,
+    pub(super) paused_congestion: Vec<(ConnKey, u64, super::congestion::Blocker)>,
     /// Scratch for `resume_congested`.
-    pub resumed_scratch: Vec<(ConnKey, u64)>,
+    pub(super) resumed_scratch: Vec<(ConnKey, u64)>,
     /// Sessions on this shard that are `Congestion::Congested`; `Global::congested[id]` says
     /// whether it is above zero.
-    pub congested_sessions: usize,
+    pub(super) congested_sessions: usize,
     /// The first congested recipient met while routing the current publish.
-    pub congestion_blocker: Option<super::congestion::Blocker>,
+    pub(super) congestion_blocker: Option<super::congestion::Blocker>,
     /// Connections whose buffered input must be processed (after a takeover completed).
-    pub ready: Vec<ConnKey>,
+    pub(super) ready: Vec<ConnKey>,
     /// Output: connections resumed (unpaused, unparked) whose socket the runtime must read
     /// again, since no new readiness event will come for bytes already there.
-    pub to_read: Vec<ConnKey>,
+    pub(super) to_read: Vec<ConnKey>,
     /// This shard's part of `max_buffered_bytes` and what its buffers and queues hold.
-    pub memory: super::congestion::MemoryBudget,
+    pub(super) memory: super::congestion::MemoryBudget,
     /// Access control (issue 13): this shard's verified-login cache and password-check budget.
-    pub login: crate::auth::ShardLogin,
+    pub(super) login: crate::auth::ShardLogin,
 }
 
 impl ShardCore {
@@ -371,14 +371,11 @@ impl ShardCore {
             if let codec::DecodeError::UnsupportedProtocolVersion(_) = error {
                 // [MQTT-3.1.2-2]: CONNACK return code 0x01 (MQTT 5: 0x84), then close. The
                 // level is unknown, so answer in the 3.1.1 format every version can read.
-                let before = conn.out.len();
-                push_bounded(
-                    &mut conn.out,
+                self.queue_bounded(
+                    key,
                     &super::protocol::connack_refused(ReasonCode::UnsupportedProtocolVersion),
                     codec::ProtocolVersion::V3_1_1,
                 );
-                self.memory.hold(conn.out.len() - before);
-                self.mark_dirty(key);
                 self.close(
                     key,
                     CloseReason::ConnectRefused(ReasonCode::UnsupportedProtocolVersion),
@@ -389,14 +386,11 @@ impl ShardCore {
                 bump(&self.global.counters[self.id].protocol_errors);
                 let code = error.reason_code();
                 log::warn!("refused CONNECT from {}: {error}", conn.peer);
-                let before = conn.out.len();
-                push_bounded(
-                    &mut conn.out,
+                self.queue_bounded(
+                    key,
                     &super::protocol::connack_refused(code),
                     codec::ProtocolVersion::V5,
                 );
-                self.memory.hold(conn.out.len() - before);
-                self.mark_dirty(key);
                 self.close(key, CloseReason::ConnectRefused(code));
                 return;
             }
@@ -445,14 +439,8 @@ impl ShardCore {
         log::warn!("{}: packet not sent: {error}", conn.peer);
         let code = ReasonCode::ImplementationSpecificError;
         if let Packet::ConnAck(_) = packet {
-            let before = conn.out.len();
-            push_bounded(
-                &mut conn.out,
-                &super::protocol::connack_refused(code),
-                conn.version,
-            );
-            self.memory.hold(conn.out.len() - before);
-            self.mark_dirty(key);
+            let version = conn.version;
+            self.queue_bounded(key, &super::protocol::connack_refused(code), version);
             self.close(key, CloseReason::ConnectRefused(code));
         } else {
             self.close(
@@ -660,6 +648,27 @@ impl ShardCore {
                 self.paused.push(key);
             }
         }
+    }
+}
+
+impl ShardCore {
+    /// Queues a packet built from bounded values only (see [`push_bounded`]) on `key`, counts
+    /// its bytes in the memory budget and schedules the write: with `send_packet` (any packet)
+    /// and `write_publish` (fan-out), one of the three places that add to an outgoing buffer
+    /// and its accounting.
+    pub(super) fn queue_bounded(
+        &mut self,
+        key: ConnKey,
+        packet: &Packet,
+        version: codec::ProtocolVersion,
+    ) {
+        let Some(conn) = self.connections.get_mut(key) else {
+            return;
+        };
+        let before = conn.out.len();
+        push_bounded(&mut conn.out, packet, version);
+        self.memory.hold(conn.out.len() - before);
+        self.mark_dirty(key);
     }
 }
 

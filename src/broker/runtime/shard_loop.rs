@@ -62,7 +62,9 @@ impl ShardLoop {
     pub fn run(mut self) -> Result<(), String> {
         let mut events = Events::with_capacity(1024);
         loop {
-            let timeout = if self.read_more.is_empty() {
+            // Work waiting now: no sleep, and no sleeping flag raised (a peer seeing it would
+            // make a wake-up system call for nothing).
+            let timeout = if self.read_more.is_empty() && !self.inbox.pending() {
                 self.core.poll_timeout(Instant::now())
             } else {
                 Some(Duration::ZERO)
@@ -85,8 +87,9 @@ impl ShardLoop {
             }
             self.inbox.woke_up();
             // Operations: the systemd watchdog pings only while every shard's turns advance.
-            bump(&self.global.counters[self.core.id].loop_turns);
-            self.core.set_now(Instant::now());
+            bump(&self.global.counters[self.core.id()].loop_turns);
+            let now = Instant::now();
+            self.core.set_now(now);
             if self.global.shutdown.load(Ordering::SeqCst) {
                 // Persistence: what was written is made durable before the process exits.
                 self.core.sync_store();
@@ -109,17 +112,23 @@ impl ShardLoop {
                     self.core.handle_writable(key);
                 }
             }
-            self.turn();
+            self.turn(now);
         }
     }
 
-    /// Everything after socket events.
-    fn turn(&mut self) {
+    /// Everything after socket events, at the time read after the poll.
+    fn turn(&mut self, now: Instant) {
         for accepted in self.inbox.accepted(INBOX_BUDGET_PER_SOURCE) {
-            accept(&mut self.core, &self.poll, &mut self.streams, accepted);
+            accept(
+                &mut self.core,
+                &self.global,
+                &self.poll,
+                &mut self.streams,
+                accepted,
+            );
         }
         self.apply_inbox();
-        self.core.handle_timeout(Instant::now());
+        self.core.handle_timeout(now);
         while let Some(key) = self.core.poll_read() {
             self.read_socket(key, false);
         }
@@ -186,7 +195,10 @@ impl ShardLoop {
                 }
                 Ok(n) => {
                     // Operations: `$SYS/broker/bytes/received` and the metrics.
-                    bump_by(&self.global.counters[self.core.id].received_bytes, n as u64);
+                    bump_by(
+                        &self.global.counters[self.core.id()].received_bytes,
+                        n as u64,
+                    );
                     // Issue 16 (subscribe visibility): routes a peer broadcast before this read
                     // are applied before the bytes are handled; and a route this input created
                     // is announced to the peers at once (core/fidelity.rs).
@@ -286,6 +298,7 @@ impl ShardLoop {
 /// to the core under the same key.
 fn accept(
     core: &mut ShardCore,
+    global: &Global,
     poll: &Poll,
     streams: &mut Vec<Option<Stream>>,
     accepted: Accepted,
@@ -295,18 +308,17 @@ fn accept(
         peer,
         listener: listener_id,
     } = accepted;
-    let global = core.global.clone();
     let Some(listener) = global.listeners.get(listener_id) else {
-        core.global.connections_open.fetch_sub(1, Ordering::SeqCst);
+        global.connections_open.fetch_sub(1, Ordering::SeqCst);
         return;
     };
-    let max_packet_size = core.global.config.max_packet_size;
+    let max_packet_size = global.config.max_packet_size;
     let mut stream = match listener.wrap(socket, listener_id, max_packet_size) {
         Ok(stream) => stream,
         Err(e) => {
-            log::error!("shard {}: cannot start TLS for {peer}: {e}", core.id);
+            log::error!("shard {}: cannot start TLS for {peer}: {e}", core.id());
             listener.closed();
-            core.global.connections_open.fetch_sub(1, Ordering::SeqCst);
+            global.connections_open.fetch_sub(1, Ordering::SeqCst);
             return;
         }
     };
@@ -316,9 +328,9 @@ fn accept(
         Token(key.index()),
         Interest::READABLE | Interest::WRITABLE,
     ) {
-        log::error!("shard {}: cannot register {peer}: {e}", core.id);
+        log::error!("shard {}: cannot register {peer}: {e}", core.id());
         listener.closed();
-        core.global.connections_open.fetch_sub(1, Ordering::SeqCst);
+        global.connections_open.fetch_sub(1, Ordering::SeqCst);
         return;
     }
     let accepted = core.handle_accept_on(peer, listener_id);

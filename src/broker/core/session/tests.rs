@@ -1,0 +1,405 @@
+//! Tests of `session.rs`, kept apart so that the module stays short.
+use super::*;
+use bytes::Bytes;
+
+fn limits() -> SessionLimits {
+    SessionLimits {
+        max_queued_messages: 3,
+        queue_qos0: false,
+        receive_maximum: 2,
+        congested_overshoot: 8,
+    }
+}
+
+fn message(n: u8) -> MessageRef {
+    let publish = Publish {
+        topic: MqttString::from("t"),
+        payload: Bytes::from(vec![n]),
+        qos: QoS::ExactlyOnce,
+        ..Publish::default()
+    };
+    Message::new_ref(publish, Instant::now())
+}
+
+#[test]
+fn message_expiry_counts_down_in_whole_seconds() {
+    let t0 = Instant::now();
+    let mut publish = Publish::default();
+    assert_eq!(
+        Message::new_ref(publish.clone(), t0).expiry_left_secs(t0),
+        None
+    );
+    publish.properties.message_expiry_interval = Some(3);
+    let m = Message::new_ref(publish, t0);
+    assert_eq!(m.expiry_left_secs(t0), Some(3));
+    assert_eq!(
+        m.expiry_left_secs(t0 + Duration::from_millis(1500)),
+        Some(2)
+    );
+    assert_eq!(m.expiry_left_secs(t0 + Duration::from_secs(3)), Some(0));
+}
+
+#[test]
+fn window_then_queue_then_drop() {
+    let mut s = Session::new(SessionState::default(), 2, limits());
+    let m = message(1);
+    assert_eq!(
+        s.deliver(
+            &m,
+            QoS::AtLeastOnce,
+            false,
+            Presence::Online,
+            QueueRoom::Available
+        ),
+        Delivery::Send { packet_id: 1 }
+    );
+    assert_eq!(
+        s.deliver(
+            &m,
+            QoS::ExactlyOnce,
+            false,
+            Presence::Online,
+            QueueRoom::Available
+        ),
+        Delivery::Send { packet_id: 2 }
+    );
+    for _ in 0..3 {
+        assert_eq!(
+            s.deliver(
+                &m,
+                QoS::AtLeastOnce,
+                false,
+                Presence::Online,
+                QueueRoom::Available
+            ),
+            Delivery::Queued
+        );
+    }
+    assert_eq!(
+        s.deliver(
+            &m,
+            QoS::AtLeastOnce,
+            false,
+            Presence::Online,
+            QueueRoom::Available
+        ),
+        Delivery::DroppedQueueFull
+    );
+    assert_eq!(s.state.dropped_messages, 1);
+    assert!(s.poll_queued().is_none(), "window is full");
+    assert!(s.handle_puback(1));
+    assert!(!s.handle_puback(1), "already acknowledged");
+    let (id, _) = s.poll_queued().unwrap();
+    assert_eq!(id, 3);
+    assert!(s.poll_queued().is_none());
+    // QoS 2 flow: PUBREC then PUBCOMP.
+    assert!(!s.handle_pubcomp(2), "PUBCOMP before PUBREC");
+    assert!(s.handle_pubrec(2, true));
+    assert!(s.handle_pubcomp(2));
+    assert_eq!(s.poll_queued().unwrap().0, 4);
+}
+
+#[test]
+fn congestion_has_hysteresis_stalls_and_ignores_offline_sessions() {
+    let limits = SessionLimits {
+        max_queued_messages: 8,
+        ..limits()
+    };
+    let mut s = Session::new(SessionState::default(), 1, limits);
+    let m = message(1);
+    assert_eq!(
+        s.deliver(
+            &m,
+            QoS::AtLeastOnce,
+            false,
+            Presence::Online,
+            QueueRoom::Available
+        ),
+        Delivery::Send { packet_id: 1 }
+    );
+    for _ in 0..3 {
+        s.deliver(
+            &m,
+            QoS::AtLeastOnce,
+            false,
+            Presence::Online,
+            QueueRoom::Available,
+        );
+        assert_eq!(
+            s.update_congestion(true, OutgoingFill::Low),
+            None,
+            "below the high watermark"
+        );
+    }
+    s.deliver(
+        &m,
+        QoS::AtLeastOnce,
+        false,
+        Presence::Online,
+        QueueRoom::Available,
+    );
+    assert_eq!(
+        s.update_congestion(true, OutgoingFill::Low),
+        Some(Congestion::Clear)
+    );
+    assert_eq!(s.congestion, Congestion::Congested);
+    // Congested: what was already in flight is kept, up to the overshoot (8) more.
+    for _ in 4..16 {
+        assert_eq!(
+            s.deliver(
+                &m,
+                QoS::AtLeastOnce,
+                false,
+                Presence::Online,
+                QueueRoom::Available
+            ),
+            Delivery::Queued
+        );
+    }
+    assert_eq!(
+        s.deliver(
+            &m,
+            QoS::AtLeastOnce,
+            false,
+            Presence::Online,
+            QueueRoom::Available
+        ),
+        Delivery::DroppedQueueFull
+    );
+    // Drains to 3: still above the low watermark (2).
+    s.state.queued.truncate(3);
+    assert_eq!(s.update_congestion(true, OutgoingFill::Low), None);
+    assert!(!s.stall(s.congestion_episode + 1), "a stale timer");
+    assert!(s.stall(s.congestion_episode));
+    assert_eq!(s.congestion, Congestion::Stalled);
+    s.state.queued.truncate(2);
+    assert_eq!(
+        s.update_congestion(true, OutgoingFill::Low),
+        Some(Congestion::Stalled)
+    );
+    assert_eq!(s.congestion, Congestion::Clear);
+    // Offline: queues to the limit, never congested.
+    for _ in 0..6 {
+        s.deliver(
+            &m,
+            QoS::AtLeastOnce,
+            false,
+            Presence::Offline,
+            QueueRoom::Available,
+        );
+    }
+    assert_eq!(s.update_congestion(false, OutgoingFill::Low), None);
+    assert_eq!(
+        s.deliver(
+            &m,
+            QoS::AtLeastOnce,
+            false,
+            Presence::Offline,
+            QueueRoom::Available
+        ),
+        Delivery::DroppedQueueFull
+    );
+    // Going offline ends congestion.
+    s.state.queued.truncate(4);
+    assert_eq!(
+        s.update_congestion(true, OutgoingFill::Low),
+        Some(Congestion::Clear)
+    );
+    assert_eq!(
+        s.update_congestion(false, OutgoingFill::Low),
+        Some(Congestion::Congested)
+    );
+}
+
+#[test]
+fn a_full_outgoing_buffer_congests_until_written_down_to_low() {
+    let mut s = Session::new(SessionState::default(), 2, limits());
+    assert_eq!(s.update_congestion(true, OutgoingFill::Middle), None);
+    assert_eq!(
+        s.update_congestion(false, OutgoingFill::High),
+        None,
+        "offline"
+    );
+    let episode = s.congestion_episode;
+    assert_eq!(
+        s.update_congestion(true, OutgoingFill::High),
+        Some(Congestion::Clear)
+    );
+    assert_eq!(s.congestion, Congestion::Congested);
+    assert_eq!(s.congestion_episode, episode + 1);
+    assert_eq!(s.update_congestion(true, OutgoingFill::Middle), None);
+    assert!(s.stall(s.congestion_episode));
+    // Stalled: stays so until written down to the low watermark.
+    assert_eq!(s.update_congestion(true, OutgoingFill::High), None);
+    assert_eq!(
+        s.update_congestion(true, OutgoingFill::Low),
+        Some(Congestion::Stalled)
+    );
+    // Both must be low to clear: a queue over its low watermark keeps it congested.
+    s.update_congestion(true, OutgoingFill::High);
+    let m = message(1);
+    for _ in 0..4 {
+        s.state.queued.push_back(Queued {
+            message: m.clone(),
+            qos: QoS::AtLeastOnce,
+            retain: false,
+        });
+    }
+    assert_eq!(s.update_congestion(true, OutgoingFill::Low), None);
+    assert_eq!(s.congestion, Congestion::Congested);
+}
+
+#[test]
+fn without_memory_room_nothing_new_is_queued() {
+    let mut s = Session::new(SessionState::default(), 1, limits());
+    let m = message(1);
+    assert_eq!(
+        s.deliver(
+            &m,
+            QoS::AtLeastOnce,
+            false,
+            Presence::Online,
+            QueueRoom::Exhausted
+        ),
+        Delivery::Send { packet_id: 1 },
+        "sending now needs no queue room"
+    );
+    assert_eq!(
+        s.deliver(
+            &m,
+            QoS::AtLeastOnce,
+            false,
+            Presence::Online,
+            QueueRoom::Exhausted
+        ),
+        Delivery::DroppedMemoryLimit
+    );
+    assert_eq!(
+        s.deliver(
+            &m,
+            QoS::AtMostOnce,
+            false,
+            Presence::Online,
+            QueueRoom::Exhausted
+        ),
+        Delivery::SendQoS0
+    );
+    assert_eq!(
+        s.deliver(
+            &m,
+            QoS::AtLeastOnce,
+            false,
+            Presence::Online,
+            QueueRoom::Available
+        ),
+        Delivery::Queued
+    );
+    assert_eq!(s.state.dropped_messages, 1);
+    assert_eq!(s.state.queued_bytes(), queued_bytes(&m));
+    // Topic, payload, the empty property list's length byte (issue 11), overhead.
+    assert_eq!(queued_bytes(&m), 1 + 1 + 1 + QUEUED_OVERHEAD_BYTES);
+}
+
+#[test]
+fn qos0_offline_is_discarded_unless_configured() {
+    let mut s = Session::new(SessionState::default(), 2, limits());
+    let m = message(1);
+    assert_eq!(
+        s.deliver(
+            &m,
+            QoS::AtMostOnce,
+            false,
+            Presence::Offline,
+            QueueRoom::Available
+        ),
+        Delivery::Discarded
+    );
+    assert_eq!(
+        s.deliver(
+            &m,
+            QoS::AtMostOnce,
+            false,
+            Presence::Online,
+            QueueRoom::Available
+        ),
+        Delivery::SendQoS0
+    );
+    s.limits.queue_qos0 = true;
+    assert_eq!(
+        s.deliver(
+            &m,
+            QoS::AtMostOnce,
+            false,
+            Presence::Offline,
+            QueueRoom::Available
+        ),
+        Delivery::Queued
+    );
+    assert_eq!(
+        s.deliver(
+            &m,
+            QoS::AtLeastOnce,
+            false,
+            Presence::Offline,
+            QueueRoom::Available
+        ),
+        Delivery::Queued
+    );
+    assert_eq!(s.poll_queued().unwrap().0, 0);
+    assert_eq!(s.poll_queued().unwrap().0, 1);
+}
+
+#[test]
+fn incoming_qos2_dedup_and_limit() {
+    let mut s = Session::new(SessionState::default(), 2, limits());
+    assert_eq!(s.handle_incoming_qos2(7), IncomingQoS2::New);
+    assert_eq!(s.handle_incoming_qos2(7), IncomingQoS2::Duplicate);
+    assert_eq!(s.handle_incoming_qos2(8), IncomingQoS2::New);
+    assert_eq!(
+        s.handle_incoming_qos2(9),
+        IncomingQoS2::ReceiveMaximumExceeded
+    );
+    assert!(s.handle_pubrel(7));
+    assert!(!s.handle_pubrel(7));
+    assert_eq!(s.handle_incoming_qos2(7), IncomingQoS2::New);
+}
+
+#[test]
+fn packet_ids_skip_zero_and_ids_in_flight() {
+    let mut s = Session::new(SessionState::default(), 10, limits());
+    s.state.last_packet_id = u16::MAX - 1;
+    let m = message(1);
+    assert_eq!(
+        s.deliver(
+            &m,
+            QoS::AtLeastOnce,
+            false,
+            Presence::Online,
+            QueueRoom::Available
+        ),
+        Delivery::Send {
+            packet_id: u16::MAX
+        }
+    );
+    assert_eq!(
+        s.deliver(
+            &m,
+            QoS::AtLeastOnce,
+            false,
+            Presence::Online,
+            QueueRoom::Available
+        ),
+        Delivery::Send { packet_id: 1 }
+    );
+    s.state.last_packet_id = u16::MAX - 1;
+    assert_eq!(
+        s.deliver(
+            &m,
+            QoS::AtLeastOnce,
+            false,
+            Presence::Online,
+            QueueRoom::Available
+        ),
+        Delivery::Send { packet_id: 2 }
+    );
+}
