@@ -561,3 +561,60 @@ fn shared_subscriptions_skip_members_that_cannot_take_a_message() {
         reader.received.len()
     );
 }
+
+/// Issue 11 case 1 over real TCP (the kernel's buffers in play): a client pipelining 40 MB of
+/// PINGREQs without ever reading. The broker stops reading it once its outgoing buffer is
+/// full: the budget gauge's peak stays near `max_outgoing_bytes` (before: every PINGRESP
+/// buffered, about 20 MB here), the client's writes block, and a QoS 0 pair on the same shard
+/// keeps flowing.
+#[test]
+fn pingreq_flood_over_tcp_is_bounded_and_others_keep_flowing() {
+    use crate::support::broker::{addr, start_with, wait_until, Raw};
+    use std::io::Write;
+    let limit = 64 * 1024;
+    let broker = start_with(Config {
+        max_outgoing_bytes: limit,
+        ..crate::support::broker::config(1)
+    });
+    let hostile = Raw::connect(addr(&broker), ProtocolVersion::V3_1_1, "hostile");
+    let mut stream = hostile.stream.try_clone().expect("clone");
+    stream
+        .set_write_timeout(Some(Duration::from_millis(500)))
+        .expect("timeout");
+    let flooder = std::thread::spawn(move || {
+        let chunk = [0xC0u8, 0x00].repeat(32 * 1024);
+        let mut written = 0usize;
+        while written < 40_000_000 {
+            match stream.write(&chunk) {
+                Ok(n) => written += n,
+                Err(_) => break, // blocked: the broker stopped reading it
+            }
+        }
+        written
+    });
+    let written = flooder.join().expect("flooder");
+    std::thread::sleep(Duration::from_millis(200));
+    let peak = broker.stats().buffered_bytes_peak;
+    println!("PINGREQ flood: {written} bytes written, peak {peak} bytes buffered");
+    assert!(written < 40_000_000, "the client was not read to the end (peak {peak})");
+    wait_until("the hostile client paused", || {
+        broker.stats().reads_paused_outgoing >= 1
+    });
+    let stats = broker.stats();
+    assert!(
+        stats.buffered_bytes_peak <= (limit + 4096) as u64,
+        "{} bytes buffered",
+        stats.buffered_bytes_peak
+    );
+    let mut subscriber = Raw::connect(addr(&broker), ProtocolVersion::V3_1_1, "sub");
+    subscriber.subscribe("v", QoS::AtMostOnce);
+    let mut publisher = Raw::connect(addr(&broker), ProtocolVersion::V3_1_1, "pub");
+    for i in 0..100u16 {
+        publisher.publish("v", &i.to_be_bytes(), QoS::AtMostOnce, false, 0);
+    }
+    for _ in 0..100 {
+        subscriber.expect_publish();
+    }
+    assert!(broker.stats().buffered_bytes_peak <= (limit + 4096) as u64);
+    drop(hostile);
+}
