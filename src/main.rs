@@ -119,6 +119,12 @@ struct Cli {
     /// [default: 67108864].
     #[arg(long, value_name = "BYTES")]
     max_queued_bytes: Option<usize>,
+    /// Issue 11: retained messages one SUBSCRIBE sends at most [default: 100000].
+    #[arg(long, value_name = "N")]
+    max_retained_per_subscribe: Option<usize>,
+    /// Issue 11: bytes of retained messages one SUBSCRIBE sends at most [default: 268435456].
+    #[arg(long, value_name = "BYTES")]
+    max_retained_bytes_per_subscribe: Option<usize>,
     /// Mosquitto password file (`user:$7$...`, from mosquitto_passwd or shardmq-passwd): plain
     /// CONNECTs must log in as one of its users. Re-read on SIGHUP.
     #[arg(long, value_name = "FILE")]
@@ -306,6 +312,8 @@ impl Cli {
             partial_packet_timeout_ms = self.partial_packet_timeout_ms,
             slow_consumer_timeout_ms = self.slow_consumer_timeout_ms,
             max_queued_bytes = self.max_queued_bytes,
+            max_retained_per_subscribe = self.max_retained_per_subscribe,
+            max_retained_bytes_per_subscribe = self.max_retained_bytes_per_subscribe,
             acl_file = self.acl_file.map(Some),
             allow_anonymous = self.allow_anonymous.map(Some),
             persistence = self.persistence,

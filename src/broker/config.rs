@@ -179,6 +179,13 @@ pub struct Config {
     /// 1 KiB..=4 GiB - 1. Default 64 MiB. Over it new messages are dropped (counted in
     /// `dropped_queue_full`).
     pub max_queued_bytes: usize,
+    /// Issue 11 (docs/memory.md): retained messages one SUBSCRIBE sends at most, over all its
+    /// filters, 0..=100,000,000. Default 100,000 (as `max_retained_messages`). The rest are not
+    /// sent (counted once in `retained_subscribe_bound_hit`).
+    pub max_retained_per_subscribe: usize,
+    /// Issue 11: bytes of retained messages (counted as queue entries: topic, payload,
+    /// properties, overhead) one SUBSCRIBE sends at most, 0..=1 TiB. Default 256 MiB.
+    pub max_retained_bytes_per_subscribe: usize,
 }
 
 /// How a shared subscription group spreads messages over its members. The publishing shard
@@ -262,6 +269,8 @@ impl Default for Config {
             partial_packet_timeout_ms: 5_000,
             slow_consumer_timeout_ms: 60_000,
             max_queued_bytes: 64 * 1024 * 1024,
+            max_retained_per_subscribe: 100_000,
+            max_retained_bytes_per_subscribe: 256 * 1024 * 1024,
         }
     }
 }
@@ -383,6 +392,18 @@ impl Config {
             self.max_queued_bytes as u64,
             1024,
             u64::from(u32::MAX),
+        )?;
+        range(
+            "max_retained_per_subscribe",
+            self.max_retained_per_subscribe,
+            0,
+            100_000_000,
+        )?;
+        range(
+            "max_retained_bytes_per_subscribe",
+            self.max_retained_bytes_per_subscribe as u64,
+            0,
+            1 << 40,
         )?;
         range(
             "slow_consumer_timeout_ms",

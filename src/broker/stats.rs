@@ -187,6 +187,9 @@ counters! {
     /// Issue 11: new queue entries dropped because the shard's session queues held their share
     /// (half) of its part of `max_buffered_bytes`; live deliveries are not affected.
     dropped_queue_share,
+    /// Issue 11: SUBSCRIBEs whose matching retained messages were cut at
+    /// `max_retained_per_subscribe` or `max_retained_bytes_per_subscribe`.
+    retained_subscribe_bound_hit,
 }
 
 impl Stats {

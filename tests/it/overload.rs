@@ -596,7 +596,10 @@ fn pingreq_flood_over_tcp_is_bounded_and_others_keep_flowing() {
     std::thread::sleep(Duration::from_millis(200));
     let peak = broker.stats().buffered_bytes_peak;
     println!("PINGREQ flood: {written} bytes written, peak {peak} bytes buffered");
-    assert!(written < 40_000_000, "the client was not read to the end (peak {peak})");
+    assert!(
+        written < 40_000_000,
+        "the client was not read to the end (peak {peak})"
+    );
     wait_until("the hostile client paused", || {
         broker.stats().reads_paused_outgoing >= 1
     });
@@ -617,4 +620,34 @@ fn pingreq_flood_over_tcp_is_bounded_and_others_keep_flowing() {
     }
     assert!(broker.stats().buffered_bytes_peak <= (limit + 4096) as u64);
     drop(hostile);
+}
+
+/// Issue 11 item 6: one SUBSCRIBE sends at most `max_retained_per_subscribe` retained
+/// messages, counted when the bound cuts.
+#[test]
+fn retained_on_subscribe_stops_at_the_per_subscribe_bound() {
+    let mut config = config();
+    config.max_retained_per_subscribe = 10;
+    let mut sim = Sim::new(config, 10).expect("valid config");
+    let mut publisher = connect(&mut sim, "pub");
+    let now = sim.now();
+    for i in 0..50 {
+        let _ = publisher.session.publish(
+            MqttString::from(format!("b/{i}")),
+            Bytes::from_static(b"r"),
+            QoS::AtMostOnce,
+            true,
+            now,
+        );
+    }
+    publisher.flush(&mut sim);
+    quiesce(&mut sim, &mut [&mut publisher]);
+    let mut subscriber = connect(&mut sim, "sub");
+    subscriber
+        .session
+        .subscribe(&[(MqttString::from("b/#"), SubscriptionOptions::default())]);
+    subscriber.flush(&mut sim);
+    quiesce(&mut sim, &mut [&mut subscriber]);
+    assert_eq!(subscriber.received.len(), 10);
+    assert_eq!(sim.global().stats().retained_subscribe_bound_hit, 1);
 }

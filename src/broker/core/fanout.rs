@@ -562,12 +562,25 @@ impl ShardCore {
             return;
         };
         let mut messages = std::mem::take(&mut self.retained_scratch);
+        // Issue 11: one SUBSCRIBE sends at most this many retained messages and bytes.
+        let count_max = self.global.config.max_retained_per_subscribe;
+        let bytes_max = self.global.config.max_retained_bytes_per_subscribe;
+        let (mut count, mut bytes) = (0usize, 0usize);
         for (filter, qos, identifier) in retained {
             messages.clear();
             self.global
                 .retained
                 .collect_matching(filter.as_str(), &mut messages);
             for message in &messages {
+                let size = queued_bytes(message);
+                if count >= count_max || bytes.saturating_add(size) > bytes_max {
+                    bump(&self.global.counters[self.id].retained_subscribe_bound_hit);
+                    messages.clear();
+                    self.retained_scratch = messages;
+                    return;
+                }
+                count += 1;
+                bytes += size;
                 let qos = (*qos).min(message.qos);
                 let message = if *identifier != 0 {
                     with_subscription_identifiers(message, &[*identifier])
