@@ -42,7 +42,7 @@ impl ShardCore {
         if message.retain {
             self.store_retained(message);
         }
-        self.congestion_blocker = None;
+        self.backpressure.blocker = None;
         let local = self.deliver_local(message, origin);
         let mut overflowed = false;
         let mut remote = false;
@@ -54,10 +54,10 @@ impl ShardCore {
             remote = !destinations.is_empty();
             for &target in destinations {
                 // Inline `note_destination`: `destinations` borrows the router.
-                if self.congestion_blocker.is_none()
+                if self.backpressure.blocker.is_none()
                     && self.global.congested[target].0.load(Ordering::Relaxed)
                 {
-                    self.congestion_blocker = Some(Blocker::Shard(target));
+                    self.backpressure.blocker = Some(Blocker::Shard(target));
                 }
                 if !self.mesh.send(target, ShardMsg::Publish(message.clone())) {
                     overflowed = true;
@@ -228,7 +228,7 @@ impl ShardCore {
         } else {
             Presence::Offline
         };
-        let queue_room = if self.memory.has_room() {
+        let queue_room = if self.backpressure.memory.has_room() {
             QueueRoom::Available
         } else {
             QueueRoom::Exhausted
@@ -292,7 +292,7 @@ impl ShardCore {
                 bump(&self.global.counters[self.id].dropped_outgoing_buffer_full);
                 return;
             }
-            if !self.memory.has_room() {
+            if !self.backpressure.memory.has_room() {
                 bump(&self.global.counters[self.id].dropped_memory_limit);
                 return;
             }
@@ -419,7 +419,9 @@ impl ShardCore {
                 self.update_congestion(skey);
                 return;
             };
-            self.memory.release(queued_bytes(&queued.message));
+            self.backpressure
+                .memory
+                .release(queued_bytes(&queued.message));
             if packet_id != 0 {
                 // Persistence: the queue's first message went out with this packet id.
                 let client_id = &session.session.state.client_id;

@@ -538,7 +538,9 @@ impl ShardCore {
         }
         self.forget_congestion(skey);
         let session = self.sessions.remove(skey);
-        self.memory.release(session.session.state.queued_bytes());
+        self.backpressure
+            .memory
+            .release(session.session.state.queued_bytes());
         self.global.sessions_open.fetch_sub(1, Ordering::Relaxed);
         self.redeliver_shared(&session.session.state);
         let client_id = &session.session.state.client_id;
@@ -561,7 +563,9 @@ impl ShardCore {
         }
         self.forget_congestion(skey);
         let session = self.sessions.remove(skey);
-        self.memory.release(session.session.state.queued_bytes());
+        self.backpressure
+            .memory
+            .release(session.session.state.queued_bytes());
         self.global.sessions_open.fetch_sub(1, Ordering::Relaxed);
         let client_id = &session.session.state.client_id;
         self.client_ids.remove(client_id, skey);

@@ -189,25 +189,13 @@ pub struct ShardCore {
     pub(super) dirty: Vec<ConnKey>,
     /// Connections to close at the end of this turn.
     pub(super) closing: Vec<ConnKey>,
-    /// Connections paused by a full mesh channel.
-    pub(super) paused: Vec<ConnKey>,
-    /// Publishers paused for QoS 1/2 congestion: (connection key, connection id, what they wait
-    /// for). At most one entry per connection (its `PAUSED_CONGESTION` bit).
-    pub(super) paused_congestion: Vec<(ConnKey, u64, super::congestion::Blocker)>,
-    /// Scratch for `resume_congested`.
-    pub(super) resumed_scratch: Vec<(ConnKey, u64)>,
-    /// Sessions on this shard that are `Congestion::Congested`; `Global::congested[id]` says
-    /// whether it is above zero.
-    pub(super) congested_sessions: usize,
-    /// The first congested recipient met while routing the current publish.
-    pub(super) congestion_blocker: Option<super::congestion::Blocker>,
+    /// Paused publishers, congested sessions and the memory budget.
+    pub(super) backpressure: super::congestion::Backpressure,
     /// Connections whose buffered input must be processed (after a takeover completed).
     pub(super) ready: Vec<ConnKey>,
     /// Output: connections resumed (unpaused, unparked) whose socket the runtime must read
     /// again, since no new readiness event will come for bytes already there.
     pub(super) to_read: Vec<ConnKey>,
-    /// This shard's part of `max_buffered_bytes` and what its buffers and queues hold.
-    pub(super) memory: super::congestion::MemoryBudget,
     /// Access control (issue 13): this shard's verified-login cache and password-check budget.
     pub(super) login: crate::auth::ShardLogin,
 }
@@ -250,14 +238,9 @@ impl ShardCore {
             retained_scratch: Vec::new(),
             dirty: Vec::new(),
             closing: Vec::new(),
-            paused: Vec::new(),
-            paused_congestion: Vec::new(),
-            resumed_scratch: Vec::new(),
-            congested_sessions: 0,
-            congestion_blocker: None,
+            backpressure: super::congestion::Backpressure::new(memory),
             ready: Vec::new(),
             to_read: Vec::new(),
-            memory,
             login: crate::auth::ShardLogin::new(),
         }
     }
@@ -404,7 +387,7 @@ impl ShardCore {
             self.refuse_unencodable(key, packet, &error);
             return;
         }
-        self.memory.hold(conn.out.len() - before);
+        self.backpressure.memory.hold(conn.out.len() - before);
         self.mark_dirty(key);
     }
 
@@ -473,7 +456,7 @@ impl ShardCore {
                 if packet.encoded_len(conn.version) <= conn.client_max_packet_size as usize {
                     let before = conn.out.len();
                     push_bounded(&mut conn.out, &packet, conn.version);
-                    self.memory.hold(conn.out.len() - before);
+                    self.backpressure.memory.hold(conn.out.len() - before);
                 }
             }
         }
@@ -624,7 +607,7 @@ impl ShardCore {
         if let Some(conn) = self.connections.get_mut(key) {
             if conn.paused & PAUSED_MESH == 0 {
                 conn.paused |= PAUSED_MESH;
-                self.paused.push(key);
+                self.backpressure.paused_mesh.push(key);
             }
         }
     }
@@ -646,7 +629,7 @@ impl ShardCore {
         };
         let before = conn.out.len();
         push_bounded(&mut conn.out, packet, version);
-        self.memory.hold(conn.out.len() - before);
+        self.backpressure.memory.hold(conn.out.len() - before);
         self.mark_dirty(key);
     }
 }
