@@ -141,15 +141,11 @@ impl fmt::Display for CloseReason {
     }
 }
 
-/// One shard's sans-IO core.
-pub struct ShardCore {
-    pub(super) id: ShardId,
-    pub(super) global: Arc<Global>,
-    pub(super) mesh: Mesh,
-    pub(super) connections: Slots<ConnKey, Connection>,
-    pub(super) sessions: Slots<SessionKey, ShardSession>,
-    /// Client id -> session slab key, for sessions on this shard.
-    pub(super) client_ids: super::client_ids::ClientIds,
+/// A shard's local subscriptions and what delivering a publish to them needs: the trie and its
+/// match cache, the shared-subscription members, the random strategy's state, the wire layouts
+/// encoded once per publish, and scratch vectors reused every publish. Its logic is the
+/// `ShardCore` methods of `fanout.rs` and `shared_subscriptions.rs`.
+pub struct Delivery {
     /// This shard's clients' subscriptions.
     pub(super) trie: TopicTrie<LocalSub>,
     /// Recent match results of `trie` by topic name.
@@ -160,6 +156,47 @@ pub struct ShardCore {
     pub(super) shared_targets: Vec<(ShardId, MqttString)>,
     /// State of the shared subscriptions' random strategy.
     pub(super) random_state: u64,
+    // Scratch space reused every turn.
+    pub(super) matches: Vec<LocalSub>,
+    pub(super) subscription_ids: Vec<u32>,
+    pub(super) layouts: LayoutCache,
+    pub(super) encode_buf: BytesMut,
+    /// A message allocation kept for the next publish (`ShardCore::new_message`), emptied so that
+    /// it pins no read buffer.
+    pub(super) spare_message: Option<MessageRef>,
+    pub(super) retained_scratch: Vec<MessageRef>,
+}
+
+impl Delivery {
+    fn new(random_state: u64) -> Delivery {
+        Delivery {
+            trie: TopicTrie::new(),
+            match_cache: MatchCache::new(),
+            shared_members: HashMap::new(),
+            shared_targets: Vec::new(),
+            random_state,
+            matches: Vec::new(),
+            subscription_ids: Vec::new(),
+            layouts: LayoutCache::default(),
+            encode_buf: BytesMut::new(),
+            spare_message: None,
+            retained_scratch: Vec::new(),
+        }
+    }
+}
+
+/// One shard's sans-IO core.
+pub struct ShardCore {
+    pub(super) id: ShardId,
+    pub(super) global: Arc<Global>,
+    pub(super) mesh: Mesh,
+    pub(super) connections: Slots<ConnKey, Connection>,
+    pub(super) sessions: Slots<SessionKey, ShardSession>,
+    /// Client id -> session slab key, for sessions on this shard.
+    pub(super) client_ids: super::client_ids::ClientIds,
+    /// Local subscriptions and delivery: trie, match cache, shared-subscription members,
+    /// wire layouts and the scratch of the publish being routed.
+    pub(super) delivery: Delivery,
     pub(super) router: Router,
     /// SUBACKs waiting for the routing barrier, in epoch order.
     pub(super) pending_acks: VecDeque<PendingAck>,
@@ -176,15 +213,6 @@ pub struct ShardCore {
     pub(super) now: Instant,
     /// `now` in the timer heap's millisecond ticks ([`Timers::ticks_ms`]).
     pub(super) now_ms: u32,
-    // Scratch space reused every turn.
-    pub(super) matches: Vec<LocalSub>,
-    pub(super) subscription_ids: Vec<u32>,
-    pub(super) layouts: LayoutCache,
-    pub(super) encode_buf: BytesMut,
-    /// A message allocation kept for the next publish (`ShardCore::new_message`), emptied so that
-    /// it pins no read buffer.
-    pub(super) spare_message: Option<MessageRef>,
-    pub(super) retained_scratch: Vec<MessageRef>,
     /// Connections with bytes to write this turn.
     pub(super) dirty: Vec<ConnKey>,
     /// Connections to close at the end of this turn.
@@ -214,11 +242,7 @@ impl ShardCore {
             connections: Slots::default(),
             sessions: Slots::default(),
             client_ids: Default::default(),
-            trie: TopicTrie::new(),
-            match_cache: MatchCache::new(),
-            shared_members: HashMap::new(),
-            shared_targets: Vec::new(),
-            random_state,
+            delivery: Delivery::new(random_state),
             router: Router::new(id, shards),
             pending_acks: VecDeque::new(),
             pending_takeovers: HashMap::new(),
@@ -230,12 +254,6 @@ impl ShardCore {
             next_generation: 0,
             now: epoch,
             now_ms: 0,
-            matches: Vec::new(),
-            subscription_ids: Vec::new(),
-            layouts: LayoutCache::default(),
-            encode_buf: BytesMut::new(),
-            spare_message: None,
-            retained_scratch: Vec::new(),
             dirty: Vec::new(),
             closing: Vec::new(),
             backpressure: super::congestion::Backpressure::new(memory),
