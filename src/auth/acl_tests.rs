@@ -234,3 +234,27 @@ fn login_budget_and_verified_cache() {
         Err(LoginRefusal::AnonymousRefused)
     );
 }
+
+#[test]
+fn restored_sessions_get_nothing_until_their_user_is_known() {
+    let path = std::env::temp_dir().join(format!("shardmq-acl-restored-{}", std::process::id()));
+    std::fs::write(&path, "topic readwrite #\n").unwrap();
+    let control = std::sync::Arc::new(
+        AccessControl::load(AuthPolicy {
+            acl_file: Some(path.clone()),
+            ..AuthPolicy::default()
+        })
+        .unwrap(),
+    );
+    std::fs::remove_file(&path).unwrap();
+    let mut known = control.session_access(&Login::default(), "c").unwrap();
+    assert!(known.allows("a/b", ACL_READ));
+    let mut restored = control.unknown_identity_access("c").unwrap();
+    assert!(!restored.allows("a/b", ACL_READ));
+    assert!(!restored.may_subscribe("a/#"));
+    let open = std::sync::Arc::new(AccessControl::load(AuthPolicy::default()).unwrap());
+    assert!(
+        open.unknown_identity_access("c").is_none(),
+        "nothing restricts: no state"
+    );
+}

@@ -201,6 +201,18 @@ impl AccessControl {
         }
     }
 
+    /// The access state of a session restored from disk whose user is not known until its
+    /// client connects again: nothing is delivered to it meanwhile (deny by default); `None`
+    /// when nothing can restrict it.
+    pub fn unknown_identity_access(
+        self: &Arc<Self>,
+        client_id: &str,
+    ) -> Option<Box<SessionAccess>> {
+        let mut access = self.session_access(&Login::default(), client_id)?;
+        access.unknown_identity = true;
+        Some(access)
+    }
+
     /// The access state of a session that logged in as `login` with `client_id`; `None` when
     /// nothing can restrict it (no ACL file, no token claims configured), so the publish path
     /// skips every check.
@@ -229,6 +241,7 @@ impl AccessControl {
             generation: 0,
             file: None,
             cache: AclCache::default(),
+            unknown_identity: false,
             disconnect_after: login
                 .token
                 .as_ref()
@@ -266,6 +279,8 @@ pub struct SessionAccess {
     file: Option<ClientRules>,
     cache: AclCache,
     disconnect_after: Option<Duration>,
+    /// Restored from disk, its user not known yet: every check fails until it reconnects.
+    unknown_identity: bool,
 }
 
 impl SessionAccess {
@@ -311,6 +326,9 @@ impl SessionAccess {
 
     /// Whether the session may publish on (`ACL_WRITE`) or receive (`ACL_READ`) a topic name.
     pub fn allows(&mut self, topic: &str, access: u8) -> bool {
+        if self.unknown_identity {
+            return false;
+        }
         if self.generation != self.control.generation() {
             self.refresh();
         }
@@ -321,6 +339,9 @@ impl SessionAccess {
 
     /// Whether a SUBSCRIBE filter (without `$share/group/`) may be granted.
     pub fn may_subscribe(&mut self, filter: &str) -> bool {
+        if self.unknown_identity {
+            return false;
+        }
         if self.generation != self.control.generation() {
             self.refresh();
         }

@@ -11,7 +11,7 @@ use super::metrics;
 use super::observer::Observer;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -24,6 +24,15 @@ pub const HTTP_REQUEST_TIMEOUT_MS: u64 = 2_000;
 pub const HTTP_WORKERS: usize = 2;
 /// Accepted connections waiting for a worker; more are closed at once.
 pub const HTTP_QUEUE_MAX: usize = 16;
+
+/// The HTTP server's own counters (exported with the broker's metrics).
+#[derive(Debug, Default)]
+pub struct HttpCounters {
+    /// Connections closed at once because `HTTP_QUEUE_MAX` were waiting for a worker.
+    pub refused_busy: AtomicU64,
+    /// Requests answered 400, 408 or 431 (malformed, too slow, head too large).
+    pub bad_requests: AtomicU64,
+}
 
 /// A running metrics server. Dropping it stops it.
 pub struct MetricsServer {
@@ -39,21 +48,24 @@ impl MetricsServer {
         let local_addr = listener.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));
         let (tx, rx) = crossbeam_channel::bounded::<TcpStream>(HTTP_QUEUE_MAX);
+        let counters = Arc::new(HttpCounters::default());
         let mut threads = Vec::new();
         for i in 0..HTTP_WORKERS {
             let rx = rx.clone();
             let observer = observer.clone();
+            let counters = counters.clone();
             threads.push(
                 std::thread::Builder::new()
                     .name(format!("metrics-{i}"))
                     .spawn(move || {
                         for stream in rx {
-                            serve(stream, &observer);
+                            serve(stream, &observer, &counters);
                         }
                     })?,
             );
         }
         let accept_stop = stop.clone();
+        let accept_counters = counters.clone();
         threads.push(
             std::thread::Builder::new()
                 .name("metrics-accept".into())
@@ -66,6 +78,7 @@ impl MetricsServer {
                             // A full queue: the socket is dropped (closed) at once.
                             Ok(stream) => {
                                 if tx.try_send(stream).is_err() {
+                                    accept_counters.refused_busy.fetch_add(1, Ordering::Relaxed);
                                     log::debug!("metrics: busy, connection closed");
                                 }
                             }
@@ -164,7 +177,7 @@ fn parse(head: &[u8]) -> Request {
     }
 }
 
-fn serve(mut stream: TcpStream, observer: &Observer) {
+fn serve(mut stream: TcpStream, observer: &Observer, counters: &HttpCounters) {
     let _ = stream.set_write_timeout(Some(Duration::from_millis(HTTP_REQUEST_TIMEOUT_MS)));
     let (status, content_type, body, head_only) = match read_head(&mut stream).map(|h| parse(&h)) {
         Err(status) => (status, "text/plain", reason(status).to_string(), false),
@@ -174,7 +187,7 @@ fn serve(mut stream: TcpStream, observer: &Observer) {
             "/metrics" => (
                 200,
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                metrics::render(observer),
+                metrics::render_with(observer, Some(counters)),
                 head_only,
             ),
             "/healthz" => {
@@ -184,6 +197,9 @@ fn serve(mut stream: TcpStream, observer: &Observer) {
             _ => (404, "text/plain", "not found\n".into(), head_only),
         },
     };
+    if matches!(status, 400 | 408 | 431) {
+        counters.bad_requests.fetch_add(1, Ordering::Relaxed);
+    }
     let header = format!(
         "HTTP/1.1 {status} {}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\n\
          connection: close\r\n\r\n",

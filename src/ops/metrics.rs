@@ -42,6 +42,11 @@ fn shard_label(shard: impl ToString) -> ShardLabel {
 
 /// The text exposition (OpenMetrics text format, which Prometheus reads) of every metric.
 pub fn render(observer: &Observer) -> String {
+    render_with(observer, None)
+}
+
+/// [`render`], with the metrics HTTP server's own counters when it is the caller.
+pub fn render_with(observer: &Observer, http: Option<&super::http::HttpCounters>) -> String {
     let mut registry = Registry::with_prefix("shardmq");
     let shards = observer.shard_stats();
     let acceptor = observer.acceptor_stats();
@@ -77,6 +82,24 @@ pub fn render(observer: &Observer) -> String {
         }
     }
     register_broker_gauges(&mut registry, observer);
+    if let Some(http) = http {
+        use std::sync::atomic::Ordering;
+        let counter = |value: u64| {
+            let c = Counter::<u64>::default();
+            c.inc_by(value);
+            c
+        };
+        registry.register(
+            "metrics_http_refused_busy",
+            "Metrics HTTP connections closed at once because every worker was busy",
+            counter(http.refused_busy.load(Ordering::Relaxed)),
+        );
+        registry.register(
+            "metrics_http_bad_requests",
+            "Metrics HTTP requests answered 400, 408 or 431 (malformed, too slow, too large)",
+            counter(http.bad_requests.load(Ordering::Relaxed)),
+        );
+    }
     let mut text = String::new();
     if encode(&mut text, &registry).is_err() {
         // Writing into a String cannot fail; an encoder error would be a bug in the encoder.

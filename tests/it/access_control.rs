@@ -915,3 +915,82 @@ fn per_listener_policy_and_certificate_identity() {
         other => panic!("expected the message back, got {other:?}"),
     }
 }
+
+/// The daemon end to end: a Mosquitto configuration with `acl_file` runs as it is, SIGHUP
+/// re-reads the ACL (connected clients follow it from their next publish), and a bad file on
+/// SIGHUP is logged and keeps the rules in force.
+#[test]
+fn sighup_reloads_the_acl_of_a_mosquitto_configuration() {
+    use std::io::{BufRead, BufReader};
+    let dir = TempDir::new("hup");
+    let acl = dir.file("acl", "topic readwrite a/#\n");
+    let conf = dir.file(
+        "mosquitto.conf",
+        &format!(
+            "listener 0 127.0.0.1\nallow_anonymous true\nsys_interval 0\nacl_file {}\n",
+            acl.display()
+        ),
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shardmq"))
+        .args(["--shards", "1", "-c"])
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn shardmq");
+    let (tx, lines) = std::sync::mpsc::channel::<String>();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let wait_line = |text: &str| -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match lines.recv_timeout(left) {
+                Ok(line) if line.contains(text) => return line,
+                Ok(_) => {}
+                Err(_) => panic!("no log line with {text:?}"),
+            }
+        }
+    };
+    let line = wait_line("listening on ");
+    let rest = line
+        .split("listening on ")
+        .nth(1)
+        .unwrap()
+        .trim_start_matches('[');
+    let end = rest.find([']', ' ', ',']).unwrap_or(rest.len());
+    let addr: SocketAddr = rest[..end].parse().unwrap();
+    let hup = |child: &Child| {
+        let status = Command::new("kill")
+            .args(["-HUP", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    let mut client = Raw::connect(addr, V5, "hup");
+    let mut id = 0;
+    let mut publish = |client: &mut Raw| {
+        id += 1;
+        client.publish("a/x", b"x", QoS::AtLeastOnce, false, id);
+        client.expect_puback().reason_code
+    };
+    assert_eq!(publish(&mut client), ReasonCode::NoMatchingSubscribers);
+    std::fs::write(&acl, "topic readwrite b/#\n").unwrap();
+    hup(&child);
+    wait_line("access-control files re-read");
+    assert_eq!(publish(&mut client), ReasonCode::NotAuthorized);
+    std::fs::write(&acl, "topic readwrite a/#\ntopic maybe b/#\n").unwrap();
+    hup(&child);
+    wait_line("keeping the previous version");
+    assert_eq!(
+        publish(&mut client),
+        ReasonCode::NotAuthorized,
+        "old rules kept"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}

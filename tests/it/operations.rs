@@ -681,6 +681,8 @@ fn sys_and_metrics_count_known_traffic() {
     assert!(started.elapsed() < WAIT);
     subscriber.ping();
     assert_eq!(http_get(metrics, "/healthz").0, 200);
+    let sums = parse_with_python(&http_get(metrics, "/metrics").1);
+    assert_eq!(sums["shardmq_metrics_http_bad_requests_total"], 2.0);
 }
 
 #[test]
@@ -741,5 +743,66 @@ fn systemd_gets_ready_watchdog_reloading_and_stopping() {
     while !seen.iter().any(|m: &String| m.starts_with("STOPPING=1")) {
         seen.push(next());
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn json_log_file_is_reopened_on_sigusr1() {
+    let dir = temp_dir("logs");
+    let log = dir.join("shardmq.log");
+    let broker = Process::spawn({
+        let mut c = shardmq();
+        c.args(["--listen", "127.0.0.1:0", "--shards", "1", "--log-json"])
+            .arg("--log-file")
+            .arg(&log);
+        c
+    });
+    let read_lines = |path: &Path, wanted: &str| -> Vec<serde_json::Value> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            let lines: Vec<serde_json::Value> = text
+                .lines()
+                .map(|l| serde_json::from_str(l).expect("every line is JSON"))
+                .collect();
+            if lines
+                .iter()
+                .any(|l| l["msg"].as_str().unwrap().contains(wanted))
+            {
+                return lines;
+            }
+            assert!(Instant::now() < deadline, "no {wanted:?} in {text}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let lines = read_lines(&log, "listening on");
+    let start = lines
+        .iter()
+        .find(|l| l["msg"].as_str().unwrap().contains("shardmq listening on"))
+        .unwrap();
+    let addr = address_in(start["msg"].as_str().unwrap());
+    // logrotate moves the file away, then signals.
+    let rotated = dir.join("shardmq.log.1");
+    std::fs::rename(&log, &rotated).unwrap();
+    broker.signal("USR1");
+    let lines = read_lines(&log, "log file reopened");
+    assert!(lines
+        .iter()
+        .all(|l| l["level"].is_string() && l["ts"].is_string()));
+    let client = Raw::connect(addr, V4, "json-client");
+    let lines = read_lines(&log, "connect client_id=json-client");
+    let connect = lines.iter().find(|l| l["event"] == "connect").unwrap();
+    assert_eq!(connect["client_id"], "json-client");
+    assert_eq!(connect["shard"], 0);
+    assert_eq!(connect["listener"], 0);
+    assert!(connect["addr"].as_str().unwrap().starts_with("127.0.0.1:"));
+    client.disconnect();
+    let lines = read_lines(&log, "disconnect client_id=json-client");
+    let disconnect = lines.iter().find(|l| l["event"] == "disconnect").unwrap();
+    assert!(disconnect["reason"].is_string(), "{disconnect}");
+    // The rotated file kept what came before the signal, and nothing after it.
+    let old = std::fs::read_to_string(&rotated).unwrap();
+    assert!(old.contains("listening on") && !old.contains("json-client"));
+    drop(broker);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -22,6 +22,20 @@ impl ShardCore {
             .unwrap_or_else(|| self.global.access.clone())
     }
 
+    /// The access state of a session restored from disk (persistence): its user is not known
+    /// until its client reconnects, so while any policy restricts topics nothing is delivered
+    /// to it (deny by default) rather than everything.
+    pub(super) fn restored_access(
+        &self,
+        client_id: &str,
+    ) -> Option<Box<crate::auth::SessionAccess>> {
+        let global = &self.global;
+        std::iter::once(&global.access)
+            .chain(global.listener_access.iter().flatten())
+            .find(|control| control.policy().restricts())
+            .and_then(|control| control.unknown_identity_access(client_id))
+    }
+
     /// Authenticates a plain CONNECT (no Authentication Method) and authorizes its will.
     /// Returns the CONNECT to admit, or `None` when it was refused (CONNACK sent).
     pub(super) fn login_connect(

@@ -62,10 +62,13 @@ impl ShardCore {
             let generation = self.next_generation;
             self.next_generation += 1;
             let now = self.now;
+            // Access control (issue 13, access.rs): no deliveries until its user is known again.
+            let access = self.restored_access(client_id.as_str());
             let Some(session) = self.sessions.get_mut(skey) else {
                 continue;
             };
             session.generation = generation;
+            session.access = access;
             if let Some(left) = recovered.expiry_left {
                 self.timers.arm(
                     now + left,

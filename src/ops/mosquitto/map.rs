@@ -63,7 +63,8 @@ pub fn to_config(parsed: &MosquittoConfig) -> Result<Loaded, Vec<Diagnostic>> {
         .chain(parsed.listeners.iter())
         .collect();
     map_listeners(&mut m, &listeners);
-    let security = effective_security(&mut m, parsed, &listeners);
+    map_listener_security(&mut m, parsed, &listeners);
+    let security = effective_security(parsed, &listeners);
     map_security(&mut m, &security, listeners.first().map(|l| &l.at));
     map_limits(&mut m, parsed, &listeners);
     map_persistence(&mut m, parsed);
@@ -261,28 +262,21 @@ fn listener_address(m: &mut Mapper, listener: &Listener) -> Option<SocketAddr> {
 
 /// The security settings in force: global, or the only listener's with
 /// `per_listener_settings true`.
-fn effective_security(
-    m: &mut Mapper,
-    parsed: &MosquittoConfig,
-    listeners: &[&Listener],
-) -> Security {
+fn effective_security(parsed: &MosquittoConfig, listeners: &[&Listener]) -> Security {
     let per_listener = parsed
         .per_listener_settings
         .as_ref()
-        .filter(|p| p.value)
-        .map(|p| p.at.clone());
+        .is_some_and(|p| p.value);
     let mut security = parsed.security.clone();
-    if let Some(at) = per_listener {
+    if per_listener {
         let with_own: Vec<_> = listeners
             .iter()
             .filter(|l| l.security != Security::default())
             .collect();
         if listeners.len() > 1 && !with_own.is_empty() {
-            m.not_yet(
-                &at,
-                "per_listener_settings true",
-                "different security settings per listener",
-            );
+            // Several listeners: each has its own `[listener.auth]` (map_listener_security);
+            // the global settings stay for listeners without their own.
+            return security;
         }
         for listener in with_own {
             let own = &listener.security;
@@ -293,6 +287,34 @@ fn effective_security(
         }
     }
     security
+}
+
+/// Access control (issue 13): with `per_listener_settings true` and several listeners, each
+/// listener's own `allow_anonymous`, `password_file` and `acl_file` become its `[listener.auth]`
+/// policy. Mosquitto 2 refuses anonymous clients on a listener unless it says
+/// `allow_anonymous true`. (A listener that failed to map has already failed the whole file.)
+fn map_listener_security(m: &mut Mapper, parsed: &MosquittoConfig, listeners: &[&Listener]) {
+    let per_listener = parsed
+        .per_listener_settings
+        .as_ref()
+        .is_some_and(|p| p.value);
+    if !per_listener || listeners.len() < 2 {
+        return;
+    }
+    for listener in listeners {
+        for entry in &listener.security.other {
+            m.not_yet(&entry.at, &entry.value, "changes authentication");
+        }
+    }
+    for (config, listener) in m.config.listeners.iter_mut().zip(listeners) {
+        let own = &listener.security;
+        config.auth = Some(crate::auth::AuthPolicy {
+            allow_anonymous: Some(own.allow_anonymous.as_ref().is_some_and(|a| a.value)),
+            password_file: own.password_file.as_ref().map(|f| f.value.clone()),
+            acl_file: own.acl_file.as_ref().map(|f| f.value.clone()),
+            ..crate::auth::AuthPolicy::default()
+        });
+    }
 }
 
 fn merge<T: Clone>(into: &mut Option<At<T>>, from: &Option<At<T>>) {

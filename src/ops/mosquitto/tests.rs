@@ -159,6 +159,24 @@ fn bad_values_and_unknown_directives_are_all_reported() {
     assert!(errs[0].contains("max_inflight_messages must be in 0..=65535"));
 }
 
+/// `per_listener_settings true` with several listeners: each gets its own policy.
+#[test]
+fn per_listener_security_maps_to_listener_policies() {
+    let loaded = map("per_listener_settings true\n\
+         listener 1883 127.0.0.1\nallow_anonymous true\n\
+         listener 1884 127.0.0.1\npassword_file /etc/p\nacl_file /etc/a\n")
+    .unwrap();
+    let listeners = loaded.config.effective_listeners();
+    assert_eq!(listeners.len(), 2, "{listeners:?}");
+    let open = listeners[0].auth.as_ref().unwrap();
+    assert_eq!(open.allow_anonymous, Some(true));
+    assert_eq!(open.password_file, None);
+    let guarded = listeners[1].auth.as_ref().unwrap();
+    assert_eq!(guarded.allow_anonymous, Some(false));
+    assert_eq!(guarded.password_file.as_deref(), Some(Path::new("/etc/p")));
+    assert_eq!(guarded.acl_file.as_deref(), Some(Path::new("/etc/a")));
+}
+
 /// Access control (issue 13): password and ACL files map as they are; a listener without
 /// `allow_anonymous true` refuses anonymous clients, as Mosquitto 2.
 #[test]
