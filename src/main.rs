@@ -59,8 +59,8 @@ struct Cli {
     /// Maximum levels of a topic name or filter [default: 128].
     #[arg(long, value_name = "N")]
     max_topic_levels: Option<usize>,
-    /// Per-connection outgoing buffer limit, bytes; QoS 0 is dropped over it, the client is
-    /// disconnected at twice it [default: 1048576].
+    /// Per-connection outgoing buffer limit, bytes; QoS 0 is dropped over it, QoS 1/2 wait
+    /// queued, the client is not read while it is full [default: 1048576].
     #[arg(long, value_name = "BYTES")]
     max_outgoing_bytes: Option<usize>,
     /// Seconds allowed between TCP accept and CONNECT [default: 10].
@@ -107,6 +107,18 @@ struct Cli {
     /// Whether retained messages are supported (MQTT 5 Retain Available) [default: true].
     #[arg(long, value_name = "BOOL")]
     retain_available: Option<bool>,
+    /// Issue 11: milliseconds a client has to complete a started packet, per 64 KiB of its
+    /// length, 0 = no limit [default: 5000].
+    #[arg(long, value_name = "MS")]
+    partial_packet_timeout_ms: Option<u64>,
+    /// Issue 11: milliseconds a subscriber's full outgoing buffer may go unwritten before it is
+    /// disconnected as a slow consumer [default: 60000].
+    #[arg(long, value_name = "MS")]
+    slow_consumer_timeout_ms: Option<u64>,
+    /// Issue 11: bytes queued per session at most (as Mosquitto's max_queued_bytes)
+    /// [default: 67108864].
+    #[arg(long, value_name = "BYTES")]
+    max_queued_bytes: Option<usize>,
     /// Mosquitto password file (`user:$7$...`, from mosquitto_passwd or shardmq-passwd): plain
     /// CONNECTs must log in as one of its users. Re-read on SIGHUP.
     #[arg(long, value_name = "FILE")]
@@ -291,6 +303,9 @@ impl Cli {
             server_keep_alive_secs = self.server_keep_alive.map(Some),
             response_information = self.response_information.map(Some),
             server_reference = self.server_reference.map(Some),
+            partial_packet_timeout_ms = self.partial_packet_timeout_ms,
+            slow_consumer_timeout_ms = self.slow_consumer_timeout_ms,
+            max_queued_bytes = self.max_queued_bytes,
             acl_file = self.acl_file.map(Some),
             allow_anonymous = self.allow_anonymous.map(Some),
             persistence = self.persistence,

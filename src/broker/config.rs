@@ -42,7 +42,9 @@ pub struct Config {
     /// Maximum levels of a topic name or filter, 1..=65,535. Default 128.
     pub max_topic_levels: usize,
     /// Per-connection outgoing buffer limit in bytes, 1 KiB..=1 GiB. Default 1 MiB. Over it QoS 0
-    /// messages to that client are dropped (counted); at twice the limit it is disconnected.
+    /// messages to that client are dropped (counted), QoS 1/2 ones wait in its session queue,
+    /// and the client is not read (issue 11, docs/memory.md); a full buffer unwritten for
+    /// `slow_consumer_timeout_ms` disconnects it.
     pub max_outgoing_bytes: usize,
     /// Time allowed between TCP accept and CONNECT, in milliseconds, 1..=3,600,000. Default 10 s.
     pub handshake_timeout_ms: u64,
@@ -160,6 +162,23 @@ pub struct Config {
     /// Operations settings (`[ops]` in TOML): `$SYS` interval, metrics listener, logs, pid
     /// file; see [`crate::ops::OpsConfig`] for each field's default and range.
     pub ops: crate::ops::OpsConfig,
+    /// Issue 11 (docs/memory.md): time a client has to complete a packet it started, in
+    /// milliseconds per started 64 KiB of the packet's length, 0..=3,600,000 (0 = no limit).
+    /// Default 5,000 (a client must send at least about 13 KB/s once a packet started). Counts
+    /// whatever the keep-alive, 0 included; over it the connection is closed
+    /// (`partial_packet_timeouts`).
+    pub partial_packet_timeout_ms: u64,
+    /// Issue 11 (docs/memory.md): a subscriber whose outgoing buffer stays at
+    /// `max_outgoing_bytes` with nothing written for this long is disconnected as a slow
+    /// consumer (checked when a message for it arrives), in milliseconds, 1..=3,600,000.
+    /// Default 60,000. A subscriber that reads is never disconnected for the size of what it
+    /// receives: its QoS 1/2 deliveries wait in its queue while the buffer is full.
+    pub slow_consumer_timeout_ms: u64,
+    /// Issue 11 (docs/memory.md): bytes queued per session at most (topic, payload, MQTT 5
+    /// properties and a small overhead per message), as Mosquitto's `max_queued_bytes`,
+    /// 1 KiB..=4 GiB - 1. Default 64 MiB. Over it new messages are dropped (counted in
+    /// `dropped_queue_full`).
+    pub max_queued_bytes: usize,
 }
 
 /// How a shared subscription group spreads messages over its members. The publishing shard
@@ -240,6 +259,9 @@ impl Default for Config {
             persistence_interval_ms: 1_000,
             persistence_max_bytes: 4 << 30,
             ops: crate::ops::OpsConfig::default(),
+            partial_packet_timeout_ms: 5_000,
+            slow_consumer_timeout_ms: 60_000,
+            max_queued_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -350,6 +372,24 @@ impl Config {
         range("max_sessions", self.max_sessions, 1, 100_000_000)?;
         range("shutdown_timeout_ms", self.shutdown_timeout_ms, 0, 60_000)?;
         range("max_qos", self.max_qos, 0, 2)?;
+        range(
+            "partial_packet_timeout_ms",
+            self.partial_packet_timeout_ms,
+            0,
+            3_600_000,
+        )?;
+        range(
+            "max_queued_bytes",
+            self.max_queued_bytes as u64,
+            1024,
+            u64::from(u32::MAX),
+        )?;
+        range(
+            "slow_consumer_timeout_ms",
+            self.slow_consumer_timeout_ms,
+            1,
+            3_600_000,
+        )?;
         range(
             "persistence_interval_ms",
             self.persistence_interval_ms,

@@ -55,7 +55,8 @@ counters! {
     messages_received,
     /// PUBLISH packets sent to clients.
     messages_sent,
-    /// Messages not queued because a session's queue was at `max_queued_messages`.
+    /// Messages not queued because a session's queue was at `max_queued_messages` or
+    /// `max_queued_bytes`.
     dropped_queue_full,
     /// QoS 0 messages dropped because a connection's outgoing buffer was over its limit.
     dropped_outgoing_buffer_full,
@@ -83,7 +84,8 @@ counters! {
     keep_alive_timeouts,
     /// Connections closed because no CONNECT arrived within the handshake timeout.
     handshake_timeouts,
-    /// Connections closed because their outgoing buffer reached twice its limit.
+    /// Connections closed as slow consumers: outgoing buffer at its limit with nothing written
+    /// for `slow_consumer_timeout_ms` (issue 11).
     slow_consumer_disconnects,
     /// Connections closed because the client exceeded our Receive Maximum.
     receive_maximum_exceeded,
@@ -175,6 +177,16 @@ counters! {
     subscriptions,
     /// Turns of the shard's event loop (operations: the watchdog checks that it advances).
     loop_turns,
+    /// Issue 11 (docs/memory.md): times a connection stopped being read because its outgoing
+    /// buffer reached `max_outgoing_bytes` (its own replies cannot be written); it is read
+    /// again once written down to half.
+    reads_paused_outgoing,
+    /// Issue 11: connections closed because a packet they started did not complete within
+    /// `partial_packet_timeout_ms` (per 64 KiB of the packet).
+    partial_packet_timeouts,
+    /// Issue 11: new queue entries dropped because the shard's session queues held their share
+    /// (half) of its part of `max_buffered_bytes`; live deliveries are not affected.
+    dropped_queue_share,
 }
 
 impl Stats {

@@ -286,11 +286,13 @@ fn handshake_timeout_closes_silent_connections() {
 }
 
 #[test]
-fn slow_subscriber_gets_qos0_dropped_then_disconnected() {
+fn slow_subscribers_get_qos0_dropped_then_disconnected_after_the_timeout() {
     let mut config = config(2);
     config.max_outgoing_bytes = 64 * 1024;
     // A window large enough that QoS 1 messages can exceed the kernel's socket buffers.
     config.max_inflight = 2000;
+    // Issue 11: disconnected once its full buffer went unwritten this long.
+    config.slow_consumer_timeout_ms = 1_000;
     let broker = start_with(config);
     let mut placer = Placer::new(&broker);
     let mut slow0 = placer.raw_on(0, V4, "slow0");
@@ -300,23 +302,33 @@ fn slow_subscriber_gets_qos0_dropped_then_disconnected() {
     let mut publisher = placer.raw_on(1, V4, "flooder");
     let payload = vec![0u8; 16 * 1024];
     // Neither subscriber reads. QoS 0 to `slow0` is dropped once its buffer is over the limit;
-    // `slow1`'s QoS 1 messages pile up until it is disconnected at twice the limit.
-    for i in 1..=2000u16 {
+    // `slow1`'s QoS 1 messages queue behind its full buffer. Once a full buffer has gone
+    // unwritten for `slow_consumer_timeout_ms` (issue 11), its subscriber is disconnected.
+    let start = Instant::now();
+    for i in 1..=u16::MAX {
+        if start.elapsed() > Duration::from_secs(20) {
+            break;
+        }
         publisher.publish_acked("flood", &payload, QoS::AtLeastOnce, false, i);
         let stats = broker.stats();
-        if stats.dropped_outgoing_buffer_full > 0 && stats.slow_consumer_disconnects > 0 {
+        if stats.dropped_outgoing_buffer_full > 0 && stats.slow_consumer_disconnects == 2 {
             break;
         }
     }
     let stats = broker.stats();
     assert!(stats.dropped_outgoing_buffer_full > 0, "{stats:?}");
-    assert_eq!(stats.slow_consumer_disconnects, 1, "{stats:?}");
-    // slow0 is still connected; the publisher is unaffected.
-    wait_until("slow1 closed", || {
-        broker.stats().connections_per_shard[0] == 1
+    assert_eq!(stats.slow_consumer_disconnects, 2, "{stats:?}");
+    assert!(
+        start.elapsed() >= Duration::from_secs(1),
+        "not before the timeout"
+    );
+    // Both are closed; the publisher is unaffected.
+    wait_until("slow subscribers closed", || {
+        broker.stats().connections_per_shard[0] == 0
     });
     publisher.ping();
     drop(slow1);
+    drop(slow0);
 }
 
 #[test]

@@ -39,6 +39,7 @@ mod mqtt5_session;
 mod mqtt5_shared;
 mod mqtt5_topic_alias;
 mod operations;
+mod overload;
 mod packet_limits;
 mod persistence;
 mod protocol_fidelity;

@@ -120,6 +120,11 @@ pub struct MemoryBudget {
     peak: usize,
     /// What the gauges last said.
     reported: (usize, usize),
+    /// Issue 11: the part of `buffered` in session queues, and its bound (half of `limit`):
+    /// queues alone never bring the shard to memory pressure (three quarters), so offline
+    /// sessions cannot stop live traffic; at the bound new queue entries are dropped.
+    queued: usize,
+    queued_limit: usize,
 }
 
 impl MemoryBudget {
@@ -139,7 +144,15 @@ impl MemoryBudget {
             episode: 0,
             peak: 0,
             reported: (0, 0),
+            queued: 0,
+            queued_limit: limit / 2,
         }
+    }
+
+    /// Issue 11: whether session queues may take one more entry (below half of `limit`).
+    #[inline]
+    pub fn queues_have_room(&self) -> bool {
+        self.queued < self.queued_limit
     }
 
     /// Bytes that left (written, dequeued, or gone with their connection or session).
@@ -267,6 +280,18 @@ impl ShardCore {
         if held {
             self.update_congestion(skey);
         }
+    }
+
+    /// Issue 11: bytes added to a session queue (counted in the budget and the queues' share).
+    pub(super) fn queue_grew(&mut self, bytes: usize) {
+        self.backpressure.memory.queued += bytes;
+        self.buffered_grew(bytes);
+    }
+
+    /// Issue 11: bytes that left a session queue.
+    pub(super) fn queue_released(&mut self, bytes: usize) {
+        self.backpressure.memory.queued = self.backpressure.memory.queued.saturating_sub(bytes);
+        self.backpressure.memory.release(bytes);
     }
 
     /// Bytes added to an outgoing buffer or a queue: pressure starts at the high watermark.

@@ -176,12 +176,21 @@ pub struct WillMessage {
 pub const PAUSED_MESH: u8 = 1;
 /// `Connection::paused` bit: a recipient of its QoS 1/2 publishes was congested.
 pub const PAUSED_CONGESTION: u8 = 2;
+/// `Connection::paused` bit (issue 11, docs/memory.md): its outgoing buffer reached
+/// `max_outgoing_bytes`, so the replies its next packets would cause could not be written;
+/// cleared when the buffer is written down to half.
+pub const PAUSED_OUTGOING: u8 = 4;
 
 /// `Connection::timer` bit: the handshake timer entry armed on accept has not fired yet.
 pub const TIMER_HANDSHAKE_PENDING: u8 = 1;
 /// `Connection::timer` bit: the pending handshake entry checks the keep-alive when it fires
 /// (instead of a second entry in the heap, see [`Connection::timer`]).
 pub const TIMER_KEEP_ALIVE_ON_HANDSHAKE: u8 = 2;
+/// `Connection::timer` bit (issue 11, `overload.rs`): a packet started and has not completed
+/// since `partial_since_ms`.
+pub const TIMER_PARTIAL_STARTED: u8 = 4;
+/// `Connection::timer` bit (issue 11): a partial-packet timer entry is armed (at most one).
+pub const TIMER_PARTIAL_ARMED: u8 = 8;
 
 /// The peer's address, for logs, in 16 bytes instead of `SocketAddr`'s 32: IPv4 inline, IPv6
 /// (with its flow info and scope id) boxed, since most idle connections are IPv4 and every
@@ -242,6 +251,14 @@ pub struct Connection {
     /// differences are used, and they stay far below the 49.7 days a `u32` wraps at (the
     /// keep-alive check runs at most 1.5 x 65,535 s after the packet).
     pub last_received_ms: u32,
+    /// Issue 11 (`overload.rs`): when the packet being received started, in the same ticks;
+    /// meaningful while the [`TIMER_PARTIAL_STARTED`] bit is set.
+    pub partial_since_ms: u32,
+    /// Issue 11 (`overload.rs`): when the outgoing buffer was last below `max_outgoing_bytes`
+    /// or last had bytes written, in whole seconds of the shard's ticks, wrapping (the
+    /// slow-consumer clock; 2 bytes keep the struct within its size bound, and the timeout is
+    /// at most an hour, far below the 18 hours it wraps at).
+    pub out_progress_secs: u16,
     /// [`TIMER_HANDSHAKE_PENDING`] and [`TIMER_KEEP_ALIVE_ON_HANDSHAKE`] bits. An idle
     /// connection holds one timer entry, not two: when its keep-alive timeout is at least the
     /// handshake timeout, the handshake entry (whose deadline is then the earlier one) checks
@@ -326,6 +343,8 @@ impl Connection {
             session: None,
             keep_alive_secs: 0,
             last_received_ms: now_ms,
+            partial_since_ms: now_ms,
+            out_progress_secs: (now_ms / 1000) as u16,
             timer: TIMER_HANDSHAKE_PENDING,
             client_max_packet_size: u32::MAX,
             will: None,
@@ -412,7 +431,9 @@ mod tests {
         // The listener id (src/transport, for per-listener settings) takes one more word.
         assert!(connection <= 176, "Connection grew to {connection} bytes");
         // +8 bytes for the access-control state pointer (issue 13, `ShardSession::access`).
-        assert!(session <= 232, "ShardSession grew to {session} bytes");
+        // +8 bytes for the queue's byte count (issue 11, `Session::queued_bytes`), as
+        // Mosquitto's per-context `msg_bytes`: a bound per session needs it.
+        assert!(session <= 240, "ShardSession grew to {session} bytes");
         assert!(std::mem::size_of::<Option<Box<WillMessage>>>() == 8);
         assert!(std::mem::size_of::<PeerAddr>() == 16);
     }

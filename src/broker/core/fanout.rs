@@ -14,7 +14,7 @@ use super::retained::RetainOutcome;
 use super::session::{
     queued_bytes, Delivery, Message, MessageRef, Presence, QueueRoom, ReceivedFrame,
 };
-use super::shard::{Awaited, CloseReason, LocalSub, ShardCore};
+use super::shard::{Awaited, LocalSub, ShardCore};
 use super::stats::{bump, ShardCounters};
 use crate::codec::{MqttString, Packet, Properties, Publish, QoS, SubAck};
 use crate::topic::CacheLookup;
@@ -223,20 +223,37 @@ impl ShardCore {
             .connection
             .filter(|&key| connections.get(key).is_some_and(|c| c.is_connected()));
         let online = connection.is_some();
+        // Issue 11 hook: offline sessions' queue entries stop at the queues' share of the budget
+        // (docs/memory.md), so they never bring the shard to pressure; an online session's
+        // queue is paced by congestion and pressure as before.
+        let queue_share_full = !online && !self.backpressure.memory.queues_have_room();
         let presence = if online {
             Presence::Online
         } else {
             Presence::Offline
         };
-        let queue_room = if self.backpressure.memory.has_room() {
+        let queue_room = if self.backpressure.memory.has_room() && !queue_share_full {
             QueueRoom::Available
         } else {
             QueueRoom::Exhausted
         };
-        match session
-            .session
-            .deliver(message, qos, retain, presence, queue_room)
-        {
+        // Issue 11 hook (flow by bytes): QoS 1/2 waits in the queue while the buffer is full.
+        let max_outgoing = self.global.config.max_outgoing_bytes;
+        // Validated to fit in a u32 (config.rs).
+        let max_queued_bytes =
+            u32::try_from(self.global.config.max_queued_bytes).unwrap_or(u32::MAX);
+        let outgoing_full = connection
+            .and_then(|key| connections.get(key))
+            .is_some_and(|c| c.out.len() >= max_outgoing);
+        match session.session.deliver_paced(
+            message,
+            qos,
+            retain,
+            presence,
+            queue_room,
+            outgoing_full,
+            max_queued_bytes,
+        ) {
             Delivery::SendQoS0 => {
                 if let Some(key) = connection {
                     self.write_publish(key, skey, message, QoS::AtMostOnce, 0, retain, encoding);
@@ -256,7 +273,7 @@ impl ShardCore {
             // Persistence: at the disk limit the message is taken off the queue again.
             Delivery::Queued if !self.store_queued(skey, message, qos, retain) => {}
             Delivery::Queued => {
-                self.buffered_grew(queued_bytes(message));
+                self.queue_grew(queued_bytes(message));
                 if online {
                     bump(&self.global.counters[self.id].inflight_window_full);
                     self.update_congestion(skey);
@@ -264,9 +281,17 @@ impl ShardCore {
             }
             Delivery::Discarded => {}
             Delivery::DroppedQueueFull => bump(&self.global.counters[self.id].dropped_queue_full),
+            Delivery::DroppedMemoryLimit if queue_share_full => {
+                bump(&self.global.counters[self.id].dropped_queue_share)
+            }
             Delivery::DroppedMemoryLimit => {
                 bump(&self.global.counters[self.id].dropped_memory_limit)
             }
+        }
+        // Issue 11 hook: a subscriber whose full buffer went unwritten for the slow-consumer
+        // time is disconnected (checked when a message for it meets the full buffer).
+        if let Some(key) = connection.filter(|_| outgoing_full) {
+            self.check_slow_consumer(key);
         }
         self.note_recipient(skey, qos, online);
     }
@@ -398,6 +423,10 @@ impl ShardCore {
                 .commit(&message.topic, alias);
         }
         let before = conn.out.len();
+        // Issue 11 hook: the slow-consumer clock runs only while the buffer stays full.
+        if before < max_outgoing {
+            conn.out_progress_secs = (self.now_ms / 1000) as u16;
+        }
         conn.out.push_shared(&layout.head);
         if qos != QoS::AtMostOnce {
             conn.out.push_copy(&packet_id.to_be_bytes());
@@ -407,9 +436,9 @@ impl ShardCore {
         bump(&self.global.counters[self.id].messages_sent);
         self.mark_dirty(key);
         self.buffered_grew(after - before);
-        if after > max_outgoing.saturating_mul(2) {
-            self.close(key, CloseReason::SlowConsumer);
-        } else if after >= max_outgoing / 2 && self.global.config.qos0_backpressure {
+        // Issue 11: no disconnect for size here (a reader of big messages is paced instead,
+        // see `overload.rs`); a subscriber not reading is closed by `check_slow_consumer`.
+        if after >= max_outgoing / 2 && self.global.config.qos0_backpressure {
             self.outgoing_grew(skey);
         }
     }
@@ -423,18 +452,24 @@ impl ShardCore {
             if session.connection != Some(key) {
                 return;
             }
+            // Issue 11 hook (flow by bytes): refilled as the buffer is written down.
+            if self.outgoing_full(key) {
+                self.update_congestion(skey);
+                return;
+            }
+            let Some(session) = self.sessions.get_mut(skey) else {
+                return;
+            };
             let Some((packet_id, queued)) = session.session.poll_queued() else {
                 self.update_congestion(skey);
                 return;
             };
-            self.backpressure
-                .memory
-                .release(queued_bytes(&queued.message));
             if packet_id != 0 {
                 // Persistence: the queue's first message went out with this packet id.
                 let client_id = &session.session.state.client_id;
                 self.store.message_dequeued(client_id, packet_id);
             }
+            self.queue_released(queued_bytes(&queued.message));
             self.write_publish(
                 key,
                 skey,

@@ -206,6 +206,8 @@ impl ShardCore {
         let low = self.global.config.max_outgoing_bytes / 4;
         let qos0_backpressure = self.global.config.qos0_backpressure;
         let mut dirty = std::mem::take(&mut self.dirty);
+        let mut resumed = Vec::new();
+        let mut refill = Vec::new();
         for key in dirty.drain(..) {
             let Some(conn) = self.connections.get_mut(key) else {
                 continue;
@@ -221,6 +223,14 @@ impl ShardCore {
             let result = conn.out.write_to(stream);
             let after = conn.out.len();
             self.backpressure.memory.release(before - after);
+            // Issue 11 hooks: a connection not read for its full buffer is read again; one
+            // written down below the limit gets its queue refilled (after this loop).
+            if self.resume_if_written_down(key, after) {
+                resumed.push(key);
+            }
+            if self.written_progress(key, before, after) {
+                refill.push(key);
+            }
             // Operations: `$SYS/broker/bytes/sent` and the metrics.
             bump_by(
                 &self.global.counters[self.id].sent_bytes,
@@ -240,6 +250,9 @@ impl ShardCore {
             }
         }
         self.dirty = dirty;
+        // Processed, then read, at the start of the next turn (`resume_connections`).
+        self.ready.extend(resumed);
+        self.refill_queues(&refill);
     }
 
     /// A connection closed this turn, removed from the core, with the bytes still queued for it

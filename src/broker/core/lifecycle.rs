@@ -422,7 +422,7 @@ impl ShardCore {
             "a session lives where its id was claimed"
         );
         // A session that moved here brings its queue along.
-        self.buffered_grew(state.queued_bytes());
+        self.queue_grew(state.queued_bytes());
         let skey = self.sessions.insert(ShardSession {
             session: Session::new(state, inflight_max.max(1), limits),
             claim_number: claim.number,
@@ -538,9 +538,7 @@ impl ShardCore {
         }
         self.forget_congestion(skey);
         let session = self.sessions.remove(skey);
-        self.backpressure
-            .memory
-            .release(session.session.state.queued_bytes());
+        self.queue_released(session.session.state.queued_bytes());
         self.global.sessions_open.fetch_sub(1, Ordering::Relaxed);
         self.redeliver_shared(&session.session.state);
         let client_id = &session.session.state.client_id;
@@ -563,9 +561,7 @@ impl ShardCore {
         }
         self.forget_congestion(skey);
         let session = self.sessions.remove(skey);
-        self.backpressure
-            .memory
-            .release(session.session.state.queued_bytes());
+        self.queue_released(session.session.state.queued_bytes());
         self.global.sessions_open.fetch_sub(1, Ordering::Relaxed);
         let client_id = &session.session.state.client_id;
         self.client_ids.remove(client_id, skey);

@@ -35,6 +35,8 @@ pub mod io;
 pub mod keys;
 mod lifecycle;
 pub mod mesh;
+// Issue 11: outgoing-full read pause, partial packet timeout (docs/memory.md).
+mod overload;
 mod persist;
 pub mod protocol;
 pub mod router;

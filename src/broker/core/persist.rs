@@ -248,7 +248,8 @@ impl ShardCore {
         if self.store.message_queued(client_id, message, qos, retain) {
             return true;
         }
-        s.session.state.queued.pop_back();
+        // Issue 11 hook: the session's queued-bytes count follows.
+        s.session.unqueue_last();
         s.session.state.dropped_messages += 1;
         false
     }

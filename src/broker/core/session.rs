@@ -115,11 +115,17 @@ pub struct Queued {
 /// the queue entry itself, roughly.
 const QUEUED_OVERHEAD_BYTES: usize = 32;
 
-/// What a queued message counts against the shard's memory budget: its approximate encoded
-/// length (topic, payload, a fixed overhead; properties are left out). The payload is shared
-/// by every queue holding the message, so this over-counts memory, never under-counts it.
+/// What a queued message counts against the shard's memory budget and its session's
+/// `max_queued_bytes`: its approximate encoded length (topic, payload, MQTT 5 properties, a
+/// fixed overhead; issue 11, docs/memory.md). The message is shared by every queue holding it,
+/// so this over-counts memory, never under-counts it.
 pub fn queued_bytes(message: &Message) -> usize {
-    message.topic.len() + message.payload.len() + QUEUED_OVERHEAD_BYTES
+    message.topic.len()
+        + message.payload.len()
+        + message
+            .properties
+            .encoded_len(crate::codec::PropertyContext::Publish)
+        + QUEUED_OVERHEAD_BYTES
 }
 
 impl SessionState {
@@ -267,13 +273,18 @@ pub struct Session {
     /// Counts (wrapping) the times the session became congested; guards the congestion timer.
     /// 32 bits, so that with `congestion` it fits in `inflight_max`'s padding.
     pub congestion_episode: u32,
+    /// Issue 11: [`queued_bytes`] summed over `state.queued`, at most `max_queued_bytes` (plus
+    /// a congested session's overshoot).
+    pub queued_bytes: u32,
 }
 
 impl Session {
     /// A new session or one resumed from `state`.
     pub fn new(state: SessionState, inflight_max: u16, limits: SessionLimits) -> Session {
         debug_assert!(inflight_max >= 1);
+        let queued_bytes = u32::try_from(state.queued_bytes()).unwrap_or(u32::MAX);
         Session {
+            queued_bytes,
             state,
             inflight_max: inflight_max.max(1),
             limits,
@@ -333,6 +344,25 @@ impl Session {
         presence: Presence,
         queue_room: QueueRoom,
     ) -> Delivery {
+        self.deliver_paced(message, qos, retain, presence, queue_room, false, u32::MAX)
+    }
+
+    /// [`Session::deliver`], where `outgoing_full` (issue 11, flow by bytes) says that the
+    /// connection's outgoing buffer is at `max_outgoing_bytes`: a QoS 1/2 message then queues
+    /// even with room in the in-flight window, and goes when the buffer is written down.
+    /// `max_queued_bytes` bounds the queue's [`queued_bytes`] as Mosquitto's option of that
+    /// name (passed in rather than kept in [`SessionLimits`], which stays 16 bytes).
+    #[allow(clippy::too_many_arguments)]
+    pub fn deliver_paced(
+        &mut self,
+        message: &MessageRef,
+        qos: QoS,
+        retain: bool,
+        presence: Presence,
+        queue_room: QueueRoom,
+        outgoing_full: bool,
+        max_queued_bytes: u32,
+    ) -> Delivery {
         let online = presence == Presence::Online;
         if qos == QoS::AtMostOnce {
             if online {
@@ -341,9 +371,9 @@ impl Session {
             if !self.limits.queue_qos0 {
                 return Delivery::Discarded;
             }
-            return self.enqueue(message, qos, retain, queue_room);
+            return self.enqueue(message, qos, retain, queue_room, max_queued_bytes);
         }
-        if online && self.state.queued.is_empty() && self.window_has_room() {
+        if online && !outgoing_full && self.state.queued.is_empty() && self.window_has_room() {
             let packet_id = self.allocate_packet_id();
             self.state.inflight.push_back(Outgoing {
                 packet_id,
@@ -354,7 +384,7 @@ impl Session {
             });
             return Delivery::Send { packet_id };
         }
-        self.enqueue(message, qos, retain, queue_room)
+        self.enqueue(message, qos, retain, queue_room, max_queued_bytes)
     }
 
     fn enqueue(
@@ -363,6 +393,7 @@ impl Session {
         qos: QoS,
         retain: bool,
         queue_room: QueueRoom,
+        max_queued_bytes: u32,
     ) -> Delivery {
         let limit = if self.congestion == Congestion::Congested {
             self.limits
@@ -371,7 +402,10 @@ impl Session {
         } else {
             self.limits.max_queued_messages
         };
-        if self.state.queued.len() >= limit {
+        let bytes = u32::try_from(queued_bytes(message)).unwrap_or(u32::MAX);
+        let bytes_over = self.congestion != Congestion::Congested
+            && self.queued_bytes.saturating_add(bytes) > max_queued_bytes;
+        if self.state.queued.len() >= limit || bytes_over {
             self.state.dropped_messages += 1;
             return Delivery::DroppedQueueFull;
         }
@@ -384,7 +418,20 @@ impl Session {
             qos,
             retain,
         });
+        self.queued_bytes = self.queued_bytes.saturating_add(bytes);
         Delivery::Queued
+    }
+
+    /// Takes the last queued message off again (persistence refused it).
+    pub fn unqueue_last(&mut self) {
+        if let Some(last) = self.state.queued.pop_back() {
+            self.note_dequeued(&last.message);
+        }
+    }
+
+    fn note_dequeued(&mut self, message: &Message) {
+        let bytes = u32::try_from(queued_bytes(message)).unwrap_or(u32::MAX);
+        self.queued_bytes = self.queued_bytes.saturating_sub(bytes);
     }
 
     /// Whether a QoS 1/2 message offered now would be sent at once (nothing queued, room in the
@@ -402,12 +449,15 @@ impl Session {
     pub fn poll_queued(&mut self) -> Option<(u16, Queued)> {
         let front = self.state.queued.front()?;
         if front.qos == QoS::AtMostOnce {
-            return self.state.queued.pop_front().map(|q| (0, q));
+            let queued = self.state.queued.pop_front()?;
+            self.note_dequeued(&queued.message);
+            return Some((0, queued));
         }
         if !self.window_has_room() {
             return None;
         }
         let queued = self.state.queued.pop_front()?;
+        self.note_dequeued(&queued.message);
         let packet_id = self.allocate_packet_id();
         self.state.inflight.push_back(Outgoing {
             packet_id,

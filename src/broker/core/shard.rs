@@ -106,6 +106,8 @@ pub enum CloseReason {
     /// The transport failed (src/transport): a TLS alert or failed handshake, a refused
     /// WebSocket upgrade or bad frame, a bad PROXY header. Logged once, at info.
     Transport(String),
+    /// Issue 11: a packet did not complete within `partial_packet_timeout_ms` per 64 KiB.
+    PartialPacketTimeout,
 }
 
 impl CloseReason {
@@ -130,13 +132,16 @@ impl fmt::Display for CloseReason {
             CloseReason::KeepAliveTimeout => f.write_str("keep-alive timeout"),
             CloseReason::HandshakeTimeout => f.write_str("no CONNECT within the handshake timeout"),
             CloseReason::TakenOver => f.write_str("session taken over"),
-            CloseReason::SlowConsumer => f.write_str("outgoing buffer over twice its limit"),
+            CloseReason::SlowConsumer => {
+                f.write_str("outgoing buffer full and not read for the slow-consumer timeout")
+            }
             CloseReason::ConnectRefused(code) => write!(f, "CONNECT refused ({code:?})"),
             CloseReason::ClientMaxPacketSize { size_bytes, max } => write!(
                 f,
                 "a {size_bytes}-byte packet exceeds the client's Maximum Packet Size {max}"
             ),
             CloseReason::Transport(why) => f.write_str(why),
+            CloseReason::PartialPacketTimeout => f.write_str("partial packet timed out"),
         }
     }
 }
@@ -279,6 +284,13 @@ impl ShardCore {
             if !conn.may_process() {
                 return;
             }
+            // Issue 11 hook: replies this packet would cause must fit the outgoing limit.
+            if self.pause_if_outgoing_full(key) {
+                return;
+            }
+            let Some(conn) = self.connections.get_mut(key) else {
+                return;
+            };
             let v5_connect = conn.state == ConnState::AwaitConnect
                 && super::protocol::is_v5_connect(&conn.read_buf);
             let version = conn.version;
@@ -306,10 +318,16 @@ impl ShardCore {
                     if let Some(conn) = self.connections.get_mut(key) {
                         conn.last_received_ms = self.now_ms;
                     }
+                    // Issue 11 hook: the partial-packet clock restarts with the next packet.
+                    self.partial_packet_done(key);
                     fault::inject_handle(&packet);
                     self.handle_packet(key, packet, frame);
                 }
-                Ok(None) => return,
+                Ok(None) => {
+                    // Issue 11 hook: a started packet must complete in time.
+                    self.partial_packet_pending(key);
+                    return;
+                }
                 Err(e) => {
                     self.decode_failed(key, e, v5_connect);
                     return;
@@ -559,6 +577,9 @@ impl ShardCore {
                     self.congestion_timeout(SessionKey::new(timer.key), timer.generation)
                 }
                 TimerKind::MemoryPressure => self.memory_pressure_timeout(timer.generation),
+                TimerKind::PartialPacket => {
+                    self.partial_packet_timer(ConnKey::new(timer.key), timer.generation)
+                }
                 // Access control (issue 13, access.rs).
                 TimerKind::TokenExpiry => {
                     self.token_expired(ConnKey::new(timer.key), timer.generation)

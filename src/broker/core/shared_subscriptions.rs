@@ -144,7 +144,8 @@ impl ShardCore {
     ) {
         let strategy = self.global.config.shared_subscription_strategy;
         let random = self.next_random();
-        let Some(sub) = self.pick_member(share, message.qos, strategy, publisher_hash, random)
+        let Some((sub, can_take)) =
+            self.pick_member(share, message.qos, strategy, publisher_hash, random)
         else {
             // The last member left after the publishing shard routed the message here (its
             // route removal was still on the way): hand it to another shard with members, once.
@@ -165,6 +166,11 @@ impl ShardCore {
             }
             return;
         };
+        // Issue 11 hook: when no member here can take it, another shard with members gets it
+        // (once); it queues here only when that was already tried.
+        if !can_take && !forwarded && self.forward_shared(share, message, publisher_hash, random) {
+            return;
+        }
         let qos = sub.options.qos.min(message.qos);
         // [MQTT-3.3.1-12]/[MQTT-3.3.1-13]: Retain As Published applies as for any subscription.
         let retain = sub.options.retain_as_published && message.retain;
@@ -243,8 +249,11 @@ impl ShardCore {
         strategy: SharedStrategy,
         publisher_hash: u64,
         random: u64,
-    ) -> Option<LocalSub> {
+    ) -> Option<(LocalSub, bool)> {
         let sessions = &self.sessions;
+        // Issue 11: a member whose outgoing buffer is full cannot take a message either.
+        let connections = &self.connections;
+        let max_outgoing = self.global.config.max_outgoing_bytes;
         let group = self.delivery.shared_members.get_mut(share)?;
         let n = group.members.len();
         if n == 0 {
@@ -261,7 +270,10 @@ impl ShardCore {
         };
         let can_take = |sub: &LocalSub| {
             sessions.get(sub.session).is_some_and(|s| {
-                s.connection.is_some() && (qos == QoS::AtMostOnce || s.session.can_send_now())
+                s.connection
+                    .and_then(|key| connections.get(key))
+                    .is_some_and(|c| c.out.len() < max_outgoing)
+                    && (qos == QoS::AtMostOnce || s.session.can_send_now())
             })
         };
         let chosen = (0..n)
@@ -278,6 +290,30 @@ impl ShardCore {
         if strategy == SharedStrategy::Sticky {
             group.sticky = Some(index);
         }
-        Some(group.members[index])
+        Some((group.members[index], chosen.is_some()))
+    }
+
+    /// Issue 11: hands a shared message no local member can take to another shard with
+    /// members (marked forwarded, so it is not handed on again). Returns whether it was sent.
+    fn forward_shared(
+        &mut self,
+        share: &MqttString,
+        message: &MessageRef,
+        publisher_hash: u64,
+        random: u64,
+    ) -> bool {
+        let Some(target) = self.router.shared_other_shard(share.as_str(), random) else {
+            return false;
+        };
+        let msg = ShardMsg::MessageRef {
+            message: message.clone(),
+            share: share.clone(),
+            publisher_hash,
+            forwarded: true,
+        };
+        if !self.mesh.send(target, msg) {
+            bump(&self.global.counters[self.id].mesh_channel_full);
+        }
+        true
     }
 }

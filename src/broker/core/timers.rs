@@ -28,6 +28,8 @@ pub enum TimerKind {
     /// The shard's memory pressure, if still on since then, is stalled (key 0, generation =
     /// the pressure episode).
     MemoryPressure,
+    /// Issue 11: a packet started on a connection (generation = its id) must have completed.
+    PartialPacket,
     /// Access control (issue 13): the connection's JWT expired (`jwt.disconnect_on_expiry`).
     TokenExpiry,
 }
