@@ -64,6 +64,41 @@ pub enum Blocker {
     Memory,
 }
 
+/// One shard's backpressure state, apart from the connections and sessions it refers to:
+/// publishers paused on a full mesh channel or on congestion, the count of congested sessions
+/// behind `Global::congested`, and the memory budget. Its logic is the `ShardCore` methods of
+/// this file (they need the connections and sessions too).
+#[derive(Debug)]
+pub struct Backpressure {
+    /// Connections paused by a full mesh channel.
+    pub(super) paused_mesh: Vec<ConnKey>,
+    /// Publishers paused for QoS 1/2 congestion: (connection key, connection id, what they wait
+    /// for). At most one entry per connection (its `PAUSED_CONGESTION` bit).
+    pub(super) paused_congestion: Vec<(ConnKey, u64, Blocker)>,
+    /// Scratch for `resume_congested`.
+    pub(super) resumed_scratch: Vec<(ConnKey, u64)>,
+    /// Sessions on this shard that are `Congestion::Congested`; `Global::congested[id]` says
+    /// whether it is above zero.
+    pub(super) congested_sessions: usize,
+    /// The first congested recipient met while routing the current publish.
+    pub(super) blocker: Option<Blocker>,
+    /// This shard's part of `max_buffered_bytes` and what its buffers and queues hold.
+    pub(super) memory: MemoryBudget,
+}
+
+impl Backpressure {
+    pub fn new(memory: MemoryBudget) -> Backpressure {
+        Backpressure {
+            paused_mesh: Vec::new(),
+            paused_congestion: Vec::new(),
+            resumed_scratch: Vec::new(),
+            congested_sessions: 0,
+            blocker: None,
+            memory,
+        }
+    }
+}
+
 /// A shard's part of `max_buffered_bytes` and the bytes it holds now: outgoing buffers (every
 /// byte pushed, until written or the connection is gone) and session queues
 /// ([`super::session::queued_bytes`] per entry). Owned by the shard, changed on the hot path
@@ -201,13 +236,13 @@ impl ShardCore {
     /// pressure, or `skey` when it is online and congested (called for each delivery, with the
     /// QoS it was delivered at; QoS 0 counts only with `qos0_backpressure`).
     pub(super) fn note_recipient(&mut self, skey: SessionKey, qos: QoS, online: bool) {
-        if self.congestion_blocker.is_some()
+        if self.backpressure.blocker.is_some()
             || (qos == QoS::AtMostOnce && !self.global.config.qos0_backpressure)
         {
             return;
         }
-        if self.memory.pressure == Congestion::Congested {
-            self.congestion_blocker = Some(Blocker::Memory);
+        if self.backpressure.memory.pressure == Congestion::Congested {
+            self.backpressure.blocker = Some(Blocker::Memory);
             return;
         }
         let congested = online
@@ -216,7 +251,7 @@ impl ShardCore {
                 .get(skey)
                 .is_some_and(|s| s.session.congestion == Congestion::Congested);
         if congested {
-            self.congestion_blocker = Some(Blocker::Session(skey));
+            self.backpressure.blocker = Some(Blocker::Session(skey));
         }
     }
 
@@ -249,38 +284,40 @@ impl ShardCore {
 
     /// Issue 11: bytes added to a session queue (counted in the budget and the queues' share).
     pub(super) fn queue_grew(&mut self, bytes: usize) {
-        self.memory.queued += bytes;
+        self.backpressure.memory.queued += bytes;
         self.buffered_grew(bytes);
     }
 
     /// Issue 11: bytes that left a session queue.
     pub(super) fn queue_released(&mut self, bytes: usize) {
-        self.memory.queued = self.memory.queued.saturating_sub(bytes);
-        self.memory.release(bytes);
+        self.backpressure.memory.queued = self.backpressure.memory.queued.saturating_sub(bytes);
+        self.backpressure.memory.release(bytes);
     }
 
     /// Bytes added to an outgoing buffer or a queue: pressure starts at the high watermark.
     #[inline]
     pub(super) fn buffered_grew(&mut self, bytes: usize) {
-        self.memory.hold(bytes);
-        if self.memory.buffered >= self.memory.high && self.memory.pressure == Congestion::Clear {
+        self.backpressure.memory.hold(bytes);
+        if self.backpressure.memory.buffered >= self.backpressure.memory.high
+            && self.backpressure.memory.pressure == Congestion::Clear
+        {
             self.memory_pressure_start();
         }
     }
 
     fn memory_pressure_start(&mut self) {
-        self.memory.pressure = Congestion::Congested;
-        self.memory.episode = self.memory.episode.wrapping_add(1);
+        self.backpressure.memory.pressure = Congestion::Congested;
+        self.backpressure.memory.episode = self.backpressure.memory.episode.wrapping_add(1);
         let timeout = Duration::from_millis(self.global.config.congestion_timeout_ms);
-        let episode = u64::from(self.memory.episode);
+        let episode = u64::from(self.backpressure.memory.episode);
         self.timers
             .arm(self.now + timeout, TimerKind::MemoryPressure, 0, episode);
         bump(&self.counters().memory_pressure);
         log::debug!(
             "shard {}: memory pressure, {} bytes buffered (limit {})",
             self.id,
-            self.memory.buffered,
-            self.memory.limit
+            self.backpressure.memory.buffered,
+            self.backpressure.memory.limit
         );
         self.congested_sessions_add();
     }
@@ -288,14 +325,14 @@ impl ShardCore {
     /// Once per turn: pressure (on or stalled) ends at the low watermark; the gauges are
     /// updated.
     pub(super) fn check_memory(&mut self) {
-        let memory = &mut self.memory;
+        let memory = &mut self.backpressure.memory;
         if memory.pressure != Congestion::Clear && memory.buffered <= memory.low {
             let was = std::mem::take(&mut memory.pressure);
             if was == Congestion::Congested {
                 self.congested_sessions_remove();
             }
         }
-        let memory = &mut self.memory;
+        let memory = &mut self.backpressure.memory;
         let now = (memory.buffered, memory.peak);
         if now != memory.reported {
             memory.reported = now;
@@ -311,16 +348,16 @@ impl ShardCore {
 
     /// The memory pressure timer of `episode` fired: pressure still on is stalled.
     pub(super) fn memory_pressure_timeout(&mut self, episode: u64) {
-        if self.memory.pressure != Congestion::Congested
-            || u64::from(self.memory.episode) != episode
+        if self.backpressure.memory.pressure != Congestion::Congested
+            || u64::from(self.backpressure.memory.episode) != episode
         {
             return;
         }
-        self.memory.pressure = Congestion::Stalled;
+        self.backpressure.memory.pressure = Congestion::Stalled;
         log::debug!(
             "shard {}: memory pressure stalled, {} bytes buffered",
             self.id,
-            self.memory.buffered
+            self.backpressure.memory.buffered
         );
         bump(&self.counters().memory_pressure_stalled);
         self.congested_sessions_remove();
@@ -341,7 +378,7 @@ impl ShardCore {
             .sum();
         debug_assert_eq!(
             out + queued,
-            self.memory.buffered,
+            self.backpressure.memory.buffered,
             "shard {}: buffered bytes drifted (out {out}, queued {queued})",
             self.id
         );
@@ -379,8 +416,8 @@ impl ShardCore {
     }
 
     fn congested_sessions_add(&mut self) {
-        self.congested_sessions += 1;
-        if self.congested_sessions == 1 {
+        self.backpressure.congested_sessions += 1;
+        if self.backpressure.congested_sessions == 1 {
             let flag = &self.global.congested[self.id];
             // Relaxed: a publisher that reads a stale episode is resumed at once and pauses
             // again on its next publish, a spurious wake-up at worst.
@@ -390,9 +427,10 @@ impl ShardCore {
     }
 
     fn congested_sessions_remove(&mut self) {
-        debug_assert!(self.congested_sessions > 0);
-        self.congested_sessions = self.congested_sessions.saturating_sub(1);
-        if self.congested_sessions == 0 {
+        debug_assert!(self.backpressure.congested_sessions > 0);
+        self.backpressure.congested_sessions =
+            self.backpressure.congested_sessions.saturating_sub(1);
+        if self.backpressure.congested_sessions == 0 {
             // Peers with publishers paused on this flag re-check it when woken; the SeqCst
             // fence in `ShardSignal::notify` orders this store before the wake-up decision,
             // pairing with the check after `prepare_sleep` in the loop.
@@ -415,7 +453,7 @@ impl ShardCore {
                 let flag = &self.global.congested[shard];
                 flag.0.load(Ordering::Relaxed) && flag.1.load(Ordering::Relaxed) == episode
             }
-            Blocker::Memory => self.memory.pressure == Congestion::Congested,
+            Blocker::Memory => self.backpressure.memory.pressure == Congestion::Congested,
         }
     }
 
@@ -435,13 +473,16 @@ impl ShardCore {
             }
             other => other,
         };
-        self.paused_congestion.push((key, conn.id, blocker));
+        self.backpressure
+            .paused_congestion
+            .push((key, conn.id, blocker));
         bump(&self.counters().publishers_paused_congestion);
     }
 
     /// Whether a publisher paused for congestion may be resumed now (checked before sleeping).
     pub fn congestion_resumable(&self) -> bool {
-        self.paused_congestion
+        self.backpressure
+            .paused_congestion
             .iter()
             .any(|&(_, _, blocker)| !self.is_blocking(blocker))
     }
@@ -451,8 +492,8 @@ impl ShardCore {
         if !self.congestion_resumable() {
             return;
         }
-        let mut paused = std::mem::take(&mut self.paused_congestion);
-        let mut resumed = std::mem::take(&mut self.resumed_scratch);
+        let mut paused = std::mem::take(&mut self.backpressure.paused_congestion);
+        let mut resumed = std::mem::take(&mut self.backpressure.resumed_scratch);
         paused.retain(|&(key, id, blocker)| {
             if self.is_blocking(blocker) {
                 return true;
@@ -460,7 +501,7 @@ impl ShardCore {
             resumed.push((key, id));
             false
         });
-        self.paused_congestion = paused;
+        self.backpressure.paused_congestion = paused;
         for &(key, id) in &resumed {
             let Some(conn) = self.connections.get_mut(key) else {
                 continue;
@@ -473,6 +514,6 @@ impl ShardCore {
             self.to_read.push(key);
         }
         resumed.clear();
-        self.resumed_scratch = resumed;
+        self.backpressure.resumed_scratch = resumed;
     }
 }

@@ -42,7 +42,7 @@ impl ShardCore {
         if message.retain {
             self.store_retained(message);
         }
-        self.congestion_blocker = None;
+        self.backpressure.blocker = None;
         let local = self.deliver_local(message, origin);
         let mut overflowed = false;
         let mut remote = false;
@@ -54,10 +54,10 @@ impl ShardCore {
             remote = !destinations.is_empty();
             for &target in destinations {
                 // Inline `note_destination`: `destinations` borrows the router.
-                if self.congestion_blocker.is_none()
+                if self.backpressure.blocker.is_none()
                     && self.global.congested[target].0.load(Ordering::Relaxed)
                 {
-                    self.congestion_blocker = Some(Blocker::Shard(target));
+                    self.backpressure.blocker = Some(Blocker::Shard(target));
                 }
                 if !self.mesh.send(target, ShardMsg::Publish(message.clone())) {
                     overflowed = true;
@@ -76,7 +76,7 @@ impl ShardCore {
         publish: Publish,
         frame: Option<ReceivedFrame>,
     ) -> MessageRef {
-        if let Some(mut spare) = self.spare_message.take() {
+        if let Some(mut spare) = self.delivery.spare_message.take() {
             if let Some(message) = Arc::get_mut(&mut spare) {
                 message.publish = publish;
                 message.received_at = self.now;
@@ -100,7 +100,7 @@ impl ShardCore {
             spare.publish.payload = Bytes::new();
             spare.publish.properties = Properties::default();
             spare.frame = None;
-            self.spare_message = Some(message);
+            self.delivery.spare_message = Some(message);
         }
     }
 
@@ -142,27 +142,27 @@ impl ShardCore {
         message: &MessageRef,
         origin: Option<SessionKey>,
     ) -> bool {
-        let mut matches = std::mem::take(&mut self.matches);
+        let mut matches = std::mem::take(&mut self.delivery.matches);
         matches.clear();
         // The topic's UTF-8 was checked once, by the codec: the trie matches its bytes.
-        let lookup = self
-            .match_cache
-            .for_each_match(&self.trie, message.topic.as_bytes(), |sub| {
-                matches.push(*sub)
-            });
+        let lookup = self.delivery.match_cache.for_each_match(
+            &self.delivery.trie,
+            message.topic.as_bytes(),
+            |sub| matches.push(*sub),
+        );
         count_lookup(&self.global.counters[self.id], lookup);
         // [MQTT-3.8.3-3] No Local: not to the publishing session.
         if let Some(origin) = origin {
             matches.retain(|m| !(m.session == origin && m.options.no_local));
         }
         let matched = !matches.is_empty();
-        let mut identifiers = std::mem::take(&mut self.subscription_ids);
+        let mut identifiers = std::mem::take(&mut self.delivery.subscription_ids);
         if matched {
             // One match (the common point-to-point case) needs no grouping by session.
             if matches.len() > 1 {
                 matches.sort_unstable_by_key(|m| m.session);
             }
-            self.layouts.clear();
+            self.delivery.layouts.clear();
             let mut i = 0;
             while i < matches.len() {
                 let session = matches[i].session;
@@ -194,8 +194,8 @@ impl ShardCore {
             }
         }
         identifiers.clear();
-        self.subscription_ids = identifiers;
-        self.matches = matches;
+        self.delivery.subscription_ids = identifiers;
+        self.delivery.matches = matches;
         matched
     }
 
@@ -226,13 +226,13 @@ impl ShardCore {
         // Issue 11 hook: offline sessions' queue entries stop at the queues' share of the budget
         // (docs/memory.md), so they never bring the shard to pressure; an online session's
         // queue is paced by congestion and pressure as before.
-        let queue_share_full = !online && !self.memory.queues_have_room();
+        let queue_share_full = !online && !self.backpressure.memory.queues_have_room();
         let presence = if online {
             Presence::Online
         } else {
             Presence::Offline
         };
-        let queue_room = if self.memory.has_room() && !queue_share_full {
+        let queue_room = if self.backpressure.memory.has_room() && !queue_share_full {
             QueueRoom::Available
         } else {
             QueueRoom::Exhausted
@@ -317,7 +317,7 @@ impl ShardCore {
                 bump(&self.global.counters[self.id].dropped_outgoing_buffer_full);
                 return;
             }
-            if !self.memory.has_room() {
+            if !self.backpressure.memory.has_room() {
                 bump(&self.global.counters[self.id].dropped_memory_limit);
                 return;
             }
@@ -355,10 +355,13 @@ impl ShardCore {
         };
         let fresh: Layout;
         let layout = match encoding {
-            Encoding::Cached => {
-                self.layouts
-                    .get(message, conn.version, qos, retain, &mut self.encode_buf)
-            }
+            Encoding::Cached => self.delivery.layouts.get(
+                message,
+                conn.version,
+                qos,
+                retain,
+                &mut self.delivery.encode_buf,
+            ),
             Encoding::Fresh { dup } => {
                 let options = LayoutOptions {
                     qos,
@@ -367,7 +370,12 @@ impl ShardCore {
                     message_expiry_interval: adjusted,
                     topic_alias: alias,
                 };
-                match encode_layout(message, conn.version, options, &mut self.encode_buf) {
+                match encode_layout(
+                    message,
+                    conn.version,
+                    options,
+                    &mut self.delivery.encode_buf,
+                ) {
                     Ok(layout) => {
                         fresh = layout;
                         Ok(&fresh)
@@ -561,7 +569,7 @@ impl ShardCore {
         let Some(skey) = self.connections.get(key).and_then(|c| c.session) else {
             return;
         };
-        let mut messages = std::mem::take(&mut self.retained_scratch);
+        let mut messages = std::mem::take(&mut self.delivery.retained_scratch);
         // Issue 11: one SUBSCRIBE sends at most this many retained messages and bytes.
         let count_max = self.global.config.max_retained_per_subscribe;
         let bytes_max = self.global.config.max_retained_bytes_per_subscribe;
@@ -576,7 +584,7 @@ impl ShardCore {
                 if count >= count_max || bytes.saturating_add(size) > bytes_max {
                     bump(&self.global.counters[self.id].retained_subscribe_bound_hit);
                     messages.clear();
-                    self.retained_scratch = messages;
+                    self.delivery.retained_scratch = messages;
                     return;
                 }
                 count += 1;
@@ -592,7 +600,7 @@ impl ShardCore {
             }
         }
         messages.clear();
-        self.retained_scratch = messages;
+        self.delivery.retained_scratch = messages;
     }
 
     /// Adds (or replaces) one subscription of a session. Returns whether the filter is new

@@ -222,7 +222,7 @@ impl ShardCore {
             let before = conn.out.len();
             let result = conn.out.write_to(stream);
             let after = conn.out.len();
-            self.memory.release(before - after);
+            self.backpressure.memory.release(before - after);
             // Issue 11 hooks: a connection not read for its full buffer is read again; one
             // written down below the limit gets its queue refilled (after this loop).
             if self.resume_if_written_down(key, after) {
@@ -264,7 +264,7 @@ impl ShardCore {
                 continue;
             }
             let conn = self.connections.remove(key);
-            self.memory.release(conn.out.len());
+            self.backpressure.memory.release(conn.out.len());
             drop_one(&self.counters().connections_open);
             self.global.connections_open.fetch_sub(1, Ordering::SeqCst);
             return Some((key, conn.out));
@@ -306,7 +306,10 @@ impl ShardCore {
     /// Bytes this shard holds in outgoing buffers and session queues, and its part of
     /// `max_buffered_bytes` (for invariant checks).
     pub fn buffered_bytes(&self) -> (usize, usize) {
-        (self.memory.buffered, self.memory.limit())
+        (
+            self.backpressure.memory.buffered,
+            self.backpressure.memory.limit(),
+        )
     }
 
     /// Bytes of messages waiting in this shard's session queues (part of `buffered_bytes`).
@@ -383,10 +386,10 @@ impl ShardCore {
                 self.to_read.push(key);
             }
         }
-        if self.paused.is_empty() || self.mesh.has_overflow() {
+        if self.backpressure.paused_mesh.is_empty() || self.mesh.has_overflow() {
             return;
         }
-        let paused = std::mem::take(&mut self.paused);
+        let paused = std::mem::take(&mut self.backpressure.paused_mesh);
         for &key in &paused {
             if let Some(conn) = self.connections.get_mut(key) {
                 conn.paused &= !PAUSED_MESH;

@@ -146,15 +146,11 @@ impl fmt::Display for CloseReason {
     }
 }
 
-/// One shard's sans-IO core.
-pub struct ShardCore {
-    pub(super) id: ShardId,
-    pub(super) global: Arc<Global>,
-    pub(super) mesh: Mesh,
-    pub(super) connections: Slots<ConnKey, Connection>,
-    pub(super) sessions: Slots<SessionKey, ShardSession>,
-    /// Client id -> session slab key, for sessions on this shard.
-    pub(super) client_ids: super::client_ids::ClientIds,
+/// A shard's local subscriptions and what delivering a publish to them needs: the trie and its
+/// match cache, the shared-subscription members, the random strategy's state, the wire layouts
+/// encoded once per publish, and scratch vectors reused every publish. Its logic is the
+/// `ShardCore` methods of `fanout.rs` and `shared_subscriptions.rs`.
+pub struct Delivery {
     /// This shard's clients' subscriptions.
     pub(super) trie: TopicTrie<LocalSub>,
     /// Recent match results of `trie` by topic name.
@@ -165,6 +161,47 @@ pub struct ShardCore {
     pub(super) shared_targets: Vec<(ShardId, MqttString)>,
     /// State of the shared subscriptions' random strategy.
     pub(super) random_state: u64,
+    // Scratch space reused every turn.
+    pub(super) matches: Vec<LocalSub>,
+    pub(super) subscription_ids: Vec<u32>,
+    pub(super) layouts: LayoutCache,
+    pub(super) encode_buf: BytesMut,
+    /// A message allocation kept for the next publish (`ShardCore::new_message`), emptied so that
+    /// it pins no read buffer.
+    pub(super) spare_message: Option<MessageRef>,
+    pub(super) retained_scratch: Vec<MessageRef>,
+}
+
+impl Delivery {
+    fn new(random_state: u64) -> Delivery {
+        Delivery {
+            trie: TopicTrie::new(),
+            match_cache: MatchCache::new(),
+            shared_members: HashMap::new(),
+            shared_targets: Vec::new(),
+            random_state,
+            matches: Vec::new(),
+            subscription_ids: Vec::new(),
+            layouts: LayoutCache::default(),
+            encode_buf: BytesMut::new(),
+            spare_message: None,
+            retained_scratch: Vec::new(),
+        }
+    }
+}
+
+/// One shard's sans-IO core.
+pub struct ShardCore {
+    pub(super) id: ShardId,
+    pub(super) global: Arc<Global>,
+    pub(super) mesh: Mesh,
+    pub(super) connections: Slots<ConnKey, Connection>,
+    pub(super) sessions: Slots<SessionKey, ShardSession>,
+    /// Client id -> session slab key, for sessions on this shard.
+    pub(super) client_ids: super::client_ids::ClientIds,
+    /// Local subscriptions and delivery: trie, match cache, shared-subscription members,
+    /// wire layouts and the scratch of the publish being routed.
+    pub(super) delivery: Delivery,
     pub(super) router: Router,
     /// SUBACKs waiting for the routing barrier, in epoch order.
     pub(super) pending_acks: VecDeque<PendingAck>,
@@ -181,38 +218,17 @@ pub struct ShardCore {
     pub(super) now: Instant,
     /// `now` in the timer heap's millisecond ticks ([`Timers::ticks_ms`]).
     pub(super) now_ms: u32,
-    // Scratch space reused every turn.
-    pub(super) matches: Vec<LocalSub>,
-    pub(super) subscription_ids: Vec<u32>,
-    pub(super) layouts: LayoutCache,
-    pub(super) encode_buf: BytesMut,
-    /// A message allocation kept for the next publish (`ShardCore::new_message`), emptied so that
-    /// it pins no read buffer.
-    pub(super) spare_message: Option<MessageRef>,
-    pub(super) retained_scratch: Vec<MessageRef>,
     /// Connections with bytes to write this turn.
     pub(super) dirty: Vec<ConnKey>,
     /// Connections to close at the end of this turn.
     pub(super) closing: Vec<ConnKey>,
-    /// Connections paused by a full mesh channel.
-    pub(super) paused: Vec<ConnKey>,
-    /// Publishers paused for QoS 1/2 congestion: (connection key, connection id, what they wait
-    /// for). At most one entry per connection (its `PAUSED_CONGESTION` bit).
-    pub(super) paused_congestion: Vec<(ConnKey, u64, super::congestion::Blocker)>,
-    /// Scratch for `resume_congested`.
-    pub(super) resumed_scratch: Vec<(ConnKey, u64)>,
-    /// Sessions on this shard that are `Congestion::Congested`; `Global::congested[id]` says
-    /// whether it is above zero.
-    pub(super) congested_sessions: usize,
-    /// The first congested recipient met while routing the current publish.
-    pub(super) congestion_blocker: Option<super::congestion::Blocker>,
+    /// Paused publishers, congested sessions and the memory budget.
+    pub(super) backpressure: super::congestion::Backpressure,
     /// Connections whose buffered input must be processed (after a takeover completed).
     pub(super) ready: Vec<ConnKey>,
     /// Output: connections resumed (unpaused, unparked) whose socket the runtime must read
     /// again, since no new readiness event will come for bytes already there.
     pub(super) to_read: Vec<ConnKey>,
-    /// This shard's part of `max_buffered_bytes` and what its buffers and queues hold.
-    pub(super) memory: super::congestion::MemoryBudget,
     /// Access control (issue 13): this shard's verified-login cache and password-check budget.
     pub(super) login: crate::auth::ShardLogin,
 }
@@ -231,11 +247,7 @@ impl ShardCore {
             connections: Slots::default(),
             sessions: Slots::default(),
             client_ids: Default::default(),
-            trie: TopicTrie::new(),
-            match_cache: MatchCache::new(),
-            shared_members: HashMap::new(),
-            shared_targets: Vec::new(),
-            random_state,
+            delivery: Delivery::new(random_state),
             router: Router::new(id, shards),
             pending_acks: VecDeque::new(),
             pending_takeovers: HashMap::new(),
@@ -247,22 +259,11 @@ impl ShardCore {
             next_generation: 0,
             now: epoch,
             now_ms: 0,
-            matches: Vec::new(),
-            subscription_ids: Vec::new(),
-            layouts: LayoutCache::default(),
-            encode_buf: BytesMut::new(),
-            spare_message: None,
-            retained_scratch: Vec::new(),
             dirty: Vec::new(),
             closing: Vec::new(),
-            paused: Vec::new(),
-            paused_congestion: Vec::new(),
-            resumed_scratch: Vec::new(),
-            congested_sessions: 0,
-            congestion_blocker: None,
+            backpressure: super::congestion::Backpressure::new(memory),
             ready: Vec::new(),
             to_read: Vec::new(),
-            memory,
             login: crate::auth::ShardLogin::new(),
         }
     }
@@ -422,7 +423,7 @@ impl ShardCore {
             self.refuse_unencodable(key, packet, &error);
             return;
         }
-        self.memory.hold(conn.out.len() - before);
+        self.backpressure.memory.hold(conn.out.len() - before);
         self.mark_dirty(key);
     }
 
@@ -491,7 +492,7 @@ impl ShardCore {
                 if packet.encoded_len(conn.version) <= conn.client_max_packet_size as usize {
                     let before = conn.out.len();
                     push_bounded(&mut conn.out, &packet, conn.version);
-                    self.memory.hold(conn.out.len() - before);
+                    self.backpressure.memory.hold(conn.out.len() - before);
                 }
             }
         }
@@ -645,7 +646,7 @@ impl ShardCore {
         if let Some(conn) = self.connections.get_mut(key) {
             if conn.paused & PAUSED_MESH == 0 {
                 conn.paused |= PAUSED_MESH;
-                self.paused.push(key);
+                self.backpressure.paused_mesh.push(key);
             }
         }
     }
@@ -667,7 +668,7 @@ impl ShardCore {
         };
         let before = conn.out.len();
         push_bounded(&mut conn.out, packet, version);
-        self.memory.hold(conn.out.len() - before);
+        self.backpressure.memory.hold(conn.out.len() - before);
         self.mark_dirty(key);
     }
 }

@@ -51,10 +51,14 @@ impl ShardCore {
     /// Adds a subscription to the trie, or to its shared group (replacing the session's old one).
     pub(super) fn subscription_insert(&mut self, filter: &MqttString, sub: LocalSub) {
         if !is_shared(filter.as_str()) {
-            self.trie.insert(filter.as_str(), sub);
+            self.delivery.trie.insert(filter.as_str(), sub);
             return;
         }
-        let group = self.shared_members.entry(filter.clone()).or_default();
+        let group = self
+            .delivery
+            .shared_members
+            .entry(filter.clone())
+            .or_default();
         match group.members.iter_mut().find(|m| m.session == sub.session) {
             Some(existing) => *existing = sub,
             None => group.members.push(sub),
@@ -64,26 +68,27 @@ impl ShardCore {
     /// Removes a session's subscription from the trie or from its shared group.
     pub(super) fn subscription_remove(&mut self, filter: &MqttString, skey: SessionKey) {
         if !is_shared(filter.as_str()) {
-            self.trie
+            self.delivery
+                .trie
                 .remove_where(filter.as_str(), |sub| sub.session == skey);
             return;
         }
-        if let Some(group) = self.shared_members.get_mut(filter) {
+        if let Some(group) = self.delivery.shared_members.get_mut(filter) {
             group.members.retain(|m| m.session != skey);
             group.sticky = None;
             if group.members.is_empty() {
-                self.shared_members.remove(filter);
+                self.delivery.shared_members.remove(filter);
             }
         }
     }
 
     /// A fresh pseudo-random number (xorshift64*; for the random strategy, not for security).
     pub(super) fn next_random(&mut self) -> u64 {
-        let mut x = self.random_state;
+        let mut x = self.delivery.random_state;
         x ^= x >> 12;
         x ^= x << 25;
         x ^= x >> 27;
-        self.random_state = x;
+        self.delivery.random_state = x;
         x.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
 
@@ -103,7 +108,7 @@ impl ShardCore {
             .map_or(0, |s| client_id_hash(s.session.state.client_id.as_str()));
         let random = self.next_random();
         let strategy = self.global.config.shared_subscription_strategy;
-        let mut targets = std::mem::take(&mut self.shared_targets);
+        let mut targets = std::mem::take(&mut self.delivery.shared_targets);
         targets.clear();
         self.router
             .shared_targets(message.topic.as_str(), strategy, hash, random, &mut targets);
@@ -125,7 +130,7 @@ impl ShardCore {
                 bump(&self.global.counters[self.id].mesh_channel_full);
             }
         }
-        self.shared_targets = targets;
+        self.delivery.shared_targets = targets;
         (matched, overflowed)
     }
 
@@ -249,7 +254,7 @@ impl ShardCore {
         // Issue 11: a member whose outgoing buffer is full cannot take a message either.
         let connections = &self.connections;
         let max_outgoing = self.global.config.max_outgoing_bytes;
-        let group = self.shared_members.get_mut(share)?;
+        let group = self.delivery.shared_members.get_mut(share)?;
         let n = group.members.len();
         if n == 0 {
             return None;
