@@ -4,37 +4,8 @@ use crate::support::broker::*;
 use shardmq::codec::{Packet, ReasonCode};
 use std::net::SocketAddr;
 
-/// A frame: first byte, remaining length, body.
-pub fn frame(first: u8, body: &[u8]) -> Vec<u8> {
-    let mut out = vec![first];
-    let mut len = body.len();
-    loop {
-        let mut byte = (len % 128) as u8;
-        len /= 128;
-        if len > 0 {
-            byte |= 0x80;
-        }
-        out.push(byte);
-        if len == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(body);
-    out
-}
-
-/// A two-byte length prefix, then the bytes.
-pub fn str16(s: &[u8]) -> Vec<u8> {
-    let mut out = (s.len() as u16).to_be_bytes().to_vec();
-    out.extend_from_slice(s);
-    out
-}
-
-/// A property list: its length (one byte here), then the properties.
-pub fn props(p: &[u8]) -> Vec<u8> {
-    assert!(p.len() < 128);
-    [&[p.len() as u8][..], p].concat()
-}
+// Frame, string and property builders are the shared ones.
+pub use crate::support::frames::{frame, props, str16};
 
 /// An MQTT 5 CONNECT with `flags`, CONNECT properties `p` and `payload` after the client id.
 pub fn connect_v5(flags: u8, p: &[u8], client_id: &str, payload: &[u8]) -> Vec<u8> {
