@@ -321,18 +321,19 @@ fn delivery_after_suback_across_shards_under_mesh_delays() {
 /// told 0x8E (MQTT 5), and every message published before the second CONNECT or after its
 /// CONNACK reaches the old connection or the new one (at least once).
 ///
-/// Finding F1 of the simulation (open, see `takeover_window_loses_no_message`): a message
+/// Finding F1 of the simulation (fixed, see `takeover_window_loses_no_message`): a message
 /// published between the old shard handing the session over and the new shard's routes
-/// becoming visible finds no subscriber and is dropped, although the session (and so its
-/// subscription) exists throughout. This test bounds the loss to that window.
+/// becoming visible found no subscriber and was dropped, although the session (and so its
+/// subscription) exists throughout. This test bounds the loss to that window; the old shard
+/// now forwards what it publishes for the moved session until the new shard's routes reach it
+/// (`MovedSession`, core/lifecycle.rs).
 #[test]
 fn takeover_under_concurrent_publishes_loses_nothing_outside_the_handover() {
     takeover_under_concurrent_publishes(false);
 }
 
-/// Finding F1 (see above), kept as the exact property it violates.
+/// Finding F1 (see above): no message is lost, in the window either.
 #[test]
-#[ignore = "finding F1: messages published during a cross-shard takeover's handover are lost"]
 fn takeover_window_loses_no_message() {
     takeover_under_concurrent_publishes(true);
 }

@@ -64,6 +64,20 @@ impl ShardCore {
                     bump(&self.global.counters[self.id].mesh_channel_full);
                 }
             }
+            // Finding F1: a session handed over from here may have no route here yet.
+            if !self.moved.is_empty() {
+                let mut extra = Vec::new();
+                let router = &self.router;
+                let topic = message.topic.as_str();
+                self.moved_targets(topic, |s| router.was_destination(s), &mut extra);
+                for target in extra {
+                    remote = true;
+                    if !self.mesh.send(target, ShardMsg::Publish(message.clone())) {
+                        overflowed = true;
+                        bump(&self.global.counters[self.id].mesh_channel_full);
+                    }
+                }
+            }
         }
         let (shared, shared_overflowed) = self.route_shared(message, origin);
         (local || remote || shared, overflowed || shared_overflowed)

@@ -178,8 +178,13 @@ impl ShardCore {
                 client_id,
                 keep_state,
             } => self.handle_takeover_request(from, request, client_id, keep_state),
-            ShardMsg::TakeoverReply { request, state } => {
-                self.handle_takeover_reply(request, state)
+            ShardMsg::TakeoverReply {
+                from,
+                request,
+                state,
+            } => self.handle_takeover_reply(from, request, state),
+            ShardMsg::TakeoverSettled { from, client_id } => {
+                self.handle_takeover_settled(from, &client_id)
             }
         }
     }

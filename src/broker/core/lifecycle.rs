@@ -5,9 +5,12 @@
 //! registry; if the previous claim was shard A's, B parks the connection and sends `Takeover` to
 //! A. A closes the old connection (MQTT 5: DISCONNECT 0x8E), handles its will, and either sends
 //! the session state back (clean start 0) or ends the session. B then installs the state
-//! (re-adding its subscriptions, with route broadcasts) and sends CONNACK. A third CONNECT racing
-//! in while B waits is handled where it lands: on B it replaces the parked connection; on another
-//! shard C it sends `Takeover` to B, which closes its parked connection and forwards A's answer.
+//! (re-adding its subscriptions, with route broadcasts) and sends CONNACK. Until B's routes reach
+//! A (B answers `TakeoverSettled` after them; FIFO per pair), A forwards to B what is published
+//! on A for the session's filters (`MovedSession`, finding F1 of the simulation). A third
+//! CONNECT racing in while B waits is handled where it lands: on B it replaces the parked
+//! connection; on another shard C it sends `Takeover` to B, which closes its parked connection
+//! and forwards A's answer.
 //! Two takeovers crossing each other (A asks B while B, for a newer CONNECT, asks A): the shard
 //! holding the session always hands it over first, and the other forwards it, so the newest
 //! claim ends up with the session whatever order the messages arrive in.
@@ -36,6 +39,18 @@ pub struct PendingTakeover {
     /// Set when a later CONNECT for the same id, on another shard, took over from us while we
     /// waited: (shard, its request number, whether it keeps the state).
     pub forward: Option<(ShardId, u64, bool)>,
+}
+
+/// A session this shard handed over to `to` (finding F1). Until `to` settles the takeover
+/// (`TakeoverSettled`, sent after the routes of the installed session, so FIFO puts those routes
+/// in this shard's replica first), a message published on this shard that matches one of
+/// `filters` goes to `to` as well, if the replica did not already send it there: without that, a
+/// message published between the handover and the arrival of `to`'s routes matched nothing.
+pub struct MovedSession {
+    pub client_id: MqttString,
+    pub to: ShardId,
+    /// The session's ordinary filters (shared subscriptions route by their own replica).
+    pub filters: Vec<MqttString>,
 }
 
 /// Where the session of an accepted CONNECT comes from.
@@ -594,8 +609,29 @@ impl ShardCore {
                     self.end_session(skey);
                 }
             }
-            self.mesh
-                .send(from, ShardMsg::TakeoverReply { request, state });
+            if let Some(state) = &state {
+                // Finding F1: forward what this shard publishes for the session until `from`
+                // settles (its routes are in this replica by then).
+                let filters: Vec<MqttString> = state
+                    .subscriptions
+                    .keys()
+                    .filter(|f| !f.as_str().starts_with("$share/"))
+                    .cloned()
+                    .collect();
+                if !filters.is_empty() {
+                    self.moved.push(MovedSession {
+                        client_id: client_id.clone(),
+                        to: from,
+                        filters,
+                    });
+                }
+            }
+            let reply = ShardMsg::TakeoverReply {
+                from: self.id,
+                request,
+                state,
+            };
+            self.mesh.send(from, reply);
             return;
         }
         // We are ourselves waiting for this id's session: hand the answer on when it comes.
@@ -614,14 +650,69 @@ impl ShardCore {
         self.mesh.send(
             from,
             ShardMsg::TakeoverReply {
+                from: self.id,
                 request,
                 state: None,
             },
         );
     }
 
+    /// `from` applied our `TakeoverReply` for `client_id`: its routes are in our replica now.
+    pub(super) fn handle_takeover_settled(&mut self, from: ShardId, client_id: &MqttString) {
+        if let Some(at) = self
+            .moved
+            .iter()
+            .position(|m| m.to == from && &m.client_id == client_id)
+        {
+            self.moved.swap_remove(at);
+        }
+    }
+
+    /// Finding F1: the shards a message published here must reach for sessions handed over
+    /// recently (see [`MovedSession`]), pushed to `out` unless `sent(shard)`.
+    pub(super) fn moved_targets(
+        &self,
+        topic: &str,
+        sent: impl Fn(ShardId) -> bool,
+        out: &mut Vec<ShardId>,
+    ) {
+        for moved in &self.moved {
+            if sent(moved.to) || out.contains(&moved.to) {
+                continue;
+            }
+            if moved
+                .filters
+                .iter()
+                .any(|f| crate::topic::filter_matches(f.as_str(), topic))
+            {
+                out.push(moved.to);
+            }
+        }
+    }
+
     /// The shard that held a session answered our `Takeover`.
-    pub(super) fn handle_takeover_reply(&mut self, request: u64, state: Option<Box<SessionState>>) {
+    pub(super) fn handle_takeover_reply(
+        &mut self,
+        from: ShardId,
+        request: u64,
+        state: Option<Box<SessionState>>,
+    ) {
+        let client_id = state.as_ref().map(|s| s.client_id.clone());
+        self.apply_takeover_reply(request, state);
+        // Finding F1: after the routes `apply_takeover_reply` broadcast (FIFO per pair), `from`
+        // may stop forwarding to us.
+        if let Some(client_id) = client_id {
+            self.mesh.send(
+                from,
+                ShardMsg::TakeoverSettled {
+                    from: self.id,
+                    client_id,
+                },
+            );
+        }
+    }
+
+    fn apply_takeover_reply(&mut self, request: u64, state: Option<Box<SessionState>>) {
         let Some(pending) = self.pending_takeovers.remove(&request) else {
             return;
         };
@@ -630,6 +721,7 @@ impl ShardCore {
             self.mesh.send(
                 to,
                 ShardMsg::TakeoverReply {
+                    from: self.id,
                     request: their_request,
                     state,
                 },

@@ -56,10 +56,17 @@ pub enum ShardMsg {
         client_id: MqttString,
         keep_state: bool,
     },
-    /// The answer to `Takeover`.
+    /// The answer to `Takeover`, from the shard that was asked.
     TakeoverReply {
+        from: ShardId,
         request: u64,
         state: Option<Box<SessionState>>,
+    },
+    /// `from` applied the `TakeoverReply` for `client_id` (and sent the routes of the session
+    /// it installed before this): the target stops forwarding that session's messages to it.
+    TakeoverSettled {
+        from: ShardId,
+        client_id: MqttString,
     },
 }
 

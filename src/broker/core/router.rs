@@ -274,6 +274,11 @@ impl Router {
         }
     }
 
+    /// Whether the last [`Router::destinations_bytes`] named `shard`.
+    pub fn was_destination(&self, shard: ShardId) -> bool {
+        self.dest_mask[shard]
+    }
+
     /// The other shards with subscribers matching `topic`, each once.
     pub fn destinations(&mut self, topic: &str) -> &[ShardId] {
         self.destinations_bytes(topic.as_bytes()).0
