@@ -651,3 +651,52 @@ fn retained_on_subscribe_stops_at_the_per_subscribe_bound() {
     assert_eq!(subscriber.received.len(), 10);
     assert_eq!(sim.global().stats().retained_subscribe_bound_hit, 1);
 }
+
+/// Issue 11 case 5 (QoS 0): a new subscriber to 200 retained 100 KB messages, reading slowly,
+/// gets all of them, paced as its buffer drains (before: the ones over its outgoing limit were
+/// dropped), and a live message published meanwhile comes after them.
+#[test]
+fn retained_qos0_messages_on_subscribe_are_paced_not_cut() {
+    let count = 200;
+    let mut sim = Sim::new(big_message_config(), 11).expect("valid config");
+    let mut publisher = connect(&mut sim, "pub");
+    let body = Bytes::from(vec![b'r'; 100_000]);
+    let now = sim.now();
+    for i in 0..count {
+        let topic = MqttString::from(format!("rt/{i}"));
+        let _ = publisher
+            .session
+            .publish(topic, body.clone(), QoS::AtMostOnce, true, now);
+        publisher.flush(&mut sim);
+        quiesce(&mut sim, &mut [&mut publisher]);
+    }
+    assert_eq!(sim.global().retained_messages(), count);
+    let mut subscriber = connect(&mut sim, "sub");
+    subscriber
+        .session
+        .subscribe(&[(MqttString::from("rt/#"), SubscriptionOptions::default())]);
+    subscriber.flush(&mut sim);
+    sim.set_write_capacity(subscriber.conn, 0);
+    sim.step();
+    // A live message on a retained topic while the backlog waits.
+    let now = sim.now();
+    let _ = publisher.session.publish(
+        MqttString::from("rt/0"),
+        Bytes::from_static(b"live"),
+        QoS::AtMostOnce,
+        false,
+        now,
+    );
+    publisher.flush(&mut sim);
+    sim.step();
+    let peak = read_slowly(&mut sim, &mut subscriber, count + 1, 32 * 1024);
+    assert!(!sim.is_closed(subscriber.conn), "not disconnected");
+    assert_eq!(
+        subscriber.received.len(),
+        count + 1,
+        "every retained message, then the live one"
+    );
+    assert_eq!(subscriber.received[count].payload.as_ref(), b"live");
+    assert!(peak <= 64 * 1024 + 100_000 + 64, "{peak}");
+    assert_eq!(sim.global().stats().dropped_outgoing_buffer_full, 0);
+}

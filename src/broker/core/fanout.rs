@@ -270,7 +270,23 @@ impl ShardCore {
         ) {
             Delivery::SendQoS0 => {
                 if let Some(key) = connection {
-                    self.write_publish(key, skey, message, QoS::AtMostOnce, 0, retain, encoding);
+                    // Issue 11 hook: behind a waiting backlog, or into one when a retained
+                    // message meets a full buffer (`retained_pacing.rs`).
+                    if self.retained_backlog.has(key)
+                        || (retain && encoding == Encoding::Fresh { dup: false } && outgoing_full)
+                    {
+                        self.backlog_qos0(key, message, retain);
+                    } else {
+                        self.write_publish(
+                            key,
+                            skey,
+                            message,
+                            QoS::AtMostOnce,
+                            0,
+                            retain,
+                            encoding,
+                        );
+                    }
                 }
             }
             Delivery::Send { packet_id } => {

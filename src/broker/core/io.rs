@@ -269,6 +269,8 @@ impl ShardCore {
                 continue;
             }
             let conn = self.connections.remove(key);
+            // Issue 11 hook: its paced QoS 0 messages go with it.
+            self.retained_backlog.remove(key);
             self.backpressure.memory.release(conn.out.len());
             drop_one(&self.counters().connections_open);
             self.global.connections_open.fetch_sub(1, Ordering::SeqCst);

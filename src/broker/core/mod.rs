@@ -37,8 +37,10 @@ mod lifecycle;
 pub mod mesh;
 // Issue 11: outgoing-full read pause, partial packet timeout (docs/memory.md).
 mod overload;
+// Issue 11: QoS 0 retained messages on subscribe paced as the buffer drains.
 mod persist;
 pub mod protocol;
+mod retained_pacing;
 pub mod router;
 pub mod session;
 pub(crate) mod shard;

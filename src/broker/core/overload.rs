@@ -179,6 +179,8 @@ impl ShardCore {
     /// Sends queued messages to each connection of `keys` (written down below the limit).
     pub(super) fn refill_queues(&mut self, keys: &[ConnKey]) {
         for &key in keys {
+            // Issue 11: waiting QoS 0 retained messages first (`retained_pacing.rs`).
+            self.drain_backlog(key);
             let Some(skey) = self.connections.get(key).and_then(|c| c.session) else {
                 continue;
             };

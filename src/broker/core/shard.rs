@@ -234,6 +234,8 @@ pub struct ShardCore {
     pub(super) to_read: Vec<ConnKey>,
     /// Access control (issue 13): this shard's verified-login cache and password-check budget.
     pub(super) login: crate::auth::ShardLogin,
+    /// Issue 11 (`retained_pacing.rs`): QoS 0 messages waiting for a full outgoing buffer.
+    pub retained_backlog: super::retained_pacing::RetainedBacklogs,
 }
 
 impl ShardCore {
@@ -269,6 +271,7 @@ impl ShardCore {
             ready: Vec::new(),
             to_read: Vec::new(),
             login: crate::auth::ShardLogin::new(),
+            retained_backlog: Default::default(),
         }
     }
 
