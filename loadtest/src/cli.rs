@@ -25,6 +25,9 @@ pub enum Command {
     P2p(P2pArgs),
     /// P publishers to S subscribers sharing one `$share` subscription.
     Sharedsub(SharedsubArgs),
+    /// Bounded soak: well-behaved QoS 0 and QoS 1 pairs next to hostile clients; reports the
+    /// broker's RSS and the well-behaved delivery every interval.
+    Soak(SoakArgs),
     /// Runs the raw relay: a byte-copying forwarder that fakes CONNACK/SUBACK (the ceiling).
     Relay(RelayArgs),
     /// Prints a markdown table of the target summaries in JSON reports (used by compare.sh).
@@ -208,6 +211,47 @@ pub struct SharedsubArgs {
     /// Shared subscription filter of every subscriber.
     #[arg(long, default_value = "$share/bench/bench/shared/#")]
     pub filter: String,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct SoakArgs {
+    /// Broker host (loopback only).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Broker port.
+    #[arg(long, default_value_t = 1883)]
+    pub port: u16,
+    /// Total seconds (required: every load of the soak stops by itself).
+    #[arg(long)]
+    pub duration: f64,
+    /// Seconds between reports (each interval is one measured run of the well-behaved pairs).
+    #[arg(long, default_value_t = 10.0)]
+    pub interval: f64,
+    /// NAME=PID of the broker: its RSS (VmRSS) is reported every interval.
+    #[arg(long = "pid", value_name = "NAME=PID")]
+    pub pid: Option<String>,
+    /// Well-behaved publisher/subscriber pairs per QoS (0 and 1).
+    #[arg(long, default_value_t = 8)]
+    pub pairs: usize,
+    /// Messages per second per well-behaved publisher.
+    #[arg(long, default_value_t = 100.0)]
+    pub rate: f64,
+    /// Messages per second of the hostile publisher (QoS 1, to the busy topic, the offline
+    /// sessions and the `$share` group).
+    #[arg(long, default_value_t = 500.0)]
+    pub hostile_rate: f64,
+    /// Payload bytes of the hostile publisher.
+    #[arg(long, default_value_t = 4096)]
+    pub hostile_payload: usize,
+    /// Persistent offline sessions whose queues fill.
+    #[arg(long, default_value_t = 20)]
+    pub offline_sessions: usize,
+    /// Worker threads of the well-behaved runs.
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+    /// No progress lines of the well-behaved runs.
+    #[arg(long, short)]
+    pub quiet: bool,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -11,6 +11,7 @@
 //! - `stats.rs`: sequence tracking (loss, duplicates, reordering) and histograms.
 //! - `bench.rs`: repeats, targets in alternation, capacity search, medians, ratios.
 //! - `report.rs`: the summary table and the JSON document.
+//! - `soak.rs`: the bounded soak: well-behaved pairs next to hostile clients, RSS over time.
 //! - `table.rs`: markdown tables from JSON reports (for compare.sh and BENCHMARKS.md).
 //! - `relay.rs` and `wire.rs`: the raw relay and the few wire forms it understands.
 //! - `tls.rs`: the `--tls-ca` option (rustls clients in the workers' poll loops).
@@ -25,6 +26,7 @@ pub mod relay;
 pub mod report;
 pub mod scenario;
 pub mod session;
+pub mod soak;
 pub mod stats;
 pub mod table;
 pub mod tls;

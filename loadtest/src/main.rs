@@ -13,6 +13,19 @@ fn main() -> ExitCode {
         Err(other) => match *other {
             Command::Relay(args) => return run_relay(&args),
             Command::Table(args) => return print_table(&args),
+            Command::Soak(args) => {
+                return match shardmq_loadtest::soak::run(&args) {
+                    Ok(report) if report.well_behaved_complete() => ExitCode::SUCCESS,
+                    Ok(_) => {
+                        eprintln!("shardmq-loadtest soak: well-behaved clients lost messages");
+                        ExitCode::from(3)
+                    }
+                    Err(e) => {
+                        eprintln!("shardmq-loadtest soak: {e}");
+                        ExitCode::from(1)
+                    }
+                }
+            }
             _ => return ExitCode::from(1),
         },
     };

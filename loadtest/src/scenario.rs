@@ -156,7 +156,9 @@ impl Scenario {
     /// are rare and large).
     pub fn from_command(command: Command) -> Result<Scenario, Box<Command>> {
         let (kind, common) = match command {
-            other @ (Command::Relay(_) | Command::Table(_)) => return Err(Box::new(other)),
+            other @ (Command::Relay(_) | Command::Table(_) | Command::Soak(_)) => {
+                return Err(Box::new(other))
+            }
             Command::Conn(a) => (
                 Kind::Conn {
                     connections: a.connections,
