@@ -149,6 +149,16 @@ impl MemoryBudget {
         }
     }
 
+    /// A reload changed `max_buffered_bytes` (issue 15): the new part applies from the next
+    /// check; bytes already held stay (over a lowered limit, new ones drop until they drain).
+    pub fn set_limit(&mut self, max_buffered_bytes: usize, shards: usize) {
+        let limit = max_buffered_bytes / shards.max(1);
+        self.limit = limit;
+        self.high = limit / 4 * 3;
+        self.low = limit / 2;
+        self.queued_limit = limit / 2;
+    }
+
     /// Issue 11: whether session queues may take one more entry (below half of `limit`).
     #[inline]
     pub fn queues_have_room(&self) -> bool {
@@ -206,7 +216,7 @@ impl ShardCore {
             .connection
             .and_then(|key| self.connections.get(key))
             .map_or(0, |c| c.out.len());
-        let config = &self.global.config;
+        let config = &self.config;
         let fill = outgoing_fill(out_len, config.max_outgoing_bytes, config.qos0_backpressure);
         let Some(previous) = session.session.update_congestion(online, fill) else {
             return;
@@ -214,7 +224,7 @@ impl ShardCore {
         match session.session.congestion {
             Congestion::Congested => {
                 let episode = session.session.congestion_episode;
-                let timeout = Duration::from_millis(self.global.config.congestion_timeout_ms);
+                let timeout = Duration::from_millis(self.config.congestion_timeout_ms);
                 let deadline = self.now + timeout;
                 self.timers.arm(
                     deadline,
@@ -237,7 +247,7 @@ impl ShardCore {
     /// QoS it was delivered at; QoS 0 counts only with `qos0_backpressure`).
     pub(super) fn note_recipient(&mut self, skey: SessionKey, qos: QoS, online: bool) {
         if self.backpressure.blocker.is_some()
-            || (qos == QoS::AtMostOnce && !self.global.config.qos0_backpressure)
+            || (qos == QoS::AtMostOnce && !self.config.qos0_backpressure)
         {
             return;
         }
@@ -308,7 +318,7 @@ impl ShardCore {
     fn memory_pressure_start(&mut self) {
         self.backpressure.memory.pressure = Congestion::Congested;
         self.backpressure.memory.episode = self.backpressure.memory.episode.wrapping_add(1);
-        let timeout = Duration::from_millis(self.global.config.congestion_timeout_ms);
+        let timeout = Duration::from_millis(self.config.congestion_timeout_ms);
         let episode = u64::from(self.backpressure.memory.episode);
         self.timers
             .arm(self.now + timeout, TimerKind::MemoryPressure, 0, episode);

@@ -194,6 +194,10 @@ impl Delivery {
 pub struct ShardCore {
     pub(super) id: ShardId,
     pub(super) global: Arc<Global>,
+    /// The configuration in force on this shard: the broker's at start, replaced by a reload
+    /// between two turns (`set_config`, issue 15). Read instead of `global` so that a reload
+    /// never takes a lock on the per-message path.
+    pub(super) config: Arc<crate::broker::Config>,
     pub(super) mesh: Mesh,
     pub(super) connections: Slots<ConnKey, Connection>,
     pub(super) sessions: Slots<SessionKey, ShardSession>,
@@ -242,12 +246,14 @@ impl ShardCore {
     /// A shard whose clock starts at `now`.
     pub fn new(id: ShardId, global: Arc<Global>, mesh: Mesh, now: Instant) -> ShardCore {
         let shards = mesh.shards();
-        let memory = super::congestion::MemoryBudget::new(global.config.max_buffered_bytes, shards);
+        let config = global.config();
+        let memory = super::congestion::MemoryBudget::new(config.max_buffered_bytes, shards);
         let random_state = (global.instance ^ (id as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)) | 1;
         let epoch = now;
         ShardCore {
             id,
             global,
+            config,
             mesh,
             connections: Slots::default(),
             sessions: Slots::default(),
@@ -282,8 +288,6 @@ impl ShardCore {
     /// Decodes and handles every whole packet in the read buffer, unless the connection gets
     /// paused, parked or closed on the way.
     pub fn process_input(&mut self, key: ConnKey) {
-        // Issue 16: `max_packet_size` 0 means the protocol's own limit.
-        let max_packet_size = super::fidelity::inbound_packet_limit(&self.global.config);
         loop {
             let Some(conn) = self.connections.get_mut(key) else {
                 return;
@@ -301,6 +305,9 @@ impl ShardCore {
             let v5_connect = conn.state == ConnState::AwaitConnect
                 && super::protocol::is_v5_connect(&conn.read_buf);
             let version = conn.version;
+            // Issue 16: `max_packet_size` 0 means the protocol's own limit; issue 15: the one
+            // this connection was announced, whatever a reload set since.
+            let max_packet_size = conn.announced.max_packet_size;
             let decoded = match codec::split_frame(&mut conn.read_buf, version, max_packet_size) {
                 Ok(Some((header, frame))) => {
                     // Fault isolation (`broker::fault`, policy 1): parsing is pure, so a panic

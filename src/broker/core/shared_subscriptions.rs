@@ -107,7 +107,7 @@ impl ShardCore {
             .and_then(|skey| self.sessions.get(skey))
             .map_or(0, |s| client_id_hash(s.session.state.client_id.as_str()));
         let random = self.next_random();
-        let strategy = self.global.config.shared_subscription_strategy;
+        let strategy = self.config.shared_subscription_strategy;
         let mut targets = std::mem::take(&mut self.delivery.shared_targets);
         targets.clear();
         self.router
@@ -142,7 +142,7 @@ impl ShardCore {
         publisher_hash: u64,
         forwarded: bool,
     ) {
-        let strategy = self.global.config.shared_subscription_strategy;
+        let strategy = self.config.shared_subscription_strategy;
         let random = self.next_random();
         let Some((sub, can_take)) =
             self.pick_member(share, message.qos, strategy, publisher_hash, random)
@@ -253,7 +253,7 @@ impl ShardCore {
         let sessions = &self.sessions;
         // Issue 11: a member whose outgoing buffer is full cannot take a message either.
         let connections = &self.connections;
-        let max_outgoing = self.global.config.max_outgoing_bytes;
+        let max_outgoing = self.config.max_outgoing_bytes;
         let group = self.delivery.shared_members.get_mut(share)?;
         let n = group.members.len();
         if n == 0 {
