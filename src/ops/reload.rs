@@ -48,7 +48,6 @@ pub const RESTART_FIELDS: &[&str] = &[
 /// Settings a reload applies (the complement of [`RESTART_FIELDS`] among `Config`'s fields).
 pub const LIVE_FIELDS: &[&str] = &[
     "listen",
-    "listener",
     "listeners",
     "max_connections",
     "max_packet_size",

@@ -606,6 +606,11 @@ fn sys_and_metrics_count_known_traffic() {
     });
     let metrics = address_in(&broker.wait_line("metrics listening on"));
     let addr = address_in(&broker.find_line("shardmq listening on"));
+    // A persistent session left offline: counted in clients/total and disconnected.
+    let (persistent, _) = Raw::connect_with(addr, connect_packet(V4, "load-offline", false));
+    persistent.disconnect();
+    // A socket without CONNECT: a connection, not a client.
+    let _socket_only = TcpStream::connect(addr).unwrap();
     let mut subscriber = Raw::connect(addr, V4, "load-sub");
     subscriber.subscribe("load/#", QoS::AtMostOnce);
     let mut clients: Vec<Raw> = (0..5)
@@ -631,12 +636,28 @@ fn sys_and_metrics_count_known_traffic() {
             .parse()
             .unwrap()
     };
-    assert_eq!(value("messages/received"), 100);
+    // Packets of every type, as Mosquitto counts them: CONNECT x 8 (offline session,
+    // subscriber, 5 publishers, $SYS reader), DISCONNECT x 1, SUBSCRIBE x 2, PUBLISH x 100.
+    assert_eq!(value("messages/received"), 111);
     assert_eq!(value("publish/messages/received"), 100);
-    assert!(value("messages/sent") >= 100);
+    // CONNACK x 8, SUBACK x 2, PUBACK x 100, PUBLISH x 100 to the subscriber, and the
+    // $SYS messages to their reader.
+    assert!(value("messages/sent") > 210, "{}", value("messages/sent"));
+    assert!(value("publish/messages/sent") > 100);
+    // MQTT clients after CONNACK, not sockets (the bare socket is a connection only).
     assert_eq!(value("clients/connected"), 7);
-    assert_eq!(value("clients/total"), 7);
-    assert_eq!(value("clients/maximum"), 7);
+    assert_eq!(value("clients/active"), 7);
+    assert_eq!(value("clients/disconnected"), 1);
+    assert_eq!(value("clients/inactive"), 1);
+    assert_eq!(value("clients/total"), 8);
+    assert_eq!(value("clients/maximum"), 8);
+    assert_eq!(value("connections/socket/count"), 9);
+    // The message data buffered now and at most (nothing waits once everything is read),
+    // and the process's resident size beside it.
+    assert!(value("heap/maximum") >= value("heap/current"));
+    assert!(value("process/resident_bytes") > 1 << 20);
+    assert!(value("process/resident_bytes_maximum") >= value("process/resident_bytes"));
+    assert!(values.contains_key("$SYS/broker/load/publish/dropped/1min"));
     assert_eq!(value("subscriptions/count"), 2);
     assert_eq!(value("publish/messages/dropped"), 0);
     assert!(value("bytes/received") > 100 * 100);
@@ -647,7 +668,7 @@ fn sys_and_metrics_count_known_traffic() {
     );
     assert_eq!(
         value("shards/0/connections") + value("shards/1/connections"),
-        7
+        8
     );
     assert!(values["$SYS/broker/version"].starts_with("shardmq version "));
     assert!(values.contains_key("$SYS/broker/load/messages/received/1min"));
@@ -663,8 +684,10 @@ fn sys_and_metrics_count_known_traffic() {
     let sums = parse_with_python(&text);
     assert_eq!(sums["shardmq_messages_received_total"], 100.0);
     assert!(sums["shardmq_messages_sent_total"] >= 100.0);
-    assert_eq!(sums["shardmq_connections_open"], 7.0);
-    assert_eq!(sums["shardmq_clients_connected_total"], 7.0);
+    assert_eq!(sums["shardmq_connections_open"], 8.0);
+    assert_eq!(sums["shardmq_clients_online"], 7.0);
+    assert_eq!(sums["shardmq_clients_connected_total"], 8.0);
+    assert_eq!(sums["shardmq_packets_received_total"], 111.0);
     assert_eq!(sums["shardmq_subscriptions"], 2.0);
     assert!(sums["shardmq_received_bytes_total"] > 10_000.0);
     assert!(sums["shardmq_sent_bytes_total"] > 10_000.0);

@@ -13,7 +13,7 @@ use super::keys::{ConnKey, SessionKey, Slots};
 use super::mesh::{Mesh, ShardId};
 use super::sessions::lifecycle::PendingTakeover;
 use super::sessions::session::{MessageRef, Session};
-use super::stats::{bump, ShardCounters};
+use super::stats::{bump, drop_one, ShardCounters};
 use super::timers::{TimerKind, Timers};
 use super::Global;
 use crate::broker::fault;
@@ -330,6 +330,7 @@ impl ShardCore {
             };
             match decoded {
                 Ok(Some((packet, frame))) => {
+                    bump(&self.global.counters[self.id].packets_received);
                     if let Some(conn) = self.connections.get_mut(key) {
                         conn.last_received_ms = self.now_ms;
                     }
@@ -440,6 +441,7 @@ impl ShardCore {
             self.refuse_unencodable(key, packet, &error);
             return;
         }
+        bump(&self.global.counters[self.id].packets_sent);
         self.backpressure.memory.hold(conn.out.len() - before);
         self.mark_dirty(key);
     }
@@ -565,7 +567,11 @@ impl ShardCore {
         match session {
             // On a takeover too: the will goes out now (Will Delay 0), or waits for its delay
             // or the end of the session; see "Wills on takeover" in fidelity.rs (issue 16).
-            Some(session) => self.detach_session(session, will),
+            Some(session) => {
+                // Operations ($SYS clients/connected): it was counted when its session attached.
+                drop_one(&self.global.counters[self.id].clients_online);
+                self.detach_session(session, will)
+            }
             None => {
                 // A connection parked for a takeover never got its CONNACK: its will is not
                 // armed yet, so it is not published.
@@ -689,6 +695,7 @@ impl ShardCore {
         };
         let before = conn.out.len();
         push_bounded(&mut conn.out, packet, version);
+        bump(&self.global.counters[self.id].packets_sent);
         self.backpressure.memory.hold(conn.out.len() - before);
         self.mark_dirty(key);
     }

@@ -466,6 +466,7 @@ impl ShardCore {
         }
         let after = conn.out.len();
         bump(&self.global.counters[self.id].messages_sent);
+        bump(&self.global.counters[self.id].packets_sent);
         self.mark_dirty(key);
         self.buffered_grew(after - before);
         // Issue 11: no disconnect for size here (a reader of big messages is paced instead,

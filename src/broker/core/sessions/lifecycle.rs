@@ -303,6 +303,8 @@ impl ShardCore {
         let connack = protocol::connack_accepted(&accepted, session_present, version, config);
         conn.announced = crate::broker::core::connection::Announced::of(config);
         conn.session = Some(skey);
+        // Operations ($SYS clients/connected): uncounted when the connection closes.
+        bump(&self.global.counters[self.id].clients_online);
         conn.keep_alive_secs = accepted.keep_alive_secs;
         conn.client_max_packet_size = accepted.client_max_packet_size;
         if !accepted.request_problem_information {
