@@ -226,7 +226,7 @@ pub struct ShardCore {
     /// Connections to close at the end of this turn.
     pub(super) closing: Vec<ConnKey>,
     /// Paused publishers, congested sessions and the memory budget.
-    pub(super) backpressure: super::backpressure::congestion::Backpressure,
+    pub(super) backpressure: super::backpressure::Backpressure,
     /// Connections whose buffered input must be processed (after a takeover completed).
     pub(super) ready: Vec<ConnKey>,
     /// Output: connections resumed (unpaused, unparked) whose socket the runtime must read
@@ -242,10 +242,8 @@ impl ShardCore {
     /// A shard whose clock starts at `now`.
     pub fn new(id: ShardId, global: Arc<Global>, mesh: Mesh, now: Instant) -> ShardCore {
         let shards = mesh.shards();
-        let memory = super::backpressure::congestion::MemoryBudget::new(
-            global.config.max_buffered_bytes,
-            shards,
-        );
+        let memory =
+            super::backpressure::MemoryBudget::new(global.config.max_buffered_bytes, shards);
         let random_state = (global.instance ^ (id as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)) | 1;
         let epoch = now;
         ShardCore {
@@ -270,7 +268,7 @@ impl ShardCore {
             now_ms: 0,
             dirty: Vec::new(),
             closing: Vec::new(),
-            backpressure: super::backpressure::congestion::Backpressure::new(memory),
+            backpressure: super::backpressure::Backpressure::new(memory),
             ready: Vec::new(),
             to_read: Vec::new(),
             login: crate::auth::ShardLogin::new(),
@@ -431,12 +429,11 @@ impl ShardCore {
             self.send_fitted(key, packet.clone());
             return;
         }
-        let before = conn.out.len();
-        if let Err(error) = conn.out.push_packet(packet, conn.version) {
+        let memory = self.backpressure.memory_mut();
+        if let Err(error) = conn.out.push_packet(packet, conn.version, memory) {
             self.refuse_unencodable(key, packet, &error);
             return;
         }
-        self.backpressure.memory.hold(conn.out.len() - before);
         self.mark_dirty(key);
     }
 
@@ -507,9 +504,8 @@ impl ShardCore {
                 // Issue 16: not even the bare DISCONNECT when it exceeds the client's Maximum
                 // Packet Size ([MQTT-3.1.2-24]); the connection just closes.
                 if packet.encoded_len(conn.version) <= conn.client_max_packet_size as usize {
-                    let before = conn.out.len();
-                    push_bounded(&mut conn.out, &packet, conn.version);
-                    self.backpressure.memory.hold(conn.out.len() - before);
+                    let memory = self.backpressure.memory_mut();
+                    push_bounded(&mut conn.out, &packet, conn.version, memory);
                 }
             }
         }
@@ -663,7 +659,7 @@ impl ShardCore {
         if let Some(conn) = self.connections.get_mut(key) {
             if conn.paused & PAUSED_MESH == 0 {
                 conn.paused |= PAUSED_MESH;
-                self.backpressure.paused_mesh.push(key);
+                self.backpressure.pause_on_mesh(key);
             }
         }
     }
@@ -683,9 +679,12 @@ impl ShardCore {
         let Some(conn) = self.connections.get_mut(key) else {
             return;
         };
-        let before = conn.out.len();
-        push_bounded(&mut conn.out, packet, version);
-        self.backpressure.memory.hold(conn.out.len() - before);
+        push_bounded(
+            &mut conn.out,
+            packet,
+            version,
+            self.backpressure.memory_mut(),
+        );
         self.mark_dirty(key);
     }
 }
@@ -697,8 +696,9 @@ pub(super) fn push_bounded(
     out: &mut super::connection::OutBuf,
     packet: &Packet,
     version: codec::ProtocolVersion,
+    memory: &mut super::backpressure::MemoryBudget,
 ) {
-    if let Err(error) = out.push_packet(packet, version) {
+    if let Err(error) = out.push_packet(packet, version, memory) {
         log::error!("bug: a packet of bounded size did not encode: {error}");
     }
 }

@@ -273,7 +273,7 @@ impl ShardCore {
         }
         // Backpressure (congestion.rs); QoS 0 publishers only with `qos0_backpressure`.
         if qos != QoS::AtMostOnce || self.global.config.qos0_backpressure {
-            if let Some(blocker) = self.backpressure.blocker.take() {
+            if let Some(blocker) = self.backpressure.take_blocker() {
                 self.pause_for_congestion(key, blocker);
             }
         }

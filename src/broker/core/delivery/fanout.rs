@@ -5,7 +5,7 @@
 //! overlapping subscriptions of one client deliver once with the highest QoS, and each wire
 //! layout (version, QoS, retain) is encoded once; subscribers share the encoded bytes.
 
-use crate::broker::core::backpressure::congestion::Blocker;
+use crate::broker::core::backpressure::Blocker;
 use crate::broker::core::connection::protocol::{encode_layout, Layout, LayoutOptions};
 use crate::broker::core::connection::ConnState;
 use crate::broker::core::keys::{ConnKey, SessionKey};
@@ -42,7 +42,7 @@ impl ShardCore {
         if message.retain {
             self.store_retained(message);
         }
-        self.backpressure.blocker = None;
+        self.backpressure.start_publish();
         let local = self.deliver_local(message, origin);
         let mut overflowed = false;
         let mut remote = false;
@@ -54,10 +54,10 @@ impl ShardCore {
             remote = !destinations.is_empty();
             for &target in destinations {
                 // Inline `note_destination`: `destinations` borrows the router.
-                if self.backpressure.blocker.is_none()
+                if !self.backpressure.has_blocker()
                     && self.global.congested[target].0.load(Ordering::Relaxed)
                 {
-                    self.backpressure.blocker = Some(Blocker::Shard(target));
+                    self.backpressure.note_blocker(Blocker::Shard(target));
                 }
                 if !self.mesh.send(target, ShardMsg::Publish(message.clone())) {
                     overflowed = true;
@@ -243,13 +243,13 @@ impl ShardCore {
         // Issue 11 hook: offline sessions' queue entries stop at the queues' share of the budget
         // (docs/memory.md), so they never bring the shard to pressure; an online session's
         // queue is paced by congestion and pressure as before.
-        let queue_share_full = !online && !self.backpressure.memory.queues_have_room();
+        let queue_share_full = !online && !self.backpressure.memory().queues_have_room();
         let presence = if online {
             Presence::Online
         } else {
             Presence::Offline
         };
-        let queue_room = if self.backpressure.memory.has_room() && !queue_share_full {
+        let queue_room = if self.backpressure.memory().has_room() && !queue_share_full {
             QueueRoom::Available
         } else {
             QueueRoom::Exhausted
@@ -350,7 +350,7 @@ impl ShardCore {
                 bump(&self.global.counters[self.id].dropped_outgoing_buffer_full);
                 return;
             }
-            if !self.backpressure.memory.has_room() {
+            if !self.backpressure.memory().has_room() {
                 bump(&self.global.counters[self.id].dropped_memory_limit);
                 return;
             }
@@ -460,15 +460,13 @@ impl ShardCore {
         if before < max_outgoing {
             conn.out_progress_secs = (self.now_ms / 1000) as u16;
         }
-        conn.out.push_shared(&layout.head);
-        if qos != QoS::AtMostOnce {
-            conn.out.push_copy(&packet_id.to_be_bytes());
-            conn.out.push_shared(&layout.tail);
-        }
+        let rest = (qos != QoS::AtMostOnce).then_some((packet_id, &layout.tail));
+        let memory = self.backpressure.memory_mut();
+        conn.out.push_publish(&layout.head, rest, memory);
         let after = conn.out.len();
         bump(&self.global.counters[self.id].messages_sent);
         self.mark_dirty(key);
-        self.buffered_grew(after - before);
+        self.check_pressure_start();
         // Issue 11: no disconnect for size here (a reader of big messages is paced instead,
         // see `overload.rs`); a subscriber not reading is closed by `check_slow_consumer`.
         if after >= max_outgoing / 2 && self.global.config.qos0_backpressure {
