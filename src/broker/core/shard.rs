@@ -4,15 +4,13 @@
 
 use super::connection::protocol::LayoutCache;
 use super::connection::{
-    ConnState, Connection, WillMessage, PAUSED_MESH, TIMER_HANDSHAKE_PENDING,
-    TIMER_KEEP_ALIVE_ON_HANDSHAKE,
+    ConnState, Connection, PAUSED_MESH, TIMER_HANDSHAKE_PENDING, TIMER_KEEP_ALIVE_ON_HANDSHAKE,
 };
 use super::delivery::router::Router;
 use super::delivery::shared_subscriptions::SharedMembers;
 use super::keys::{ConnKey, SessionKey, Slots};
 use super::mesh::{Mesh, ShardId};
-use super::sessions::lifecycle::PendingTakeover;
-use super::sessions::session::{MessageRef, Session};
+use super::sessions::session::MessageRef;
 use super::stats::{bump, ShardCounters};
 use super::timers::{TimerKind, Timers};
 use super::Global;
@@ -39,23 +37,6 @@ pub struct LocalSub {
     pub options: SubscriptionOptions,
     /// MQTT 5 Subscription Identifier; 0 = none.
     pub identifier: u32,
-}
-
-/// A session living on this shard.
-pub struct ShardSession {
-    pub session: Session,
-    /// The number of this shard's registry claim on the client id (the claim is
-    /// `Claim { shard: this shard, number }`: a session only lives where its id was claimed).
-    pub claim_number: u64,
-    /// The connection slab key while online.
-    pub connection: Option<ConnKey>,
-    /// Changes whenever the session goes offline; guards its timers.
-    pub generation: u64,
-    /// A will waiting for its Will Delay Interval (or the end of the session).
-    pub pending_will: Option<Box<WillMessage>>,
-    /// Access control (issue 13): who the session's client is and its ACL decision cache;
-    /// `None` when nothing can restrict it (no ACL file, no JWT topic claims).
-    pub access: Option<Box<crate::auth::SessionAccess>>,
 }
 
 /// What waits for the routing barrier.
@@ -196,28 +177,20 @@ pub struct ShardCore {
     pub(super) global: Arc<Global>,
     pub(super) mesh: Mesh,
     pub(super) connections: Slots<ConnKey, Connection>,
-    pub(super) sessions: Slots<SessionKey, ShardSession>,
-    /// Client id -> session slab key, for sessions on this shard.
-    pub(super) client_ids: super::sessions::client_ids::ClientIds,
+    /// Sessions on this shard, their client id index and takeover bookkeeping.
+    pub(super) sessions: super::sessions::Sessions,
     /// Local subscriptions and delivery: trie, match cache, shared-subscription members,
     /// wire layouts and the scratch of the publish being routed.
     pub(super) delivery: Delivery,
     pub(super) router: Router,
     /// SUBACKs waiting for the routing barrier, in epoch order.
     pub(super) pending_acks: VecDeque<PendingAck>,
-    /// Takeovers this shard asked another shard for, by request number.
-    pub(super) pending_takeovers: HashMap<u64, PendingTakeover>,
-    /// Sessions handed over to another shard whose routes this shard may not have yet: what
-    /// this shard publishes for them is forwarded there (finding F1, lifecycle.rs).
-    pub(super) moved: Vec<super::sessions::lifecycle::MovedSession>,
-    pub(super) next_request: u64,
     pub(super) timers: Timers,
     /// Disk persistence of this shard's sessions and retained publishes (src/store; does
     /// nothing when persistence is off), and the acknowledgements it holds (persist.rs).
     pub(super) store: crate::store::ShardStore,
     pub(super) persist: super::sessions::persist::PersistState,
     pub(super) next_connection_id: u64,
-    pub(super) next_generation: u64,
     pub(super) now: Instant,
     /// `now` in the timer heap's millisecond ticks ([`Timers::ticks_ms`]).
     pub(super) now_ms: u32,
@@ -251,19 +224,14 @@ impl ShardCore {
             global,
             mesh,
             connections: Slots::default(),
-            sessions: Slots::default(),
-            client_ids: Default::default(),
+            sessions: Default::default(),
             delivery: Delivery::new(random_state),
             router: Router::new(id, shards),
             pending_acks: VecDeque::new(),
-            pending_takeovers: HashMap::new(),
-            moved: Vec::new(),
-            next_request: 0,
             timers: Timers::new(epoch),
             store: crate::store::ShardStore::disabled(),
             persist: Default::default(),
             next_connection_id: 0,
-            next_generation: 0,
             now: epoch,
             now_ms: 0,
             dirty: Vec::new(),

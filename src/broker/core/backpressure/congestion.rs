@@ -40,9 +40,10 @@
 
 use super::Blocker;
 use crate::broker::core::connection::PAUSED_CONGESTION;
-use crate::broker::core::keys::{ConnKey, SessionKey, Slots};
+use crate::broker::core::keys::{ConnKey, SessionKey};
 use crate::broker::core::sessions::session::{Congestion, OutgoingFill};
-use crate::broker::core::shard::{ShardCore, ShardSession};
+use crate::broker::core::sessions::Sessions;
+use crate::broker::core::shard::ShardCore;
 use crate::broker::core::stats::{bump, CongestionFlag};
 use crate::broker::core::timers::TimerKind;
 use crate::codec::QoS;
@@ -350,11 +351,7 @@ impl ShardCore {
 
 /// Whether a session or shard `blocker` still holds a publisher back ([`Blocker::Memory`] is
 /// the budget's to say, [`super::Backpressure::any_resumable`], so it never comes here).
-fn holds_elsewhere(
-    sessions: &Slots<SessionKey, ShardSession>,
-    congested: &[CongestionFlag],
-    blocker: Blocker,
-) -> bool {
+fn holds_elsewhere(sessions: &Sessions, congested: &[CongestionFlag], blocker: Blocker) -> bool {
     match blocker {
         Blocker::Session(skey) => sessions
             .get(skey)

@@ -272,7 +272,7 @@ mod tests {
     #[test]
     fn connection_and_session_structs_stay_small() {
         let connection = std::mem::size_of::<Connection>();
-        let session = std::mem::size_of::<crate::broker::core::shard::ShardSession>();
+        let session = std::mem::size_of::<crate::broker::core::sessions::ShardSession>();
         println!("Connection {connection} bytes, ShardSession {session} bytes");
         // The socket is the runtime's (4 bytes a slot in release builds, 16 in debug ones);
         // the session key is a u32 (`keys::SessionKey`).

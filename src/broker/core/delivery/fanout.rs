@@ -65,11 +65,12 @@ impl ShardCore {
                 }
             }
             // Finding F1: a session handed over from here may have no route here yet.
-            if !self.moved.is_empty() {
+            if self.sessions.any_moved() {
                 let mut extra = Vec::new();
                 let router = &self.router;
                 let topic = message.topic.as_str();
-                self.moved_targets(topic, |s| router.was_destination(s), &mut extra);
+                self.sessions
+                    .moved_targets(topic, |s| router.was_destination(s), &mut extra);
                 for target in extra {
                     remote = true;
                     if !self.mesh.send(target, ShardMsg::Publish(message.clone())) {
