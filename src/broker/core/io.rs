@@ -155,7 +155,7 @@ impl ShardCore {
                 epoch,
             } => {
                 for filter in &filters {
-                    self.router.remote_add(from, filter.as_str());
+                    self.delivery.router_mut().remote_add(from, filter.as_str());
                 }
                 let ack = ShardMsg::RouteAck {
                     from: self.id,
@@ -164,12 +164,14 @@ impl ShardCore {
                 self.mesh.send(from, ack);
             }
             ShardMsg::RouteAck { from, epoch } => {
-                self.router.ack(from, epoch);
+                self.delivery.router_mut().ack(from, epoch);
                 self.release_acks();
             }
             ShardMsg::RouteRemove { from, filters } => {
                 for filter in &filters {
-                    self.router.remote_remove(from, filter.as_str());
+                    self.delivery
+                        .router_mut()
+                        .remote_remove(from, filter.as_str());
                 }
             }
             ShardMsg::Takeover {

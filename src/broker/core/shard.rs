@@ -2,25 +2,17 @@
 //! replica, timers) and the inputs and outputs through which the runtime drives it
 //! ([`super::io`]). It owns no socket, no poll, no thread and reads no clock.
 
-use super::connection::protocol::LayoutCache;
 use super::connection::{
     ConnState, Connection, PAUSED_MESH, TIMER_HANDSHAKE_PENDING, TIMER_KEEP_ALIVE_ON_HANDSHAKE,
 };
-use super::delivery::router::Router;
-use super::delivery::shared_subscriptions::SharedMembers;
 use super::keys::{ConnKey, SessionKey, Slots};
 use super::mesh::{Mesh, ShardId};
-use super::sessions::session::MessageRef;
 use super::stats::{bump, ShardCounters};
 use super::timers::{TimerKind, Timers};
 use super::Global;
 use crate::broker::fault;
-use crate::codec::{
-    self, Disconnect, MqttString, Packet, Properties, QoS, ReasonCode, SubAck, SubscriptionOptions,
-};
-use crate::topic::{MatchCache, TopicTrie};
-use bytes::BytesMut;
-use std::collections::{HashMap, VecDeque};
+use crate::codec::{self, Disconnect, MqttString, Packet, Properties, QoS, ReasonCode, SubAck};
+use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 use std::sync::Arc;
@@ -28,16 +20,6 @@ use std::time::{Duration, Instant};
 
 /// How soon the runtime calls back while a mesh overflow waits for room.
 pub(super) const OVERFLOW_RETRY: Duration = Duration::from_millis(1);
-
-/// One subscription in the shard's trie.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LocalSub {
-    /// Session slab key.
-    pub session: SessionKey,
-    pub options: SubscriptionOptions,
-    /// MQTT 5 Subscription Identifier; 0 = none.
-    pub identifier: u32,
-}
 
 /// What waits for the routing barrier.
 pub enum Awaited {
@@ -127,50 +109,6 @@ impl fmt::Display for CloseReason {
     }
 }
 
-/// A shard's local subscriptions and what delivering a publish to them needs: the trie and its
-/// match cache, the shared-subscription members, the random strategy's state, the wire layouts
-/// encoded once per publish, and scratch vectors reused every publish. Its logic is the
-/// `ShardCore` methods of `fanout.rs` and `shared_subscriptions.rs`.
-pub struct Delivery {
-    /// This shard's clients' subscriptions.
-    pub(super) trie: TopicTrie<LocalSub>,
-    /// Recent match results of `trie` by topic name.
-    pub(super) match_cache: MatchCache<LocalSub>,
-    /// This shard's members of shared subscriptions, by `$share/{group}/{filter}`.
-    pub(super) shared_members: HashMap<MqttString, SharedMembers>,
-    /// Scratch: the (shard, shared subscription) targets of the message being routed.
-    pub(super) shared_targets: Vec<(ShardId, MqttString)>,
-    /// State of the shared subscriptions' random strategy.
-    pub(super) random_state: u64,
-    // Scratch space reused every turn.
-    pub(super) matches: Vec<LocalSub>,
-    pub(super) subscription_ids: Vec<u32>,
-    pub(super) layouts: LayoutCache,
-    pub(super) encode_buf: BytesMut,
-    /// A message allocation kept for the next publish (`ShardCore::new_message`), emptied so that
-    /// it pins no read buffer.
-    pub(super) spare_message: Option<MessageRef>,
-    pub(super) retained_scratch: Vec<MessageRef>,
-}
-
-impl Delivery {
-    fn new(random_state: u64) -> Delivery {
-        Delivery {
-            trie: TopicTrie::new(),
-            match_cache: MatchCache::new(),
-            shared_members: HashMap::new(),
-            shared_targets: Vec::new(),
-            random_state,
-            matches: Vec::new(),
-            subscription_ids: Vec::new(),
-            layouts: LayoutCache::default(),
-            encode_buf: BytesMut::new(),
-            spare_message: None,
-            retained_scratch: Vec::new(),
-        }
-    }
-}
-
 /// One shard's sans-IO core.
 pub struct ShardCore {
     pub(super) id: ShardId,
@@ -181,8 +119,7 @@ pub struct ShardCore {
     pub(super) sessions: super::sessions::Sessions,
     /// Local subscriptions and delivery: trie, match cache, shared-subscription members,
     /// wire layouts and the scratch of the publish being routed.
-    pub(super) delivery: Delivery,
-    pub(super) router: Router,
+    pub(super) delivery: super::delivery::Delivery,
     /// SUBACKs waiting for the routing barrier, in epoch order.
     pub(super) pending_acks: VecDeque<PendingAck>,
     pub(super) timers: Timers,
@@ -225,8 +162,7 @@ impl ShardCore {
             mesh,
             connections: Slots::default(),
             sessions: Default::default(),
-            delivery: Delivery::new(random_state),
-            router: Router::new(id, shards),
+            delivery: super::delivery::Delivery::new(id, shards, random_state),
             pending_acks: VecDeque::new(),
             timers: Timers::new(epoch),
             store: crate::store::ShardStore::disabled(),
@@ -689,6 +625,7 @@ mod tests {
     use super::*;
     use crate::broker::Config;
     use crate::codec::{Ack, ConnAck, Connect, MoreProperties, ProtocolVersion};
+    use bytes::BytesMut;
 
     /// A one-shard core and a connection on it.
     fn core_with_connection() -> (ShardCore, ConnKey, Arc<Global>) {

@@ -19,12 +19,13 @@ use crate::broker::core::connection::protocol::{self, AcceptedConnect};
 use crate::broker::core::connection::{
     ConnState, OutgoingAliases, WillMessage, TIMER_HANDSHAKE_PENDING, TIMER_KEEP_ALIVE_ON_HANDSHAKE,
 };
+use crate::broker::core::delivery::LocalSub;
 use crate::broker::core::keys::{ConnKey, SessionKey};
 use crate::broker::core::mesh::{ShardId, ShardMsg};
 use crate::broker::core::registry::Claim;
 use crate::broker::core::sessions::session::{OutgoingState, Session, SessionLimits, SessionState};
 use crate::broker::core::sessions::ShardSession;
-use crate::broker::core::shard::{Awaited, CloseReason, LocalSub, PendingAck, ShardCore};
+use crate::broker::core::shard::{Awaited, CloseReason, PendingAck, ShardCore};
 use crate::broker::core::stats::{bump, bump_by, drop_by};
 use crate::broker::core::timers::TimerKind;
 use crate::codec::{Ack, Connect, MqttString, Packet, Properties, ReasonCode};
@@ -230,7 +231,7 @@ impl ShardCore {
         claim: Claim,
         source: SessionSource,
     ) {
-        let epoch_before = self.router.epoch_sent();
+        let epoch_before = self.delivery.router().epoch_sent();
         let inflight_max = accepted
             .client_receive_maximum
             .min(self.global.config.max_inflight);
@@ -315,8 +316,8 @@ impl ShardCore {
         // A session that moved here broadcast routes for its subscriptions: like a SUBACK, the
         // CONNACK waits until every shard has them, so that whatever is published after it
         // reaches the session.
-        let epoch = self.router.epoch_sent();
-        if epoch > epoch_before && self.router.epoch_acked() < epoch {
+        let epoch = self.delivery.router().epoch_sent();
+        if epoch > epoch_before && self.delivery.router().epoch_acked() < epoch {
             conn.state = ConnState::Parked;
             let connection_id = conn.id;
             self.pending_acks.push_back(PendingAck {
@@ -440,8 +441,8 @@ impl ShardCore {
                 options: stored.options,
                 identifier: stored.identifier,
             };
-            self.subscription_insert(&filter, sub);
-            if self.router.local_added(&filter) {
+            self.delivery.subscribe(&filter, sub);
+            if self.delivery.router_mut().local_added(&filter) {
                 new_routes.push(filter);
             }
         }
@@ -468,8 +469,8 @@ impl ShardCore {
         );
         let mut gone = Vec::new();
         for filter in filters {
-            self.subscription_remove(&filter, skey);
-            if self.router.local_removed(&filter) {
+            self.delivery.unsubscribe(&filter, skey);
+            if self.delivery.router_mut().local_removed(&filter) {
                 gone.push(filter);
             }
         }
