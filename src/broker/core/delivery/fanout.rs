@@ -13,7 +13,7 @@ use crate::broker::core::keys::{ConnKey, SessionKey};
 use crate::broker::core::mesh::ShardMsg;
 use crate::broker::core::retained::RetainOutcome;
 use crate::broker::core::sessions::session::{
-    queued_bytes, Delivery, Message, MessageRef, Presence, QueueRoom,
+    queued_bytes, Decision, Message, MessageRef, Presence, QueueRoom,
 };
 use crate::broker::core::shard::{Awaited, ShardCore};
 use crate::broker::core::stats::{bump, ShardCounters};
@@ -225,7 +225,7 @@ impl ShardCore {
             outgoing_full,
             max_queued_bytes,
         ) {
-            Delivery::SendQoS0 => {
+            Decision::SendQoS0 => {
                 if let Some(key) = connection {
                     // Issue 11 hook: behind a waiting backlog, or into one when a retained
                     // message meets a full buffer (`retained_pacing.rs`).
@@ -246,7 +246,7 @@ impl ShardCore {
                     }
                 }
             }
-            Delivery::Send { packet_id } => {
+            Decision::Send { packet_id } => {
                 // Persistence: a message in flight to a persistent session is recorded.
                 if let Some(s) = self.sessions.get(skey) {
                     let client_id = &s.session.state.client_id;
@@ -258,20 +258,20 @@ impl ShardCore {
                 }
             }
             // Persistence: at the disk limit the message is taken off the queue again.
-            Delivery::Queued if !self.store_queued(skey, message, qos, retain) => {}
-            Delivery::Queued => {
+            Decision::Queued if !self.store_queued(skey, message, qos, retain) => {}
+            Decision::Queued => {
                 self.queue_grew(queued_bytes(message));
                 if online {
                     bump(&self.global.counters[self.id].inflight_window_full);
                     self.update_congestion(skey);
                 }
             }
-            Delivery::Discarded => {}
-            Delivery::DroppedQueueFull => bump(&self.global.counters[self.id].dropped_queue_full),
-            Delivery::DroppedMemoryLimit if queue_share_full => {
+            Decision::Discarded => {}
+            Decision::DroppedQueueFull => bump(&self.global.counters[self.id].dropped_queue_full),
+            Decision::DroppedMemoryLimit if queue_share_full => {
                 bump(&self.global.counters[self.id].dropped_queue_share)
             }
-            Delivery::DroppedMemoryLimit => {
+            Decision::DroppedMemoryLimit => {
                 bump(&self.global.counters[self.id].dropped_memory_limit)
             }
         }

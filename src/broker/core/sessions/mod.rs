@@ -159,7 +159,7 @@ impl Sessions {
     }
 
     /// Finding F1: the shards a message published on `topic` must reach for sessions handed
-    /// over recently (see [`MovedSession`]), pushed to `out` unless `sent(shard)`.
+    /// over recently (see `lifecycle::MovedSession`), pushed to `out` unless `sent(shard)`.
     pub fn moved_targets(
         &self,
         topic: &str,
