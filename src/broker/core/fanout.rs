@@ -9,7 +9,7 @@ use super::congestion::Blocker;
 use super::connection::ConnState;
 use super::keys::{ConnKey, SessionKey};
 use super::mesh::ShardMsg;
-use super::protocol::{encode_layout, Layout, LayoutOptions};
+use super::protocol::{encode_layout, forwarded_layout, Layout, LayoutOptions};
 use super::retained::RetainOutcome;
 use super::session::{
     queued_bytes, Delivery, Message, MessageRef, Presence, QueueRoom, ReceivedFrame,
@@ -227,7 +227,7 @@ impl ShardCore {
         };
         // Access control (issue 13, access.rs): nothing the subscriber may not read; this
         // covers wildcard filters and retained messages sent at subscribe.
-        if !super::access::may_read(&mut session.access, message.topic.as_str()) {
+        if !super::access::may_read(&mut session.access, &message.topic) {
             bump(&self.global.counters[self.id].acl_denied_delivery);
             return;
         }
@@ -383,16 +383,27 @@ impl ShardCore {
             (Encoding::Cached, Some(_)) => Encoding::Fresh { dup: false },
             (other, _) => other,
         };
+        // Issue 17: a queued message goes out as its publisher sent it when it may.
+        let forwarded = match encoding {
+            Encoding::Fresh { dup: false } if adjusted.is_none() && alias.is_none() => {
+                forwarded_layout(message, conn.version, qos, retain)
+            }
+            _ => None,
+        };
         let fresh: Layout;
-        let layout = match encoding {
-            Encoding::Cached => self.delivery.layouts.get(
+        let layout = match (encoding, forwarded) {
+            (_, Some(layout)) => {
+                fresh = layout;
+                Ok(&fresh)
+            }
+            (Encoding::Cached, None) => self.delivery.layouts.get(
                 message,
                 conn.version,
                 qos,
                 retain,
                 &mut self.delivery.encode_buf,
             ),
-            Encoding::Fresh { dup } => {
+            (Encoding::Fresh { dup }, None) => {
                 let options = LayoutOptions {
                     qos,
                     retain,
