@@ -5,18 +5,19 @@
 //! overlapping subscriptions of one client deliver once with the highest QoS, and each wire
 //! layout (version, QoS, retain) is encoded once; subscribers share the encoded bytes.
 
-use super::congestion::Blocker;
-use super::connection::ConnState;
-use super::keys::{ConnKey, SessionKey};
-use super::mesh::ShardMsg;
-use super::protocol::{encode_layout, forwarded_layout, Layout, LayoutOptions};
-use super::retained::RetainOutcome;
-use super::session::{
-    queued_bytes, Delivery, Message, MessageRef, Presence, QueueRoom, ReceivedFrame,
+use crate::broker::core::backpressure::Blocker;
+use crate::broker::core::connection::protocol::{Layout, LayoutOptions};
+use crate::broker::core::connection::ConnState;
+use crate::broker::core::delivery::LocalSub;
+use crate::broker::core::keys::{ConnKey, SessionKey};
+use crate::broker::core::mesh::ShardMsg;
+use crate::broker::core::retained::RetainOutcome;
+use crate::broker::core::sessions::session::{
+    queued_bytes, Delivery, Message, MessageRef, Presence, QueueRoom,
 };
-use super::shard::{Awaited, LocalSub, ShardCore};
-use super::stats::{bump, ShardCounters};
-use crate::codec::{MqttString, Packet, Properties, Publish, QoS, SubAck};
+use crate::broker::core::shard::{Awaited, ShardCore};
+use crate::broker::core::stats::{bump, ShardCounters};
+use crate::codec::{MqttString, Packet, Publish, QoS, SubAck};
 use crate::topic::CacheLookup;
 use bytes::Bytes;
 use std::sync::atomic::Ordering;
@@ -34,7 +35,7 @@ pub enum Encoding {
 impl ShardCore {
     /// Routes a message published on this shard (by a client or as a will). Returns whether any
     /// subscriber matched and whether a mesh channel was full (the caller pauses the publisher).
-    pub(super) fn route_publish(
+    pub(crate) fn route_publish(
         &mut self,
         message: &MessageRef,
         origin: Option<SessionKey>,
@@ -42,22 +43,25 @@ impl ShardCore {
         if message.retain {
             self.store_retained(message);
         }
-        self.backpressure.blocker = None;
+        self.backpressure.start_publish();
         let local = self.deliver_local(message, origin);
         let mut overflowed = false;
         let mut remote = false;
         let shards = self.mesh.shards();
         if shards > 1 {
             // One message per destination shard, sharing the Arc'd publish.
-            let (destinations, lookup) = self.router.destinations_bytes(message.topic.as_bytes());
+            let (destinations, lookup) = self
+                .delivery
+                .router_mut()
+                .destinations_bytes(message.topic.as_bytes());
             count_lookup(&self.global.counters[self.id], lookup);
             remote = !destinations.is_empty();
             for &target in destinations {
                 // Inline `note_destination`: `destinations` borrows the router.
-                if self.backpressure.blocker.is_none()
+                if !self.backpressure.has_blocker()
                     && self.global.congested[target].0.load(Ordering::Relaxed)
                 {
-                    self.backpressure.blocker = Some(Blocker::Shard(target));
+                    self.backpressure.note_blocker(Blocker::Shard(target));
                 }
                 if !self.mesh.send(target, ShardMsg::Publish(message.clone())) {
                     overflowed = true;
@@ -65,11 +69,12 @@ impl ShardCore {
                 }
             }
             // Finding F1: a session handed over from here may have no route here yet.
-            if !self.moved.is_empty() {
+            if self.sessions.any_moved() {
                 let mut extra = Vec::new();
-                let router = &self.router;
+                let router = self.delivery.router();
                 let topic = message.topic.as_str();
-                self.moved_targets(topic, |s| router.was_destination(s), &mut extra);
+                self.sessions
+                    .moved_targets(topic, |s| router.was_destination(s), &mut extra);
                 for target in extra {
                     remote = true;
                     if !self.mesh.send(target, ShardMsg::Publish(message.clone())) {
@@ -83,42 +88,7 @@ impl ShardCore {
         (local || remote || shared, overflowed || shared_overflowed)
     }
 
-    /// Wraps a publish received now for routing, in the allocation of the previous message
-    /// when nothing kept that one (saves an allocation and a free per message).
-    pub(super) fn new_message(
-        &mut self,
-        publish: Publish,
-        frame: Option<ReceivedFrame>,
-    ) -> MessageRef {
-        if let Some(mut spare) = self.delivery.spare_message.take() {
-            if let Some(message) = Arc::get_mut(&mut spare) {
-                message.publish = publish;
-                message.received_at = self.now;
-                message.frame = frame;
-                return spare;
-            }
-        }
-        Arc::new(Message {
-            publish,
-            received_at: self.now,
-            frame,
-        })
-    }
-
-    /// Keeps `message`'s allocation for [`ShardCore::new_message`] if nothing else holds it (no
-    /// queue, no other shard, no retained store), dropping its fields so that the spare does
-    /// not keep the publisher's read buffer alive.
-    pub(super) fn recycle_message(&mut self, mut message: MessageRef) {
-        if let Some(spare) = Arc::get_mut(&mut message) {
-            spare.publish.topic = MqttString::default();
-            spare.publish.payload = Bytes::new();
-            spare.publish.properties = Properties::default();
-            spare.frame = None;
-            self.delivery.spare_message = Some(message);
-        }
-    }
-
-    pub(super) fn store_retained(&mut self, message: &MessageRef) {
+    pub(crate) fn store_retained(&mut self, message: &MessageRef) {
         // The retained copy owns its bytes so it does not pin the publisher's read buffer.
         let publish = Publish {
             dup: false,
@@ -151,32 +121,17 @@ impl ShardCore {
     }
 
     /// Delivers to this shard's matching sessions. Returns whether any matched.
-    pub(super) fn deliver_local(
+    pub(crate) fn deliver_local(
         &mut self,
         message: &MessageRef,
         origin: Option<SessionKey>,
     ) -> bool {
-        let mut matches = std::mem::take(&mut self.delivery.matches);
-        matches.clear();
-        // The topic's UTF-8 was checked once, by the codec: the trie matches its bytes.
-        let lookup = self.delivery.match_cache.for_each_match(
-            &self.delivery.trie,
-            message.topic.as_bytes(),
-            |sub| matches.push(*sub),
-        );
+        let topic = message.topic.as_bytes();
+        let (matches, lookup) = self.delivery.take_matches(topic, origin);
         count_lookup(&self.global.counters[self.id], lookup);
-        // [MQTT-3.8.3-3] No Local: not to the publishing session.
-        if let Some(origin) = origin {
-            matches.retain(|m| !(m.session == origin && m.options.no_local));
-        }
         let matched = !matches.is_empty();
-        let mut identifiers = std::mem::take(&mut self.delivery.subscription_ids);
+        let mut identifiers = self.delivery.take_identifiers();
         if matched {
-            // One match (the common point-to-point case) needs no grouping by session.
-            if matches.len() > 1 {
-                matches.sort_unstable_by_key(|m| m.session);
-            }
-            self.delivery.layouts.clear();
             let mut i = 0;
             while i < matches.len() {
                 let session = matches[i].session;
@@ -207,14 +162,13 @@ impl ShardCore {
                 }
             }
         }
-        identifiers.clear();
-        self.delivery.subscription_ids = identifiers;
-        self.delivery.matches = matches;
+        self.delivery.recycle_identifiers(identifiers);
+        self.delivery.recycle_matches(matches);
         matched
     }
 
     /// Offers a message to one session and writes it if it may be sent now.
-    pub(super) fn deliver_to_session(
+    pub(crate) fn deliver_to_session(
         &mut self,
         skey: SessionKey,
         message: &MessageRef,
@@ -227,7 +181,7 @@ impl ShardCore {
         };
         // Access control (issue 13, access.rs): nothing the subscriber may not read; this
         // covers wildcard filters and retained messages sent at subscribe.
-        if !super::access::may_read(&mut session.access, &message.topic) {
+        if !crate::broker::core::connection::access::may_read(&mut session.access, &message.topic) {
             bump(&self.global.counters[self.id].acl_denied_delivery);
             return;
         }
@@ -240,13 +194,13 @@ impl ShardCore {
         // Issue 11 hook: offline sessions' queue entries stop at the queues' share of the budget
         // (docs/memory.md), so they never bring the shard to pressure; an online session's
         // queue is paced by congestion and pressure as before.
-        let queue_share_full = !online && !self.backpressure.memory.queues_have_room();
+        let queue_share_full = !online && !self.backpressure.memory().queues_have_room();
         let presence = if online {
             Presence::Online
         } else {
             Presence::Offline
         };
-        let queue_room = if self.backpressure.memory.has_room() && !queue_share_full {
+        let queue_room = if self.backpressure.memory().has_room() && !queue_share_full {
             QueueRoom::Available
         } else {
             QueueRoom::Exhausted
@@ -328,7 +282,7 @@ impl ShardCore {
 
     /// Appends one PUBLISH to a connection's outgoing buffer.
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn write_publish(
+    pub(crate) fn write_publish(
         &mut self,
         key: ConnKey,
         skey: SessionKey,
@@ -347,7 +301,7 @@ impl ShardCore {
                 bump(&self.global.counters[self.id].dropped_outgoing_buffer_full);
                 return;
             }
-            if !self.backpressure.memory.has_room() {
+            if !self.backpressure.memory().has_room() {
                 bump(&self.global.counters[self.id].dropped_memory_limit);
                 return;
             }
@@ -383,27 +337,12 @@ impl ShardCore {
             (Encoding::Cached, Some(_)) => Encoding::Fresh { dup: false },
             (other, _) => other,
         };
-        // Issue 17: a queued message goes out as its publisher sent it when it may.
-        let forwarded = match encoding {
-            Encoding::Fresh { dup: false } if adjusted.is_none() && alias.is_none() => {
-                forwarded_layout(message, conn.version, qos, retain)
-            }
-            _ => None,
-        };
         let fresh: Layout;
-        let layout = match (encoding, forwarded) {
-            (_, Some(layout)) => {
-                fresh = layout;
-                Ok(&fresh)
-            }
-            (Encoding::Cached, None) => self.delivery.layouts.get(
-                message,
-                conn.version,
-                qos,
-                retain,
-                &mut self.delivery.encode_buf,
-            ),
-            (Encoding::Fresh { dup }, None) => {
+        let layout = match encoding {
+            Encoding::Cached => self
+                .delivery
+                .cached_layout(message, conn.version, qos, retain),
+            Encoding::Fresh { dup } => {
                 let options = LayoutOptions {
                     qos,
                     retain,
@@ -411,12 +350,7 @@ impl ShardCore {
                     message_expiry_interval: adjusted,
                     topic_alias: alias,
                 };
-                match encode_layout(
-                    message,
-                    conn.version,
-                    options,
-                    &mut self.delivery.encode_buf,
-                ) {
+                match self.delivery.fresh_layout(message, conn.version, options) {
                     Ok(layout) => {
                         fresh = layout;
                         Ok(&fresh)
@@ -468,15 +402,13 @@ impl ShardCore {
         if before < max_outgoing {
             conn.out_progress_secs = (self.now_ms / 1000) as u16;
         }
-        conn.out.push_shared(&layout.head);
-        if qos != QoS::AtMostOnce {
-            conn.out.push_copy(&packet_id.to_be_bytes());
-            conn.out.push_shared(&layout.tail);
-        }
+        let rest = (qos != QoS::AtMostOnce).then_some((packet_id, &layout.tail));
+        let memory = self.backpressure.memory_mut();
+        conn.out.push_publish(&layout.head, rest, memory);
         let after = conn.out.len();
         bump(&self.global.counters[self.id].messages_sent);
         self.mark_dirty(key);
-        self.buffered_grew(after - before);
+        self.check_pressure_start();
         // Issue 11: no disconnect for size here (a reader of big messages is paced instead,
         // see `overload.rs`); a subscriber not reading is closed by `check_slow_consumer`.
         if after >= max_outgoing / 2 && self.global.config.qos0_backpressure {
@@ -485,7 +417,7 @@ impl ShardCore {
     }
 
     /// Sends queued messages while the in-flight window has room.
-    pub(super) fn pump_queue(&mut self, key: ConnKey, skey: SessionKey) {
+    pub(crate) fn pump_queue(&mut self, key: ConnKey, skey: SessionKey) {
         loop {
             let Some(session) = self.sessions.get_mut(skey) else {
                 return;
@@ -524,11 +456,11 @@ impl ShardCore {
     }
 
     /// Broadcasts `RouteAdd` for filters that gained their first local subscriber.
-    pub(super) fn broadcast_route_add(&mut self, filters: Vec<MqttString>) {
+    pub(crate) fn broadcast_route_add(&mut self, filters: Vec<MqttString>) {
         if filters.is_empty() || self.mesh.shards() < 2 {
             return;
         }
-        let epoch = self.router.next_epoch();
+        let epoch = self.delivery.router_mut().next_epoch();
         for target in 0..self.mesh.shards() {
             if target != self.id {
                 self.mesh.send(
@@ -546,7 +478,7 @@ impl ShardCore {
     }
 
     /// Broadcasts `RouteRemove` for filters that lost their last local subscriber.
-    pub(super) fn broadcast_route_remove(&mut self, filters: Vec<MqttString>) {
+    pub(crate) fn broadcast_route_remove(&mut self, filters: Vec<MqttString>) {
         if filters.is_empty() || self.mesh.shards() < 2 {
             return;
         }
@@ -564,8 +496,8 @@ impl ShardCore {
     }
 
     /// Sends the SUBACKs whose routing epoch every peer has acknowledged, in order.
-    pub(super) fn release_acks(&mut self) {
-        let acked = self.router.epoch_acked();
+    pub(crate) fn release_acks(&mut self) {
+        let acked = self.delivery.router().epoch_acked();
         while self.pending_acks.front().is_some_and(|p| p.epoch <= acked) {
             let Some(pending) = self.pending_acks.pop_front() else {
                 break;
@@ -600,7 +532,7 @@ impl ShardCore {
 
     /// Sends SUBACK, then the retained messages matching the new subscriptions
     /// ([MQTT-3.3.1-6]: with the retain flag set).
-    pub(super) fn complete_subscribe(
+    pub(crate) fn complete_subscribe(
         &mut self,
         key: ConnKey,
         suback: SubAck,
@@ -610,7 +542,7 @@ impl ShardCore {
         let Some(skey) = self.connections.get(key).and_then(|c| c.session) else {
             return;
         };
-        let mut messages = std::mem::take(&mut self.delivery.retained_scratch);
+        let mut messages = self.delivery.take_retained();
         // Issue 11: one SUBSCRIBE sends at most this many retained messages and bytes.
         let count_max = self.global.config.max_retained_per_subscribe;
         let bytes_max = self.global.config.max_retained_bytes_per_subscribe;
@@ -624,8 +556,7 @@ impl ShardCore {
                 let size = queued_bytes(message);
                 if count >= count_max || bytes.saturating_add(size) > bytes_max {
                     bump(&self.global.counters[self.id].retained_subscribe_bound_hit);
-                    messages.clear();
-                    self.delivery.retained_scratch = messages;
+                    self.delivery.recycle_retained(messages);
                     return;
                 }
                 count += 1;
@@ -640,13 +571,12 @@ impl ShardCore {
                 self.deliver_to_session(skey, &message, qos, true, fresh);
             }
         }
-        messages.clear();
-        self.delivery.retained_scratch = messages;
+        self.delivery.recycle_retained(messages);
     }
 
     /// Adds (or replaces) one subscription of a session. Returns whether the filter is new
     /// on this shard (a route to broadcast).
-    pub(super) fn insert_subscription(
+    pub(crate) fn insert_subscription(
         &mut self,
         skey: SessionKey,
         filter: &MqttString,
@@ -654,18 +584,18 @@ impl ShardCore {
         replace: bool,
     ) -> bool {
         if replace {
-            self.subscription_remove(filter, skey);
-            self.subscription_insert(filter, sub);
+            self.delivery.unsubscribe(filter, skey);
+            self.delivery.subscribe(filter, sub);
             return false;
         }
-        self.subscription_insert(filter, sub);
-        self.router.local_added(filter)
+        self.delivery.subscribe(filter, sub);
+        self.delivery.router_mut().local_added(filter)
     }
 }
 
 /// Counts a match-cache lookup. The counters have one writer (this shard), so a plain load and
 /// store is enough, and cheaper on the per-message path than an atomic increment.
-pub(super) fn count_lookup(counters: &ShardCounters, lookup: CacheLookup) {
+pub(crate) fn count_lookup(counters: &ShardCounters, lookup: CacheLookup) {
     let counter = match lookup {
         CacheLookup::Empty => return,
         CacheLookup::Hit => &counters.match_cache_hits,
@@ -676,7 +606,7 @@ pub(super) fn count_lookup(counters: &ShardCounters, lookup: CacheLookup) {
 
 /// A copy of `message` carrying `identifiers` as its Subscription Identifier properties (the
 /// payload and topic stay shared).
-pub(super) fn with_subscription_identifiers(
+pub(crate) fn with_subscription_identifiers(
     message: &MessageRef,
     identifiers: &[u32],
 ) -> MessageRef {

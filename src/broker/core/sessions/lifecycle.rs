@@ -15,17 +15,19 @@
 //! holding the session always hands it over first, and the other forwards it, so the newest
 //! claim ends up with the session whatever order the messages arrive in.
 
-use super::connection::{
+use crate::broker::core::connection::protocol::{self, AcceptedConnect};
+use crate::broker::core::connection::{
     ConnState, OutgoingAliases, WillMessage, TIMER_HANDSHAKE_PENDING, TIMER_KEEP_ALIVE_ON_HANDSHAKE,
 };
-use super::keys::{ConnKey, SessionKey};
-use super::mesh::{ShardId, ShardMsg};
-use super::protocol::{self, AcceptedConnect};
-use super::registry::Claim;
-use super::session::{OutgoingState, Session, SessionLimits, SessionState};
-use super::shard::{Awaited, CloseReason, LocalSub, PendingAck, ShardCore, ShardSession};
-use super::stats::{bump, bump_by, drop_by};
-use super::timers::TimerKind;
+use crate::broker::core::delivery::LocalSub;
+use crate::broker::core::keys::{ConnKey, SessionKey};
+use crate::broker::core::mesh::{ShardId, ShardMsg};
+use crate::broker::core::registry::Claim;
+use crate::broker::core::sessions::session::{OutgoingState, Session, SessionLimits, SessionState};
+use crate::broker::core::sessions::ShardSession;
+use crate::broker::core::shard::{Awaited, CloseReason, PendingAck, ShardCore};
+use crate::broker::core::stats::{bump, bump_by, drop_by};
+use crate::broker::core::timers::TimerKind;
 use crate::codec::{Ack, Connect, MqttString, Packet, Properties, ReasonCode};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -86,7 +88,7 @@ impl ShardCore {
 
     /// The first packet: validate, claim the client id, then connect locally or ask the shard
     /// holding the session for it.
-    pub(super) fn handle_connect(&mut self, key: ConnKey, connect: Connect) {
+    pub(crate) fn handle_connect(&mut self, key: ConnKey, connect: Connect) {
         let version = connect.protocol_version;
         let accepted = {
             let config = &self.global.config;
@@ -137,7 +139,7 @@ impl ShardCore {
     }
 
     /// Claims the client id and attaches the session of an authenticated CONNECT.
-    pub(super) fn admit_connect(&mut self, key: ConnKey, accepted: AcceptedConnect) {
+    pub(crate) fn admit_connect(&mut self, key: ConnKey, accepted: AcceptedConnect) {
         let Some(conn) = self.connections.get_mut(key) else {
             return;
         };
@@ -156,20 +158,15 @@ impl ShardCore {
             Some(previous) if previous.shard != self.id => {
                 let conn_id = conn.id;
                 conn.state = ConnState::Parked;
-                let request = self.next_request;
-                self.next_request += 1;
                 let client_id = accepted.client_id.clone();
                 let keep_state = !accepted.clean_start;
-                self.pending_takeovers.insert(
-                    request,
-                    PendingTakeover {
-                        connection: key,
-                        connection_id: conn_id,
-                        accepted,
-                        claim,
-                        forward: None,
-                    },
-                );
+                let request = self.sessions.start_takeover(PendingTakeover {
+                    connection: key,
+                    connection_id: conn_id,
+                    accepted,
+                    claim,
+                    forward: None,
+                });
                 self.mesh.send(
                     previous.shard,
                     ShardMsg::Takeover {
@@ -189,37 +186,31 @@ impl ShardCore {
         let client_id = accepted.client_id.clone();
         // A takeover for this id is in flight towards us: this connection replaces the parked one
         // and waits for the same answer.
-        if let Some((&request, _)) = self
-            .pending_takeovers
-            .iter()
-            .find(|(_, p)| p.accepted.client_id == client_id && p.forward.is_none())
-        {
-            let conn_id = self.connections.get(key).map_or(0, |c| c.id);
-            if let Some(pending) = self.pending_takeovers.get_mut(&request) {
-                let old = pending.connection;
-                let old_id = pending.connection_id;
-                pending.connection = key;
-                pending.connection_id = conn_id;
-                pending.accepted = accepted;
-                pending.claim = claim;
-                if let Some(conn) = self.connections.get_mut(key) {
-                    conn.state = ConnState::Parked;
-                }
-                if self.connections.get(old).is_some_and(|c| c.id == old_id) {
-                    self.close(old, CloseReason::TakenOver);
-                }
+        let conn_id = self.connections.get(key).map_or(0, |c| c.id);
+        if let Some(pending) = self.sessions.waiting_takeover_mut(&client_id) {
+            let old = pending.connection;
+            let old_id = pending.connection_id;
+            pending.connection = key;
+            pending.connection_id = conn_id;
+            pending.accepted = accepted;
+            pending.claim = claim;
+            if let Some(conn) = self.connections.get_mut(key) {
+                conn.state = ConnState::Parked;
+            }
+            if self.connections.get(old).is_some_and(|c| c.id == old_id) {
+                self.close(old, CloseReason::TakenOver);
             }
             return;
         }
-        let source = match self.client_ids.get(&client_id, &self.sessions) {
+        let source = match self.sessions.find(&client_id) {
             None => SessionSource::Fresh,
             Some(skey) => {
-                if let Some(old) = self.sessions[skey].connection {
+                if let Some(old) = self.sessions.get(skey).and_then(|s| s.connection) {
                     bump(&self.global.counters[self.id].takeovers);
                     self.close(old, CloseReason::TakenOver);
                 }
                 // Closing may have ended the session (expiry 0).
-                match self.client_ids.get(&client_id, &self.sessions) {
+                match self.sessions.find(&client_id) {
                     None => SessionSource::Fresh,
                     Some(skey) if accepted.clean_start => {
                         self.end_session(skey);
@@ -240,7 +231,7 @@ impl ShardCore {
         claim: Claim,
         source: SessionSource,
     ) {
-        let epoch_before = self.router.epoch_sent();
+        let epoch_before = self.delivery.router().epoch_sent();
         let inflight_max = accepted
             .client_receive_maximum
             .min(self.global.config.max_inflight);
@@ -261,8 +252,7 @@ impl ShardCore {
                 (self.install_session(state, claim, inflight_max), false)
             }
         };
-        let generation = self.next_generation;
-        self.next_generation += 1;
+        let generation = self.sessions.next_generation();
         let Some(session) = self.sessions.get_mut(skey) else {
             debug_assert!(false, "session just installed");
             return;
@@ -282,8 +272,6 @@ impl ShardCore {
         session.session.inflight_max = inflight_max.max(1);
         session.session.limits = limits;
         session.session.state.session_expiry_interval_secs = accepted.session_expiry_interval_secs;
-        self.client_ids
-            .insert(&accepted.client_id, skey, &self.sessions);
         if let (Some(left), Some(conn)) = (token_expiry, self.connections.get(key)) {
             // Access control (issue 13, access.rs): close when the token expires.
             let connection_id = conn.id;
@@ -328,8 +316,8 @@ impl ShardCore {
         // A session that moved here broadcast routes for its subscriptions: like a SUBACK, the
         // CONNACK waits until every shard has them, so that whatever is published after it
         // reaches the session.
-        let epoch = self.router.epoch_sent();
-        if epoch > epoch_before && self.router.epoch_acked() < epoch {
+        let epoch = self.delivery.router().epoch_sent();
+        if epoch > epoch_before && self.delivery.router().epoch_acked() < epoch {
             conn.state = ConnState::Parked;
             let connection_id = conn.id;
             self.pending_acks.push_back(PendingAck {
@@ -347,7 +335,7 @@ impl ShardCore {
     }
 
     /// Sends CONNACK, then what the session had in flight and queued.
-    pub(super) fn complete_connect(
+    pub(crate) fn complete_connect(
         &mut self,
         key: ConnKey,
         connack: &Packet,
@@ -406,7 +394,7 @@ impl ShardCore {
                     outgoing.qos,
                     outgoing.packet_id,
                     outgoing.retain,
-                    super::fanout::Encoding::Fresh { dup: true },
+                    crate::broker::core::delivery::fanout::Encoding::Fresh { dup: true },
                 ),
             }
         }
@@ -414,7 +402,7 @@ impl ShardCore {
 
     /// Puts a session into the slab and its subscriptions into the trie (broadcasting routes
     /// for filters new to this shard; the route barrier of later SUBACKs covers them).
-    pub(super) fn install_session(
+    pub(crate) fn install_session(
         &mut self,
         state: SessionState,
         claim: Claim,
@@ -453,8 +441,8 @@ impl ShardCore {
                 options: stored.options,
                 identifier: stored.identifier,
             };
-            self.subscription_insert(&filter, sub);
-            if self.router.local_added(&filter) {
+            self.delivery.subscribe(&filter, sub);
+            if self.delivery.router_mut().local_added(&filter) {
                 new_routes.push(filter);
             }
         }
@@ -481,8 +469,8 @@ impl ShardCore {
         );
         let mut gone = Vec::new();
         for filter in filters {
-            self.subscription_remove(&filter, skey);
-            if self.router.local_removed(&filter) {
+            self.delivery.unsubscribe(&filter, skey);
+            if self.delivery.router_mut().local_removed(&filter) {
                 gone.push(filter);
             }
         }
@@ -491,9 +479,8 @@ impl ShardCore {
 
     /// The connection of a session closed: end the session or keep it offline, and handle the
     /// will (at once, or after its delay while the session lives).
-    pub(super) fn detach_session(&mut self, skey: SessionKey, will: Option<Box<WillMessage>>) {
-        let generation = self.next_generation;
-        self.next_generation += 1;
+    pub(crate) fn detach_session(&mut self, skey: SessionKey, will: Option<Box<WillMessage>>) {
+        let generation = self.sessions.next_generation();
         let now = self.now;
         let Some(session) = self.sessions.get_mut(skey) else {
             return;
@@ -539,7 +526,7 @@ impl ShardCore {
     }
 
     /// Ends a session: its pending will goes out, its subscriptions and registry entry go.
-    pub(super) fn end_session(&mut self, skey: SessionKey) {
+    pub(crate) fn end_session(&mut self, skey: SessionKey) {
         if let Some(will) = self
             .sessions
             .get_mut(skey)
@@ -548,16 +535,14 @@ impl ShardCore {
             self.publish_will(*will);
         }
         self.remove_subscriptions(skey);
-        if !self.sessions.contains(skey) {
-            return;
-        }
         self.forget_congestion(skey);
-        let session = self.sessions.remove(skey);
+        let Some(session) = self.sessions.remove(skey) else {
+            return;
+        };
         self.queue_released(session.session.state.queued_bytes());
         self.global.sessions_open.fetch_sub(1, Ordering::Relaxed);
         self.redeliver_shared(&session.session.state);
         let client_id = &session.session.state.client_id;
-        self.client_ids.remove(client_id, skey);
         // Persistence: the session's records are removed.
         self.store.session_ended(client_id);
         let claim = Claim {
@@ -571,22 +556,18 @@ impl ShardCore {
     /// new connection resumes it.
     fn extract_session(&mut self, skey: SessionKey) -> Option<SessionState> {
         self.remove_subscriptions(skey);
-        if !self.sessions.contains(skey) {
-            return None;
-        }
         self.forget_congestion(skey);
-        let session = self.sessions.remove(skey);
+        let session = self.sessions.remove(skey)?;
         self.queue_released(session.session.state.queued_bytes());
         self.global.sessions_open.fetch_sub(1, Ordering::Relaxed);
         let client_id = &session.session.state.client_id;
-        self.client_ids.remove(client_id, skey);
         // Persistence: the receiving shard records the session in its own log.
         self.store.session_moved_out(client_id);
         Some(session.session.state)
     }
 
     /// Another shard accepted a CONNECT for a client id this shard holds.
-    pub(super) fn handle_takeover_request(
+    pub(crate) fn handle_takeover_request(
         &mut self,
         from: ShardId,
         request: u64,
@@ -597,12 +578,12 @@ impl ShardCore {
         // A session held here is handed over first, even if a CONNECT of ours for the same id
         // waits for another shard: that is a crossing takeover, and our waiting connection
         // (the newer claim) gets the session back through the forwarding below.
-        if let Some(skey) = self.client_ids.get(&client_id, &self.sessions) {
-            if let Some(old) = self.sessions[skey].connection {
+        if let Some(skey) = self.sessions.find(&client_id) {
+            if let Some(old) = self.sessions.get(skey).and_then(|s| s.connection) {
                 self.close(old, CloseReason::TakenOver);
             }
             let mut state = None;
-            if let Some(skey) = self.client_ids.get(&client_id, &self.sessions) {
+            if let Some(skey) = self.sessions.find(&client_id) {
                 if keep_state {
                     state = self.extract_session(skey).map(Box::new);
                 } else {
@@ -619,7 +600,7 @@ impl ShardCore {
                     .cloned()
                     .collect();
                 if !filters.is_empty() {
-                    self.moved.push(MovedSession {
+                    self.sessions.note_moved(MovedSession {
                         client_id: client_id.clone(),
                         to: from,
                         filters,
@@ -635,11 +616,7 @@ impl ShardCore {
             return;
         }
         // We are ourselves waiting for this id's session: hand the answer on when it comes.
-        if let Some(pending) = self
-            .pending_takeovers
-            .values_mut()
-            .find(|p| p.accepted.client_id == client_id && p.forward.is_none())
-        {
+        if let Some(pending) = self.sessions.waiting_takeover_mut(&client_id) {
             pending.forward = Some((from, request, keep_state));
             let (old, old_id) = (pending.connection, pending.connection_id);
             if self.connections.get(old).is_some_and(|c| c.id == old_id) {
@@ -658,40 +635,12 @@ impl ShardCore {
     }
 
     /// `from` applied our `TakeoverReply` for `client_id`: its routes are in our replica now.
-    pub(super) fn handle_takeover_settled(&mut self, from: ShardId, client_id: &MqttString) {
-        if let Some(at) = self
-            .moved
-            .iter()
-            .position(|m| m.to == from && &m.client_id == client_id)
-        {
-            self.moved.swap_remove(at);
-        }
-    }
-
-    /// Finding F1: the shards a message published here must reach for sessions handed over
-    /// recently (see [`MovedSession`]), pushed to `out` unless `sent(shard)`.
-    pub(super) fn moved_targets(
-        &self,
-        topic: &str,
-        sent: impl Fn(ShardId) -> bool,
-        out: &mut Vec<ShardId>,
-    ) {
-        for moved in &self.moved {
-            if sent(moved.to) || out.contains(&moved.to) {
-                continue;
-            }
-            if moved
-                .filters
-                .iter()
-                .any(|f| crate::topic::filter_matches(f.as_str(), topic))
-            {
-                out.push(moved.to);
-            }
-        }
+    pub(crate) fn handle_takeover_settled(&mut self, from: ShardId, client_id: &MqttString) {
+        self.sessions.moved_settled(from, client_id);
     }
 
     /// The shard that held a session answered our `Takeover`.
-    pub(super) fn handle_takeover_reply(
+    pub(crate) fn handle_takeover_reply(
         &mut self,
         from: ShardId,
         request: u64,
@@ -713,7 +662,7 @@ impl ShardCore {
     }
 
     fn apply_takeover_reply(&mut self, request: u64, state: Option<Box<SessionState>>) {
-        let Some(pending) = self.pending_takeovers.remove(&request) else {
+        let Some(pending) = self.sessions.finish_takeover(request) else {
             return;
         };
         if let Some((to, their_request, keep)) = pending.forward {
@@ -749,8 +698,6 @@ impl ShardCore {
                 state.session_expiry_interval_secs = pending.accepted.session_expiry_interval_secs;
                 let inflight_max = self.global.config.max_inflight;
                 let skey = self.install_session(*state, pending.claim, inflight_max);
-                let client_id = pending.accepted.client_id.clone();
-                self.client_ids.insert(&client_id, skey, &self.sessions);
                 self.detach_session(skey, None);
             }
             _ => {
@@ -762,15 +709,18 @@ impl ShardCore {
     }
 
     /// Publishes a will message like any other publish from this shard.
-    pub(super) fn publish_will(&mut self, will: WillMessage) {
+    pub(crate) fn publish_will(&mut self, will: WillMessage) {
         // Issue 16 hook: a will to `$SYS`/`$share` is dropped like such a PUBLISH (Mosquitto
         // checks a will's topic when it sends it, the same way).
-        if super::fidelity::is_reserved_publish_topic(will.message.topic.as_bytes()) {
+        if crate::broker::core::connection::fidelity::is_reserved_publish_topic(
+            will.message.topic.as_bytes(),
+        ) {
             bump(&self.global.counters[self.id].publishes_to_reserved_topics);
             return;
         }
         bump(&self.global.counters[self.id].wills_published);
-        let message = super::session::Message::new_ref(will.message, self.now);
+        let message =
+            crate::broker::core::sessions::session::Message::new_ref(will.message, self.now);
         self.route_publish(&message, None);
     }
 }
