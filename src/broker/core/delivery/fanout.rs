@@ -181,10 +181,7 @@ impl ShardCore {
         };
         // Access control (issue 13, access.rs): nothing the subscriber may not read; this
         // covers wildcard filters and retained messages sent at subscribe.
-        if !crate::broker::core::connection::access::may_read(
-            &mut session.access,
-            message.topic.as_str(),
-        ) {
+        if !crate::broker::core::connection::access::may_read(&mut session.access, &message.topic) {
             bump(&self.global.counters[self.id].acl_denied_delivery);
             return;
         }
