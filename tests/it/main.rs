@@ -45,6 +45,7 @@ mod persistence;
 mod protocol_fidelity;
 mod sim_properties;
 mod sim_regressions;
+mod sim_takeover;
 mod transport;
 mod transport_interop;
 mod trie_no_alloc;

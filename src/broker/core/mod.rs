@@ -10,7 +10,8 @@
 //!   `dispatch.rs` (each packet after CONNECT), `authn.rs` (passwords, enhanced
 //!   authentication), `fidelity.rs` (protocol-fidelity rules of issue 16);
 //! - sessions: `session.rs` (sans-IO session state, in-flight window, queue), `lifecycle.rs`
-//!   (CONNECT, takeover across shards, detach, end), `client_ids.rs` (client id index);
+//!   (CONNECT, takeover across shards, detach, end), `handover.rs` (what a session moving
+//!   between shards is sent meanwhile), `client_ids.rs` (client id index);
 //! - delivery: `fanout.rs` (route a publish, deliver to sessions, write layouts), `router.rs`
 //!   (routing replica of other shards' filters, SUBACK barrier), `shared_subscriptions.rs`,
 //!   `protocol.rs` (CONNECT validation, PUBLISH wire layouts encoded once);
@@ -31,6 +32,8 @@ pub mod connection;
 mod dispatch;
 mod fanout;
 mod fidelity;
+// Finding F1: session handover across shards without loss, duplicate or reordering.
+pub mod handover;
 pub mod io;
 pub mod keys;
 mod lifecycle;

@@ -11,6 +11,7 @@
 //! recorded (`StoreShared::durable`).
 
 use super::connection::WillMessage;
+use super::handover::Route;
 use super::keys::{ConnKey, SessionKey};
 use super::shard::ShardCore;
 use super::timers::TimerKind;
@@ -92,7 +93,7 @@ impl ShardCore {
             if self.id == 0 && will.retain {
                 self.store_retained(&message);
             }
-            self.deliver_local(&message, None);
+            self.deliver_local(&message, None, Route::Direct(self.id));
         }
     }
 

@@ -207,9 +207,8 @@ pub struct ShardCore {
     pub(super) pending_acks: VecDeque<PendingAck>,
     /// Takeovers this shard asked another shard for, by request number.
     pub(super) pending_takeovers: HashMap<u64, PendingTakeover>,
-    /// Sessions handed over to another shard whose routes this shard may not have yet: what
-    /// this shard publishes for them is forwarded there (finding F1, lifecycle.rs).
-    pub(super) moved: Vec<super::lifecycle::MovedSession>,
+    /// Sessions moving to or from this shard, and what they are sent meanwhile (handover.rs).
+    pub(super) handovers: super::handover::Handovers,
     pub(super) next_request: u64,
     pub(super) timers: Timers,
     /// Disk persistence of this shard's sessions and retained publishes (src/store; does
@@ -256,7 +255,7 @@ impl ShardCore {
             router: Router::new(id, shards),
             pending_acks: VecDeque::new(),
             pending_takeovers: HashMap::new(),
-            moved: Vec::new(),
+            handovers: Default::default(),
             next_request: 0,
             timers: Timers::new(epoch),
             store: crate::store::ShardStore::disabled(),
