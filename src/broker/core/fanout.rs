@@ -6,8 +6,8 @@
 //! layout (version, QoS, retain) is encoded once; subscribers share the encoded bytes.
 
 use super::congestion::Blocker;
-use super::handover::{Gate, Route};
 use super::connection::ConnState;
+use super::handover::{Gate, Route};
 use super::keys::{ConnKey, SessionKey};
 use super::mesh::ShardMsg;
 use super::protocol::{encode_layout, Layout, LayoutOptions};

@@ -58,10 +58,7 @@ pub struct HandoverId {
 #[derive(Debug)]
 pub enum HandoverMsg {
     /// From the installer to every other shard, after the routes of the installed session.
-    Switch {
-        id: HandoverId,
-        installer: ShardId,
-    },
+    Switch { id: HandoverId, installer: ShardId },
     /// From every shard that read `Switch`, to the origin and to the installer.
     Switched { id: HandoverId, from: ShardId },
     /// From the origin towards the installer (relayed): a message for the session, or for its
@@ -170,7 +167,10 @@ impl Handovers {
     }
 
     fn relay(&self, id: HandoverId) -> Option<ShardId> {
-        self.relays.iter().find(|(r, _)| *r == id).map(|(_, to)| *to)
+        self.relays
+            .iter()
+            .find(|(r, _)| *r == id)
+            .map(|(_, to)| *to)
     }
 }
 
@@ -196,7 +196,11 @@ impl ShardCore {
     /// Origin: forwards `message`, routed by `source`, for each session handed over that
     /// `source` has not switched for. Returns whether it was forwarded, and whether a channel
     /// was full.
-    pub(super) fn handover_forward(&mut self, message: &MessageRef, source: ShardId) -> (bool, bool) {
+    pub(super) fn handover_forward(
+        &mut self,
+        message: &MessageRef,
+        source: ShardId,
+    ) -> (bool, bool) {
         let topic = message.topic.as_str();
         let mut targets = Vec::new();
         for out in &self.handovers.outgoing {
@@ -352,7 +356,11 @@ impl ShardCore {
         incoming.held = 0;
         let mut released = 0;
         for source in &mut incoming.sources {
-            released += source.held.drain(..).map(|h| queued_bytes(&h.message)).sum::<usize>();
+            released += source
+                .held
+                .drain(..)
+                .map(|h| queued_bytes(&h.message))
+                .sum::<usize>();
         }
         self.queue_released(released);
     }
