@@ -137,7 +137,11 @@ impl ShardCore {
     pub fn handle_mesh(&mut self, msg: ShardMsg) {
         match msg {
             ShardMsg::Publish { from, message } => {
-                self.deliver_local(&message, None, super::handover::Route::Direct(from));
+                self.deliver_local(
+                    &message,
+                    None,
+                    super::sessions::handover::Route::Direct(from),
+                );
                 // Finding F1: a session handed over from here may still need it.
                 if self.handovers.has_outgoing() {
                     self.handover_forward(&message, from);

@@ -39,11 +39,11 @@
 //! is bounded by the takeovers in progress; held messages by `max_queued_messages` per
 //! handover (beyond it they are dropped and counted in `handover_held_dropped`).
 
-use super::keys::SessionKey;
-use super::mesh::{ShardId, ShardMsg};
-use super::session::{queued_bytes, MessageRef, SessionState};
-use super::shard::ShardCore;
-use super::stats::bump;
+use crate::broker::core::keys::SessionKey;
+use crate::broker::core::mesh::{ShardId, ShardMsg};
+use crate::broker::core::sessions::session::{queued_bytes, MessageRef, SessionState};
+use crate::broker::core::shard::ShardCore;
+use crate::broker::core::stats::bump;
 use crate::codec::{MqttString, QoS};
 use std::collections::VecDeque;
 
@@ -117,7 +117,7 @@ struct Incoming {
 }
 
 /// What the installer does with a message matched for a session in a handover.
-pub(super) enum Gate {
+pub(crate) enum Gate {
     Deliver,
     /// Its source had not switched: the origin forwards it.
     Skip,
@@ -127,7 +127,7 @@ pub(super) enum Gate {
 
 /// How a message reached `deliver_local`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Route {
+pub(crate) enum Route {
     /// Routed by shard `source` (this one for a local publish).
     Direct(ShardId),
     /// Forwarded by a handover's origin for this session only.
@@ -145,17 +145,17 @@ pub struct Handovers {
 
 impl Handovers {
     /// Whether this shard handed a session over that may still need forwarding.
-    pub(super) fn has_outgoing(&self) -> bool {
+    pub(crate) fn has_outgoing(&self) -> bool {
         !self.outgoing.is_empty()
     }
 
     /// Whether a session arrived here whose messages may still be gated.
-    pub(super) fn has_incoming(&self) -> bool {
+    pub(crate) fn has_incoming(&self) -> bool {
         !self.incoming.is_empty()
     }
 
     /// Bytes of the messages held (counted with the sessions' queues in the memory budget).
-    pub(super) fn held_bytes(&self) -> usize {
+    pub(crate) fn held_bytes(&self) -> usize {
         let held = self.incoming.iter().flat_map(|i| &i.sources);
         held.flat_map(|s| &s.held)
             .map(|h| queued_bytes(&h.message))
@@ -177,7 +177,7 @@ impl Handovers {
 impl ShardCore {
     /// Origin: the session `state` was extracted for `to`, its routes kept. Returns the id the
     /// reply carries.
-    pub(super) fn handover_start(&mut self, to: ShardId, state: &SessionState) -> HandoverId {
+    pub(crate) fn handover_start(&mut self, to: ShardId, state: &SessionState) -> HandoverId {
         let handovers = &mut self.handovers;
         let number = handovers.next_number;
         handovers.next_number += 1;
@@ -196,7 +196,7 @@ impl ShardCore {
     /// Origin: forwards `message`, routed by `source`, for each session handed over that
     /// `source` has not switched for. Returns whether it was forwarded, and whether a channel
     /// was full.
-    pub(super) fn handover_forward(
+    pub(crate) fn handover_forward(
         &mut self,
         message: &MessageRef,
         source: ShardId,
@@ -205,7 +205,7 @@ impl ShardCore {
         let mut targets = Vec::new();
         for out in &self.handovers.outgoing {
             let matches = |f: &MqttString| {
-                !super::shared_subscriptions::is_shared(f.as_str())
+                !crate::broker::core::delivery::shared_subscriptions::is_shared(f.as_str())
                     && crate::topic::filter_matches(f.as_str(), topic)
             };
             if !out.switched[source] && out.filters.iter().any(matches) {
@@ -227,7 +227,7 @@ impl ShardCore {
 
     /// Origin: a message for the shared subscription `share` reached this shard, which has no
     /// member left; forwarded if a session handed over from here is one. Returns whether it was.
-    pub(super) fn handover_forward_shared(
+    pub(crate) fn handover_forward_shared(
         &mut self,
         share: &MqttString,
         message: &MessageRef,
@@ -253,7 +253,7 @@ impl ShardCore {
     }
 
     /// Installer: the session of handover `id` is installed as `skey` (its routes broadcast).
-    pub(super) fn handover_installed(&mut self, id: HandoverId, skey: SessionKey) {
+    pub(crate) fn handover_installed(&mut self, id: HandoverId, skey: SessionKey) {
         let shards = self.mesh.shards();
         let client_id = match self.sessions.get(skey) {
             Some(s) => s.session.state.client_id.clone(),
@@ -281,7 +281,7 @@ impl ShardCore {
     }
 
     /// The state of handover `id` reached this shard and was not installed.
-    pub(super) fn handover_aborted(&mut self, id: HandoverId) {
+    pub(crate) fn handover_aborted(&mut self, id: HandoverId) {
         if id.origin == self.id {
             self.origin_finish(id.number);
         } else {
@@ -290,12 +290,12 @@ impl ShardCore {
     }
 
     /// This shard passed the state of handover `id` on to `to`: so does what follows it.
-    pub(super) fn handover_relayed(&mut self, id: HandoverId, to: ShardId) {
+    pub(crate) fn handover_relayed(&mut self, id: HandoverId, to: ShardId) {
         self.handovers.relays.push((id, to));
     }
 
     /// Installer: what to do with a message from `source` matched for session `skey`.
-    pub(super) fn handover_gate(&self, skey: SessionKey, source: ShardId) -> Gate {
+    pub(crate) fn handover_gate(&self, skey: SessionKey, source: ShardId) -> Gate {
         let Some(incoming) = self
             .handovers
             .incoming
@@ -312,7 +312,7 @@ impl ShardCore {
     }
 
     /// Installer: holds a message from `source` for session `skey` (see `handover_gate`).
-    pub(super) fn handover_hold(
+    pub(crate) fn handover_hold(
         &mut self,
         skey: SessionKey,
         source: ShardId,
@@ -343,7 +343,7 @@ impl ShardCore {
     }
 
     /// Installer: session `skey` ended; what was held for it goes.
-    pub(super) fn handover_session_ended(&mut self, skey: SessionKey) {
+    pub(crate) fn handover_session_ended(&mut self, skey: SessionKey) {
         let Some(incoming) = self
             .handovers
             .incoming
@@ -367,7 +367,7 @@ impl ShardCore {
 
     /// Installer: a takeover request for `client_id` waits while its session is arriving here.
     /// Returns whether it was deferred.
-    pub(super) fn handover_defer_takeover(
+    pub(crate) fn handover_defer_takeover(
         &mut self,
         client_id: &MqttString,
         request: (ShardId, u64, bool),
@@ -387,7 +387,7 @@ impl ShardCore {
     }
 
     /// One handover message from another shard.
-    pub(super) fn handle_handover(&mut self, msg: HandoverMsg) {
+    pub(crate) fn handle_handover(&mut self, msg: HandoverMsg) {
         match msg {
             HandoverMsg::Switch { id, installer } => {
                 if id.origin == self.id {
@@ -476,7 +476,7 @@ impl ShardCore {
         for h in held {
             self.queue_released(queued_bytes(&h.message));
             if let Some(skey) = session {
-                let fresh = super::fanout::Encoding::Fresh { dup: false };
+                let fresh = crate::broker::core::delivery::fanout::Encoding::Fresh { dup: false };
                 self.deliver_to_session(skey, &h.message, h.qos, h.retain, fresh);
             }
         }
