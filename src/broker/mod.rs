@@ -69,9 +69,8 @@
 //!    trie (`topic/`), one recipient per session;
 //! 10. `ShardCore::deliver_to_session`: the session's decision (`Session::deliver`,
 //!     `core/session.rs`), then `ShardCore::write_publish`: `LayoutCache::get`
-//!     (`core/protocol.rs`) encodes the layout once, `OutBuf::push_shared`
-//!     (`core/connection.rs`) queues it, `ShardCore::buffered_grew` (`core/congestion.rs`)
-//!     counts it;
+//!     (`core/protocol.rs`) encodes the layout once, `OutBuf::push_publish`
+//!     (`core/connection/outgoing.rs`) queues it and counts it in the memory budget;
 //! 11. `ShardCore::flush_writes` (`core/io.rs`, called by B's `ShardLoop::turn`):
 //!     `OutBuf::write_to` the socket, one vectored write per connection per turn.
 

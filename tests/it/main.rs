@@ -46,6 +46,7 @@ mod protocol_fidelity;
 mod sim_properties;
 mod sim_regressions;
 mod sim_takeover;
+mod sim_timers;
 mod transport;
 mod transport_interop;
 mod trie_no_alloc;

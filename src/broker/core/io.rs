@@ -17,7 +17,7 @@
 //! 8. `end_turn`, then `drain_wakes` to wake the peers sent to, and sleep at most
 //!    `poll_timeout`.
 
-use super::connection::{ConnState, Connection, OutBuf, PAUSED_MESH};
+use super::connection::{ConnState, Connection, Unsent, PAUSED_MESH};
 use super::keys::ConnKey;
 use super::mesh::ShardMsg;
 use super::shard::{CloseReason, ShardCore, OVERFLOW_RETRY};
@@ -163,7 +163,7 @@ impl ShardCore {
                 epoch,
             } => {
                 for filter in &filters {
-                    self.router.remote_add(from, filter.as_str());
+                    self.delivery.router_mut().remote_add(from, filter.as_str());
                 }
                 let ack = ShardMsg::RouteAck {
                     from: self.id,
@@ -172,12 +172,14 @@ impl ShardCore {
                 self.mesh.send(from, ack);
             }
             ShardMsg::RouteAck { from, epoch } => {
-                self.router.ack(from, epoch);
+                self.delivery.router_mut().ack(from, epoch);
                 self.release_acks();
             }
             ShardMsg::RouteRemove { from, filters } => {
                 for filter in &filters {
-                    self.router.remote_remove(from, filter.as_str());
+                    self.delivery
+                        .router_mut()
+                        .remote_remove(from, filter.as_str());
                 }
             }
             ShardMsg::Takeover {
@@ -232,9 +234,8 @@ impl ShardCore {
                 continue;
             };
             let before = conn.out.len();
-            let result = conn.out.write_to(stream);
+            let result = conn.out.write_to(stream, self.backpressure.memory_mut());
             let after = conn.out.len();
-            self.backpressure.memory.release(before - after);
             // Issue 11 hooks: a connection not read for its full buffer is read again; one
             // written down below the limit gets its queue refilled (after this loop).
             if self.resume_if_written_down(key, after) {
@@ -270,18 +271,18 @@ impl ShardCore {
     /// A connection closed this turn, removed from the core, with the bytes still queued for it
     /// (a DISCONNECT, a refusing CONNACK): the runtime writes what the socket takes, then closes
     /// it. `None` when no close is left.
-    pub fn poll_close(&mut self) -> Option<(ConnKey, OutBuf)> {
+    pub fn poll_close(&mut self) -> Option<(ConnKey, Unsent)> {
         while let Some(key) = self.closing.pop() {
             if !self.connections.contains(key) {
                 continue;
             }
-            let conn = self.connections.remove(key);
+            let mut conn = self.connections.remove(key);
             // Issue 11 hook: its paced QoS 0 messages go with it.
             self.retained_backlog.remove(key);
-            self.backpressure.memory.release(conn.out.len());
+            let unsent = conn.out.take_unsent(self.backpressure.memory_mut());
             drop_one(&self.counters().connections_open);
             self.global.connections_open.fetch_sub(1, Ordering::SeqCst);
-            return Some((key, conn.out));
+            return Some((key, unsent));
         }
         None
     }
@@ -321,8 +322,8 @@ impl ShardCore {
     /// `max_buffered_bytes` (for invariant checks).
     pub fn buffered_bytes(&self) -> (usize, usize) {
         (
-            self.backpressure.memory.buffered,
-            self.backpressure.memory.limit(),
+            self.backpressure.memory().buffered(),
+            self.backpressure.memory().limit(),
         )
     }
 
@@ -350,9 +351,10 @@ impl ShardCore {
             reason_code: ReasonCode::ServerShuttingDown,
             properties: Properties::default(),
         });
+        let memory = self.backpressure.memory_mut();
         for (_, conn) in self.connections.iter_mut() {
             if conn.state == ConnState::Connected && conn.version.is_v5() {
-                super::shard::push_bounded(&mut conn.out, &packet, conn.version);
+                super::shard::push_bounded(&mut conn.out, &packet, conn.version, memory);
             }
         }
     }
@@ -360,6 +362,7 @@ impl ShardCore {
     /// One shutdown write round over every connection; returns whether bytes are still queued.
     pub fn flush_for_shutdown<W: io::Write>(&mut self, streams: &mut [Option<W>]) -> bool {
         let mut pending = false;
+        let memory = self.backpressure.memory_mut();
         for (key, conn) in self.connections.iter_mut() {
             if conn.out.is_empty() {
                 continue;
@@ -367,10 +370,10 @@ impl ShardCore {
             let Some(stream) = streams.get_mut(key.index()).and_then(Option::as_mut) else {
                 continue;
             };
-            match conn.out.write_to(stream) {
+            match conn.out.write_to(stream, memory) {
                 Ok(true) => {}
                 Ok(false) => pending = true,
-                Err(_) => conn.out = OutBuf::default(),
+                Err(_) => drop(conn.out.take_unsent(memory)),
             }
         }
         pending
@@ -400,10 +403,10 @@ impl ShardCore {
                 self.to_read.push(key);
             }
         }
-        if self.backpressure.paused_mesh.is_empty() || self.mesh.has_overflow() {
+        if !self.backpressure.any_paused_on_mesh() || self.mesh.has_overflow() {
             return;
         }
-        let paused = std::mem::take(&mut self.backpressure.paused_mesh);
+        let paused = self.backpressure.take_paused_on_mesh();
         for &key in &paused {
             if let Some(conn) = self.connections.get_mut(key) {
                 conn.paused &= !PAUSED_MESH;

@@ -2,27 +2,17 @@
 //! replica, timers) and the inputs and outputs through which the runtime drives it
 //! ([`super::io`]). It owns no socket, no poll, no thread and reads no clock.
 
-use super::connection::protocol::LayoutCache;
 use super::connection::{
-    ConnState, Connection, WillMessage, PAUSED_MESH, TIMER_HANDSHAKE_PENDING,
-    TIMER_KEEP_ALIVE_ON_HANDSHAKE,
+    ConnState, Connection, PAUSED_MESH, TIMER_HANDSHAKE_PENDING, TIMER_KEEP_ALIVE_ON_HANDSHAKE,
 };
-use super::delivery::router::Router;
-use super::delivery::shared_subscriptions::SharedMembers;
 use super::keys::{ConnKey, SessionKey, Slots};
 use super::mesh::{Mesh, ShardId};
-use super::sessions::lifecycle::PendingTakeover;
-use super::sessions::session::{MessageRef, Session};
 use super::stats::{bump, ShardCounters};
 use super::timers::{TimerKind, Timers};
 use super::Global;
 use crate::broker::fault;
-use crate::codec::{
-    self, Disconnect, MqttString, Packet, Properties, QoS, ReasonCode, SubAck, SubscriptionOptions,
-};
-use crate::topic::{MatchCache, TopicTrie};
-use bytes::BytesMut;
-use std::collections::{HashMap, VecDeque};
+use crate::codec::{self, Disconnect, MqttString, Packet, Properties, QoS, ReasonCode, SubAck};
+use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 use std::sync::Arc;
@@ -30,33 +20,6 @@ use std::time::{Duration, Instant};
 
 /// How soon the runtime calls back while a mesh overflow waits for room.
 pub(super) const OVERFLOW_RETRY: Duration = Duration::from_millis(1);
-
-/// One subscription in the shard's trie.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LocalSub {
-    /// Session slab key.
-    pub session: SessionKey,
-    pub options: SubscriptionOptions,
-    /// MQTT 5 Subscription Identifier; 0 = none.
-    pub identifier: u32,
-}
-
-/// A session living on this shard.
-pub struct ShardSession {
-    pub session: Session,
-    /// The number of this shard's registry claim on the client id (the claim is
-    /// `Claim { shard: this shard, number }`: a session only lives where its id was claimed).
-    pub claim_number: u64,
-    /// The connection slab key while online.
-    pub connection: Option<ConnKey>,
-    /// Changes whenever the session goes offline; guards its timers.
-    pub generation: u64,
-    /// A will waiting for its Will Delay Interval (or the end of the session).
-    pub pending_will: Option<Box<WillMessage>>,
-    /// Access control (issue 13): who the session's client is and its ACL decision cache;
-    /// `None` when nothing can restrict it (no ACL file, no JWT topic claims).
-    pub access: Option<Box<crate::auth::SessionAccess>>,
-}
 
 /// What waits for the routing barrier.
 pub enum Awaited {
@@ -146,77 +109,27 @@ impl fmt::Display for CloseReason {
     }
 }
 
-/// A shard's local subscriptions and what delivering a publish to them needs: the trie and its
-/// match cache, the shared-subscription members, the random strategy's state, the wire layouts
-/// encoded once per publish, and scratch vectors reused every publish. Its logic is the
-/// `ShardCore` methods of `fanout.rs` and `shared_subscriptions.rs`.
-pub struct Delivery {
-    /// This shard's clients' subscriptions.
-    pub(super) trie: TopicTrie<LocalSub>,
-    /// Recent match results of `trie` by topic name.
-    pub(super) match_cache: MatchCache<LocalSub>,
-    /// This shard's members of shared subscriptions, by `$share/{group}/{filter}`.
-    pub(super) shared_members: HashMap<MqttString, SharedMembers>,
-    /// Scratch: the (shard, shared subscription) targets of the message being routed.
-    pub(super) shared_targets: Vec<(ShardId, MqttString)>,
-    /// State of the shared subscriptions' random strategy.
-    pub(super) random_state: u64,
-    // Scratch space reused every turn.
-    pub(super) matches: Vec<LocalSub>,
-    pub(super) subscription_ids: Vec<u32>,
-    pub(super) layouts: LayoutCache,
-    pub(super) encode_buf: BytesMut,
-    /// A message allocation kept for the next publish (`ShardCore::new_message`), emptied so that
-    /// it pins no read buffer.
-    pub(super) spare_message: Option<MessageRef>,
-    pub(super) retained_scratch: Vec<MessageRef>,
-}
-
-impl Delivery {
-    fn new(random_state: u64) -> Delivery {
-        Delivery {
-            trie: TopicTrie::new(),
-            match_cache: MatchCache::new(),
-            shared_members: HashMap::new(),
-            shared_targets: Vec::new(),
-            random_state,
-            matches: Vec::new(),
-            subscription_ids: Vec::new(),
-            layouts: LayoutCache::default(),
-            encode_buf: BytesMut::new(),
-            spare_message: None,
-            retained_scratch: Vec::new(),
-        }
-    }
-}
-
 /// One shard's sans-IO core.
 pub struct ShardCore {
     pub(super) id: ShardId,
     pub(super) global: Arc<Global>,
     pub(super) mesh: Mesh,
     pub(super) connections: Slots<ConnKey, Connection>,
-    pub(super) sessions: Slots<SessionKey, ShardSession>,
-    /// Client id -> session slab key, for sessions on this shard.
-    pub(super) client_ids: super::sessions::client_ids::ClientIds,
+    /// Sessions on this shard, their client id index and takeover bookkeeping.
+    pub(super) sessions: super::sessions::Sessions,
     /// Local subscriptions and delivery: trie, match cache, shared-subscription members,
     /// wire layouts and the scratch of the publish being routed.
-    pub(super) delivery: Delivery,
-    pub(super) router: Router,
+    pub(super) delivery: super::delivery::Delivery,
     /// SUBACKs waiting for the routing barrier, in epoch order.
     pub(super) pending_acks: VecDeque<PendingAck>,
-    /// Takeovers this shard asked another shard for, by request number.
-    pub(super) pending_takeovers: HashMap<u64, PendingTakeover>,
     /// Sessions moving to or from this shard, and what they are sent meanwhile (handover.rs).
     pub(super) handovers: super::sessions::handover::Handovers,
-    pub(super) next_request: u64,
     pub(super) timers: Timers,
     /// Disk persistence of this shard's sessions and retained publishes (src/store; does
     /// nothing when persistence is off), and the acknowledgements it holds (persist.rs).
     pub(super) store: crate::store::ShardStore,
     pub(super) persist: super::sessions::persist::PersistState,
     pub(super) next_connection_id: u64,
-    pub(super) next_generation: u64,
     pub(super) now: Instant,
     /// `now` in the timer heap's millisecond ticks ([`Timers::ticks_ms`]).
     pub(super) now_ms: u32,
@@ -225,7 +138,7 @@ pub struct ShardCore {
     /// Connections to close at the end of this turn.
     pub(super) closing: Vec<ConnKey>,
     /// Paused publishers, congested sessions and the memory budget.
-    pub(super) backpressure: super::backpressure::congestion::Backpressure,
+    pub(super) backpressure: super::backpressure::Backpressure,
     /// Connections whose buffered input must be processed (after a takeover completed).
     pub(super) ready: Vec<ConnKey>,
     /// Output: connections resumed (unpaused, unparked) whose socket the runtime must read
@@ -241,10 +154,8 @@ impl ShardCore {
     /// A shard whose clock starts at `now`.
     pub fn new(id: ShardId, global: Arc<Global>, mesh: Mesh, now: Instant) -> ShardCore {
         let shards = mesh.shards();
-        let memory = super::backpressure::congestion::MemoryBudget::new(
-            global.config.max_buffered_bytes,
-            shards,
-        );
+        let memory =
+            super::backpressure::MemoryBudget::new(global.config.max_buffered_bytes, shards);
         let random_state = (global.instance ^ (id as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)) | 1;
         let epoch = now;
         ShardCore {
@@ -252,24 +163,19 @@ impl ShardCore {
             global,
             mesh,
             connections: Slots::default(),
-            sessions: Slots::default(),
-            client_ids: Default::default(),
-            delivery: Delivery::new(random_state),
-            router: Router::new(id, shards),
+            sessions: Default::default(),
+            delivery: super::delivery::Delivery::new(id, shards, random_state),
             pending_acks: VecDeque::new(),
-            pending_takeovers: HashMap::new(),
             handovers: Default::default(),
-            next_request: 0,
             timers: Timers::new(epoch),
             store: crate::store::ShardStore::disabled(),
             persist: Default::default(),
             next_connection_id: 0,
-            next_generation: 0,
             now: epoch,
             now_ms: 0,
             dirty: Vec::new(),
             closing: Vec::new(),
-            backpressure: super::backpressure::congestion::Backpressure::new(memory),
+            backpressure: super::backpressure::Backpressure::new(memory),
             ready: Vec::new(),
             to_read: Vec::new(),
             login: crate::auth::ShardLogin::new(),
@@ -430,12 +336,11 @@ impl ShardCore {
             self.send_fitted(key, packet.clone());
             return;
         }
-        let before = conn.out.len();
-        if let Err(error) = conn.out.push_packet(packet, conn.version) {
+        let memory = self.backpressure.memory_mut();
+        if let Err(error) = conn.out.push_packet(packet, conn.version, memory) {
             self.refuse_unencodable(key, packet, &error);
             return;
         }
-        self.backpressure.memory.hold(conn.out.len() - before);
         self.mark_dirty(key);
     }
 
@@ -506,9 +411,8 @@ impl ShardCore {
                 // Issue 16: not even the bare DISCONNECT when it exceeds the client's Maximum
                 // Packet Size ([MQTT-3.1.2-24]); the connection just closes.
                 if packet.encoded_len(conn.version) <= conn.client_max_packet_size as usize {
-                    let before = conn.out.len();
-                    push_bounded(&mut conn.out, &packet, conn.version);
-                    self.backpressure.memory.hold(conn.out.len() - before);
+                    let memory = self.backpressure.memory_mut();
+                    push_bounded(&mut conn.out, &packet, conn.version, memory);
                 }
             }
         }
@@ -662,7 +566,7 @@ impl ShardCore {
         if let Some(conn) = self.connections.get_mut(key) {
             if conn.paused & PAUSED_MESH == 0 {
                 conn.paused |= PAUSED_MESH;
-                self.backpressure.paused_mesh.push(key);
+                self.backpressure.pause_on_mesh(key);
             }
         }
     }
@@ -682,9 +586,12 @@ impl ShardCore {
         let Some(conn) = self.connections.get_mut(key) else {
             return;
         };
-        let before = conn.out.len();
-        push_bounded(&mut conn.out, packet, version);
-        self.backpressure.memory.hold(conn.out.len() - before);
+        push_bounded(
+            &mut conn.out,
+            packet,
+            version,
+            self.backpressure.memory_mut(),
+        );
         self.mark_dirty(key);
     }
 }
@@ -696,8 +603,9 @@ pub(super) fn push_bounded(
     out: &mut super::connection::OutBuf,
     packet: &Packet,
     version: codec::ProtocolVersion,
+    memory: &mut super::backpressure::MemoryBudget,
 ) {
-    if let Err(error) = out.push_packet(packet, version) {
+    if let Err(error) = out.push_packet(packet, version, memory) {
         log::error!("bug: a packet of bounded size did not encode: {error}");
     }
 }
@@ -720,6 +628,7 @@ mod tests {
     use super::*;
     use crate::broker::Config;
     use crate::codec::{Ack, ConnAck, Connect, MoreProperties, ProtocolVersion};
+    use bytes::BytesMut;
 
     /// A one-shard core and a connection on it.
     fn core_with_connection() -> (ShardCore, ConnKey, Arc<Global>) {

@@ -5,9 +5,10 @@
 
 use crate::broker::core::connection::protocol::{granted, topic_levels, FORWARD_FRAME_MAX_BYTES};
 use crate::broker::core::connection::ConnState;
+use crate::broker::core::delivery::LocalSub;
 use crate::broker::core::keys::{ConnKey, SessionKey};
 use crate::broker::core::sessions::session::{IncomingQoS2, ReceivedFrame, StoredSubscription};
-use crate::broker::core::shard::{Awaited, CloseReason, LocalSub, PendingAck, ShardCore};
+use crate::broker::core::shard::{Awaited, CloseReason, PendingAck, ShardCore};
 use crate::broker::core::stats::{bump, drop_one};
 use crate::codec::{
     Ack, Disconnect, MqttString, Packet, Properties, ProtocolVersion, Publish, QoS, ReasonCode,
@@ -252,11 +253,11 @@ impl ShardCore {
         }
         publish.dup = false;
         publish.packet_id = 0;
-        let message = self.new_message(publish, frame);
+        let message = self.delivery.new_message(publish, frame, self.now);
         // Persistence (`sync`): the acknowledgement below waits for other shards' records.
         self.store_route_start(qos);
         let (matched, overflowed) = self.route_publish(&message, Some(skey));
-        self.recycle_message(message);
+        self.delivery.recycle_message(message);
         // MQTT 5: 0x10 No matching subscribers is informative, the message was accepted.
         let code = if matched {
             ReasonCode::Success
@@ -273,7 +274,7 @@ impl ShardCore {
         }
         // Backpressure (congestion.rs); QoS 0 publishers only with `qos0_backpressure`.
         if qos != QoS::AtMostOnce || self.global.config.qos0_backpressure {
-            if let Some(blocker) = self.backpressure.blocker.take() {
+            if let Some(blocker) = self.backpressure.take_blocker() {
                 self.pause_for_congestion(key, blocker);
             }
         }
@@ -406,8 +407,8 @@ impl ShardCore {
             reason_codes,
         };
         self.explain_suback(key, &mut suback);
-        let epoch = self.router.epoch_sent();
-        if self.router.epoch_acked() >= epoch && self.pending_acks.is_empty() {
+        let epoch = self.delivery.router().epoch_sent();
+        if self.delivery.router().epoch_acked() >= epoch && self.pending_acks.is_empty() {
             self.complete_subscribe(key, suback, &retained);
             return;
         }
@@ -546,8 +547,8 @@ impl ShardCore {
             if removed {
                 // Operations: `$SYS/broker/subscriptions/count` and the metrics.
                 drop_one(&self.global.counters[self.id].subscriptions);
-                self.subscription_remove(filter, skey);
-                if self.router.local_removed(filter) {
+                self.delivery.unsubscribe(filter, skey);
+                if self.delivery.router_mut().local_removed(filter) {
                     gone.push(MqttString::from(filter.as_str()));
                 }
                 reason_codes.push(ReasonCode::Success);

@@ -5,19 +5,20 @@
 //! overlapping subscriptions of one client deliver once with the highest QoS, and each wire
 //! layout (version, QoS, retain) is encoded once; subscribers share the encoded bytes.
 
-use crate::broker::core::backpressure::congestion::Blocker;
-use crate::broker::core::connection::protocol::{encode_layout, Layout, LayoutOptions};
+use crate::broker::core::backpressure::Blocker;
+use crate::broker::core::connection::protocol::{Layout, LayoutOptions};
 use crate::broker::core::connection::ConnState;
+use crate::broker::core::delivery::LocalSub;
 use crate::broker::core::keys::{ConnKey, SessionKey};
 use crate::broker::core::mesh::ShardMsg;
 use crate::broker::core::retained::RetainOutcome;
 use crate::broker::core::sessions::handover::{Gate, Route};
 use crate::broker::core::sessions::session::{
-    queued_bytes, Delivery, Message, MessageRef, Presence, QueueRoom, ReceivedFrame,
+    queued_bytes, Delivery, Message, MessageRef, Presence, QueueRoom,
 };
-use crate::broker::core::shard::{Awaited, LocalSub, ShardCore};
+use crate::broker::core::shard::{Awaited, ShardCore};
 use crate::broker::core::stats::{bump, ShardCounters};
-use crate::codec::{MqttString, Packet, Properties, Publish, QoS, SubAck};
+use crate::codec::{MqttString, Packet, Publish, QoS, SubAck};
 use crate::topic::CacheLookup;
 use bytes::Bytes;
 use std::sync::atomic::Ordering;
@@ -43,22 +44,25 @@ impl ShardCore {
         if message.retain {
             self.store_retained(message);
         }
-        self.backpressure.blocker = None;
+        self.backpressure.start_publish();
         let local = self.deliver_local(message, origin, Route::Direct(self.id));
         let mut overflowed = false;
         let mut remote = false;
         let shards = self.mesh.shards();
         if shards > 1 {
             // One message per destination shard, sharing the Arc'd publish.
-            let (destinations, lookup) = self.router.destinations_bytes(message.topic.as_bytes());
+            let (destinations, lookup) = self
+                .delivery
+                .router_mut()
+                .destinations_bytes(message.topic.as_bytes());
             count_lookup(&self.global.counters[self.id], lookup);
             remote = !destinations.is_empty();
             for &target in destinations {
                 // Inline `note_destination`: `destinations` borrows the router.
-                if self.backpressure.blocker.is_none()
+                if !self.backpressure.has_blocker()
                     && self.global.congested[target].0.load(Ordering::Relaxed)
                 {
-                    self.backpressure.blocker = Some(Blocker::Shard(target));
+                    self.backpressure.note_blocker(Blocker::Shard(target));
                 }
                 let msg = ShardMsg::Publish {
                     from: self.id,
@@ -78,41 +82,6 @@ impl ShardCore {
         }
         let (shared, shared_overflowed) = self.route_shared(message, origin);
         (local || remote || shared, overflowed || shared_overflowed)
-    }
-
-    /// Wraps a publish received now for routing, in the allocation of the previous message
-    /// when nothing kept that one (saves an allocation and a free per message).
-    pub(crate) fn new_message(
-        &mut self,
-        publish: Publish,
-        frame: Option<ReceivedFrame>,
-    ) -> MessageRef {
-        if let Some(mut spare) = self.delivery.spare_message.take() {
-            if let Some(message) = Arc::get_mut(&mut spare) {
-                message.publish = publish;
-                message.received_at = self.now;
-                message.frame = frame;
-                return spare;
-            }
-        }
-        Arc::new(Message {
-            publish,
-            received_at: self.now,
-            frame,
-        })
-    }
-
-    /// Keeps `message`'s allocation for [`ShardCore::new_message`] if nothing else holds it (no
-    /// queue, no other shard, no retained store), dropping its fields so that the spare does
-    /// not keep the publisher's read buffer alive.
-    pub(crate) fn recycle_message(&mut self, mut message: MessageRef) {
-        if let Some(spare) = Arc::get_mut(&mut message) {
-            spare.publish.topic = MqttString::default();
-            spare.publish.payload = Bytes::new();
-            spare.publish.properties = Properties::default();
-            spare.frame = None;
-            self.delivery.spare_message = Some(message);
-        }
     }
 
     pub(crate) fn store_retained(&mut self, message: &MessageRef) {
@@ -155,19 +124,9 @@ impl ShardCore {
         origin: Option<SessionKey>,
         route: Route,
     ) -> bool {
-        let mut matches = std::mem::take(&mut self.delivery.matches);
-        matches.clear();
-        // The topic's UTF-8 was checked once, by the codec: the trie matches its bytes.
-        let lookup = self.delivery.match_cache.for_each_match(
-            &self.delivery.trie,
-            message.topic.as_bytes(),
-            |sub| matches.push(*sub),
-        );
+        let topic = message.topic.as_bytes();
+        let (mut matches, lookup) = self.delivery.take_matches(topic, origin);
         count_lookup(&self.global.counters[self.id], lookup);
-        // [MQTT-3.8.3-3] No Local: not to the publishing session.
-        if let Some(origin) = origin {
-            matches.retain(|m| !(m.session == origin && m.options.no_local));
-        }
         // Finding F1: a session arriving from another shard gates what it is sent directly.
         let gated = match route {
             Route::Forwarded(skey) => {
@@ -177,13 +136,8 @@ impl ShardCore {
             Route::Direct(source) => Some(source).filter(|_| self.handovers.has_incoming()),
         };
         let matched = !matches.is_empty();
-        let mut identifiers = std::mem::take(&mut self.delivery.subscription_ids);
+        let mut identifiers = self.delivery.take_identifiers();
         if matched {
-            // One match (the common point-to-point case) needs no grouping by session.
-            if matches.len() > 1 {
-                matches.sort_unstable_by_key(|m| m.session);
-            }
-            self.delivery.layouts.clear();
             let mut i = 0;
             while i < matches.len() {
                 let session = matches[i].session;
@@ -227,9 +181,8 @@ impl ShardCore {
                 }
             }
         }
-        identifiers.clear();
-        self.delivery.subscription_ids = identifiers;
-        self.delivery.matches = matches;
+        self.delivery.recycle_identifiers(identifiers);
+        self.delivery.recycle_matches(matches);
         matched
     }
 
@@ -263,13 +216,13 @@ impl ShardCore {
         // Issue 11 hook: offline sessions' queue entries stop at the queues' share of the budget
         // (docs/memory.md), so they never bring the shard to pressure; an online session's
         // queue is paced by congestion and pressure as before.
-        let queue_share_full = !online && !self.backpressure.memory.queues_have_room();
+        let queue_share_full = !online && !self.backpressure.memory().queues_have_room();
         let presence = if online {
             Presence::Online
         } else {
             Presence::Offline
         };
-        let queue_room = if self.backpressure.memory.has_room() && !queue_share_full {
+        let queue_room = if self.backpressure.memory().has_room() && !queue_share_full {
             QueueRoom::Available
         } else {
             QueueRoom::Exhausted
@@ -370,7 +323,7 @@ impl ShardCore {
                 bump(&self.global.counters[self.id].dropped_outgoing_buffer_full);
                 return;
             }
-            if !self.backpressure.memory.has_room() {
+            if !self.backpressure.memory().has_room() {
                 bump(&self.global.counters[self.id].dropped_memory_limit);
                 return;
             }
@@ -408,13 +361,9 @@ impl ShardCore {
         };
         let fresh: Layout;
         let layout = match encoding {
-            Encoding::Cached => self.delivery.layouts.get(
-                message,
-                conn.version,
-                qos,
-                retain,
-                &mut self.delivery.encode_buf,
-            ),
+            Encoding::Cached => self
+                .delivery
+                .cached_layout(message, conn.version, qos, retain),
             Encoding::Fresh { dup } => {
                 let options = LayoutOptions {
                     qos,
@@ -423,12 +372,7 @@ impl ShardCore {
                     message_expiry_interval: adjusted,
                     topic_alias: alias,
                 };
-                match encode_layout(
-                    message,
-                    conn.version,
-                    options,
-                    &mut self.delivery.encode_buf,
-                ) {
+                match self.delivery.fresh_layout(message, conn.version, options) {
                     Ok(layout) => {
                         fresh = layout;
                         Ok(&fresh)
@@ -480,15 +424,13 @@ impl ShardCore {
         if before < max_outgoing {
             conn.out_progress_secs = (self.now_ms / 1000) as u16;
         }
-        conn.out.push_shared(&layout.head);
-        if qos != QoS::AtMostOnce {
-            conn.out.push_copy(&packet_id.to_be_bytes());
-            conn.out.push_shared(&layout.tail);
-        }
+        let rest = (qos != QoS::AtMostOnce).then_some((packet_id, &layout.tail));
+        let memory = self.backpressure.memory_mut();
+        conn.out.push_publish(&layout.head, rest, memory);
         let after = conn.out.len();
         bump(&self.global.counters[self.id].messages_sent);
         self.mark_dirty(key);
-        self.buffered_grew(after - before);
+        self.check_pressure_start();
         // Issue 11: no disconnect for size here (a reader of big messages is paced instead,
         // see `overload.rs`); a subscriber not reading is closed by `check_slow_consumer`.
         if after >= max_outgoing / 2 && self.global.config.qos0_backpressure {
@@ -540,7 +482,7 @@ impl ShardCore {
         if filters.is_empty() || self.mesh.shards() < 2 {
             return;
         }
-        let epoch = self.router.next_epoch();
+        let epoch = self.delivery.router_mut().next_epoch();
         for target in 0..self.mesh.shards() {
             if target != self.id {
                 self.mesh.send(
@@ -577,7 +519,7 @@ impl ShardCore {
 
     /// Sends the SUBACKs whose routing epoch every peer has acknowledged, in order.
     pub(crate) fn release_acks(&mut self) {
-        let acked = self.router.epoch_acked();
+        let acked = self.delivery.router().epoch_acked();
         while self.pending_acks.front().is_some_and(|p| p.epoch <= acked) {
             let Some(pending) = self.pending_acks.pop_front() else {
                 break;
@@ -622,7 +564,7 @@ impl ShardCore {
         let Some(skey) = self.connections.get(key).and_then(|c| c.session) else {
             return;
         };
-        let mut messages = std::mem::take(&mut self.delivery.retained_scratch);
+        let mut messages = self.delivery.take_retained();
         // Issue 11: one SUBSCRIBE sends at most this many retained messages and bytes.
         let count_max = self.global.config.max_retained_per_subscribe;
         let bytes_max = self.global.config.max_retained_bytes_per_subscribe;
@@ -636,8 +578,7 @@ impl ShardCore {
                 let size = queued_bytes(message);
                 if count >= count_max || bytes.saturating_add(size) > bytes_max {
                     bump(&self.global.counters[self.id].retained_subscribe_bound_hit);
-                    messages.clear();
-                    self.delivery.retained_scratch = messages;
+                    self.delivery.recycle_retained(messages);
                     return;
                 }
                 count += 1;
@@ -652,8 +593,7 @@ impl ShardCore {
                 self.deliver_to_session(skey, &message, qos, true, fresh);
             }
         }
-        messages.clear();
-        self.delivery.retained_scratch = messages;
+        self.delivery.recycle_retained(messages);
     }
 
     /// Adds (or replaces) one subscription of a session. Returns whether the filter is new
@@ -666,12 +606,12 @@ impl ShardCore {
         replace: bool,
     ) -> bool {
         if replace {
-            self.subscription_remove(filter, skey);
-            self.subscription_insert(filter, sub);
+            self.delivery.unsubscribe(filter, skey);
+            self.delivery.subscribe(filter, sub);
             return false;
         }
-        self.subscription_insert(filter, sub);
-        self.router.local_added(filter)
+        self.delivery.subscribe(filter, sub);
+        self.delivery.router_mut().local_added(filter)
     }
 }
 

@@ -535,7 +535,7 @@ impl ShardCore {
         self.send_handover(out.to, HandoverMsg::Done { id });
         let mut gone = Vec::new();
         for filter in out.filters {
-            if self.router.local_removed(&filter) {
+            if self.delivery.router_mut().local_removed(&filter) {
                 gone.push(filter);
             }
         }

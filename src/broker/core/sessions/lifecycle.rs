@@ -18,14 +18,14 @@ use crate::broker::core::connection::protocol::{self, AcceptedConnect};
 use crate::broker::core::connection::{
     ConnState, OutgoingAliases, WillMessage, TIMER_HANDSHAKE_PENDING, TIMER_KEEP_ALIVE_ON_HANDSHAKE,
 };
+use crate::broker::core::delivery::LocalSub;
 use crate::broker::core::keys::{ConnKey, SessionKey};
 use crate::broker::core::mesh::{ShardId, ShardMsg};
 use crate::broker::core::registry::Claim;
 use crate::broker::core::sessions::handover::HandoverId;
 use crate::broker::core::sessions::session::{OutgoingState, Session, SessionLimits, SessionState};
-use crate::broker::core::shard::{
-    Awaited, CloseReason, LocalSub, PendingAck, ShardCore, ShardSession,
-};
+use crate::broker::core::sessions::ShardSession;
+use crate::broker::core::shard::{Awaited, CloseReason, PendingAck, ShardCore};
 use crate::broker::core::stats::{bump, bump_by, drop_by};
 use crate::broker::core::timers::TimerKind;
 use crate::codec::{Ack, Connect, MqttString, Packet, Properties, ReasonCode};
@@ -146,20 +146,15 @@ impl ShardCore {
             Some(previous) if previous.shard != self.id => {
                 let conn_id = conn.id;
                 conn.state = ConnState::Parked;
-                let request = self.next_request;
-                self.next_request += 1;
                 let client_id = accepted.client_id.clone();
                 let keep_state = !accepted.clean_start;
-                self.pending_takeovers.insert(
-                    request,
-                    PendingTakeover {
-                        connection: key,
-                        connection_id: conn_id,
-                        accepted,
-                        claim,
-                        forward: None,
-                    },
-                );
+                let request = self.sessions.start_takeover(PendingTakeover {
+                    connection: key,
+                    connection_id: conn_id,
+                    accepted,
+                    claim,
+                    forward: None,
+                });
                 self.mesh.send(
                     previous.shard,
                     ShardMsg::Takeover {
@@ -179,37 +174,31 @@ impl ShardCore {
         let client_id = accepted.client_id.clone();
         // A takeover for this id is in flight towards us: this connection replaces the parked one
         // and waits for the same answer.
-        if let Some((&request, _)) = self
-            .pending_takeovers
-            .iter()
-            .find(|(_, p)| p.accepted.client_id == client_id && p.forward.is_none())
-        {
-            let conn_id = self.connections.get(key).map_or(0, |c| c.id);
-            if let Some(pending) = self.pending_takeovers.get_mut(&request) {
-                let old = pending.connection;
-                let old_id = pending.connection_id;
-                pending.connection = key;
-                pending.connection_id = conn_id;
-                pending.accepted = accepted;
-                pending.claim = claim;
-                if let Some(conn) = self.connections.get_mut(key) {
-                    conn.state = ConnState::Parked;
-                }
-                if self.connections.get(old).is_some_and(|c| c.id == old_id) {
-                    self.close(old, CloseReason::TakenOver);
-                }
+        let conn_id = self.connections.get(key).map_or(0, |c| c.id);
+        if let Some(pending) = self.sessions.waiting_takeover_mut(&client_id) {
+            let old = pending.connection;
+            let old_id = pending.connection_id;
+            pending.connection = key;
+            pending.connection_id = conn_id;
+            pending.accepted = accepted;
+            pending.claim = claim;
+            if let Some(conn) = self.connections.get_mut(key) {
+                conn.state = ConnState::Parked;
+            }
+            if self.connections.get(old).is_some_and(|c| c.id == old_id) {
+                self.close(old, CloseReason::TakenOver);
             }
             return;
         }
-        let source = match self.client_ids.get(&client_id, &self.sessions) {
+        let source = match self.sessions.find(&client_id) {
             None => SessionSource::Fresh,
             Some(skey) => {
-                if let Some(old) = self.sessions[skey].connection {
+                if let Some(old) = self.sessions.get(skey).and_then(|s| s.connection) {
                     bump(&self.global.counters[self.id].takeovers);
                     self.close(old, CloseReason::TakenOver);
                 }
                 // Closing may have ended the session (expiry 0).
-                match self.client_ids.get(&client_id, &self.sessions) {
+                match self.sessions.find(&client_id) {
                     None => SessionSource::Fresh,
                     Some(skey) if accepted.clean_start => {
                         self.end_session(skey);
@@ -230,7 +219,7 @@ impl ShardCore {
         claim: Claim,
         source: SessionSource,
     ) {
-        let epoch_before = self.router.epoch_sent();
+        let epoch_before = self.delivery.router().epoch_sent();
         let inflight_max = accepted
             .client_receive_maximum
             .min(self.global.config.max_inflight);
@@ -254,8 +243,7 @@ impl ShardCore {
                 (self.install_session(state, claim, inflight_max), false)
             }
         };
-        let generation = self.next_generation;
-        self.next_generation += 1;
+        let generation = self.sessions.next_generation();
         let Some(session) = self.sessions.get_mut(skey) else {
             debug_assert!(false, "session just installed");
             return;
@@ -275,8 +263,6 @@ impl ShardCore {
         session.session.inflight_max = inflight_max.max(1);
         session.session.limits = limits;
         session.session.state.session_expiry_interval_secs = accepted.session_expiry_interval_secs;
-        self.client_ids
-            .insert(&accepted.client_id, skey, &self.sessions);
         if let (Some(left), Some(conn)) = (token_expiry, self.connections.get(key)) {
             // Access control (issue 13, access.rs): close when the token expires.
             let connection_id = conn.id;
@@ -321,8 +307,8 @@ impl ShardCore {
         // A session that moved here broadcast routes for its subscriptions: like a SUBACK, the
         // CONNACK waits until every shard has them, so that whatever is published after it
         // reaches the session.
-        let epoch = self.router.epoch_sent();
-        if epoch > epoch_before && self.router.epoch_acked() < epoch {
+        let epoch = self.delivery.router().epoch_sent();
+        if epoch > epoch_before && self.delivery.router().epoch_acked() < epoch {
             conn.state = ConnState::Parked;
             let connection_id = conn.id;
             self.pending_acks.push_back(PendingAck {
@@ -446,8 +432,8 @@ impl ShardCore {
                 options: stored.options,
                 identifier: stored.identifier,
             };
-            self.subscription_insert(&filter, sub);
-            if self.router.local_added(&filter) {
+            self.delivery.subscribe(&filter, sub);
+            if self.delivery.router_mut().local_added(&filter) {
                 new_routes.push(filter);
             }
         }
@@ -475,8 +461,8 @@ impl ShardCore {
         );
         let mut gone = Vec::new();
         for filter in filters {
-            self.subscription_remove(&filter, skey);
-            if !keep_routes && self.router.local_removed(&filter) {
+            self.delivery.unsubscribe(&filter, skey);
+            if !keep_routes && self.delivery.router_mut().local_removed(&filter) {
                 gone.push(filter);
             }
         }
@@ -486,8 +472,7 @@ impl ShardCore {
     /// The connection of a session closed: end the session or keep it offline, and handle the
     /// will (at once, or after its delay while the session lives).
     pub(crate) fn detach_session(&mut self, skey: SessionKey, will: Option<Box<WillMessage>>) {
-        let generation = self.next_generation;
-        self.next_generation += 1;
+        let generation = self.sessions.next_generation();
         let now = self.now;
         let Some(session) = self.sessions.get_mut(skey) else {
             return;
@@ -546,16 +531,14 @@ impl ShardCore {
             self.handover_session_ended(skey);
         }
         self.remove_subscriptions(skey, false);
-        if !self.sessions.contains(skey) {
-            return;
-        }
         self.forget_congestion(skey);
-        let session = self.sessions.remove(skey);
+        let Some(session) = self.sessions.remove(skey) else {
+            return;
+        };
         self.queue_released(session.session.state.queued_bytes());
         self.global.sessions_open.fetch_sub(1, Ordering::Relaxed);
         self.redeliver_shared(&session.session.state);
         let client_id = &session.session.state.client_id;
-        self.client_ids.remove(client_id, skey);
         // Persistence: the session's records are removed.
         self.store.session_ended(client_id);
         let claim = Claim {
@@ -570,15 +553,11 @@ impl ShardCore {
     fn extract_session(&mut self, skey: SessionKey) -> Option<SessionState> {
         // Finding F1: peers keep routing the session's messages here during the handover.
         self.remove_subscriptions(skey, true);
-        if !self.sessions.contains(skey) {
-            return None;
-        }
         self.forget_congestion(skey);
-        let session = self.sessions.remove(skey);
+        let session = self.sessions.remove(skey)?;
         self.queue_released(session.session.state.queued_bytes());
         self.global.sessions_open.fetch_sub(1, Ordering::Relaxed);
         let client_id = &session.session.state.client_id;
-        self.client_ids.remove(client_id, skey);
         // Persistence: the receiving shard records the session in its own log.
         self.store.session_moved_out(client_id);
         Some(session.session.state)
@@ -602,12 +581,12 @@ impl ShardCore {
         // A session held here is handed over first, even if a CONNECT of ours for the same id
         // waits for another shard: that is a crossing takeover, and our waiting connection
         // (the newer claim) gets the session back through the forwarding below.
-        if let Some(skey) = self.client_ids.get(&client_id, &self.sessions) {
-            if let Some(old) = self.sessions[skey].connection {
+        if let Some(skey) = self.sessions.find(&client_id) {
+            if let Some(old) = self.sessions.get(skey).and_then(|s| s.connection) {
                 self.close(old, CloseReason::TakenOver);
             }
             let mut state = None;
-            if let Some(skey) = self.client_ids.get(&client_id, &self.sessions) {
+            if let Some(skey) = self.sessions.find(&client_id) {
                 if keep_state {
                     state = self.extract_session(skey).map(Box::new);
                 } else {
@@ -627,11 +606,7 @@ impl ShardCore {
             return;
         }
         // We are ourselves waiting for this id's session: hand the answer on when it comes.
-        if let Some(pending) = self
-            .pending_takeovers
-            .values_mut()
-            .find(|p| p.accepted.client_id == client_id && p.forward.is_none())
-        {
+        if let Some(pending) = self.sessions.waiting_takeover_mut(&client_id) {
             pending.forward = Some((from, request, keep_state));
             let (old, old_id) = (pending.connection, pending.connection_id);
             if self.connections.get(old).is_some_and(|c| c.id == old_id) {
@@ -657,7 +632,7 @@ impl ShardCore {
         state: Option<Box<SessionState>>,
         handover: Option<HandoverId>,
     ) {
-        let Some(pending) = self.pending_takeovers.remove(&request) else {
+        let Some(pending) = self.sessions.finish_takeover(request) else {
             // Nothing asked for it any more: the state is dropped, the handover ends.
             if let Some(handover) = handover {
                 self.handover_aborted(handover);
@@ -717,8 +692,6 @@ impl ShardCore {
                 state.session_expiry_interval_secs = pending.accepted.session_expiry_interval_secs;
                 let inflight_max = self.global.config.max_inflight;
                 let skey = self.install_session(*state, pending.claim, inflight_max);
-                let client_id = pending.accepted.client_id.clone();
-                self.client_ids.insert(&client_id, skey, &self.sessions);
                 self.handover_installed(handover, skey);
                 self.detach_session(skey, None);
             }

@@ -59,9 +59,7 @@ impl ShardCore {
             let client_id = recovered.state.client_id.clone();
             let (claim, _) = self.global.registry.claim(&client_id, self.id);
             let skey = self.install_session(recovered.state, claim, inflight_max);
-            self.client_ids.insert(&client_id, skey, &self.sessions);
-            let generation = self.next_generation;
-            self.next_generation += 1;
+            let generation = self.sessions.next_generation();
             let now = self.now;
             // Access control (issue 13, access.rs): no deliveries until its user is known again.
             let access = self.restored_access(client_id.as_str());
