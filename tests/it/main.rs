@@ -47,6 +47,7 @@ mod reload;
 mod sim_properties;
 mod sim_regressions;
 mod sim_shared;
+mod sim_takeover;
 mod sim_timers;
 mod transport;
 mod transport_interop;
