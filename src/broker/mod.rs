@@ -22,12 +22,16 @@
 //!  socket ─▶ runtime/ (mio loop, read/write until WouldBlock, wakers, acceptors)
 //!               │ handle_bytes, handle_mesh, handle_timeout (+ now)   ▲ flush_writes, poll_close,
 //!               ▼                                                     │ drain_wakes, poll_timeout
-//!            core/ ShardCore (no sockets, no clock, no threads)
-//!               ├─ connections: protocol state per client (connection.rs, dispatch.rs, authn.rs)
-//!               ├─ sessions: slab, client ids, takeover, queues (session.rs, lifecycle.rs)
-//!               ├─ delivery: trie, match cache, routing replica, shared subscriptions, layouts
-//!               │  (fanout.rs, router.rs, shared_subscriptions.rs, protocol.rs)
-//!               ├─ backpressure: outgoing bytes, memory budget, paused publishers (congestion.rs)
+//!            core/ ShardCore (no sockets, no clock, no threads): one component per folder,
+//!               │  each a struct with private fields and a small API (its `mod.rs`)
+//!               ├─ connection/: protocol state per client, the outgoing buffer and its byte
+//!               │  accounting (`OutBuf`, outgoing.rs), packets after CONNECT (dispatch.rs)
+//!               ├─ sessions/: `Sessions` (slab + client id index, takeovers), one session's
+//!               │  state (session.rs), CONNECT/detach/takeover logic (lifecycle.rs)
+//!               ├─ delivery/: `Delivery` (trie, match cache, routing replica, shared groups,
+//!               │  layouts), fan-out logic (fanout.rs, shared_subscriptions.rs)
+//!               ├─ backpressure/: `Backpressure` (paused publishers, congested count),
+//!               │  `MemoryBudget` (memory.rs), the shard's glue (congestion.rs, overload.rs)
 //!               └─ mesh out: messages to other shards (mesh.rs; the runtime receives and wakes)
 //! ```
 //!
@@ -53,29 +57,46 @@
 //! A PUBLISH read on shard A is decoded once into `Bytes` slices, delivered to A's matching
 //! sessions, and sent as ONE `Arc`'d message to each other shard the routing replica names.
 //! Each shard encodes each wire layout (version, QoS, retain) once and its subscribers share it.
-//! The functions it passes, from socket read to subscriber write (publisher on shard A,
-//! subscriber on shard B):
+//! The functions it passes, from socket read to subscriber write (a QoS 0 PUBLISH, publisher
+//! on shard A, subscriber on shard B; QoS 1 adds the PUBACK of step 6), in order:
 //!
-//! 1. `runtime::shard_loop::ShardLoop::read_socket` (A): `read` into the loop's scratch buffer;
-//! 2. `ShardCore::handle_bytes` (`core/io.rs`): appended to the connection's read buffer;
-//! 3. `ShardCore::process_input` (`core/shard.rs`): `codec::split_frame`, then
-//!    `codec::decode_frame` inside `fault::contain`: one frame;
-//! 4. `ShardCore::handle_packet`, `ShardCore::handle_publish` (`core/dispatch.rs`): checks, QoS 2
-//!    receipt;
-//! 5. `ShardCore::new_message`, `ShardCore::route_publish` (`core/fanout.rs`): retained store,
-//!    local delivery (as in 9-11 on A), then `Router::destinations_bytes` (`core/router.rs`)
-//!    and `Mesh::send` (`core/mesh.rs`) once per destination shard;
-//! 6. `ShardCore::drain_wakes` then `Inbox::wake` (`runtime/inbox.rs`) at the end of A's turn;
-//! 7. `Inbox::drain_into` (B's turn, `runtime/inbox.rs`);
-//! 8. `ShardCore::handle_mesh` (`core/io.rs`);
-//! 9. `ShardCore::deliver_local` (`core/fanout.rs`): `MatchCache::for_each_match` over the
-//!    trie (`topic/`), one recipient per session;
-//! 10. `ShardCore::deliver_to_session`: the session's decision (`Session::deliver`,
-//!     `core/session.rs`), then `ShardCore::write_publish`: `LayoutCache::get`
-//!     (`core/protocol.rs`) encodes the layout once, `OutBuf::push_publish`
-//!     (`core/connection/outgoing.rs`) queues it and counts it in the memory budget;
-//! 11. `ShardCore::flush_writes` (`core/io.rs`, called by B's `ShardLoop::turn`):
-//!     `OutBuf::write_to` the socket, one vectored write per connection per turn.
+//! 1. `ShardLoop::read_socket` (`runtime/shard_loop.rs`, A): `read` into the loop's scratch
+//!    buffer, then `ShardCore::handle_bytes` (`core/io.rs`): appended to the read buffer;
+//! 2. `ShardCore::process_input` (`core/shard.rs`): `pause_if_outgoing_full`
+//!    (`core/backpressure/overload.rs`), `codec::split_frame`, then `codec::decode_frame`
+//!    inside `fault::contain` (`broker/fault.rs`): one frame; `partial_packet_done`
+//!    (`overload.rs`);
+//! 3. `ShardCore::handle_packet`, `ShardCore::handle_publish` (`core/connection/dispatch.rs`):
+//!    checks, `fidelity::is_reserved_publish_topic` (`connection/fidelity.rs`), `may_publish`
+//!    (`connection/access.rs`);
+//! 4. `Delivery::new_message` (`core/delivery/mod.rs`): the publish wrapped once, in a reused
+//!    allocation; `store_route_start` (`core/sessions/persist.rs`);
+//! 5. `ShardCore::route_publish` (`core/delivery/fanout.rs`): `Backpressure::start_publish`
+//!    (`core/backpressure/mod.rs`), local delivery (as in 9-11, on A), then
+//!    `Router::destinations_bytes` (`delivery/router.rs`) and `Mesh::send` (`core/mesh.rs`)
+//!    once per destination shard, and `route_shared` (`delivery/shared_subscriptions.rs`);
+//! 6. back in `handle_publish`: `Delivery::recycle_message`; QoS 1: `send_publish_ack`
+//!    (`persist.rs`), `ShardCore::send_packet` (`core/shard.rs`), `OutBuf::push_packet`
+//!    (`connection/outgoing.rs`); then `Backpressure::take_blocker`;
+//! 7. end of A's turn: `ShardCore::drain_wakes` (`core/io.rs`), `Mesh::drain_wakes`, then
+//!    `Inbox::wake` (`runtime/inbox.rs`);
+//! 8. B's turn: `Inbox::drain_into` (`runtime/inbox.rs`), `ShardCore::handle_mesh`
+//!    (`core/io.rs`);
+//! 9. `ShardCore::deliver_local` (`core/delivery/fanout.rs`): `Delivery::take_matches`
+//!    (`delivery/mod.rs`): `MatchCache::for_each_match` over the trie (`topic/cache.rs`,
+//!    `topic/trie.rs`), grouped by session;
+//! 10. `ShardCore::deliver_to_session` (`fanout.rs`): `access::may_read`, the session's
+//!     decision (`Session::deliver_paced`, `core/sessions/session.rs`), `note_recipient`
+//!     (`core/backpressure/congestion.rs`);
+//! 11. `ShardCore::write_publish` (`fanout.rs`): `Delivery::cached_layout` (`delivery/mod.rs`)
+//!     and `LayoutCache::get` (`connection/protocol.rs`) encode the layout once per
+//!     (version, QoS, retain); `OutBuf::push_publish` (`connection/outgoing.rs`) queues it and
+//!     counts it (`MemoryBudget::hold`, `backpressure/memory.rs`); `mark_dirty`
+//!     (`core/shard.rs`); `check_pressure_start` (`congestion.rs`);
+//! 12. `ShardCore::flush_writes` (`core/io.rs`, from B's `ShardLoop::turn`): `OutBuf::write_to`
+//!     (`outgoing.rs`): one vectored write per connection per turn, the written bytes leaving
+//!     the budget (`MemoryBudget::release`); `resume_if_written_down`, `written_progress`
+//!     (`overload.rs`).
 
 pub mod config;
 pub mod core;

@@ -46,6 +46,8 @@ mod protocol_fidelity;
 mod reload;
 mod sim_properties;
 mod sim_regressions;
+mod sim_shared;
+mod sim_takeover;
 mod sim_timers;
 mod transport;
 mod transport_interop;

@@ -210,7 +210,7 @@ impl ShardLoop {
                     );
                     // Issue 16 (subscribe visibility): routes a peer broadcast before this read
                     // are applied before the bytes are handled; and a route this input created
-                    // is announced to the peers at once (core/fidelity.rs).
+                    // is announced to the peers at once (core/connection/fidelity.rs).
                     if self.inbox.take_routes_pending() {
                         self.apply_inbox();
                     }

@@ -200,7 +200,7 @@ impl ShardCore {
         // Access control (issue 13, access.rs): the client needs write access to the topic. A
         // denied QoS 0 message is dropped; QoS 1/2 get 0x87 (MQTT 5), or for 3.1.1 go through
         // the usual acknowledgements and are dropped, as Mosquitto does.
-        let denied = !self.may_publish(skey, publish.topic.as_str());
+        let denied = !self.may_publish(skey, &publish.topic);
         if denied && (qos == QoS::AtMostOnce || self.denied_publish_code(key).is_error()) {
             let code = self.denied_publish_code(key);
             match qos {

@@ -12,8 +12,9 @@ use crate::broker::core::delivery::LocalSub;
 use crate::broker::core::keys::{ConnKey, SessionKey};
 use crate::broker::core::mesh::ShardMsg;
 use crate::broker::core::retained::RetainOutcome;
+use crate::broker::core::sessions::handover::{Gate, Route};
 use crate::broker::core::sessions::session::{
-    queued_bytes, Delivery, Message, MessageRef, Presence, QueueRoom,
+    queued_bytes, Decision, Message, MessageRef, Presence, QueueRoom,
 };
 use crate::broker::core::shard::{Awaited, ShardCore};
 use crate::broker::core::stats::{bump, ShardCounters};
@@ -44,7 +45,7 @@ impl ShardCore {
             self.store_retained(message);
         }
         self.backpressure.start_publish();
-        let local = self.deliver_local(message, origin);
+        let local = self.deliver_local(message, origin, Route::Direct(self.id));
         let mut overflowed = false;
         let mut remote = false;
         let shards = self.mesh.shards();
@@ -63,25 +64,20 @@ impl ShardCore {
                 {
                     self.backpressure.note_blocker(Blocker::Shard(target));
                 }
-                if !self.mesh.send(target, ShardMsg::Publish(message.clone())) {
+                let msg = ShardMsg::Publish {
+                    from: self.id,
+                    message: message.clone(),
+                };
+                if !self.mesh.send(target, msg) {
                     overflowed = true;
                     bump(&self.global.counters[self.id].mesh_channel_full);
                 }
             }
-            // Finding F1: a session handed over from here may have no route here yet.
-            if self.sessions.any_moved() {
-                let mut extra = Vec::new();
-                let router = self.delivery.router();
-                let topic = message.topic.as_str();
-                self.sessions
-                    .moved_targets(topic, |s| router.was_destination(s), &mut extra);
-                for target in extra {
-                    remote = true;
-                    if !self.mesh.send(target, ShardMsg::Publish(message.clone())) {
-                        overflowed = true;
-                        bump(&self.global.counters[self.id].mesh_channel_full);
-                    }
-                }
+            // Finding F1: a session handed over from here may still need it (handover.rs).
+            if self.handovers.has_outgoing() {
+                let (forwarded, full) = self.handover_forward(message, self.id);
+                remote |= forwarded;
+                overflowed |= full;
             }
         }
         let (shared, shared_overflowed) = self.route_shared(message, origin);
@@ -120,15 +116,25 @@ impl ShardCore {
         }
     }
 
-    /// Delivers to this shard's matching sessions. Returns whether any matched.
+    /// Delivers to this shard's matching sessions (`route`: to the one session a handover
+    /// forwarded it for). Returns whether any matched.
     pub(crate) fn deliver_local(
         &mut self,
         message: &MessageRef,
         origin: Option<SessionKey>,
+        route: Route,
     ) -> bool {
         let topic = message.topic.as_bytes();
-        let (matches, lookup) = self.delivery.take_matches(topic, origin);
+        let (mut matches, lookup) = self.delivery.take_matches(topic, origin);
         count_lookup(&self.global.counters[self.id], lookup);
+        // Finding F1: a session arriving from another shard gates what it is sent directly.
+        let gated = match route {
+            Route::Forwarded(skey) => {
+                matches.retain(|m| m.session == skey);
+                None
+            }
+            Route::Direct(source) => Some(source).filter(|_| self.handovers.has_incoming()),
+        };
         let matched = !matches.is_empty();
         let mut identifiers = self.delivery.take_identifiers();
         if matched {
@@ -150,6 +156,19 @@ impl ShardCore {
                 // As Published (MQTT 5) asks for the flag as published.
                 let retain = retain_as_published && message.retain;
                 let qos = qos.min(message.qos);
+                let gate = gated.map_or(Gate::Deliver, |s| self.handover_gate(session, s));
+                if let (Gate::Hold, Some(source)) = (&gate, gated) {
+                    identifiers.sort_unstable();
+                    let own = match identifiers.is_empty() {
+                        true => message.clone(),
+                        false => with_subscription_identifiers(message, &identifiers),
+                    };
+                    self.handover_hold(session, source, &own, qos, retain);
+                    continue;
+                }
+                if let Gate::Skip = gate {
+                    continue;
+                }
                 if identifiers.is_empty() {
                     self.deliver_to_session(session, message, qos, retain, Encoding::Cached);
                 } else {
@@ -181,10 +200,7 @@ impl ShardCore {
         };
         // Access control (issue 13, access.rs): nothing the subscriber may not read; this
         // covers wildcard filters and retained messages sent at subscribe.
-        if !crate::broker::core::connection::access::may_read(
-            &mut session.access,
-            message.topic.as_str(),
-        ) {
+        if !crate::broker::core::connection::access::may_read(&mut session.access, &message.topic) {
             bump(&self.global.counters[self.id].acl_denied_delivery);
             return;
         }
@@ -224,7 +240,7 @@ impl ShardCore {
             outgoing_full,
             max_queued_bytes,
         ) {
-            Delivery::SendQoS0 => {
+            Decision::SendQoS0 => {
                 if let Some(key) = connection {
                     // Issue 11 hook: behind a waiting backlog, or into one when a retained
                     // message meets a full buffer (`retained_pacing.rs`).
@@ -245,7 +261,7 @@ impl ShardCore {
                     }
                 }
             }
-            Delivery::Send { packet_id } => {
+            Decision::Send { packet_id } => {
                 // Persistence: a message in flight to a persistent session is recorded.
                 if let Some(s) = self.sessions.get(skey) {
                     let client_id = &s.session.state.client_id;
@@ -257,20 +273,20 @@ impl ShardCore {
                 }
             }
             // Persistence: at the disk limit the message is taken off the queue again.
-            Delivery::Queued if !self.store_queued(skey, message, qos, retain) => {}
-            Delivery::Queued => {
+            Decision::Queued if !self.store_queued(skey, message, qos, retain) => {}
+            Decision::Queued => {
                 self.queue_grew(queued_bytes(message));
                 if online {
                     bump(&self.global.counters[self.id].inflight_window_full);
                     self.update_congestion(skey);
                 }
             }
-            Delivery::Discarded => {}
-            Delivery::DroppedQueueFull => bump(&self.global.counters[self.id].dropped_queue_full),
-            Delivery::DroppedMemoryLimit if queue_share_full => {
+            Decision::Discarded => {}
+            Decision::DroppedQueueFull => bump(&self.global.counters[self.id].dropped_queue_full),
+            Decision::DroppedMemoryLimit if queue_share_full => {
                 bump(&self.global.counters[self.id].dropped_queue_share)
             }
-            Delivery::DroppedMemoryLimit => {
+            Decision::DroppedMemoryLimit => {
                 bump(&self.global.counters[self.id].dropped_memory_limit)
             }
         }
