@@ -43,6 +43,7 @@ mod overload;
 mod packet_limits;
 mod persistence;
 mod protocol_fidelity;
+mod reload;
 mod sim_properties;
 mod sim_pubsub;
 mod sim_regressions;

@@ -403,3 +403,102 @@ fn packet_ids_skip_zero_and_ids_in_flight() {
         Decision::Send { packet_id: 2 }
     );
 }
+
+/// Issue 17: packet ids from a large window, wrapping past 65,535, never one in flight, and
+/// acknowledgements in any order find their message.
+#[test]
+fn large_windows_allocate_distinct_ids_and_ack_in_any_order() {
+    let m = message(1);
+    let qos1 = |s: &mut Session| match s.deliver(
+        &m,
+        QoS::AtLeastOnce,
+        false,
+        Presence::Online,
+        QueueRoom::Available,
+    ) {
+        Delivery::Send { packet_id } => packet_id,
+        other => panic!("not sent: {other:?}"),
+    };
+    let mut s = Session::new(SessionState::default(), 1200, limits());
+    s.state.last_packet_id = u16::MAX - 100;
+    let ids: Vec<u16> = (0..1000).map(|_| qos1(&mut s)).collect();
+    // Wrapped past 65,535 to 1, skipping 0.
+    assert_eq!(ids[100], 1);
+    assert!(!ids.contains(&0));
+    // Out of order: every third id, from the newest down.
+    for &id in ids.iter().step_by(3).rev() {
+        assert!(s.handle_puback(id), "{id}");
+        assert!(!s.handle_puback(id), "{id} acknowledged twice");
+    }
+    assert_eq!(s.state.inflight.len(), 1000 - 334);
+    // Ids handed out from inside the window (as after the id space wrapped around it): only
+    // the gaps, each once.
+    s.state.last_packet_id = ids[0] - 1;
+    let refill: Vec<u16> = (0..334 + 200).map(|_| qos1(&mut s)).collect();
+    assert_eq!(&refill[..3], &[ids[0], ids[3], ids[6]]);
+    let mut in_flight: Vec<u16> = s.state.inflight.iter().map(|o| o.packet_id).collect();
+    in_flight.sort_unstable();
+    in_flight.dedup();
+    assert_eq!(in_flight.len(), 1200);
+    assert_eq!(
+        s.deliver(
+            &m,
+            QoS::AtLeastOnce,
+            false,
+            Presence::Online,
+            QueueRoom::Available
+        ),
+        Delivery::Queued
+    );
+    // Acknowledged in order, then the queued message goes with a fresh id.
+    for id in s
+        .state
+        .inflight
+        .iter()
+        .map(|o| o.packet_id)
+        .collect::<Vec<_>>()
+    {
+        assert!(s.handle_puback(id));
+    }
+    assert!(s.state.inflight.is_empty());
+    let (id, _) = s.poll_queued().expect("the queued message goes");
+    assert!(s.handle_puback(id));
+}
+
+/// A recovered window whose ids do not ascend (persistence, takeover) is still served: by a
+/// scan until it empties.
+#[test]
+fn windows_whose_ids_do_not_ascend_are_scanned() {
+    let m = message(1);
+    let mut state = SessionState::default();
+    for id in [5u16, 3, 9] {
+        state.inflight.push_back(Outgoing {
+            packet_id: id,
+            message: m.clone(),
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            state: OutgoingState::AwaitPubAck,
+        });
+    }
+    state.last_packet_id = 2;
+    let mut s = Session::new(state, 10, limits());
+    let sent = |s: &mut Session| match s.deliver(
+        &m,
+        QoS::AtLeastOnce,
+        false,
+        Presence::Online,
+        QueueRoom::Available,
+    ) {
+        Delivery::Send { packet_id } => packet_id,
+        other => panic!("not sent: {other:?}"),
+    };
+    assert_eq!(sent(&mut s), 4);
+    assert_eq!(sent(&mut s), 6);
+    assert!(s.handle_puback(9));
+    assert!(s.handle_puback(3));
+    assert!(!s.handle_pubrec(5, true));
+    for id in [5, 4, 6] {
+        assert!(s.handle_puback(id));
+    }
+    assert_eq!(sent(&mut s), 7);
+}
