@@ -416,7 +416,7 @@ fn large_windows_allocate_distinct_ids_and_ack_in_any_order() {
         Presence::Online,
         QueueRoom::Available,
     ) {
-        Delivery::Send { packet_id } => packet_id,
+        Decision::Send { packet_id } => packet_id,
         other => panic!("not sent: {other:?}"),
     };
     let mut s = Session::new(SessionState::default(), 1200, limits());
@@ -448,7 +448,7 @@ fn large_windows_allocate_distinct_ids_and_ack_in_any_order() {
             Presence::Online,
             QueueRoom::Available
         ),
-        Delivery::Queued
+        Decision::Queued
     );
     // Acknowledged in order, then the queued message goes with a fresh id.
     for id in s
@@ -489,7 +489,7 @@ fn windows_whose_ids_do_not_ascend_are_scanned() {
         Presence::Online,
         QueueRoom::Available,
     ) {
-        Delivery::Send { packet_id } => packet_id,
+        Decision::Send { packet_id } => packet_id,
         other => panic!("not sent: {other:?}"),
     };
     assert_eq!(sent(&mut s), 4);
