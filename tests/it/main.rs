@@ -47,6 +47,7 @@ mod reload;
 mod sim_properties;
 mod sim_pubsub;
 mod sim_regressions;
+mod sim_sessions;
 mod sim_shared;
 mod sim_timers;
 mod transport;
