@@ -49,6 +49,7 @@ mod sim_pubsub;
 mod sim_regressions;
 mod sim_sessions;
 mod sim_shared;
+mod sim_takeover;
 mod sim_timers;
 mod transport;
 mod transport_interop;

@@ -149,8 +149,16 @@ impl ShardCore {
     /// One message from another shard.
     pub fn handle_mesh(&mut self, msg: ShardMsg) {
         match msg {
-            ShardMsg::Publish(message) => {
-                self.deliver_local(&message, None);
+            ShardMsg::Publish { from, message } => {
+                self.deliver_local(
+                    &message,
+                    None,
+                    super::sessions::handover::Route::Direct(from),
+                );
+                // Finding F1: a session handed over from here may still need it.
+                if self.handovers.has_outgoing() {
+                    self.handover_forward(&message, from);
+                }
             }
             // Operations: a `$SYS` message made by the broker, routed as if received here.
             ShardMsg::Inject(message) => {
@@ -160,8 +168,8 @@ impl ShardCore {
                 message,
                 share,
                 publisher_hash,
-                forwarded,
-            } => self.deliver_shared(&share, &message, publisher_hash, forwarded),
+                hops,
+            } => self.deliver_shared(&share, &message, publisher_hash, hops),
             ShardMsg::RouteAdd {
                 from,
                 filters,
@@ -194,13 +202,12 @@ impl ShardCore {
                 keep_state,
             } => self.handle_takeover_request(from, request, client_id, keep_state),
             ShardMsg::TakeoverReply {
-                from,
+                from: _,
                 request,
                 state,
-            } => self.handle_takeover_reply(from, request, state),
-            ShardMsg::TakeoverSettled { from, client_id } => {
-                self.handle_takeover_settled(from, &client_id)
-            }
+                handover,
+            } => self.handle_takeover_reply(request, state, handover),
+            ShardMsg::Handover(msg) => self.handle_handover(msg),
         }
     }
 

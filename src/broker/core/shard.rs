@@ -126,6 +126,8 @@ pub struct ShardCore {
     pub(super) delivery: super::delivery::Delivery,
     /// SUBACKs waiting for the routing barrier, in epoch order.
     pub(super) pending_acks: VecDeque<PendingAck>,
+    /// Sessions moving to or from this shard, and what they are sent meanwhile (handover.rs).
+    pub(super) handovers: super::sessions::handover::Handovers,
     pub(super) timers: Timers,
     /// Disk persistence of this shard's sessions and retained publishes (src/store; does
     /// nothing when persistence is off), and the acknowledgements it holds (persist.rs).
@@ -169,6 +171,7 @@ impl ShardCore {
             sessions: Default::default(),
             delivery: super::delivery::Delivery::new(id, shards, random_state),
             pending_acks: VecDeque::new(),
+            handovers: Default::default(),
             timers: Timers::new(epoch),
             store: crate::store::ShardStore::disabled(),
             persist: Default::default(),

@@ -235,7 +235,8 @@ impl ShardCore {
             .sessions
             .iter()
             .map(|(_, s)| s.session.state.queued_bytes())
-            .sum();
+            .sum::<usize>()
+            + self.handovers.held_bytes();
         debug_assert_eq!(
             out + queued,
             self.backpressure.memory().buffered(),

@@ -12,6 +12,7 @@ use crate::broker::core::delivery::LocalSub;
 use crate::broker::core::keys::{ConnKey, SessionKey};
 use crate::broker::core::mesh::ShardMsg;
 use crate::broker::core::retained::RetainOutcome;
+use crate::broker::core::sessions::handover::{Gate, Route};
 use crate::broker::core::sessions::session::{
     queued_bytes, Decision, Message, MessageRef, Presence, QueueRoom,
 };
@@ -44,7 +45,7 @@ impl ShardCore {
             self.store_retained(message);
         }
         self.backpressure.start_publish();
-        let local = self.deliver_local(message, origin);
+        let local = self.deliver_local(message, origin, Route::Direct(self.id));
         let mut overflowed = false;
         let mut remote = false;
         let shards = self.mesh.shards();
@@ -63,25 +64,20 @@ impl ShardCore {
                 {
                     self.backpressure.note_blocker(Blocker::Shard(target));
                 }
-                if !self.mesh.send(target, ShardMsg::Publish(message.clone())) {
+                let msg = ShardMsg::Publish {
+                    from: self.id,
+                    message: message.clone(),
+                };
+                if !self.mesh.send(target, msg) {
                     overflowed = true;
                     bump(&self.global.counters[self.id].mesh_channel_full);
                 }
             }
-            // Finding F1: a session handed over from here may have no route here yet.
-            if self.sessions.any_moved() {
-                let mut extra = Vec::new();
-                let router = self.delivery.router();
-                let topic = message.topic.as_str();
-                self.sessions
-                    .moved_targets(topic, |s| router.was_destination(s), &mut extra);
-                for target in extra {
-                    remote = true;
-                    if !self.mesh.send(target, ShardMsg::Publish(message.clone())) {
-                        overflowed = true;
-                        bump(&self.global.counters[self.id].mesh_channel_full);
-                    }
-                }
+            // Finding F1: a session handed over from here may still need it (handover.rs).
+            if self.handovers.has_outgoing() {
+                let (forwarded, full) = self.handover_forward(message, self.id);
+                remote |= forwarded;
+                overflowed |= full;
             }
         }
         let (shared, shared_overflowed) = self.route_shared(message, origin);
@@ -120,15 +116,25 @@ impl ShardCore {
         }
     }
 
-    /// Delivers to this shard's matching sessions. Returns whether any matched.
+    /// Delivers to this shard's matching sessions (`route`: to the one session a handover
+    /// forwarded it for). Returns whether any matched.
     pub(crate) fn deliver_local(
         &mut self,
         message: &MessageRef,
         origin: Option<SessionKey>,
+        route: Route,
     ) -> bool {
         let topic = message.topic.as_bytes();
-        let (matches, lookup) = self.delivery.take_matches(topic, origin);
+        let (mut matches, lookup) = self.delivery.take_matches(topic, origin);
         count_lookup(&self.global.counters[self.id], lookup);
+        // Finding F1: a session arriving from another shard gates what it is sent directly.
+        let gated = match route {
+            Route::Forwarded(skey) => {
+                matches.retain(|m| m.session == skey);
+                None
+            }
+            Route::Direct(source) => Some(source).filter(|_| self.handovers.has_incoming()),
+        };
         let matched = !matches.is_empty();
         let mut identifiers = self.delivery.take_identifiers();
         if matched {
@@ -150,6 +156,19 @@ impl ShardCore {
                 // As Published (MQTT 5) asks for the flag as published.
                 let retain = retain_as_published && message.retain;
                 let qos = qos.min(message.qos);
+                let gate = gated.map_or(Gate::Deliver, |s| self.handover_gate(session, s));
+                if let (Gate::Hold, Some(source)) = (&gate, gated) {
+                    identifiers.sort_unstable();
+                    let own = match identifiers.is_empty() {
+                        true => message.clone(),
+                        false => with_subscription_identifiers(message, &identifiers),
+                    };
+                    self.handover_hold(session, source, &own, qos, retain);
+                    continue;
+                }
+                if let Gate::Skip = gate {
+                    continue;
+                }
                 if identifiers.is_empty() {
                     self.deliver_to_session(session, message, qos, retain, Encoding::Cached);
                 } else {
