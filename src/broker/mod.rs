@@ -73,6 +73,11 @@
 //!     (`core/connection/outgoing.rs`) queues it and counts it in the memory budget;
 //! 11. `ShardCore::flush_writes` (`core/io.rs`, called by B's `ShardLoop::turn`):
 //!     `OutBuf::write_to` the socket, one vectored write per connection per turn.
+//!
+//! While a session moves between shards (`core/sessions/handover.rs`, finding F1), steps 5 and
+//! 8 on the shard it left also forward matching messages to its new shard, and step 9 on the new
+//! shard may hold one back until the old shard's forwards are through; with no handover in
+//! progress each of these costs one `is_empty` check.
 
 pub mod config;
 pub mod core;
