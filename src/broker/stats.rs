@@ -193,6 +193,16 @@ counters! {
     /// Issue 11: SUBSCRIBEs whose matching retained messages were cut at
     /// `max_retained_per_subscribe` or `max_retained_bytes_per_subscribe`.
     retained_subscribe_bound_hit,
+    /// Gauge: MQTT clients connected now, their CONNECT accepted and their session attached;
+    /// sockets still before CONNECT are not counted (operations, issue 15:
+    /// `$SYS/broker/clients/connected` as Mosquitto's).
+    clients_online,
+    /// MQTT packets of every type received from clients (operations, issue 15:
+    /// `$SYS/broker/messages/received`, which Mosquitto counts so).
+    packets_received,
+    /// MQTT packets of every type queued to clients, PUBLISH included (operations, issue 15:
+    /// `$SYS/broker/messages/sent`).
+    packets_sent,
 }
 
 impl Stats {

@@ -81,7 +81,7 @@ pub struct Mesh {
     to_wake: Vec<bool>,
     any_to_wake: bool,
     /// Persistence (`sync`, src/store): messages sent to each shard since start. A PUBACK
-    /// waits until the target reports that count durable (core/persist.rs).
+    /// waits until the target reports that count durable (core/sessions/persist.rs).
     sent: Vec<u64>,
     /// Route changes were sent since the runtime last asked (issue 16, subscribe visibility):
     /// their targets are woken and flagged at once, not at the end of the turn.

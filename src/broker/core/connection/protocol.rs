@@ -354,6 +354,19 @@ impl LayoutCache {
     }
 }
 
+/// Issue 17: the layout of a delivery with default options (no DUP, no Topic Alias, expiry as
+/// received) cut from the publisher's frame, when that frame is forwardable as it is (see
+/// `forwardable_frame`): queued messages go out without being encoded again.
+pub fn forwarded_layout(
+    message: &MessageRef,
+    version: ProtocolVersion,
+    qos: QoS,
+    retain: bool,
+) -> Option<Layout> {
+    let frame = forwardable_frame(message, version, qos, retain)?;
+    Some(split_layout(frame.clone(), qos, message.topic.len()))
+}
+
 /// The publisher's frame, when it is exactly what [`encode_layout`] would write for this
 /// delivery with default options: the same protocol family (3.x or 5, whose PUBLISH layouts
 /// differ only by the property list) and the same first byte, that is the same QoS and retain

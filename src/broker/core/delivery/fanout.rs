@@ -14,7 +14,7 @@ use crate::broker::core::mesh::ShardMsg;
 use crate::broker::core::retained::RetainOutcome;
 use crate::broker::core::sessions::handover::{Gate, Route};
 use crate::broker::core::sessions::session::{
-    queued_bytes, Delivery, Message, MessageRef, Presence, QueueRoom,
+    queued_bytes, Decision, Message, MessageRef, Presence, QueueRoom,
 };
 use crate::broker::core::shard::{Awaited, ShardCore};
 use crate::broker::core::stats::{bump, ShardCounters};
@@ -200,10 +200,7 @@ impl ShardCore {
         };
         // Access control (issue 13, access.rs): nothing the subscriber may not read; this
         // covers wildcard filters and retained messages sent at subscribe.
-        if !crate::broker::core::connection::access::may_read(
-            &mut session.access,
-            message.topic.as_str(),
-        ) {
+        if !crate::broker::core::connection::access::may_read(&mut session.access, &message.topic) {
             bump(&self.global.counters[self.id].acl_denied_delivery);
             return;
         }
@@ -228,10 +225,9 @@ impl ShardCore {
             QueueRoom::Exhausted
         };
         // Issue 11 hook (flow by bytes): QoS 1/2 waits in the queue while the buffer is full.
-        let max_outgoing = self.global.config.max_outgoing_bytes;
+        let max_outgoing = self.config.max_outgoing_bytes;
         // Validated to fit in a u32 (config.rs).
-        let max_queued_bytes =
-            u32::try_from(self.global.config.max_queued_bytes).unwrap_or(u32::MAX);
+        let max_queued_bytes = u32::try_from(self.config.max_queued_bytes).unwrap_or(u32::MAX);
         let outgoing_full = connection
             .and_then(|key| connections.get(key))
             .is_some_and(|c| c.out.len() >= max_outgoing);
@@ -244,7 +240,7 @@ impl ShardCore {
             outgoing_full,
             max_queued_bytes,
         ) {
-            Delivery::SendQoS0 => {
+            Decision::SendQoS0 => {
                 if let Some(key) = connection {
                     // Issue 11 hook: behind a waiting backlog, or into one when a retained
                     // message meets a full buffer (`retained_pacing.rs`).
@@ -265,7 +261,7 @@ impl ShardCore {
                     }
                 }
             }
-            Delivery::Send { packet_id } => {
+            Decision::Send { packet_id } => {
                 // Persistence: a message in flight to a persistent session is recorded.
                 if let Some(s) = self.sessions.get(skey) {
                     let client_id = &s.session.state.client_id;
@@ -277,20 +273,20 @@ impl ShardCore {
                 }
             }
             // Persistence: at the disk limit the message is taken off the queue again.
-            Delivery::Queued if !self.store_queued(skey, message, qos, retain) => {}
-            Delivery::Queued => {
+            Decision::Queued if !self.store_queued(skey, message, qos, retain) => {}
+            Decision::Queued => {
                 self.queue_grew(queued_bytes(message));
                 if online {
                     bump(&self.global.counters[self.id].inflight_window_full);
                     self.update_congestion(skey);
                 }
             }
-            Delivery::Discarded => {}
-            Delivery::DroppedQueueFull => bump(&self.global.counters[self.id].dropped_queue_full),
-            Delivery::DroppedMemoryLimit if queue_share_full => {
+            Decision::Discarded => {}
+            Decision::DroppedQueueFull => bump(&self.global.counters[self.id].dropped_queue_full),
+            Decision::DroppedMemoryLimit if queue_share_full => {
                 bump(&self.global.counters[self.id].dropped_queue_share)
             }
-            Delivery::DroppedMemoryLimit => {
+            Decision::DroppedMemoryLimit => {
                 bump(&self.global.counters[self.id].dropped_memory_limit)
             }
         }
@@ -314,7 +310,7 @@ impl ShardCore {
         retain: bool,
         encoding: Encoding,
     ) {
-        let max_outgoing = self.global.config.max_outgoing_bytes;
+        let max_outgoing = self.config.max_outgoing_bytes;
         let Some(conn) = self.connections.get_mut(key) else {
             return;
         };
@@ -429,11 +425,12 @@ impl ShardCore {
         conn.out.push_publish(&layout.head, rest, memory);
         let after = conn.out.len();
         bump(&self.global.counters[self.id].messages_sent);
+        bump(&self.global.counters[self.id].packets_sent);
         self.mark_dirty(key);
         self.check_pressure_start();
         // Issue 11: no disconnect for size here (a reader of big messages is paced instead,
         // see `overload.rs`); a subscriber not reading is closed by `check_slow_consumer`.
-        if after >= max_outgoing / 2 && self.global.config.qos0_backpressure {
+        if after >= max_outgoing / 2 && self.config.qos0_backpressure {
             self.outgoing_grew(skey);
         }
     }
@@ -566,8 +563,8 @@ impl ShardCore {
         };
         let mut messages = self.delivery.take_retained();
         // Issue 11: one SUBSCRIBE sends at most this many retained messages and bytes.
-        let count_max = self.global.config.max_retained_per_subscribe;
-        let bytes_max = self.global.config.max_retained_bytes_per_subscribe;
+        let count_max = self.config.max_retained_per_subscribe;
+        let bytes_max = self.config.max_retained_bytes_per_subscribe;
         let (mut count, mut bytes) = (0usize, 0usize);
         for (filter, qos, identifier) in retained {
             messages.clear();

@@ -14,7 +14,9 @@ pub(crate) mod retained_pacing;
 pub mod router;
 pub mod shared_subscriptions;
 
-use super::connection::protocol::{encode_layout, Layout, LayoutCache, LayoutOptions};
+use super::connection::protocol::{
+    encode_layout, forwarded_layout, Layout, LayoutCache, LayoutOptions,
+};
 use super::keys::SessionKey;
 use super::mesh::ShardId;
 use super::sessions::session::{Message, MessageRef, ReceivedFrame};
@@ -259,13 +261,23 @@ impl Delivery {
             .get(message, version, qos, retain, &mut self.encode_buf)
     }
 
-    /// A layout encoded for one send only (own properties, DUP, a topic alias).
+    /// A layout for one send only (own properties, DUP, a topic alias; or a queued message).
+    /// Issue 17: with default options (a message sent from the queue) it is cut from the
+    /// publisher's frame when that is forwardable, instead of encoded again.
     pub fn fresh_layout(
         &mut self,
-        message: &Publish,
+        message: &MessageRef,
         version: ProtocolVersion,
         options: LayoutOptions,
     ) -> Result<Layout, EncodeError> {
+        let defaults = !options.dup
+            && options.message_expiry_interval.is_none()
+            && options.topic_alias.is_none();
+        if defaults {
+            if let Some(layout) = forwarded_layout(message, version, options.qos, options.retain) {
+                return Ok(layout);
+            }
+        }
         encode_layout(message, version, options, &mut self.encode_buf)
     }
 }

@@ -64,7 +64,7 @@ impl ShardCore {
             .and_then(|skey| self.sessions.get(skey))
             .map_or(0, |s| client_id_hash(s.session.state.client_id.as_str()));
         let random = self.delivery.next_random();
-        let strategy = self.global.config.shared_subscription_strategy;
+        let strategy = self.config.shared_subscription_strategy;
         let mut targets = self.delivery.take_shared_targets();
         self.delivery.router_mut().shared_targets(
             message.topic.as_str(),
@@ -103,7 +103,7 @@ impl ShardCore {
         publisher_hash: u64,
         hops: u8,
     ) {
-        let strategy = self.global.config.shared_subscription_strategy;
+        let strategy = self.config.shared_subscription_strategy;
         let random = self.delivery.next_random();
         let Some((sub, can_take)) =
             self.pick_member(share, message.qos, strategy, publisher_hash, random)
@@ -227,7 +227,7 @@ impl ShardCore {
         let sessions = &self.sessions;
         // Issue 11: a member whose outgoing buffer is full cannot take a message either.
         let connections = &self.connections;
-        let max_outgoing = self.global.config.max_outgoing_bytes;
+        let max_outgoing = self.config.max_outgoing_bytes;
         let group = self.delivery.shared_group_mut(share)?;
         let n = group.members.len();
         if n == 0 {

@@ -320,7 +320,7 @@ impl ShardCore {
         qos: QoS,
         retain: bool,
     ) {
-        let max = self.global.config.max_queued_messages;
+        let max = self.config.max_queued_messages;
         let Some(incoming) = self
             .handovers
             .incoming

@@ -54,7 +54,7 @@ enum SessionSource {
 
 impl ShardCore {
     fn limits(&self) -> SessionLimits {
-        let config = &self.global.config;
+        let config = &self.config;
         SessionLimits {
             max_queued_messages: config.max_queued_messages,
             queue_qos0: config.queue_qos0,
@@ -79,7 +79,7 @@ impl ShardCore {
     pub(crate) fn handle_connect(&mut self, key: ConnKey, connect: Connect) {
         let version = connect.protocol_version;
         let accepted = {
-            let config = &self.global.config;
+            let config = &self.config;
             let assign = || self.assign_client_id();
             protocol::validate_connect(&connect, config, assign)
         };
@@ -98,9 +98,7 @@ impl ShardCore {
             Ok(accepted) => accepted,
             Err(code) => {
                 bump(&self.global.counters[self.id].connects_refused);
-                if !version.is_v5()
-                    && connect.keep_alive_secs > self.global.config.max_keep_alive_secs
-                {
+                if !version.is_v5() && connect.keep_alive_secs > self.config.max_keep_alive_secs {
                     bump(&self.global.counters[self.id].keep_alive_capped);
                 }
                 log::info!(
@@ -115,7 +113,7 @@ impl ShardCore {
             }
         };
         if accepted.server_keep_alive.is_some()
-            && connect.keep_alive_secs > self.global.config.max_keep_alive_secs
+            && connect.keep_alive_secs > self.config.max_keep_alive_secs
         {
             bump(&self.global.counters[self.id].keep_alive_capped);
         }
@@ -222,7 +220,7 @@ impl ShardCore {
         let epoch_before = self.delivery.router().epoch_sent();
         let inflight_max = accepted
             .client_receive_maximum
-            .min(self.global.config.max_inflight);
+            .min(self.config.max_inflight);
         let limits = self.limits();
         let (skey, session_present) = match source {
             SessionSource::Local(skey) => (skey, true),
@@ -274,13 +272,16 @@ impl ShardCore {
             self.store.session_connected(&session.session.state, will);
         }
 
-        let config = &self.global.config;
+        let config = &self.config;
         let Some(conn) = self.connections.get_mut(key) else {
             return;
         };
         let version = conn.version;
         let connack = protocol::connack_accepted(&accepted, session_present, version, config);
+        conn.announced = crate::broker::core::connection::Announced::of(config);
         conn.session = Some(skey);
+        // Operations ($SYS clients/connected): uncounted when the connection closes.
+        bump(&self.global.counters[self.id].clients_online);
         conn.keep_alive_secs = accepted.keep_alive_secs;
         conn.client_max_packet_size = accepted.client_max_packet_size;
         if !accepted.request_problem_information {
@@ -347,7 +348,7 @@ impl ShardCore {
             // The handshake entry still pending fires before this keep-alive would expire (it
             // was armed before now, for at most this long): it does the first check, so an
             // idle connection keeps one timer entry, not two.
-            let handshake_first = u64::from(timeout_ms) >= self.global.config.handshake_timeout_ms;
+            let handshake_first = u64::from(timeout_ms) >= self.config.handshake_timeout_ms;
             if conn.timer & TIMER_HANDSHAKE_PENDING != 0 && handshake_first {
                 conn.timer |= TIMER_KEEP_ALIVE_ON_HANDSHAKE;
             } else {
@@ -690,7 +691,7 @@ impl ShardCore {
                 if pending.accepted.session_expiry_interval_secs > 0 =>
             {
                 state.session_expiry_interval_secs = pending.accepted.session_expiry_interval_secs;
-                let inflight_max = self.global.config.max_inflight;
+                let inflight_max = self.config.max_inflight;
                 let skey = self.install_session(*state, pending.claim, inflight_max);
                 self.handover_installed(handover, skey);
                 self.detach_session(skey, None);

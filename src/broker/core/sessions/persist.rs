@@ -54,7 +54,7 @@ impl ShardCore {
         expired_wills: &[Publish],
     ) {
         self.store = store;
-        let inflight_max = self.global.config.max_inflight;
+        let inflight_max = self.config.max_inflight;
         for recovered in sessions {
             let client_id = recovered.state.client_id.clone();
             let (claim, _) = self.global.registry.claim(&client_id, self.id);
