@@ -19,7 +19,7 @@
 //!   takeover requests, generations), `handover.rs` (`Handovers`: what a session moving
 //!   between shards is sent meanwhile, finding F1), `session.rs` (one session's state,
 //!   in-flight window, queue), `lifecycle.rs` (CONNECT, takeover across shards, detach, end),
-//!   `client_ids.rs` (the client id index), `persist.rs` (store hooks);
+//!   `handover.rs` (what a session moving between shards is sent meanwhile), `client_ids.rs` (the client id index), `persist.rs` (store hooks);
 //! - `delivery/`: `mod.rs` (`Delivery`: trie, match cache, shared groups, routing replica,
 //!   layouts, message reuse), `fanout.rs` (route a publish, deliver to sessions, write
 //!   layouts, SUBACK barrier), `router.rs` (routing replica of other shards' filters),
