@@ -97,6 +97,11 @@
 //!     (`outgoing.rs`): one vectored write per connection per turn, the written bytes leaving
 //!     the budget (`MemoryBudget::release`); `resume_if_written_down`, `written_progress`
 //!     (`overload.rs`).
+//!
+//! While a session moves between shards (`core/sessions/handover.rs`, finding F1), steps 5 and
+//! 8 on the shard it left also forward matching messages to its new shard, and step 9 on the new
+//! shard may hold one back until the old shard's forwards are through; with no handover in
+//! progress each of these costs one `is_empty` check.
 
 pub mod config;
 pub mod core;
