@@ -190,6 +190,12 @@ counters! {
     /// Issue 11: SUBSCRIBEs whose matching retained messages were cut at
     /// `max_retained_per_subscribe` or `max_retained_bytes_per_subscribe`.
     retained_subscribe_bound_hit,
+    /// Issue 11: gauge: the part of `buffered_bytes` held by session queues (each distinct
+    /// message once per shard, however many queues hold it, plus a slot per entry).
+    queued_bytes,
+    /// Issue 11: gauge: distinct messages held by session queues, summed over shards (the size
+    /// of each shard's charge map, bounded by the queue entries the shard may hold).
+    queued_messages_distinct,
 }
 
 impl Stats {

@@ -19,6 +19,8 @@ const GAUGES: &[&str] = &[
     "buffered_bytes",
     "buffered_bytes_peak",
     "subscriptions",
+    "queued_bytes",
+    "queued_messages_distinct",
 ];
 
 /// Exported names that differ from the `Stats` field, so that the unit comes last.

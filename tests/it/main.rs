@@ -43,6 +43,7 @@ mod overload;
 mod packet_limits;
 mod persistence;
 mod protocol_fidelity;
+mod sim_memory;
 mod sim_properties;
 mod sim_regressions;
 mod transport;

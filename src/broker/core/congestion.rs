@@ -41,7 +41,8 @@
 use super::connection::PAUSED_CONGESTION;
 use super::keys::{ConnKey, SessionKey};
 use super::mesh::ShardId;
-use super::session::{Congestion, OutgoingFill};
+use super::queue_charges::QueueCharges;
+use super::session::{Congestion, MessageRef, OutgoingFill, SessionState};
 use super::shard::ShardCore;
 use super::stats::bump;
 use super::timers::TimerKind;
@@ -100,9 +101,9 @@ impl Backpressure {
 }
 
 /// A shard's part of `max_buffered_bytes` and the bytes it holds now: outgoing buffers (every
-/// byte pushed, until written or the connection is gone) and session queues
-/// ([`super::session::queued_bytes`] per entry). Owned by the shard, changed on the hot path
-/// with plain arithmetic; published to the stats gauges once per turn.
+/// byte pushed, until written or the connection is gone) and session queues (each distinct
+/// message once per shard plus a slot per entry, [`QueueCharges`]). Owned by the shard,
+/// changed on the hot path with plain arithmetic; published to the stats gauges once per turn.
 #[derive(Debug)]
 pub struct MemoryBudget {
     /// Bytes held now.
@@ -118,13 +119,16 @@ pub struct MemoryBudget {
     pub pressure: Congestion,
     episode: u32,
     peak: usize,
-    /// What the gauges last said.
-    reported: (usize, usize),
+    /// What the gauges last said: buffered, peak, queued, distinct queued messages.
+    reported: [usize; 4],
     /// Issue 11: the part of `buffered` in session queues, and its bound (half of `limit`):
     /// queues alone never bring the shard to memory pressure (three quarters), so offline
     /// sessions cannot stop live traffic; at the bound new queue entries are dropped.
     queued: usize,
     queued_limit: usize,
+    /// Issue 11 item 1: queue entries per shared message, so that a message held by many
+    /// queues is charged once.
+    charges: QueueCharges,
 }
 
 impl MemoryBudget {
@@ -143,9 +147,10 @@ impl MemoryBudget {
             pressure: Congestion::Clear,
             episode: 0,
             peak: 0,
-            reported: (0, 0),
+            reported: [0; 4],
             queued: 0,
             queued_limit: limit / 2,
+            charges: QueueCharges::default(),
         }
     }
 
@@ -282,16 +287,34 @@ impl ShardCore {
         }
     }
 
-    /// Issue 11: bytes added to a session queue (counted in the budget and the queues' share).
-    pub(super) fn queue_grew(&mut self, bytes: usize) {
+    /// Issue 11: an entry holding `message` was added to a session queue (counted in the
+    /// budget and the queues' share; the message itself once per shard, `queue_charges.rs`).
+    pub(super) fn queue_entry_added(&mut self, message: &MessageRef) {
+        let bytes = self.backpressure.memory.charges.charge(message);
         self.backpressure.memory.queued += bytes;
         self.buffered_grew(bytes);
     }
 
-    /// Issue 11: bytes that left a session queue.
-    pub(super) fn queue_released(&mut self, bytes: usize) {
-        self.backpressure.memory.queued = self.backpressure.memory.queued.saturating_sub(bytes);
-        self.backpressure.memory.release(bytes);
+    /// Issue 11: an entry holding `message` left a session queue.
+    pub(super) fn queue_entry_removed(&mut self, message: &MessageRef) {
+        let bytes = self.backpressure.memory.charges.refund(message);
+        let memory = &mut self.backpressure.memory;
+        memory.queued = memory.queued.saturating_sub(bytes);
+        memory.release(bytes);
+    }
+
+    /// A session's whole queue arrived on this shard (a takeover, or restored from disk).
+    pub(super) fn queue_arrived(&mut self, state: &SessionState) {
+        for queued in &state.queued {
+            self.queue_entry_added(&queued.message);
+        }
+    }
+
+    /// A session's whole queue left this shard (the session ended or moved).
+    pub(super) fn queue_left(&mut self, state: &SessionState) {
+        for queued in &state.queued {
+            self.queue_entry_removed(&queued.message);
+        }
     }
 
     /// Bytes added to an outgoing buffer or a queue: pressure starts at the high watermark.
@@ -333,16 +356,24 @@ impl ShardCore {
             }
         }
         let memory = &mut self.backpressure.memory;
-        let now = (memory.buffered, memory.peak);
+        let now = [
+            memory.buffered,
+            memory.peak,
+            memory.queued,
+            memory.charges.distinct(),
+        ];
         if now != memory.reported {
             memory.reported = now;
             let counters = &self.global.counters[self.id];
-            counters
-                .buffered_bytes
-                .store(now.0 as u64, Ordering::Relaxed);
-            counters
-                .buffered_bytes_peak
-                .store(now.1 as u64, Ordering::Relaxed);
+            let gauges = [
+                &counters.buffered_bytes,
+                &counters.buffered_bytes_peak,
+                &counters.queued_bytes,
+                &counters.queued_messages_distinct,
+            ];
+            for (gauge, value) in gauges.into_iter().zip(now) {
+                gauge.store(value as u64, Ordering::Relaxed);
+            }
         }
     }
 
@@ -371,11 +402,8 @@ impl ShardCore {
             return;
         }
         let out: usize = self.connections.iter().map(|(_, c)| c.out.len()).sum();
-        let queued: usize = self
-            .sessions
-            .iter()
-            .map(|(_, s)| s.session.state.queued_bytes())
-            .sum();
+        let queued = self.queued_bytes();
+        debug_assert_eq!(queued, self.backpressure.memory.queued);
         debug_assert_eq!(
             out + queued,
             self.backpressure.memory.buffered,

@@ -14,7 +14,8 @@
 //! - delivery: `fanout.rs` (route a publish, deliver to sessions, write layouts), `router.rs`
 //!   (routing replica of other shards' filters, SUBACK barrier), `shared_subscriptions.rs`,
 //!   `protocol.rs` (CONNECT validation, PUBLISH wire layouts encoded once);
-//! - backpressure: `congestion.rs` (congested sessions, memory budget, paused publishers);
+//! - backpressure: `congestion.rs` (congested sessions, memory budget, paused publishers),
+//!   `queue_charges.rs` (a queued message counted once per shard);
 //! - time and peers: `timers.rs` (timer heap), `mesh.rs` (messages to other shards, sending
 //!   half of the channels).
 
@@ -37,9 +38,11 @@ mod lifecycle;
 pub mod mesh;
 // Issue 11: outgoing-full read pause, partial packet timeout (docs/memory.md).
 mod overload;
-// Issue 11: QoS 0 retained messages on subscribe paced as the buffer drains.
 mod persist;
 pub mod protocol;
+// Issue 11: a message shared by many queues counts once per shard in the memory budget.
+mod queue_charges;
+// Issue 11: QoS 0 retained messages on subscribe paced as the buffer drains.
 mod retained_pacing;
 pub mod router;
 pub mod session;
