@@ -85,7 +85,10 @@ pub mod runtime;
 pub mod stats;
 
 // The core's modules under their former paths (`broker::session`, ...), for the library's users.
-pub use self::core::{connection, mesh, protocol, router, session, shared_subscriptions, timers};
+pub use self::core::connection::{self, protocol};
+pub use self::core::delivery::{router, shared_subscriptions};
+pub use self::core::sessions::session;
+pub use self::core::{mesh, timers};
 
 pub use config::Config;
 pub use fault::BrokerFailure;

@@ -14,6 +14,10 @@
 //!   that connection's protocol version;
 //! - a QoS 2 PUBLISH is never sent again (without DUP) under a packet id the client has not
 //!   released with PUBREC: exactly-once delivery;
+//! - no connection receives a PUBLISH outside the subscriptions its session could hold: its
+//!   topic matches a filter that a connection with the same client id (or, for an empty client
+//!   id, that connection itself) subscribed to (a delivery to the wrong connection, say a
+//!   reused slab key or a closed session's queue, breaks it);
 //! - after every connection is closed and the mesh has settled, every shard's buffered bytes
 //!   equal what its session queues hold (no accounting drift, nothing held for a closed
 //!   connection) and stay within its part of `max_buffered_bytes` plus the queue bound.
@@ -24,8 +28,9 @@ use crate::codec::{
     self, Ack, Connect, Disconnect, MqttString, Packet, Properties, ProtocolVersion, Publish, QoS,
     ReasonCode, Subscribe, Subscription, SubscriptionOptions, Unsubscribe, Will,
 };
+use crate::topic::{filter_matches, parse_shared};
 use bytes::{Bytes, BytesMut};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::time::Duration;
 
@@ -91,6 +96,66 @@ struct Client {
     qos2_unreleased: HashSet<u16>,
     /// Packet ids of the last PUBLISH packets received, for acknowledgements.
     recent_ids: Vec<u16>,
+    /// Whose subscriptions this connection may receive (set by its first CONNECT).
+    owner: Option<Owner>,
+}
+
+/// Whose subscriptions a connection receives: its client id's session, or (for an empty
+/// client id, which the broker replaces with a fresh one) its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Owner {
+    ClientId(&'static str),
+    Connection(ConnId),
+}
+
+/// Every filter each owner ever subscribed to (a superset of what its session holds: the
+/// script never removes one, so an UNSUBSCRIBE racing a delivery is not a violation).
+#[derive(Default)]
+struct Subscribed {
+    filters: HashMap<Owner, HashSet<&'static str>>,
+    /// Client ids that raw bytes may have connected or subscribed with: not checked.
+    unknown: HashSet<&'static str>,
+}
+
+impl Subscribed {
+    fn add(&mut self, owner: Owner, filter: &'static str) {
+        let plain = match parse_shared(filter) {
+            Ok(Some(shared)) => shared.filter,
+            _ => filter,
+        };
+        self.filters.entry(owner).or_default().insert(plain);
+    }
+
+    /// Raw bytes sent on a connection: its own client id, and any of the script's client ids
+    /// spelled in them (a raw CONNECT), may now hold subscriptions the script cannot see.
+    fn taint(&mut self, owner: Option<Owner>, raw: &[u8]) {
+        if let Some(Owner::ClientId(id)) = owner {
+            self.unknown.insert(id);
+        }
+        for id in CLIENT_IDS.iter().filter(|id| !id.is_empty()) {
+            let spelled = [0, id.len() as u8];
+            if raw
+                .windows(2 + id.len())
+                .any(|w| w[..2] == spelled && &w[2..] == id.as_bytes())
+            {
+                self.unknown.insert(id);
+            }
+        }
+    }
+
+    fn may_receive(&self, owner: Option<Owner>, topic: &str) -> bool {
+        let Some(owner) = owner else {
+            return false;
+        };
+        if let Owner::ClientId(id) = owner {
+            if self.unknown.contains(id) {
+                return true;
+            }
+        }
+        self.filters
+            .get(&owner)
+            .is_some_and(|filters| filters.iter().any(|f| filter_matches(f, topic)))
+    }
 }
 
 const TOPICS: [&str; 5] = ["t/a", "t/b", "t/a/b", "w", "$x/y"];
@@ -112,6 +177,7 @@ pub fn run(data: &[u8]) -> Result<Summary, Violation> {
     let mut clients: Vec<Client> = Vec::new();
     let mut summary = Summary::default();
     let mut payload_counter = 0u32;
+    let mut subscribed = Subscribed::default();
     while !input.done() && summary.operations < OPERATIONS_MAX {
         summary.operations += 1;
         let op = input.next();
@@ -128,6 +194,7 @@ pub fn run(data: &[u8]) -> Result<Summary, Violation> {
                             input: BytesMut::new(),
                             qos2_unreleased: HashSet::new(),
                             recent_ids: Vec::new(),
+                            owner: None,
                         });
                     }
                 }
@@ -137,6 +204,16 @@ pub fn run(data: &[u8]) -> Result<Summary, Violation> {
                     let connect = connect_packet(&mut input);
                     if clients[i].version.is_none() {
                         clients[i].version = Some(connect.protocol_version);
+                        let id = CLIENT_IDS
+                            .iter()
+                            .find(|id| **id == connect.client_id.as_str())
+                            .copied()
+                            .unwrap_or_default();
+                        clients[i].owner = Some(if id.is_empty() {
+                            Owner::Connection(clients[i].id)
+                        } else {
+                            Owner::ClientId(id)
+                        });
                     }
                     send(
                         &mut sim,
@@ -152,6 +229,16 @@ pub fn run(data: &[u8]) -> Result<Summary, Violation> {
                     if let Packet::PubRec(ack) = &packet {
                         clients[i].qos2_unreleased.remove(&ack.packet_id);
                     }
+                    if let (Packet::Subscribe(subscribe), Some(owner)) = (&packet, clients[i].owner)
+                    {
+                        for subscription in &subscribe.subscriptions {
+                            if let Some(filter) =
+                                FILTERS.iter().find(|f| **f == subscription.filter.as_str())
+                            {
+                                subscribed.add(owner, filter);
+                            }
+                        }
+                    }
                     send(&mut sim, &mut clients[i], &packet);
                 }
             }
@@ -160,6 +247,7 @@ pub fn run(data: &[u8]) -> Result<Summary, Violation> {
                 let bytes = input.take(len).to_vec();
                 if let Some(i) = target {
                     clients[i].tainted = true;
+                    subscribed.taint(clients[i].owner, &bytes);
                     sim.send(clients[i].id, &bytes);
                 }
             }
@@ -199,13 +287,13 @@ pub fn run(data: &[u8]) -> Result<Summary, Violation> {
             }
             _ => {
                 if let Some(i) = target {
-                    summary.packets_received += read(&mut sim, &mut clients[i])?;
+                    summary.packets_received += read(&mut sim, &mut clients[i], &subscribed)?;
                 }
             }
         }
     }
     summary.connections = clients.len();
-    finish(&mut sim, &mut clients)?;
+    finish(&mut sim, &mut clients, &subscribed)?;
     Ok(summary)
 }
 
@@ -365,7 +453,7 @@ fn send(sim: &mut Sim, client: &mut Client, packet: &Packet) {
 }
 
 /// Takes and checks what the broker wrote to `client`; returns the packets decoded.
-fn read(sim: &mut Sim, client: &mut Client) -> Result<usize, Violation> {
+fn read(sim: &mut Sim, client: &mut Client, subscribed: &Subscribed) -> Result<usize, Violation> {
     let output = sim.take_output(client.id);
     let Some(version) = client.version.filter(|_| !client.tainted) else {
         return Ok(0);
@@ -376,7 +464,7 @@ fn read(sim: &mut Sim, client: &mut Client) -> Result<usize, Violation> {
         match codec::decode(&mut client.input, version, u32::MAX) {
             Ok(Some(packet)) => {
                 packets += 1;
-                check_packet(client, &packet)?;
+                check_packet(client, &packet, subscribed)?;
             }
             Ok(None) => return Ok(packets),
             Err(e) => {
@@ -389,10 +477,23 @@ fn read(sim: &mut Sim, client: &mut Client) -> Result<usize, Violation> {
     }
 }
 
-fn check_packet(client: &mut Client, packet: &Packet) -> Result<(), Violation> {
+fn check_packet(
+    client: &mut Client,
+    packet: &Packet,
+    subscribed: &Subscribed,
+) -> Result<(), Violation> {
     let Packet::Publish(publish) = packet else {
         return Ok(());
     };
+    // The script never allows outgoing topic aliases, so every PUBLISH names its topic.
+    if !subscribed.may_receive(client.owner, publish.topic.as_str()) {
+        return Err(Violation(format!(
+            "connection {:?} ({:?}): PUBLISH on {:?} outside every filter its session holds",
+            client.id,
+            client.owner,
+            publish.topic.as_str()
+        )));
+    }
     if publish.qos == QoS::AtMostOnce {
         return Ok(());
     }
@@ -413,9 +514,9 @@ fn check_packet(client: &mut Client, packet: &Packet) -> Result<(), Violation> {
 }
 
 /// Closes every connection, lets the mesh settle, and checks the memory accounting.
-fn finish(sim: &mut Sim, clients: &mut [Client]) -> Result<(), Violation> {
+fn finish(sim: &mut Sim, clients: &mut [Client], subscribed: &Subscribed) -> Result<(), Violation> {
     for client in clients.iter_mut() {
-        read(sim, client)?;
+        read(sim, client, subscribed)?;
         sim.hang_up(client.id);
     }
     sim.mesh_delivery = MeshDelivery::All;

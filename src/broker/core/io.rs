@@ -326,7 +326,7 @@ impl ShardCore {
             .sessions
             .iter()
             .flat_map(|(_, s)| s.session.state.queued.iter().map(|queued| &queued.message));
-        super::queue_charges::charge_of(messages)
+        super::backpressure::queue_charges::charge_of(messages)
     }
 
     /// The sessions' own views of their queues ([`super::session::queued_bytes`] per entry,

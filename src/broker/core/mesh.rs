@@ -9,7 +9,7 @@
 //! that target's overflow queue (order kept: once anything waits, later messages queue behind it)
 //! and the caller stops reading the connection that produced it until the overflow drains.
 
-use super::session::{MessageRef, SessionState};
+use super::sessions::session::{MessageRef, SessionState};
 use crate::codec::MqttString;
 use crossbeam_channel::{Sender, TrySendError};
 use std::collections::VecDeque;

@@ -2,17 +2,17 @@
 //! replica, timers) and the inputs and outputs through which the runtime drives it
 //! ([`super::io`]). It owns no socket, no poll, no thread and reads no clock.
 
+use super::connection::protocol::LayoutCache;
 use super::connection::{
     ConnState, Connection, WillMessage, PAUSED_MESH, TIMER_HANDSHAKE_PENDING,
     TIMER_KEEP_ALIVE_ON_HANDSHAKE,
 };
+use super::delivery::router::Router;
+use super::delivery::shared_subscriptions::SharedMembers;
 use super::keys::{ConnKey, SessionKey, Slots};
-use super::lifecycle::PendingTakeover;
 use super::mesh::{Mesh, ShardId};
-use super::protocol::LayoutCache;
-use super::router::Router;
-use super::session::{MessageRef, Session};
-use super::shared_subscriptions::SharedMembers;
+use super::sessions::lifecycle::PendingTakeover;
+use super::sessions::session::{MessageRef, Session};
 use super::stats::{bump, ShardCounters};
 use super::timers::{TimerKind, Timers};
 use super::Global;
@@ -198,7 +198,7 @@ pub struct ShardCore {
     pub(super) connections: Slots<ConnKey, Connection>,
     pub(super) sessions: Slots<SessionKey, ShardSession>,
     /// Client id -> session slab key, for sessions on this shard.
-    pub(super) client_ids: super::client_ids::ClientIds,
+    pub(super) client_ids: super::sessions::client_ids::ClientIds,
     /// Local subscriptions and delivery: trie, match cache, shared-subscription members,
     /// wire layouts and the scratch of the publish being routed.
     pub(super) delivery: Delivery,
@@ -209,13 +209,13 @@ pub struct ShardCore {
     pub(super) pending_takeovers: HashMap<u64, PendingTakeover>,
     /// Sessions handed over to another shard whose routes this shard may not have yet: what
     /// this shard publishes for them is forwarded there (finding F1, lifecycle.rs).
-    pub(super) moved: Vec<super::lifecycle::MovedSession>,
+    pub(super) moved: Vec<super::sessions::lifecycle::MovedSession>,
     pub(super) next_request: u64,
     pub(super) timers: Timers,
     /// Disk persistence of this shard's sessions and retained publishes (src/store; does
     /// nothing when persistence is off), and the acknowledgements it holds (persist.rs).
     pub(super) store: crate::store::ShardStore,
-    pub(super) persist: super::persist::PersistState,
+    pub(super) persist: super::sessions::persist::PersistState,
     pub(super) next_connection_id: u64,
     pub(super) next_generation: u64,
     pub(super) now: Instant,
@@ -226,7 +226,7 @@ pub struct ShardCore {
     /// Connections to close at the end of this turn.
     pub(super) closing: Vec<ConnKey>,
     /// Paused publishers, congested sessions and the memory budget.
-    pub(super) backpressure: super::congestion::Backpressure,
+    pub(super) backpressure: super::backpressure::congestion::Backpressure,
     /// Connections whose buffered input must be processed (after a takeover completed).
     pub(super) ready: Vec<ConnKey>,
     /// Output: connections resumed (unpaused, unparked) whose socket the runtime must read
@@ -235,14 +235,17 @@ pub struct ShardCore {
     /// Access control (issue 13): this shard's verified-login cache and password-check budget.
     pub(super) login: crate::auth::ShardLogin,
     /// Issue 11 (`retained_pacing.rs`): QoS 0 messages waiting for a full outgoing buffer.
-    pub retained_backlog: super::retained_pacing::RetainedBacklogs,
+    pub retained_backlog: super::delivery::retained_pacing::RetainedBacklogs,
 }
 
 impl ShardCore {
     /// A shard whose clock starts at `now`.
     pub fn new(id: ShardId, global: Arc<Global>, mesh: Mesh, now: Instant) -> ShardCore {
         let shards = mesh.shards();
-        let memory = super::congestion::MemoryBudget::new(global.config.max_buffered_bytes, shards);
+        let memory = super::backpressure::congestion::MemoryBudget::new(
+            global.config.max_buffered_bytes,
+            shards,
+        );
         let random_state = (global.instance ^ (id as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)) | 1;
         let epoch = now;
         ShardCore {
@@ -267,7 +270,7 @@ impl ShardCore {
             now_ms: 0,
             dirty: Vec::new(),
             closing: Vec::new(),
-            backpressure: super::congestion::Backpressure::new(memory),
+            backpressure: super::backpressure::congestion::Backpressure::new(memory),
             ready: Vec::new(),
             to_read: Vec::new(),
             login: crate::auth::ShardLogin::new(),
@@ -283,7 +286,8 @@ impl ShardCore {
     /// paused, parked or closed on the way.
     pub fn process_input(&mut self, key: ConnKey) {
         // Issue 16: `max_packet_size` 0 means the protocol's own limit.
-        let max_packet_size = super::fidelity::inbound_packet_limit(&self.global.config);
+        let max_packet_size =
+            super::connection::fidelity::inbound_packet_limit(&self.global.config);
         loop {
             let Some(conn) = self.connections.get_mut(key) else {
                 return;
@@ -299,7 +303,7 @@ impl ShardCore {
                 return;
             };
             let v5_connect = conn.state == ConnState::AwaitConnect
-                && super::protocol::is_v5_connect(&conn.read_buf);
+                && super::connection::protocol::is_v5_connect(&conn.read_buf);
             let version = conn.version;
             let decoded = match codec::split_frame(&mut conn.read_buf, version, max_packet_size) {
                 Ok(Some((header, frame))) => {
@@ -381,7 +385,9 @@ impl ShardCore {
                 // level is unknown, so answer in the 3.1.1 format every version can read.
                 self.queue_bounded(
                     key,
-                    &super::protocol::connack_refused(ReasonCode::UnsupportedProtocolVersion),
+                    &super::connection::protocol::connack_refused(
+                        ReasonCode::UnsupportedProtocolVersion,
+                    ),
                     codec::ProtocolVersion::V3_1_1,
                 );
                 self.close(
@@ -396,7 +402,7 @@ impl ShardCore {
                 log::warn!("refused CONNECT from {}: {error}", conn.peer);
                 self.queue_bounded(
                     key,
-                    &super::protocol::connack_refused(code),
+                    &super::connection::protocol::connack_refused(code),
                     codec::ProtocolVersion::V5,
                 );
                 self.close(key, CloseReason::ConnectRefused(code));
@@ -448,7 +454,11 @@ impl ShardCore {
         let code = ReasonCode::ImplementationSpecificError;
         if let Packet::ConnAck(_) = packet {
             let version = conn.version;
-            self.queue_bounded(key, &super::protocol::connack_refused(code), version);
+            self.queue_bounded(
+                key,
+                &super::connection::protocol::connack_refused(code),
+                version,
+            );
             self.close(key, CloseReason::ConnectRefused(code));
         } else {
             self.close(

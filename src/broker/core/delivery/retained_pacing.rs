@@ -9,11 +9,11 @@
 //! dropped as at a full buffer (`dropped_outgoing_buffer_full`). The backlog is written as the
 //! buffer is written down below the limit, and dropped with its connection.
 
-use super::fanout::Encoding;
-use super::keys::ConnKey;
-use super::session::MessageRef;
-use super::shard::ShardCore;
-use super::stats::bump;
+use crate::broker::core::delivery::fanout::Encoding;
+use crate::broker::core::keys::ConnKey;
+use crate::broker::core::sessions::session::MessageRef;
+use crate::broker::core::shard::ShardCore;
+use crate::broker::core::stats::bump;
 use crate::codec::QoS;
 use std::collections::{HashMap, VecDeque};
 
@@ -49,7 +49,7 @@ impl ShardCore {
     /// Puts a QoS 0 message for connection `key` behind its backlog (creating one). Returns
     /// false when the backlog is at `max_retained_per_subscribe` (the message is dropped and
     /// counted).
-    pub(super) fn backlog_qos0(
+    pub(crate) fn backlog_qos0(
         &mut self,
         key: ConnKey,
         message: &MessageRef,
@@ -73,7 +73,7 @@ impl ShardCore {
     }
 
     /// Writes `key`'s backlog while its outgoing buffer is below the limit.
-    pub(super) fn drain_backlog(&mut self, key: ConnKey) {
+    pub(crate) fn drain_backlog(&mut self, key: ConnKey) {
         let Some(mut backlog) = self.retained_backlog.by_connection.remove(&key) else {
             return;
         };

@@ -7,7 +7,14 @@
 //! Buffers are released when empty, and the read buffer once a read finds the socket empty,
 //! so an idle connection holds no buffer memory.
 
-use super::keys::SessionKey;
+// Access control (issue 13): the core's hooks into `crate::auth`.
+pub(crate) mod access;
+pub(crate) mod authn;
+pub(crate) mod dispatch;
+pub(crate) mod fidelity;
+pub mod protocol;
+
+use crate::broker::core::keys::SessionKey;
 use crate::codec::EncodeError;
 use crate::codec::{MqttString, Packet, ProtocolVersion, Publish};
 use bytes::{Buf, Bytes, BytesMut};
@@ -19,7 +26,7 @@ use std::net::{IpAddr, SocketAddr, SocketAddrV6};
 /// Pieces at most this long are copied into the staging buffer rather than queued shared:
 /// copying a few hundred bytes costs less than a reference count and an iovec entry, and keeps
 /// the vectored write short. Payloads above it are shared, never copied per subscriber.
-pub(super) const COPY_THRESHOLD_BYTES: usize = 256;
+pub(crate) const COPY_THRESHOLD_BYTES: usize = 256;
 /// The most chunks given to one vectored write.
 const IOV_MAX_CHUNKS: usize = 64;
 
@@ -166,7 +173,7 @@ pub enum ConnState {
 /// A will message armed by CONNECT.
 #[derive(Clone, Debug)]
 pub struct WillMessage {
-    /// Becomes a [`super::session::Message`] when published (its expiry runs from then).
+    /// Becomes a [`crate::broker::core::sessions::session::Message`] when published (its expiry runs from then).
     pub message: Publish,
     /// MQTT 5 Will Delay Interval, seconds (0 for 3.x).
     pub delay_secs: u32,
@@ -247,7 +254,7 @@ pub struct Connection {
     /// Keep-alive granted, seconds, zero for none (the client id is in the session only).
     pub keep_alive_secs: u16,
     /// When the last packet arrived, in the shard's wrapping millisecond ticks
-    /// ([`super::timers::Timers::ticks_ms`]): 4 bytes instead of an `Instant`'s 16. Only
+    /// ([`crate::broker::core::timers::Timers::ticks_ms`]): 4 bytes instead of an `Instant`'s 16. Only
     /// differences are used, and they stay far below the 49.7 days a `u32` wraps at (the
     /// keep-alive check runs at most 1.5 x 65,535 s after the packet).
     pub last_received_ms: u32,
@@ -292,7 +299,7 @@ pub struct ConnectionExtras {
     pub topic_aliases_out: OutgoingAliases,
     /// An enhanced-authentication exchange in progress (CONNECT waiting for AUTH, or a
     /// re-authentication).
-    pub auth: Option<Box<super::authn::AuthProgress>>,
+    pub auth: Option<Box<crate::broker::core::connection::authn::AuthProgress>>,
     /// The Authentication Method and identity this connection authenticated with.
     pub auth_method: Option<MqttString>,
     pub auth_username: Option<String>,

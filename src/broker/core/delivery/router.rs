@@ -12,8 +12,8 @@
 //! string: the replica keeps, per shared subscription, the shards that have members (this one
 //! included), and the publishing shard picks ONE of them per message ([`Router::shared_targets`]).
 
-use super::config::SharedStrategy;
-use super::mesh::ShardId;
+use crate::broker::core::config::SharedStrategy;
+use crate::broker::core::mesh::ShardId;
 use crate::codec::MqttString;
 use crate::topic::{self, CacheLookup, MatchCache, TopicTrie};
 use slab::Slab;

@@ -13,13 +13,15 @@
 //!   completed or its first bytes arrived; time the broker itself did not read the connection
 //!   (paused) does not count against it. One timer entry per connection at most.
 
-use super::connection::{ConnState, PAUSED_OUTGOING, TIMER_PARTIAL_ARMED, TIMER_PARTIAL_STARTED};
-use super::fanout::Encoding;
-use super::keys::{ConnKey, SessionKey};
-use super::session::OutgoingState;
-use super::shard::{CloseReason, ShardCore};
-use super::stats::bump;
-use super::timers::TimerKind;
+use crate::broker::core::connection::{
+    ConnState, PAUSED_OUTGOING, TIMER_PARTIAL_ARMED, TIMER_PARTIAL_STARTED,
+};
+use crate::broker::core::delivery::fanout::Encoding;
+use crate::broker::core::keys::{ConnKey, SessionKey};
+use crate::broker::core::sessions::session::OutgoingState;
+use crate::broker::core::shard::{CloseReason, ShardCore};
+use crate::broker::core::stats::bump;
+use crate::broker::core::timers::TimerKind;
 use crate::codec::{self, Ack, Packet, Properties, ReasonCode};
 use std::time::Duration;
 
@@ -29,7 +31,7 @@ const PARTIAL_PACKET_UNIT_BYTES: usize = 64 * 1024;
 impl ShardCore {
     /// Called before each packet of `key` is handled: whether its outgoing buffer is full, in
     /// which case it is paused (not read, not processed) until written down.
-    pub(super) fn pause_if_outgoing_full(&mut self, key: ConnKey) -> bool {
+    pub(crate) fn pause_if_outgoing_full(&mut self, key: ConnKey) -> bool {
         let limit = self.global.config.max_outgoing_bytes;
         let Some(conn) = self.connections.get_mut(key) else {
             return false;
@@ -47,7 +49,7 @@ impl ShardCore {
     /// After a write of `key` left `after` bytes buffered: a connection paused for its full
     /// buffer resumes at half the limit (processed and read again at the start of next turn,
     /// through `ready`; `flush_writes` must not handle input while it walks its list).
-    pub(super) fn resume_if_written_down(&mut self, key: ConnKey, after: usize) -> bool {
+    pub(crate) fn resume_if_written_down(&mut self, key: ConnKey, after: usize) -> bool {
         let half = self.global.config.max_outgoing_bytes / 2;
         let Some(conn) = self.connections.get_mut(key) else {
             return false;
@@ -62,7 +64,7 @@ impl ShardCore {
     /// A whole packet of `key` was taken from its read buffer: the next one's clock starts when
     /// its first bytes are seen unfinished.
     #[inline]
-    pub(super) fn partial_packet_done(&mut self, key: ConnKey) {
+    pub(crate) fn partial_packet_done(&mut self, key: ConnKey) {
         if let Some(conn) = self.connections.get_mut(key) {
             conn.timer &= !TIMER_PARTIAL_STARTED;
         }
@@ -70,7 +72,7 @@ impl ShardCore {
 
     /// The read buffer of `key` holds no whole packet: if it holds part of one, its clock
     /// starts (unless running) and a timer is armed (unless one is).
-    pub(super) fn partial_packet_pending(&mut self, key: ConnKey) {
+    pub(crate) fn partial_packet_pending(&mut self, key: ConnKey) {
         let per_unit_ms = self.global.config.partial_packet_timeout_ms;
         let Some(conn) = self.connections.get_mut(key) else {
             return;
@@ -99,7 +101,8 @@ impl ShardCore {
         let Some(conn) = self.connections.get(key) else {
             return per_unit_ms;
         };
-        let limit = super::fidelity::inbound_packet_limit(&self.global.config);
+        let limit =
+            crate::broker::core::connection::fidelity::inbound_packet_limit(&self.global.config);
         let frame_len = match codec::check_frame(&conn.read_buf, conn.version, limit) {
             Ok(Some(header)) => header.frame_len(),
             _ => 1,
@@ -109,7 +112,7 @@ impl ShardCore {
     }
 
     /// The partial-packet timer of connection `key` (generation = its id) fired.
-    pub(super) fn partial_packet_timer(&mut self, key: ConnKey, connection_id: u64) {
+    pub(crate) fn partial_packet_timer(&mut self, key: ConnKey, connection_id: u64) {
         let now_ms = self.now_ms;
         let Some(conn) = self.connections.get_mut(key) else {
             return;
@@ -158,7 +161,7 @@ impl ShardCore {
 impl ShardCore {
     /// Whether `key`'s outgoing buffer is at `max_outgoing_bytes`.
     #[inline]
-    pub(super) fn outgoing_full(&self, key: ConnKey) -> bool {
+    pub(crate) fn outgoing_full(&self, key: ConnKey) -> bool {
         self.connections
             .get(key)
             .is_some_and(|c| c.out.len() >= self.global.config.max_outgoing_bytes)
@@ -166,7 +169,7 @@ impl ShardCore {
 
     /// A write took `key`'s buffer from `before` to `after` bytes: the slow-consumer clock
     /// restarts; returns whether it crossed below the limit (its queue may refill).
-    pub(super) fn written_progress(&mut self, key: ConnKey, before: usize, after: usize) -> bool {
+    pub(crate) fn written_progress(&mut self, key: ConnKey, before: usize, after: usize) -> bool {
         let limit = self.global.config.max_outgoing_bytes;
         let now_ms = self.now_ms;
         let Some(conn) = self.connections.get_mut(key) else {
@@ -181,7 +184,7 @@ impl ShardCore {
     /// [MQTT-4.4.0-1]: resends the unacknowledged PUBLISHes (with DUP) and PUBRELs of a resumed
     /// session, in order, while `key`'s outgoing buffer is below the limit. Returns whether
     /// the whole window has been resent (the rest goes as the buffer is written down).
-    pub(super) fn resend_inflight(&mut self, key: ConnKey, skey: SessionKey) -> bool {
+    pub(crate) fn resend_inflight(&mut self, key: ConnKey, skey: SessionKey) -> bool {
         loop {
             let Some(session) = self.sessions.get_mut(skey) else {
                 return true;
@@ -220,7 +223,7 @@ impl ShardCore {
     }
 
     /// Sends queued messages to each connection of `keys` (written down below the limit).
-    pub(super) fn refill_queues(&mut self, keys: &[ConnKey]) {
+    pub(crate) fn refill_queues(&mut self, keys: &[ConnKey]) {
         for &key in keys {
             // Issue 11: waiting QoS 0 retained messages first (`retained_pacing.rs`).
             self.drain_backlog(key);
@@ -233,7 +236,7 @@ impl ShardCore {
 
     /// A message for `key` met its full buffer: a subscriber whose buffer has stayed full with
     /// nothing written for `slow_consumer_timeout_ms` is disconnected.
-    pub(super) fn check_slow_consumer(&mut self, key: ConnKey) {
+    pub(crate) fn check_slow_consumer(&mut self, key: ConnKey) {
         let timeout_ms = self.global.config.slow_consumer_timeout_ms;
         let Some(conn) = self.connections.get(key) else {
             return;

@@ -38,14 +38,14 @@
 //! Shared subscriptions are not covered on the remote side: their strategies already skip
 //! members that cannot take a message.
 
-use super::connection::PAUSED_CONGESTION;
-use super::keys::{ConnKey, SessionKey};
-use super::mesh::ShardId;
 use super::queue_charges::QueueCharges;
-use super::session::{Congestion, MessageRef, OutgoingFill, SessionState};
-use super::shard::ShardCore;
-use super::stats::bump;
-use super::timers::TimerKind;
+use crate::broker::core::connection::PAUSED_CONGESTION;
+use crate::broker::core::keys::{ConnKey, SessionKey};
+use crate::broker::core::mesh::ShardId;
+use crate::broker::core::sessions::session::{Congestion, MessageRef, OutgoingFill, SessionState};
+use crate::broker::core::shard::ShardCore;
+use crate::broker::core::stats::bump;
+use crate::broker::core::timers::TimerKind;
 use crate::codec::QoS;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -72,19 +72,19 @@ pub enum Blocker {
 #[derive(Debug)]
 pub struct Backpressure {
     /// Connections paused by a full mesh channel.
-    pub(super) paused_mesh: Vec<ConnKey>,
+    pub(crate) paused_mesh: Vec<ConnKey>,
     /// Publishers paused for QoS 1/2 congestion: (connection key, connection id, what they wait
     /// for). At most one entry per connection (its `PAUSED_CONGESTION` bit).
-    pub(super) paused_congestion: Vec<(ConnKey, u64, Blocker)>,
+    pub(crate) paused_congestion: Vec<(ConnKey, u64, Blocker)>,
     /// Scratch for `resume_congested`.
-    pub(super) resumed_scratch: Vec<(ConnKey, u64)>,
+    pub(crate) resumed_scratch: Vec<(ConnKey, u64)>,
     /// Sessions on this shard that are `Congestion::Congested`; `Global::congested[id]` says
     /// whether it is above zero.
-    pub(super) congested_sessions: usize,
+    pub(crate) congested_sessions: usize,
     /// The first congested recipient met while routing the current publish.
-    pub(super) blocker: Option<Blocker>,
+    pub(crate) blocker: Option<Blocker>,
     /// This shard's part of `max_buffered_bytes` and what its buffers and queues hold.
-    pub(super) memory: MemoryBudget,
+    pub(crate) memory: MemoryBudget,
 }
 
 impl Backpressure {
@@ -186,7 +186,7 @@ impl MemoryBudget {
 }
 
 /// The outgoing buffer's fill for QoS 0 backpressure (always low without it).
-pub(super) fn outgoing_fill(
+pub(crate) fn outgoing_fill(
     out_len: usize,
     max_outgoing: usize,
     qos0_backpressure: bool,
@@ -202,7 +202,7 @@ pub(super) fn outgoing_fill(
 
 impl ShardCore {
     /// Re-evaluates the congestion of session `skey` after its queue or connection changed.
-    pub(super) fn update_congestion(&mut self, skey: SessionKey) {
+    pub(crate) fn update_congestion(&mut self, skey: SessionKey) {
         let Some(session) = self.sessions.get_mut(skey) else {
             return;
         };
@@ -240,7 +240,7 @@ impl ShardCore {
     /// Records what holds the publish being routed back, if anything: this shard's memory
     /// pressure, or `skey` when it is online and congested (called for each delivery, with the
     /// QoS it was delivered at; QoS 0 counts only with `qos0_backpressure`).
-    pub(super) fn note_recipient(&mut self, skey: SessionKey, qos: QoS, online: bool) {
+    pub(crate) fn note_recipient(&mut self, skey: SessionKey, qos: QoS, online: bool) {
         if self.backpressure.blocker.is_some()
             || (qos == QoS::AtMostOnce && !self.global.config.qos0_backpressure)
         {
@@ -262,7 +262,7 @@ impl ShardCore {
 
     /// The outgoing buffer of `skey`'s connection reached the high watermark (QoS 0
     /// backpressure): a clear session becomes congested.
-    pub(super) fn outgoing_grew(&mut self, skey: SessionKey) {
+    pub(crate) fn outgoing_grew(&mut self, skey: SessionKey) {
         let clear = self
             .sessions
             .get(skey)
@@ -274,7 +274,7 @@ impl ShardCore {
 
     /// Connection `key` was written down to the low watermark: its session, if congested or
     /// stalled, may clear.
-    pub(super) fn outgoing_written(&mut self, key: ConnKey) {
+    pub(crate) fn outgoing_written(&mut self, key: ConnKey) {
         let Some(skey) = self.connections.get(key).and_then(|c| c.session) else {
             return;
         };
@@ -289,14 +289,14 @@ impl ShardCore {
 
     /// Issue 11: an entry holding `message` was added to a session queue (counted in the
     /// budget and the queues' share; the message itself once per shard, `queue_charges.rs`).
-    pub(super) fn queue_entry_added(&mut self, message: &MessageRef) {
+    pub(crate) fn queue_entry_added(&mut self, message: &MessageRef) {
         let bytes = self.backpressure.memory.charges.charge(message);
         self.backpressure.memory.queued += bytes;
         self.buffered_grew(bytes);
     }
 
     /// Issue 11: an entry holding `message` left a session queue.
-    pub(super) fn queue_entry_removed(&mut self, message: &MessageRef) {
+    pub(crate) fn queue_entry_removed(&mut self, message: &MessageRef) {
         let bytes = self.backpressure.memory.charges.refund(message);
         let memory = &mut self.backpressure.memory;
         memory.queued = memory.queued.saturating_sub(bytes);
@@ -304,14 +304,14 @@ impl ShardCore {
     }
 
     /// A session's whole queue arrived on this shard (a takeover, or restored from disk).
-    pub(super) fn queue_arrived(&mut self, state: &SessionState) {
+    pub(crate) fn queue_arrived(&mut self, state: &SessionState) {
         for queued in &state.queued {
             self.queue_entry_added(&queued.message);
         }
     }
 
     /// A session's whole queue left this shard (the session ended or moved).
-    pub(super) fn queue_left(&mut self, state: &SessionState) {
+    pub(crate) fn queue_left(&mut self, state: &SessionState) {
         for queued in &state.queued {
             self.queue_entry_removed(&queued.message);
         }
@@ -319,7 +319,7 @@ impl ShardCore {
 
     /// Bytes added to an outgoing buffer or a queue: pressure starts at the high watermark.
     #[inline]
-    pub(super) fn buffered_grew(&mut self, bytes: usize) {
+    pub(crate) fn buffered_grew(&mut self, bytes: usize) {
         self.backpressure.memory.hold(bytes);
         if self.backpressure.memory.buffered >= self.backpressure.memory.high
             && self.backpressure.memory.pressure == Congestion::Clear
@@ -347,7 +347,7 @@ impl ShardCore {
 
     /// Once per turn: pressure (on or stalled) ends at the low watermark; the gauges are
     /// updated.
-    pub(super) fn check_memory(&mut self) {
+    pub(crate) fn check_memory(&mut self) {
         let memory = &mut self.backpressure.memory;
         if memory.pressure != Congestion::Clear && memory.buffered <= memory.low {
             let was = std::mem::take(&mut memory.pressure);
@@ -378,7 +378,7 @@ impl ShardCore {
     }
 
     /// The memory pressure timer of `episode` fired: pressure still on is stalled.
-    pub(super) fn memory_pressure_timeout(&mut self, episode: u64) {
+    pub(crate) fn memory_pressure_timeout(&mut self, episode: u64) {
         if self.backpressure.memory.pressure != Congestion::Congested
             || u64::from(self.backpressure.memory.episode) != episode
         {
@@ -397,7 +397,7 @@ impl ShardCore {
     /// Debug builds: the budget's count equals what the buffers and queues hold (checked on
     /// small shards only, it walks everything).
     #[cfg(debug_assertions)]
-    pub(super) fn debug_check_buffered(&self) {
+    pub(crate) fn debug_check_buffered(&self) {
         if self.connections.len() + self.sessions.len() > 64 {
             return;
         }
@@ -413,7 +413,7 @@ impl ShardCore {
     }
 
     /// The congestion timer of `episode` fired: a session still congested is stalled.
-    pub(super) fn congestion_timeout(&mut self, skey: SessionKey, episode: u64) {
+    pub(crate) fn congestion_timeout(&mut self, skey: SessionKey, episode: u64) {
         let Ok(episode) = u32::try_from(episode) else {
             return;
         };
@@ -433,7 +433,7 @@ impl ShardCore {
     }
 
     /// A session that is going away (ended or moved) stops counting.
-    pub(super) fn forget_congestion(&mut self, skey: SessionKey) {
+    pub(crate) fn forget_congestion(&mut self, skey: SessionKey) {
         let Some(session) = self.sessions.get_mut(skey) else {
             return;
         };
@@ -486,7 +486,7 @@ impl ShardCore {
     }
 
     /// Stops reading a publisher until `blocker` clears.
-    pub(super) fn pause_for_congestion(&mut self, key: ConnKey, blocker: Blocker) {
+    pub(crate) fn pause_for_congestion(&mut self, key: ConnKey, blocker: Blocker) {
         let Some(conn) = self.connections.get_mut(key) else {
             return;
         };
@@ -516,7 +516,7 @@ impl ShardCore {
     }
 
     /// Resumes the publishers whose blocker cleared; the others stay paused.
-    pub(super) fn resume_congested(&mut self) {
+    pub(crate) fn resume_congested(&mut self) {
         if !self.congestion_resumable() {
             return;
         }

@@ -3,12 +3,12 @@
 //! Every violation becomes `CloseReason::Protocol(reason code, rule)`: the connection gets a
 //! DISCONNECT with that code (MQTT 5), one log line, and is closed; nobody else is affected.
 
-use super::connection::ConnState;
-use super::keys::{ConnKey, SessionKey};
-use super::protocol::{granted, topic_levels, FORWARD_FRAME_MAX_BYTES};
-use super::session::{IncomingQoS2, ReceivedFrame, StoredSubscription};
-use super::shard::{Awaited, CloseReason, LocalSub, PendingAck, ShardCore};
-use super::stats::{bump, drop_one};
+use crate::broker::core::connection::protocol::{granted, topic_levels, FORWARD_FRAME_MAX_BYTES};
+use crate::broker::core::connection::ConnState;
+use crate::broker::core::keys::{ConnKey, SessionKey};
+use crate::broker::core::sessions::session::{IncomingQoS2, ReceivedFrame, StoredSubscription};
+use crate::broker::core::shard::{Awaited, CloseReason, LocalSub, PendingAck, ShardCore};
+use crate::broker::core::stats::{bump, drop_one};
 use crate::codec::{
     Ack, Disconnect, MqttString, Packet, Properties, ProtocolVersion, Publish, QoS, ReasonCode,
     SubAck, Subscribe, UnsubAck, Unsubscribe,
@@ -31,7 +31,7 @@ fn protocol_error(why: &str) -> CloseReason {
 impl ShardCore {
     /// Dispatches one decoded packet.
     /// `frame` is the packet's whole frame as received (shared with the packet's fields).
-    pub(super) fn handle_packet(&mut self, key: ConnKey, packet: Packet, frame: Bytes) {
+    pub(crate) fn handle_packet(&mut self, key: ConnKey, packet: Packet, frame: Bytes) {
         let Some(conn) = self.connections.get(key) else {
             return;
         };
@@ -183,7 +183,9 @@ impl ShardCore {
             return;
         }
         // Issue 16 hook: `$SYS` and `$share` topic names are not for clients (fidelity.rs).
-        if super::fidelity::is_reserved_publish_topic(publish.topic.as_bytes()) {
+        if crate::broker::core::connection::fidelity::is_reserved_publish_topic(
+            publish.topic.as_bytes(),
+        ) {
             self.drop_reserved_publish(key, &publish);
             return;
         }

@@ -21,7 +21,7 @@
 //! [`QUEUE_ENTRY_BYTES`] + the message's bytes); its size is the gauge
 //! `queued_messages_distinct`.
 
-use super::session::{queued_bytes, MessageRef, Queued};
+use crate::broker::core::sessions::session::{queued_bytes, MessageRef, Queued};
 use hashbrown::HashMap;
 use std::sync::Arc;
 
@@ -102,7 +102,7 @@ pub fn charge_of<'a>(messages: impl Iterator<Item = &'a MessageRef>) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::broker::core::session::Message;
+    use crate::broker::core::sessions::session::Message;
     use crate::codec::{MqttString, Publish, QoS};
     use bytes::Bytes;
     use std::time::Instant;

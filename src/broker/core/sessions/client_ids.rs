@@ -4,8 +4,8 @@
 //! points to, so each client id is stored once on the shard (an idle connection holds one such
 //! entry, see BENCHMARKS.md "Performance (issue 6)").
 
-use super::keys::{SessionKey, Slots};
-use super::shard::ShardSession;
+use crate::broker::core::keys::{SessionKey, Slots};
+use crate::broker::core::shard::ShardSession;
 use crate::codec::MqttString;
 use hashbrown::HashTable;
 use std::hash::{BuildHasher, RandomState};

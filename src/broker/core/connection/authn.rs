@@ -8,11 +8,11 @@
 //! the handshake timeout still bounds it. Re-authentication (AUTH 0x19) runs on a connected
 //! connection, which keeps working under its identity meanwhile.
 
-use super::keys::ConnKey;
-use super::protocol::{self, AcceptedConnect};
-use super::shard::{CloseReason, ShardCore};
-use super::stats::bump;
 use crate::auth::{AuthState, AuthStep};
+use crate::broker::core::connection::protocol::{self, AcceptedConnect};
+use crate::broker::core::keys::ConnKey;
+use crate::broker::core::shard::{CloseReason, ShardCore};
+use crate::broker::core::stats::bump;
 use crate::codec::{Auth, ConnAck, Connect, MqttString, Packet, Properties, ReasonCode};
 use bytes::Bytes;
 
@@ -51,7 +51,7 @@ fn bounded(step: AuthStep) -> AuthStep {
 impl ShardCore {
     /// Authenticates a valid CONNECT. Returns it when the client may be admitted now; `None`
     /// when an exchange continues (AUTH) or the CONNECT was refused (CONNACK sent).
-    pub(super) fn authenticate_connect(
+    pub(crate) fn authenticate_connect(
         &mut self,
         key: ConnKey,
         connect: &Connect,
@@ -123,7 +123,7 @@ impl ShardCore {
     }
 
     /// CONNACK with an error code, then close ([MQTT-4.12.0-4] for a failed authentication).
-    pub(super) fn refuse_connect(&mut self, key: ConnKey, code: ReasonCode) {
+    pub(crate) fn refuse_connect(&mut self, key: ConnKey, code: ReasonCode) {
         bump(&self.global.counters[self.id].connects_refused);
         bump(&self.global.counters[self.id].authentication_failures);
         self.send_packet(key, &protocol::connack_refused(code));
@@ -229,7 +229,7 @@ impl ShardCore {
 
     /// An AUTH from the client: the next step of an exchange (0x18) or a re-authentication
     /// (0x19).
-    pub(super) fn handle_auth(&mut self, key: ConnKey, auth: Auth) {
+    pub(crate) fn handle_auth(&mut self, key: ConnKey, auth: Auth) {
         let Some(conn) = self.connections.get_mut(key) else {
             return;
         };

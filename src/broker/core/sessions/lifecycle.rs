@@ -15,17 +15,19 @@
 //! holding the session always hands it over first, and the other forwards it, so the newest
 //! claim ends up with the session whatever order the messages arrive in.
 
-use super::connection::{
+use crate::broker::core::connection::protocol::{self, AcceptedConnect};
+use crate::broker::core::connection::{
     ConnState, OutgoingAliases, WillMessage, TIMER_HANDSHAKE_PENDING, TIMER_KEEP_ALIVE_ON_HANDSHAKE,
 };
-use super::keys::{ConnKey, SessionKey};
-use super::mesh::{ShardId, ShardMsg};
-use super::protocol::{self, AcceptedConnect};
-use super::registry::Claim;
-use super::session::{Session, SessionLimits, SessionState};
-use super::shard::{Awaited, CloseReason, LocalSub, PendingAck, ShardCore, ShardSession};
-use super::stats::{bump, bump_by, drop_by};
-use super::timers::TimerKind;
+use crate::broker::core::keys::{ConnKey, SessionKey};
+use crate::broker::core::mesh::{ShardId, ShardMsg};
+use crate::broker::core::registry::Claim;
+use crate::broker::core::sessions::session::{Session, SessionLimits, SessionState};
+use crate::broker::core::shard::{
+    Awaited, CloseReason, LocalSub, PendingAck, ShardCore, ShardSession,
+};
+use crate::broker::core::stats::{bump, bump_by, drop_by};
+use crate::broker::core::timers::TimerKind;
 use crate::codec::{Connect, MqttString, Packet, ReasonCode};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -86,7 +88,7 @@ impl ShardCore {
 
     /// The first packet: validate, claim the client id, then connect locally or ask the shard
     /// holding the session for it.
-    pub(super) fn handle_connect(&mut self, key: ConnKey, connect: Connect) {
+    pub(crate) fn handle_connect(&mut self, key: ConnKey, connect: Connect) {
         let version = connect.protocol_version;
         let accepted = {
             let config = &self.global.config;
@@ -137,7 +139,7 @@ impl ShardCore {
     }
 
     /// Claims the client id and attaches the session of an authenticated CONNECT.
-    pub(super) fn admit_connect(&mut self, key: ConnKey, accepted: AcceptedConnect) {
+    pub(crate) fn admit_connect(&mut self, key: ConnKey, accepted: AcceptedConnect) {
         let Some(conn) = self.connections.get_mut(key) else {
             return;
         };
@@ -347,7 +349,7 @@ impl ShardCore {
     }
 
     /// Sends CONNACK, then what the session had in flight and queued.
-    pub(super) fn complete_connect(
+    pub(crate) fn complete_connect(
         &mut self,
         key: ConnKey,
         connack: &Packet,
@@ -389,7 +391,7 @@ impl ShardCore {
 
     /// Puts a session into the slab and its subscriptions into the trie (broadcasting routes
     /// for filters new to this shard; the route barrier of later SUBACKs covers them).
-    pub(super) fn install_session(
+    pub(crate) fn install_session(
         &mut self,
         state: SessionState,
         claim: Claim,
@@ -466,7 +468,7 @@ impl ShardCore {
 
     /// The connection of a session closed: end the session or keep it offline, and handle the
     /// will (at once, or after its delay while the session lives).
-    pub(super) fn detach_session(&mut self, skey: SessionKey, will: Option<Box<WillMessage>>) {
+    pub(crate) fn detach_session(&mut self, skey: SessionKey, will: Option<Box<WillMessage>>) {
         let generation = self.next_generation;
         self.next_generation += 1;
         let now = self.now;
@@ -514,7 +516,7 @@ impl ShardCore {
     }
 
     /// Ends a session: its pending will goes out, its subscriptions and registry entry go.
-    pub(super) fn end_session(&mut self, skey: SessionKey) {
+    pub(crate) fn end_session(&mut self, skey: SessionKey) {
         if let Some(will) = self
             .sessions
             .get_mut(skey)
@@ -561,7 +563,7 @@ impl ShardCore {
     }
 
     /// Another shard accepted a CONNECT for a client id this shard holds.
-    pub(super) fn handle_takeover_request(
+    pub(crate) fn handle_takeover_request(
         &mut self,
         from: ShardId,
         request: u64,
@@ -633,7 +635,7 @@ impl ShardCore {
     }
 
     /// `from` applied our `TakeoverReply` for `client_id`: its routes are in our replica now.
-    pub(super) fn handle_takeover_settled(&mut self, from: ShardId, client_id: &MqttString) {
+    pub(crate) fn handle_takeover_settled(&mut self, from: ShardId, client_id: &MqttString) {
         if let Some(at) = self
             .moved
             .iter()
@@ -645,7 +647,7 @@ impl ShardCore {
 
     /// Finding F1: the shards a message published here must reach for sessions handed over
     /// recently (see [`MovedSession`]), pushed to `out` unless `sent(shard)`.
-    pub(super) fn moved_targets(
+    pub(crate) fn moved_targets(
         &self,
         topic: &str,
         sent: impl Fn(ShardId) -> bool,
@@ -666,7 +668,7 @@ impl ShardCore {
     }
 
     /// The shard that held a session answered our `Takeover`.
-    pub(super) fn handle_takeover_reply(
+    pub(crate) fn handle_takeover_reply(
         &mut self,
         from: ShardId,
         request: u64,
@@ -737,15 +739,18 @@ impl ShardCore {
     }
 
     /// Publishes a will message like any other publish from this shard.
-    pub(super) fn publish_will(&mut self, will: WillMessage) {
+    pub(crate) fn publish_will(&mut self, will: WillMessage) {
         // Issue 16 hook: a will to `$SYS`/`$share` is dropped like such a PUBLISH (Mosquitto
         // checks a will's topic when it sends it, the same way).
-        if super::fidelity::is_reserved_publish_topic(will.message.topic.as_bytes()) {
+        if crate::broker::core::connection::fidelity::is_reserved_publish_topic(
+            will.message.topic.as_bytes(),
+        ) {
             bump(&self.global.counters[self.id].publishes_to_reserved_topics);
             return;
         }
         bump(&self.global.counters[self.id].wills_published);
-        let message = super::session::Message::new_ref(will.message, self.now);
+        let message =
+            crate::broker::core::sessions::session::Message::new_ref(will.message, self.now);
         self.route_publish(&message, None);
     }
 }

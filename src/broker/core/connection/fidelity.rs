@@ -2,7 +2,7 @@
 //! packet-size limit in force, a minimal CONNACK, fitting what the server sends into the client's
 //! Maximum Packet Size, `$`-topic publishes, and escaping client-supplied text in log lines.
 
-use super::config::Config;
+use crate::broker::core::config::Config;
 use crate::codec::{Packet, Properties, ProtocolVersion};
 
 /// The largest packet MQTT can carry: a 268,435,455-byte remaining length plus a five-byte
@@ -73,14 +73,18 @@ fn properties_mut(packet: &mut Packet) -> Option<&mut Properties> {
     }
 }
 
-impl super::shard::ShardCore {
+impl crate::broker::core::shard::ShardCore {
     /// Sends `packet`, too large for the client's Maximum Packet Size as it is, with what may be
     /// left out removed ([`fit_to_client`]). If it still does not fit, the connection is closed
     /// without it, as Mosquitto does: [MQTT-3.1.2-24] forbids sending it, and [MQTT-3.1.2-25]
     /// ("discard it ... and behave as if it had completed sending") is for Application Messages
     /// only; an acknowledgement the client never gets would leave it waiting for ever. A CONNACK
     /// that cannot be sent leaves the client unconnected, so its will is dropped, not published.
-    pub(super) fn send_fitted(&mut self, key: super::keys::ConnKey, mut packet: Packet) {
+    pub(crate) fn send_fitted(
+        &mut self,
+        key: crate::broker::core::keys::ConnKey,
+        mut packet: Packet,
+    ) {
         let Some(conn) = self.connections.get_mut(key) else {
             return;
         };
@@ -89,7 +93,7 @@ impl super::shard::ShardCore {
             self.queue_bounded(key, &packet, version);
             return;
         }
-        super::stats::bump(&self.global.counters[self.id].dropped_client_packet_size);
+        crate::broker::core::stats::bump(&self.global.counters[self.id].dropped_client_packet_size);
         match packet {
             // [MQTT-3.1.2-25]: an Application Message is discarded as if it had been sent
             // (fanout.rs does this for every delivery; kept here should one come this way).
@@ -100,7 +104,7 @@ impl super::shard::ShardCore {
         let size_bytes = packet.encoded_len(version);
         self.close(
             key,
-            super::shard::CloseReason::ClientMaxPacketSize { size_bytes, max },
+            crate::broker::core::shard::CloseReason::ClientMaxPacketSize { size_bytes, max },
         );
     }
 }
@@ -116,18 +120,20 @@ pub fn is_reserved_publish_topic(topic: &[u8]) -> bool {
     topic.starts_with(b"$SYS") || topic.starts_with(b"$share")
 }
 
-impl super::shard::ShardCore {
+impl crate::broker::core::shard::ShardCore {
     /// Drops a PUBLISH to a reserved topic name ([`is_reserved_publish_topic`]) the way
     /// Mosquitto 2.0 answers a denied publish: QoS 0 silently; QoS 1 PUBACK and QoS 2 PUBREC
     /// with 0x87 Not authorized for MQTT 5 (an error PUBREC ends the QoS 2 exchange, 4.3.3) and a
     /// plain PUBACK/PUBREC for 3.x, which has no way to say no; the connection stays open.
-    pub(super) fn drop_reserved_publish(
+    pub(crate) fn drop_reserved_publish(
         &mut self,
-        key: super::keys::ConnKey,
+        key: crate::broker::core::keys::ConnKey,
         publish: &crate::codec::Publish,
     ) {
         use crate::codec::{Ack, QoS, ReasonCode};
-        super::stats::bump(&self.global.counters[self.id].publishes_to_reserved_topics);
+        crate::broker::core::stats::bump(
+            &self.global.counters[self.id].publishes_to_reserved_topics,
+        );
         log::debug!(
             "dropped PUBLISH to a reserved topic shard={} topic={}",
             self.id,
@@ -181,7 +187,7 @@ impl super::shard::ShardCore {
 // Start 0 it discards the will even with Will Delay 0 (and so for 3.x Clean Session 0). shardmq
 // follows the spec's explicit comment instead.
 
-impl super::shard::ShardCore {
+impl crate::broker::core::shard::ShardCore {
     /// Whether this core broadcast a new route since the last call (issue 16, subscribe
     /// visibility). The runtime asks after each input it hands over and, when it did, flags and
     /// wakes every peer at once (`Inbox::wake_for_routes`) instead of at the end of the turn;

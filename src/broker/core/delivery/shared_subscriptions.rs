@@ -2,7 +2,7 @@
 //! 3.x clients, as Mosquitto, EMQX and VerneMQ allow): each message goes to ONE member of the
 //! group, whichever shard the members are on.
 //!
-//! The publishing shard asks its routing replica ([`super::router::Router::shared_targets`]) for
+//! The publishing shard asks its routing replica ([`crate::broker::core::delivery::router::Router::shared_targets`]) for
 //! one shard per matching group, among the shards with members, by the configured strategy. That
 //! shard picks one of its local members by the same strategy, skipping members that are offline
 //! or whose in-flight window is full while another member can take the message; when none can,
@@ -11,13 +11,13 @@
 //! Local members live outside the ordinary trie (a topic named `$share/...` must never match
 //! them): one entry per shared subscription name, each with its members in subscribe order.
 
-use super::config::SharedStrategy;
-use super::fanout::{with_subscription_identifiers, Encoding};
-use super::keys::SessionKey;
-use super::mesh::ShardMsg;
-use super::session::{MessageRef, OutgoingState, SessionState};
-use super::shard::{LocalSub, ShardCore};
-use super::stats::bump;
+use crate::broker::core::config::SharedStrategy;
+use crate::broker::core::delivery::fanout::{with_subscription_identifiers, Encoding};
+use crate::broker::core::keys::SessionKey;
+use crate::broker::core::mesh::ShardMsg;
+use crate::broker::core::sessions::session::{MessageRef, OutgoingState, SessionState};
+use crate::broker::core::shard::{LocalSub, ShardCore};
+use crate::broker::core::stats::bump;
 use crate::codec::{MqttString, QoS};
 
 /// The members of one shared subscription on this shard.
@@ -49,7 +49,7 @@ pub fn client_id_hash(client_id: &str) -> u64 {
 
 impl ShardCore {
     /// Adds a subscription to the trie, or to its shared group (replacing the session's old one).
-    pub(super) fn subscription_insert(&mut self, filter: &MqttString, sub: LocalSub) {
+    pub(crate) fn subscription_insert(&mut self, filter: &MqttString, sub: LocalSub) {
         if !is_shared(filter.as_str()) {
             self.delivery.trie.insert(filter.as_str(), sub);
             return;
@@ -66,7 +66,7 @@ impl ShardCore {
     }
 
     /// Removes a session's subscription from the trie or from its shared group.
-    pub(super) fn subscription_remove(&mut self, filter: &MqttString, skey: SessionKey) {
+    pub(crate) fn subscription_remove(&mut self, filter: &MqttString, skey: SessionKey) {
         if !is_shared(filter.as_str()) {
             self.delivery
                 .trie
@@ -83,7 +83,7 @@ impl ShardCore {
     }
 
     /// A fresh pseudo-random number (xorshift64*; for the random strategy, not for security).
-    pub(super) fn next_random(&mut self) -> u64 {
+    pub(crate) fn next_random(&mut self) -> u64 {
         let mut x = self.delivery.random_state;
         x ^= x >> 12;
         x ^= x << 25;
@@ -94,7 +94,7 @@ impl ShardCore {
 
     /// Sends a message published on this shard to one member of each matching shared
     /// subscription. Returns whether any group matched and whether a mesh channel was full.
-    pub(super) fn route_shared(
+    pub(crate) fn route_shared(
         &mut self,
         message: &MessageRef,
         origin: Option<SessionKey>,
@@ -135,7 +135,7 @@ impl ShardCore {
     }
 
     /// Delivers a message to one local member of `share`.
-    pub(super) fn deliver_shared(
+    pub(crate) fn deliver_shared(
         &mut self,
         share: &MqttString,
         message: &MessageRef,
@@ -194,7 +194,7 @@ impl ShardCore {
     /// shared-subscription messages to other members: QoS 1/2 messages in flight but not yet
     /// received (no PUBREC) and queued messages whose topic matches one of its shared
     /// subscriptions go to the group again, as a new delivery.
-    pub(super) fn redeliver_shared(&mut self, state: &SessionState) {
+    pub(crate) fn redeliver_shared(&mut self, state: &SessionState) {
         let shares: Vec<(MqttString, &str)> = state
             .subscriptions
             .keys()

@@ -2,12 +2,12 @@
 //! files, JWT, ACL decisions, caches) lives in `crate::auth`; these methods only connect it to
 //! CONNECT, PUBLISH, SUBSCRIBE and delivery, count refusals and send the answers.
 
-use super::keys::{ConnKey, SessionKey};
-use super::protocol::AcceptedConnect;
-use super::shard::{CloseReason, ShardCore};
-use super::stats::bump;
-use super::timers::TimerKind;
 use crate::auth::{Login, LoginRefusal, ACL_READ, ACL_WRITE};
+use crate::broker::core::connection::protocol::AcceptedConnect;
+use crate::broker::core::keys::{ConnKey, SessionKey};
+use crate::broker::core::shard::{CloseReason, ShardCore};
+use crate::broker::core::stats::bump;
+use crate::broker::core::timers::TimerKind;
 use crate::codec::{Connect, ReasonCode};
 use std::time::Duration;
 
@@ -25,7 +25,7 @@ impl ShardCore {
     /// The access state of a session restored from disk (persistence): its user is not known
     /// until its client reconnects, so while any policy restricts topics nothing is delivered
     /// to it (deny by default) rather than everything.
-    pub(super) fn restored_access(
+    pub(crate) fn restored_access(
         &self,
         client_id: &str,
     ) -> Option<Box<crate::auth::SessionAccess>> {
@@ -38,7 +38,7 @@ impl ShardCore {
 
     /// Authenticates a plain CONNECT (no Authentication Method) and authorizes its will.
     /// Returns the CONNECT to admit, or `None` when it was refused (CONNACK sent).
-    pub(super) fn login_connect(
+    pub(crate) fn login_connect(
         &mut self,
         key: ConnKey,
         connect: &Connect,
@@ -59,7 +59,7 @@ impl ShardCore {
 
     /// Gives an authenticated CONNECT its session access state and checks that its will may be
     /// published ([MQTT-3.1.2-*]: Mosquitto refuses such a CONNECT with Not authorized).
-    pub(super) fn authorize_connect(
+    pub(crate) fn authorize_connect(
         &mut self,
         key: ConnKey,
         login: &Login,
@@ -110,7 +110,7 @@ impl ShardCore {
     }
 
     /// Whether session `skey` may publish on `topic` (one cache lookup once the topic is known).
-    pub(super) fn may_publish(&mut self, skey: SessionKey, topic: &str) -> bool {
+    pub(crate) fn may_publish(&mut self, skey: SessionKey, topic: &str) -> bool {
         let Some(access) = self.sessions.get_mut(skey).and_then(|s| s.access.as_mut()) else {
             return true;
         };
@@ -122,7 +122,7 @@ impl ShardCore {
     }
 
     /// Whether session `skey` may subscribe to a plain filter (`$share/group/` removed).
-    pub(super) fn may_subscribe(&mut self, skey: SessionKey, filter: &str) -> bool {
+    pub(crate) fn may_subscribe(&mut self, skey: SessionKey, filter: &str) -> bool {
         let Some(access) = self.sessions.get_mut(skey).and_then(|s| s.access.as_mut()) else {
             return true;
         };
@@ -135,7 +135,7 @@ impl ShardCore {
 
     /// The PUBLISH reason code for a denied QoS 1/2 message: 0x87 for MQTT 5; MQTT 3.1.1 has no
     /// way to say it, so the message is acknowledged and dropped, as Mosquitto does.
-    pub(super) fn denied_publish_code(&self, key: ConnKey) -> ReasonCode {
+    pub(crate) fn denied_publish_code(&self, key: ConnKey) -> ReasonCode {
         match self.connections.get(key) {
             Some(conn) if conn.version.is_v5() => ReasonCode::NotAuthorized,
             _ => ReasonCode::Success,
@@ -146,7 +146,7 @@ impl ShardCore {
 impl ShardCore {
     /// Arms the timer that closes connection `key` when its token expires, `left` from now
     /// (measured when the token was verified).
-    pub(super) fn arm_token_expiry(&mut self, key: ConnKey, connection_id: u64, left: Duration) {
+    pub(crate) fn arm_token_expiry(&mut self, key: ConnKey, connection_id: u64, left: Duration) {
         self.timers.arm(
             self.now + left,
             TimerKind::TokenExpiry,
@@ -157,7 +157,7 @@ impl ShardCore {
 
     /// The token of connection `key` expired: DISCONNECT 0xA0 Maximum connect time (MQTT 5),
     /// then close.
-    pub(super) fn token_expired(&mut self, key: ConnKey, connection_id: u64) {
+    pub(crate) fn token_expired(&mut self, key: ConnKey, connection_id: u64) {
         if self
             .connections
             .get(key)
@@ -175,7 +175,7 @@ impl ShardCore {
 
 /// Whether `access` lets a session read `topic`; used on the delivery path with the session
 /// already borrowed.
-pub(super) fn may_read(access: &mut Option<Box<crate::auth::SessionAccess>>, topic: &str) -> bool {
+pub(crate) fn may_read(access: &mut Option<Box<crate::auth::SessionAccess>>, topic: &str) -> bool {
     match access {
         Some(access) => access.allows(topic, ACL_READ),
         None => true,

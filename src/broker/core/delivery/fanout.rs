@@ -5,17 +5,17 @@
 //! overlapping subscriptions of one client deliver once with the highest QoS, and each wire
 //! layout (version, QoS, retain) is encoded once; subscribers share the encoded bytes.
 
-use super::congestion::Blocker;
-use super::connection::ConnState;
-use super::keys::{ConnKey, SessionKey};
-use super::mesh::ShardMsg;
-use super::protocol::{encode_layout, Layout, LayoutOptions};
-use super::retained::RetainOutcome;
-use super::session::{
+use crate::broker::core::backpressure::congestion::Blocker;
+use crate::broker::core::connection::protocol::{encode_layout, Layout, LayoutOptions};
+use crate::broker::core::connection::ConnState;
+use crate::broker::core::keys::{ConnKey, SessionKey};
+use crate::broker::core::mesh::ShardMsg;
+use crate::broker::core::retained::RetainOutcome;
+use crate::broker::core::sessions::session::{
     queued_bytes, Delivery, Message, MessageRef, Presence, QueueRoom, ReceivedFrame,
 };
-use super::shard::{Awaited, LocalSub, ShardCore};
-use super::stats::{bump, ShardCounters};
+use crate::broker::core::shard::{Awaited, LocalSub, ShardCore};
+use crate::broker::core::stats::{bump, ShardCounters};
 use crate::codec::{MqttString, Packet, Properties, Publish, QoS, SubAck};
 use crate::topic::CacheLookup;
 use bytes::Bytes;
@@ -34,7 +34,7 @@ pub enum Encoding {
 impl ShardCore {
     /// Routes a message published on this shard (by a client or as a will). Returns whether any
     /// subscriber matched and whether a mesh channel was full (the caller pauses the publisher).
-    pub(super) fn route_publish(
+    pub(crate) fn route_publish(
         &mut self,
         message: &MessageRef,
         origin: Option<SessionKey>,
@@ -85,7 +85,7 @@ impl ShardCore {
 
     /// Wraps a publish received now for routing, in the allocation of the previous message
     /// when nothing kept that one (saves an allocation and a free per message).
-    pub(super) fn new_message(
+    pub(crate) fn new_message(
         &mut self,
         publish: Publish,
         frame: Option<ReceivedFrame>,
@@ -108,7 +108,7 @@ impl ShardCore {
     /// Keeps `message`'s allocation for [`ShardCore::new_message`] if nothing else holds it (no
     /// queue, no other shard, no retained store), dropping its fields so that the spare does
     /// not keep the publisher's read buffer alive.
-    pub(super) fn recycle_message(&mut self, mut message: MessageRef) {
+    pub(crate) fn recycle_message(&mut self, mut message: MessageRef) {
         if let Some(spare) = Arc::get_mut(&mut message) {
             spare.publish.topic = MqttString::default();
             spare.publish.payload = Bytes::new();
@@ -118,7 +118,7 @@ impl ShardCore {
         }
     }
 
-    pub(super) fn store_retained(&mut self, message: &MessageRef) {
+    pub(crate) fn store_retained(&mut self, message: &MessageRef) {
         // The retained copy owns its bytes so it does not pin the publisher's read buffer.
         let publish = Publish {
             dup: false,
@@ -151,7 +151,7 @@ impl ShardCore {
     }
 
     /// Delivers to this shard's matching sessions. Returns whether any matched.
-    pub(super) fn deliver_local(
+    pub(crate) fn deliver_local(
         &mut self,
         message: &MessageRef,
         origin: Option<SessionKey>,
@@ -214,7 +214,7 @@ impl ShardCore {
     }
 
     /// Offers a message to one session and writes it if it may be sent now.
-    pub(super) fn deliver_to_session(
+    pub(crate) fn deliver_to_session(
         &mut self,
         skey: SessionKey,
         message: &MessageRef,
@@ -227,7 +227,10 @@ impl ShardCore {
         };
         // Access control (issue 13, access.rs): nothing the subscriber may not read; this
         // covers wildcard filters and retained messages sent at subscribe.
-        if !super::access::may_read(&mut session.access, message.topic.as_str()) {
+        if !crate::broker::core::connection::access::may_read(
+            &mut session.access,
+            message.topic.as_str(),
+        ) {
             bump(&self.global.counters[self.id].acl_denied_delivery);
             return;
         }
@@ -328,7 +331,7 @@ impl ShardCore {
 
     /// Appends one PUBLISH to a connection's outgoing buffer.
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn write_publish(
+    pub(crate) fn write_publish(
         &mut self,
         key: ConnKey,
         skey: SessionKey,
@@ -475,7 +478,7 @@ impl ShardCore {
 
     /// Sends queued messages while the in-flight window has room (after what a resumed
     /// session's window still has to resend).
-    pub(super) fn pump_queue(&mut self, key: ConnKey, skey: SessionKey) {
+    pub(crate) fn pump_queue(&mut self, key: ConnKey, skey: SessionKey) {
         if !self.resend_inflight(key, skey) {
             self.update_congestion(skey);
             return;
@@ -518,7 +521,7 @@ impl ShardCore {
     }
 
     /// Broadcasts `RouteAdd` for filters that gained their first local subscriber.
-    pub(super) fn broadcast_route_add(&mut self, filters: Vec<MqttString>) {
+    pub(crate) fn broadcast_route_add(&mut self, filters: Vec<MqttString>) {
         if filters.is_empty() || self.mesh.shards() < 2 {
             return;
         }
@@ -540,7 +543,7 @@ impl ShardCore {
     }
 
     /// Broadcasts `RouteRemove` for filters that lost their last local subscriber.
-    pub(super) fn broadcast_route_remove(&mut self, filters: Vec<MqttString>) {
+    pub(crate) fn broadcast_route_remove(&mut self, filters: Vec<MqttString>) {
         if filters.is_empty() || self.mesh.shards() < 2 {
             return;
         }
@@ -558,7 +561,7 @@ impl ShardCore {
     }
 
     /// Sends the SUBACKs whose routing epoch every peer has acknowledged, in order.
-    pub(super) fn release_acks(&mut self) {
+    pub(crate) fn release_acks(&mut self) {
         let acked = self.router.epoch_acked();
         while self.pending_acks.front().is_some_and(|p| p.epoch <= acked) {
             let Some(pending) = self.pending_acks.pop_front() else {
@@ -594,7 +597,7 @@ impl ShardCore {
 
     /// Sends SUBACK, then the retained messages matching the new subscriptions
     /// ([MQTT-3.3.1-6]: with the retain flag set).
-    pub(super) fn complete_subscribe(
+    pub(crate) fn complete_subscribe(
         &mut self,
         key: ConnKey,
         suback: SubAck,
@@ -640,7 +643,7 @@ impl ShardCore {
 
     /// Adds (or replaces) one subscription of a session. Returns whether the filter is new
     /// on this shard (a route to broadcast).
-    pub(super) fn insert_subscription(
+    pub(crate) fn insert_subscription(
         &mut self,
         skey: SessionKey,
         filter: &MqttString,
@@ -659,7 +662,7 @@ impl ShardCore {
 
 /// Counts a match-cache lookup. The counters have one writer (this shard), so a plain load and
 /// store is enough, and cheaper on the per-message path than an atomic increment.
-pub(super) fn count_lookup(counters: &ShardCounters, lookup: CacheLookup) {
+pub(crate) fn count_lookup(counters: &ShardCounters, lookup: CacheLookup) {
     let counter = match lookup {
         CacheLookup::Empty => return,
         CacheLookup::Hit => &counters.match_cache_hits,
@@ -670,7 +673,7 @@ pub(super) fn count_lookup(counters: &ShardCounters, lookup: CacheLookup) {
 
 /// A copy of `message` carrying `identifiers` as its Subscription Identifier properties (the
 /// payload and topic stay shared).
-pub(super) fn with_subscription_identifiers(
+pub(crate) fn with_subscription_identifiers(
     message: &MessageRef,
     identifiers: &[u32],
 ) -> MessageRef {

@@ -1,9 +1,9 @@
 //! Protocol decisions that need no shard state: CONNECT validation, the CONNACK to send, topic
 //! level counting, and encoding a fanned-out PUBLISH once per wire layout.
 
-use super::config::Config;
-use super::connection::WillMessage;
-use super::session::MessageRef;
+use crate::broker::core::config::Config;
+use crate::broker::core::connection::WillMessage;
+use crate::broker::core::sessions::session::MessageRef;
 use crate::codec::{
     ConnAck, Connect, EncodeError, MqttString, Packet, Properties, ProtocolVersion, Publish,
     PublishFlags, QoS, ReasonCode,
@@ -217,7 +217,8 @@ pub fn connack_accepted(
         if config.receive_maximum != u16::MAX {
             properties.receive_maximum = Some(config.receive_maximum);
         }
-        properties.maximum_packet_size = super::fidelity::advertised_max_packet_size(config);
+        properties.maximum_packet_size =
+            crate::broker::core::connection::fidelity::advertised_max_packet_size(config);
         if !config.retain_available {
             properties.retain_available = Some(0);
         }
@@ -394,11 +395,11 @@ pub struct LayoutOptions {
 /// Encoded packets at most this long are cut from the shared scratch block: they are copied
 /// into the outgoing buffers (`connection::COPY_THRESHOLD_BYTES`) and so dropped within the
 /// turn, and never pin the block for long.
-const ENCODE_SHARED_MAX_BYTES: usize = super::connection::COPY_THRESHOLD_BYTES;
+const ENCODE_SHARED_MAX_BYTES: usize = crate::broker::core::connection::COPY_THRESHOLD_BYTES;
 /// Received PUBLISH frames at most this long may be forwarded as they are (`Message::frame`):
 /// like small encoded layouts they are copied into outgoing buffers, so a forwarded frame never
 /// keeps the publisher's read buffer alive.
-pub const FORWARD_FRAME_MAX_BYTES: usize = super::connection::COPY_THRESHOLD_BYTES;
+pub const FORWARD_FRAME_MAX_BYTES: usize = crate::broker::core::connection::COPY_THRESHOLD_BYTES;
 /// Size of the scratch block small packets are encoded into: one allocation per many
 /// messages instead of one per message.
 const ENCODE_BLOCK_BYTES: usize = 16 * 1024;

@@ -10,10 +10,10 @@
 //! `PersistState::held` (the loop does not) until that shard reports the mesh messages it has
 //! recorded (`StoreShared::durable`).
 
-use super::connection::WillMessage;
-use super::keys::{ConnKey, SessionKey};
-use super::shard::ShardCore;
-use super::timers::TimerKind;
+use crate::broker::core::connection::WillMessage;
+use crate::broker::core::keys::{ConnKey, SessionKey};
+use crate::broker::core::shard::ShardCore;
+use crate::broker::core::timers::TimerKind;
 use crate::codec::{Packet, Publish, QoS};
 use crate::store::{RecoveredSession, ShardStore, StoreShared};
 use std::collections::VecDeque;
@@ -88,7 +88,8 @@ impl ShardCore {
             }
         }
         for will in expired_wills {
-            let message = super::session::Message::new_ref(will.clone(), self.now);
+            let message =
+                crate::broker::core::sessions::session::Message::new_ref(will.clone(), self.now);
             if self.id == 0 && will.retain {
                 self.store_retained(&message);
             }
@@ -123,7 +124,7 @@ impl ShardCore {
 
     /// Before a QoS 1/2 publish is routed: notes the mesh's sent counts (persistence on, with
     /// several shards only).
-    pub(super) fn store_route_start(&mut self, qos: QoS) {
+    pub(crate) fn store_route_start(&mut self, qos: QoS) {
         if qos == QoS::AtMostOnce || !self.store.holds_acks() || self.mesh.shards() == 1 {
             return;
         }
@@ -134,7 +135,7 @@ impl ShardCore {
 
     /// Sends a PUBACK/PUBREC now, or holds it while a message it covers is not yet durable on
     /// another shard or an earlier acknowledgement of this connection is held.
-    pub(super) fn send_publish_ack(&mut self, key: ConnKey, packet: Packet) {
+    pub(crate) fn send_publish_ack(&mut self, key: ConnKey, packet: Packet) {
         if !self.store.holds_acks() || self.mesh.shards() == 1 {
             self.send_packet(key, &packet);
             return;
@@ -234,10 +235,10 @@ impl ShardCore {
     /// Records a QoS 1/2 message just queued for a persistent session. At the disk limit it is
     /// taken off the queue again and `false` returned (dropped and counted, the documented
     /// policy).
-    pub(super) fn store_queued(
+    pub(crate) fn store_queued(
         &mut self,
         skey: SessionKey,
-        message: &super::session::MessageRef,
+        message: &crate::broker::core::sessions::session::MessageRef,
         qos: QoS,
         retain: bool,
     ) -> bool {
