@@ -1,5 +1,5 @@
 //! Command-line options (clap). Scenario names follow the open MQTT benchmark: `conn`, `fanin`,
-//! `fanout`, `p2p`, `sharedsub`; `relay` runs the raw relay.
+//! `fanout`, `p2p`, `sharedsub`, plus `manytopics` (issue 17); `relay` runs the raw relay.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -25,6 +25,9 @@ pub enum Command {
     P2p(P2pArgs),
     /// P publishers to S subscribers sharing one `$share` subscription.
     Sharedsub(SharedsubArgs),
+    /// P publishers each on its own topic, one exact subscriber per topic and W wildcard
+    /// subscribers: every message reaches its exact subscriber and one wildcard subscriber.
+    Manytopics(ManytopicsArgs),
     /// Bounded soak: well-behaved QoS 0 and QoS 1 pairs next to hostile clients; reports the
     /// broker's RSS and the well-behaved delivery every interval.
     Soak(SoakArgs),
@@ -211,6 +214,22 @@ pub struct SharedsubArgs {
     /// Shared subscription filter of every subscriber.
     #[arg(long, default_value = "$share/bench/bench/shared/#")]
     pub filter: String,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ManytopicsArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Publishers, each on its own topic `{prefix}/{i % W}/{i}` with one subscriber on exactly
+    /// that topic.
+    #[arg(long, default_value_t = 10_000)]
+    pub publishers: usize,
+    /// Wildcard subscribers W: subscriber j takes `{prefix}/{j}/+` (1..=publishers).
+    #[arg(long, default_value_t = 100)]
+    pub wildcard_subscribers: usize,
+    /// First topic levels of every topic.
+    #[arg(long, default_value = "bench/many")]
+    pub prefix: String,
 }
 
 #[derive(Args, Debug, Clone)]

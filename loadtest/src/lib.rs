@@ -3,7 +3,8 @@
 //!
 //! Folder guide:
 //! - `cli.rs`: command-line options; the loopback-only address check.
-//! - `scenario.rs`: `conn`, `fanin`, `fanout`, `p2p`, `sharedsub` as lists of connections.
+//! - `scenario.rs`: `conn`, `fanin`, `fanout`, `p2p`, `sharedsub`, `manytopics` as lists of
+//!   connections.
 //! - `engine.rs`: worker threads (mio poll + slab of connections), pacing, measurement.
 //! - `session.rs`: the sans-IO session trait the engine drives, and the raw session.
 //! - `client_session.rs`: the trait for `shardmq::client::ClientSession` (`--engine client`).

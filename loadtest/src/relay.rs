@@ -5,8 +5,9 @@
 //! PINGREQ with PINGRESP, acknowledges publishes (PUBACK, or PUBREC then PUBCOMP on PUBREL) and
 //! answers a subscriber's PUBREC with PUBREL, so QoS 1 and 2 flows complete. A PUBLISH is copied
 //! unchanged (only its packet identifier is rewritten per subscriber) to every subscriber whose
-//! filter is exactly the topic; a filter containing `+` or `#` receives everything, and a
-//! `$share/{group}/{filter}` group receives what its filter would, one member in turn. While any
+//! filter is exactly the topic or matches it with `+` and `#` (a plain level-by-level match, no
+//! trie: a list of wildcard filters is scanned per publish), and a `$share/{group}/{filter}`
+//! group receives what its filter would, one member in turn. While any
 //! subscriber's write buffer is over a high-water mark, no worker reads from publishers, so TCP
 //! pushes back on them (drops happen only past a hard limit, counted). No
 //! validation, no sessions, no retained messages, no per-version
@@ -79,7 +80,8 @@ struct Route {
 #[derive(Default)]
 struct Routes {
     exact: HashMap<Bytes, Vec<Route>>,
-    everything: Vec<Route>,
+    /// Filters with `+` or `#`, each with its subscriber.
+    wildcard: Vec<(Bytes, Route)>,
     /// `$share/{group}/{filter}` subscriptions by (group, filter): each message goes to one
     /// member, in turn.
     shared: HashMap<(Bytes, Bytes), SharedGroup>,
@@ -88,15 +90,13 @@ struct Routes {
 #[derive(Default)]
 struct SharedGroup {
     members: Vec<Route>,
-    /// The filter has a wildcard: the group receives every topic.
-    everything: bool,
     next: AtomicUsize,
 }
 
 impl SharedGroup {
     /// The member whose turn it is, if the group takes `topic`.
     fn pick(&self, filter: &[u8], topic: &[u8]) -> Option<Route> {
-        if self.members.is_empty() || !(self.everything || filter == topic) {
+        if self.members.is_empty() || !filter_matches(filter, topic) {
             return None;
         }
         let turn = self.next.fetch_add(1, Ordering::Relaxed);
@@ -113,6 +113,22 @@ fn split_shared(filter: &[u8]) -> Option<(&[u8], &[u8])> {
 
 fn has_wildcard(filter: &[u8]) -> bool {
     filter.iter().any(|&b| b == b'#' || b == b'+')
+}
+
+/// Whether an MQTT topic filter matches a topic name, level by level (`+` one level, `#` the
+/// rest). The load generator's topics never start with `$`, so that rule is not checked.
+fn filter_matches(filter: &[u8], topic: &[u8]) -> bool {
+    let mut topic_levels = topic.split(|&b| b == b'/');
+    for level in filter.split(|&b| b == b'/') {
+        if level == b"#" {
+            return true;
+        }
+        match topic_levels.next() {
+            Some(name) if level == b"+" || level == name => {}
+            _ => return false,
+        }
+    }
+    topic_levels.next().is_none()
 }
 
 enum Inbox {
@@ -453,8 +469,13 @@ impl RelayWorker {
                         Err(poisoned) => poisoned.into_inner(),
                     });
                     let exact = routes.exact.get(topic).map(Vec::as_slice).unwrap_or(&[]);
-                    for route in exact.iter().chain(&routes.everything) {
+                    for route in exact {
                         self.route(*route, &bytes);
+                    }
+                    for (filter, route) in &routes.wildcard {
+                        if filter_matches(filter, topic) {
+                            self.route(*route, &bytes);
+                        }
                     }
                     for ((_, filter), group) in &routes.shared {
                         if let Some(route) = group.pick(filter, topic) {
@@ -485,11 +506,11 @@ impl RelayWorker {
                         if let Some((group, inner)) = split_shared(filter) {
                             let key =
                                 (Bytes::copy_from_slice(group), Bytes::copy_from_slice(inner));
-                            let entry = routes.shared.entry(key).or_default();
-                            entry.everything = has_wildcard(inner);
-                            entry.members.push(route);
+                            routes.shared.entry(key).or_default().members.push(route);
                         } else if has_wildcard(filter) {
-                            routes.everything.push(route);
+                            routes
+                                .wildcard
+                                .push((Bytes::copy_from_slice(filter), route));
                         } else {
                             let filter = Bytes::copy_from_slice(filter);
                             routes.exact.entry(filter).or_default().push(route);
@@ -651,7 +672,7 @@ impl RelayWorker {
                 Err(poisoned) => poisoned.into_inner(),
             };
             let gone = |r: &Route| r.worker == self.index && r.conn_id == peer.conn_id;
-            routes.everything.retain(|r| !gone(r));
+            routes.wildcard.retain(|(_, r)| !gone(r));
             routes.exact.retain(|_, list| {
                 list.retain(|r| !gone(r));
                 !list.is_empty()
@@ -661,5 +682,24 @@ impl RelayWorker {
                 !group.members.is_empty()
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::filter_matches;
+
+    #[test]
+    fn wildcard_filters_match_level_by_level() {
+        assert!(filter_matches(b"a/b", b"a/b"));
+        assert!(filter_matches(b"bench/many/3/+", b"bench/many/3/103"));
+        assert!(!filter_matches(b"bench/many/3/+", b"bench/many/4/104"));
+        assert!(!filter_matches(b"bench/many/3/+", b"bench/many/3/103/x"));
+        assert!(!filter_matches(b"bench/many/3/+", b"bench/many/3"));
+        assert!(filter_matches(b"bench/fanin/#", b"bench/fanin/7"));
+        assert!(filter_matches(b"#", b"x/y"));
+        assert!(!filter_matches(b"bench/fanin/#", b"bench/other/7"));
+        assert!(filter_matches(b"+/+", b"a/b"));
+        assert!(!filter_matches(b"+", b"a/b"));
     }
 }

@@ -40,6 +40,12 @@ pub enum Kind {
         topic: String,
         filter: String,
     },
+    /// Issue 17: many topics, each message to its exact subscriber and one wildcard subscriber.
+    Manytopics {
+        publishers: usize,
+        wildcard_subscribers: usize,
+        prefix: String,
+    },
 }
 
 /// A scenario with its common options, ready to build plans for any target and rate.
@@ -63,6 +69,7 @@ impl Kind {
             Kind::Fanout { .. } => "fanout",
             Kind::P2p { .. } => "p2p",
             Kind::Sharedsub { .. } => "sharedsub",
+            Kind::Manytopics { .. } => "manytopics",
         }
     }
 
@@ -72,7 +79,8 @@ impl Kind {
             Kind::Conn { .. } => 0,
             Kind::Fanin { publishers, .. }
             | Kind::Fanout { publishers, .. }
-            | Kind::Sharedsub { publishers, .. } => *publishers,
+            | Kind::Sharedsub { publishers, .. }
+            | Kind::Manytopics { publishers, .. } => *publishers,
             Kind::P2p { pairs, .. } => *pairs,
         }
     }
@@ -85,6 +93,11 @@ impl Kind {
             | Kind::Fanout { subscribers, .. }
             | Kind::Sharedsub { subscribers, .. } => *subscribers,
             Kind::P2p { pairs, .. } => *pairs,
+            Kind::Manytopics {
+                publishers,
+                wildcard_subscribers,
+                ..
+            } => publishers + wildcard_subscribers,
         }
     }
 
@@ -96,6 +109,10 @@ impl Kind {
                 *subscribers as u64
             }
             Kind::P2p { .. } | Kind::Sharedsub { .. } => 1,
+            Kind::Manytopics {
+                wildcard_subscribers,
+                ..
+            } => 1 + u64::from(*wildcard_subscribers > 0),
         }
     }
 
@@ -147,6 +164,19 @@ impl Kind {
                 .map(|i| subscriber(i, expand(topic, i)))
                 .chain((0..*pairs).map(|i| publisher(i, expand(topic, i))))
                 .collect(),
+            Kind::Manytopics {
+                publishers,
+                wildcard_subscribers,
+                prefix,
+            } => {
+                let groups = (*wildcard_subscribers).max(1);
+                let topic = |i: usize| format!("{prefix}/{}/{i}", i % groups);
+                (0..*wildcard_subscribers)
+                    .map(|j| subscriber(j, format!("{prefix}/{j}/+")))
+                    .chain((0..*publishers).map(|i| subscriber(groups + i, topic(i))))
+                    .chain((0..*publishers).map(|i| publisher(i, topic(i))))
+                    .collect()
+            }
         }
     }
 }
@@ -195,6 +225,14 @@ impl Scenario {
                     subscribers: a.subscribers,
                     topic: a.topic,
                     filter: a.filter,
+                },
+                a.common,
+            ),
+            Command::Manytopics(a) => (
+                Kind::Manytopics {
+                    publishers: a.publishers,
+                    wildcard_subscribers: a.wildcard_subscribers,
+                    prefix: a.prefix,
                 },
                 a.common,
             ),
@@ -247,6 +285,17 @@ impl Scenario {
         };
         if total == 0 || total > CONNECTIONS_MAX {
             return Err(format!("a run needs 1..={CONNECTIONS_MAX} connections"));
+        }
+        if let Kind::Manytopics {
+            publishers,
+            wildcard_subscribers,
+            ..
+        } = self.kind
+        {
+            // Each wildcard subscriber's group must have a publisher, or it expects nothing.
+            if wildcard_subscribers > publishers {
+                return Err("--wildcard-subscribers must be at most --publishers".into());
+            }
         }
         if !matches!(self.kind, Kind::Conn { .. }) && self.kind.publishers() == 0 {
             return Err("a run needs at least one publisher".into());
@@ -343,5 +392,49 @@ mod tests {
         };
         assert_eq!(fanout.deliveries_per_message(), 5);
         assert_eq!(fanout.connections(1).len(), 7);
+    }
+
+    #[test]
+    fn many_topics_reach_one_exact_and_one_wildcard_subscriber() {
+        let kind = Kind::Manytopics {
+            publishers: 5,
+            wildcard_subscribers: 2,
+            prefix: "m".into(),
+        };
+        assert_eq!(kind.deliveries_per_message(), 2);
+        assert_eq!((kind.publishers(), kind.subscribers()), (5, 7));
+        let conns = kind.connections(0);
+        let filters: Vec<&str> = conns
+            .iter()
+            .filter_map(|c| match &c.role {
+                Role::Subscriber { filter } => Some(filter.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            filters,
+            ["m/0/+", "m/1/+", "m/0/0", "m/1/1", "m/0/2", "m/1/3", "m/0/4"]
+        );
+        let topics: Vec<&str> = conns
+            .iter()
+            .filter_map(|c| match &c.role {
+                Role::Publisher { topic, .. } => Some(topic.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(topics, ["m/0/0", "m/1/1", "m/0/2", "m/1/3", "m/0/4"]);
+        // Client ids are distinct even though exact subscribers follow the wildcard ones.
+        let mut ids: Vec<&str> = conns.iter().map(|c| c.client_id.as_str()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), conns.len());
+        let too_many = Scenario::parse(&[
+            "manytopics",
+            "--publishers",
+            "2",
+            "--wildcard-subscribers",
+            "3",
+        ]);
+        assert!(too_many.unwrap().validate().is_err());
     }
 }

@@ -19,6 +19,7 @@ const GAUGES: &[&str] = &[
     "buffered_bytes",
     "buffered_bytes_peak",
     "subscriptions",
+    "clients_online",
     "queued_bytes",
     "queued_messages_distinct",
 ];

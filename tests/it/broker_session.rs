@@ -1,9 +1,11 @@
 //! Sessions over real TCP with clients on different shards: takeover, persistent sessions with
-//! queued messages, re-sends with DUP, clean start, wills, keep-alive.
+//! queued messages, re-sends with DUP, clean start, wills. The timer-driven logic (will delay,
+//! keep-alive, handshake timer, message and session expiry) is tested on the simulated clock,
+//! `sim_timers.rs`.
 
 use crate::support::broker::*;
 use shardmq::codec::{Packet, ProtocolVersion, QoS, ReasonCode};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const V4: ProtocolVersion = ProtocolVersion::V3_1_1;
 const V5: ProtocolVersion = ProtocolVersion::V5;
@@ -148,20 +150,6 @@ fn offline_queue_limit_drops_and_counts() {
 }
 
 #[test]
-fn v5_session_expiry_ends_the_offline_session() {
-    let broker = start_broker(2);
-    let mut placer = Placer::new(&broker);
-    let mut connect = connect_packet(V5, "brief", false);
-    connect.properties.session_expiry_interval = Some(1);
-    let (mut sub, _) = placer.connect_on(0, connect.clone());
-    sub.subscribe("brief", QoS::AtLeastOnce);
-    sub.disconnect();
-    wait_until("session expired", || broker.stats().sessions_expired == 1);
-    let (_, connack) = placer.connect_on(1, connect);
-    assert!(!connack.session_present);
-}
-
-#[test]
 fn will_published_on_abnormal_close_with_retain_and_qos() {
     let broker = start_broker(2);
     let mut placer = Placer::new(&broker);
@@ -222,139 +210,6 @@ fn no_will_after_normal_disconnect_but_will_with_0x04() {
         properties: Default::default(),
     }));
     assert_eq!(&watcher.expect_publish().payload[..], b"bye");
-}
-
-#[test]
-fn will_delay_interval_and_cancel_by_reconnect() {
-    let broker = start_broker(2);
-    let mut placer = Placer::new(&broker);
-    let mut watcher = placer.raw_on(1, V5, "wd-watch");
-    watcher.subscribe("wd/#", QoS::AtMostOnce);
-    let delayed = |id: &str| {
-        let mut connect = with_will(
-            persistent(V5, id),
-            &format!("wd/{id}"),
-            b"late",
-            QoS::AtMostOnce,
-            false,
-        );
-        connect
-            .will
-            .as_mut()
-            .unwrap()
-            .properties
-            .will_delay_interval = Some(1);
-        connect
-    };
-    // Delayed will: not at once, but after about a second.
-    let (a, _) = placer.connect_on(0, delayed("a"));
-    let dropped_at = Instant::now();
-    drop(a);
-    // The broker sees the close after `dropped_at`, so the will cannot come before 1 s later.
-    let will = watcher.expect_publish();
-    assert_eq!(will.topic.as_str(), "wd/a");
-    assert!(
-        dropped_at.elapsed() >= Duration::from_millis(900),
-        "will came too early"
-    );
-    // Reconnecting within the delay cancels it.
-    let (b, _) = placer.connect_on(0, delayed("b"));
-    drop(b);
-    std::thread::sleep(Duration::from_millis(200));
-    let (_b_again, connack) = placer.connect_on(1, delayed("b"));
-    assert!(connack.session_present);
-    match watcher.recv(Duration::from_millis(1500)) {
-        Err(RecvError::Timeout) => {}
-        other => panic!("will should have been cancelled, got {other:?}"),
-    }
-}
-
-#[test]
-fn keep_alive_expiry_after_one_and_a_half_times_publishes_will() {
-    let broker = start_broker(2);
-    let mut placer = Placer::new(&broker);
-    let mut watcher = placer.raw_on(1, V4, "ka-watch");
-    watcher.subscribe("ka/#", QoS::AtMostOnce);
-    let mut connect = with_will(
-        connect_packet(V5, "sleepy", true),
-        "ka/sleepy",
-        b"timeout",
-        QoS::AtMostOnce,
-        false,
-    );
-    connect.keep_alive_secs = 1;
-    let (mut sleepy, _) = placer.connect_on(0, connect);
-    let start = Instant::now();
-    // PINGREQ keeps it alive for a while.
-    let mut last_ping = Instant::now();
-    for _ in 0..3 {
-        std::thread::sleep(Duration::from_millis(500));
-        // The broker's last-packet time is after this instant, so it may close no earlier
-        // than 1.5 s after it (a lower bound that load cannot break).
-        last_ping = Instant::now();
-        sleepy.ping();
-    }
-    let packets = sleepy.expect_closed();
-    let silent = last_ping.elapsed();
-    assert!(start.elapsed() >= Duration::from_millis(1500));
-    assert!(
-        silent >= Duration::from_millis(1400),
-        "closed after {silent:?}, before 1.5 x keep-alive"
-    );
-    assert!(
-        matches!(packets.as_slice(), [Packet::Disconnect(d)] if d.reason_code == ReasonCode::KeepAliveTimeout),
-        "{packets:?}"
-    );
-    assert_eq!(&watcher.expect_publish().payload[..], b"timeout");
-    assert_eq!(broker.stats().keep_alive_timeouts, 1);
-}
-
-/// With a keep-alive timeout (1.5 s) at least the handshake timeout (0.4 s here), the timer
-/// entry armed on accept does the first keep-alive check instead of a second entry: the
-/// connection must survive it while pinging and still be closed 1.5 x keep-alive after its last
-/// packet.
-#[test]
-fn keep_alive_checked_by_the_handshake_timer_still_expires() {
-    let mut config = config(1);
-    config.handshake_timeout_ms = 400;
-    let broker = start_with(config);
-    let mut connect = connect_packet(V4, "ka-handshake", true);
-    connect.keep_alive_secs = 1;
-    let (mut client, _) = Raw::connect_with(addr(&broker), connect);
-    // Pings across the handshake deadline: the check it does must not close a live client.
-    let mut last_ping = Instant::now();
-    for _ in 0..4 {
-        std::thread::sleep(Duration::from_millis(300));
-        last_ping = Instant::now();
-        client.ping();
-    }
-    assert_eq!(broker.stats().handshake_timeouts, 0);
-    assert!(client.expect_closed().is_empty());
-    let silent = last_ping.elapsed();
-    assert!(
-        silent >= Duration::from_millis(1400),
-        "closed after {silent:?}, before 1.5 x keep-alive"
-    );
-    assert_eq!(broker.stats().keep_alive_timeouts, 1);
-    assert_eq!(broker.stats().handshake_timeouts, 0);
-}
-
-/// A connection without keep-alive is never closed by the handshake entry once connected.
-#[test]
-fn handshake_timer_leaves_connected_clients_without_keep_alive_alone() {
-    let mut config = config(1);
-    config.handshake_timeout_ms = 200;
-    let broker = start_with(config);
-    let mut connect = connect_packet(V4, "ka-none", true);
-    connect.keep_alive_secs = 0;
-    let (mut client, _) = Raw::connect_with(addr(&broker), connect);
-    std::thread::sleep(Duration::from_millis(800));
-    client.ping();
-    let stats = broker.stats();
-    assert_eq!(
-        (stats.handshake_timeouts, stats.keep_alive_timeouts),
-        (0, 0)
-    );
 }
 
 #[test]
@@ -451,49 +306,6 @@ fn racing_takeovers_leave_one_connection_and_the_session() {
     let mut publisher = placer.raw_on(0, V4, "race-pub");
     publisher.publish_acked("race/x", b"still subscribed", QoS::AtLeastOnce, false, 1);
     assert_eq!(&last.receive_and_ack().payload[..], b"still subscribed");
-}
-
-#[test]
-fn v5_message_expiry_drops_expired_and_counts_down_the_rest() {
-    let broker = start_broker(2);
-    let mut placer = Placer::new(&broker);
-    let (mut sub, _) = placer.connect_on(0, persistent(V5, "expiring"));
-    sub.subscribe("exp/#", QoS::AtLeastOnce);
-    sub.disconnect();
-    wait_until("session offline", || {
-        broker.stats().connections_per_shard[0] == 0
-    });
-    let mut publisher = placer.raw_on(1, V5, "exp-pub");
-    let with_expiry = |topic: &str, secs: u32, retain: bool| {
-        let mut packet = publish_packet(topic, b"x", QoS::AtLeastOnce, retain, 1);
-        if let Packet::Publish(p) = &mut packet {
-            p.properties.message_expiry_interval = Some(secs);
-        }
-        packet
-    };
-    for (topic, secs) in [("exp/short", 1), ("exp/long", 30)] {
-        publisher.send(&with_expiry(topic, secs, false));
-        publisher.expect_puback();
-    }
-    publisher.send(&with_expiry("exp/retained", 1, true));
-    publisher.expect_puback();
-    std::thread::sleep(Duration::from_millis(2100));
-    let (mut back, connack) = placer.connect_on(0, persistent(V5, "expiring"));
-    assert!(connack.session_present);
-    let got = back.receive_and_ack();
-    assert_eq!(
-        got.topic.as_str(),
-        "exp/long",
-        "the expired messages are not delivered"
-    );
-    let left = got.properties.message_expiry_interval.unwrap();
-    assert!((1..=28).contains(&left), "expiry counted down: {left}");
-    back.expect_nothing();
-    assert!(broker.stats().messages_expired >= 2);
-    // The expired retained message is not sent on subscribe.
-    let mut late = placer.raw_on(1, V5, "exp-late");
-    late.subscribe("exp/retained", QoS::AtLeastOnce);
-    late.expect_nothing();
 }
 
 /// Two CONNECTs for one id sent at the same moment on two shards, repeatedly: whichever order

@@ -17,7 +17,7 @@
 //! 8. `end_turn`, then `drain_wakes` to wake the peers sent to, and sleep at most
 //!    `poll_timeout`.
 
-use super::connection::{ConnState, Connection, OutBuf, PAUSED_MESH};
+use super::connection::{ConnState, Connection, Unsent, PAUSED_MESH};
 use super::keys::ConnKey;
 use super::mesh::ShardMsg;
 use super::shard::{CloseReason, ShardCore, OVERFLOW_RETRY};
@@ -43,6 +43,19 @@ impl ShardCore {
         }
     }
 
+    /// A reload (issue 15): the configuration in force from now on. New connections and new
+    /// CONNECTs follow it; an existing connection keeps what its CONNACK announced (Maximum
+    /// Packet Size, Maximum QoS, Retain Available, Topic Alias Maximum: `Connection::announced`)
+    /// and what was granted at its CONNECT (keep-alive, in-flight window, Receive Maximum,
+    /// session queue limits); the rest (outgoing limits, timeouts, topic levels, subscription
+    /// limits, shared-subscription strategy, ...) applies to every connection from the next
+    /// packet or delivery on.
+    pub fn set_config(&mut self, config: std::sync::Arc<crate::broker::Config>) {
+        let shards = self.mesh.shards();
+        (self.backpressure.memory_mut()).set_limit(config.max_buffered_bytes, shards);
+        self.config = config;
+    }
+
     /// The key the next `handle_accept` will return (the runtime registers the socket under it
     /// first).
     pub fn vacant_conn_key(&self) -> ConnKey {
@@ -54,11 +67,11 @@ impl ShardCore {
     pub fn handle_accept(&mut self, peer: SocketAddr) -> ConnKey {
         let id = self.next_connection_id;
         self.next_connection_id += 1;
-        let key = self
-            .connections
-            .insert(Connection::new(peer, id, self.now_ms));
+        let mut connection = Connection::new(peer, id, self.now_ms);
+        connection.announced = super::connection::Announced::of(&self.config);
+        let key = self.connections.insert(connection);
         bump(&self.counters().connections_open);
-        let deadline = self.now + Duration::from_millis(self.global.config.handshake_timeout_ms);
+        let deadline = self.now + Duration::from_millis(self.config.handshake_timeout_ms);
         self.timers
             .arm(deadline, TimerKind::Handshake, key.index(), id);
         log::debug!("shard {}: accepted {peer}", self.id);
@@ -136,8 +149,16 @@ impl ShardCore {
     /// One message from another shard.
     pub fn handle_mesh(&mut self, msg: ShardMsg) {
         match msg {
-            ShardMsg::Publish(message) => {
-                self.deliver_local(&message, None);
+            ShardMsg::Publish { from, message } => {
+                self.deliver_local(
+                    &message,
+                    None,
+                    super::sessions::handover::Route::Direct(from),
+                );
+                // Finding F1: a session handed over from here may still need it.
+                if self.handovers.has_outgoing() {
+                    self.handover_forward(&message, from);
+                }
             }
             // Operations: a `$SYS` message made by the broker, routed as if received here.
             ShardMsg::Inject(message) => {
@@ -147,15 +168,15 @@ impl ShardCore {
                 message,
                 share,
                 publisher_hash,
-                forwarded,
-            } => self.deliver_shared(&share, &message, publisher_hash, forwarded),
+                hops,
+            } => self.deliver_shared(&share, &message, publisher_hash, hops),
             ShardMsg::RouteAdd {
                 from,
                 filters,
                 epoch,
             } => {
                 for filter in &filters {
-                    self.router.remote_add(from, filter.as_str());
+                    self.delivery.router_mut().remote_add(from, filter.as_str());
                 }
                 let ack = ShardMsg::RouteAck {
                     from: self.id,
@@ -164,12 +185,14 @@ impl ShardCore {
                 self.mesh.send(from, ack);
             }
             ShardMsg::RouteAck { from, epoch } => {
-                self.router.ack(from, epoch);
+                self.delivery.router_mut().ack(from, epoch);
                 self.release_acks();
             }
             ShardMsg::RouteRemove { from, filters } => {
                 for filter in &filters {
-                    self.router.remote_remove(from, filter.as_str());
+                    self.delivery
+                        .router_mut()
+                        .remote_remove(from, filter.as_str());
                 }
             }
             ShardMsg::Takeover {
@@ -179,13 +202,12 @@ impl ShardCore {
                 keep_state,
             } => self.handle_takeover_request(from, request, client_id, keep_state),
             ShardMsg::TakeoverReply {
-                from,
+                from: _,
                 request,
                 state,
-            } => self.handle_takeover_reply(from, request, state),
-            ShardMsg::TakeoverSettled { from, client_id } => {
-                self.handle_takeover_settled(from, &client_id)
-            }
+                handover,
+            } => self.handle_takeover_reply(request, state, handover),
+            ShardMsg::Handover(msg) => self.handle_handover(msg),
         }
     }
 
@@ -208,8 +230,8 @@ impl ShardCore {
     /// One write (until `WouldBlock`) per connection touched this turn. `streams[key]` is the
     /// connection's writer; the written bytes leave the outgoing buffer and its accounting.
     pub fn flush_writes<W: io::Write>(&mut self, streams: &mut [Option<W>]) {
-        let low = self.global.config.max_outgoing_bytes / 4;
-        let qos0_backpressure = self.global.config.qos0_backpressure;
+        let low = self.config.max_outgoing_bytes / 4;
+        let qos0_backpressure = self.config.qos0_backpressure;
         let mut dirty = std::mem::take(&mut self.dirty);
         let mut resumed = Vec::new();
         let mut refill = Vec::new();
@@ -225,9 +247,8 @@ impl ShardCore {
                 continue;
             };
             let before = conn.out.len();
-            let result = conn.out.write_to(stream);
+            let result = conn.out.write_to(stream, self.backpressure.memory_mut());
             let after = conn.out.len();
-            self.backpressure.memory.release(before - after);
             // Issue 11 hooks: a connection not read for its full buffer is read again; one
             // written down below the limit gets its queue refilled (after this loop).
             if self.resume_if_written_down(key, after) {
@@ -263,18 +284,18 @@ impl ShardCore {
     /// A connection closed this turn, removed from the core, with the bytes still queued for it
     /// (a DISCONNECT, a refusing CONNACK): the runtime writes what the socket takes, then closes
     /// it. `None` when no close is left.
-    pub fn poll_close(&mut self) -> Option<(ConnKey, OutBuf)> {
+    pub fn poll_close(&mut self) -> Option<(ConnKey, Unsent)> {
         while let Some(key) = self.closing.pop() {
             if !self.connections.contains(key) {
                 continue;
             }
-            let conn = self.connections.remove(key);
+            let mut conn = self.connections.remove(key);
             // Issue 11 hook: its paced QoS 0 messages go with it.
             self.retained_backlog.remove(key);
-            self.backpressure.memory.release(conn.out.len());
+            let unsent = conn.out.take_unsent(self.backpressure.memory_mut());
             drop_one(&self.counters().connections_open);
             self.global.connections_open.fetch_sub(1, Ordering::SeqCst);
-            return Some((key, conn.out));
+            return Some((key, unsent));
         }
         None
     }
@@ -314,19 +335,20 @@ impl ShardCore {
     /// `max_buffered_bytes` (for invariant checks).
     pub fn buffered_bytes(&self) -> (usize, usize) {
         (
-            self.backpressure.memory.buffered,
-            self.backpressure.memory.limit(),
+            self.backpressure.memory().buffered(),
+            self.backpressure.memory().limit(),
         )
     }
 
     /// Bytes this shard's session queues count in `buffered_bytes` (issue 11: each distinct
-    /// message once, plus a slot per entry), computed from the queues themselves.
+    /// message once, plus a slot per entry) and the messages its handovers hold, computed
+    /// from the queues themselves.
     pub fn queued_bytes(&self) -> usize {
         let messages = self
             .sessions
             .iter()
             .flat_map(|(_, s)| s.session.state.queued.iter().map(|queued| &queued.message));
-        super::backpressure::queue_charges::charge_of(messages)
+        super::backpressure::queue_charges::charge_of(messages) + self.handovers.held_bytes()
     }
 
     /// The sessions' own views of their queues ([`super::session::queued_bytes`] per entry,
@@ -354,9 +376,10 @@ impl ShardCore {
             reason_code: ReasonCode::ServerShuttingDown,
             properties: Properties::default(),
         });
+        let memory = self.backpressure.memory_mut();
         for (_, conn) in self.connections.iter_mut() {
             if conn.state == ConnState::Connected && conn.version.is_v5() {
-                super::shard::push_bounded(&mut conn.out, &packet, conn.version);
+                super::shard::push_bounded(&mut conn.out, &packet, conn.version, memory);
             }
         }
     }
@@ -364,6 +387,7 @@ impl ShardCore {
     /// One shutdown write round over every connection; returns whether bytes are still queued.
     pub fn flush_for_shutdown<W: io::Write>(&mut self, streams: &mut [Option<W>]) -> bool {
         let mut pending = false;
+        let memory = self.backpressure.memory_mut();
         for (key, conn) in self.connections.iter_mut() {
             if conn.out.is_empty() {
                 continue;
@@ -371,10 +395,10 @@ impl ShardCore {
             let Some(stream) = streams.get_mut(key.index()).and_then(Option::as_mut) else {
                 continue;
             };
-            match conn.out.write_to(stream) {
+            match conn.out.write_to(stream, memory) {
                 Ok(true) => {}
                 Ok(false) => pending = true,
-                Err(_) => conn.out = OutBuf::default(),
+                Err(_) => drop(conn.out.take_unsent(memory)),
             }
         }
         pending
@@ -404,10 +428,10 @@ impl ShardCore {
                 self.to_read.push(key);
             }
         }
-        if self.backpressure.paused_mesh.is_empty() || self.mesh.has_overflow() {
+        if !self.backpressure.any_paused_on_mesh() || self.mesh.has_overflow() {
             return;
         }
-        let paused = std::mem::take(&mut self.backpressure.paused_mesh);
+        let paused = self.backpressure.take_paused_on_mesh();
         for &key in &paused {
             if let Some(conn) = self.connections.get_mut(key) {
                 conn.paused &= !PAUSED_MESH;

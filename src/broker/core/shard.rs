@@ -2,27 +2,17 @@
 //! replica, timers) and the inputs and outputs through which the runtime drives it
 //! ([`super::io`]). It owns no socket, no poll, no thread and reads no clock.
 
-use super::connection::protocol::LayoutCache;
 use super::connection::{
-    ConnState, Connection, WillMessage, PAUSED_MESH, TIMER_HANDSHAKE_PENDING,
-    TIMER_KEEP_ALIVE_ON_HANDSHAKE,
+    ConnState, Connection, PAUSED_MESH, TIMER_HANDSHAKE_PENDING, TIMER_KEEP_ALIVE_ON_HANDSHAKE,
 };
-use super::delivery::router::Router;
-use super::delivery::shared_subscriptions::SharedMembers;
 use super::keys::{ConnKey, SessionKey, Slots};
 use super::mesh::{Mesh, ShardId};
-use super::sessions::lifecycle::PendingTakeover;
-use super::sessions::session::{MessageRef, Session};
-use super::stats::{bump, ShardCounters};
+use super::stats::{bump, drop_one, ShardCounters};
 use super::timers::{TimerKind, Timers};
 use super::Global;
 use crate::broker::fault;
-use crate::codec::{
-    self, Disconnect, MqttString, Packet, Properties, QoS, ReasonCode, SubAck, SubscriptionOptions,
-};
-use crate::topic::{MatchCache, TopicTrie};
-use bytes::BytesMut;
-use std::collections::{HashMap, VecDeque};
+use crate::codec::{self, Disconnect, MqttString, Packet, Properties, QoS, ReasonCode, SubAck};
+use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 use std::sync::Arc;
@@ -30,33 +20,6 @@ use std::time::{Duration, Instant};
 
 /// How soon the runtime calls back while a mesh overflow waits for room.
 pub(super) const OVERFLOW_RETRY: Duration = Duration::from_millis(1);
-
-/// One subscription in the shard's trie.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LocalSub {
-    /// Session slab key.
-    pub session: SessionKey,
-    pub options: SubscriptionOptions,
-    /// MQTT 5 Subscription Identifier; 0 = none.
-    pub identifier: u32,
-}
-
-/// A session living on this shard.
-pub struct ShardSession {
-    pub session: Session,
-    /// The number of this shard's registry claim on the client id (the claim is
-    /// `Claim { shard: this shard, number }`: a session only lives where its id was claimed).
-    pub claim_number: u64,
-    /// The connection slab key while online.
-    pub connection: Option<ConnKey>,
-    /// Changes whenever the session goes offline; guards its timers.
-    pub generation: u64,
-    /// A will waiting for its Will Delay Interval (or the end of the session).
-    pub pending_will: Option<Box<WillMessage>>,
-    /// Access control (issue 13): who the session's client is and its ACL decision cache;
-    /// `None` when nothing can restrict it (no ACL file, no JWT topic claims).
-    pub access: Option<Box<crate::auth::SessionAccess>>,
-}
 
 /// What waits for the routing barrier.
 pub enum Awaited {
@@ -146,78 +109,31 @@ impl fmt::Display for CloseReason {
     }
 }
 
-/// A shard's local subscriptions and what delivering a publish to them needs: the trie and its
-/// match cache, the shared-subscription members, the random strategy's state, the wire layouts
-/// encoded once per publish, and scratch vectors reused every publish. Its logic is the
-/// `ShardCore` methods of `fanout.rs` and `shared_subscriptions.rs`.
-pub struct Delivery {
-    /// This shard's clients' subscriptions.
-    pub(super) trie: TopicTrie<LocalSub>,
-    /// Recent match results of `trie` by topic name.
-    pub(super) match_cache: MatchCache<LocalSub>,
-    /// This shard's members of shared subscriptions, by `$share/{group}/{filter}`.
-    pub(super) shared_members: HashMap<MqttString, SharedMembers>,
-    /// Scratch: the (shard, shared subscription) targets of the message being routed.
-    pub(super) shared_targets: Vec<(ShardId, MqttString)>,
-    /// State of the shared subscriptions' random strategy.
-    pub(super) random_state: u64,
-    // Scratch space reused every turn.
-    pub(super) matches: Vec<LocalSub>,
-    pub(super) subscription_ids: Vec<u32>,
-    pub(super) layouts: LayoutCache,
-    pub(super) encode_buf: BytesMut,
-    /// A message allocation kept for the next publish (`ShardCore::new_message`), emptied so that
-    /// it pins no read buffer.
-    pub(super) spare_message: Option<MessageRef>,
-    pub(super) retained_scratch: Vec<MessageRef>,
-}
-
-impl Delivery {
-    fn new(random_state: u64) -> Delivery {
-        Delivery {
-            trie: TopicTrie::new(),
-            match_cache: MatchCache::new(),
-            shared_members: HashMap::new(),
-            shared_targets: Vec::new(),
-            random_state,
-            matches: Vec::new(),
-            subscription_ids: Vec::new(),
-            layouts: LayoutCache::default(),
-            encode_buf: BytesMut::new(),
-            spare_message: None,
-            retained_scratch: Vec::new(),
-        }
-    }
-}
-
 /// One shard's sans-IO core.
 pub struct ShardCore {
     pub(super) id: ShardId,
     pub(super) global: Arc<Global>,
+    /// The configuration in force on this shard: the broker's at start, replaced by a reload
+    /// between two turns (`set_config`, issue 15). Read instead of `global` so that a reload
+    /// never takes a lock on the per-message path.
+    pub(super) config: Arc<crate::broker::Config>,
     pub(super) mesh: Mesh,
     pub(super) connections: Slots<ConnKey, Connection>,
-    pub(super) sessions: Slots<SessionKey, ShardSession>,
-    /// Client id -> session slab key, for sessions on this shard.
-    pub(super) client_ids: super::sessions::client_ids::ClientIds,
+    /// Sessions on this shard, their client id index and takeover bookkeeping.
+    pub(super) sessions: super::sessions::Sessions,
     /// Local subscriptions and delivery: trie, match cache, shared-subscription members,
     /// wire layouts and the scratch of the publish being routed.
-    pub(super) delivery: Delivery,
-    pub(super) router: Router,
+    pub(super) delivery: super::delivery::Delivery,
     /// SUBACKs waiting for the routing barrier, in epoch order.
     pub(super) pending_acks: VecDeque<PendingAck>,
-    /// Takeovers this shard asked another shard for, by request number.
-    pub(super) pending_takeovers: HashMap<u64, PendingTakeover>,
-    /// Sessions handed over to another shard whose routes this shard may not have yet: what
-    /// this shard publishes for them is forwarded there (finding F1, lifecycle.rs).
-    pub(super) moved: Vec<super::sessions::lifecycle::MovedSession>,
-    pub(super) next_request: u64,
+    /// Sessions moving to or from this shard, and what they are sent meanwhile (handover.rs).
+    pub(super) handovers: super::sessions::handover::Handovers,
     pub(super) timers: Timers,
     /// Disk persistence of this shard's sessions and retained publishes (src/store; does
     /// nothing when persistence is off), and the acknowledgements it holds (persist.rs).
     pub(super) store: crate::store::ShardStore,
     pub(super) persist: super::sessions::persist::PersistState,
     pub(super) next_connection_id: u64,
-    pub(super) next_generation: u64,
     pub(super) now: Instant,
     /// `now` in the timer heap's millisecond ticks ([`Timers::ticks_ms`]).
     pub(super) now_ms: u32,
@@ -226,7 +142,7 @@ pub struct ShardCore {
     /// Connections to close at the end of this turn.
     pub(super) closing: Vec<ConnKey>,
     /// Paused publishers, congested sessions and the memory budget.
-    pub(super) backpressure: super::backpressure::congestion::Backpressure,
+    pub(super) backpressure: super::backpressure::Backpressure,
     /// Connections whose buffered input must be processed (after a takeover completed).
     pub(super) ready: Vec<ConnKey>,
     /// Output: connections resumed (unpaused, unparked) whose socket the runtime must read
@@ -242,35 +158,29 @@ impl ShardCore {
     /// A shard whose clock starts at `now`.
     pub fn new(id: ShardId, global: Arc<Global>, mesh: Mesh, now: Instant) -> ShardCore {
         let shards = mesh.shards();
-        let memory = super::backpressure::congestion::MemoryBudget::new(
-            global.config.max_buffered_bytes,
-            shards,
-        );
+        let config = global.config();
+        let memory = super::backpressure::MemoryBudget::new(config.max_buffered_bytes, shards);
         let random_state = (global.instance ^ (id as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)) | 1;
         let epoch = now;
         ShardCore {
             id,
             global,
+            config,
             mesh,
             connections: Slots::default(),
-            sessions: Slots::default(),
-            client_ids: Default::default(),
-            delivery: Delivery::new(random_state),
-            router: Router::new(id, shards),
+            sessions: Default::default(),
+            delivery: super::delivery::Delivery::new(id, shards, random_state),
             pending_acks: VecDeque::new(),
-            pending_takeovers: HashMap::new(),
-            moved: Vec::new(),
-            next_request: 0,
+            handovers: Default::default(),
             timers: Timers::new(epoch),
             store: crate::store::ShardStore::disabled(),
             persist: Default::default(),
             next_connection_id: 0,
-            next_generation: 0,
             now: epoch,
             now_ms: 0,
             dirty: Vec::new(),
             closing: Vec::new(),
-            backpressure: super::backpressure::congestion::Backpressure::new(memory),
+            backpressure: super::backpressure::Backpressure::new(memory),
             ready: Vec::new(),
             to_read: Vec::new(),
             login: crate::auth::ShardLogin::new(),
@@ -285,9 +195,6 @@ impl ShardCore {
     /// Decodes and handles every whole packet in the read buffer, unless the connection gets
     /// paused, parked or closed on the way.
     pub fn process_input(&mut self, key: ConnKey) {
-        // Issue 16: `max_packet_size` 0 means the protocol's own limit.
-        let max_packet_size =
-            super::connection::fidelity::inbound_packet_limit(&self.global.config);
         loop {
             let Some(conn) = self.connections.get_mut(key) else {
                 return;
@@ -305,6 +212,9 @@ impl ShardCore {
             let v5_connect = conn.state == ConnState::AwaitConnect
                 && super::connection::protocol::is_v5_connect(&conn.read_buf);
             let version = conn.version;
+            // Issue 16: `max_packet_size` 0 means the protocol's own limit; issue 15: the one
+            // this connection was announced, whatever a reload set since.
+            let max_packet_size = conn.announced.max_packet_size;
             let decoded = match codec::split_frame(&mut conn.read_buf, version, max_packet_size) {
                 Ok(Some((header, frame))) => {
                     // Fault isolation (`broker::fault`, policy 1): parsing is pure, so a panic
@@ -326,6 +236,7 @@ impl ShardCore {
             };
             match decoded {
                 Ok(Some((packet, frame))) => {
+                    bump(&self.global.counters[self.id].packets_received);
                     if let Some(conn) = self.connections.get_mut(key) {
                         conn.last_received_ms = self.now_ms;
                     }
@@ -431,12 +342,12 @@ impl ShardCore {
             self.send_fitted(key, packet.clone());
             return;
         }
-        let before = conn.out.len();
-        if let Err(error) = conn.out.push_packet(packet, conn.version) {
+        let memory = self.backpressure.memory_mut();
+        if let Err(error) = conn.out.push_packet(packet, conn.version, memory) {
             self.refuse_unencodable(key, packet, &error);
             return;
         }
-        self.backpressure.memory.hold(conn.out.len() - before);
+        bump(&self.global.counters[self.id].packets_sent);
         self.mark_dirty(key);
     }
 
@@ -507,9 +418,8 @@ impl ShardCore {
                 // Issue 16: not even the bare DISCONNECT when it exceeds the client's Maximum
                 // Packet Size ([MQTT-3.1.2-24]); the connection just closes.
                 if packet.encoded_len(conn.version) <= conn.client_max_packet_size as usize {
-                    let before = conn.out.len();
-                    push_bounded(&mut conn.out, &packet, conn.version);
-                    self.backpressure.memory.hold(conn.out.len() - before);
+                    let memory = self.backpressure.memory_mut();
+                    push_bounded(&mut conn.out, &packet, conn.version, memory);
                 }
             }
         }
@@ -561,7 +471,11 @@ impl ShardCore {
         match session {
             // On a takeover too: the will goes out now (Will Delay 0), or waits for its delay
             // or the end of the session; see "Wills on takeover" in fidelity.rs (issue 16).
-            Some(session) => self.detach_session(session, will),
+            Some(session) => {
+                // Operations ($SYS clients/connected): it was counted when its session attached.
+                drop_one(&self.global.counters[self.id].clients_online);
+                self.detach_session(session, will)
+            }
             None => {
                 // A connection parked for a takeover never got its CONNACK: its will is not
                 // armed yet, so it is not published.
@@ -663,7 +577,7 @@ impl ShardCore {
         if let Some(conn) = self.connections.get_mut(key) {
             if conn.paused & PAUSED_MESH == 0 {
                 conn.paused |= PAUSED_MESH;
-                self.backpressure.paused_mesh.push(key);
+                self.backpressure.pause_on_mesh(key);
             }
         }
     }
@@ -683,9 +597,13 @@ impl ShardCore {
         let Some(conn) = self.connections.get_mut(key) else {
             return;
         };
-        let before = conn.out.len();
-        push_bounded(&mut conn.out, packet, version);
-        self.backpressure.memory.hold(conn.out.len() - before);
+        push_bounded(
+            &mut conn.out,
+            packet,
+            version,
+            self.backpressure.memory_mut(),
+        );
+        bump(&self.global.counters[self.id].packets_sent);
         self.mark_dirty(key);
     }
 }
@@ -697,8 +615,9 @@ pub(super) fn push_bounded(
     out: &mut super::connection::OutBuf,
     packet: &Packet,
     version: codec::ProtocolVersion,
+    memory: &mut super::backpressure::MemoryBudget,
 ) {
-    if let Err(error) = out.push_packet(packet, version) {
+    if let Err(error) = out.push_packet(packet, version, memory) {
         log::error!("bug: a packet of bounded size did not encode: {error}");
     }
 }
@@ -721,6 +640,7 @@ mod tests {
     use super::*;
     use crate::broker::Config;
     use crate::codec::{Ack, ConnAck, Connect, MoreProperties, ProtocolVersion};
+    use bytes::BytesMut;
 
     /// A one-shard core and a connection on it.
     fn core_with_connection() -> (ShardCore, ConnKey, Arc<Global>) {

@@ -27,7 +27,7 @@
 //! (`dropped_outgoing_buffer_full`) as without backpressure. With it off, QoS 0 publishers are
 //! never paused and QoS 0 only drops at the limit.
 //!
-//! Memory budget ([`MemoryBudget`], `max_buffered_bytes` split over the shards): each shard
+//! Memory budget ([`super::MemoryBudget`], `max_buffered_bytes` split over the shards): each shard
 //! counts the bytes in its outgoing buffers and session queues (owned, no atomics). At three
 //! quarters of its part the shard is under memory pressure: it counts as one more congested
 //! session (so publishers on other shards sending to it pause on its flag) and its local
@@ -38,152 +38,17 @@
 //! Shared subscriptions are not covered on the remote side: their strategies already skip
 //! members that cannot take a message.
 
-use super::queue_charges::QueueCharges;
+use super::Blocker;
 use crate::broker::core::connection::PAUSED_CONGESTION;
 use crate::broker::core::keys::{ConnKey, SessionKey};
-use crate::broker::core::mesh::ShardId;
 use crate::broker::core::sessions::session::{Congestion, MessageRef, OutgoingFill, SessionState};
+use crate::broker::core::sessions::Sessions;
 use crate::broker::core::shard::ShardCore;
-use crate::broker::core::stats::bump;
+use crate::broker::core::stats::{bump, CongestionFlag};
 use crate::broker::core::timers::TimerKind;
 use crate::codec::QoS;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
-
-/// What a publisher paused for congestion waits for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Blocker {
-    /// A session on this shard (slab key) is congested.
-    Session(SessionKey),
-    /// A destination shard has congested sessions (or is under memory pressure). Routing notes
-    /// this; pausing turns it into [`Blocker::ShardEpisode`].
-    Shard(ShardId),
-    /// The congestion episode (`CongestionFlag::1`) of a destination shard that was current
-    /// when the publisher was paused: it waits until that episode ends.
-    ShardEpisode(ShardId, u64),
-    /// This shard is under memory pressure.
-    Memory,
-}
-
-/// One shard's backpressure state, apart from the connections and sessions it refers to:
-/// publishers paused on a full mesh channel or on congestion, the count of congested sessions
-/// behind `Global::congested`, and the memory budget. Its logic is the `ShardCore` methods of
-/// this file (they need the connections and sessions too).
-#[derive(Debug)]
-pub struct Backpressure {
-    /// Connections paused by a full mesh channel.
-    pub(crate) paused_mesh: Vec<ConnKey>,
-    /// Publishers paused for QoS 1/2 congestion: (connection key, connection id, what they wait
-    /// for). At most one entry per connection (its `PAUSED_CONGESTION` bit).
-    pub(crate) paused_congestion: Vec<(ConnKey, u64, Blocker)>,
-    /// Scratch for `resume_congested`.
-    pub(crate) resumed_scratch: Vec<(ConnKey, u64)>,
-    /// Sessions on this shard that are `Congestion::Congested`; `Global::congested[id]` says
-    /// whether it is above zero.
-    pub(crate) congested_sessions: usize,
-    /// The first congested recipient met while routing the current publish.
-    pub(crate) blocker: Option<Blocker>,
-    /// This shard's part of `max_buffered_bytes` and what its buffers and queues hold.
-    pub(crate) memory: MemoryBudget,
-}
-
-impl Backpressure {
-    pub fn new(memory: MemoryBudget) -> Backpressure {
-        Backpressure {
-            paused_mesh: Vec::new(),
-            paused_congestion: Vec::new(),
-            resumed_scratch: Vec::new(),
-            congested_sessions: 0,
-            blocker: None,
-            memory,
-        }
-    }
-}
-
-/// A shard's part of `max_buffered_bytes` and the bytes it holds now: outgoing buffers (every
-/// byte pushed, until written or the connection is gone) and session queues (each distinct
-/// message once per shard plus a slot per entry, [`QueueCharges`]). Owned by the shard,
-/// changed on the hot path with plain arithmetic; published to the stats gauges once per turn.
-#[derive(Debug)]
-pub struct MemoryBudget {
-    /// Bytes held now.
-    pub buffered: usize,
-    /// This shard's part of `max_buffered_bytes`: over it QoS 0 and new queue entries drop.
-    limit: usize,
-    /// Pressure starts here (three quarters of `limit`)...
-    high: usize,
-    /// ...and ends here (half).
-    low: usize,
-    /// `Congested` = under pressure (publishers paused), `Stalled` = pressure lasted longer
-    /// than the congestion timeout (publishers read again until it ends).
-    pub pressure: Congestion,
-    episode: u32,
-    peak: usize,
-    /// What the gauges last said: buffered, peak, queued, distinct queued messages.
-    reported: [usize; 4],
-    /// Issue 11: the part of `buffered` in session queues, and its bound (half of `limit`):
-    /// queues alone never bring the shard to memory pressure (three quarters), so offline
-    /// sessions cannot stop live traffic; at the bound new queue entries are dropped.
-    queued: usize,
-    queued_limit: usize,
-    /// Issue 11 item 1: queue entries per shared message, so that a message held by many
-    /// queues is charged once.
-    charges: QueueCharges,
-}
-
-impl MemoryBudget {
-    /// This shard's part of `max_buffered_bytes`.
-    pub fn limit(&self) -> usize {
-        self.limit
-    }
-
-    pub fn new(max_buffered_bytes: usize, shards: usize) -> MemoryBudget {
-        let limit = max_buffered_bytes / shards.max(1);
-        MemoryBudget {
-            buffered: 0,
-            limit,
-            high: limit / 4 * 3,
-            low: limit / 2,
-            pressure: Congestion::Clear,
-            episode: 0,
-            peak: 0,
-            reported: [0; 4],
-            queued: 0,
-            queued_limit: limit / 2,
-            charges: QueueCharges::default(),
-        }
-    }
-
-    /// Issue 11: whether session queues may take one more entry (below half of `limit`).
-    #[inline]
-    pub fn queues_have_room(&self) -> bool {
-        self.queued < self.queued_limit
-    }
-
-    /// Bytes that left (written, dequeued, or gone with their connection or session).
-    #[inline]
-    pub fn release(&mut self, bytes: usize) {
-        debug_assert!(
-            bytes <= self.buffered,
-            "released {bytes} of {}",
-            self.buffered
-        );
-        self.buffered = self.buffered.saturating_sub(bytes);
-    }
-
-    /// Bytes added where pressure is not checked at once (control packets, checked next turn).
-    #[inline]
-    pub fn hold(&mut self, bytes: usize) {
-        self.buffered += bytes;
-        self.peak = self.peak.max(self.buffered);
-    }
-
-    /// Whether one more QoS 0 delivery or queue entry may be buffered.
-    #[inline]
-    pub fn has_room(&self) -> bool {
-        self.buffered < self.limit
-    }
-}
 
 /// The outgoing buffer's fill for QoS 0 backpressure (always low without it).
 pub(crate) fn outgoing_fill(
@@ -211,7 +76,7 @@ impl ShardCore {
             .connection
             .and_then(|key| self.connections.get(key))
             .map_or(0, |c| c.out.len());
-        let config = &self.global.config;
+        let config = &self.config;
         let fill = outgoing_fill(out_len, config.max_outgoing_bytes, config.qos0_backpressure);
         let Some(previous) = session.session.update_congestion(online, fill) else {
             return;
@@ -219,7 +84,7 @@ impl ShardCore {
         match session.session.congestion {
             Congestion::Congested => {
                 let episode = session.session.congestion_episode;
-                let timeout = Duration::from_millis(self.global.config.congestion_timeout_ms);
+                let timeout = Duration::from_millis(self.config.congestion_timeout_ms);
                 let deadline = self.now + timeout;
                 self.timers.arm(
                     deadline,
@@ -241,13 +106,13 @@ impl ShardCore {
     /// pressure, or `skey` when it is online and congested (called for each delivery, with the
     /// QoS it was delivered at; QoS 0 counts only with `qos0_backpressure`).
     pub(crate) fn note_recipient(&mut self, skey: SessionKey, qos: QoS, online: bool) {
-        if self.backpressure.blocker.is_some()
-            || (qos == QoS::AtMostOnce && !self.global.config.qos0_backpressure)
+        if self.backpressure.has_blocker()
+            || (qos == QoS::AtMostOnce && !self.config.qos0_backpressure)
         {
             return;
         }
-        if self.backpressure.memory.pressure == Congestion::Congested {
-            self.backpressure.blocker = Some(Blocker::Memory);
+        if self.backpressure.memory().under_pressure() {
+            self.backpressure.note_blocker(Blocker::Memory);
             return;
         }
         let congested = online
@@ -256,7 +121,7 @@ impl ShardCore {
                 .get(skey)
                 .is_some_and(|s| s.session.congestion == Congestion::Congested);
         if congested {
-            self.backpressure.blocker = Some(Blocker::Session(skey));
+            self.backpressure.note_blocker(Blocker::Session(skey));
         }
     }
 
@@ -290,17 +155,13 @@ impl ShardCore {
     /// Issue 11: an entry holding `message` was added to a session queue (counted in the
     /// budget and the queues' share; the message itself once per shard, `queue_charges.rs`).
     pub(crate) fn queue_entry_added(&mut self, message: &MessageRef) {
-        let bytes = self.backpressure.memory.charges.charge(message);
-        self.backpressure.memory.queued += bytes;
-        self.buffered_grew(bytes);
+        self.backpressure.memory_mut().queue_entry_hold(message);
+        self.check_pressure_start();
     }
 
     /// Issue 11: an entry holding `message` left a session queue.
     pub(crate) fn queue_entry_removed(&mut self, message: &MessageRef) {
-        let bytes = self.backpressure.memory.charges.refund(message);
-        let memory = &mut self.backpressure.memory;
-        memory.queued = memory.queued.saturating_sub(bytes);
-        memory.release(bytes);
+        self.backpressure.memory_mut().queue_entry_release(message);
     }
 
     /// A session's whole queue arrived on this shard (a takeover, or restored from disk).
@@ -317,30 +178,43 @@ impl ShardCore {
         }
     }
 
-    /// Bytes added to an outgoing buffer or a queue: pressure starts at the high watermark.
+    /// Issue 11: bytes added to a handover's held messages (counted with the queues, once
+    /// per reference: `sessions/handover.rs`).
+    pub(crate) fn queue_grew(&mut self, bytes: usize) {
+        self.backpressure.memory_mut().queue_hold(bytes);
+        self.check_pressure_start();
+    }
+
+    /// Issue 11: bytes that left a handover's held messages.
+    pub(crate) fn queue_released(&mut self, bytes: usize) {
+        self.backpressure.memory_mut().queue_release(bytes);
+    }
+
+    /// After bytes were added to an outgoing buffer or a queue: pressure starts at the high
+    /// watermark.
     #[inline]
-    pub(crate) fn buffered_grew(&mut self, bytes: usize) {
-        self.backpressure.memory.hold(bytes);
-        if self.backpressure.memory.buffered >= self.backpressure.memory.high
-            && self.backpressure.memory.pressure == Congestion::Clear
-        {
-            self.memory_pressure_start();
+    pub(crate) fn check_pressure_start(&mut self) {
+        if let Some(episode) = self.backpressure.memory_mut().start_pressure_if_high() {
+            self.memory_pressure_start(episode);
         }
     }
 
-    fn memory_pressure_start(&mut self) {
-        self.backpressure.memory.pressure = Congestion::Congested;
-        self.backpressure.memory.episode = self.backpressure.memory.episode.wrapping_add(1);
-        let timeout = Duration::from_millis(self.global.config.congestion_timeout_ms);
-        let episode = u64::from(self.backpressure.memory.episode);
-        self.timers
-            .arm(self.now + timeout, TimerKind::MemoryPressure, 0, episode);
+    #[cold]
+    fn memory_pressure_start(&mut self, episode: u32) {
+        let timeout = Duration::from_millis(self.config.congestion_timeout_ms);
+        self.timers.arm(
+            self.now + timeout,
+            TimerKind::MemoryPressure,
+            0,
+            u64::from(episode),
+        );
         bump(&self.counters().memory_pressure);
+        let memory = self.backpressure.memory();
         log::debug!(
             "shard {}: memory pressure, {} bytes buffered (limit {})",
             self.id,
-            self.backpressure.memory.buffered,
-            self.backpressure.memory.limit
+            memory.buffered(),
+            memory.limit()
         );
         self.congested_sessions_add();
     }
@@ -348,22 +222,10 @@ impl ShardCore {
     /// Once per turn: pressure (on or stalled) ends at the low watermark; the gauges are
     /// updated.
     pub(crate) fn check_memory(&mut self) {
-        let memory = &mut self.backpressure.memory;
-        if memory.pressure != Congestion::Clear && memory.buffered <= memory.low {
-            let was = std::mem::take(&mut memory.pressure);
-            if was == Congestion::Congested {
-                self.congested_sessions_remove();
-            }
+        if self.backpressure.memory_mut().end_pressure_if_low() {
+            self.congested_sessions_remove();
         }
-        let memory = &mut self.backpressure.memory;
-        let now = [
-            memory.buffered,
-            memory.peak,
-            memory.queued,
-            memory.charges.distinct(),
-        ];
-        if now != memory.reported {
-            memory.reported = now;
+        if let Some(now) = self.backpressure.memory_mut().take_report() {
             let counters = &self.global.counters[self.id];
             let gauges = [
                 &counters.buffered_bytes,
@@ -379,16 +241,13 @@ impl ShardCore {
 
     /// The memory pressure timer of `episode` fired: pressure still on is stalled.
     pub(crate) fn memory_pressure_timeout(&mut self, episode: u64) {
-        if self.backpressure.memory.pressure != Congestion::Congested
-            || u64::from(self.backpressure.memory.episode) != episode
-        {
+        if !self.backpressure.memory_mut().stall(episode) {
             return;
         }
-        self.backpressure.memory.pressure = Congestion::Stalled;
         log::debug!(
             "shard {}: memory pressure stalled, {} bytes buffered",
             self.id,
-            self.backpressure.memory.buffered
+            self.backpressure.memory().buffered()
         );
         bump(&self.counters().memory_pressure_stalled);
         self.congested_sessions_remove();
@@ -403,10 +262,10 @@ impl ShardCore {
         }
         let out: usize = self.connections.iter().map(|(_, c)| c.out.len()).sum();
         let queued = self.queued_bytes();
-        debug_assert_eq!(queued, self.backpressure.memory.queued);
+        debug_assert_eq!(queued, self.backpressure.memory().queued());
         debug_assert_eq!(
             out + queued,
-            self.backpressure.memory.buffered,
+            self.backpressure.memory().buffered(),
             "shard {}: buffered bytes drifted (out {out}, queued {queued})",
             self.id
         );
@@ -444,8 +303,7 @@ impl ShardCore {
     }
 
     fn congested_sessions_add(&mut self) {
-        self.backpressure.congested_sessions += 1;
-        if self.backpressure.congested_sessions == 1 {
+        if self.backpressure.congested_add() {
             let flag = &self.global.congested[self.id];
             // Relaxed: a publisher that reads a stale episode is resumed at once and pauses
             // again on its next publish, a spurious wake-up at worst.
@@ -455,10 +313,7 @@ impl ShardCore {
     }
 
     fn congested_sessions_remove(&mut self) {
-        debug_assert!(self.backpressure.congested_sessions > 0);
-        self.backpressure.congested_sessions =
-            self.backpressure.congested_sessions.saturating_sub(1);
-        if self.backpressure.congested_sessions == 0 {
+        if self.backpressure.congested_remove() {
             // Peers with publishers paused on this flag re-check it when woken; the SeqCst
             // fence in `ShardSignal::notify` orders this store before the wake-up decision,
             // pairing with the check after `prepare_sleep` in the loop.
@@ -466,22 +321,6 @@ impl ShardCore {
                 .0
                 .store(false, Ordering::Relaxed);
             self.mesh.wake_all_peers();
-        }
-    }
-
-    /// Whether `blocker` still holds a publisher back.
-    fn is_blocking(&self, blocker: Blocker) -> bool {
-        match blocker {
-            Blocker::Session(skey) => self
-                .sessions
-                .get(skey)
-                .is_some_and(|s| s.session.congestion == Congestion::Congested),
-            Blocker::Shard(shard) => self.global.congested[shard].0.load(Ordering::Relaxed),
-            Blocker::ShardEpisode(shard, episode) => {
-                let flag = &self.global.congested[shard];
-                flag.0.load(Ordering::Relaxed) && flag.1.load(Ordering::Relaxed) == episode
-            }
-            Blocker::Memory => self.backpressure.memory.pressure == Congestion::Congested,
         }
     }
 
@@ -501,18 +340,15 @@ impl ShardCore {
             }
             other => other,
         };
-        self.backpressure
-            .paused_congestion
-            .push((key, conn.id, blocker));
+        self.backpressure.pause_on_congestion(key, conn.id, blocker);
         bump(&self.counters().publishers_paused_congestion);
     }
 
     /// Whether a publisher paused for congestion may be resumed now (checked before sleeping).
     pub fn congestion_resumable(&self) -> bool {
+        let congested = &self.global.congested;
         self.backpressure
-            .paused_congestion
-            .iter()
-            .any(|&(_, _, blocker)| !self.is_blocking(blocker))
+            .any_resumable(|b| holds_elsewhere(&self.sessions, congested, b))
     }
 
     /// Resumes the publishers whose blocker cleared; the others stay paused.
@@ -520,16 +356,11 @@ impl ShardCore {
         if !self.congestion_resumable() {
             return;
         }
-        let mut paused = std::mem::take(&mut self.backpressure.paused_congestion);
-        let mut resumed = std::mem::take(&mut self.backpressure.resumed_scratch);
-        paused.retain(|&(key, id, blocker)| {
-            if self.is_blocking(blocker) {
-                return true;
-            }
-            resumed.push((key, id));
-            false
-        });
-        self.backpressure.paused_congestion = paused;
+        let sessions = &self.sessions;
+        let congested = &self.global.congested;
+        let resumed = self
+            .backpressure
+            .take_resumable(|b| holds_elsewhere(sessions, congested, b));
         for &(key, id) in &resumed {
             let Some(conn) = self.connections.get_mut(key) else {
                 continue;
@@ -541,7 +372,22 @@ impl ShardCore {
             self.process_input(key);
             self.to_read.push(key);
         }
-        resumed.clear();
-        self.backpressure.resumed_scratch = resumed;
+        self.backpressure.recycle_resumed(resumed);
+    }
+}
+
+/// Whether a session or shard `blocker` still holds a publisher back ([`Blocker::Memory`] is
+/// the budget's to say, [`super::Backpressure::any_resumable`], so it never comes here).
+fn holds_elsewhere(sessions: &Sessions, congested: &[CongestionFlag], blocker: Blocker) -> bool {
+    match blocker {
+        Blocker::Session(skey) => sessions
+            .get(skey)
+            .is_some_and(|s| s.session.congestion == Congestion::Congested),
+        Blocker::Shard(shard) => congested[shard].0.load(Ordering::Relaxed),
+        Blocker::ShardEpisode(shard, episode) => {
+            let flag = &congested[shard];
+            flag.0.load(Ordering::Relaxed) && flag.1.load(Ordering::Relaxed) == episode
+        }
+        Blocker::Memory => false,
     }
 }

@@ -8,17 +8,17 @@ use crate::broker::core::keys::{ConnKey, SessionKey};
 use crate::broker::core::shard::{CloseReason, ShardCore};
 use crate::broker::core::stats::bump;
 use crate::broker::core::timers::TimerKind;
-use crate::codec::{Connect, ReasonCode};
+use crate::codec::{Connect, MqttString, ReasonCode};
 use std::time::Duration;
 
 impl ShardCore {
     /// The access-control policy of connection `key`: its listener's own (`[listener.auth]`),
     /// else the broker-wide one.
     fn access_control(&self, key: ConnKey) -> std::sync::Arc<crate::auth::AccessControl> {
-        let listener = self.connections.get(key).map(|c| usize::from(c.listener));
+        let listener = self.connections.get(key).map(|c| c.listener);
         listener
-            .and_then(|id| self.global.listener_access.get(id))
-            .and_then(Option::clone)
+            .and_then(|id| self.global.listeners.get(id))
+            .and_then(|l| l.access.clone())
             .unwrap_or_else(|| self.global.access.clone())
     }
 
@@ -31,7 +31,7 @@ impl ShardCore {
     ) -> Option<Box<crate::auth::SessionAccess>> {
         let global = &self.global;
         std::iter::once(&global.access)
-            .chain(global.listener_access.iter().flatten())
+            .chain(global.listeners.iter().filter_map(|l| l.access.as_ref()))
             .find(|control| control.policy().restricts())
             .and_then(|control| control.unknown_identity_access(client_id))
     }
@@ -110,11 +110,11 @@ impl ShardCore {
     }
 
     /// Whether session `skey` may publish on `topic` (one cache lookup once the topic is known).
-    pub(crate) fn may_publish(&mut self, skey: SessionKey, topic: &str) -> bool {
+    pub(crate) fn may_publish(&mut self, skey: SessionKey, topic: &MqttString) -> bool {
         let Some(access) = self.sessions.get_mut(skey).and_then(|s| s.access.as_mut()) else {
             return true;
         };
-        let allowed = access.allows(topic, ACL_WRITE);
+        let allowed = access.allows(topic.as_str(), ACL_WRITE);
         if !allowed {
             bump(&self.global.counters[self.id].acl_denied_publish);
         }
@@ -174,10 +174,14 @@ impl ShardCore {
 }
 
 /// Whether `access` lets a session read `topic`; used on the delivery path with the session
-/// already borrowed.
-pub(crate) fn may_read(access: &mut Option<Box<crate::auth::SessionAccess>>, topic: &str) -> bool {
+/// already borrowed. The topic is taken as an `MqttString` so that a broker without ACLs does
+/// not pay `as_str`'s UTF-8 check per delivery (issue 17 profile: ~125 instructions each).
+pub(crate) fn may_read(
+    access: &mut Option<Box<crate::auth::SessionAccess>>,
+    topic: &MqttString,
+) -> bool {
     match access {
-        Some(access) => access.allows(topic, ACL_READ),
+        Some(access) => access.allows(topic.as_str(), ACL_READ),
         None => true,
     }
 }

@@ -4,10 +4,11 @@
 //! DISCONNECT with that code (MQTT 5), one log line, and is closed; nobody else is affected.
 
 use crate::broker::core::connection::protocol::{granted, topic_levels, FORWARD_FRAME_MAX_BYTES};
-use crate::broker::core::connection::ConnState;
+use crate::broker::core::connection::{Announced, ConnState};
+use crate::broker::core::delivery::LocalSub;
 use crate::broker::core::keys::{ConnKey, SessionKey};
 use crate::broker::core::sessions::session::{IncomingQoS2, ReceivedFrame, StoredSubscription};
-use crate::broker::core::shard::{Awaited, CloseReason, LocalSub, PendingAck, ShardCore};
+use crate::broker::core::shard::{Awaited, CloseReason, PendingAck, ShardCore};
 use crate::broker::core::stats::{bump, drop_one};
 use crate::codec::{
     Ack, Disconnect, MqttString, Packet, Properties, ProtocolVersion, Publish, QoS, ReasonCode,
@@ -135,7 +136,12 @@ impl ShardCore {
         frame: Option<ReceivedFrame>,
     ) {
         bump(&self.global.counters[self.id].messages_received);
-        if publish.qos as u8 > self.global.config.max_qos {
+        // Issue 15: what this connection's CONNACK announced, whatever a reload set since.
+        let announced = self
+            .connections
+            .get(key)
+            .map_or_else(|| Announced::of(&self.config), |c| c.announced);
+        if publish.qos as u8 > announced.max_qos {
             // [MQTT-3.2.2-11]: above the Maximum QoS we advertised.
             self.close(
                 key,
@@ -146,7 +152,7 @@ impl ShardCore {
             );
             return;
         }
-        if publish.retain && !self.global.config.retain_available {
+        if publish.retain && !announced.retain_available {
             // [MQTT-3.2.2-14]: retain when Retain Available is 0.
             self.close(
                 key,
@@ -166,7 +172,7 @@ impl ShardCore {
         // its length prefix [MQTT-4.7.3-3]) were checked by the codec when the frame was
         // decoded, and an aliased topic when its alias was set, each with its reason code; they
         // are not checked again (nor asserted: the value is the client's).
-        if topic_levels(publish.topic.as_bytes()) > self.global.config.max_topic_levels {
+        if topic_levels(publish.topic.as_bytes()) > self.config.max_topic_levels {
             bump(&self.global.counters[self.id].topic_levels_exceeded);
             self.close(
                 key,
@@ -194,7 +200,7 @@ impl ShardCore {
         // Access control (issue 13, access.rs): the client needs write access to the topic. A
         // denied QoS 0 message is dropped; QoS 1/2 get 0x87 (MQTT 5), or for 3.1.1 go through
         // the usual acknowledgements and are dropped, as Mosquitto does.
-        let denied = !self.may_publish(skey, publish.topic.as_str());
+        let denied = !self.may_publish(skey, &publish.topic);
         if denied && (qos == QoS::AtMostOnce || self.denied_publish_code(key).is_error()) {
             let code = self.denied_publish_code(key);
             match qos {
@@ -252,11 +258,11 @@ impl ShardCore {
         }
         publish.dup = false;
         publish.packet_id = 0;
-        let message = self.new_message(publish, frame);
+        let message = self.delivery.new_message(publish, frame, self.now);
         // Persistence (`sync`): the acknowledgement below waits for other shards' records.
         self.store_route_start(qos);
         let (matched, overflowed) = self.route_publish(&message, Some(skey));
-        self.recycle_message(message);
+        self.delivery.recycle_message(message);
         // MQTT 5: 0x10 No matching subscribers is informative, the message was accepted.
         let code = if matched {
             ReasonCode::Success
@@ -272,8 +278,8 @@ impl ShardCore {
             self.pause(key);
         }
         // Backpressure (congestion.rs); QoS 0 publishers only with `qos0_backpressure`.
-        if qos != QoS::AtMostOnce || self.global.config.qos0_backpressure {
-            if let Some(blocker) = self.backpressure.blocker.take() {
+        if qos != QoS::AtMostOnce || self.config.qos0_backpressure {
+            if let Some(blocker) = self.backpressure.take_blocker() {
                 self.pause_for_congestion(key, blocker);
             }
         }
@@ -286,10 +292,10 @@ impl ShardCore {
         key: ConnKey,
         publish: &mut Publish,
     ) -> Result<(), CloseReason> {
-        let max = self.global.config.topic_alias_maximum;
         let Some(conn) = self.connections.get_mut(key) else {
             return Ok(());
         };
+        let max = conn.announced.topic_alias_maximum;
         let Some(alias) = publish.properties.topic_alias.take() else {
             if publish.topic.is_empty() {
                 // [MQTT-3.3.2-1]: a topic name is required without an alias.
@@ -406,8 +412,8 @@ impl ShardCore {
             reason_codes,
         };
         self.explain_suback(key, &mut suback);
-        let epoch = self.router.epoch_sent();
-        if self.router.epoch_acked() >= epoch && self.pending_acks.is_empty() {
+        let epoch = self.delivery.router().epoch_sent();
+        if self.delivery.router().epoch_acked() >= epoch && self.pending_acks.is_empty() {
             self.complete_subscribe(key, suback, &retained);
             return;
         }
@@ -467,7 +473,7 @@ impl ShardCore {
         if topic::validate_topic_filter(filter_str).is_err() {
             return ReasonCode::TopicFilterInvalid;
         }
-        if topic_levels(filter_str) > self.global.config.max_topic_levels {
+        if topic_levels(filter_str) > self.config.max_topic_levels {
             bump(&self.global.counters[self.id].topic_levels_exceeded);
             return ReasonCode::TopicFilterInvalid;
         }
@@ -481,7 +487,7 @@ impl ShardCore {
         if !self.may_subscribe(skey, plain) {
             return ReasonCode::NotAuthorized;
         }
-        let max = self.global.config.max_subscriptions_per_client;
+        let max = self.config.max_subscriptions_per_client;
         let Some(session) = self.sessions.get_mut(skey) else {
             return ReasonCode::UnspecifiedError;
         };
@@ -495,7 +501,7 @@ impl ShardCore {
         // [MQTT-3.2.2-10]: any requested QoS is accepted, granted at most our Maximum QoS.
         options.qos = options
             .qos
-            .min(QoS::from_u8(self.global.config.max_qos).unwrap_or(QoS::ExactlyOnce));
+            .min(QoS::from_u8(self.config.max_qos).unwrap_or(QoS::ExactlyOnce));
         if !version.is_v5() {
             options.no_local = false;
             options.retain_as_published = false;
@@ -546,8 +552,8 @@ impl ShardCore {
             if removed {
                 // Operations: `$SYS/broker/subscriptions/count` and the metrics.
                 drop_one(&self.global.counters[self.id].subscriptions);
-                self.subscription_remove(filter, skey);
-                if self.router.local_removed(filter) {
+                self.delivery.unsubscribe(filter, skey);
+                if self.delivery.router_mut().local_removed(filter) {
                     gone.push(MqttString::from(filter.as_str()));
                 }
                 reason_codes.push(ReasonCode::Success);

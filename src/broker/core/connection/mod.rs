@@ -1,160 +1,23 @@
-//! One client connection's protocol state: its read buffer and its outgoing buffer (the socket
-//! is the runtime's, kept under the same key).
-//!
-//! The outgoing buffer is a queue of `Bytes` chunks written with one vectored write per loop turn
-//! (repeated until `WouldBlock`): large shared pieces of a fanned-out PUBLISH (its encoded header
-//! and payload) are queued without copying, small packets are appended to a staging `BytesMut`.
-//! Buffers are released when empty, and the read buffer once a read finds the socket empty,
-//! so an idle connection holds no buffer memory.
+//! One client connection's protocol state: its read buffer and its outgoing buffer
+//! ([`OutBuf`], `outgoing.rs`, with its byte accounting); the socket is the runtime's, kept under
+//! the same key. The read buffer is released once a read finds the socket empty, the outgoing
+//! buffer when written out, so an idle connection holds no buffer memory.
 
 // Access control (issue 13): the core's hooks into `crate::auth`.
 pub(crate) mod access;
 pub(crate) mod authn;
 pub(crate) mod dispatch;
 pub(crate) mod fidelity;
+pub mod outgoing;
 pub mod protocol;
 
+pub use outgoing::{OutBuf, Unsent};
+
 use crate::broker::core::keys::SessionKey;
-use crate::codec::EncodeError;
-use crate::codec::{MqttString, Packet, ProtocolVersion, Publish};
-use bytes::{Buf, Bytes, BytesMut};
-use std::collections::VecDeque;
+use crate::codec::{MqttString, ProtocolVersion, Publish};
+use bytes::BytesMut;
 use std::fmt;
-use std::io::{self, IoSlice, Write};
 use std::net::{IpAddr, SocketAddr, SocketAddrV6};
-
-/// Pieces at most this long are copied into the staging buffer rather than queued shared:
-/// copying a few hundred bytes costs less than a reference count and an iovec entry, and keeps
-/// the vectored write short. Payloads above it are shared, never copied per subscriber.
-pub(crate) const COPY_THRESHOLD_BYTES: usize = 256;
-/// The most chunks given to one vectored write.
-const IOV_MAX_CHUNKS: usize = 64;
-
-/// The outgoing byte queue of a connection.
-#[derive(Debug, Default)]
-pub struct OutBuf {
-    chunks: VecDeque<Bytes>,
-    staging: BytesMut,
-    len: usize,
-}
-
-impl OutBuf {
-    /// Bytes waiting to be written.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// Whether nothing waits.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// Appends a copy of `data`.
-    pub fn push_copy(&mut self, data: &[u8]) {
-        self.staging.extend_from_slice(data);
-        self.len += data.len();
-    }
-
-    /// Appends `data`, sharing it unless it is small.
-    pub fn push_shared(&mut self, data: &Bytes) {
-        if data.len() <= COPY_THRESHOLD_BYTES {
-            self.push_copy(data);
-            return;
-        }
-        self.seal_staging();
-        self.len += data.len();
-        self.chunks.push_back(data.clone());
-    }
-
-    /// Encodes `packet` into the buffer; a packet over a wire-format limit (built from what a
-    /// client sent) is refused and nothing is queued.
-    pub fn push_packet(
-        &mut self,
-        packet: &Packet,
-        version: ProtocolVersion,
-    ) -> Result<(), EncodeError> {
-        let before = self.staging.len();
-        packet.encode(version, &mut self.staging)?;
-        self.len += self.staging.len() - before;
-        Ok(())
-    }
-
-    fn seal_staging(&mut self) {
-        if !self.staging.is_empty() {
-            self.chunks.push_back(self.staging.split().freeze());
-        }
-    }
-
-    /// Writes until the queue is empty (`Ok(true)`) or the socket would block (`Ok(false)`).
-    pub fn write_to<W: Write>(&mut self, socket: &mut W) -> io::Result<bool> {
-        if self.chunks.is_empty() {
-            return self.write_staging(socket);
-        }
-        self.seal_staging();
-        while !self.chunks.is_empty() {
-            let mut slices = [IoSlice::new(&[]); IOV_MAX_CHUNKS];
-            let mut count = 0;
-            for (slot, chunk) in slices.iter_mut().zip(self.chunks.iter()) {
-                *slot = IoSlice::new(chunk);
-                count += 1;
-            }
-            let written = match socket.write_vectored(&slices[..count]) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
-            self.consume(written);
-        }
-        self.release();
-        Ok(true)
-    }
-
-    /// The common case of small packets only: the staging buffer is written as it is, with no
-    /// chunk queue (so no allocation for one).
-    fn write_staging<W: Write>(&mut self, socket: &mut W) -> io::Result<bool> {
-        while !self.staging.is_empty() {
-            let written = match socket.write(&self.staging) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
-            self.staging.advance(written);
-            self.len -= written;
-        }
-        self.release();
-        Ok(true)
-    }
-
-    fn consume(&mut self, mut written: usize) {
-        self.len -= written;
-        while written > 0 {
-            let Some(front) = self.chunks.front_mut() else {
-                debug_assert!(false, "wrote more than was queued");
-                return;
-            };
-            if front.len() <= written {
-                written -= front.len();
-                self.chunks.pop_front();
-            } else {
-                front.advance(written);
-                written = 0;
-            }
-        }
-    }
-
-    /// Frees the memory of an empty queue.
-    fn release(&mut self) {
-        debug_assert!(self.len == 0 && self.chunks.is_empty() && self.staging.is_empty());
-        self.staging = BytesMut::new();
-        if self.chunks.capacity() > 0 {
-            self.chunks = VecDeque::new();
-        }
-    }
-}
 
 /// Where a connection is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -236,6 +99,41 @@ impl fmt::Display for PeerAddr {
     }
 }
 
+/// Limits a connection was told (its CONNACK; before CONNECT, the configuration at accept) that a
+/// reload must not tighten under it (issue 15): a client keeps within what it was announced,
+/// and being closed for it later would break [MQTT-3.2.2-11], [MQTT-3.2.2-14], [MQTT-3.3.2-9]
+/// and the Maximum Packet Size it was given. Eight bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Announced {
+    /// Largest packet read from the client, bytes (`max_packet_size`, 0 there = `u32::MAX`).
+    pub max_packet_size: u32,
+    /// Topic Alias Maximum: aliases the client may set.
+    pub topic_alias_maximum: u16,
+    /// Maximum QoS of the client's PUBLISH packets.
+    pub max_qos: u8,
+    /// Retain Available.
+    pub retain_available: bool,
+}
+
+impl Announced {
+    /// What `config` announces.
+    pub fn of(config: &crate::broker::Config) -> Announced {
+        Announced {
+            max_packet_size: fidelity::inbound_packet_limit(config),
+            topic_alias_maximum: config.topic_alias_maximum,
+            max_qos: config.max_qos,
+            retain_available: config.retain_available,
+        }
+    }
+}
+
+impl Default for Announced {
+    /// The defaults' announcement, for connections built outside a shard (tests).
+    fn default() -> Announced {
+        Announced::of(&crate::broker::Config::default())
+    }
+}
+
 /// One client connection on a shard.
 pub struct Connection {
     /// The client's address: the socket's peer, or the one a PROXY header named.
@@ -273,6 +171,8 @@ pub struct Connection {
     pub timer: u8,
     /// The client's MQTT 5 Maximum Packet Size (u32::MAX when unset).
     pub client_max_packet_size: u32,
+    /// What the broker announced to it (issue 15: kept across reloads).
+    pub announced: Announced,
     /// Boxed: most connections have none, and the struct stays small for idle connections.
     pub will: Option<Box<WillMessage>>,
     /// Why reading stopped, 0 = not paused: [`PAUSED_MESH`] (a mesh channel was full) and
@@ -354,6 +254,7 @@ impl Connection {
             out_progress_secs: (now_ms / 1000) as u16,
             timer: TIMER_HANDSHAKE_PENDING,
             client_max_packet_size: u32::MAX,
+            announced: Announced::default(),
             will: None,
             paused: 0,
             dirty: false,
@@ -404,39 +305,19 @@ impl Connection {
 mod tests {
     use super::*;
 
-    /// A writer that accepts at most `limit` bytes per call and then blocks once.
-    struct Trickle {
-        written: Vec<u8>,
-        limit: usize,
-        block_next: bool,
-    }
-
-    impl Write for Trickle {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            if std::mem::take(&mut self.block_next) {
-                return Err(io::ErrorKind::WouldBlock.into());
-            }
-            self.block_next = true;
-            let n = buf.len().min(self.limit);
-            self.written.extend_from_slice(&buf[..n]);
-            Ok(n)
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
     /// An idle connection costs its `Connection` and `ShardSession` slab entries plus a few map
     /// entries; these bounds keep the per-connection memory near Mosquitto's (BENCHMARKS.md).
     #[test]
     fn connection_and_session_structs_stay_small() {
         let connection = std::mem::size_of::<Connection>();
-        let session = std::mem::size_of::<crate::broker::core::shard::ShardSession>();
+        let session = std::mem::size_of::<crate::broker::core::sessions::ShardSession>();
         println!("Connection {connection} bytes, ShardSession {session} bytes");
         // The socket is the runtime's (4 bytes a slot in release builds, 16 in debug ones);
         // the session key is a u32 (`keys::SessionKey`).
         // The listener id (src/transport, for per-listener settings) takes one more word.
-        assert!(connection <= 176, "Connection grew to {connection} bytes");
+        // +8 bytes for the limits its CONNACK announced (issue 15, `Connection::announced`),
+        // which a reload must not tighten under a connected client.
+        assert!(connection <= 184, "Connection grew to {connection} bytes");
         // +8 bytes for the access-control state pointer (issue 13, `ShardSession::access`).
         // +8 bytes for the queue's byte count (issue 11, `Session::queued_bytes`), as
         // Mosquitto's per-context `msg_bytes`: a bound per session needs it.
@@ -477,52 +358,6 @@ mod tests {
         assert_eq!(conn.keep_alive_left_ms(last_ms.wrapping_add(90_000)), None);
         conn.keep_alive_secs = u16::MAX;
         assert_eq!(conn.keep_alive_timeout_ms(), 98_302_500);
-    }
-
-    #[test]
-    fn staging_only_writes_need_no_chunk_queue() {
-        let mut out = OutBuf::default();
-        out.push_copy(b"hello");
-        out.push_copy(b" world");
-        let mut sink = Trickle {
-            written: Vec::new(),
-            limit: 4,
-            block_next: false,
-        };
-        let mut rounds = 0;
-        while !out.write_to(&mut sink).unwrap() {
-            rounds += 1;
-            assert!(rounds < 100);
-        }
-        assert_eq!(sink.written, b"hello world");
-        assert!(out.is_empty());
-        assert_eq!(out.chunks.capacity(), 0);
-        assert_eq!(out.staging.capacity(), 0);
-    }
-
-    #[test]
-    fn shared_and_copied_pieces_come_out_in_order() {
-        let mut out = OutBuf::default();
-        let big = Bytes::from(vec![7u8; 1000]);
-        out.push_copy(b"ab");
-        out.push_shared(&big);
-        out.push_copy(b"cd");
-        assert_eq!(out.len(), 1004);
-        let mut sink = Trickle {
-            written: Vec::new(),
-            limit: 300,
-            block_next: false,
-        };
-        let mut rounds = 0;
-        while !out.write_to(&mut sink).unwrap() {
-            rounds += 1;
-            assert!(rounds < 100);
-        }
-        assert!(out.is_empty());
-        let mut expected = b"ab".to_vec();
-        expected.extend_from_slice(&big);
-        expected.extend_from_slice(b"cd");
-        assert_eq!(sink.written, expected);
     }
 }
 

@@ -354,6 +354,19 @@ impl LayoutCache {
     }
 }
 
+/// Issue 17: the layout of a delivery with default options (no DUP, no Topic Alias, expiry as
+/// received) cut from the publisher's frame, when that frame is forwardable as it is (see
+/// `forwardable_frame`): queued messages go out without being encoded again.
+pub fn forwarded_layout(
+    message: &MessageRef,
+    version: ProtocolVersion,
+    qos: QoS,
+    retain: bool,
+) -> Option<Layout> {
+    let frame = forwardable_frame(message, version, qos, retain)?;
+    Some(split_layout(frame.clone(), qos, message.topic.len()))
+}
+
 /// The publisher's frame, when it is exactly what [`encode_layout`] would write for this
 /// delivery with default options: the same protocol family (3.x or 5, whose PUBLISH layouts
 /// differ only by the property list) and the same first byte, that is the same QoS and retain
@@ -393,13 +406,15 @@ pub struct LayoutOptions {
 }
 
 /// Encoded packets at most this long are cut from the shared scratch block: they are copied
-/// into the outgoing buffers (`connection::COPY_THRESHOLD_BYTES`) and so dropped within the
+/// into the outgoing buffers (`connection::outgoing::COPY_THRESHOLD_BYTES`) and so dropped within the
 /// turn, and never pin the block for long.
-const ENCODE_SHARED_MAX_BYTES: usize = crate::broker::core::connection::COPY_THRESHOLD_BYTES;
+const ENCODE_SHARED_MAX_BYTES: usize =
+    crate::broker::core::connection::outgoing::COPY_THRESHOLD_BYTES;
 /// Received PUBLISH frames at most this long may be forwarded as they are (`Message::frame`):
 /// like small encoded layouts they are copied into outgoing buffers, so a forwarded frame never
 /// keeps the publisher's read buffer alive.
-pub const FORWARD_FRAME_MAX_BYTES: usize = crate::broker::core::connection::COPY_THRESHOLD_BYTES;
+pub const FORWARD_FRAME_MAX_BYTES: usize =
+    crate::broker::core::connection::outgoing::COPY_THRESHOLD_BYTES;
 /// Size of the scratch block small packets are encoded into: one allocation per many
 /// messages instead of one per message.
 const ENCODE_BLOCK_BYTES: usize = 16 * 1024;

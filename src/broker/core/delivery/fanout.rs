@@ -5,18 +5,20 @@
 //! overlapping subscriptions of one client deliver once with the highest QoS, and each wire
 //! layout (version, QoS, retain) is encoded once; subscribers share the encoded bytes.
 
-use crate::broker::core::backpressure::congestion::Blocker;
-use crate::broker::core::connection::protocol::{encode_layout, Layout, LayoutOptions};
+use crate::broker::core::backpressure::Blocker;
+use crate::broker::core::connection::protocol::{Layout, LayoutOptions};
 use crate::broker::core::connection::ConnState;
+use crate::broker::core::delivery::LocalSub;
 use crate::broker::core::keys::{ConnKey, SessionKey};
 use crate::broker::core::mesh::ShardMsg;
 use crate::broker::core::retained::RetainOutcome;
+use crate::broker::core::sessions::handover::{Gate, Route};
 use crate::broker::core::sessions::session::{
-    queued_bytes, Delivery, Message, MessageRef, Presence, QueueRoom, ReceivedFrame,
+    queued_bytes, Decision, Message, MessageRef, Presence, QueueRoom,
 };
-use crate::broker::core::shard::{Awaited, LocalSub, ShardCore};
+use crate::broker::core::shard::{Awaited, ShardCore};
 use crate::broker::core::stats::{bump, ShardCounters};
-use crate::codec::{MqttString, Packet, Properties, Publish, QoS, SubAck};
+use crate::codec::{MqttString, Packet, Publish, QoS, SubAck};
 use crate::topic::CacheLookup;
 use bytes::Bytes;
 use std::sync::atomic::Ordering;
@@ -42,80 +44,44 @@ impl ShardCore {
         if message.retain {
             self.store_retained(message);
         }
-        self.backpressure.blocker = None;
-        let local = self.deliver_local(message, origin);
+        self.backpressure.start_publish();
+        let local = self.deliver_local(message, origin, Route::Direct(self.id));
         let mut overflowed = false;
         let mut remote = false;
         let shards = self.mesh.shards();
         if shards > 1 {
             // One message per destination shard, sharing the Arc'd publish.
-            let (destinations, lookup) = self.router.destinations_bytes(message.topic.as_bytes());
+            let (destinations, lookup) = self
+                .delivery
+                .router_mut()
+                .destinations_bytes(message.topic.as_bytes());
             count_lookup(&self.global.counters[self.id], lookup);
             remote = !destinations.is_empty();
             for &target in destinations {
                 // Inline `note_destination`: `destinations` borrows the router.
-                if self.backpressure.blocker.is_none()
+                if !self.backpressure.has_blocker()
                     && self.global.congested[target].0.load(Ordering::Relaxed)
                 {
-                    self.backpressure.blocker = Some(Blocker::Shard(target));
+                    self.backpressure.note_blocker(Blocker::Shard(target));
                 }
-                if !self.mesh.send(target, ShardMsg::Publish(message.clone())) {
+                let msg = ShardMsg::Publish {
+                    from: self.id,
+                    message: message.clone(),
+                };
+                if !self.mesh.send(target, msg) {
                     overflowed = true;
                     bump(&self.global.counters[self.id].mesh_channel_full);
                 }
             }
-            // Finding F1: a session handed over from here may have no route here yet.
-            if !self.moved.is_empty() {
-                let mut extra = Vec::new();
-                let router = &self.router;
-                let topic = message.topic.as_str();
-                self.moved_targets(topic, |s| router.was_destination(s), &mut extra);
-                for target in extra {
-                    remote = true;
-                    if !self.mesh.send(target, ShardMsg::Publish(message.clone())) {
-                        overflowed = true;
-                        bump(&self.global.counters[self.id].mesh_channel_full);
-                    }
-                }
+            // Finding F1: a session handed over from here may still need it (handover.rs).
+            if self.handovers.has_outgoing() {
+                let (forwarded, full) = self.handover_forward(message, self.id);
+                remote |= forwarded;
+                overflowed |= full;
             }
         }
         let (shared, shared_overflowed) = self.route_shared(message, origin);
         (local || remote || shared, overflowed || shared_overflowed)
-    }
-
-    /// Wraps a publish received now for routing, in the allocation of the previous message
-    /// when nothing kept that one (saves an allocation and a free per message).
-    pub(crate) fn new_message(
-        &mut self,
-        publish: Publish,
-        frame: Option<ReceivedFrame>,
-    ) -> MessageRef {
-        if let Some(mut spare) = self.delivery.spare_message.take() {
-            if let Some(message) = Arc::get_mut(&mut spare) {
-                message.publish = publish;
-                message.received_at = self.now;
-                message.frame = frame;
-                return spare;
-            }
-        }
-        Arc::new(Message {
-            publish,
-            received_at: self.now,
-            frame,
-        })
-    }
-
-    /// Keeps `message`'s allocation for [`ShardCore::new_message`] if nothing else holds it (no
-    /// queue, no other shard, no retained store), dropping its fields so that the spare does
-    /// not keep the publisher's read buffer alive.
-    pub(crate) fn recycle_message(&mut self, mut message: MessageRef) {
-        if let Some(spare) = Arc::get_mut(&mut message) {
-            spare.publish.topic = MqttString::default();
-            spare.publish.payload = Bytes::new();
-            spare.publish.properties = Properties::default();
-            spare.frame = None;
-            self.delivery.spare_message = Some(message);
-        }
     }
 
     pub(crate) fn store_retained(&mut self, message: &MessageRef) {
@@ -150,33 +116,28 @@ impl ShardCore {
         }
     }
 
-    /// Delivers to this shard's matching sessions. Returns whether any matched.
+    /// Delivers to this shard's matching sessions (`route`: to the one session a handover
+    /// forwarded it for). Returns whether any matched.
     pub(crate) fn deliver_local(
         &mut self,
         message: &MessageRef,
         origin: Option<SessionKey>,
+        route: Route,
     ) -> bool {
-        let mut matches = std::mem::take(&mut self.delivery.matches);
-        matches.clear();
-        // The topic's UTF-8 was checked once, by the codec: the trie matches its bytes.
-        let lookup = self.delivery.match_cache.for_each_match(
-            &self.delivery.trie,
-            message.topic.as_bytes(),
-            |sub| matches.push(*sub),
-        );
+        let topic = message.topic.as_bytes();
+        let (mut matches, lookup) = self.delivery.take_matches(topic, origin);
         count_lookup(&self.global.counters[self.id], lookup);
-        // [MQTT-3.8.3-3] No Local: not to the publishing session.
-        if let Some(origin) = origin {
-            matches.retain(|m| !(m.session == origin && m.options.no_local));
-        }
-        let matched = !matches.is_empty();
-        let mut identifiers = std::mem::take(&mut self.delivery.subscription_ids);
-        if matched {
-            // One match (the common point-to-point case) needs no grouping by session.
-            if matches.len() > 1 {
-                matches.sort_unstable_by_key(|m| m.session);
+        // Finding F1: a session arriving from another shard gates what it is sent directly.
+        let gated = match route {
+            Route::Forwarded(skey) => {
+                matches.retain(|m| m.session == skey);
+                None
             }
-            self.delivery.layouts.clear();
+            Route::Direct(source) => Some(source).filter(|_| self.handovers.has_incoming()),
+        };
+        let matched = !matches.is_empty();
+        let mut identifiers = self.delivery.take_identifiers();
+        if matched {
             let mut i = 0;
             while i < matches.len() {
                 let session = matches[i].session;
@@ -195,6 +156,19 @@ impl ShardCore {
                 // As Published (MQTT 5) asks for the flag as published.
                 let retain = retain_as_published && message.retain;
                 let qos = qos.min(message.qos);
+                let gate = gated.map_or(Gate::Deliver, |s| self.handover_gate(session, s));
+                if let (Gate::Hold, Some(source)) = (&gate, gated) {
+                    identifiers.sort_unstable();
+                    let own = match identifiers.is_empty() {
+                        true => message.clone(),
+                        false => with_subscription_identifiers(message, &identifiers),
+                    };
+                    self.handover_hold(session, source, &own, qos, retain);
+                    continue;
+                }
+                if let Gate::Skip = gate {
+                    continue;
+                }
                 if identifiers.is_empty() {
                     self.deliver_to_session(session, message, qos, retain, Encoding::Cached);
                 } else {
@@ -207,9 +181,8 @@ impl ShardCore {
                 }
             }
         }
-        identifiers.clear();
-        self.delivery.subscription_ids = identifiers;
-        self.delivery.matches = matches;
+        self.delivery.recycle_identifiers(identifiers);
+        self.delivery.recycle_matches(matches);
         matched
     }
 
@@ -227,10 +200,7 @@ impl ShardCore {
         };
         // Access control (issue 13, access.rs): nothing the subscriber may not read; this
         // covers wildcard filters and retained messages sent at subscribe.
-        if !crate::broker::core::connection::access::may_read(
-            &mut session.access,
-            message.topic.as_str(),
-        ) {
+        if !crate::broker::core::connection::access::may_read(&mut session.access, &message.topic) {
             bump(&self.global.counters[self.id].acl_denied_delivery);
             return;
         }
@@ -243,22 +213,21 @@ impl ShardCore {
         // Issue 11 hook: offline sessions' queue entries stop at the queues' share of the budget
         // (docs/memory.md), so they never bring the shard to pressure; an online session's
         // queue is paced by congestion and pressure as before.
-        let queue_share_full = !online && !self.backpressure.memory.queues_have_room();
+        let queue_share_full = !online && !self.backpressure.memory().queues_have_room();
         let presence = if online {
             Presence::Online
         } else {
             Presence::Offline
         };
-        let queue_room = if self.backpressure.memory.has_room() && !queue_share_full {
+        let queue_room = if self.backpressure.memory().has_room() && !queue_share_full {
             QueueRoom::Available
         } else {
             QueueRoom::Exhausted
         };
         // Issue 11 hook (flow by bytes): QoS 1/2 waits in the queue while the buffer is full.
-        let max_outgoing = self.global.config.max_outgoing_bytes;
+        let max_outgoing = self.config.max_outgoing_bytes;
         // Validated to fit in a u32 (config.rs).
-        let max_queued_bytes =
-            u32::try_from(self.global.config.max_queued_bytes).unwrap_or(u32::MAX);
+        let max_queued_bytes = u32::try_from(self.config.max_queued_bytes).unwrap_or(u32::MAX);
         let outgoing_full = connection
             .and_then(|key| connections.get(key))
             .is_some_and(|c| c.out.len() >= max_outgoing);
@@ -271,7 +240,7 @@ impl ShardCore {
             outgoing_full,
             max_queued_bytes,
         ) {
-            Delivery::SendQoS0 => {
+            Decision::SendQoS0 => {
                 if let Some(key) = connection {
                     // Issue 11 hook: behind a waiting backlog, or into one when a retained
                     // message meets a full buffer (`retained_pacing.rs`).
@@ -292,7 +261,7 @@ impl ShardCore {
                     }
                 }
             }
-            Delivery::Send { packet_id } => {
+            Decision::Send { packet_id } => {
                 // Persistence: a message in flight to a persistent session is recorded.
                 if let Some(s) = self.sessions.get(skey) {
                     let client_id = &s.session.state.client_id;
@@ -304,20 +273,20 @@ impl ShardCore {
                 }
             }
             // Persistence: at the disk limit the message is taken off the queue again.
-            Delivery::Queued if !self.store_queued(skey, message, qos, retain) => {}
-            Delivery::Queued => {
+            Decision::Queued if !self.store_queued(skey, message, qos, retain) => {}
+            Decision::Queued => {
                 self.queue_entry_added(message);
                 if online {
                     bump(&self.global.counters[self.id].inflight_window_full);
                     self.update_congestion(skey);
                 }
             }
-            Delivery::Discarded => {}
-            Delivery::DroppedQueueFull => bump(&self.global.counters[self.id].dropped_queue_full),
-            Delivery::DroppedMemoryLimit if queue_share_full => {
+            Decision::Discarded => {}
+            Decision::DroppedQueueFull => bump(&self.global.counters[self.id].dropped_queue_full),
+            Decision::DroppedMemoryLimit if queue_share_full => {
                 bump(&self.global.counters[self.id].dropped_queue_share)
             }
-            Delivery::DroppedMemoryLimit => {
+            Decision::DroppedMemoryLimit => {
                 bump(&self.global.counters[self.id].dropped_memory_limit)
             }
         }
@@ -341,7 +310,7 @@ impl ShardCore {
         retain: bool,
         encoding: Encoding,
     ) {
-        let max_outgoing = self.global.config.max_outgoing_bytes;
+        let max_outgoing = self.config.max_outgoing_bytes;
         let Some(conn) = self.connections.get_mut(key) else {
             return;
         };
@@ -350,7 +319,7 @@ impl ShardCore {
                 bump(&self.global.counters[self.id].dropped_outgoing_buffer_full);
                 return;
             }
-            if !self.backpressure.memory.has_room() {
+            if !self.backpressure.memory().has_room() {
                 bump(&self.global.counters[self.id].dropped_memory_limit);
                 return;
             }
@@ -388,13 +357,9 @@ impl ShardCore {
         };
         let fresh: Layout;
         let layout = match encoding {
-            Encoding::Cached => self.delivery.layouts.get(
-                message,
-                conn.version,
-                qos,
-                retain,
-                &mut self.delivery.encode_buf,
-            ),
+            Encoding::Cached => self
+                .delivery
+                .cached_layout(message, conn.version, qos, retain),
             Encoding::Fresh { dup } => {
                 let options = LayoutOptions {
                     qos,
@@ -403,12 +368,7 @@ impl ShardCore {
                     message_expiry_interval: adjusted,
                     topic_alias: alias,
                 };
-                match encode_layout(
-                    message,
-                    conn.version,
-                    options,
-                    &mut self.delivery.encode_buf,
-                ) {
+                match self.delivery.fresh_layout(message, conn.version, options) {
                     Ok(layout) => {
                         fresh = layout;
                         Ok(&fresh)
@@ -460,18 +420,17 @@ impl ShardCore {
         if before < max_outgoing {
             conn.out_progress_secs = (self.now_ms / 1000) as u16;
         }
-        conn.out.push_shared(&layout.head);
-        if qos != QoS::AtMostOnce {
-            conn.out.push_copy(&packet_id.to_be_bytes());
-            conn.out.push_shared(&layout.tail);
-        }
+        let rest = (qos != QoS::AtMostOnce).then_some((packet_id, &layout.tail));
+        let memory = self.backpressure.memory_mut();
+        conn.out.push_publish(&layout.head, rest, memory);
         let after = conn.out.len();
         bump(&self.global.counters[self.id].messages_sent);
+        bump(&self.global.counters[self.id].packets_sent);
         self.mark_dirty(key);
-        self.buffered_grew(after - before);
+        self.check_pressure_start();
         // Issue 11: no disconnect for size here (a reader of big messages is paced instead,
         // see `overload.rs`); a subscriber not reading is closed by `check_slow_consumer`.
-        if after >= max_outgoing / 2 && self.global.config.qos0_backpressure {
+        if after >= max_outgoing / 2 && self.config.qos0_backpressure {
             self.outgoing_grew(skey);
         }
     }
@@ -525,7 +484,7 @@ impl ShardCore {
         if filters.is_empty() || self.mesh.shards() < 2 {
             return;
         }
-        let epoch = self.router.next_epoch();
+        let epoch = self.delivery.router_mut().next_epoch();
         for target in 0..self.mesh.shards() {
             if target != self.id {
                 self.mesh.send(
@@ -562,7 +521,7 @@ impl ShardCore {
 
     /// Sends the SUBACKs whose routing epoch every peer has acknowledged, in order.
     pub(crate) fn release_acks(&mut self) {
-        let acked = self.router.epoch_acked();
+        let acked = self.delivery.router().epoch_acked();
         while self.pending_acks.front().is_some_and(|p| p.epoch <= acked) {
             let Some(pending) = self.pending_acks.pop_front() else {
                 break;
@@ -607,10 +566,10 @@ impl ShardCore {
         let Some(skey) = self.connections.get(key).and_then(|c| c.session) else {
             return;
         };
-        let mut messages = std::mem::take(&mut self.delivery.retained_scratch);
+        let mut messages = self.delivery.take_retained();
         // Issue 11: one SUBSCRIBE sends at most this many retained messages and bytes.
-        let count_max = self.global.config.max_retained_per_subscribe;
-        let bytes_max = self.global.config.max_retained_bytes_per_subscribe;
+        let count_max = self.config.max_retained_per_subscribe;
+        let bytes_max = self.config.max_retained_bytes_per_subscribe;
         let (mut count, mut bytes) = (0usize, 0usize);
         for (filter, qos, identifier) in retained {
             messages.clear();
@@ -621,8 +580,7 @@ impl ShardCore {
                 let size = queued_bytes(message);
                 if count >= count_max || bytes.saturating_add(size) > bytes_max {
                     bump(&self.global.counters[self.id].retained_subscribe_bound_hit);
-                    messages.clear();
-                    self.delivery.retained_scratch = messages;
+                    self.delivery.recycle_retained(messages);
                     return;
                 }
                 count += 1;
@@ -637,8 +595,7 @@ impl ShardCore {
                 self.deliver_to_session(skey, &message, qos, true, fresh);
             }
         }
-        messages.clear();
-        self.delivery.retained_scratch = messages;
+        self.delivery.recycle_retained(messages);
     }
 
     /// Adds (or replaces) one subscription of a session. Returns whether the filter is new
@@ -651,12 +608,12 @@ impl ShardCore {
         replace: bool,
     ) -> bool {
         if replace {
-            self.subscription_remove(filter, skey);
-            self.subscription_insert(filter, sub);
+            self.delivery.unsubscribe(filter, skey);
+            self.delivery.subscribe(filter, sub);
             return false;
         }
-        self.subscription_insert(filter, sub);
-        self.router.local_added(filter)
+        self.delivery.subscribe(filter, sub);
+        self.delivery.router_mut().local_added(filter)
     }
 }
 

@@ -13,10 +13,11 @@
 
 use crate::broker::core::config::SharedStrategy;
 use crate::broker::core::delivery::fanout::{with_subscription_identifiers, Encoding};
+use crate::broker::core::delivery::LocalSub;
 use crate::broker::core::keys::SessionKey;
 use crate::broker::core::mesh::ShardMsg;
 use crate::broker::core::sessions::session::{MessageRef, OutgoingState, SessionState};
-use crate::broker::core::shard::{LocalSub, ShardCore};
+use crate::broker::core::shard::ShardCore;
 use crate::broker::core::stats::bump;
 use crate::codec::{MqttString, QoS};
 
@@ -48,50 +49,6 @@ pub fn client_id_hash(client_id: &str) -> u64 {
 }
 
 impl ShardCore {
-    /// Adds a subscription to the trie, or to its shared group (replacing the session's old one).
-    pub(crate) fn subscription_insert(&mut self, filter: &MqttString, sub: LocalSub) {
-        if !is_shared(filter.as_str()) {
-            self.delivery.trie.insert(filter.as_str(), sub);
-            return;
-        }
-        let group = self
-            .delivery
-            .shared_members
-            .entry(filter.clone())
-            .or_default();
-        match group.members.iter_mut().find(|m| m.session == sub.session) {
-            Some(existing) => *existing = sub,
-            None => group.members.push(sub),
-        }
-    }
-
-    /// Removes a session's subscription from the trie or from its shared group.
-    pub(crate) fn subscription_remove(&mut self, filter: &MqttString, skey: SessionKey) {
-        if !is_shared(filter.as_str()) {
-            self.delivery
-                .trie
-                .remove_where(filter.as_str(), |sub| sub.session == skey);
-            return;
-        }
-        if let Some(group) = self.delivery.shared_members.get_mut(filter) {
-            group.members.retain(|m| m.session != skey);
-            group.sticky = None;
-            if group.members.is_empty() {
-                self.delivery.shared_members.remove(filter);
-            }
-        }
-    }
-
-    /// A fresh pseudo-random number (xorshift64*; for the random strategy, not for security).
-    pub(crate) fn next_random(&mut self) -> u64 {
-        let mut x = self.delivery.random_state;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.delivery.random_state = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
     /// Sends a message published on this shard to one member of each matching shared
     /// subscription. Returns whether any group matched and whether a mesh channel was full.
     pub(crate) fn route_shared(
@@ -99,38 +56,42 @@ impl ShardCore {
         message: &MessageRef,
         origin: Option<SessionKey>,
     ) -> (bool, bool) {
-        if !self.router.has_shared() {
+        if !self.delivery.router().has_shared() {
             // No shared subscription anywhere: nothing to hash or draw.
             return (false, false);
         }
         let hash = origin
             .and_then(|skey| self.sessions.get(skey))
             .map_or(0, |s| client_id_hash(s.session.state.client_id.as_str()));
-        let random = self.next_random();
-        let strategy = self.global.config.shared_subscription_strategy;
-        let mut targets = std::mem::take(&mut self.delivery.shared_targets);
-        targets.clear();
-        self.router
-            .shared_targets(message.topic.as_str(), strategy, hash, random, &mut targets);
+        let random = self.delivery.next_random();
+        let strategy = self.config.shared_subscription_strategy;
+        let mut targets = self.delivery.take_shared_targets();
+        self.delivery.router_mut().shared_targets(
+            message.topic.as_str(),
+            strategy,
+            hash,
+            random,
+            &mut targets,
+        );
         let matched = !targets.is_empty();
         let mut overflowed = false;
         for (shard, share) in targets.drain(..) {
             if shard == self.id {
-                self.deliver_shared(&share, message, hash, false);
+                self.deliver_shared(&share, message, hash, 0);
                 continue;
             }
             let msg = ShardMsg::MessageRef {
                 message: message.clone(),
                 share,
                 publisher_hash: hash,
-                forwarded: false,
+                hops: 0,
             };
             if !self.mesh.send(shard, msg) {
                 overflowed = true;
                 bump(&self.global.counters[self.id].mesh_channel_full);
             }
         }
-        self.delivery.shared_targets = targets;
+        self.delivery.recycle_shared_targets(targets);
         (matched, overflowed)
     }
 
@@ -140,23 +101,35 @@ impl ShardCore {
         share: &MqttString,
         message: &MessageRef,
         publisher_hash: u64,
-        forwarded: bool,
+        hops: u8,
     ) {
-        let strategy = self.global.config.shared_subscription_strategy;
-        let random = self.next_random();
+        let strategy = self.config.shared_subscription_strategy;
+        let random = self.delivery.next_random();
         let Some((sub, can_take)) =
             self.pick_member(share, message.qos, strategy, publisher_hash, random)
         else {
+            // Finding F1: the member was a session handed over from here, whose route this
+            // shard keeps until the handover ends: it follows the session (handover.rs).
+            if self.handovers.has_outgoing()
+                && self.handover_forward_shared(share, message, publisher_hash)
+            {
+                return;
+            }
             // The last member left after the publishing shard routed the message here (its
-            // route removal was still on the way): hand it to another shard with members, once.
-            let other = self.router.shared_other_shard(share.as_str(), random);
+            // route removal was still on the way): hand it to another shard with members. Again
+            // if it was passed on already (the shard that passed it on may have had busy
+            // members only, and picked this one by a stale route), up to one hop per shard.
+            let other = self
+                .delivery
+                .router()
+                .shared_other_shard(share.as_str(), random);
             match other {
-                Some(target) if !forwarded => {
+                Some(target) if usize::from(hops) < self.mesh.shards() => {
                     let msg = ShardMsg::MessageRef {
                         message: message.clone(),
                         share: share.clone(),
                         publisher_hash,
-                        forwarded: true,
+                        hops: hops + 1,
                     };
                     if !self.mesh.send(target, msg) {
                         bump(&self.global.counters[self.id].mesh_channel_full);
@@ -168,7 +141,7 @@ impl ShardCore {
         };
         // Issue 11 hook: when no member here can take it, another shard with members gets it
         // (once); it queues here only when that was already tried.
-        if !can_take && !forwarded && self.forward_shared(share, message, publisher_hash, random) {
+        if !can_take && hops == 0 && self.forward_shared(share, message, publisher_hash, random) {
             return;
         }
         let qos = sub.options.qos.min(message.qos);
@@ -217,19 +190,20 @@ impl ShardCore {
                 if !crate::topic::filter_matches(filter, message.topic.as_str()) {
                     continue;
                 }
-                let random = self.next_random();
-                let Some(target) = self.router.shared_pick(share.as_str(), random) else {
+                let random = self.delivery.next_random();
+                let Some(target) = self.delivery.router().shared_pick(share.as_str(), random)
+                else {
                     continue;
                 };
                 bump(&self.global.counters[self.id].shared_redelivered);
                 if target == self.id {
-                    self.deliver_shared(share, message, 0, false);
+                    self.deliver_shared(share, message, 0, 0);
                 } else {
                     let msg = ShardMsg::MessageRef {
                         message: message.clone(),
                         share: share.clone(),
                         publisher_hash: 0,
-                        forwarded: false,
+                        hops: 0,
                     };
                     if !self.mesh.send(target, msg) {
                         bump(&self.global.counters[self.id].mesh_channel_full);
@@ -253,8 +227,8 @@ impl ShardCore {
         let sessions = &self.sessions;
         // Issue 11: a member whose outgoing buffer is full cannot take a message either.
         let connections = &self.connections;
-        let max_outgoing = self.global.config.max_outgoing_bytes;
-        let group = self.delivery.shared_members.get_mut(share)?;
+        let max_outgoing = self.config.max_outgoing_bytes;
+        let group = self.delivery.shared_group_mut(share)?;
         let n = group.members.len();
         if n == 0 {
             return None;
@@ -294,7 +268,8 @@ impl ShardCore {
     }
 
     /// Issue 11: hands a shared message no local member can take to another shard with
-    /// members (marked forwarded, so it is not handed on again). Returns whether it was sent.
+    /// members (one hop: it queues there if no member there can take it either). Returns
+    /// whether it was sent.
     fn forward_shared(
         &mut self,
         share: &MqttString,
@@ -302,14 +277,18 @@ impl ShardCore {
         publisher_hash: u64,
         random: u64,
     ) -> bool {
-        let Some(target) = self.router.shared_other_shard(share.as_str(), random) else {
+        let Some(target) = self
+            .delivery
+            .router()
+            .shared_other_shard(share.as_str(), random)
+        else {
             return false;
         };
         let msg = ShardMsg::MessageRef {
             message: message.clone(),
             share: share.clone(),
             publisher_hash,
-            forwarded: true,
+            hops: 1,
         };
         if !self.mesh.send(target, msg) {
             bump(&self.global.counters[self.id].mesh_channel_full);

@@ -5,7 +5,7 @@
 //! entry, see BENCHMARKS.md "Performance (issue 6)").
 
 use crate::broker::core::keys::{SessionKey, Slots};
-use crate::broker::core::shard::ShardSession;
+use crate::broker::core::sessions::ShardSession;
 use crate::codec::MqttString;
 use hashbrown::HashTable;
 use std::hash::{BuildHasher, RandomState};

@@ -12,6 +12,7 @@
 
 use crate::broker::core::connection::WillMessage;
 use crate::broker::core::keys::{ConnKey, SessionKey};
+use crate::broker::core::sessions::handover::Route;
 use crate::broker::core::shard::ShardCore;
 use crate::broker::core::timers::TimerKind;
 use crate::codec::{Packet, Publish, QoS};
@@ -53,14 +54,12 @@ impl ShardCore {
         expired_wills: &[Publish],
     ) {
         self.store = store;
-        let inflight_max = self.global.config.max_inflight;
+        let inflight_max = self.config.max_inflight;
         for recovered in sessions {
             let client_id = recovered.state.client_id.clone();
             let (claim, _) = self.global.registry.claim(&client_id, self.id);
             let skey = self.install_session(recovered.state, claim, inflight_max);
-            self.client_ids.insert(&client_id, skey, &self.sessions);
-            let generation = self.next_generation;
-            self.next_generation += 1;
+            let generation = self.sessions.next_generation();
             let now = self.now;
             // Access control (issue 13, access.rs): no deliveries until its user is known again.
             let access = self.restored_access(client_id.as_str());
@@ -93,7 +92,7 @@ impl ShardCore {
             if self.id == 0 && will.retain {
                 self.store_retained(&message);
             }
-            self.deliver_local(&message, None);
+            self.deliver_local(&message, None, Route::Direct(self.id));
         }
     }
 

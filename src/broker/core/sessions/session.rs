@@ -137,7 +137,7 @@ impl SessionState {
 
 /// What the shard must do with a message offered to a session.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Delivery {
+pub enum Decision {
     /// Send now as QoS 0.
     SendQoS0,
     /// Send now with this packet id (QoS 1 or 2); it is recorded in flight.
@@ -280,6 +280,34 @@ pub struct Session {
     /// being resent, the index of its next entry to resend; nothing new is sent before the
     /// window has been (new QoS 1/2 messages queue behind it).
     resend_next: Option<u16>,
+    /// Issue 17: whether `state.inflight`'s packet ids ascend (cyclically, from the front's)
+    /// in deque order, as `allocate_packet_id` hands them out. While they do, a packet id is
+    /// allocated and found in O(1) and O(log window) instead of a scan of the whole window.
+    /// Checked once when the session is built (a resumed or recovered state), kept up by
+    /// every push; true again whenever the window empties.
+    inflight_ascending: bool,
+}
+
+/// Packet ids cycle through 1..=65,535: the distance from `from` to `id` going up, 0..=65,534.
+fn id_distance(from: u16, id: u16) -> u32 {
+    const IDS: u32 = u16::MAX as u32;
+    (u32::from(id) + IDS - u32::from(from)) % IDS
+}
+
+/// Whether the packet ids ascend cyclically from the first one (see `inflight_ascending`).
+fn ids_ascend(inflight: &VecDeque<Outgoing>) -> bool {
+    let Some(first) = inflight.front() else {
+        return true;
+    };
+    let mut last = 0;
+    for (i, o) in inflight.iter().enumerate() {
+        let d = id_distance(first.packet_id, o.packet_id);
+        if o.packet_id == 0 || (i > 0 && d <= last) {
+            return false;
+        }
+        last = d;
+    }
+    true
 }
 
 impl Session {
@@ -289,6 +317,7 @@ impl Session {
         let queued_bytes = u32::try_from(state.queued_bytes()).unwrap_or(u32::MAX);
         Session {
             queued_bytes,
+            inflight_ascending: ids_ascend(&state.inflight),
             state,
             inflight_max: inflight_max.max(1),
             limits,
@@ -326,9 +355,13 @@ impl Session {
         Some(outgoing)
     }
 
-    /// Removes in-flight entry `index`, keeping the resend position on the same next entry.
+    /// Takes the message at `index` out of the window, keeping the resend position on the same
+    /// next entry; an empty window's ids ascend again (issue 17).
     fn remove_inflight(&mut self, index: usize) {
         self.state.inflight.remove(index);
+        if self.state.inflight.is_empty() {
+            self.inflight_ascending = true;
+        }
         if let Some(next) = self.resend_next {
             if index < usize::from(next) {
                 self.resend_next = Some(next - 1);
@@ -388,7 +421,7 @@ impl Session {
         retain: bool,
         presence: Presence,
         queue_room: QueueRoom,
-    ) -> Delivery {
+    ) -> Decision {
         self.deliver_paced(message, qos, retain, presence, queue_room, false, u32::MAX)
     }
 
@@ -407,14 +440,14 @@ impl Session {
         queue_room: QueueRoom,
         outgoing_full: bool,
         max_queued_bytes: u32,
-    ) -> Delivery {
+    ) -> Decision {
         let online = presence == Presence::Online;
         if qos == QoS::AtMostOnce {
             if online {
-                return Delivery::SendQoS0;
+                return Decision::SendQoS0;
             }
             if !self.limits.queue_qos0 {
-                return Delivery::Discarded;
+                return Decision::Discarded;
             }
             return self.enqueue(message, qos, retain, queue_room, max_queued_bytes);
         }
@@ -427,7 +460,7 @@ impl Session {
                 retain,
                 state: initial_state(qos),
             });
-            return Delivery::Send { packet_id };
+            return Decision::Send { packet_id };
         }
         self.enqueue(message, qos, retain, queue_room, max_queued_bytes)
     }
@@ -439,7 +472,7 @@ impl Session {
         retain: bool,
         queue_room: QueueRoom,
         max_queued_bytes: u32,
-    ) -> Delivery {
+    ) -> Decision {
         let limit = if self.congestion == Congestion::Congested {
             self.limits
                 .max_queued_messages
@@ -452,11 +485,11 @@ impl Session {
             && self.queued_bytes.saturating_add(bytes) > max_queued_bytes;
         if self.state.queued.len() >= limit || bytes_over {
             self.state.dropped_messages += 1;
-            return Delivery::DroppedQueueFull;
+            return Decision::DroppedQueueFull;
         }
         if queue_room == QueueRoom::Exhausted {
             self.state.dropped_messages += 1;
-            return Delivery::DroppedMemoryLimit;
+            return Decision::DroppedMemoryLimit;
         }
         self.state.queued.push_back(Queued {
             message: message.clone(),
@@ -464,7 +497,7 @@ impl Session {
             retain,
         });
         self.queued_bytes = self.queued_bytes.saturating_add(bytes);
-        Delivery::Queued
+        Decision::Queued
     }
 
     /// Takes the last queued message off again (persistence refused it).
@@ -517,22 +550,66 @@ impl Session {
         Some((packet_id, queued))
     }
 
-    /// Picks a packet id not in flight. The window is at most 65,535, so one is always free.
+    /// Picks a packet id not in flight, for a message pushed at the back of the window next.
+    /// The window is at most 65,535, so one is always free.
+    ///
+    /// Issue 17: O(1) while the ids in flight ascend (`inflight_ascending`): the next id after
+    /// the last one handed out is free when it lies beyond the newest id in flight, counted
+    /// from the oldest; only a window spanning (nearly) all 65,535 ids, or a state whose ids do
+    /// not ascend, falls back to the scan.
     fn allocate_packet_id(&mut self) -> u16 {
-        loop {
+        debug_assert!(!self.inflight_ascending || ids_ascend(&self.state.inflight));
+        let next = self.state.last_packet_id.wrapping_add(1).max(1);
+        let beyond_window = match (self.state.inflight.front(), self.state.inflight.back()) {
+            (Some(front), Some(back)) => {
+                id_distance(front.packet_id, next) > id_distance(front.packet_id, back.packet_id)
+            }
+            _ => true,
+        };
+        if self.inflight_ascending && beyond_window {
+            self.state.last_packet_id = next;
+            return next;
+        }
+        let id = loop {
             self.state.last_packet_id = self.state.last_packet_id.wrapping_add(1).max(1);
             let id = self.state.last_packet_id;
             if !self.state.inflight.iter().any(|o| o.packet_id == id) {
-                return id;
+                break id;
             }
-        }
+        };
+        // The id found may lie inside the window (a gap left by an acknowledgement).
+        self.inflight_ascending = match (self.state.inflight.front(), self.state.inflight.back()) {
+            (Some(front), Some(back)) => {
+                self.inflight_ascending
+                    && id_distance(front.packet_id, id)
+                        > id_distance(front.packet_id, back.packet_id)
+            }
+            _ => true,
+        };
+        id
     }
 
+    /// Where `packet_id` is in the window, in the acknowledgement state `state`. Issue 17:
+    /// acknowledgements usually come in order, so the front is tried first, then a binary
+    /// search while the ids ascend; a scan when they do not.
     fn position(&self, packet_id: u16, state: OutgoingState) -> Option<usize> {
-        self.state
-            .inflight
-            .iter()
-            .position(|o| o.packet_id == packet_id && o.state == state)
+        let inflight = &self.state.inflight;
+        if !self.inflight_ascending {
+            return inflight
+                .iter()
+                .position(|o| o.packet_id == packet_id && o.state == state);
+        }
+        // Ascending ids are distinct: the one entry with this id, if any.
+        let from = inflight.front()?.packet_id;
+        let i = if from == packet_id {
+            0
+        } else {
+            let target = id_distance(from, packet_id);
+            inflight
+                .binary_search_by_key(&target, |o| id_distance(from, o.packet_id))
+                .ok()?
+        };
+        (inflight[i].state == state).then_some(i)
     }
 
     /// PUBACK received. False if no QoS 1 message with that id was in flight.

@@ -51,7 +51,7 @@ fn window_then_queue_then_drop() {
             Presence::Online,
             QueueRoom::Available
         ),
-        Delivery::Send { packet_id: 1 }
+        Decision::Send { packet_id: 1 }
     );
     assert_eq!(
         s.deliver(
@@ -61,7 +61,7 @@ fn window_then_queue_then_drop() {
             Presence::Online,
             QueueRoom::Available
         ),
-        Delivery::Send { packet_id: 2 }
+        Decision::Send { packet_id: 2 }
     );
     for _ in 0..3 {
         assert_eq!(
@@ -72,7 +72,7 @@ fn window_then_queue_then_drop() {
                 Presence::Online,
                 QueueRoom::Available
             ),
-            Delivery::Queued
+            Decision::Queued
         );
     }
     assert_eq!(
@@ -83,7 +83,7 @@ fn window_then_queue_then_drop() {
             Presence::Online,
             QueueRoom::Available
         ),
-        Delivery::DroppedQueueFull
+        Decision::DroppedQueueFull
     );
     assert_eq!(s.state.dropped_messages, 1);
     assert!(s.poll_queued().is_none(), "window is full");
@@ -115,7 +115,7 @@ fn congestion_has_hysteresis_stalls_and_ignores_offline_sessions() {
             Presence::Online,
             QueueRoom::Available
         ),
-        Delivery::Send { packet_id: 1 }
+        Decision::Send { packet_id: 1 }
     );
     for _ in 0..3 {
         s.deliver(
@@ -153,7 +153,7 @@ fn congestion_has_hysteresis_stalls_and_ignores_offline_sessions() {
                 Presence::Online,
                 QueueRoom::Available
             ),
-            Delivery::Queued
+            Decision::Queued
         );
     }
     assert_eq!(
@@ -164,7 +164,7 @@ fn congestion_has_hysteresis_stalls_and_ignores_offline_sessions() {
             Presence::Online,
             QueueRoom::Available
         ),
-        Delivery::DroppedQueueFull
+        Decision::DroppedQueueFull
     );
     // Drains to 3: still above the low watermark (2).
     s.state.queued.truncate(3);
@@ -197,7 +197,7 @@ fn congestion_has_hysteresis_stalls_and_ignores_offline_sessions() {
             Presence::Offline,
             QueueRoom::Available
         ),
-        Delivery::DroppedQueueFull
+        Decision::DroppedQueueFull
     );
     // Going offline ends congestion.
     s.state.queued.truncate(4);
@@ -261,7 +261,7 @@ fn without_memory_room_nothing_new_is_queued() {
             Presence::Online,
             QueueRoom::Exhausted
         ),
-        Delivery::Send { packet_id: 1 },
+        Decision::Send { packet_id: 1 },
         "sending now needs no queue room"
     );
     assert_eq!(
@@ -272,7 +272,7 @@ fn without_memory_room_nothing_new_is_queued() {
             Presence::Online,
             QueueRoom::Exhausted
         ),
-        Delivery::DroppedMemoryLimit
+        Decision::DroppedMemoryLimit
     );
     assert_eq!(
         s.deliver(
@@ -282,7 +282,7 @@ fn without_memory_room_nothing_new_is_queued() {
             Presence::Online,
             QueueRoom::Exhausted
         ),
-        Delivery::SendQoS0
+        Decision::SendQoS0
     );
     assert_eq!(
         s.deliver(
@@ -292,7 +292,7 @@ fn without_memory_room_nothing_new_is_queued() {
             Presence::Online,
             QueueRoom::Available
         ),
-        Delivery::Queued
+        Decision::Queued
     );
     assert_eq!(s.state.dropped_messages, 1);
     assert_eq!(s.state.queued_bytes(), queued_bytes(&m));
@@ -312,7 +312,7 @@ fn qos0_offline_is_discarded_unless_configured() {
             Presence::Offline,
             QueueRoom::Available
         ),
-        Delivery::Discarded
+        Decision::Discarded
     );
     assert_eq!(
         s.deliver(
@@ -322,7 +322,7 @@ fn qos0_offline_is_discarded_unless_configured() {
             Presence::Online,
             QueueRoom::Available
         ),
-        Delivery::SendQoS0
+        Decision::SendQoS0
     );
     s.limits.queue_qos0 = true;
     assert_eq!(
@@ -333,7 +333,7 @@ fn qos0_offline_is_discarded_unless_configured() {
             Presence::Offline,
             QueueRoom::Available
         ),
-        Delivery::Queued
+        Decision::Queued
     );
     assert_eq!(
         s.deliver(
@@ -343,7 +343,7 @@ fn qos0_offline_is_discarded_unless_configured() {
             Presence::Offline,
             QueueRoom::Available
         ),
-        Delivery::Queued
+        Decision::Queued
     );
     assert_eq!(s.poll_queued().unwrap().0, 0);
     assert_eq!(s.poll_queued().unwrap().0, 1);
@@ -377,7 +377,7 @@ fn packet_ids_skip_zero_and_ids_in_flight() {
             Presence::Online,
             QueueRoom::Available
         ),
-        Delivery::Send {
+        Decision::Send {
             packet_id: u16::MAX
         }
     );
@@ -389,7 +389,7 @@ fn packet_ids_skip_zero_and_ids_in_flight() {
             Presence::Online,
             QueueRoom::Available
         ),
-        Delivery::Send { packet_id: 1 }
+        Decision::Send { packet_id: 1 }
     );
     s.state.last_packet_id = u16::MAX - 1;
     assert_eq!(
@@ -400,6 +400,105 @@ fn packet_ids_skip_zero_and_ids_in_flight() {
             Presence::Online,
             QueueRoom::Available
         ),
-        Delivery::Send { packet_id: 2 }
+        Decision::Send { packet_id: 2 }
     );
+}
+
+/// Issue 17: packet ids from a large window, wrapping past 65,535, never one in flight, and
+/// acknowledgements in any order find their message.
+#[test]
+fn large_windows_allocate_distinct_ids_and_ack_in_any_order() {
+    let m = message(1);
+    let qos1 = |s: &mut Session| match s.deliver(
+        &m,
+        QoS::AtLeastOnce,
+        false,
+        Presence::Online,
+        QueueRoom::Available,
+    ) {
+        Decision::Send { packet_id } => packet_id,
+        other => panic!("not sent: {other:?}"),
+    };
+    let mut s = Session::new(SessionState::default(), 1200, limits());
+    s.state.last_packet_id = u16::MAX - 100;
+    let ids: Vec<u16> = (0..1000).map(|_| qos1(&mut s)).collect();
+    // Wrapped past 65,535 to 1, skipping 0.
+    assert_eq!(ids[100], 1);
+    assert!(!ids.contains(&0));
+    // Out of order: every third id, from the newest down.
+    for &id in ids.iter().step_by(3).rev() {
+        assert!(s.handle_puback(id), "{id}");
+        assert!(!s.handle_puback(id), "{id} acknowledged twice");
+    }
+    assert_eq!(s.state.inflight.len(), 1000 - 334);
+    // Ids handed out from inside the window (as after the id space wrapped around it): only
+    // the gaps, each once.
+    s.state.last_packet_id = ids[0] - 1;
+    let refill: Vec<u16> = (0..334 + 200).map(|_| qos1(&mut s)).collect();
+    assert_eq!(&refill[..3], &[ids[0], ids[3], ids[6]]);
+    let mut in_flight: Vec<u16> = s.state.inflight.iter().map(|o| o.packet_id).collect();
+    in_flight.sort_unstable();
+    in_flight.dedup();
+    assert_eq!(in_flight.len(), 1200);
+    assert_eq!(
+        s.deliver(
+            &m,
+            QoS::AtLeastOnce,
+            false,
+            Presence::Online,
+            QueueRoom::Available
+        ),
+        Decision::Queued
+    );
+    // Acknowledged in order, then the queued message goes with a fresh id.
+    for id in s
+        .state
+        .inflight
+        .iter()
+        .map(|o| o.packet_id)
+        .collect::<Vec<_>>()
+    {
+        assert!(s.handle_puback(id));
+    }
+    assert!(s.state.inflight.is_empty());
+    let (id, _) = s.poll_queued().expect("the queued message goes");
+    assert!(s.handle_puback(id));
+}
+
+/// A recovered window whose ids do not ascend (persistence, takeover) is still served: by a
+/// scan until it empties.
+#[test]
+fn windows_whose_ids_do_not_ascend_are_scanned() {
+    let m = message(1);
+    let mut state = SessionState::default();
+    for id in [5u16, 3, 9] {
+        state.inflight.push_back(Outgoing {
+            packet_id: id,
+            message: m.clone(),
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            state: OutgoingState::AwaitPubAck,
+        });
+    }
+    state.last_packet_id = 2;
+    let mut s = Session::new(state, 10, limits());
+    let sent = |s: &mut Session| match s.deliver(
+        &m,
+        QoS::AtLeastOnce,
+        false,
+        Presence::Online,
+        QueueRoom::Available,
+    ) {
+        Decision::Send { packet_id } => packet_id,
+        other => panic!("not sent: {other:?}"),
+    };
+    assert_eq!(sent(&mut s), 4);
+    assert_eq!(sent(&mut s), 6);
+    assert!(s.handle_puback(9));
+    assert!(s.handle_puback(3));
+    assert!(!s.handle_pubrec(5, true));
+    for id in [5, 4, 6] {
+        assert!(s.handle_puback(id));
+    }
+    assert_eq!(sent(&mut s), 7);
 }
