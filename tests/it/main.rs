@@ -44,6 +44,7 @@ mod packet_limits;
 mod persistence;
 mod protocol_fidelity;
 mod reload;
+mod sim_memory;
 mod sim_properties;
 mod sim_pubsub;
 mod sim_regressions;
