@@ -166,11 +166,13 @@ fn a_failed_reload_changes_nothing() {
     missing_cert.cert_file = Some("/nonexistent/shardmq-cert.pem".into());
     missing_cert.key_file = Some("/nonexistent/shardmq-key.pem".into());
     let bad: Vec<(&str, Config)> = vec![
-        // A port another socket holds: the bind fails.
+        // A port another socket holds: the bind fails. The same reload removes the running
+        // listener: it must still accept afterwards (checked below for every case).
         ("unbindable", {
             let mut c = base.clone();
             c.max_qos = 1;
-            c.listeners = vec![ListenerConfig::mqtt(taken), extra_listener()];
+            c.listen = Vec::new();
+            c.listeners = vec![extra_listener(), ListenerConfig::mqtt(taken)];
             c
         }),
         // A certificate that does not load.
