@@ -311,3 +311,32 @@ fn a_listener_switched_to_new_settings_keeps_its_port_and_its_connection_count()
     assert!(fourth.expect_closed().is_empty());
     c.ping();
 }
+
+#[test]
+fn broker_wide_limits_change_for_everyone_at_once() {
+    let mut base = config(2);
+    base.max_retained_messages = 2;
+    let mut broker = start_with(base.clone());
+    let at = addr(&broker);
+    let mut client = Raw::connect(at, V5, "retainer");
+    for (i, topic) in ["r/1", "r/2", "r/3"].iter().enumerate() {
+        client.publish_acked(topic, b"kept?", QoS::AtLeastOnce, true, i as u16 + 1);
+    }
+    client.ping();
+    assert_eq!(broker.retained_messages(), 2, "max_retained_messages 2");
+
+    // Raised: the same client's next new topic is stored. max_sessions lowered to the 2
+    // sessions held: a third CONNECT is refused, the connected clients stay.
+    let mut next = base.clone();
+    next.max_retained_messages = 3;
+    next.max_sessions = 2;
+    let _second = Raw::connect(at, V5, "second");
+    reload(&mut broker, &next);
+    client.publish_acked("r/4", b"kept", QoS::AtLeastOnce, true, 9);
+    client.ping();
+    assert_eq!(broker.retained_messages(), 3);
+    let (mut third, connack) = Raw::connect_with(at, connect_packet(V5, "third", true));
+    assert_eq!(connack.reason_code, ReasonCode::QuotaExceeded);
+    assert!(third.expect_closed().is_empty());
+    client.ping();
+}
