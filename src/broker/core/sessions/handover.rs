@@ -550,3 +550,19 @@ impl ShardCore {
         sent
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The handover's messages do not make the mesh's messages bigger: `Forward` boxes its
+    /// rare shared-subscription part, so it stays under the shared-subscription publish
+    /// (`ShardMsg::MessageRef`: message, group name, hash, hops), which sets the size: 56 bytes
+    /// on 64-bit targets, as before the handover.
+    #[test]
+    fn mesh_messages_stay_small() {
+        let word = std::mem::size_of::<usize>();
+        assert!(std::mem::size_of::<HandoverMsg>() <= 5 * word);
+        assert!(std::mem::size_of::<ShardMsg>() <= 7 * word);
+    }
+}
