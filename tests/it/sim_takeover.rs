@@ -8,7 +8,8 @@
 //!
 //! Variants: an ordinary filter, with or without a second subscriber of the same filter on the
 //! new shard (so that its route already exists everywhere); a `$share` group; two takeovers
-//! crossing (the client id reconnects on B, then at once on C or back on A).
+//! crossing (the client id reconnects on B, then at once on C or back on A), for an ordinary
+//! filter and for a `$share` group.
 //!
 //! Each test runs `SHARDMQ_SIM_SEEDS` seeds (default 64; the seed picks the shards, the QoS
 //! levels, the turn of the takeover and the mesh interleavings) and reports every failing seed.
@@ -33,6 +34,8 @@ enum Kind {
     /// `x/+`, the client id reconnects twice, to two shards, the second before the first
     /// takeover completed.
     Crossing,
+    /// `$share/g/x/+` and two reconnects crossing.
+    SharedCrossing,
 }
 
 /// The seed's choices.
@@ -99,7 +102,7 @@ impl Case {
 
     fn filter(&self) -> &'static str {
         match self.kind {
-            Kind::Shared => "$share/g/x/+",
+            Kind::Shared | Kind::SharedCrossing => "$share/g/x/+",
             _ => "x/+",
         }
     }
@@ -107,7 +110,7 @@ impl Case {
     /// The shard of the bystander.
     fn bystander_shard(&self) -> usize {
         match self.kind {
-            Kind::Shared => 3 - self.old_shard - self.new_shard,
+            Kind::Shared | Kind::SharedCrossing => 3 - self.old_shard - self.new_shard,
             _ => self.new_shard,
         }
     }
@@ -329,7 +332,8 @@ fn run(case: &Case) -> Result<(), String> {
             let c = SimClient::connect(&mut sim, case.new_shard, persistent("taken"));
             takers.push(c.ok_or("no room")?);
         }
-        if case.kind == Kind::Crossing && turn == second_turn {
+        let crossing = matches!(case.kind, Kind::Crossing | Kind::SharedCrossing);
+        if crossing && turn == second_turn {
             let c = SimClient::connect(&mut sim, case.newer_shard, persistent("taken"));
             takers.push(c.ok_or("no room")?);
         }
@@ -430,7 +434,7 @@ fn check_publisher(
         let level = case.sub_qos.min(case.pub_qos[p]);
         match (case.kind, by) {
             // A group: each message goes to one member; no order across members.
-            (Kind::Shared, Some(by)) => {
+            (Kind::Shared | Kind::SharedCrossing, Some(by)) => {
                 let mut union = Received {
                     first: session.first.clone(),
                     all: session.all.clone(),
@@ -439,7 +443,7 @@ fn check_publisher(
                 union.all[p].extend(&by.all[p]);
                 check_promises(&who("the group"), p, level, &union, false)
             }
-            (Kind::Shared, None) => {
+            (Kind::Shared | Kind::SharedCrossing, None) => {
                 check_promises(&who("the only member"), p, level, session, false)
             }
             (_, by) => {
@@ -496,6 +500,12 @@ fn takeover_of_a_shared_subscription_member_loses_and_duplicates_nothing() {
 #[test]
 fn crossing_takeovers_lose_and_duplicate_nothing() {
     run_seeds(Kind::Crossing);
+}
+
+/// Crossing takeovers of a `$share` group member.
+#[test]
+fn crossing_takeovers_of_a_shared_subscription_member_lose_and_duplicate_nothing() {
+    run_seeds(Kind::SharedCrossing);
 }
 
 /// The cases that failed before the handover protocol (`core/handover.rs`), each kept as it was
