@@ -154,7 +154,9 @@ impl Handovers {
         !self.incoming.is_empty()
     }
 
-    /// Bytes of the messages held (counted with the sessions' queues in the memory budget).
+    /// Bytes of the messages held (counted with the sessions' queues in the memory budget;
+    /// the debug builds' check of that count reads it).
+    #[cfg(debug_assertions)]
     pub(crate) fn held_bytes(&self) -> usize {
         let held = self.incoming.iter().flat_map(|i| &i.sources);
         held.flat_map(|s| &s.held)
