@@ -46,6 +46,9 @@
 //! - Broker-wide state ([`Global`], touched off the per-message path only): `config.rs`
 //!   limits, `registry.rs` client ids across shards, `retained.rs` the retained store,
 //!   `stats.rs` counters.
+//! - Reload (`reconfigure.rs`, issue 15): `BrokerHandle::reconfigure` applies a new
+//!   configuration all or nothing: listeners started, switched or stopped, the live limits, and
+//!   a new configuration snapshot that each shard takes between two turns.
 //! - Fault isolation (`fault.rs`): a panic while decoding one connection's packet closes only
 //!   that connection (counted, logged with the input); any other panic in a shard or acceptor
 //!   thread, or one of them stopping, stops the whole broker and is reported by
@@ -589,7 +592,8 @@ impl BrokerHandle {
     }
 
     /// The bound addresses, in `Config::effective_listeners` order (the `listen` addresses,
-    /// then the `[[listener]]` sections), with the real port for port 0.
+    /// then the `[[listener]]` sections), with the real port for port 0. After a reload
+    /// (`reconfigure`): the listeners of the new configuration, in its order.
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.local_addrs
     }

@@ -28,7 +28,8 @@
 //! - `backpressure/`: `mod.rs` (`Backpressure`: paused publishers, congested sessions, the
 //!   first blocker of a publish), `memory.rs` (`MemoryBudget`), `congestion.rs` (session
 //!   congestion and memory pressure: timers, flags, resuming publishers), `overload.rs`
-//!   (outgoing-full read pause, slow consumers, partial packets).
+//!   (outgoing-full read pause, slow consumers, partial packets, paced resend),
+//!   `queue_charges.rs` (a queued message counted once per shard).
 
 // The broker-wide state the core reads (config, registry, retained store, counters), re-exported
 // so that the core's files name it as their siblings.
