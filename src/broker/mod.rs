@@ -22,12 +22,16 @@
 //!  socket ─▶ runtime/ (mio loop, read/write until WouldBlock, wakers, acceptors)
 //!               │ handle_bytes, handle_mesh, handle_timeout (+ now)   ▲ flush_writes, poll_close,
 //!               ▼                                                     │ drain_wakes, poll_timeout
-//!            core/ ShardCore (no sockets, no clock, no threads)
-//!               ├─ connections: protocol state per client (connection.rs, dispatch.rs, authn.rs)
-//!               ├─ sessions: slab, client ids, takeover, queues (session.rs, lifecycle.rs)
-//!               ├─ delivery: trie, match cache, routing replica, shared subscriptions, layouts
-//!               │  (fanout.rs, router.rs, shared_subscriptions.rs, protocol.rs)
-//!               ├─ backpressure: outgoing bytes, memory budget, paused publishers (congestion.rs)
+//!            core/ ShardCore (no sockets, no clock, no threads): one component per folder,
+//!               │  each a struct with private fields and a small API (its `mod.rs`)
+//!               ├─ connection/: protocol state per client, the outgoing buffer and its byte
+//!               │  accounting (`OutBuf`, outgoing.rs), packets after CONNECT (dispatch.rs)
+//!               ├─ sessions/: `Sessions` (slab + client id index, takeovers), one session's
+//!               │  state (session.rs), CONNECT/detach/takeover logic (lifecycle.rs)
+//!               ├─ delivery/: `Delivery` (trie, match cache, routing replica, shared groups,
+//!               │  layouts), fan-out logic (fanout.rs, shared_subscriptions.rs)
+//!               ├─ backpressure/: `Backpressure` (paused publishers, congested count),
+//!               │  `MemoryBudget` (memory.rs), the shard's glue (congestion.rs, overload.rs)
 //!               └─ mesh out: messages to other shards (mesh.rs; the runtime receives and wakes)
 //! ```
 //!
@@ -50,34 +54,52 @@
 //! A PUBLISH read on shard A is decoded once into `Bytes` slices, delivered to A's matching
 //! sessions, and sent as ONE `Arc`'d message to each other shard the routing replica names.
 //! Each shard encodes each wire layout (version, QoS, retain) once and its subscribers share it.
-//! The functions it passes, from socket read to subscriber write (publisher on shard A,
-//! subscriber on shard B):
+//! The functions it passes, from socket read to subscriber write (a QoS 0 PUBLISH, publisher
+//! on shard A, subscriber on shard B; QoS 1 adds the PUBACK of step 6), in order:
 //!
-//! 1. `runtime::shard_loop::ShardLoop::read_socket` (A): `read` into the loop's scratch buffer;
-//! 2. `ShardCore::handle_bytes` (`core/io.rs`): appended to the connection's read buffer;
-//! 3. `ShardCore::process_input` (`core/shard.rs`): `codec::split_frame`, then
-//!    `codec::decode_frame` inside `fault::contain`: one frame;
-//! 4. `ShardCore::handle_packet`, `ShardCore::handle_publish` (`core/dispatch.rs`): checks, QoS 2
-//!    receipt;
-//! 5. `ShardCore::new_message`, `ShardCore::route_publish` (`core/fanout.rs`): retained store,
-//!    local delivery (as in 9-11 on A), then `Router::destinations_bytes` (`core/router.rs`)
-//!    and `Mesh::send` (`core/mesh.rs`) once per destination shard;
-//! 6. `ShardCore::drain_wakes` then `Inbox::wake` (`runtime/inbox.rs`) at the end of A's turn;
-//! 7. `Inbox::drain_into` (B's turn, `runtime/inbox.rs`);
-//! 8. `ShardCore::handle_mesh` (`core/io.rs`);
-//! 9. `ShardCore::deliver_local` (`core/fanout.rs`): `MatchCache::for_each_match` over the
-//!    trie (`topic/`), one recipient per session;
-//! 10. `ShardCore::deliver_to_session`: the session's decision (`Session::deliver`,
-//!     `core/session.rs`), then `ShardCore::write_publish`: `LayoutCache::get`
-//!     (`core/protocol.rs`) encodes the layout once, `OutBuf::push_publish`
-//!     (`core/connection/outgoing.rs`) queues it and counts it in the memory budget;
-//! 11. `ShardCore::flush_writes` (`core/io.rs`, called by B's `ShardLoop::turn`):
-//!     `OutBuf::write_to` the socket, one vectored write per connection per turn.
+//! 1. `ShardLoop::read_socket` (`runtime/shard_loop.rs`, A): `read` into the loop's scratch
+//!    buffer, then `ShardCore::handle_bytes` (`core/io.rs`): appended to the read buffer;
+//! 2. `ShardCore::process_input` (`core/shard.rs`): `pause_if_outgoing_full`
+//!    (`core/backpressure/overload.rs`), `codec::split_frame`, then `codec::decode_frame`
+//!    inside `fault::contain` (`broker/fault.rs`): one frame; `partial_packet_done`
+//!    (`overload.rs`);
+//! 3. `ShardCore::handle_packet`, `ShardCore::handle_publish` (`core/connection/dispatch.rs`):
+//!    checks, `fidelity::is_reserved_publish_topic` (`connection/fidelity.rs`), `may_publish`
+//!    (`connection/access.rs`);
+//! 4. `Delivery::new_message` (`core/delivery/mod.rs`): the publish wrapped once, in a reused
+//!    allocation; `store_route_start` (`core/sessions/persist.rs`);
+//! 5. `ShardCore::route_publish` (`core/delivery/fanout.rs`): `Backpressure::start_publish`
+//!    (`core/backpressure/mod.rs`), local delivery (as in 9-11, on A), then
+//!    `Router::destinations_bytes` (`delivery/router.rs`) and `Mesh::send` (`core/mesh.rs`)
+//!    once per destination shard, and `route_shared` (`delivery/shared_subscriptions.rs`);
+//! 6. back in `handle_publish`: `Delivery::recycle_message`; QoS 1: `send_publish_ack`
+//!    (`persist.rs`), `ShardCore::send_packet` (`core/shard.rs`), `OutBuf::push_packet`
+//!    (`connection/outgoing.rs`); then `Backpressure::take_blocker`;
+//! 7. end of A's turn: `ShardCore::drain_wakes` (`core/io.rs`), `Mesh::drain_wakes`, then
+//!    `Inbox::wake` (`runtime/inbox.rs`);
+//! 8. B's turn: `Inbox::drain_into` (`runtime/inbox.rs`), `ShardCore::handle_mesh`
+//!    (`core/io.rs`);
+//! 9. `ShardCore::deliver_local` (`core/delivery/fanout.rs`): `Delivery::take_matches`
+//!    (`delivery/mod.rs`): `MatchCache::for_each_match` over the trie (`topic/cache.rs`,
+//!    `topic/trie.rs`), grouped by session;
+//! 10. `ShardCore::deliver_to_session` (`fanout.rs`): `access::may_read`, the session's
+//!     decision (`Session::deliver_paced`, `core/sessions/session.rs`), `note_recipient`
+//!     (`core/backpressure/congestion.rs`);
+//! 11. `ShardCore::write_publish` (`fanout.rs`): `Delivery::cached_layout` (`delivery/mod.rs`)
+//!     and `LayoutCache::get` (`connection/protocol.rs`) encode the layout once per
+//!     (version, QoS, retain); `OutBuf::push_publish` (`connection/outgoing.rs`) queues it and
+//!     counts it (`MemoryBudget::hold`, `backpressure/memory.rs`); `mark_dirty`
+//!     (`core/shard.rs`); `check_pressure_start` (`congestion.rs`);
+//! 12. `ShardCore::flush_writes` (`core/io.rs`, from B's `ShardLoop::turn`): `OutBuf::write_to`
+//!     (`outgoing.rs`): one vectored write per connection per turn, the written bytes leaving
+//!     the budget (`MemoryBudget::release`); `resume_if_written_down`, `written_progress`
+//!     (`overload.rs`).
 
 pub mod config;
 pub mod core;
 pub mod fault;
 pub(crate) mod log_escape;
+mod reconfigure;
 pub mod registry;
 pub mod retained;
 pub mod runtime;
@@ -114,7 +136,10 @@ const CONTROL_CHANNEL_CAPACITY: usize = 1024;
 /// Broker-wide state every shard and acceptor reads (the one meaning of "global" in the
 /// broker). Nothing here is touched per message.
 pub struct Global {
-    pub(crate) config: Config,
+    /// The configuration in force (issue 15: a reload replaces it; `config_generation` counts
+    /// the replacements, and each shard takes the new one at the start of its next turn).
+    config: parking_lot::RwLock<Arc<Config>>,
+    pub(crate) config_generation: AtomicU64,
     pub(crate) registry: Registry,
     pub(crate) retained: Retained,
     /// One per shard, index = shard id.
@@ -136,8 +161,6 @@ pub struct Global {
     pub(crate) authenticators: crate::auth::Authenticators,
     /// Access control (issue 13): password file, JWT, ACL, reloadable (`reload_auth`).
     pub(crate) access: Arc<crate::auth::AccessControl>,
-    /// Access control: each listener's own policy, by listener id, when it has one.
-    pub(crate) listener_access: Vec<Option<Arc<crate::auth::AccessControl>>>,
     /// Listeners (src/transport): per-listener settings, TLS acceptors and connection counts,
     /// by the listener id each connection carries (`Config::effective_listeners` order).
     pub(crate) listeners: crate::transport::Listeners,
@@ -155,18 +178,24 @@ pub struct Global {
 /// The wakers of every shard and acceptor, to make them see the shutdown flag.
 pub(crate) struct Stopper {
     signals: Arc<[Arc<ShardSignal>]>,
-    acceptor_wakers: Vec<Arc<Waker>>,
+    /// A reload adds the wakers of the acceptors it starts (issue 15).
+    acceptor_wakers: parking_lot::Mutex<Vec<Arc<Waker>>>,
 }
 
 impl Global {
     /// The broker-wide state for `config` (already validated): authentication files loaded,
     /// counters zeroed. `instance` makes assigned client ids differ between runs.
     pub fn new(config: Config, instance: u64) -> io::Result<Arc<Global>> {
-        let (authenticators, access, listener_access) = load_auth(&config)?;
+        let (authenticators, access) = load_auth(&config)?;
         // Listener hook (src/transport): certificates load before anything is bound, so a bad
         // file fails the start with nothing left running.
-        let listeners = crate::transport::Listeners::new(config.effective_listeners())
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let invalid = |e: String| io::Error::new(io::ErrorKind::InvalidInput, e);
+        let listeners = crate::transport::Listeners::new(Vec::new()).map_err(invalid)?;
+        for listener in config.effective_listeners() {
+            listeners
+                .add(open_listener(&config, listener)?)
+                .map_err(invalid)?;
+        }
         let shards = config.shards;
         Ok(Arc::new(Global {
             retained: Retained::new(config.max_retained_messages),
@@ -181,13 +210,13 @@ impl Global {
             instance,
             authenticators,
             access,
-            listener_access,
             listeners,
             store: std::sync::OnceLock::new(),
             failure: parking_lot::Mutex::new(None),
             stopper: std::sync::OnceLock::new(),
             live: crate::ops::live::LiveLimits::new(&config),
-            config,
+            config: parking_lot::RwLock::new(Arc::new(config)),
+            config_generation: AtomicU64::new(0),
         }))
     }
 
@@ -205,16 +234,23 @@ impl Global {
                 log::error!("cannot wake a shard for shutdown: {e}");
             }
         }
-        for waker in &stopper.acceptor_wakers {
+        for waker in stopper.acceptor_wakers.lock().iter() {
             if let Err(e) = waker.wake() {
                 log::error!("cannot wake an acceptor for shutdown: {e}");
             }
         }
     }
 
-    /// The configuration.
-    pub fn config(&self) -> &Config {
-        &self.config
+    /// The configuration in force.
+    pub fn config(&self) -> Arc<Config> {
+        self.config.read().clone()
+    }
+
+    /// A reload (issue 15): `config` is in force from now on; each shard takes it at the start
+    /// of its next turn (the caller wakes them).
+    pub(crate) fn set_config(&self, config: Config) {
+        *self.config.write() = Arc::new(config);
+        self.config_generation.fetch_add(1, Ordering::SeqCst);
     }
 
     /// A snapshot of the counters summed over shards.
@@ -227,7 +263,8 @@ impl Global {
     /// ACL from their next publish or delivery.
     pub fn reload_auth(&self) -> Vec<String> {
         let mut errors = self.access.reload();
-        for own in self.listener_access.iter().flatten() {
+        let own_policies = self.listeners.iter().filter_map(|l| l.access.as_ref());
+        for own in own_policies {
             errors.extend(own.reload());
         }
         errors
@@ -250,45 +287,50 @@ impl Global {
     }
 }
 
-/// The broker-wide access control, and each listener's own when it has one.
-type LoadedAccess = (
-    crate::auth::Authenticators,
-    Arc<crate::auth::AccessControl>,
-    Vec<Option<Arc<crate::auth::AccessControl>>>,
-);
+/// The enhanced-authentication methods and the broker-wide access control.
+type LoadedAccess = (crate::auth::Authenticators, Arc<crate::auth::AccessControl>);
 
 /// Loads the access-control files the config names (issue 13, `crate::auth`): the broker-wide
-/// policy, each listener's own (`[listener.auth]`), and the enhanced-authentication methods
-/// (SCRAM reads its keys through the reloadable state). Warns about a listener that is not on
-/// loopback and lets anyone in.
+/// policy and the enhanced-authentication methods (SCRAM reads its keys through the reloadable
+/// state). Each listener's own policy loads with the listener (`open_listener`).
 fn load_auth(config: &Config) -> io::Result<LoadedAccess> {
     use crate::auth::{AccessControl, AuthPolicy};
     let invalid = |e: String| io::Error::new(io::ErrorKind::InvalidInput, e);
-    let policy = AuthPolicy::from(config);
-    let mut listener_access = Vec::new();
-    for listener in config.effective_listeners() {
-        let own = listener.auth.clone().map(|own| AuthPolicy {
-            use_identity_as_username: listener.use_identity_as_username,
-            ..own
-        });
-        let effective = own.as_ref().unwrap_or(&policy);
-        if !listener.use_identity_as_username {
-            if let Some(warning) = effective.open_listener_warning(&listener.address) {
-                log::warn!("{warning}");
-            }
-        }
-        let control = match own {
-            Some(own) => Some(Arc::new(AccessControl::load(own).map_err(invalid)?)),
-            None => None,
-        };
-        listener_access.push(control);
-    }
-    let access = Arc::new(AccessControl::load(policy).map_err(invalid)?);
+    let access = Arc::new(AccessControl::load(AuthPolicy::from(config)).map_err(invalid)?);
     let mut authenticators = crate::auth::Authenticators::new();
     if config.scram_users_file.is_some() {
         authenticators.add(Box::new(crate::auth::ReloadableScram(access.clone())));
     }
-    Ok((authenticators, access, listener_access))
+    Ok((authenticators, access))
+}
+
+/// A listener of `config` ready to add (src/transport): its certificates loaded, its own access
+/// control (`[listener.auth]`) loaded when it has one. Warns about a listener that is not on
+/// loopback and lets anyone in. Binds nothing.
+pub(crate) fn open_listener(
+    config: &Config,
+    listener: crate::transport::ListenerConfig,
+) -> io::Result<crate::transport::Listener> {
+    use crate::auth::{AccessControl, AuthPolicy};
+    let invalid = |e: String| io::Error::new(io::ErrorKind::InvalidInput, e);
+    let policy = AuthPolicy::from(config);
+    let own = listener.auth.clone().map(|own| AuthPolicy {
+        use_identity_as_username: listener.use_identity_as_username,
+        ..own
+    });
+    let effective = own.as_ref().unwrap_or(&policy);
+    if !listener.use_identity_as_username {
+        if let Some(warning) = effective.open_listener_warning(&listener.address) {
+            log::warn!("{warning}");
+        }
+    }
+    let access = match own {
+        Some(own) => Some(Arc::new(AccessControl::load(own).map_err(invalid)?)),
+        None => None,
+    };
+    let mut opened = crate::transport::Listener::new(listener).map_err(invalid)?;
+    opened.access = access;
+    Ok(opened)
 }
 
 /// Starts brokers.
@@ -327,7 +369,7 @@ impl Broker {
         }
         let mut restored = startup.shards.into_iter();
         // Operations: running flags of the threads, for /healthz and the watchdog.
-        let liveness = crate::ops::health::Liveness::new(shards, listeners.len());
+        let liveness = crate::ops::health::Liveness::new(shards, 0);
 
         let mut polls = Vec::with_capacity(shards);
         let mut signals = Vec::with_capacity(shards);
@@ -349,7 +391,7 @@ impl Broker {
         for target_receivers in receivers.iter_mut() {
             for source_senders in senders.iter_mut() {
                 let (tx, rx) =
-                    crossbeam_channel::bounded::<ShardMsg>(global.config.mesh_channel_capacity);
+                    crossbeam_channel::bounded::<ShardMsg>(global.config().mesh_channel_capacity);
                 source_senders.push(tx);
                 target_receivers.push(rx);
             }
@@ -367,7 +409,7 @@ impl Broker {
         }
 
         let mut threads = Vec::new();
-        let cores = if global.config.pin_cores {
+        let cores = if global.config().pin_cores {
             core_affinity::get_core_ids().unwrap_or_default()
         } else {
             Vec::new()
@@ -409,33 +451,32 @@ impl Broker {
             threads.push(thread);
         }
 
-        let next_connection = Arc::new(AtomicUsize::new(0));
+        let kit = AcceptorKit {
+            control_senders,
+            next_connection: Arc::new(AtomicUsize::new(0)),
+        };
         let mut acceptor_wakers = Vec::new();
-        for (index, (listener, addr)) in listeners.into_iter().zip(&local_addrs).enumerate() {
-            let acceptor = runtime::acceptor::Acceptor::new(
-                listener,
-                index as crate::transport::ListenerId,
-                global.clone(),
-                control_senders.clone(),
-                signals.clone(),
-                next_connection.clone(),
-            )?;
-            acceptor_wakers.push(acceptor.waker());
-            let thread_global = global.clone();
-            let alive = liveness.acceptor_guard(index);
-            let thread = std::thread::Builder::new()
-                .name(format!("acceptor-{addr}"))
-                // A panic or an abnormal stop stops the broker, never silently (`fault.rs`).
-                .spawn(move || {
-                    let _alive = alive;
-                    fault::run_thread(&thread_global, || acceptor.run())
-                })?;
+        let mut acceptors = Vec::new();
+        for (index, ((listener, addr), settings)) in listeners
+            .into_iter()
+            .zip(&local_addrs)
+            .zip(global.listeners.iter())
+            .enumerate()
+        {
+            let id = index as crate::transport::ListenerId;
+            let (thread, running, waker) =
+                spawn_acceptor(&global, &kit, &signals, &liveness, listener, id, *addr)?;
+            acceptor_wakers.push(waker);
             threads.push(thread);
+            acceptors.push(RunningAcceptor {
+                config: settings.config.clone(),
+                ..running
+            });
         }
         let ops_signals = signals.clone();
         let stopper = Stopper {
             signals: signals.clone(),
-            acceptor_wakers,
+            acceptor_wakers: parking_lot::Mutex::new(acceptor_wakers),
         };
         if global.stopper.set(stopper).is_err() {
             log::error!("bug: the broker's stopper was set twice");
@@ -453,8 +494,68 @@ impl Broker {
             ops_sender,
             liveness,
             started: start,
+            acceptors,
+            kit,
         })
     }
+}
+
+/// What starting an acceptor needs besides the broker-wide state (issue 15: a reload starts
+/// acceptors for the listeners it adds).
+pub(crate) struct AcceptorKit {
+    control_senders: Vec<crossbeam_channel::Sender<Accepted>>,
+    next_connection: Arc<AtomicUsize>,
+}
+
+/// An acceptor running now (issue 15).
+pub(crate) struct RunningAcceptor {
+    /// Its listener's settings as configured (port 0 stays 0).
+    pub(crate) config: crate::transport::ListenerConfig,
+    /// The bound address.
+    pub(crate) address: SocketAddr,
+    pub(crate) control: Arc<runtime::acceptor::AcceptorControl>,
+    /// Its number in `ops::health::Liveness`.
+    pub(crate) liveness_id: usize,
+}
+
+/// Starts an acceptor thread on `socket` for listener `id`. Its `RunningAcceptor::config` is
+/// left to the caller.
+fn spawn_acceptor(
+    global: &Arc<Global>,
+    kit: &AcceptorKit,
+    signals: &Arc<[Arc<ShardSignal>]>,
+    liveness: &Arc<crate::ops::health::Liveness>,
+    socket: std::net::TcpListener,
+    id: crate::transport::ListenerId,
+    address: SocketAddr,
+) -> io::Result<(JoinHandle<()>, RunningAcceptor, Arc<Waker>)> {
+    let acceptor = runtime::acceptor::Acceptor::new(
+        socket,
+        id,
+        global.clone(),
+        kit.control_senders.clone(),
+        signals.clone(),
+        kit.next_connection.clone(),
+    )?;
+    let waker = acceptor.waker();
+    let control = acceptor.control();
+    let liveness_id = liveness.acceptors_started();
+    let alive = liveness.acceptor_guard(liveness_id);
+    let thread_global = global.clone();
+    let thread = std::thread::Builder::new()
+        .name(format!("acceptor-{address}"))
+        // A panic or an abnormal stop stops the broker, never silently (`fault.rs`).
+        .spawn(move || {
+            let _alive = alive;
+            fault::run_thread(&thread_global, || acceptor.run())
+        })?;
+    let running = RunningAcceptor {
+        config: crate::transport::ListenerConfig::mqtt(address),
+        address,
+        control,
+        liveness_id,
+    };
+    Ok((thread, running, waker))
 }
 
 /// A running broker. Dropping it shuts the broker down and waits for its threads.
@@ -468,6 +569,10 @@ pub struct BrokerHandle {
     ops_sender: crossbeam_channel::Sender<ShardMsg>,
     liveness: Arc<crate::ops::health::Liveness>,
     started: std::time::Instant,
+    /// Issue 15 (`reconfigure.rs`): the acceptors running, in `local_addrs` order, and what
+    /// starting another needs.
+    acceptors: Vec<RunningAcceptor>,
+    kit: AcceptorKit,
 }
 
 impl BrokerHandle {

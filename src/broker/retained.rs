@@ -9,7 +9,9 @@ use parking_lot::RwLock;
 /// Retained messages by topic name, at most `max` of them.
 pub struct Retained {
     tree: RwLock<RetainedTree<MessageRef>>,
-    max: usize,
+    /// `max_retained_messages`; a reload changes it (issue 15): lowered, nothing held is
+    /// removed, new topics are refused until the count falls under it.
+    max: std::sync::atomic::AtomicUsize,
 }
 
 /// What a retained publish did to the store.
@@ -25,8 +27,13 @@ impl Retained {
     pub fn new(max: usize) -> Retained {
         Retained {
             tree: RwLock::new(RetainedTree::new()),
-            max,
+            max: std::sync::atomic::AtomicUsize::new(max),
         }
+    }
+
+    /// A reload (issue 15): the new `max_retained_messages`.
+    pub fn set_max(&self, max: usize) {
+        self.max.store(max, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Sets, replaces or (empty payload, [MQTT-3.3.1-10]) clears the retained message of the
@@ -38,7 +45,9 @@ impl Retained {
             tree.remove(topic);
             return RetainOutcome::Cleared;
         }
-        if tree.len() >= self.max && tree.get(topic).is_none() {
+        if tree.len() >= self.max.load(std::sync::atomic::Ordering::Relaxed)
+            && tree.get(topic).is_none()
+        {
             return RetainOutcome::Refused;
         }
         tree.insert(topic, message.clone());

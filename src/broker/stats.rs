@@ -97,6 +97,9 @@ counters! {
     sessions_expired,
     /// Shared subscription messages that reached a shard whose last member had just left.
     shared_no_member,
+    /// Messages for a session arriving from another shard that were dropped because its
+    /// handover already held `max_queued_messages` of them (core/handover.rs).
+    handover_held_dropped,
     /// Shared subscription messages queued because no member on the chosen shard could take
     /// them at once (all offline or with a full in-flight window).
     shared_all_members_busy,
@@ -190,6 +193,16 @@ counters! {
     /// Issue 11: SUBSCRIBEs whose matching retained messages were cut at
     /// `max_retained_per_subscribe` or `max_retained_bytes_per_subscribe`.
     retained_subscribe_bound_hit,
+    /// Gauge: MQTT clients connected now, their CONNECT accepted and their session attached;
+    /// sockets still before CONNECT are not counted (operations, issue 15:
+    /// `$SYS/broker/clients/connected` as Mosquitto's).
+    clients_online,
+    /// MQTT packets of every type received from clients (operations, issue 15:
+    /// `$SYS/broker/messages/received`, which Mosquitto counts so).
+    packets_received,
+    /// MQTT packets of every type queued to clients, PUBLISH included (operations, issue 15:
+    /// `$SYS/broker/messages/sent`).
+    packets_sent,
 }
 
 impl Stats {

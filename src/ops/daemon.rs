@@ -115,7 +115,7 @@ pub fn run(config: Config, mut services: Services) -> io::Result<()> {
     poll.registry()
         .register(&mut signals, Token(0), Interest::READABLE)?;
     let pid_file = PidFile::create(config.ops.pid_file.as_deref())?;
-    let handle = Broker::start(config.clone())?;
+    let mut handle = Broker::start(config.clone())?;
     let observer = handle.observer();
     let _metrics = match config.ops.metrics_listen {
         Some(addr) => Some(MetricsServer::start(addr, observer.clone())?),
@@ -173,7 +173,7 @@ pub fn run(config: Config, mut services: Services) -> io::Result<()> {
             match signal {
                 SIGHUP => {
                     notify(&[sd_notify::NotifyState::Reloading]);
-                    let (next, valid) = reload_once(&running, &mut services, &observer);
+                    let (next, valid) = reload_once(&running, &mut services, &mut handle);
                     running = next;
                     if valid {
                         // Transport hook (src/transport): TLS listeners re-read their
@@ -225,29 +225,40 @@ pub fn run(config: Config, mut services: Services) -> io::Result<()> {
 }
 
 /// One reload: the configuration the broker runs afterwards (`running` unchanged on failure)
-/// and whether the new configuration checked (then the files it names are re-read too).
+/// and whether the new configuration was applied (then the files it names are re-read too).
 pub fn reload_once(
     running: &Config,
     services: &mut Services,
-    observer: &Observer,
+    handle: &mut crate::broker::BrokerHandle,
 ) -> (Config, bool) {
+    let failed = |errors: &[String]| {
+        for error in errors {
+            log::error!("reload: {error}");
+        }
+        log::error!("reload failed: configuration unchanged");
+    };
     let (new, warnings) = match (services.reload)() {
         Ok(loaded) => loaded,
         Err(errors) => {
-            for error in &errors {
-                log::error!("reload: {error}");
-            }
-            log::error!("reload failed: configuration unchanged");
+            failed(&errors);
             return (running.clone(), false);
         }
     };
     for warning in &warnings {
         log::warn!("reload: {warning}");
     }
+    // Broker side first: it is the part that can still fail (a port that cannot be bound, a
+    // listener's certificate that does not load), and then nothing changed.
+    let (next, listeners) = match handle.reconfigure(&new) {
+        Ok(done) => done,
+        Err(error) => {
+            failed(&[error]);
+            return (running.clone(), false);
+        }
+    };
     let changes = reload::diff(running, &new);
     if changes.is_empty() {
         log::info!("reload: no change");
-        return (running.clone(), true);
     }
     for change in &changes {
         if change.live {
@@ -266,13 +277,22 @@ pub fn reload_once(
             );
         }
     }
-    let next = reload::apply_live(running, &new);
+    for (what, addresses) in [
+        ("started", &listeners.added),
+        ("switched to new settings", &listeners.changed),
+        ("stopped (its connections stay)", &listeners.removed),
+    ] {
+        for address in addresses {
+            log::info!("reload: listener {address} {what}");
+        }
+    }
     services.log.apply(&next.ops, services.level_override);
-    observer.apply_live_limits(&next);
-    log::info!(
-        "reload done: {} applied, {} need a restart",
-        changes.iter().filter(|c| c.live).count(),
-        changes.iter().filter(|c| !c.live).count()
-    );
+    if !changes.is_empty() {
+        log::info!(
+            "reload done: {} applied, {} need a restart",
+            changes.iter().filter(|c| c.live).count(),
+            changes.iter().filter(|c| !c.live).count()
+        );
+    }
     (next, true)
 }

@@ -9,7 +9,18 @@ use std::sync::Arc;
 #[derive(Debug)]
 pub struct Liveness {
     shards: Vec<AtomicBool>,
-    acceptors: Vec<AtomicBool>,
+    /// By acceptor number; a reload adds acceptors and retires some (issue 15).
+    acceptors: parking_lot::Mutex<Vec<AcceptorState>>,
+}
+
+/// An acceptor thread's state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum AcceptorState {
+    Running,
+    /// Exited while expected to run (or not started yet).
+    Down,
+    /// A reload removed its listener: it is not expected to run.
+    Retired,
 }
 
 /// Holds a thread's flag up while alive; clears it when dropped (thread exit or unwind).
@@ -25,7 +36,7 @@ impl Liveness {
     pub fn new(shards: usize, acceptors: usize) -> Arc<Liveness> {
         Arc::new(Liveness {
             shards: (0..shards).map(|_| AtomicBool::new(false)).collect(),
-            acceptors: (0..acceptors).map(|_| AtomicBool::new(false)).collect(),
+            acceptors: parking_lot::Mutex::new(vec![AcceptorState::Down; acceptors]),
         })
     }
 
@@ -40,9 +51,14 @@ impl Liveness {
         }
     }
 
-    /// Marks acceptor `id` running until the guard is dropped.
+    /// Marks acceptor `id` running until the guard is dropped (a new id: a reload added it).
     pub fn acceptor_guard(self: &Arc<Liveness>, id: usize) -> AliveGuard {
-        self.acceptors[id].store(true, Ordering::SeqCst);
+        let mut acceptors = self.acceptors.lock();
+        if acceptors.len() <= id {
+            acceptors.resize(id + 1, AcceptorState::Down);
+        }
+        acceptors[id] = AcceptorState::Running;
+        drop(acceptors);
         AliveGuard {
             liveness: self.clone(),
             shard: None,
@@ -50,12 +66,22 @@ impl Liveness {
         }
     }
 
-    /// Whether every shard and acceptor thread runs.
+    /// The number of acceptors ever started (the next acceptor id).
+    pub fn acceptors_started(&self) -> usize {
+        self.acceptors.lock().len()
+    }
+
+    /// A reload removed acceptor `id`'s listener: it is no longer expected to run.
+    pub fn retire_acceptor(&self, id: usize) {
+        if let Some(state) = self.acceptors.lock().get_mut(id) {
+            *state = AcceptorState::Retired;
+        }
+    }
+
+    /// Whether every shard and every acceptor not retired runs.
     pub fn all_running(&self) -> bool {
-        self.shards
-            .iter()
-            .chain(self.acceptors.iter())
-            .all(|f| f.load(Ordering::SeqCst))
+        self.shards.iter().all(|f| f.load(Ordering::SeqCst))
+            && !self.acceptors.lock().contains(&AcceptorState::Down)
     }
 
     /// Running flag of each shard, by id.
@@ -69,8 +95,9 @@ impl Liveness {
     /// The number of acceptor threads running.
     pub fn acceptors_running(&self) -> usize {
         self.acceptors
+            .lock()
             .iter()
-            .filter(|f| f.load(Ordering::SeqCst))
+            .filter(|s| **s == AcceptorState::Running)
             .count()
     }
 }
@@ -81,7 +108,11 @@ impl Drop for AliveGuard {
             self.liveness.shards[id].store(false, Ordering::SeqCst);
         }
         if let Some(id) = self.acceptor {
-            self.liveness.acceptors[id].store(false, Ordering::SeqCst);
+            if let Some(state) = self.liveness.acceptors.lock().get_mut(id) {
+                if *state == AcceptorState::Running {
+                    *state = AcceptorState::Down;
+                }
+            }
         }
     }
 }
@@ -105,6 +136,24 @@ mod tests {
         assert!(thread.join().is_err());
         assert_eq!(liveness.shards_running(), vec![true, false]);
         drop(a);
+        assert!(!liveness.all_running());
+    }
+
+    #[test]
+    fn a_retired_acceptor_is_not_expected_to_run() {
+        let liveness = Liveness::new(1, 0);
+        let _shard = liveness.shard_guard(0);
+        let first = liveness.acceptor_guard(liveness.acceptors_started());
+        let second = liveness.acceptor_guard(liveness.acceptors_started());
+        assert_eq!(liveness.acceptors_running(), 2);
+        assert!(liveness.all_running());
+        // A reload removed the first listener: its thread exits, health stays.
+        liveness.retire_acceptor(0);
+        drop(first);
+        assert!(liveness.all_running());
+        assert_eq!(liveness.acceptors_running(), 1);
+        // The second stops on its own: unhealthy.
+        drop(second);
         assert!(!liveness.all_running());
     }
 }

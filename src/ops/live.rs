@@ -1,6 +1,7 @@
-//! Limits a reload changes while the broker runs: each one an atomic in the broker-wide state,
-//! read where the limit is checked (never per message: at accept and at CONNECT). The rest of
-//! `Config` is read as the broker started; a reload reports it as needing a restart.
+//! Broker-wide limits a reload changes while the broker runs, read outside the shards (the
+//! acceptors check `max_connections`, CONNECT checks `max_sessions`): each one an atomic in the
+//! broker-wide state. The shards read every other limit from their own configuration snapshot,
+//! which a reload replaces (`broker::reconfigure`, `ShardCore::set_config`).
 
 use crate::broker::Config;
 use std::sync::atomic::{AtomicUsize, Ordering};

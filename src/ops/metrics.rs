@@ -19,6 +19,7 @@ const GAUGES: &[&str] = &[
     "buffered_bytes",
     "buffered_bytes_peak",
     "subscriptions",
+    "clients_online",
 ];
 
 /// Exported names that differ from the `Stats` field, so that the unit comes last.

@@ -100,11 +100,6 @@ impl Observer {
             .collect()
     }
 
-    /// Applies the limits a reload may change while running ([`super::live`]).
-    pub fn apply_live_limits(&self, config: &crate::broker::Config) {
-        self.shared.live.apply(config);
-    }
-
     /// Access control (issue 13): re-reads the password, SCRAM and ACL files; a file that
     /// fails keeps its previous version (the errors are logged and returned).
     pub fn reload_auth(&self) -> Vec<String> {

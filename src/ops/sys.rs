@@ -1,5 +1,7 @@
-//! The `$SYS` tree: Mosquitto's topics and meanings, published every `sys_interval_secs` from
-//! the operations thread. Values come from the shards' counters (a snapshot, summed), never
+//! The `$SYS` tree: Mosquitto's topics and meanings (its `src/sys_tree.c`), published every
+//! `sys_interval_secs` from the operations thread. Where a value cannot mean exactly what
+//! Mosquitto's does, the topic's line below and README.md ("Moving from Mosquitto") say how it
+//! differs. Values come from the shards' counters (a snapshot, summed), never
 //! from the per-message path; each message is injected through shard 0's control channel and
 //! routed like a received PUBLISH, retained as Mosquitto does. Topic matching keeps `$SYS` out
 //! of `#` and `+` ([MQTT-4.7.2-1]); `$SYS/#` subscribes to it.
@@ -12,11 +14,12 @@ use std::time::Instant;
 const LOAD_WINDOWS: [(f64, &str); 3] = [(60.0, "1min"), (300.0, "5min"), (900.0, "15min")];
 
 /// The quantities with load averages, as `$SYS/broker/load/{name}/{window}`.
-const LOAD_NAMES: [&str; 8] = [
+const LOAD_NAMES: [&str; 9] = [
     "messages/received",
     "messages/sent",
     "publish/received",
     "publish/sent",
+    "publish/dropped",
     "bytes/received",
     "bytes/sent",
     "connections",
@@ -29,7 +32,10 @@ pub struct SysTree {
     last: Option<(Instant, [u64; LOAD_NAMES.len()])>,
     /// Per-minute rates, exponentially averaged, per (name, window).
     loads: [[f64; LOAD_WINDOWS.len()]; LOAD_NAMES.len()],
+    /// The highest `clients/total` seen (Mosquitto's `clients/maximum`).
     clients_maximum: u64,
+    /// The highest resident memory size seen.
+    resident_maximum: u64,
 }
 
 impl Default for SysTree {
@@ -41,13 +47,17 @@ impl Default for SysTree {
 /// The counters behind each load average, in `LOAD_NAMES` order.
 fn load_inputs(stats: &Stats) -> [u64; LOAD_NAMES.len()] {
     [
+        // Mosquitto's messages/* count packets of every type, publish/* PUBLISH packets.
+        stats.packets_received,
+        stats.packets_sent,
         stats.messages_received,
         stats.messages_sent,
-        stats.messages_received,
-        stats.messages_sent,
+        dropped(stats),
         stats.received_bytes,
         stats.sent_bytes,
-        stats.clients_connected,
+        // Mosquitto's "connections": CONNECT packets received (answered either way here).
+        stats.clients_connected + stats.connects_refused,
+        // "sockets": TCP connections accepted.
         stats.connections_accepted,
     ]
 }
@@ -67,15 +77,19 @@ impl SysTree {
             last: None,
             loads: [[0.0; LOAD_WINDOWS.len()]; LOAD_NAMES.len()],
             clients_maximum: 0,
+            resident_maximum: 0,
         }
     }
 
     /// The whole tree now: (topic, payload) pairs. Also advances the load averages.
     pub fn snapshot(&mut self, observer: &Observer, now: Instant) -> Vec<(String, String)> {
         let stats = observer.stats();
-        let connected = stats.connections_open;
-        let total = observer.sessions() as u64;
-        self.clients_maximum = self.clients_maximum.max(connected);
+        // Mosquitto: connected = clients with a socket and a session, total = sessions
+        // (clients known by id, connected or not), disconnected = total - connected,
+        // maximum = the highest total.
+        let connected = stats.clients_online;
+        let total = (observer.sessions() as u64).max(connected);
+        self.clients_maximum = self.clients_maximum.max(total);
         let mut out: Vec<(String, String)> = Vec::with_capacity(96);
         let mut put = |topic: &str, value: String| {
             out.push((format!("$SYS/broker/{topic}"), value));
@@ -87,14 +101,18 @@ impl SysTree {
         put("uptime", format!("{} seconds", observer.uptime_secs()));
         put("clients/connected", connected.to_string());
         put("clients/active", connected.to_string());
-        let disconnected = total.saturating_sub(connected);
+        let disconnected = total - connected;
         put("clients/disconnected", disconnected.to_string());
         put("clients/inactive", disconnected.to_string());
-        put("clients/total", total.max(connected).to_string());
+        put("clients/total", total.to_string());
         put("clients/maximum", self.clients_maximum.to_string());
         put("clients/expired", stats.sessions_expired.to_string());
-        put("messages/received", stats.messages_received.to_string());
-        put("messages/sent", stats.messages_sent.to_string());
+        put(
+            "connections/socket/count",
+            stats.connections_accepted.to_string(),
+        );
+        put("messages/received", stats.packets_received.to_string());
+        put("messages/sent", stats.packets_sent.to_string());
         put(
             "publish/messages/received",
             stats.messages_received.to_string(),
@@ -108,9 +126,18 @@ impl SysTree {
         put("bytes/received", stats.received_bytes.to_string());
         put("bytes/sent", stats.sent_bytes.to_string());
         put("subscriptions/count", stats.subscriptions.to_string());
-        let (heap_current, heap_maximum) = memory_bytes();
-        put("heap/current", heap_current.to_string());
-        put("heap/maximum", heap_maximum.to_string());
+        // Mosquitto's heap/* count every byte it allocated (its memory tracking); we count
+        // the message data buffered (outgoing buffers and session queues, what
+        // `max_buffered_bytes` bounds), and publish the process's resident size beside it.
+        put("heap/current", stats.buffered_bytes.to_string());
+        put("heap/maximum", stats.buffered_bytes_peak.to_string());
+        let (resident, resident_peak) = memory_bytes();
+        self.resident_maximum = self.resident_maximum.max(resident).max(resident_peak);
+        put("process/resident_bytes", resident.to_string());
+        put(
+            "process/resident_bytes_maximum",
+            self.resident_maximum.to_string(),
+        );
         self.advance_loads(&stats, now);
         for (name, windows) in LOAD_NAMES.iter().zip(&self.loads) {
             for ((_, suffix), value) in LOAD_WINDOWS.iter().zip(windows) {
@@ -182,9 +209,8 @@ impl SysTree {
     }
 }
 
-/// The process's resident memory now and at its peak, in bytes (`$SYS/broker/heap/current`
-/// and `heap/maximum`: Mosquitto counts its heap; we have no counting allocator, so this is
-/// VmRSS and VmHWM from /proc/self/status; 0 where that file does not exist).
+/// The process's resident memory now and at its peak, in bytes (VmRSS and VmHWM from
+/// /proc/self/status; 0 where that file does not exist), for `$SYS/broker/process/...`.
 fn memory_bytes() -> (u64, u64) {
     let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
         return (0, 0);

@@ -299,6 +299,12 @@ pub struct Listener {
     pub tls: Option<tls::TlsAcceptor>,
     /// Connections open on this listener (for its `max_connections`).
     pub connections_open: AtomicUsize,
+    /// Its own access control (`[listener.auth]`), when it has one (issue 13); set by the
+    /// broker before the listener is added.
+    pub access: Option<std::sync::Arc<crate::auth::AccessControl>>,
+    /// False once a reload removed it (issue 15): it accepts nothing more, and its
+    /// connections stay.
+    pub accepting: std::sync::atomic::AtomicBool,
 }
 
 impl Listener {
@@ -319,6 +325,8 @@ impl Listener {
             config,
             tls,
             connections_open: AtomicUsize::new(0),
+            access: None,
+            accepting: std::sync::atomic::AtomicBool::new(true),
         })
     }
 
@@ -378,9 +386,15 @@ impl Listener {
     }
 }
 
-/// Every listener of a broker, by [`ListenerId`].
+/// Every listener of a broker, by [`ListenerId`]. Append-only (issue 15): a reload adds
+/// listeners at new ids and marks removed ones as not accepting, but never frees an id, since
+/// connections refer to their listener by id for as long as they live. At most
+/// [`LISTENERS_MAX`] over the broker's life; a reload that would pass it fails.
 pub struct Listeners {
-    list: Vec<Listener>,
+    /// Slot `id` holds listener `id` once added; read without a lock.
+    slots: Box<[std::sync::OnceLock<Box<Listener>>]>,
+    /// Slots in use; held while adding.
+    len: parking_lot::Mutex<usize>,
 }
 
 impl Listeners {
@@ -389,21 +403,45 @@ impl Listeners {
         if configs.len() > LISTENERS_MAX {
             return Err(format!("at most {LISTENERS_MAX} listeners"));
         }
-        let list = configs
-            .into_iter()
-            .map(Listener::new)
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Listeners { list })
+        let listeners = Listeners {
+            slots: (0..LISTENERS_MAX).map(|_| Default::default()).collect(),
+            len: parking_lot::Mutex::new(0),
+        };
+        for config in configs {
+            listeners.add(Listener::new(config)?)?;
+        }
+        Ok(listeners)
+    }
+
+    /// Adds a listener; its id, or an error when every id was used.
+    pub fn add(&self, listener: Listener) -> Result<ListenerId, String> {
+        let mut len = self.len.lock();
+        let Some(slot) = self.slots.get(*len) else {
+            return Err(format!(
+                "at most {LISTENERS_MAX} listeners over the broker's life: restart it"
+            ));
+        };
+        if slot.set(Box::new(listener)).is_err() {
+            return Err("bug: a listener slot was set twice".into());
+        }
+        let id = *len as ListenerId;
+        *len += 1;
+        Ok(id)
+    }
+
+    /// Listener ids still free.
+    pub fn free(&self) -> usize {
+        LISTENERS_MAX - *self.len.lock()
     }
 
     /// The listener `id`.
     pub fn get(&self, id: ListenerId) -> Option<&Listener> {
-        self.list.get(usize::from(id))
+        self.slots.get(usize::from(id))?.get().map(|b| &**b)
     }
 
-    /// Every listener in id order.
+    /// Every listener in id order, removed ones included.
     pub fn iter(&self) -> impl Iterator<Item = &Listener> {
-        self.list.iter()
+        self.slots.iter().map_while(|slot| slot.get().map(|b| &**b))
     }
 
     /// Reloads the certificates of every TLS listener: new handshakes use the new files,
@@ -411,10 +449,13 @@ impl Listeners {
     /// old certificates and the error is logged and returned.
     pub fn reload_tls(&self) -> Vec<String> {
         let mut errors = Vec::new();
-        for listener in &self.list {
+        for listener in self.iter() {
             let Some(acceptor) = &listener.tls else {
                 continue;
             };
+            if !listener.accepting.load(Ordering::SeqCst) {
+                continue;
+            }
             let at = format!(
                 "listener {} ({})",
                 listener.config.address,

@@ -18,14 +18,14 @@ const V4: ProtocolVersion = ProtocolVersion::V3_1_1;
 const V5: ProtocolVersion = ProtocolVersion::V5;
 
 /// A broker process whose stderr lines arrive on a channel; killed when dropped.
-struct Process {
+pub(crate) struct Process {
     child: Child,
     lines: Receiver<String>,
     seen: Vec<String>,
 }
 
 impl Process {
-    fn spawn(mut command: Command) -> Process {
+    pub(crate) fn spawn(mut command: Command) -> Process {
         let mut child = command
             .stderr(Stdio::piped())
             .stdout(Stdio::piped())
@@ -51,7 +51,7 @@ impl Process {
     }
 
     /// The first line (seen before or arriving) containing `text`; panics after `WAIT`.
-    fn find_line(&mut self, text: &str) -> String {
+    pub(crate) fn find_line(&mut self, text: &str) -> String {
         match self.seen.iter().find(|l| l.contains(text)) {
             Some(line) => line.clone(),
             None => self.wait_line(text),
@@ -59,7 +59,7 @@ impl Process {
     }
 
     /// The first line (from now on) containing `text`; panics after `WAIT`.
-    fn wait_line(&mut self, text: &str) -> String {
+    pub(crate) fn wait_line(&mut self, text: &str) -> String {
         let deadline = Instant::now() + WAIT;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -77,7 +77,7 @@ impl Process {
         }
     }
 
-    fn signal(&self, name: &str) {
+    pub(crate) fn signal(&self, name: &str) {
         let status = Command::new("kill")
             .arg(format!("-{name}"))
             .arg(self.child.id().to_string())
@@ -94,19 +94,19 @@ impl Drop for Process {
     }
 }
 
-fn shardmq() -> Command {
+pub(crate) fn shardmq() -> Command {
     Command::new(env!("CARGO_BIN_EXE_shardmq"))
 }
 
 /// An address from a "... listening on [ADDR]" or "... listening on ADDR ..." log line.
-fn address_in(line: &str) -> SocketAddr {
+pub(crate) fn address_in(line: &str) -> SocketAddr {
     let rest = line.split("listening on ").nth(1).unwrap();
     let text = rest.trim_start_matches('[');
     let end = text.find([']', ' ', ',']).unwrap_or(text.len());
     text[..end].parse().unwrap()
 }
 
-fn temp_dir(name: &str) -> PathBuf {
+pub(crate) fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("shardmq-ops-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -468,20 +468,21 @@ fn sighup_applies_a_good_config_and_keeps_the_old_one_on_a_bad_one() {
     });
     let addr = address_in(&broker.wait_line("listening on"));
     let mut client = Raw::connect(addr, V4, "hup-client");
-    // A good file: the log level and max_connections apply live, the queue limit and the
-    // listener's own connection limit need a restart.
+    // A good file: the log level, max_connections, the queue limit and the listener's own
+    // connection limit apply live (the listener keeps its socket, switched to new settings).
     std::fs::write(
         &conf,
         format!("{base}max_connections 2\nlog_type debug\nmax_queued_messages 20\n"),
     )
     .unwrap();
     broker.signal("HUP");
-    broker.wait_line("reload done: 2 applied, 2 need a restart");
+    broker.wait_line("reload done: 4 applied, 0 need a restart");
     broker.find_line("reload: max_connections changed from 100000 to 2 (applied)");
     broker.find_line(
         "reload: ops.log_level changed from Some(\"info\") to Some(\"debug\") (applied)",
     );
-    broker.find_line("reload: max_queued_messages changed from 10 to 20: needs a restart");
+    broker.find_line("reload: max_queued_messages changed from 10 to 20 (applied)");
+    broker.find_line(&format!("reload: listener {addr} switched to new settings"));
     // Debug lines now appear: a socket closed before CONNECT is logged at debug. With it open,
     // the broker holds 2 connections, its new limit: a third is refused at accept.
     let probe = TcpStream::connect(addr).unwrap();
@@ -605,6 +606,11 @@ fn sys_and_metrics_count_known_traffic() {
     });
     let metrics = address_in(&broker.wait_line("metrics listening on"));
     let addr = address_in(&broker.find_line("shardmq listening on"));
+    // A persistent session left offline: counted in clients/total and disconnected.
+    let (persistent, _) = Raw::connect_with(addr, connect_packet(V4, "load-offline", false));
+    persistent.disconnect();
+    // A socket without CONNECT: a connection, not a client.
+    let _socket_only = TcpStream::connect(addr).unwrap();
     let mut subscriber = Raw::connect(addr, V4, "load-sub");
     subscriber.subscribe("load/#", QoS::AtMostOnce);
     let mut clients: Vec<Raw> = (0..5)
@@ -630,12 +636,28 @@ fn sys_and_metrics_count_known_traffic() {
             .parse()
             .unwrap()
     };
-    assert_eq!(value("messages/received"), 100);
+    // Packets of every type, as Mosquitto counts them: CONNECT x 8 (offline session,
+    // subscriber, 5 publishers, $SYS reader), DISCONNECT x 1, SUBSCRIBE x 2, PUBLISH x 100.
+    assert_eq!(value("messages/received"), 111);
     assert_eq!(value("publish/messages/received"), 100);
-    assert!(value("messages/sent") >= 100);
+    // CONNACK x 8, SUBACK x 2, PUBACK x 100, PUBLISH x 100 to the subscriber, and the
+    // $SYS messages to their reader.
+    assert!(value("messages/sent") > 210, "{}", value("messages/sent"));
+    assert!(value("publish/messages/sent") > 100);
+    // MQTT clients after CONNACK, not sockets (the bare socket is a connection only).
     assert_eq!(value("clients/connected"), 7);
-    assert_eq!(value("clients/total"), 7);
-    assert_eq!(value("clients/maximum"), 7);
+    assert_eq!(value("clients/active"), 7);
+    assert_eq!(value("clients/disconnected"), 1);
+    assert_eq!(value("clients/inactive"), 1);
+    assert_eq!(value("clients/total"), 8);
+    assert_eq!(value("clients/maximum"), 8);
+    assert_eq!(value("connections/socket/count"), 9);
+    // The message data buffered now and at most (nothing waits once everything is read),
+    // and the process's resident size beside it.
+    assert!(value("heap/maximum") >= value("heap/current"));
+    assert!(value("process/resident_bytes") > 1 << 20);
+    assert!(value("process/resident_bytes_maximum") >= value("process/resident_bytes"));
+    assert!(values.contains_key("$SYS/broker/load/publish/dropped/1min"));
     assert_eq!(value("subscriptions/count"), 2);
     assert_eq!(value("publish/messages/dropped"), 0);
     assert!(value("bytes/received") > 100 * 100);
@@ -646,7 +668,7 @@ fn sys_and_metrics_count_known_traffic() {
     );
     assert_eq!(
         value("shards/0/connections") + value("shards/1/connections"),
-        7
+        8
     );
     assert!(values["$SYS/broker/version"].starts_with("shardmq version "));
     assert!(values.contains_key("$SYS/broker/load/messages/received/1min"));
@@ -662,8 +684,10 @@ fn sys_and_metrics_count_known_traffic() {
     let sums = parse_with_python(&text);
     assert_eq!(sums["shardmq_messages_received_total"], 100.0);
     assert!(sums["shardmq_messages_sent_total"] >= 100.0);
-    assert_eq!(sums["shardmq_connections_open"], 7.0);
-    assert_eq!(sums["shardmq_clients_connected_total"], 7.0);
+    assert_eq!(sums["shardmq_connections_open"], 8.0);
+    assert_eq!(sums["shardmq_clients_online"], 7.0);
+    assert_eq!(sums["shardmq_clients_connected_total"], 8.0);
+    assert_eq!(sums["shardmq_packets_received_total"], 111.0);
     assert_eq!(sums["shardmq_subscriptions"], 2.0);
     assert!(sums["shardmq_received_bytes_total"] > 10_000.0);
     assert!(sums["shardmq_sent_bytes_total"] > 10_000.0);

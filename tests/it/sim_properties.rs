@@ -326,7 +326,7 @@ fn delivery_after_suback_across_shards_under_mesh_delays() {
 /// becoming visible found no subscriber and was dropped, although the session (and so its
 /// subscription) exists throughout. This test bounds the loss to that window; the old shard
 /// now forwards what it publishes for the moved session until the new shard's routes reach it
-/// (`MovedSession`, core/lifecycle.rs).
+/// (`MovedSession`, core/sessions/lifecycle.rs).
 #[test]
 fn takeover_under_concurrent_publishes_loses_nothing_outside_the_handover() {
     takeover_under_concurrent_publishes(false);

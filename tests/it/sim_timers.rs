@@ -3,103 +3,12 @@
 //! tests that slept and could only check lower bounds ("not before 1.4 s"); on the simulated
 //! clock each deadline is checked on both sides, to the millisecond, with no sleep.
 
-use crate::support::broker::{connect_packet, publish_packet, subscribe_packet, with_will};
-use bytes::BytesMut;
-use shardmq::broker::Config;
-use shardmq::codec::{
-    self, Connect, Packet, ProtocolVersion, QoS, ReasonCode, SubscriptionOptions,
-};
-use shardmq::sim::{ConnId, Sim};
-use std::time::Duration;
+use crate::support::broker::{connect_packet, publish_packet, with_will};
+use crate::support::sim::{advance_ms, payloads, sim_with, Peer};
+use shardmq::codec::{Connect, Packet, ProtocolVersion, QoS, ReasonCode};
 
 const V4: ProtocolVersion = ProtocolVersion::V3_1_1;
 const V5: ProtocolVersion = ProtocolVersion::V5;
-
-fn sim_with(shards: usize, config: impl FnOnce(&mut Config)) -> Sim {
-    let mut c = Config {
-        shards,
-        ..Config::default()
-    };
-    config(&mut c);
-    Sim::new(c, 7).expect("valid config")
-}
-
-/// A client speaking raw packets on one simulated connection.
-struct Peer {
-    conn: ConnId,
-    version: ProtocolVersion,
-    input: BytesMut,
-    /// Packets that came with the CONNACK (a resumed session's messages).
-    pending: Vec<Packet>,
-}
-
-impl Peer {
-    /// Connects on `shard` and returns the client with the broker's CONNACK.
-    fn connect(sim: &mut Sim, shard: usize, connect: Connect) -> (Peer, codec::ConnAck) {
-        let conn = sim.connect(shard).expect("room for a connection");
-        let mut peer = Peer {
-            conn,
-            version: connect.protocol_version,
-            input: BytesMut::new(),
-            pending: Vec::new(),
-        };
-        peer.send(sim, &Packet::Connect(Box::new(connect)));
-        let mut packets = peer.packets(sim);
-        let Some(Packet::ConnAck(connack)) = packets.first().cloned() else {
-            panic!("expected CONNACK, got {packets:?}");
-        };
-        peer.pending = packets.split_off(1);
-        (peer, connack)
-    }
-
-    fn send(&mut self, sim: &mut Sim, packet: &Packet) {
-        let mut wire = BytesMut::new();
-        packet.encode(self.version, &mut wire).expect("encodes");
-        sim.send(self.conn, &wire);
-        assert!(sim.settle(1000), "the simulation settles");
-    }
-
-    /// Every packet the broker sent since the last call.
-    fn packets(&mut self, sim: &mut Sim) -> Vec<Packet> {
-        self.input.extend_from_slice(&sim.take_output(self.conn));
-        let mut packets = std::mem::take(&mut self.pending);
-        while let Some(packet) =
-            codec::decode(&mut self.input, self.version, u32::MAX).expect("valid packets")
-        {
-            packets.push(packet);
-        }
-        packets
-    }
-
-    fn subscribe(&mut self, sim: &mut Sim, filter: &str, qos: QoS) {
-        let options = SubscriptionOptions {
-            qos,
-            ..SubscriptionOptions::default()
-        };
-        self.send(sim, &subscribe_packet(1, &[(filter, options)]));
-        let packets = self.packets(sim);
-        assert!(
-            matches!(packets.as_slice(), [Packet::SubAck(_)]),
-            "{packets:?}"
-        );
-    }
-}
-
-/// Moves the clock by `ms` and runs the turns that brings.
-fn advance_ms(sim: &mut Sim, ms: u64) {
-    sim.advance(Duration::from_millis(ms));
-    assert!(sim.settle(1000), "the simulation settles");
-}
-
-fn payloads(packets: &[Packet]) -> Vec<(String, Vec<u8>)> {
-    packets
-        .iter()
-        .filter_map(|p| match p {
-            Packet::Publish(p) => Some((p.topic.as_str().to_string(), p.payload.to_vec())),
-            _ => None,
-        })
-        .collect()
-}
 
 fn persistent_v5(client_id: &str) -> Connect {
     let mut connect = connect_packet(V5, client_id, false);

@@ -43,6 +43,19 @@ impl ShardCore {
         }
     }
 
+    /// A reload (issue 15): the configuration in force from now on. New connections and new
+    /// CONNECTs follow it; an existing connection keeps what its CONNACK announced (Maximum
+    /// Packet Size, Maximum QoS, Retain Available, Topic Alias Maximum: `Connection::announced`)
+    /// and what was granted at its CONNECT (keep-alive, in-flight window, Receive Maximum,
+    /// session queue limits); the rest (outgoing limits, timeouts, topic levels, subscription
+    /// limits, shared-subscription strategy, ...) applies to every connection from the next
+    /// packet or delivery on.
+    pub fn set_config(&mut self, config: std::sync::Arc<crate::broker::Config>) {
+        let shards = self.mesh.shards();
+        (self.backpressure.memory_mut()).set_limit(config.max_buffered_bytes, shards);
+        self.config = config;
+    }
+
     /// The key the next `handle_accept` will return (the runtime registers the socket under it
     /// first).
     pub fn vacant_conn_key(&self) -> ConnKey {
@@ -54,11 +67,11 @@ impl ShardCore {
     pub fn handle_accept(&mut self, peer: SocketAddr) -> ConnKey {
         let id = self.next_connection_id;
         self.next_connection_id += 1;
-        let key = self
-            .connections
-            .insert(Connection::new(peer, id, self.now_ms));
+        let mut connection = Connection::new(peer, id, self.now_ms);
+        connection.announced = super::connection::Announced::of(&self.config);
+        let key = self.connections.insert(connection);
         bump(&self.counters().connections_open);
-        let deadline = self.now + Duration::from_millis(self.global.config.handshake_timeout_ms);
+        let deadline = self.now + Duration::from_millis(self.config.handshake_timeout_ms);
         self.timers
             .arm(deadline, TimerKind::Handshake, key.index(), id);
         log::debug!("shard {}: accepted {peer}", self.id);
@@ -136,8 +149,16 @@ impl ShardCore {
     /// One message from another shard.
     pub fn handle_mesh(&mut self, msg: ShardMsg) {
         match msg {
-            ShardMsg::Publish(message) => {
-                self.deliver_local(&message, None);
+            ShardMsg::Publish { from, message } => {
+                self.deliver_local(
+                    &message,
+                    None,
+                    super::sessions::handover::Route::Direct(from),
+                );
+                // Finding F1: a session handed over from here may still need it.
+                if self.handovers.has_outgoing() {
+                    self.handover_forward(&message, from);
+                }
             }
             // Operations: a `$SYS` message made by the broker, routed as if received here.
             ShardMsg::Inject(message) => {
@@ -147,8 +168,8 @@ impl ShardCore {
                 message,
                 share,
                 publisher_hash,
-                forwarded,
-            } => self.deliver_shared(&share, &message, publisher_hash, forwarded),
+                hops,
+            } => self.deliver_shared(&share, &message, publisher_hash, hops),
             ShardMsg::RouteAdd {
                 from,
                 filters,
@@ -181,13 +202,12 @@ impl ShardCore {
                 keep_state,
             } => self.handle_takeover_request(from, request, client_id, keep_state),
             ShardMsg::TakeoverReply {
-                from,
+                from: _,
                 request,
                 state,
-            } => self.handle_takeover_reply(from, request, state),
-            ShardMsg::TakeoverSettled { from, client_id } => {
-                self.handle_takeover_settled(from, &client_id)
-            }
+                handover,
+            } => self.handle_takeover_reply(request, state, handover),
+            ShardMsg::Handover(msg) => self.handle_handover(msg),
         }
     }
 
@@ -210,8 +230,8 @@ impl ShardCore {
     /// One write (until `WouldBlock`) per connection touched this turn. `streams[key]` is the
     /// connection's writer; the written bytes leave the outgoing buffer and its accounting.
     pub fn flush_writes<W: io::Write>(&mut self, streams: &mut [Option<W>]) {
-        let low = self.global.config.max_outgoing_bytes / 4;
-        let qos0_backpressure = self.global.config.qos0_backpressure;
+        let low = self.config.max_outgoing_bytes / 4;
+        let qos0_backpressure = self.config.qos0_backpressure;
         let mut dirty = std::mem::take(&mut self.dirty);
         let mut resumed = Vec::new();
         let mut refill = Vec::new();

@@ -9,6 +9,7 @@
 //! that target's overflow queue (order kept: once anything waits, later messages queue behind it)
 //! and the caller stops reading the connection that produced it until the overflow drains.
 
+use super::sessions::handover::{HandoverId, HandoverMsg};
 use super::sessions::session::{MessageRef, SessionState};
 use crate::codec::MqttString;
 use crossbeam_channel::{Sender, TrySendError};
@@ -20,8 +21,9 @@ pub type ShardId = usize;
 /// Everything one shard may tell another.
 #[derive(Debug)]
 pub enum ShardMsg {
-    /// A publish with subscribers on the target shard; one per publish per target.
-    Publish(MessageRef),
+    /// A publish with subscribers on the target shard; one per publish per target. `from`
+    /// routed it (the handover gate needs the source, `handover.rs`).
+    Publish { from: ShardId, message: MessageRef },
     /// A message the broker itself publishes (operations: `$SYS`), through shard 0's ops
     /// channel; that shard routes it like a received PUBLISH.
     Inject(MessageRef),
@@ -32,8 +34,9 @@ pub enum ShardMsg {
         share: MqttString,
         /// The publisher's client id hash, for the hash strategy.
         publisher_hash: u64,
-        /// Already forwarded once by a shard that had no member left (it is not forwarded again).
-        forwarded: bool,
+        /// Times shards passed it on (no member left, or none could take it); at most `shards`,
+        /// so that stale routes cannot pass it around forever.
+        hops: u8,
     },
     /// `from` gained its first local subscriber for each filter. Answered with `RouteAck`.
     RouteAdd {
@@ -61,13 +64,11 @@ pub enum ShardMsg {
         from: ShardId,
         request: u64,
         state: Option<Box<SessionState>>,
+        /// With a state: the handover it belongs to (`handover.rs`).
+        handover: Option<HandoverId>,
     },
-    /// `from` applied the `TakeoverReply` for `client_id` (and sent the routes of the session
-    /// it installed before this): the target stops forwarding that session's messages to it.
-    TakeoverSettled {
-        from: ShardId,
-        client_id: MqttString,
-    },
+    /// The session handover protocol (`handover.rs`).
+    Handover(HandoverMsg),
 }
 
 /// One shard's sending end of the mesh.
@@ -80,7 +81,7 @@ pub struct Mesh {
     to_wake: Vec<bool>,
     any_to_wake: bool,
     /// Persistence (`sync`, src/store): messages sent to each shard since start. A PUBACK
-    /// waits until the target reports that count durable (core/persist.rs).
+    /// waits until the target reports that count durable (core/sessions/persist.rs).
     sent: Vec<u64>,
     /// Route changes were sent since the runtime last asked (issue 16, subscribe visibility):
     /// their targets are woken and flagged at once, not at the end of the turn.

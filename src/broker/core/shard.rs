@@ -7,7 +7,7 @@ use super::connection::{
 };
 use super::keys::{ConnKey, SessionKey, Slots};
 use super::mesh::{Mesh, ShardId};
-use super::stats::{bump, ShardCounters};
+use super::stats::{bump, drop_one, ShardCounters};
 use super::timers::{TimerKind, Timers};
 use super::Global;
 use crate::broker::fault;
@@ -113,6 +113,10 @@ impl fmt::Display for CloseReason {
 pub struct ShardCore {
     pub(super) id: ShardId,
     pub(super) global: Arc<Global>,
+    /// The configuration in force on this shard: the broker's at start, replaced by a reload
+    /// between two turns (`set_config`, issue 15). Read instead of `global` so that a reload
+    /// never takes a lock on the per-message path.
+    pub(super) config: Arc<crate::broker::Config>,
     pub(super) mesh: Mesh,
     pub(super) connections: Slots<ConnKey, Connection>,
     /// Sessions on this shard, their client id index and takeover bookkeeping.
@@ -122,6 +126,8 @@ pub struct ShardCore {
     pub(super) delivery: super::delivery::Delivery,
     /// SUBACKs waiting for the routing barrier, in epoch order.
     pub(super) pending_acks: VecDeque<PendingAck>,
+    /// Sessions moving to or from this shard, and what they are sent meanwhile (handover.rs).
+    pub(super) handovers: super::sessions::handover::Handovers,
     pub(super) timers: Timers,
     /// Disk persistence of this shard's sessions and retained publishes (src/store; does
     /// nothing when persistence is off), and the acknowledgements it holds (persist.rs).
@@ -152,18 +158,20 @@ impl ShardCore {
     /// A shard whose clock starts at `now`.
     pub fn new(id: ShardId, global: Arc<Global>, mesh: Mesh, now: Instant) -> ShardCore {
         let shards = mesh.shards();
-        let memory =
-            super::backpressure::MemoryBudget::new(global.config.max_buffered_bytes, shards);
+        let config = global.config();
+        let memory = super::backpressure::MemoryBudget::new(config.max_buffered_bytes, shards);
         let random_state = (global.instance ^ (id as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)) | 1;
         let epoch = now;
         ShardCore {
             id,
             global,
+            config,
             mesh,
             connections: Slots::default(),
             sessions: Default::default(),
             delivery: super::delivery::Delivery::new(id, shards, random_state),
             pending_acks: VecDeque::new(),
+            handovers: Default::default(),
             timers: Timers::new(epoch),
             store: crate::store::ShardStore::disabled(),
             persist: Default::default(),
@@ -187,9 +195,6 @@ impl ShardCore {
     /// Decodes and handles every whole packet in the read buffer, unless the connection gets
     /// paused, parked or closed on the way.
     pub fn process_input(&mut self, key: ConnKey) {
-        // Issue 16: `max_packet_size` 0 means the protocol's own limit.
-        let max_packet_size =
-            super::connection::fidelity::inbound_packet_limit(&self.global.config);
         loop {
             let Some(conn) = self.connections.get_mut(key) else {
                 return;
@@ -207,6 +212,9 @@ impl ShardCore {
             let v5_connect = conn.state == ConnState::AwaitConnect
                 && super::connection::protocol::is_v5_connect(&conn.read_buf);
             let version = conn.version;
+            // Issue 16: `max_packet_size` 0 means the protocol's own limit; issue 15: the one
+            // this connection was announced, whatever a reload set since.
+            let max_packet_size = conn.announced.max_packet_size;
             let decoded = match codec::split_frame(&mut conn.read_buf, version, max_packet_size) {
                 Ok(Some((header, frame))) => {
                     // Fault isolation (`broker::fault`, policy 1): parsing is pure, so a panic
@@ -228,6 +236,7 @@ impl ShardCore {
             };
             match decoded {
                 Ok(Some((packet, frame))) => {
+                    bump(&self.global.counters[self.id].packets_received);
                     if let Some(conn) = self.connections.get_mut(key) {
                         conn.last_received_ms = self.now_ms;
                     }
@@ -338,6 +347,7 @@ impl ShardCore {
             self.refuse_unencodable(key, packet, &error);
             return;
         }
+        bump(&self.global.counters[self.id].packets_sent);
         self.mark_dirty(key);
     }
 
@@ -461,7 +471,11 @@ impl ShardCore {
         match session {
             // On a takeover too: the will goes out now (Will Delay 0), or waits for its delay
             // or the end of the session; see "Wills on takeover" in fidelity.rs (issue 16).
-            Some(session) => self.detach_session(session, will),
+            Some(session) => {
+                // Operations ($SYS clients/connected): it was counted when its session attached.
+                drop_one(&self.global.counters[self.id].clients_online);
+                self.detach_session(session, will)
+            }
             None => {
                 // A connection parked for a takeover never got its CONNACK: its will is not
                 // armed yet, so it is not published.
@@ -589,6 +603,7 @@ impl ShardCore {
             version,
             self.backpressure.memory_mut(),
         );
+        bump(&self.global.counters[self.id].packets_sent);
         self.mark_dirty(key);
     }
 }

@@ -32,12 +32,37 @@ pub fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     Ok(socket.into())
 }
 
+/// What a reload changes in a running acceptor (issue 15).
+pub struct AcceptorControl {
+    /// The listener (src/transport) whose settings new connections get: a reload that changes a
+    /// listener's settings but not its address switches it, the socket stays bound.
+    pub listener_id: std::sync::atomic::AtomicU16,
+    /// Set by a reload that removes the listener: the acceptor exits and its socket closes;
+    /// the connections it accepted stay.
+    stop: std::sync::atomic::AtomicBool,
+    waker: Arc<Waker>,
+}
+
+impl AcceptorControl {
+    /// Stops the acceptor (a reload removed its listener); returns at once.
+    pub fn retire(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Err(e) = self.waker.wake() {
+            log::error!("cannot wake an acceptor to stop it: {e}");
+        }
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+}
+
 /// An acceptor: its poll, listener and the shards' control channels.
 pub struct Acceptor {
     poll: Poll,
     listener: TcpListener,
-    /// Which of the broker's listeners this is (src/transport).
-    listener_id: crate::transport::ListenerId,
+    /// Which of the broker's listeners this is (src/transport), and the reload's stop flag.
+    control: Arc<AcceptorControl>,
     waker: Arc<Waker>,
     global: Arc<Global>,
     targets: Vec<Sender<Accepted>>,
@@ -59,10 +84,15 @@ impl Acceptor {
         poll.registry()
             .register(&mut listener, LISTENER_TOKEN, Interest::READABLE)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER_TOKEN)?);
+        let control = Arc::new(AcceptorControl {
+            listener_id: std::sync::atomic::AtomicU16::new(listener_id),
+            stop: std::sync::atomic::AtomicBool::new(false),
+            waker: waker.clone(),
+        });
         Ok(Acceptor {
             poll,
             listener,
-            listener_id,
+            control,
             waker,
             global,
             targets,
@@ -76,17 +106,31 @@ impl Acceptor {
         self.waker.clone()
     }
 
+    /// What a reload changes in it (issue 15).
+    pub fn control(&self) -> Arc<AcceptorControl> {
+        self.control.clone()
+    }
+
+    fn stopping(&self) -> bool {
+        self.global.shutdown.load(Ordering::SeqCst) || self.control.stopped()
+    }
+
     /// Accepts until shutdown. `Err` says why it stopped otherwise: the broker's failure
     /// (`broker::fault`, an acceptor never stops silently).
     pub fn run(mut self) -> Result<(), String> {
         let mut events = Events::with_capacity(16);
         loop {
+            // Checked before sleeping too: an acceptor a reload started may see the shutdown
+            // flag set before its waker was known to the stopper.
+            if self.stopping() {
+                return Ok(());
+            }
             if let Err(e) = self.poll.poll(&mut events, None) {
                 if e.kind() != io::ErrorKind::Interrupted {
                     return Err(format!("poll failed: {e}"));
                 }
             }
-            if self.global.shutdown.load(Ordering::SeqCst) {
+            if self.stopping() {
                 return Ok(());
             }
             self.accept_all()?;
@@ -115,7 +159,8 @@ impl Acceptor {
                 continue;
             }
             // Listener hook (src/transport): the listener's own max_connections.
-            let Some(listener) = self.global.listeners.get(self.listener_id) else {
+            let listener_id = self.control.listener_id.load(Ordering::SeqCst);
+            let Some(listener) = self.global.listeners.get(listener_id) else {
                 self.global.connections_open.fetch_sub(1, Ordering::SeqCst);
                 continue;
             };
@@ -140,10 +185,10 @@ impl Acceptor {
                 Accepted {
                     stream,
                     peer,
-                    listener: self.listener_id,
+                    listener: listener_id,
                 },
             )?;
-            if self.global.shutdown.load(Ordering::SeqCst) {
+            if self.stopping() {
                 return Ok(());
             }
         }

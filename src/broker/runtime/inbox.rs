@@ -74,7 +74,7 @@ impl Inbox {
     }
 
     /// Messages received from each source shard since start (persistence: the core reports
-    /// them durable after its commit, core/persist.rs).
+    /// them durable after its commit, core/sessions/persist.rs).
     pub fn received_counts(&self) -> &[u64] {
         &self.received
     }

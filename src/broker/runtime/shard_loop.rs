@@ -41,6 +41,8 @@ pub struct ShardLoop {
     read_more: Vec<ConnKey>,
     /// Scratch for the inbox's messages.
     messages: Vec<crate::broker::core::mesh::ShardMsg>,
+    /// The reload generation of the core's configuration (issue 15, `Global::set_config`).
+    config_generation: u64,
 }
 
 impl ShardLoop {
@@ -54,6 +56,7 @@ impl ShardLoop {
             read_scratch: vec![0; READ_CHUNK_BYTES].into_boxed_slice(),
             read_more: Vec::new(),
             messages: Vec::new(),
+            config_generation: 0,
         }
     }
 
@@ -90,6 +93,12 @@ impl ShardLoop {
             bump(&self.global.counters[self.core.id()].loop_turns);
             let now = Instant::now();
             self.core.set_now(now);
+            // A reload (issue 15): one atomic load a turn, the lock only when it changed.
+            let generation = self.global.config_generation.load(Ordering::SeqCst);
+            if generation != self.config_generation {
+                self.config_generation = generation;
+                self.core.set_config(self.global.config());
+            }
             if self.global.shutdown.load(Ordering::SeqCst) {
                 // Persistence: what was written is made durable before the process exits.
                 self.core.sync_store();
@@ -201,7 +210,7 @@ impl ShardLoop {
                     );
                     // Issue 16 (subscribe visibility): routes a peer broadcast before this read
                     // are applied before the bytes are handled; and a route this input created
-                    // is announced to the peers at once (core/fidelity.rs).
+                    // is announced to the peers at once (core/connection/fidelity.rs).
                     if self.inbox.take_routes_pending() {
                         self.apply_inbox();
                     }
@@ -271,7 +280,7 @@ impl ShardLoop {
     fn shutdown(&mut self, events: &mut Events) {
         self.core.begin_shutdown();
         let deadline =
-            Instant::now() + Duration::from_millis(self.global.config.shutdown_timeout_ms);
+            Instant::now() + Duration::from_millis(self.global.config().shutdown_timeout_ms);
         loop {
             let pending = self.core.flush_for_shutdown(&mut self.streams);
             let now = Instant::now();
@@ -312,7 +321,7 @@ fn accept(
         global.connections_open.fetch_sub(1, Ordering::SeqCst);
         return;
     };
-    let max_packet_size = global.config.max_packet_size;
+    let max_packet_size = global.config().max_packet_size;
     let mut stream = match listener.wrap(socket, listener_id, max_packet_size) {
         Ok(stream) => stream,
         Err(e) => {

@@ -1,5 +1,5 @@
 //! Item 5: which will a takeover or a reconnect publishes, as the spec decides it (the table and
-//! the statements are in src/broker/core/fidelity.rs, "Wills on takeover and reconnect"): MQTT 5
+//! the statements are in src/broker/core/connection/fidelity.rs, "Wills on takeover and reconnect"): MQTT 5
 //! publishes the old connection's will unless the new CONNECT has Clean Start 0 and the will has
 //! a Will Delay > 0 in a session that outlives the connection ([MQTT-3.1.2-8], [MQTT-3.1.3-9],
 //! the non-normative comments of 3.1.3.2.2 and 3.1.4); 3.1.1 always publishes it (it belongs to

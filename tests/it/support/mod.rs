@@ -9,6 +9,8 @@
 //! - [`mosquitto`]: a Mosquitto process as the reference broker, and `free_port`.
 //! - [`transport`]: certificates made at test time, brokers with TLS / WebSocket / PROXY
 //!   listeners, and blocking MQTT clients over TLS (rustls) and WebSocket (tungstenite).
+//! - [`sim`]: raw-packet clients on the deterministic simulation, placed on any shard, on a
+//!   simulated clock ([`sim::Peer`]).
 //! - [`alloc`]: the binary's counting global allocator (per-thread counts).
 //!
 //! A helper used by one test module only lives in that module; what two modules share lives
@@ -20,4 +22,5 @@ pub mod client;
 pub mod frames;
 pub mod interop;
 pub mod mosquitto;
+pub mod sim;
 pub mod transport;

@@ -76,7 +76,7 @@ impl ShardCore {
             .connection
             .and_then(|key| self.connections.get(key))
             .map_or(0, |c| c.out.len());
-        let config = &self.global.config;
+        let config = &self.config;
         let fill = outgoing_fill(out_len, config.max_outgoing_bytes, config.qos0_backpressure);
         let Some(previous) = session.session.update_congestion(online, fill) else {
             return;
@@ -84,7 +84,7 @@ impl ShardCore {
         match session.session.congestion {
             Congestion::Congested => {
                 let episode = session.session.congestion_episode;
-                let timeout = Duration::from_millis(self.global.config.congestion_timeout_ms);
+                let timeout = Duration::from_millis(self.config.congestion_timeout_ms);
                 let deadline = self.now + timeout;
                 self.timers.arm(
                     deadline,
@@ -107,7 +107,7 @@ impl ShardCore {
     /// QoS it was delivered at; QoS 0 counts only with `qos0_backpressure`).
     pub(crate) fn note_recipient(&mut self, skey: SessionKey, qos: QoS, online: bool) {
         if self.backpressure.has_blocker()
-            || (qos == QoS::AtMostOnce && !self.global.config.qos0_backpressure)
+            || (qos == QoS::AtMostOnce && !self.config.qos0_backpressure)
         {
             return;
         }
@@ -174,7 +174,7 @@ impl ShardCore {
 
     #[cold]
     fn memory_pressure_start(&mut self, episode: u32) {
-        let timeout = Duration::from_millis(self.global.config.congestion_timeout_ms);
+        let timeout = Duration::from_millis(self.config.congestion_timeout_ms);
         self.timers.arm(
             self.now + timeout,
             TimerKind::MemoryPressure,
@@ -235,7 +235,8 @@ impl ShardCore {
             .sessions
             .iter()
             .map(|(_, s)| s.session.state.queued_bytes())
-            .sum();
+            .sum::<usize>()
+            + self.handovers.held_bytes();
         debug_assert_eq!(
             out + queued,
             self.backpressure.memory().buffered(),

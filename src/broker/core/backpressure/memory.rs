@@ -66,6 +66,17 @@ impl MemoryBudget {
         self.limit
     }
 
+    /// A reload changed `max_buffered_bytes` (issue 15): the new part and watermarks apply from
+    /// the next check; bytes already held stay (over a lowered limit, new QoS 0 deliveries and
+    /// queue entries drop until they drain).
+    pub fn set_limit(&mut self, max_buffered_bytes: usize, shards: usize) {
+        let limit = max_buffered_bytes / shards.max(1);
+        self.limit = limit;
+        self.high = limit / 4 * 3;
+        self.low = limit / 2;
+        self.queued_limit = limit / 2;
+    }
+
     /// Bytes held now in outgoing buffers and session queues.
     #[inline]
     pub fn buffered(&self) -> usize {

@@ -30,7 +30,7 @@ impl ShardCore {
     /// Called before each packet of `key` is handled: whether its outgoing buffer is full, in
     /// which case it is paused (not read, not processed) until written down.
     pub(crate) fn pause_if_outgoing_full(&mut self, key: ConnKey) -> bool {
-        let limit = self.global.config.max_outgoing_bytes;
+        let limit = self.config.max_outgoing_bytes;
         let Some(conn) = self.connections.get_mut(key) else {
             return false;
         };
@@ -48,7 +48,7 @@ impl ShardCore {
     /// buffer resumes at half the limit (processed and read again at the start of next turn,
     /// through `ready`; `flush_writes` must not handle input while it walks its list).
     pub(crate) fn resume_if_written_down(&mut self, key: ConnKey, after: usize) -> bool {
-        let half = self.global.config.max_outgoing_bytes / 2;
+        let half = self.config.max_outgoing_bytes / 2;
         let Some(conn) = self.connections.get_mut(key) else {
             return false;
         };
@@ -71,7 +71,7 @@ impl ShardCore {
     /// The read buffer of `key` holds no whole packet: if it holds part of one, its clock
     /// starts (unless running) and a timer is armed (unless one is).
     pub(crate) fn partial_packet_pending(&mut self, key: ConnKey) {
-        let per_unit_ms = self.global.config.partial_packet_timeout_ms;
+        let per_unit_ms = self.config.partial_packet_timeout_ms;
         let Some(conn) = self.connections.get_mut(key) else {
             return;
         };
@@ -95,12 +95,11 @@ impl ShardCore {
     /// The time allowed for the packet started in `key`'s read buffer: the configured time per
     /// started 64 KiB of its length (one unit while the fixed header is incomplete).
     fn partial_packet_timeout_ms(&self, key: ConnKey) -> u64 {
-        let per_unit_ms = self.global.config.partial_packet_timeout_ms;
+        let per_unit_ms = self.config.partial_packet_timeout_ms;
         let Some(conn) = self.connections.get(key) else {
             return per_unit_ms;
         };
-        let limit =
-            crate::broker::core::connection::fidelity::inbound_packet_limit(&self.global.config);
+        let limit = conn.announced.max_packet_size;
         let frame_len = match codec::check_frame(&conn.read_buf, conn.version, limit) {
             Ok(Some(header)) => header.frame_len(),
             _ => 1,
@@ -162,13 +161,13 @@ impl ShardCore {
     pub(crate) fn outgoing_full(&self, key: ConnKey) -> bool {
         self.connections
             .get(key)
-            .is_some_and(|c| c.out.len() >= self.global.config.max_outgoing_bytes)
+            .is_some_and(|c| c.out.len() >= self.config.max_outgoing_bytes)
     }
 
     /// A write took `key`'s buffer from `before` to `after` bytes: the slow-consumer clock
     /// restarts; returns whether it crossed below the limit (its queue may refill).
     pub(crate) fn written_progress(&mut self, key: ConnKey, before: usize, after: usize) -> bool {
-        let limit = self.global.config.max_outgoing_bytes;
+        let limit = self.config.max_outgoing_bytes;
         let now_ms = self.now_ms;
         let Some(conn) = self.connections.get_mut(key) else {
             return false;
@@ -194,14 +193,14 @@ impl ShardCore {
     /// A message for `key` met its full buffer: a subscriber whose buffer has stayed full with
     /// nothing written for `slow_consumer_timeout_ms` is disconnected.
     pub(crate) fn check_slow_consumer(&mut self, key: ConnKey) {
-        let timeout_ms = self.global.config.slow_consumer_timeout_ms;
+        let timeout_ms = self.config.slow_consumer_timeout_ms;
         let Some(conn) = self.connections.get(key) else {
             return;
         };
         let now_secs = (self.now_ms / 1000) as u16;
         let stuck_ms = u64::from(now_secs.wrapping_sub(conn.out_progress_secs)) * 1000;
         if conn.state == ConnState::Connected
-            && conn.out.len() >= self.global.config.max_outgoing_bytes
+            && conn.out.len() >= self.config.max_outgoing_bytes
             && stuck_ms >= timeout_ms
         {
             self.close(key, CloseReason::SlowConsumer);

@@ -15,10 +15,10 @@ impl ShardCore {
     /// The access-control policy of connection `key`: its listener's own (`[listener.auth]`),
     /// else the broker-wide one.
     fn access_control(&self, key: ConnKey) -> std::sync::Arc<crate::auth::AccessControl> {
-        let listener = self.connections.get(key).map(|c| usize::from(c.listener));
+        let listener = self.connections.get(key).map(|c| c.listener);
         listener
-            .and_then(|id| self.global.listener_access.get(id))
-            .and_then(Option::clone)
+            .and_then(|id| self.global.listeners.get(id))
+            .and_then(|l| l.access.clone())
             .unwrap_or_else(|| self.global.access.clone())
     }
 
@@ -31,7 +31,7 @@ impl ShardCore {
     ) -> Option<Box<crate::auth::SessionAccess>> {
         let global = &self.global;
         std::iter::once(&global.access)
-            .chain(global.listener_access.iter().flatten())
+            .chain(global.listeners.iter().filter_map(|l| l.access.as_ref()))
             .find(|control| control.policy().restricts())
             .and_then(|control| control.unknown_identity_access(client_id))
     }

@@ -58,7 +58,8 @@ impl ShardCore {
         accepted: AcceptedConnect,
     ) -> Option<AcceptedConnect> {
         let shared = self.global.clone();
-        if let Some(reference) = &shared.config.server_reference {
+        let config = self.config.clone();
+        if let Some(reference) = &config.server_reference {
             // Spec 4.11: the operator moves clients to another server.
             self.redirect_connect(key, reference);
             return None;

@@ -4,7 +4,7 @@
 //! DISCONNECT with that code (MQTT 5), one log line, and is closed; nobody else is affected.
 
 use crate::broker::core::connection::protocol::{granted, topic_levels, FORWARD_FRAME_MAX_BYTES};
-use crate::broker::core::connection::ConnState;
+use crate::broker::core::connection::{Announced, ConnState};
 use crate::broker::core::delivery::LocalSub;
 use crate::broker::core::keys::{ConnKey, SessionKey};
 use crate::broker::core::sessions::session::{IncomingQoS2, ReceivedFrame, StoredSubscription};
@@ -136,7 +136,12 @@ impl ShardCore {
         frame: Option<ReceivedFrame>,
     ) {
         bump(&self.global.counters[self.id].messages_received);
-        if publish.qos as u8 > self.global.config.max_qos {
+        // Issue 15: what this connection's CONNACK announced, whatever a reload set since.
+        let announced = self
+            .connections
+            .get(key)
+            .map_or_else(|| Announced::of(&self.config), |c| c.announced);
+        if publish.qos as u8 > announced.max_qos {
             // [MQTT-3.2.2-11]: above the Maximum QoS we advertised.
             self.close(
                 key,
@@ -147,7 +152,7 @@ impl ShardCore {
             );
             return;
         }
-        if publish.retain && !self.global.config.retain_available {
+        if publish.retain && !announced.retain_available {
             // [MQTT-3.2.2-14]: retain when Retain Available is 0.
             self.close(
                 key,
@@ -167,7 +172,7 @@ impl ShardCore {
         // its length prefix [MQTT-4.7.3-3]) were checked by the codec when the frame was
         // decoded, and an aliased topic when its alias was set, each with its reason code; they
         // are not checked again (nor asserted: the value is the client's).
-        if topic_levels(publish.topic.as_bytes()) > self.global.config.max_topic_levels {
+        if topic_levels(publish.topic.as_bytes()) > self.config.max_topic_levels {
             bump(&self.global.counters[self.id].topic_levels_exceeded);
             self.close(
                 key,
@@ -273,7 +278,7 @@ impl ShardCore {
             self.pause(key);
         }
         // Backpressure (congestion.rs); QoS 0 publishers only with `qos0_backpressure`.
-        if qos != QoS::AtMostOnce || self.global.config.qos0_backpressure {
+        if qos != QoS::AtMostOnce || self.config.qos0_backpressure {
             if let Some(blocker) = self.backpressure.take_blocker() {
                 self.pause_for_congestion(key, blocker);
             }
@@ -287,10 +292,10 @@ impl ShardCore {
         key: ConnKey,
         publish: &mut Publish,
     ) -> Result<(), CloseReason> {
-        let max = self.global.config.topic_alias_maximum;
         let Some(conn) = self.connections.get_mut(key) else {
             return Ok(());
         };
+        let max = conn.announced.topic_alias_maximum;
         let Some(alias) = publish.properties.topic_alias.take() else {
             if publish.topic.is_empty() {
                 // [MQTT-3.3.2-1]: a topic name is required without an alias.
@@ -468,7 +473,7 @@ impl ShardCore {
         if topic::validate_topic_filter(filter_str).is_err() {
             return ReasonCode::TopicFilterInvalid;
         }
-        if topic_levels(filter_str) > self.global.config.max_topic_levels {
+        if topic_levels(filter_str) > self.config.max_topic_levels {
             bump(&self.global.counters[self.id].topic_levels_exceeded);
             return ReasonCode::TopicFilterInvalid;
         }
@@ -482,7 +487,7 @@ impl ShardCore {
         if !self.may_subscribe(skey, plain) {
             return ReasonCode::NotAuthorized;
         }
-        let max = self.global.config.max_subscriptions_per_client;
+        let max = self.config.max_subscriptions_per_client;
         let Some(session) = self.sessions.get_mut(skey) else {
             return ReasonCode::UnspecifiedError;
         };
@@ -496,7 +501,7 @@ impl ShardCore {
         // [MQTT-3.2.2-10]: any requested QoS is accepted, granted at most our Maximum QoS.
         options.qos = options
             .qos
-            .min(QoS::from_u8(self.global.config.max_qos).unwrap_or(QoS::ExactlyOnce));
+            .min(QoS::from_u8(self.config.max_qos).unwrap_or(QoS::ExactlyOnce));
         if !version.is_v5() {
             options.no_local = false;
             options.retain_as_published = false;

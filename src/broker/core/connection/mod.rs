@@ -99,6 +99,41 @@ impl fmt::Display for PeerAddr {
     }
 }
 
+/// Limits a connection was told (its CONNACK; before CONNECT, the configuration at accept) that a
+/// reload must not tighten under it (issue 15): a client keeps within what it was announced,
+/// and being closed for it later would break [MQTT-3.2.2-11], [MQTT-3.2.2-14], [MQTT-3.3.2-9]
+/// and the Maximum Packet Size it was given. Eight bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Announced {
+    /// Largest packet read from the client, bytes (`max_packet_size`, 0 there = `u32::MAX`).
+    pub max_packet_size: u32,
+    /// Topic Alias Maximum: aliases the client may set.
+    pub topic_alias_maximum: u16,
+    /// Maximum QoS of the client's PUBLISH packets.
+    pub max_qos: u8,
+    /// Retain Available.
+    pub retain_available: bool,
+}
+
+impl Announced {
+    /// What `config` announces.
+    pub fn of(config: &crate::broker::Config) -> Announced {
+        Announced {
+            max_packet_size: fidelity::inbound_packet_limit(config),
+            topic_alias_maximum: config.topic_alias_maximum,
+            max_qos: config.max_qos,
+            retain_available: config.retain_available,
+        }
+    }
+}
+
+impl Default for Announced {
+    /// The defaults' announcement, for connections built outside a shard (tests).
+    fn default() -> Announced {
+        Announced::of(&crate::broker::Config::default())
+    }
+}
+
 /// One client connection on a shard.
 pub struct Connection {
     /// The client's address: the socket's peer, or the one a PROXY header named.
@@ -136,6 +171,8 @@ pub struct Connection {
     pub timer: u8,
     /// The client's MQTT 5 Maximum Packet Size (u32::MAX when unset).
     pub client_max_packet_size: u32,
+    /// What the broker announced to it (issue 15: kept across reloads).
+    pub announced: Announced,
     /// Boxed: most connections have none, and the struct stays small for idle connections.
     pub will: Option<Box<WillMessage>>,
     /// Why reading stopped, 0 = not paused: [`PAUSED_MESH`] (a mesh channel was full) and
@@ -217,6 +254,7 @@ impl Connection {
             out_progress_secs: (now_ms / 1000) as u16,
             timer: TIMER_HANDSHAKE_PENDING,
             client_max_packet_size: u32::MAX,
+            announced: Announced::default(),
             will: None,
             paused: 0,
             dirty: false,
@@ -277,7 +315,9 @@ mod tests {
         // The socket is the runtime's (4 bytes a slot in release builds, 16 in debug ones);
         // the session key is a u32 (`keys::SessionKey`).
         // The listener id (src/transport, for per-listener settings) takes one more word.
-        assert!(connection <= 176, "Connection grew to {connection} bytes");
+        // +8 bytes for the limits its CONNACK announced (issue 15, `Connection::announced`),
+        // which a reload must not tighten under a connected client.
+        assert!(connection <= 184, "Connection grew to {connection} bytes");
         // +8 bytes for the access-control state pointer (issue 13, `ShardSession::access`).
         // +8 bytes for the queue's byte count (issue 11, `Session::queued_bytes`), as
         // Mosquitto's per-context `msg_bytes`: a bound per session needs it.

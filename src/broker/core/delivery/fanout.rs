@@ -12,8 +12,9 @@ use crate::broker::core::delivery::LocalSub;
 use crate::broker::core::keys::{ConnKey, SessionKey};
 use crate::broker::core::mesh::ShardMsg;
 use crate::broker::core::retained::RetainOutcome;
+use crate::broker::core::sessions::handover::{Gate, Route};
 use crate::broker::core::sessions::session::{
-    queued_bytes, Delivery, Message, MessageRef, Presence, QueueRoom,
+    queued_bytes, Decision, Message, MessageRef, Presence, QueueRoom,
 };
 use crate::broker::core::shard::{Awaited, ShardCore};
 use crate::broker::core::stats::{bump, ShardCounters};
@@ -44,7 +45,7 @@ impl ShardCore {
             self.store_retained(message);
         }
         self.backpressure.start_publish();
-        let local = self.deliver_local(message, origin);
+        let local = self.deliver_local(message, origin, Route::Direct(self.id));
         let mut overflowed = false;
         let mut remote = false;
         let shards = self.mesh.shards();
@@ -63,25 +64,20 @@ impl ShardCore {
                 {
                     self.backpressure.note_blocker(Blocker::Shard(target));
                 }
-                if !self.mesh.send(target, ShardMsg::Publish(message.clone())) {
+                let msg = ShardMsg::Publish {
+                    from: self.id,
+                    message: message.clone(),
+                };
+                if !self.mesh.send(target, msg) {
                     overflowed = true;
                     bump(&self.global.counters[self.id].mesh_channel_full);
                 }
             }
-            // Finding F1: a session handed over from here may have no route here yet.
-            if self.sessions.any_moved() {
-                let mut extra = Vec::new();
-                let router = self.delivery.router();
-                let topic = message.topic.as_str();
-                self.sessions
-                    .moved_targets(topic, |s| router.was_destination(s), &mut extra);
-                for target in extra {
-                    remote = true;
-                    if !self.mesh.send(target, ShardMsg::Publish(message.clone())) {
-                        overflowed = true;
-                        bump(&self.global.counters[self.id].mesh_channel_full);
-                    }
-                }
+            // Finding F1: a session handed over from here may still need it (handover.rs).
+            if self.handovers.has_outgoing() {
+                let (forwarded, full) = self.handover_forward(message, self.id);
+                remote |= forwarded;
+                overflowed |= full;
             }
         }
         let (shared, shared_overflowed) = self.route_shared(message, origin);
@@ -120,15 +116,25 @@ impl ShardCore {
         }
     }
 
-    /// Delivers to this shard's matching sessions. Returns whether any matched.
+    /// Delivers to this shard's matching sessions (`route`: to the one session a handover
+    /// forwarded it for). Returns whether any matched.
     pub(crate) fn deliver_local(
         &mut self,
         message: &MessageRef,
         origin: Option<SessionKey>,
+        route: Route,
     ) -> bool {
         let topic = message.topic.as_bytes();
-        let (matches, lookup) = self.delivery.take_matches(topic, origin);
+        let (mut matches, lookup) = self.delivery.take_matches(topic, origin);
         count_lookup(&self.global.counters[self.id], lookup);
+        // Finding F1: a session arriving from another shard gates what it is sent directly.
+        let gated = match route {
+            Route::Forwarded(skey) => {
+                matches.retain(|m| m.session == skey);
+                None
+            }
+            Route::Direct(source) => Some(source).filter(|_| self.handovers.has_incoming()),
+        };
         let matched = !matches.is_empty();
         let mut identifiers = self.delivery.take_identifiers();
         if matched {
@@ -150,6 +156,19 @@ impl ShardCore {
                 // As Published (MQTT 5) asks for the flag as published.
                 let retain = retain_as_published && message.retain;
                 let qos = qos.min(message.qos);
+                let gate = gated.map_or(Gate::Deliver, |s| self.handover_gate(session, s));
+                if let (Gate::Hold, Some(source)) = (&gate, gated) {
+                    identifiers.sort_unstable();
+                    let own = match identifiers.is_empty() {
+                        true => message.clone(),
+                        false => with_subscription_identifiers(message, &identifiers),
+                    };
+                    self.handover_hold(session, source, &own, qos, retain);
+                    continue;
+                }
+                if let Gate::Skip = gate {
+                    continue;
+                }
                 if identifiers.is_empty() {
                     self.deliver_to_session(session, message, qos, retain, Encoding::Cached);
                 } else {
@@ -206,10 +225,9 @@ impl ShardCore {
             QueueRoom::Exhausted
         };
         // Issue 11 hook (flow by bytes): QoS 1/2 waits in the queue while the buffer is full.
-        let max_outgoing = self.global.config.max_outgoing_bytes;
+        let max_outgoing = self.config.max_outgoing_bytes;
         // Validated to fit in a u32 (config.rs).
-        let max_queued_bytes =
-            u32::try_from(self.global.config.max_queued_bytes).unwrap_or(u32::MAX);
+        let max_queued_bytes = u32::try_from(self.config.max_queued_bytes).unwrap_or(u32::MAX);
         let outgoing_full = connection
             .and_then(|key| connections.get(key))
             .is_some_and(|c| c.out.len() >= max_outgoing);
@@ -222,7 +240,7 @@ impl ShardCore {
             outgoing_full,
             max_queued_bytes,
         ) {
-            Delivery::SendQoS0 => {
+            Decision::SendQoS0 => {
                 if let Some(key) = connection {
                     // Issue 11 hook: behind a waiting backlog, or into one when a retained
                     // message meets a full buffer (`retained_pacing.rs`).
@@ -243,7 +261,7 @@ impl ShardCore {
                     }
                 }
             }
-            Delivery::Send { packet_id } => {
+            Decision::Send { packet_id } => {
                 // Persistence: a message in flight to a persistent session is recorded.
                 if let Some(s) = self.sessions.get(skey) {
                     let client_id = &s.session.state.client_id;
@@ -255,20 +273,20 @@ impl ShardCore {
                 }
             }
             // Persistence: at the disk limit the message is taken off the queue again.
-            Delivery::Queued if !self.store_queued(skey, message, qos, retain) => {}
-            Delivery::Queued => {
+            Decision::Queued if !self.store_queued(skey, message, qos, retain) => {}
+            Decision::Queued => {
                 self.queue_grew(queued_bytes(message));
                 if online {
                     bump(&self.global.counters[self.id].inflight_window_full);
                     self.update_congestion(skey);
                 }
             }
-            Delivery::Discarded => {}
-            Delivery::DroppedQueueFull => bump(&self.global.counters[self.id].dropped_queue_full),
-            Delivery::DroppedMemoryLimit if queue_share_full => {
+            Decision::Discarded => {}
+            Decision::DroppedQueueFull => bump(&self.global.counters[self.id].dropped_queue_full),
+            Decision::DroppedMemoryLimit if queue_share_full => {
                 bump(&self.global.counters[self.id].dropped_queue_share)
             }
-            Delivery::DroppedMemoryLimit => {
+            Decision::DroppedMemoryLimit => {
                 bump(&self.global.counters[self.id].dropped_memory_limit)
             }
         }
@@ -292,7 +310,7 @@ impl ShardCore {
         retain: bool,
         encoding: Encoding,
     ) {
-        let max_outgoing = self.global.config.max_outgoing_bytes;
+        let max_outgoing = self.config.max_outgoing_bytes;
         let Some(conn) = self.connections.get_mut(key) else {
             return;
         };
@@ -407,11 +425,12 @@ impl ShardCore {
         conn.out.push_publish(&layout.head, rest, memory);
         let after = conn.out.len();
         bump(&self.global.counters[self.id].messages_sent);
+        bump(&self.global.counters[self.id].packets_sent);
         self.mark_dirty(key);
         self.check_pressure_start();
         // Issue 11: no disconnect for size here (a reader of big messages is paced instead,
         // see `overload.rs`); a subscriber not reading is closed by `check_slow_consumer`.
-        if after >= max_outgoing / 2 && self.global.config.qos0_backpressure {
+        if after >= max_outgoing / 2 && self.config.qos0_backpressure {
             self.outgoing_grew(skey);
         }
     }
@@ -544,8 +563,8 @@ impl ShardCore {
         };
         let mut messages = self.delivery.take_retained();
         // Issue 11: one SUBSCRIBE sends at most this many retained messages and bytes.
-        let count_max = self.global.config.max_retained_per_subscribe;
-        let bytes_max = self.global.config.max_retained_bytes_per_subscribe;
+        let count_max = self.config.max_retained_per_subscribe;
+        let bytes_max = self.config.max_retained_bytes_per_subscribe;
         let (mut count, mut bytes) = (0usize, 0usize);
         for (filter, qos, identifier) in retained {
             messages.clear();

@@ -55,7 +55,7 @@ impl ShardCore {
         message: &MessageRef,
         retain: bool,
     ) -> bool {
-        let count_max = self.global.config.max_retained_per_subscribe;
+        let count_max = self.config.max_retained_per_subscribe;
         let Some(connection_id) = self.connections.get(key).map(|c| c.id) else {
             return false;
         };

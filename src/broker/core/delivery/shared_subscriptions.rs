@@ -64,7 +64,7 @@ impl ShardCore {
             .and_then(|skey| self.sessions.get(skey))
             .map_or(0, |s| client_id_hash(s.session.state.client_id.as_str()));
         let random = self.delivery.next_random();
-        let strategy = self.global.config.shared_subscription_strategy;
+        let strategy = self.config.shared_subscription_strategy;
         let mut targets = self.delivery.take_shared_targets();
         self.delivery.router_mut().shared_targets(
             message.topic.as_str(),
@@ -77,14 +77,14 @@ impl ShardCore {
         let mut overflowed = false;
         for (shard, share) in targets.drain(..) {
             if shard == self.id {
-                self.deliver_shared(&share, message, hash, false);
+                self.deliver_shared(&share, message, hash, 0);
                 continue;
             }
             let msg = ShardMsg::MessageRef {
                 message: message.clone(),
                 share,
                 publisher_hash: hash,
-                forwarded: false,
+                hops: 0,
             };
             if !self.mesh.send(shard, msg) {
                 overflowed = true;
@@ -101,26 +101,35 @@ impl ShardCore {
         share: &MqttString,
         message: &MessageRef,
         publisher_hash: u64,
-        forwarded: bool,
+        hops: u8,
     ) {
-        let strategy = self.global.config.shared_subscription_strategy;
+        let strategy = self.config.shared_subscription_strategy;
         let random = self.delivery.next_random();
         let Some((sub, can_take)) =
             self.pick_member(share, message.qos, strategy, publisher_hash, random)
         else {
+            // Finding F1: the member was a session handed over from here, whose route this
+            // shard keeps until the handover ends: it follows the session (handover.rs).
+            if self.handovers.has_outgoing()
+                && self.handover_forward_shared(share, message, publisher_hash)
+            {
+                return;
+            }
             // The last member left after the publishing shard routed the message here (its
-            // route removal was still on the way): hand it to another shard with members, once.
+            // route removal was still on the way): hand it to another shard with members. Again
+            // if it was passed on already (the shard that passed it on may have had busy
+            // members only, and picked this one by a stale route), up to one hop per shard.
             let other = self
                 .delivery
                 .router()
                 .shared_other_shard(share.as_str(), random);
             match other {
-                Some(target) if !forwarded => {
+                Some(target) if usize::from(hops) < self.mesh.shards() => {
                     let msg = ShardMsg::MessageRef {
                         message: message.clone(),
                         share: share.clone(),
                         publisher_hash,
-                        forwarded: true,
+                        hops: hops + 1,
                     };
                     if !self.mesh.send(target, msg) {
                         bump(&self.global.counters[self.id].mesh_channel_full);
@@ -132,7 +141,7 @@ impl ShardCore {
         };
         // Issue 11 hook: when no member here can take it, another shard with members gets it
         // (once); it queues here only when that was already tried.
-        if !can_take && !forwarded && self.forward_shared(share, message, publisher_hash, random) {
+        if !can_take && hops == 0 && self.forward_shared(share, message, publisher_hash, random) {
             return;
         }
         let qos = sub.options.qos.min(message.qos);
@@ -188,13 +197,13 @@ impl ShardCore {
                 };
                 bump(&self.global.counters[self.id].shared_redelivered);
                 if target == self.id {
-                    self.deliver_shared(share, message, 0, false);
+                    self.deliver_shared(share, message, 0, 0);
                 } else {
                     let msg = ShardMsg::MessageRef {
                         message: message.clone(),
                         share: share.clone(),
                         publisher_hash: 0,
-                        forwarded: false,
+                        hops: 0,
                     };
                     if !self.mesh.send(target, msg) {
                         bump(&self.global.counters[self.id].mesh_channel_full);
@@ -218,7 +227,7 @@ impl ShardCore {
         let sessions = &self.sessions;
         // Issue 11: a member whose outgoing buffer is full cannot take a message either.
         let connections = &self.connections;
-        let max_outgoing = self.global.config.max_outgoing_bytes;
+        let max_outgoing = self.config.max_outgoing_bytes;
         let group = self.delivery.shared_group_mut(share)?;
         let n = group.members.len();
         if n == 0 {
@@ -259,7 +268,8 @@ impl ShardCore {
     }
 
     /// Issue 11: hands a shared message no local member can take to another shard with
-    /// members (marked forwarded, so it is not handed on again). Returns whether it was sent.
+    /// members (one hop: it queues there if no member there can take it either). Returns
+    /// whether it was sent.
     fn forward_shared(
         &mut self,
         share: &MqttString,
@@ -278,7 +288,7 @@ impl ShardCore {
             message: message.clone(),
             share: share.clone(),
             publisher_hash,
-            forwarded: true,
+            hops: 1,
         };
         if !self.mesh.send(target, msg) {
             bump(&self.global.counters[self.id].mesh_channel_full);

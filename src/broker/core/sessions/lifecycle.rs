@@ -5,12 +5,11 @@
 //! registry; if the previous claim was shard A's, B parks the connection and sends `Takeover` to
 //! A. A closes the old connection (MQTT 5: DISCONNECT 0x8E), handles its will, and either sends
 //! the session state back (clean start 0) or ends the session. B then installs the state
-//! (re-adding its subscriptions, with route broadcasts) and sends CONNACK. Until B's routes reach
-//! A (B answers `TakeoverSettled` after them; FIFO per pair), A forwards to B what is published
-//! on A for the session's filters (`MovedSession`, finding F1 of the simulation). A third
-//! CONNECT racing in while B waits is handled where it lands: on B it replaces the parked
-//! connection; on another shard C it sends `Takeover` to B, which closes its parked connection
-//! and forwards A's answer.
+//! (re-adding its subscriptions, with route broadcasts) and sends CONNACK. What is published
+//! for the session meanwhile, on any shard, reaches it once and in order: `handover.rs` (finding
+//! F1 of the simulation). A third CONNECT racing in while B waits is handled where it lands: on
+//! B it replaces the parked connection; on another shard C it sends `Takeover` to B, which
+//! closes its parked connection and relays A's answer (and the handover) to C.
 //! Two takeovers crossing each other (A asks B while B, for a newer CONNECT, asks A): the shard
 //! holding the session always hands it over first, and the other forwards it, so the newest
 //! claim ends up with the session whatever order the messages arrive in.
@@ -23,6 +22,7 @@ use crate::broker::core::delivery::LocalSub;
 use crate::broker::core::keys::{ConnKey, SessionKey};
 use crate::broker::core::mesh::{ShardId, ShardMsg};
 use crate::broker::core::registry::Claim;
+use crate::broker::core::sessions::handover::HandoverId;
 use crate::broker::core::sessions::session::{OutgoingState, Session, SessionLimits, SessionState};
 use crate::broker::core::sessions::ShardSession;
 use crate::broker::core::shard::{Awaited, CloseReason, PendingAck, ShardCore};
@@ -43,30 +43,18 @@ pub struct PendingTakeover {
     pub forward: Option<(ShardId, u64, bool)>,
 }
 
-/// A session this shard handed over to `to` (finding F1). Until `to` settles the takeover
-/// (`TakeoverSettled`, sent after the routes of the installed session, so FIFO puts those routes
-/// in this shard's replica first), a message published on this shard that matches one of
-/// `filters` goes to `to` as well, if the replica did not already send it there: without that, a
-/// message published between the handover and the arrival of `to`'s routes matched nothing.
-pub struct MovedSession {
-    pub client_id: MqttString,
-    pub to: ShardId,
-    /// The session's ordinary filters (shared subscriptions route by their own replica).
-    pub filters: Vec<MqttString>,
-}
-
 /// Where the session of an accepted CONNECT comes from.
 enum SessionSource {
     Fresh,
     /// A session already on this shard (slab key).
     Local(SessionKey),
-    /// State handed over by another shard.
-    Transferred(Box<SessionState>),
+    /// State handed over by another shard, in handover `HandoverId` (handover.rs).
+    Transferred(Box<SessionState>, HandoverId),
 }
 
 impl ShardCore {
     fn limits(&self) -> SessionLimits {
-        let config = &self.global.config;
+        let config = &self.config;
         SessionLimits {
             max_queued_messages: config.max_queued_messages,
             queue_qos0: config.queue_qos0,
@@ -91,7 +79,7 @@ impl ShardCore {
     pub(crate) fn handle_connect(&mut self, key: ConnKey, connect: Connect) {
         let version = connect.protocol_version;
         let accepted = {
-            let config = &self.global.config;
+            let config = &self.config;
             let assign = || self.assign_client_id();
             protocol::validate_connect(&connect, config, assign)
         };
@@ -110,9 +98,7 @@ impl ShardCore {
             Ok(accepted) => accepted,
             Err(code) => {
                 bump(&self.global.counters[self.id].connects_refused);
-                if !version.is_v5()
-                    && connect.keep_alive_secs > self.global.config.max_keep_alive_secs
-                {
+                if !version.is_v5() && connect.keep_alive_secs > self.config.max_keep_alive_secs {
                     bump(&self.global.counters[self.id].keep_alive_capped);
                 }
                 log::info!(
@@ -127,7 +113,7 @@ impl ShardCore {
             }
         };
         if accepted.server_keep_alive.is_some()
-            && connect.keep_alive_secs > self.global.config.max_keep_alive_secs
+            && connect.keep_alive_secs > self.config.max_keep_alive_secs
         {
             bump(&self.global.counters[self.id].keep_alive_capped);
         }
@@ -234,12 +220,15 @@ impl ShardCore {
         let epoch_before = self.delivery.router().epoch_sent();
         let inflight_max = accepted
             .client_receive_maximum
-            .min(self.global.config.max_inflight);
+            .min(self.config.max_inflight);
         let limits = self.limits();
         let (skey, session_present) = match source {
             SessionSource::Local(skey) => (skey, true),
-            SessionSource::Transferred(state) => {
-                (self.install_session(*state, claim, inflight_max), true)
+            SessionSource::Transferred(state, handover) => {
+                let skey = self.install_session(*state, claim, inflight_max);
+                // Finding F1: after the session's routes, the switch (handover.rs).
+                self.handover_installed(handover, skey);
+                (skey, true)
             }
             SessionSource::Fresh => {
                 // A private copy that nothing clones: a `Bytes` made from a `Vec` needs no
@@ -283,13 +272,16 @@ impl ShardCore {
             self.store.session_connected(&session.session.state, will);
         }
 
-        let config = &self.global.config;
+        let config = &self.config;
         let Some(conn) = self.connections.get_mut(key) else {
             return;
         };
         let version = conn.version;
         let connack = protocol::connack_accepted(&accepted, session_present, version, config);
+        conn.announced = crate::broker::core::connection::Announced::of(config);
         conn.session = Some(skey);
+        // Operations ($SYS clients/connected): uncounted when the connection closes.
+        bump(&self.global.counters[self.id].clients_online);
         conn.keep_alive_secs = accepted.keep_alive_secs;
         conn.client_max_packet_size = accepted.client_max_packet_size;
         if !accepted.request_problem_information {
@@ -356,7 +348,7 @@ impl ShardCore {
             // The handshake entry still pending fires before this keep-alive would expire (it
             // was armed before now, for at most this long): it does the first check, so an
             // idle connection keeps one timer entry, not two.
-            let handshake_first = u64::from(timeout_ms) >= self.global.config.handshake_timeout_ms;
+            let handshake_first = u64::from(timeout_ms) >= self.config.handshake_timeout_ms;
             if conn.timer & TIMER_HANDSHAKE_PENDING != 0 && handshake_first {
                 conn.timer |= TIMER_KEEP_ALIVE_ON_HANDSHAKE;
             } else {
@@ -450,8 +442,9 @@ impl ShardCore {
         skey
     }
 
-    /// Removes a session's subscriptions from the trie, broadcasting routes that went away.
-    fn remove_subscriptions(&mut self, skey: SessionKey) {
+    /// Removes a session's subscriptions from the trie, broadcasting routes that went away;
+    /// with `keep_routes` (a handover) the routes stay until `handover.rs` drops them.
+    fn remove_subscriptions(&mut self, skey: SessionKey, keep_routes: bool) {
         let Some(session) = self.sessions.get(skey) else {
             return;
         };
@@ -470,7 +463,7 @@ impl ShardCore {
         let mut gone = Vec::new();
         for filter in filters {
             self.delivery.unsubscribe(&filter, skey);
-            if self.delivery.router_mut().local_removed(&filter) {
+            if !keep_routes && self.delivery.router_mut().local_removed(&filter) {
                 gone.push(filter);
             }
         }
@@ -534,7 +527,11 @@ impl ShardCore {
         {
             self.publish_will(*will);
         }
-        self.remove_subscriptions(skey);
+        // Finding F1: what was held for it while it arrived goes (handover.rs).
+        if self.handovers.has_incoming() {
+            self.handover_session_ended(skey);
+        }
+        self.remove_subscriptions(skey, false);
         self.forget_congestion(skey);
         let Some(session) = self.sessions.remove(skey) else {
             return;
@@ -555,7 +552,8 @@ impl ShardCore {
     /// Takes a session off this shard for a takeover; its pending will is cancelled because a
     /// new connection resumes it.
     fn extract_session(&mut self, skey: SessionKey) -> Option<SessionState> {
-        self.remove_subscriptions(skey);
+        // Finding F1: peers keep routing the session's messages here during the handover.
+        self.remove_subscriptions(skey, true);
         self.forget_congestion(skey);
         let session = self.sessions.remove(skey)?;
         self.queue_released(session.session.state.queued_bytes());
@@ -574,6 +572,12 @@ impl ShardCore {
         client_id: MqttString,
         keep_state: bool,
     ) {
+        // A session still arriving here is handed on once its handover ended (handover.rs).
+        if self.handovers.has_incoming()
+            && self.handover_defer_takeover(&client_id, (from, request, keep_state))
+        {
+            return;
+        }
         bump(&self.global.counters[self.id].takeovers);
         // A session held here is handed over first, even if a CONNECT of ours for the same id
         // waits for another shard: that is a crossing takeover, and our waiting connection
@@ -590,27 +594,14 @@ impl ShardCore {
                     self.end_session(skey);
                 }
             }
-            if let Some(state) = &state {
-                // Finding F1: forward what this shard publishes for the session until `from`
-                // settles (its routes are in this replica by then).
-                let filters: Vec<MqttString> = state
-                    .subscriptions
-                    .keys()
-                    .filter(|f| !f.as_str().starts_with("$share/"))
-                    .cloned()
-                    .collect();
-                if !filters.is_empty() {
-                    self.sessions.note_moved(MovedSession {
-                        client_id: client_id.clone(),
-                        to: from,
-                        filters,
-                    });
-                }
-            }
+            // Finding F1: this shard keeps routing for the session until every shard has the
+            // new routes (handover.rs).
+            let handover = state.as_ref().map(|s| self.handover_start(from, s));
             let reply = ShardMsg::TakeoverReply {
                 from: self.id,
                 request,
                 state,
+                handover,
             };
             self.mesh.send(from, reply);
             return;
@@ -630,49 +621,46 @@ impl ShardCore {
                 from: self.id,
                 request,
                 state: None,
+                handover: None,
             },
         );
     }
 
-    /// `from` applied our `TakeoverReply` for `client_id`: its routes are in our replica now.
-    pub(crate) fn handle_takeover_settled(&mut self, from: ShardId, client_id: &MqttString) {
-        self.sessions.moved_settled(from, client_id);
-    }
-
-    /// The shard that held a session answered our `Takeover`.
+    /// The shard that held a session answered our `Takeover` (or relayed the answer).
     pub(crate) fn handle_takeover_reply(
         &mut self,
-        from: ShardId,
         request: u64,
         state: Option<Box<SessionState>>,
+        handover: Option<HandoverId>,
     ) {
-        let client_id = state.as_ref().map(|s| s.client_id.clone());
-        self.apply_takeover_reply(request, state);
-        // Finding F1: after the routes `apply_takeover_reply` broadcast (FIFO per pair), `from`
-        // may stop forwarding to us.
-        if let Some(client_id) = client_id {
-            self.mesh.send(
-                from,
-                ShardMsg::TakeoverSettled {
-                    from: self.id,
-                    client_id,
-                },
-            );
-        }
-    }
-
-    fn apply_takeover_reply(&mut self, request: u64, state: Option<Box<SessionState>>) {
         let Some(pending) = self.sessions.finish_takeover(request) else {
+            // Nothing asked for it any more: the state is dropped, the handover ends.
+            if let Some(handover) = handover {
+                self.handover_aborted(handover);
+            }
             return;
         };
         if let Some((to, their_request, keep)) = pending.forward {
-            let state = if keep { state } else { None };
+            // Crossing takeovers: the state, and what follows it, go on to the newer claim.
+            let (state, handover) = match (keep, handover) {
+                (true, Some(handover)) => {
+                    self.handover_relayed(handover, to);
+                    (state, Some(handover))
+                }
+                (_, handover) => {
+                    if let Some(handover) = handover {
+                        self.handover_aborted(handover);
+                    }
+                    (None, None)
+                }
+            };
             self.mesh.send(
                 to,
                 ShardMsg::TakeoverReply {
                     from: self.id,
                     request: their_request,
                     state,
+                    handover,
                 },
             );
             return;
@@ -681,9 +669,16 @@ impl ShardCore {
             .connections
             .get(pending.connection)
             .is_some_and(|c| c.id == pending.connection_id && c.state == ConnState::Parked);
-        let source = match state {
-            Some(state) if !pending.accepted.clean_start => SessionSource::Transferred(state),
-            _ => SessionSource::Fresh,
+        let source = match (state, handover) {
+            (Some(state), Some(handover)) if !pending.accepted.clean_start => {
+                SessionSource::Transferred(state, handover)
+            }
+            (_, handover) => {
+                if let Some(handover) = handover {
+                    self.handover_aborted(handover);
+                }
+                SessionSource::Fresh
+            }
         };
         if alive {
             self.finish_connect(pending.connection, pending.accepted, pending.claim, source);
@@ -692,15 +687,19 @@ impl ShardCore {
         // The new connection died while waiting: keep a handed-over session offline under our
         // claim (its expiry runs from now), or give the claim up.
         match source {
-            SessionSource::Transferred(mut state)
+            SessionSource::Transferred(mut state, handover)
                 if pending.accepted.session_expiry_interval_secs > 0 =>
             {
                 state.session_expiry_interval_secs = pending.accepted.session_expiry_interval_secs;
-                let inflight_max = self.global.config.max_inflight;
+                let inflight_max = self.config.max_inflight;
                 let skey = self.install_session(*state, pending.claim, inflight_max);
+                self.handover_installed(handover, skey);
                 self.detach_session(skey, None);
             }
-            _ => {
+            source => {
+                if let SessionSource::Transferred(_, handover) = source {
+                    self.handover_aborted(handover);
+                }
                 self.global
                     .registry
                     .release(&pending.accepted.client_id, pending.claim);

@@ -2,22 +2,25 @@
 //!
 //! [`Sessions`] is the component's state with its own small API: the slab of sessions living on
 //! this shard and the client id index kept in step with it (one method inserts into both, one
-//! removes from both), the takeovers this shard asked other shards for, the sessions it handed
-//! over recently (finding F1), and the generation counter that guards session timers. The
-//! shard's logic around it (CONNECT, detach, end, the takeover protocol) is `lifecycle.rs`,
-//! the store hooks `persist.rs`, and one session's protocol state `session.rs`.
+//! removes from both), the takeovers this shard asked other shards for, and the generation
+//! counter that guards session timers. The shard's logic around it (CONNECT, detach, end, the
+//! takeover protocol) is `lifecycle.rs`, what a session moving between shards is sent meanwhile
+//! `handover.rs` (finding F1, its own component), the store hooks `persist.rs`, and one
+//! session's protocol state `session.rs`.
 
 pub(crate) mod client_ids;
+// Finding F1: what a session moving between shards is sent meanwhile, without loss, duplicate
+// or reordering.
+pub mod handover;
 pub(crate) mod lifecycle;
 pub(crate) mod persist;
 pub mod session;
 
 use super::connection::WillMessage;
 use super::keys::{ConnKey, SessionKey, Slots};
-use super::mesh::ShardId;
 use crate::codec::MqttString;
 use client_ids::ClientIds;
-use lifecycle::{MovedSession, PendingTakeover};
+use lifecycle::PendingTakeover;
 use session::Session;
 use std::collections::HashMap;
 
@@ -49,9 +52,6 @@ pub struct Sessions {
     takeovers: HashMap<u64, PendingTakeover>,
     /// The next takeover request number (unique on this shard).
     next_request: u64,
-    /// Sessions handed over to another shard whose routes this shard may not have yet: what
-    /// this shard publishes for them is forwarded there (finding F1, `lifecycle.rs`).
-    moved: Vec<MovedSession>,
     /// The next value of [`ShardSession::generation`] (unique on this shard).
     next_generation: u64,
 }
@@ -134,51 +134,6 @@ impl Sessions {
     pub fn finish_takeover(&mut self, request: u64) -> Option<PendingTakeover> {
         self.takeovers.remove(&request)
     }
-
-    /// Finding F1: a session was handed over; what this shard publishes for it follows it
-    /// until [`Sessions::moved_settled`].
-    pub fn note_moved(&mut self, moved: MovedSession) {
-        self.moved.push(moved);
-    }
-
-    /// Finding F1: shard `to` has the routes of `client_id`'s session; forwarding stops.
-    pub fn moved_settled(&mut self, to: ShardId, client_id: &MqttString) {
-        if let Some(at) = self
-            .moved
-            .iter()
-            .position(|m| m.to == to && &m.client_id == client_id)
-        {
-            self.moved.swap_remove(at);
-        }
-    }
-
-    /// Whether sessions handed over recently still need forwarding.
-    #[inline]
-    pub fn any_moved(&self) -> bool {
-        !self.moved.is_empty()
-    }
-
-    /// Finding F1: the shards a message published on `topic` must reach for sessions handed
-    /// over recently (see [`MovedSession`]), pushed to `out` unless `sent(shard)`.
-    pub fn moved_targets(
-        &self,
-        topic: &str,
-        sent: impl Fn(ShardId) -> bool,
-        out: &mut Vec<ShardId>,
-    ) {
-        for moved in &self.moved {
-            if sent(moved.to) || out.contains(&moved.to) {
-                continue;
-            }
-            if moved
-                .filters
-                .iter()
-                .any(|f| crate::topic::filter_matches(f.as_str(), topic))
-            {
-                out.push(moved.to);
-            }
-        }
-    }
 }
 
 #[cfg(test)]
@@ -240,37 +195,5 @@ mod tests {
         let mut sessions = Sessions::default();
         let first = sessions.next_generation();
         assert_ne!(first, sessions.next_generation());
-    }
-
-    #[test]
-    fn moved_sessions_are_forwarded_until_settled() {
-        let mut sessions = Sessions::default();
-        assert!(!sessions.any_moved());
-        sessions.note_moved(MovedSession {
-            client_id: id("x"),
-            to: 2,
-            filters: vec![id("a/+")],
-        });
-        sessions.note_moved(MovedSession {
-            client_id: id("y"),
-            to: 3,
-            filters: vec![id("b/#")],
-        });
-        let mut out = Vec::new();
-        sessions.moved_targets("a/1", |_| false, &mut out);
-        assert_eq!(out, [2]);
-        out.clear();
-        sessions.moved_targets("a/1", |s| s == 2, &mut out);
-        assert!(out.is_empty(), "the replica already sent it there");
-        sessions.moved_settled(2, &id("y"));
-        assert!(
-            sessions.any_moved(),
-            "a settle names its shard and client id"
-        );
-        sessions.moved_settled(2, &id("x"));
-        sessions.moved_targets("a/1", |_| false, &mut out);
-        assert!(out.is_empty());
-        sessions.moved_settled(3, &id("y"));
-        assert!(!sessions.any_moved());
     }
 }

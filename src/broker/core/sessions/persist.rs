@@ -12,6 +12,7 @@
 
 use crate::broker::core::connection::WillMessage;
 use crate::broker::core::keys::{ConnKey, SessionKey};
+use crate::broker::core::sessions::handover::Route;
 use crate::broker::core::shard::ShardCore;
 use crate::broker::core::timers::TimerKind;
 use crate::codec::{Packet, Publish, QoS};
@@ -53,7 +54,7 @@ impl ShardCore {
         expired_wills: &[Publish],
     ) {
         self.store = store;
-        let inflight_max = self.global.config.max_inflight;
+        let inflight_max = self.config.max_inflight;
         for recovered in sessions {
             let client_id = recovered.state.client_id.clone();
             let (claim, _) = self.global.registry.claim(&client_id, self.id);
@@ -91,7 +92,7 @@ impl ShardCore {
             if self.id == 0 && will.retain {
                 self.store_retained(&message);
             }
-            self.deliver_local(&message, None);
+            self.deliver_local(&message, None, Route::Direct(self.id));
         }
     }
 

@@ -137,7 +137,7 @@ impl SessionState {
 
 /// What the shard must do with a message offered to a session.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Delivery {
+pub enum Decision {
     /// Send now as QoS 0.
     SendQoS0,
     /// Send now with this packet id (QoS 1 or 2); it is recorded in flight.
@@ -372,7 +372,7 @@ impl Session {
         retain: bool,
         presence: Presence,
         queue_room: QueueRoom,
-    ) -> Delivery {
+    ) -> Decision {
         self.deliver_paced(message, qos, retain, presence, queue_room, false, u32::MAX)
     }
 
@@ -391,14 +391,14 @@ impl Session {
         queue_room: QueueRoom,
         outgoing_full: bool,
         max_queued_bytes: u32,
-    ) -> Delivery {
+    ) -> Decision {
         let online = presence == Presence::Online;
         if qos == QoS::AtMostOnce {
             if online {
-                return Delivery::SendQoS0;
+                return Decision::SendQoS0;
             }
             if !self.limits.queue_qos0 {
-                return Delivery::Discarded;
+                return Decision::Discarded;
             }
             return self.enqueue(message, qos, retain, queue_room, max_queued_bytes);
         }
@@ -411,7 +411,7 @@ impl Session {
                 retain,
                 state: initial_state(qos),
             });
-            return Delivery::Send { packet_id };
+            return Decision::Send { packet_id };
         }
         self.enqueue(message, qos, retain, queue_room, max_queued_bytes)
     }
@@ -423,7 +423,7 @@ impl Session {
         retain: bool,
         queue_room: QueueRoom,
         max_queued_bytes: u32,
-    ) -> Delivery {
+    ) -> Decision {
         let limit = if self.congestion == Congestion::Congested {
             self.limits
                 .max_queued_messages
@@ -436,11 +436,11 @@ impl Session {
             && self.queued_bytes.saturating_add(bytes) > max_queued_bytes;
         if self.state.queued.len() >= limit || bytes_over {
             self.state.dropped_messages += 1;
-            return Delivery::DroppedQueueFull;
+            return Decision::DroppedQueueFull;
         }
         if queue_room == QueueRoom::Exhausted {
             self.state.dropped_messages += 1;
-            return Delivery::DroppedMemoryLimit;
+            return Decision::DroppedMemoryLimit;
         }
         self.state.queued.push_back(Queued {
             message: message.clone(),
@@ -448,7 +448,7 @@ impl Session {
             retain,
         });
         self.queued_bytes = self.queued_bytes.saturating_add(bytes);
-        Delivery::Queued
+        Decision::Queued
     }
 
     /// Takes the last queued message off again (persistence refused it).

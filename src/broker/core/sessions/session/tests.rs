@@ -51,7 +51,7 @@ fn window_then_queue_then_drop() {
             Presence::Online,
             QueueRoom::Available
         ),
-        Delivery::Send { packet_id: 1 }
+        Decision::Send { packet_id: 1 }
     );
     assert_eq!(
         s.deliver(
@@ -61,7 +61,7 @@ fn window_then_queue_then_drop() {
             Presence::Online,
             QueueRoom::Available
         ),
-        Delivery::Send { packet_id: 2 }
+        Decision::Send { packet_id: 2 }
     );
     for _ in 0..3 {
         assert_eq!(
@@ -72,7 +72,7 @@ fn window_then_queue_then_drop() {
                 Presence::Online,
                 QueueRoom::Available
             ),
-            Delivery::Queued
+            Decision::Queued
         );
     }
     assert_eq!(
@@ -83,7 +83,7 @@ fn window_then_queue_then_drop() {
             Presence::Online,
             QueueRoom::Available
         ),
-        Delivery::DroppedQueueFull
+        Decision::DroppedQueueFull
     );
     assert_eq!(s.state.dropped_messages, 1);
     assert!(s.poll_queued().is_none(), "window is full");
@@ -115,7 +115,7 @@ fn congestion_has_hysteresis_stalls_and_ignores_offline_sessions() {
             Presence::Online,
             QueueRoom::Available
         ),
-        Delivery::Send { packet_id: 1 }
+        Decision::Send { packet_id: 1 }
     );
     for _ in 0..3 {
         s.deliver(
@@ -153,7 +153,7 @@ fn congestion_has_hysteresis_stalls_and_ignores_offline_sessions() {
                 Presence::Online,
                 QueueRoom::Available
             ),
-            Delivery::Queued
+            Decision::Queued
         );
     }
     assert_eq!(
@@ -164,7 +164,7 @@ fn congestion_has_hysteresis_stalls_and_ignores_offline_sessions() {
             Presence::Online,
             QueueRoom::Available
         ),
-        Delivery::DroppedQueueFull
+        Decision::DroppedQueueFull
     );
     // Drains to 3: still above the low watermark (2).
     s.state.queued.truncate(3);
@@ -197,7 +197,7 @@ fn congestion_has_hysteresis_stalls_and_ignores_offline_sessions() {
             Presence::Offline,
             QueueRoom::Available
         ),
-        Delivery::DroppedQueueFull
+        Decision::DroppedQueueFull
     );
     // Going offline ends congestion.
     s.state.queued.truncate(4);
@@ -261,7 +261,7 @@ fn without_memory_room_nothing_new_is_queued() {
             Presence::Online,
             QueueRoom::Exhausted
         ),
-        Delivery::Send { packet_id: 1 },
+        Decision::Send { packet_id: 1 },
         "sending now needs no queue room"
     );
     assert_eq!(
@@ -272,7 +272,7 @@ fn without_memory_room_nothing_new_is_queued() {
             Presence::Online,
             QueueRoom::Exhausted
         ),
-        Delivery::DroppedMemoryLimit
+        Decision::DroppedMemoryLimit
     );
     assert_eq!(
         s.deliver(
@@ -282,7 +282,7 @@ fn without_memory_room_nothing_new_is_queued() {
             Presence::Online,
             QueueRoom::Exhausted
         ),
-        Delivery::SendQoS0
+        Decision::SendQoS0
     );
     assert_eq!(
         s.deliver(
@@ -292,7 +292,7 @@ fn without_memory_room_nothing_new_is_queued() {
             Presence::Online,
             QueueRoom::Available
         ),
-        Delivery::Queued
+        Decision::Queued
     );
     assert_eq!(s.state.dropped_messages, 1);
     assert_eq!(s.state.queued_bytes(), queued_bytes(&m));
@@ -312,7 +312,7 @@ fn qos0_offline_is_discarded_unless_configured() {
             Presence::Offline,
             QueueRoom::Available
         ),
-        Delivery::Discarded
+        Decision::Discarded
     );
     assert_eq!(
         s.deliver(
@@ -322,7 +322,7 @@ fn qos0_offline_is_discarded_unless_configured() {
             Presence::Online,
             QueueRoom::Available
         ),
-        Delivery::SendQoS0
+        Decision::SendQoS0
     );
     s.limits.queue_qos0 = true;
     assert_eq!(
@@ -333,7 +333,7 @@ fn qos0_offline_is_discarded_unless_configured() {
             Presence::Offline,
             QueueRoom::Available
         ),
-        Delivery::Queued
+        Decision::Queued
     );
     assert_eq!(
         s.deliver(
@@ -343,7 +343,7 @@ fn qos0_offline_is_discarded_unless_configured() {
             Presence::Offline,
             QueueRoom::Available
         ),
-        Delivery::Queued
+        Decision::Queued
     );
     assert_eq!(s.poll_queued().unwrap().0, 0);
     assert_eq!(s.poll_queued().unwrap().0, 1);
@@ -377,7 +377,7 @@ fn packet_ids_skip_zero_and_ids_in_flight() {
             Presence::Online,
             QueueRoom::Available
         ),
-        Delivery::Send {
+        Decision::Send {
             packet_id: u16::MAX
         }
     );
@@ -389,7 +389,7 @@ fn packet_ids_skip_zero_and_ids_in_flight() {
             Presence::Online,
             QueueRoom::Available
         ),
-        Delivery::Send { packet_id: 1 }
+        Decision::Send { packet_id: 1 }
     );
     s.state.last_packet_id = u16::MAX - 1;
     assert_eq!(
@@ -400,7 +400,7 @@ fn packet_ids_skip_zero_and_ids_in_flight() {
             Presence::Online,
             QueueRoom::Available
         ),
-        Delivery::Send { packet_id: 2 }
+        Decision::Send { packet_id: 2 }
     );
 }
 
@@ -416,7 +416,7 @@ fn large_windows_allocate_distinct_ids_and_ack_in_any_order() {
         Presence::Online,
         QueueRoom::Available,
     ) {
-        Delivery::Send { packet_id } => packet_id,
+        Decision::Send { packet_id } => packet_id,
         other => panic!("not sent: {other:?}"),
     };
     let mut s = Session::new(SessionState::default(), 1200, limits());
@@ -448,7 +448,7 @@ fn large_windows_allocate_distinct_ids_and_ack_in_any_order() {
             Presence::Online,
             QueueRoom::Available
         ),
-        Delivery::Queued
+        Decision::Queued
     );
     // Acknowledged in order, then the queued message goes with a fresh id.
     for id in s
@@ -489,7 +489,7 @@ fn windows_whose_ids_do_not_ascend_are_scanned() {
         Presence::Online,
         QueueRoom::Available,
     ) {
-        Delivery::Send { packet_id } => packet_id,
+        Decision::Send { packet_id } => packet_id,
         other => panic!("not sent: {other:?}"),
     };
     assert_eq!(sent(&mut s), 4);
