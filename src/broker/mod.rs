@@ -46,6 +46,9 @@
 //! - Broker-wide state ([`Global`], touched off the per-message path only): `config.rs`
 //!   limits, `registry.rs` client ids across shards, `retained.rs` the retained store,
 //!   `stats.rs` counters.
+//! - Reload (`reconfigure.rs`, issue 15): `BrokerHandle::reconfigure` applies a new
+//!   configuration all or nothing: listeners started, switched or stopped, the live limits, and
+//!   a new configuration snapshot that each shard takes between two turns.
 //! - Fault isolation (`fault.rs`): a panic while decoding one connection's packet closes only
 //!   that connection (counted, logged with the input); any other panic in a shard or acceptor
 //!   thread, or one of them stopping, stops the whole broker and is reported by
@@ -94,6 +97,11 @@
 //!     (`outgoing.rs`): one vectored write per connection per turn, the written bytes leaving
 //!     the budget (`MemoryBudget::release`); `resume_if_written_down`, `written_progress`
 //!     (`overload.rs`).
+//!
+//! While a session moves between shards (`core/sessions/handover.rs`, finding F1), steps 5 and
+//! 8 on the shard it left also forward matching messages to its new shard, and step 9 on the new
+//! shard may hold one back until the old shard's forwards are through; with no handover in
+//! progress each of these costs one `is_empty` check.
 
 pub mod config;
 pub mod core;
@@ -584,7 +592,8 @@ impl BrokerHandle {
     }
 
     /// The bound addresses, in `Config::effective_listeners` order (the `listen` addresses,
-    /// then the `[[listener]]` sections), with the real port for port 0.
+    /// then the `[[listener]]` sections), with the real port for port 0. After a reload
+    /// (`reconfigure`): the listeners of the new configuration, in its order.
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.local_addrs
     }

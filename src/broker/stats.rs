@@ -203,6 +203,12 @@ counters! {
     /// MQTT packets of every type queued to clients, PUBLISH included (operations, issue 15:
     /// `$SYS/broker/messages/sent`).
     packets_sent,
+    /// Issue 11: gauge: the part of `buffered_bytes` held by session queues (each distinct
+    /// message once per shard, however many queues hold it, plus a slot per entry).
+    queued_bytes,
+    /// Issue 11: gauge: distinct messages held by session queues, summed over shards (the size
+    /// of each shard's charge map, bounded by the queue entries the shard may hold).
+    queued_messages_distinct,
 }
 
 impl Stats {

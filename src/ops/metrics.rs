@@ -20,6 +20,8 @@ const GAUGES: &[&str] = &[
     "buffered_bytes_peak",
     "subscriptions",
     "clients_online",
+    "queued_bytes",
+    "queued_messages_distinct",
 ];
 
 /// Exported names that differ from the `Stats` field, so that the unit comes last.

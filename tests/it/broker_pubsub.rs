@@ -1,5 +1,8 @@
-//! Publish/subscribe over real TCP: QoS 0/1/2 across shards, SUBACK visibility, ordering,
-//! overlapping subscriptions, `$` topics, unsubscribe, retained messages, connection spread.
+//! Publish/subscribe over real TCP: QoS 0/1/2 across shards, `$` topics, unsubscribe,
+//! connection spread, a full mesh channel, subscription identifiers, MQTT 5 subscription
+//! options. SUBACK visibility and per-publisher order are property tests in
+//! `sim_properties.rs`; retained messages and overlapping subscriptions are tested in the
+//! simulation, `sim_pubsub.rs`.
 
 use crate::support::broker::*;
 use shardmq::codec::{Packet, ProtocolVersion, QoS, ReasonCode, SubscriptionOptions};
@@ -54,104 +57,6 @@ fn puback_reports_no_matching_subscribers_to_v5() {
     publisher.publish("nobody/listens", b"x", QoS::AtLeastOnce, false, 1);
     let ack = publisher.expect_puback();
     assert_eq!(ack.reason_code, ReasonCode::NoMatchingSubscribers);
-}
-
-/// Once a client has its SUBACK, every matching message published afterwards by any client on
-/// any shard is delivered, and messages of one publisher keep their order (MQTT 4.6).
-#[test]
-fn suback_visibility_and_per_publisher_order_on_four_shards() {
-    let broker = start_broker(4);
-    let mut placer = Placer::new(&broker);
-    let mut publishers: Vec<Raw> = (0..4)
-        .map(|s| placer.raw_on(s, V4, &format!("p{s}")))
-        .collect();
-    for round in 0..3 {
-        // A fresh subscriber on each shard in turn; its SUBACK is the barrier.
-        let shard = round % 4;
-        let mut sub = placer.raw_on(shard, V4, &format!("s{round}"));
-        let filter = format!("vis/{round}/#");
-        sub.subscribe(&filter, QoS::AtLeastOnce);
-        const N: u16 = 50;
-        for (p, publisher) in publishers.iter_mut().enumerate() {
-            for i in 1..=N {
-                let topic = format!("vis/{round}/{p}");
-                publisher.publish(&topic, &i.to_be_bytes(), QoS::AtLeastOnce, false, i);
-            }
-        }
-        for publisher in publishers.iter_mut() {
-            for i in 1..=N {
-                assert_eq!(publisher.expect_puback().packet_id, i);
-            }
-        }
-        let mut last = [0u16; 4];
-        for _ in 0..(4 * N) {
-            let publish = sub.receive_and_ack();
-            let p: usize = publish
-                .topic
-                .as_str()
-                .rsplit('/')
-                .next()
-                .unwrap()
-                .parse()
-                .unwrap();
-            let i = u16::from_be_bytes([publish.payload[0], publish.payload[1]]);
-            assert_eq!(i, last[p] + 1, "publisher {p} out of order");
-            last[p] = i;
-        }
-        assert_eq!(last, [N; 4]);
-        sub.expect_nothing();
-    }
-}
-
-#[test]
-fn overlapping_subscriptions_deliver_once_with_max_qos() {
-    let broker = start_broker(2);
-    let mut placer = Placer::new(&broker);
-    for (shard, version) in [(0, V4), (1, V5)] {
-        let mut sub = placer.raw_on(shard, version, &format!("overlap{shard}"));
-        let codes = {
-            sub.send(&subscribe_packet(
-                1,
-                &[
-                    (
-                        "o/#",
-                        SubscriptionOptions {
-                            qos: QoS::AtMostOnce,
-                            ..Default::default()
-                        },
-                    ),
-                    (
-                        "o/+",
-                        SubscriptionOptions {
-                            qos: QoS::AtLeastOnce,
-                            ..Default::default()
-                        },
-                    ),
-                    (
-                        "o/x",
-                        SubscriptionOptions {
-                            qos: QoS::AtMostOnce,
-                            ..Default::default()
-                        },
-                    ),
-                ],
-            ));
-            sub.expect_suback().reason_codes
-        };
-        assert_eq!(
-            codes,
-            vec![
-                ReasonCode::Success,
-                ReasonCode::GrantedQoS1,
-                ReasonCode::Success
-            ]
-        );
-        let mut publisher = placer.raw_on(1 - shard, V4, &format!("overlap-pub{shard}"));
-        publisher.publish_acked("o/x", b"once", QoS::ExactlyOnce, false, 1);
-        let got = sub.receive_and_ack();
-        assert_eq!(got.qos, QoS::AtLeastOnce);
-        sub.expect_nothing();
-    }
 }
 
 #[test]
@@ -244,65 +149,6 @@ fn qos2_exactly_once_with_duplicate_publish_before_pubrel() {
         Packet::PubComp(a) => assert_eq!(a.reason_code, ReasonCode::PacketIdentifierNotFound),
         other => panic!("{other:?}"),
     }
-}
-
-#[test]
-fn retained_set_replace_clear_and_wildcards_across_shards() {
-    let broker = start_broker(2);
-    let mut placer = Placer::new(&broker);
-    let mut publisher = placer.raw_on(0, V4, "rpub");
-    publisher.publish_acked("r/a", b"one", QoS::AtLeastOnce, true, 1);
-    publisher.publish_acked("r/b", b"bee", QoS::AtMostOnce, true, 0);
-    publisher.publish_acked("r/a", b"two", QoS::AtLeastOnce, true, 2);
-    publisher.ping();
-    wait_until("two retained messages", || broker.retained_messages() == 2);
-
-    let mut sub = placer.raw_on(1, V5, "rsub");
-    assert_eq!(
-        sub.subscribe("r/a", QoS::AtLeastOnce),
-        ReasonCode::GrantedQoS1
-    );
-    let got = sub.receive_and_ack();
-    assert_eq!(
-        (&got.payload[..], got.retain, got.qos),
-        (&b"two"[..], true, QoS::AtLeastOnce)
-    );
-    sub.expect_nothing();
-
-    let mut wild = placer.raw_on(1, V4, "rwild");
-    wild.subscribe("r/+", QoS::ExactlyOnce);
-    let mut seen: Vec<(String, Vec<u8>, QoS)> = (0..2)
-        .map(|_| {
-            let p = wild.receive_and_ack();
-            assert!(p.retain);
-            (p.topic.to_string(), p.payload.to_vec(), p.qos)
-        })
-        .collect();
-    seen.sort();
-    assert_eq!(
-        seen,
-        vec![
-            ("r/a".into(), b"two".to_vec(), QoS::AtLeastOnce),
-            ("r/b".into(), b"bee".to_vec(), QoS::AtMostOnce)
-        ]
-    );
-    // A live retained publish reaches existing subscribers with retain 0 ([MQTT-3.3.1-9]).
-    publisher.publish_acked("r/b", b"live", QoS::AtMostOnce, true, 0);
-    let live = wild.expect_publish();
-    assert_eq!((&live.payload[..], live.retain), (&b"live"[..], false));
-
-    // An empty retained payload clears.
-    publisher.publish_acked("r/a", b"", QoS::AtMostOnce, true, 0);
-    wild.expect_publish();
-    wait_until("retained cleared", || broker.retained_messages() == 1);
-    let mut late = placer.raw_on(0, V4, "rlate");
-    late.subscribe("r/#", QoS::AtMostOnce);
-    let only = late.expect_publish();
-    assert_eq!(
-        (only.topic.as_str(), &only.payload[..]),
-        ("r/b", &b"live"[..])
-    );
-    late.expect_nothing();
 }
 
 #[test]

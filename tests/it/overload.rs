@@ -12,7 +12,7 @@ use std::time::Duration;
 
 const OUTGOING_LIMIT_BYTES: usize = 4096;
 
-fn config() -> Config {
+pub(crate) fn config() -> Config {
     Config {
         shards: 1,
         max_outgoing_bytes: OUTGOING_LIMIT_BYTES,
@@ -20,14 +20,14 @@ fn config() -> Config {
     }
 }
 
-fn options(id: &str) -> ConnectOptions {
+pub(crate) fn options(id: &str) -> ConnectOptions {
     ConnectOptions::new(id)
         .protocol(ProtocolVersion::V3_1_1)
         .keep_alive_secs(0)
 }
 
 /// Rounds until the simulation is idle (every client pumped each round).
-fn quiesce(sim: &mut Sim, clients: &mut [&mut SimClient]) {
+pub(crate) fn quiesce(sim: &mut Sim, clients: &mut [&mut SimClient]) {
     for _ in 0..10_000 {
         sim.step();
         for client in clients.iter_mut() {
@@ -40,7 +40,7 @@ fn quiesce(sim: &mut Sim, clients: &mut [&mut SimClient]) {
     panic!("the simulation did not settle");
 }
 
-fn connect(sim: &mut Sim, id: &str) -> SimClient {
+pub(crate) fn connect(sim: &mut Sim, id: &str) -> SimClient {
     let mut client = SimClient::connect(sim, 0, options(id)).expect("room for a connection");
     quiesce(sim, &mut [&mut client]);
     assert!(client.is_connected(), "CONNACK: {:?}", client.events);
@@ -49,7 +49,11 @@ fn connect(sim: &mut Sim, id: &str) -> SimClient {
 
 /// A QoS 0 subscriber and publisher on the hostile client's shard: `count` messages published
 /// must all arrive.
-fn victim_round_trip(sim: &mut Sim, subscriber: &mut SimClient, publisher: &mut SimClient) {
+pub(crate) fn victim_round_trip(
+    sim: &mut Sim,
+    subscriber: &mut SimClient,
+    publisher: &mut SimClient,
+) {
     let before = subscriber.received.len();
     let now = sim.now();
     for i in 0..50u32 {
@@ -169,7 +173,7 @@ fn partial_packets_time_out_even_with_keep_alive_zero() {
 
 /// Rounds in which the subscriber reads at most `read_per_round` bytes: returns the peak of the
 /// shard's buffered bytes seen after each turn.
-fn read_slowly(
+pub(crate) fn read_slowly(
     sim: &mut Sim,
     subscriber: &mut SimClient,
     want: usize,
@@ -189,7 +193,7 @@ fn read_slowly(
     peak
 }
 
-fn big_message_config() -> Config {
+pub(crate) fn big_message_config() -> Config {
     Config {
         max_outgoing_bytes: 64 * 1024,
         ..config()
@@ -362,7 +366,7 @@ fn offline_sessions(sim: &mut Sim, prefix: &str, count: usize, filter: &str) {
 }
 
 /// Publishes `count` QoS 1 messages, waiting for the PUBACKs as the window allows.
-fn publish_all(
+pub(crate) fn publish_all(
     sim: &mut Sim,
     publisher: &mut SimClient,
     publish: &shardmq::codec::Publish,
@@ -458,7 +462,7 @@ fn properties_count_against_the_per_session_queue_bytes() {
         payload: Bytes::from_static(b"small"),
     };
     publish_all(&mut sim, &mut publisher, &publish, 200);
-    let queued = sim.core(0).queued_bytes();
+    let queued = sim.core(0).session_queued_bytes();
     assert!(
         queued <= 3 * (1 << 20),
         "{queued} bytes queued over 3 sessions of 1 MiB"

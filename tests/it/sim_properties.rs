@@ -324,9 +324,9 @@ fn delivery_after_suback_across_shards_under_mesh_delays() {
 /// Finding F1 of the simulation (fixed, see `takeover_window_loses_no_message`): a message
 /// published between the old shard handing the session over and the new shard's routes
 /// becoming visible found no subscriber and was dropped, although the session (and so its
-/// subscription) exists throughout. This test bounds the loss to that window; the old shard
-/// now forwards what it publishes for the moved session until the new shard's routes reach it
-/// (`MovedSession`, core/sessions/lifecycle.rs).
+/// subscription) exists throughout. This test bounds the loss to that window; the handover
+/// protocol (`core/sessions/handover.rs`) now closes it for publishers on every shard, with
+/// 3-shard cases in `sim_takeover.rs`.
 #[test]
 fn takeover_under_concurrent_publishes_loses_nothing_outside_the_handover() {
     takeover_under_concurrent_publishes(false);

@@ -340,8 +340,20 @@ impl ShardCore {
         )
     }
 
-    /// Bytes of messages waiting in this shard's session queues (part of `buffered_bytes`).
+    /// Bytes this shard's session queues count in `buffered_bytes` (issue 11: each distinct
+    /// message once, plus a slot per entry) and the messages its handovers hold, computed
+    /// from the queues themselves.
     pub fn queued_bytes(&self) -> usize {
+        let messages = self
+            .sessions
+            .iter()
+            .flat_map(|(_, s)| s.session.state.queued.iter().map(|queued| &queued.message));
+        super::backpressure::queue_charges::charge_of(messages) + self.handovers.held_bytes()
+    }
+
+    /// The sessions' own views of their queues ([`super::session::queued_bytes`] per entry,
+    /// what `max_queued_bytes` bounds), summed over the sessions.
+    pub fn session_queued_bytes(&self) -> usize {
         self.sessions
             .iter()
             .map(|(_, s)| s.session.state.queued_bytes())

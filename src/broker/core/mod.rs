@@ -16,7 +16,8 @@
 //!   PUBLISH wire layouts encoded once), `authn.rs` (passwords, enhanced authentication),
 //!   `access.rs` (access control hooks), `fidelity.rs` (protocol-fidelity rules of issue 16);
 //! - `sessions/`: `mod.rs` (`Sessions`: the session slab and client id index kept in step,
-//!   takeover requests, moved sessions, generations), `session.rs` (one session's state,
+//!   takeover requests, generations), `handover.rs` (`Handovers`: what a session moving
+//!   between shards is sent meanwhile, finding F1), `session.rs` (one session's state,
 //!   in-flight window, queue), `lifecycle.rs` (CONNECT, takeover across shards, detach, end),
 //!   `handover.rs` (what a session moving between shards is sent meanwhile), `client_ids.rs` (the client id index), `persist.rs` (store hooks);
 //! - `delivery/`: `mod.rs` (`Delivery`: trie, match cache, shared groups, routing replica,
@@ -27,7 +28,8 @@
 //! - `backpressure/`: `mod.rs` (`Backpressure`: paused publishers, congested sessions, the
 //!   first blocker of a publish), `memory.rs` (`MemoryBudget`), `congestion.rs` (session
 //!   congestion and memory pressure: timers, flags, resuming publishers), `overload.rs`
-//!   (outgoing-full read pause, slow consumers, partial packets).
+//!   (outgoing-full read pause, slow consumers, partial packets, paced resend),
+//!   `queue_charges.rs` (a queued message counted once per shard).
 
 // The broker-wide state the core reads (config, registry, retained store, counters), re-exported
 // so that the core's files name it as their siblings.

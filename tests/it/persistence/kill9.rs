@@ -376,12 +376,11 @@ fn kill_9_under_qos1_and_qos2_load_loses_nothing_acknowledged() {
             subscriber(id, current, stop, out)
         }));
     }
-    // Publishers connect once the online subscribers are back after each restart. A session
-    // restored on one shard is taken over by its client's connection on another, and a message
-    // published while that takeover is in flight misses the session (a gap of the in-memory
-    // takeover, independent of persistence, reported in docs/persistence.md); waiting for the
-    // subscribers' CONNACK keeps this test about durability.
-    let pub_current: Current = Arc::new(Mutex::new(None));
+    // Publishers reconnect at once after each restart, while the subscribers' sessions,
+    // restored on the shard that held them, are taken over by connections that may land on
+    // another shard: the takeover under load is part of what this checks (finding F1 of the
+    // simulation, closed by `core/sessions/handover.rs`; before, the publishers waited for the
+    // subscribers' CONNACK). Each round still waits for both subscribers before the next kill.
     let wait_subscribers = |before: u64| {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
@@ -397,13 +396,12 @@ fn kill_9_under_qos1_and_qos2_load_loses_nothing_acknowledged() {
         panic!("the subscribers did not reconnect");
     };
     let mut connections = wait_subscribers(0);
-    *pub_current.lock().unwrap() = Some(broker.addr);
     let pub_stop = Arc::new(AtomicBool::new(false));
     let mut published = Vec::new();
     for qos in [QoS::AtLeastOnce, QoS::ExactlyOnce] {
         let out = Arc::new(Mutex::new(Published::default()));
         published.push((qos, out.clone()));
-        let (current, stop) = (pub_current.clone(), pub_stop.clone());
+        let (current, stop) = (current.clone(), pub_stop.clone());
         threads.push(std::thread::spawn(move || {
             publisher(qos, current, stop, out)
         }));
@@ -417,13 +415,11 @@ fn kill_9_under_qos1_and_qos2_load_loses_nothing_acknowledged() {
         let run_ms = 30 + next_random(&mut seed) % 370;
         std::thread::sleep(Duration::from_millis(run_ms));
         *current.lock().unwrap() = None;
-        *pub_current.lock().unwrap() = None;
         kill(broker);
         broker = start_broker(&dir);
         restarts.fetch_add(1, Ordering::Relaxed);
         *current.lock().unwrap() = Some(broker.addr);
         connections = wait_subscribers(connections);
-        *pub_current.lock().unwrap() = Some(broker.addr);
     }
     // Load stops; everything acknowledged must now arrive.
     std::thread::sleep(Duration::from_millis(200));

@@ -92,15 +92,17 @@ impl Peer {
         packets
     }
 
-    /// Subscribes to `filter` and checks the SUBACK grants `options.qos`.
+    /// Subscribes to `filter` and checks the SUBACK grants `options.qos`; what came after it
+    /// (retained messages) stays for the next [`Peer::packets`].
     pub fn subscribe_with(&mut self, sim: &mut Sim, filter: &str, options: SubscriptionOptions) {
         let packet = super::broker::subscribe_packet(1, &[(filter, options)]);
         self.send(sim, &packet);
-        let packets = self.packets(sim);
+        let mut packets = self.packets(sim);
         assert!(
-            matches!(packets.as_slice(), [Packet::SubAck(s)] if s.reason_codes[0] as u8 == options.qos as u8),
+            matches!(packets.first(), Some(Packet::SubAck(s)) if s.reason_codes[0] as u8 == options.qos as u8),
             "{packets:?}"
         );
+        self.pending = packets.split_off(1);
     }
 
     pub fn subscribe(&mut self, sim: &mut Sim, filter: &str, qos: QoS) {

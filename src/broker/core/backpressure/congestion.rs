@@ -41,7 +41,7 @@
 use super::Blocker;
 use crate::broker::core::connection::PAUSED_CONGESTION;
 use crate::broker::core::keys::{ConnKey, SessionKey};
-use crate::broker::core::sessions::session::{Congestion, OutgoingFill};
+use crate::broker::core::sessions::session::{Congestion, MessageRef, OutgoingFill, SessionState};
 use crate::broker::core::sessions::Sessions;
 use crate::broker::core::shard::ShardCore;
 use crate::broker::core::stats::{bump, CongestionFlag};
@@ -152,13 +152,40 @@ impl ShardCore {
         }
     }
 
-    /// Issue 11: bytes added to a session queue (counted in the budget and the queues' share).
+    /// Issue 11: an entry holding `message` was added to a session queue (counted in the
+    /// budget and the queues' share; the message itself once per shard, `queue_charges.rs`).
+    pub(crate) fn queue_entry_added(&mut self, message: &MessageRef) {
+        self.backpressure.memory_mut().queue_entry_hold(message);
+        self.check_pressure_start();
+    }
+
+    /// Issue 11: an entry holding `message` left a session queue.
+    pub(crate) fn queue_entry_removed(&mut self, message: &MessageRef) {
+        self.backpressure.memory_mut().queue_entry_release(message);
+    }
+
+    /// A session's whole queue arrived on this shard (a takeover, or restored from disk).
+    pub(crate) fn queue_arrived(&mut self, state: &SessionState) {
+        for queued in &state.queued {
+            self.queue_entry_added(&queued.message);
+        }
+    }
+
+    /// A session's whole queue left this shard (the session ended or moved).
+    pub(crate) fn queue_left(&mut self, state: &SessionState) {
+        for queued in &state.queued {
+            self.queue_entry_removed(&queued.message);
+        }
+    }
+
+    /// Issue 11: bytes added to a handover's held messages (counted with the queues, once
+    /// per reference: `sessions/handover.rs`).
     pub(crate) fn queue_grew(&mut self, bytes: usize) {
         self.backpressure.memory_mut().queue_hold(bytes);
         self.check_pressure_start();
     }
 
-    /// Issue 11: bytes that left a session queue.
+    /// Issue 11: bytes that left a handover's held messages.
     pub(crate) fn queue_released(&mut self, bytes: usize) {
         self.backpressure.memory_mut().queue_release(bytes);
     }
@@ -198,14 +225,17 @@ impl ShardCore {
         if self.backpressure.memory_mut().end_pressure_if_low() {
             self.congested_sessions_remove();
         }
-        if let Some((buffered, peak)) = self.backpressure.memory_mut().take_report() {
+        if let Some(now) = self.backpressure.memory_mut().take_report() {
             let counters = &self.global.counters[self.id];
-            counters
-                .buffered_bytes
-                .store(buffered as u64, Ordering::Relaxed);
-            counters
-                .buffered_bytes_peak
-                .store(peak as u64, Ordering::Relaxed);
+            let gauges = [
+                &counters.buffered_bytes,
+                &counters.buffered_bytes_peak,
+                &counters.queued_bytes,
+                &counters.queued_messages_distinct,
+            ];
+            for (gauge, value) in gauges.into_iter().zip(now) {
+                gauge.store(value as u64, Ordering::Relaxed);
+            }
         }
     }
 
@@ -231,12 +261,8 @@ impl ShardCore {
             return;
         }
         let out: usize = self.connections.iter().map(|(_, c)| c.out.len()).sum();
-        let queued: usize = self
-            .sessions
-            .iter()
-            .map(|(_, s)| s.session.state.queued_bytes())
-            .sum::<usize>()
-            + self.handovers.held_bytes();
+        let queued = self.queued_bytes();
+        debug_assert_eq!(queued, self.backpressure.memory().queued());
         debug_assert_eq!(
             out + queued,
             self.backpressure.memory().buffered(),

@@ -5,13 +5,18 @@
 //! publishers) is the shard's (`congestion.rs`). Bytes come in and leave through two pairs of
 //! calls, one per kind of holder: [`MemoryBudget::hold`] / [`MemoryBudget::release`] for outgoing
 //! buffers (called by `OutBuf` only, `connection/outgoing.rs`, so that no caller can forget
-//! them), [`MemoryBudget::queue_hold`] / [`MemoryBudget::queue_release`] for session queues.
+//! them), [`MemoryBudget::queue_entry_hold`] / [`MemoryBudget::queue_entry_release`] for session
+//! queue entries (a message held by many queues counted once, `queue_charges.rs`), and
+//! [`MemoryBudget::queue_hold`] / [`MemoryBudget::queue_release`] for the messages a handover
+//! holds (`sessions/handover.rs`).
 
-use crate::broker::core::sessions::session::Congestion;
+use super::queue_charges::QueueCharges;
+use crate::broker::core::sessions::session::{Congestion, MessageRef};
 
 /// A shard's part of `max_buffered_bytes` and the bytes it holds now: outgoing buffers (every
 /// byte pushed, until written or the connection is gone) and session queues
-/// ([`crate::broker::core::sessions::session::queued_bytes`] per entry). Owned by the shard,
+/// (each distinct message once per shard plus a slot per entry, [`QueueCharges`]). Owned by
+/// the shard,
 /// changed on the hot path with plain arithmetic; published to the stats gauges once per turn.
 ///
 /// Watermarks: pressure starts at three quarters of the limit (`high`) and ends at half
@@ -34,13 +39,16 @@ pub struct MemoryBudget {
     episode: u32,
     /// The most `buffered` ever held.
     peak: usize,
-    /// What the gauges last said: (`buffered`, `peak`).
-    reported: (usize, usize),
+    /// What the gauges last said: `buffered`, `peak`, `queued`, distinct queued messages.
+    reported: [usize; 4],
     /// Issue 11: the part of `buffered` in session queues, and its bound (half of `limit`):
     /// queues alone never bring the shard to memory pressure (three quarters), so offline
     /// sessions cannot stop live traffic; at the bound new queue entries are dropped.
     queued: usize,
     queued_limit: usize,
+    /// Issue 11 item 1: queue entries per shared message, so that a message held by many
+    /// queues is charged once.
+    charges: QueueCharges,
 }
 
 impl MemoryBudget {
@@ -55,9 +63,10 @@ impl MemoryBudget {
             pressure: Congestion::Clear,
             episode: 0,
             peak: 0,
-            reported: (0, 0),
+            reported: [0; 4],
             queued: 0,
             queued_limit: limit / 2,
+            charges: QueueCharges::default(),
         }
     }
 
@@ -121,14 +130,36 @@ impl MemoryBudget {
         self.buffered = self.buffered.saturating_sub(bytes);
     }
 
-    /// Issue 11: bytes added to a session queue (counted in the budget and the queues' share).
+    /// Issue 11: the part of `buffered` held by session queues and handovers.
+    #[inline]
+    pub fn queued(&self) -> usize {
+        self.queued
+    }
+
+    /// Issue 11: a session queue entry holding `message` was added: its slot, and the message
+    /// when no other queue entry on this shard holds it (counted in the queues' share).
+    #[inline]
+    pub fn queue_entry_hold(&mut self, message: &MessageRef) {
+        let bytes = self.charges.charge(message);
+        self.queue_hold(bytes);
+    }
+
+    /// Issue 11: a session queue entry holding `message` left: its slot, and the message when
+    /// it was the last entry on this shard holding it.
+    #[inline]
+    pub fn queue_entry_release(&mut self, message: &MessageRef) {
+        let bytes = self.charges.refund(message);
+        self.queue_release(bytes);
+    }
+
+    /// Issue 11: bytes added to the queues' part (counted in the budget and the queues' share).
     #[inline]
     pub fn queue_hold(&mut self, bytes: usize) {
         self.queued += bytes;
         self.hold(bytes);
     }
 
-    /// Issue 11: bytes that left a session queue.
+    /// Issue 11: bytes that left the queues' part.
     #[inline]
     pub fn queue_release(&mut self, bytes: usize) {
         self.queued = self.queued.saturating_sub(bytes);
@@ -166,9 +197,15 @@ impl MemoryBudget {
         true
     }
 
-    /// (`buffered`, `peak`) when they changed since the last call, for the gauges.
-    pub fn take_report(&mut self) -> Option<(usize, usize)> {
-        let now = (self.buffered, self.peak);
+    /// [`buffered`, `peak`, `queued`, distinct queued messages] when they changed since the
+    /// last call, for the gauges.
+    pub fn take_report(&mut self) -> Option<[usize; 4]> {
+        let now = [
+            self.buffered,
+            self.peak,
+            self.queued,
+            self.charges.distinct(),
+        ];
         if now == self.reported {
             return None;
         }
@@ -201,7 +238,7 @@ mod tests {
         budget.release(700);
         budget.queue_release(300);
         assert_eq!(budget.buffered(), 0);
-        assert_eq!(budget.take_report(), Some((0, 1_000)));
+        assert_eq!(budget.take_report(), Some([0, 1_000, 0, 0]));
         assert_eq!(budget.take_report(), None, "reported once per change");
     }
 

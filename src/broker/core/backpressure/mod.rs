@@ -11,6 +11,8 @@ pub(crate) mod congestion;
 pub mod memory;
 // Issue 11: outgoing-full read pause, partial packet timeout (docs/memory.md).
 pub(crate) mod overload;
+// Issue 11: a message shared by many queues counts once per shard in the memory budget.
+pub(crate) mod queue_charges;
 
 use super::keys::{ConnKey, SessionKey};
 use super::mesh::ShardId;

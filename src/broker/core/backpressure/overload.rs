@@ -16,11 +16,13 @@
 use crate::broker::core::connection::{
     ConnState, PAUSED_OUTGOING, TIMER_PARTIAL_ARMED, TIMER_PARTIAL_STARTED,
 };
-use crate::broker::core::keys::ConnKey;
+use crate::broker::core::delivery::fanout::Encoding;
+use crate::broker::core::keys::{ConnKey, SessionKey};
+use crate::broker::core::sessions::session::OutgoingState;
 use crate::broker::core::shard::{CloseReason, ShardCore};
 use crate::broker::core::stats::bump;
 use crate::broker::core::timers::TimerKind;
-use crate::codec;
+use crate::codec::{self, Ack, Packet, Properties, ReasonCode};
 use std::time::Duration;
 
 /// The length unit `partial_packet_timeout_ms` is given for.
@@ -149,10 +151,10 @@ impl ShardCore {
     }
 }
 
-/// Flow by bytes (issue 11 item 3): the in-flight window and the queue are refilled only while
-/// the outgoing buffer is below `max_outgoing_bytes`, so the buffer holds at most the limit plus
-/// one message (a message larger than the limit, up to the packet size limit, still goes when
-/// the buffer is below it). A subscriber that reads is never disconnected for the size of what
+/// Flow by bytes (issue 11 item 3): the in-flight window and the queue are refilled, and a
+/// resumed session's window resent, only while the outgoing buffer is below
+/// `max_outgoing_bytes`, so the buffer holds at most the limit plus one message (a message
+/// larger than the limit, up to the packet size limit, still goes when the buffer is below it). A subscriber that reads is never disconnected for the size of what
 /// it receives; one whose buffer stays full with nothing written for
 /// `slow_consumer_timeout_ms` is (`slow_consumer_disconnects`).
 impl ShardCore {
@@ -176,6 +178,47 @@ impl ShardCore {
             conn.out_progress_secs = (now_ms / 1000) as u16;
         }
         before >= limit && after < limit && conn.session.is_some()
+    }
+
+    /// [MQTT-4.4.0-1]: resends the unacknowledged PUBLISHes (with DUP) and PUBRELs of a resumed
+    /// session, in order, while `key`'s outgoing buffer is below the limit. Returns whether
+    /// the whole window has been resent (the rest goes as the buffer is written down).
+    pub(crate) fn resend_inflight(&mut self, key: ConnKey, skey: SessionKey) -> bool {
+        loop {
+            let Some(session) = self.sessions.get_mut(skey) else {
+                return true;
+            };
+            if !session.session.resend_pending() {
+                return true;
+            }
+            if session.connection != Some(key) || self.outgoing_full(key) {
+                return false;
+            }
+            let Some(session) = self.sessions.get_mut(skey) else {
+                return true;
+            };
+            let Some(outgoing) = session.session.next_resend() else {
+                return true;
+            };
+            if outgoing.state == OutgoingState::AwaitPubComp {
+                let packet = Packet::PubRel(Ack {
+                    packet_id: outgoing.packet_id,
+                    reason_code: ReasonCode::Success,
+                    properties: Properties::default(),
+                });
+                self.send_packet(key, &packet);
+                continue;
+            }
+            self.write_publish(
+                key,
+                skey,
+                &outgoing.message,
+                outgoing.qos,
+                outgoing.packet_id,
+                outgoing.retain,
+                Encoding::Fresh { dup: true },
+            );
+        }
     }
 
     /// Sends queued messages to each connection of `keys` (written down below the limit).

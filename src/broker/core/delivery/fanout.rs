@@ -275,7 +275,7 @@ impl ShardCore {
             // Persistence: at the disk limit the message is taken off the queue again.
             Decision::Queued if !self.store_queued(skey, message, qos, retain) => {}
             Decision::Queued => {
-                self.queue_grew(queued_bytes(message));
+                self.queue_entry_added(message);
                 if online {
                     bump(&self.global.counters[self.id].inflight_window_full);
                     self.update_congestion(skey);
@@ -435,8 +435,13 @@ impl ShardCore {
         }
     }
 
-    /// Sends queued messages while the in-flight window has room.
+    /// Sends queued messages while the in-flight window has room (after what a resumed
+    /// session's window still has to resend).
     pub(crate) fn pump_queue(&mut self, key: ConnKey, skey: SessionKey) {
+        if !self.resend_inflight(key, skey) {
+            self.update_congestion(skey);
+            return;
+        }
         loop {
             let Some(session) = self.sessions.get_mut(skey) else {
                 return;
@@ -461,7 +466,7 @@ impl ShardCore {
                 let client_id = &session.session.state.client_id;
                 self.store.message_dequeued(client_id, packet_id);
             }
-            self.queue_released(queued_bytes(&queued.message));
+            self.queue_entry_removed(&queued.message);
             self.write_publish(
                 key,
                 skey,

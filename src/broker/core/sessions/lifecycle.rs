@@ -23,12 +23,12 @@ use crate::broker::core::keys::{ConnKey, SessionKey};
 use crate::broker::core::mesh::{ShardId, ShardMsg};
 use crate::broker::core::registry::Claim;
 use crate::broker::core::sessions::handover::HandoverId;
-use crate::broker::core::sessions::session::{OutgoingState, Session, SessionLimits, SessionState};
+use crate::broker::core::sessions::session::{Session, SessionLimits, SessionState};
 use crate::broker::core::sessions::ShardSession;
 use crate::broker::core::shard::{Awaited, CloseReason, PendingAck, ShardCore};
 use crate::broker::core::stats::{bump, bump_by, drop_by};
 use crate::broker::core::timers::TimerKind;
-use crate::codec::{Ack, Connect, MqttString, Packet, Properties, ReasonCode};
+use crate::codec::{Connect, MqttString, Packet, ReasonCode};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -358,38 +358,13 @@ impl ShardCore {
             }
         }
         self.send_packet(key, connack);
-        self.resend_inflight(key, skey);
+        // [MQTT-4.4.0-1]: the in-flight window is resent first, as the buffer allows
+        // (`pump_queue`).
+        if let Some(session) = self.sessions.get_mut(skey) {
+            session.session.start_resend();
+        }
         self.pump_queue(key, skey);
         self.ready.push(key);
-    }
-
-    /// [MQTT-4.4.0-1]: on resume, re-send unacknowledged PUBLISH with DUP and PUBREL.
-    fn resend_inflight(&mut self, key: ConnKey, skey: SessionKey) {
-        let Some(session) = self.sessions.get(skey) else {
-            return;
-        };
-        let inflight: Vec<_> = session.session.state.inflight.iter().cloned().collect();
-        for outgoing in inflight {
-            match outgoing.state {
-                OutgoingState::AwaitPubComp => {
-                    let packet = Packet::PubRel(Ack {
-                        packet_id: outgoing.packet_id,
-                        reason_code: ReasonCode::Success,
-                        properties: Properties::default(),
-                    });
-                    self.send_packet(key, &packet);
-                }
-                _ => self.write_publish(
-                    key,
-                    skey,
-                    &outgoing.message,
-                    outgoing.qos,
-                    outgoing.packet_id,
-                    outgoing.retain,
-                    crate::broker::core::delivery::fanout::Encoding::Fresh { dup: true },
-                ),
-            }
-        }
     }
 
     /// Puts a session into the slab and its subscriptions into the trie (broadcasting routes
@@ -417,7 +392,7 @@ impl ShardCore {
             "a session lives where its id was claimed"
         );
         // A session that moved here brings its queue along.
-        self.queue_grew(state.queued_bytes());
+        self.queue_arrived(&state);
         let skey = self.sessions.insert(ShardSession {
             session: Session::new(state, inflight_max.max(1), limits),
             claim_number: claim.number,
@@ -536,7 +511,7 @@ impl ShardCore {
         let Some(session) = self.sessions.remove(skey) else {
             return;
         };
-        self.queue_released(session.session.state.queued_bytes());
+        self.queue_left(&session.session.state);
         self.global.sessions_open.fetch_sub(1, Ordering::Relaxed);
         self.redeliver_shared(&session.session.state);
         let client_id = &session.session.state.client_id;
@@ -556,7 +531,7 @@ impl ShardCore {
         self.remove_subscriptions(skey, true);
         self.forget_congestion(skey);
         let session = self.sessions.remove(skey)?;
-        self.queue_released(session.session.state.queued_bytes());
+        self.queue_left(&session.session.state);
         self.global.sessions_open.fetch_sub(1, Ordering::Relaxed);
         let client_id = &session.session.state.client_id;
         // Persistence: the receiving shard records the session in its own log.

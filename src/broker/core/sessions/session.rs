@@ -276,6 +276,10 @@ pub struct Session {
     /// Issue 11: [`queued_bytes`] summed over `state.queued`, at most `max_queued_bytes` (plus
     /// a congested session's overshoot).
     pub queued_bytes: u32,
+    /// Issue 11 (resend paced by bytes): while the in-flight window of a resumed session is
+    /// being resent, the index of its next entry to resend; nothing new is sent before the
+    /// window has been (new QoS 1/2 messages queue behind it).
+    resend_next: Option<u16>,
     /// Issue 17: whether `state.inflight`'s packet ids ascend (cyclically, from the front's)
     /// in deque order, as `allocate_packet_id` hands them out. While they do, a packet id is
     /// allocated and found in O(1) and O(log window) instead of a scan of the whole window.
@@ -319,6 +323,51 @@ impl Session {
             limits,
             congestion: Congestion::Clear,
             congestion_episode: 0,
+            resend_next: None,
+        }
+    }
+
+    /// The session resumed: its in-flight window is to be resent from the start
+    /// ([MQTT-4.4.0-1]), one [`Session::next_resend`] at a time as the outgoing buffer allows.
+    pub fn start_resend(&mut self) {
+        self.resend_next = (!self.state.inflight.is_empty()).then_some(0);
+    }
+
+    /// Whether part of the in-flight window still waits to be resent.
+    #[inline]
+    pub fn resend_pending(&self) -> bool {
+        self.resend_next.is_some()
+    }
+
+    /// The next in-flight entry to resend, if any (the resend then moves past it).
+    pub fn next_resend(&mut self) -> Option<Outgoing> {
+        let index = usize::from(self.resend_next?);
+        let Some(outgoing) = self.state.inflight.get(index) else {
+            self.resend_next = None;
+            return None;
+        };
+        let outgoing = outgoing.clone();
+        let next = index + 1;
+        // While resending nothing is added to the window, so its end is the resend's end.
+        self.resend_next = (next < self.state.inflight.len())
+            .then(|| u16::try_from(next).ok())
+            .flatten();
+        Some(outgoing)
+    }
+
+    /// Takes the message at `index` out of the window, keeping the resend position on the same
+    /// next entry; an empty window's ids ascend again (issue 17).
+    fn remove_inflight(&mut self, index: usize) {
+        self.state.inflight.remove(index);
+        if self.state.inflight.is_empty() {
+            self.inflight_ascending = true;
+        }
+        if let Some(next) = self.resend_next {
+            if index < usize::from(next) {
+                self.resend_next = Some(next - 1);
+            } else if usize::from(next) >= self.state.inflight.len() {
+                self.resend_next = None;
+            }
         }
     }
 
@@ -402,7 +451,7 @@ impl Session {
             }
             return self.enqueue(message, qos, retain, queue_room, max_queued_bytes);
         }
-        if online && !outgoing_full && self.state.queued.is_empty() && self.window_has_room() {
+        if online && !outgoing_full && self.can_send_now() {
             let packet_id = self.allocate_packet_id();
             self.state.inflight.push_back(Outgoing {
                 packet_id,
@@ -466,7 +515,7 @@ impl Session {
     /// Whether a QoS 1/2 message offered now would be sent at once (nothing queued, room in the
     /// in-flight window).
     pub fn can_send_now(&self) -> bool {
-        self.state.queued.is_empty() && self.window_has_room()
+        self.state.queued.is_empty() && self.window_has_room() && !self.resend_pending()
     }
 
     fn window_has_room(&self) -> bool {
@@ -476,6 +525,9 @@ impl Session {
     /// Takes the next queued message that may be sent now, moving QoS 1/2 into the in-flight
     /// window. Returns the packet id (0 for QoS 0) and the message.
     pub fn poll_queued(&mut self) -> Option<(u16, Queued)> {
+        if self.resend_pending() {
+            return None;
+        }
         let front = self.state.queued.front()?;
         if front.qos == QoS::AtMostOnce {
             let queued = self.state.queued.pop_front()?;
@@ -560,14 +612,6 @@ impl Session {
         (inflight[i].state == state).then_some(i)
     }
 
-    /// Takes the message at `i` out of the window; an empty window's ids ascend again.
-    fn remove_inflight(&mut self, i: usize) {
-        self.state.inflight.remove(i);
-        if self.state.inflight.is_empty() {
-            self.inflight_ascending = true;
-        }
-    }
-
     /// PUBACK received. False if no QoS 1 message with that id was in flight.
     pub fn handle_puback(&mut self, packet_id: u16) -> bool {
         match self.position(packet_id, OutgoingState::AwaitPubAck) {
@@ -611,9 +655,13 @@ impl Session {
     /// Drops an in-flight message as if it had been acknowledged (it could not be sent:
     /// larger than the client's Maximum Packet Size, [MQTT-3.1.2-25]).
     pub fn forget(&mut self, packet_id: u16) {
-        self.state.inflight.retain(|o| o.packet_id != packet_id);
-        if self.state.inflight.is_empty() {
-            self.inflight_ascending = true;
+        if let Some(i) = self
+            .state
+            .inflight
+            .iter()
+            .position(|o| o.packet_id == packet_id)
+        {
+            self.remove_inflight(i);
         }
     }
 
