@@ -279,3 +279,33 @@ fn sighup_adds_and_removes_listeners_of_a_mosquitto_file() {
     client.ping();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_listener_switched_to_new_settings_keeps_its_port_and_its_connection_count() {
+    let mut base = config(1);
+    base.listen = Vec::new();
+    base.listeners = vec![ListenerConfig {
+        max_connections: Some(3),
+        ..ListenerConfig::mqtt(loopback_any())
+    }];
+    let mut broker = start_with(base.clone());
+    let at = addr(&broker);
+    let _a = Raw::connect(at, V4, "a");
+    let mut b = Raw::connect(at, V4, "b");
+    // Its own limit lowered to the 2 it holds: same socket, a third connection is refused.
+    let mut lower = base.clone();
+    lower.listeners[0].max_connections = Some(2);
+    reload(&mut broker, &lower);
+    assert_eq!(broker.local_addrs(), &[at]);
+    let mut third = Raw::tcp(at);
+    assert!(third.expect_closed().is_empty());
+    b.ping();
+    // Raised again: one more fits, the next does not.
+    reload(&mut broker, &base);
+    assert_eq!(broker.local_addrs(), &[at]);
+    let mut c = Raw::connect(at, V4, "c");
+    c.ping();
+    let mut fourth = Raw::tcp(at);
+    assert!(fourth.expect_closed().is_empty());
+    c.ping();
+}
