@@ -187,6 +187,14 @@ pub struct Config {
     /// Issue 11: bytes of retained messages (counted as queue entries: topic, payload,
     /// properties, overhead) one SUBSCRIBE sends at most, 0..=1 TiB. Default 256 MiB.
     pub max_retained_bytes_per_subscribe: usize,
+    /// Issue 17 (with issue 11's bounds): bytes of QoS 1/2 messages written to one subscriber
+    /// and not yet acknowledged (counted as queue entries: topic, payload, properties,
+    /// overhead), as Mosquitto's `max_inflight_bytes`, 1 KiB..=4 GiB - 1. Default 4 MiB. At it,
+    /// the in-flight window (`max_inflight` messages) takes nothing more until an
+    /// acknowledgement comes; further messages wait in the session's queue. An empty window
+    /// always takes one message, however large. This bounds what a client that reads but
+    /// never acknowledges pins, whatever the window's message count.
+    pub max_inflight_bytes: usize,
 }
 
 /// How a shared subscription group spreads messages over its members. The publishing shard
@@ -272,6 +280,7 @@ impl Default for Config {
             max_queued_bytes: 64 * 1024 * 1024,
             max_retained_per_subscribe: 100_000,
             max_retained_bytes_per_subscribe: 256 * 1024 * 1024,
+            max_inflight_bytes: 4 * 1024 * 1024,
         }
     }
 }
@@ -391,6 +400,12 @@ impl Config {
         range(
             "max_queued_bytes",
             self.max_queued_bytes as u64,
+            1024,
+            u64::from(u32::MAX),
+        )?;
+        range(
+            "max_inflight_bytes",
+            self.max_inflight_bytes as u64,
             1024,
             u64::from(u32::MAX),
         )?;

@@ -231,6 +231,8 @@ impl ShardCore {
         // Issue 11: a member whose outgoing buffer is full cannot take a message either.
         let connections = &self.connections;
         let max_outgoing = self.config.max_outgoing_bytes;
+        let max_inflight_bytes =
+            crate::broker::core::sessions::session::ByteLimits::of(&self.config).inflight;
         let group = self.delivery.shared_group_mut(share)?;
         let n = group.members.len();
         if n == 0 {
@@ -250,7 +252,7 @@ impl ShardCore {
                 s.connection
                     .and_then(|key| connections.get(key))
                     .is_some_and(|c| c.out.len() < max_outgoing)
-                    && (qos == QoS::AtMostOnce || s.session.can_send_now())
+                    && (qos == QoS::AtMostOnce || s.session.can_send_now(max_inflight_bytes))
             })
         };
         let chosen = (0..n)
