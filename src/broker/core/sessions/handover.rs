@@ -154,6 +154,12 @@ impl Handovers {
         !self.incoming.is_empty()
     }
 
+    /// Handovers this shard takes part in now, on either side or as a relay (0 once the mesh
+    /// has settled: every handover ends by itself).
+    pub(crate) fn in_progress(&self) -> usize {
+        self.outgoing.len() + self.incoming.len() + self.relays.len()
+    }
+
     /// Bytes of the messages held (counted with the sessions' queues in the memory budget).
     pub(crate) fn held_bytes(&self) -> usize {
         let held = self.incoming.iter().flat_map(|i| &i.sources);
