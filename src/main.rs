@@ -40,7 +40,7 @@ struct Cli {
     #[arg(long, value_name = "BYTES")]
     max_packet_size: Option<u32>,
     /// Outgoing QoS 1/2 in-flight window per client (MQTT 5: min with its Receive Maximum)
-    /// [default: 32].
+    /// [default: 4096].
     #[arg(long, value_name = "N")]
     max_inflight: Option<u16>,
     /// Incoming QoS 2 messages awaiting PUBREL per client; advertised as Receive Maximum

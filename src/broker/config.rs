@@ -26,7 +26,8 @@ pub struct Config {
     /// protocol maximum.
     pub max_packet_size: u32,
     /// Outgoing in-flight window (unacknowledged QoS 1/2 messages per client), 1..=65,535.
-    /// Default 32. MQTT 5 clients get min(their Receive Maximum, this).
+    /// Default 4,096 (issue 17, chosen by measurement: BENCHMARKS.md "Issue 17"). MQTT 5
+    /// clients get min(their Receive Maximum, this).
     pub max_inflight: u16,
     /// Incoming QoS 2 messages awaiting PUBREL per client, 1..=65,535. Default 1,024. Advertised
     /// to MQTT 5 clients as Receive Maximum; exceeding it is a protocol error (0x93).
@@ -232,7 +233,7 @@ impl Default for Config {
             pin_cores: false,
             max_connections: 100_000,
             max_packet_size: crate::codec::MAX_PACKET_SIZE_DEFAULT,
-            max_inflight: 32,
+            max_inflight: 4096,
             receive_maximum: 1024,
             max_queued_messages: 1000,
             queue_qos0: false,
