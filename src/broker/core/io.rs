@@ -360,6 +360,18 @@ impl ShardCore {
             .sum()
     }
 
+    /// Whether mesh messages wait in this shard's overflow queues for room in a channel
+    /// (moved by `handle_timeout`): work a driver must not call idle.
+    pub fn has_mesh_overflow(&self) -> bool {
+        self.mesh.has_overflow()
+    }
+
+    /// Session handovers this shard takes part in now (for invariant checks: none once the
+    /// mesh has settled).
+    pub fn handovers_in_progress(&self) -> usize {
+        self.handovers.in_progress()
+    }
+
     /// Open connections and sessions on this shard.
     pub fn population(&self) -> (usize, usize) {
         (self.connections.len(), self.sessions.len())
