@@ -166,11 +166,13 @@ fn a_failed_reload_changes_nothing() {
     missing_cert.cert_file = Some("/nonexistent/shardmq-cert.pem".into());
     missing_cert.key_file = Some("/nonexistent/shardmq-key.pem".into());
     let bad: Vec<(&str, Config)> = vec![
-        // A port another socket holds: the bind fails.
+        // A port another socket holds: the bind fails. The same reload removes the running
+        // listener: it must still accept afterwards (checked below for every case).
         ("unbindable", {
             let mut c = base.clone();
             c.max_qos = 1;
-            c.listeners = vec![ListenerConfig::mqtt(taken), extra_listener()];
+            c.listen = Vec::new();
+            c.listeners = vec![extra_listener(), ListenerConfig::mqtt(taken)];
             c
         }),
         // A certificate that does not load.
@@ -308,4 +310,33 @@ fn a_listener_switched_to_new_settings_keeps_its_port_and_its_connection_count()
     let mut fourth = Raw::tcp(at);
     assert!(fourth.expect_closed().is_empty());
     c.ping();
+}
+
+#[test]
+fn broker_wide_limits_change_for_everyone_at_once() {
+    let mut base = config(2);
+    base.max_retained_messages = 2;
+    let mut broker = start_with(base.clone());
+    let at = addr(&broker);
+    let mut client = Raw::connect(at, V5, "retainer");
+    for (i, topic) in ["r/1", "r/2", "r/3"].iter().enumerate() {
+        client.publish_acked(topic, b"kept?", QoS::AtLeastOnce, true, i as u16 + 1);
+    }
+    client.ping();
+    assert_eq!(broker.retained_messages(), 2, "max_retained_messages 2");
+
+    // Raised: the same client's next new topic is stored. max_sessions lowered to the 2
+    // sessions held: a third CONNECT is refused, the connected clients stay.
+    let mut next = base.clone();
+    next.max_retained_messages = 3;
+    next.max_sessions = 2;
+    let _second = Raw::connect(at, V5, "second");
+    reload(&mut broker, &next);
+    client.publish_acked("r/4", b"kept", QoS::AtLeastOnce, true, 9);
+    client.ping();
+    assert_eq!(broker.retained_messages(), 3);
+    let (mut third, connack) = Raw::connect_with(at, connect_packet(V5, "third", true));
+    assert_eq!(connack.reason_code, ReasonCode::QuotaExceeded);
+    assert!(third.expect_closed().is_empty());
+    client.ping();
 }
