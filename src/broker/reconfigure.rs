@@ -114,11 +114,16 @@ impl BrokerHandle {
         for step in steps {
             match step {
                 Step::Keep(i) => next.extend(old[i].take()),
-                Step::Switch(i, listener) => {
+                Step::Switch(i, mut listener) => {
                     let Some(mut running) = old[i].take() else {
                         continue;
                     };
                     let config = listener.config.clone();
+                    // The connections accepted before count against the new limit too.
+                    let previous = running.control.listener_id.load(Ordering::SeqCst);
+                    if let Some(old_listener) = self.global.listeners.get(previous) {
+                        listener.connections_open = old_listener.connections_open.clone();
+                    }
                     let id = self.global.listeners.add(*listener)?;
                     let previous = running.control.listener_id.swap(id, Ordering::SeqCst);
                     self.stop_accepting(previous);

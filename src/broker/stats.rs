@@ -98,7 +98,7 @@ counters! {
     /// Shared subscription messages that reached a shard whose last member had just left.
     shared_no_member,
     /// Messages for a session arriving from another shard that were dropped because its
-    /// handover already held `max_queued_messages` of them (core/handover.rs).
+    /// handover already held `max_queued_messages` of them (core/sessions/handover.rs).
     handover_held_dropped,
     /// Shared subscription messages queued because no member on the chosen shard could take
     /// them at once (all offline or with a full in-flight window).

@@ -297,8 +297,10 @@ impl mio::event::Source for Stream {
 pub struct Listener {
     pub config: ListenerConfig,
     pub tls: Option<tls::TlsAcceptor>,
-    /// Connections open on this listener (for its `max_connections`).
-    pub connections_open: AtomicUsize,
+    /// Connections open on this listener (for its `max_connections`). Shared with the listener
+    /// it replaces when a reload changes a listener's settings at the same address (issue 15),
+    /// so that the connections accepted before count against the new limit too.
+    pub connections_open: std::sync::Arc<AtomicUsize>,
     /// Its own access control (`[listener.auth]`), when it has one (issue 13); set by the
     /// broker before the listener is added.
     pub access: Option<std::sync::Arc<crate::auth::AccessControl>>,
@@ -324,7 +326,7 @@ impl Listener {
         Ok(Listener {
             config,
             tls,
-            connections_open: AtomicUsize::new(0),
+            connections_open: Default::default(),
             access: None,
             accepting: std::sync::atomic::AtomicBool::new(true),
         })

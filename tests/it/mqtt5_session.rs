@@ -1,7 +1,9 @@
 //! MQTT 5 session, will, request/response and operator features over real TCP: Session Expiry
-//! Interval changed on DISCONNECT, Will Delay Interval against session expiry, Request/Response
-//! properties forwarded unchanged, Response Information, Server Keep Alive as a v5-only cap,
-//! Server Reference (Use another server) and Reason Strings on DISCONNECT.
+//! Interval raised on DISCONNECT (a protocol error), Request/Response properties forwarded
+//! unchanged, Response Information, Server Keep Alive as a v5-only cap,
+//! Server Reference (Use another server) and Reason Strings on DISCONNECT. Lowering the
+//! Session Expiry Interval on DISCONNECT and the Will Delay Interval against session expiry are
+//! tested on the simulated clock (`sim_timers.rs`).
 
 // `Properties` keeps its rare properties behind DerefMut, so struct literals cannot name them.
 #![allow(clippy::field_reassign_with_default)]
@@ -51,63 +53,6 @@ fn session_expiry_raised_from_zero_on_disconnect_is_protocol_error() {
         .clone()
         .expect("reason string");
     assert!(why.as_str().contains("MQTT-3.14.2-2"), "{why:?}");
-}
-
-/// Spec 3.14.2.2.2: DISCONNECT may lower the Session Expiry Interval; 0 ends the session with
-/// the connection, so the next CONNECT finds none (even on another shard).
-#[test]
-fn session_expiry_lowered_to_zero_on_disconnect_ends_the_session() {
-    let broker = start_broker(2);
-    let mut placer = Placer::new(&broker);
-    let (mut raw, _) = placer.connect_on(0, kept("lower", 600));
-    raw.subscribe("s/#", QoS::AtLeastOnce);
-    raw.send(&disconnect_with_expiry(0));
-    raw.expect_closed();
-    let (_again, connack) = placer.connect_on(1, kept("lower", 600));
-    assert!(!connack.session_present);
-    // Without the change the session is kept.
-    let (mut raw, _) = placer.connect_on(0, kept("keep", 600));
-    raw.subscribe("s/#", QoS::AtLeastOnce);
-    raw.send(&disconnect_with_expiry(300));
-    raw.expect_closed();
-    let (_again, connack) = placer.connect_on(1, kept("keep", 600));
-    assert!(connack.session_present);
-}
-
-fn will_connect(client_id: &str, session_expiry: u32, will_delay: u32) -> shardmq::codec::Connect {
-    let mut connect = with_will(
-        kept(client_id, session_expiry),
-        "will/t",
-        b"gone",
-        QoS::AtLeastOnce,
-        false,
-    );
-    if let Some(will) = connect.will.as_mut() {
-        will.properties.will_delay_interval = Some(will_delay);
-    }
-    connect
-}
-
-/// [MQTT-3.1.3-9]: the will waits for its delay or for the end of the session, whichever comes
-/// first: with session expiry 0 it goes out at once despite a 60 s delay; with both at 60 s it
-/// waits, and a reconnect in time cancels it.
-#[test]
-fn will_delay_against_session_expiry() {
-    let broker = start_broker(2);
-    let mut placer = Placer::new(&broker);
-    let mut watcher = placer.raw_on(1, V5, "watcher");
-    watcher.subscribe("will/#", QoS::AtLeastOnce);
-
-    let (raw, _) = placer.connect_on(0, will_connect("ends-now", 0, 60));
-    drop(raw); // no DISCONNECT: the will applies
-    assert_eq!(&watcher.receive_and_ack().payload[..], b"gone");
-
-    let (raw, _) = placer.connect_on(0, will_connect("waits", 60, 60));
-    drop(raw);
-    watcher.expect_nothing();
-    let (_back, connack) = placer.connect_on(0, will_connect("waits", 60, 60));
-    assert!(connack.session_present);
-    watcher.expect_nothing();
 }
 
 /// Spec 4.10: Response Topic, Correlation Data, Payload Format Indicator, Content Type and

@@ -166,11 +166,13 @@ fn a_failed_reload_changes_nothing() {
     missing_cert.cert_file = Some("/nonexistent/shardmq-cert.pem".into());
     missing_cert.key_file = Some("/nonexistent/shardmq-key.pem".into());
     let bad: Vec<(&str, Config)> = vec![
-        // A port another socket holds: the bind fails.
+        // A port another socket holds: the bind fails. The same reload removes the running
+        // listener: it must still accept afterwards (checked below for every case).
         ("unbindable", {
             let mut c = base.clone();
             c.max_qos = 1;
-            c.listeners = vec![ListenerConfig::mqtt(taken), extra_listener()];
+            c.listen = Vec::new();
+            c.listeners = vec![extra_listener(), ListenerConfig::mqtt(taken)];
             c
         }),
         // A certificate that does not load.
@@ -278,4 +280,63 @@ fn sighup_adds_and_removes_listeners_of_a_mosquitto_file() {
     assert_eq!(connack.properties.maximum_packet_size, Some(2000));
     client.ping();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_listener_switched_to_new_settings_keeps_its_port_and_its_connection_count() {
+    let mut base = config(1);
+    base.listen = Vec::new();
+    base.listeners = vec![ListenerConfig {
+        max_connections: Some(3),
+        ..ListenerConfig::mqtt(loopback_any())
+    }];
+    let mut broker = start_with(base.clone());
+    let at = addr(&broker);
+    let _a = Raw::connect(at, V4, "a");
+    let mut b = Raw::connect(at, V4, "b");
+    // Its own limit lowered to the 2 it holds: same socket, a third connection is refused.
+    let mut lower = base.clone();
+    lower.listeners[0].max_connections = Some(2);
+    reload(&mut broker, &lower);
+    assert_eq!(broker.local_addrs(), &[at]);
+    let mut third = Raw::tcp(at);
+    assert!(third.expect_closed().is_empty());
+    b.ping();
+    // Raised again: one more fits, the next does not.
+    reload(&mut broker, &base);
+    assert_eq!(broker.local_addrs(), &[at]);
+    let mut c = Raw::connect(at, V4, "c");
+    c.ping();
+    let mut fourth = Raw::tcp(at);
+    assert!(fourth.expect_closed().is_empty());
+    c.ping();
+}
+
+#[test]
+fn broker_wide_limits_change_for_everyone_at_once() {
+    let mut base = config(2);
+    base.max_retained_messages = 2;
+    let mut broker = start_with(base.clone());
+    let at = addr(&broker);
+    let mut client = Raw::connect(at, V5, "retainer");
+    for (i, topic) in ["r/1", "r/2", "r/3"].iter().enumerate() {
+        client.publish_acked(topic, b"kept?", QoS::AtLeastOnce, true, i as u16 + 1);
+    }
+    client.ping();
+    assert_eq!(broker.retained_messages(), 2, "max_retained_messages 2");
+
+    // Raised: the same client's next new topic is stored. max_sessions lowered to the 2
+    // sessions held: a third CONNECT is refused, the connected clients stay.
+    let mut next = base.clone();
+    next.max_retained_messages = 3;
+    next.max_sessions = 2;
+    let _second = Raw::connect(at, V5, "second");
+    reload(&mut broker, &next);
+    client.publish_acked("r/4", b"kept", QoS::AtLeastOnce, true, 9);
+    client.ping();
+    assert_eq!(broker.retained_messages(), 3);
+    let (mut third, connack) = Raw::connect_with(at, connect_packet(V5, "third", true));
+    assert_eq!(connack.reason_code, ReasonCode::QuotaExceeded);
+    assert!(third.expect_closed().is_empty());
+    client.ping();
 }

@@ -181,3 +181,45 @@ fn overlapping_subscriptions_deliver_once_with_max_qos() {
         );
     }
 }
+
+/// MQTT 5 Topic Alias from a client ([MQTT-3.3.2-12]): an alias set with a topic is reused by
+/// a PUBLISH with an empty topic, and remapped by a later topic; the subscriber on another
+/// shard (allowing no aliases) gets the full topic and no alias.
+#[test]
+fn client_alias_sets_and_reuses_topic_across_shards() {
+    let mut sim = sim_with(2, |_| {});
+    let mut sub = client(&mut sim, 0, V5, "alias-sub");
+    sub.subscribe(&mut sim, "alias/#", QoS::AtMostOnce);
+    let mut publisher = client(&mut sim, 1, V5, "alias-pub");
+    let aliased = |topic: &str, payload: &[u8]| {
+        let mut packet = publish_packet(topic, payload, QoS::AtMostOnce, false, 0);
+        if let Packet::Publish(p) = &mut packet {
+            p.properties.topic_alias = Some(1);
+        }
+        packet
+    };
+    for (topic, payload) in [
+        ("alias/one", "first"),
+        ("", "second"),
+        ("alias/two", "third"),
+        ("", "fourth"),
+    ] {
+        publisher.send(&mut sim, &aliased(topic, payload.as_bytes()));
+    }
+    assert_eq!(publisher.packets(&mut sim), []);
+    let got: Vec<(String, String, Option<u16>)> = publishes(&mut sim, &mut sub)
+        .into_iter()
+        .map(|p| {
+            let payload = String::from_utf8_lossy(&p.payload).into_owned();
+            (p.topic.to_string(), payload, p.properties.topic_alias)
+        })
+        .collect();
+    let expected = [
+        ("alias/one", "first"),
+        ("alias/one", "second"),
+        ("alias/two", "third"),
+        ("alias/two", "fourth"),
+    ]
+    .map(|(t, p)| (t.to_string(), p.to_string(), None));
+    assert_eq!(got, expected, "an alias is per connection");
+}

@@ -85,3 +85,13 @@ fn a_plain_session_script_passes() {
     assert!(summary.packets_received >= 3, "{summary:?}");
     check("plain", &data);
 }
+
+/// Fuzz finding F2 (2026-12-05, `core` target on main 7278a93): with every connection closed,
+/// a shard counted a queued message's bytes twice (76 bytes buffered, 38 queued).
+#[test]
+fn f2_queued_bytes_are_counted_once() {
+    check(
+        "F2",
+        include_bytes!("fuzz_findings/f2-queued-bytes-counted-twice.bin"),
+    );
+}

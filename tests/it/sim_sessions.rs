@@ -223,3 +223,39 @@ fn no_will_after_normal_disconnect_but_will_with_0x04() {
         [("w5/asks".to_string(), b"bye".to_vec())]
     );
 }
+
+/// [MQTT-3.3.4-9]: the broker never has more unacknowledged QoS 1 messages out to a client
+/// than the client's Receive Maximum; the rest follow, in order, as acknowledgements free the
+/// window. The publisher is on the other shard.
+#[test]
+fn broker_respects_client_receive_maximum_across_shards() {
+    let mut sim = sim_with(2, |_| {});
+    let mut connect = connect_packet(V5, "window", true);
+    connect.properties.receive_maximum = Some(2);
+    let (mut sub, _) = Peer::connect(&mut sim, 0, connect);
+    sub.subscribe(&mut sim, "w/#", QoS::AtLeastOnce);
+    let mut publisher = client(&mut sim, 1, V5, "window-pub");
+    for i in 0..5u16 {
+        publish(
+            &mut sim,
+            &mut publisher,
+            "w/t",
+            &[i as u8],
+            QoS::AtLeastOnce,
+            1 + i,
+        );
+    }
+    let mut got = Vec::new();
+    while got.len() < 5 {
+        let window = publishes(sub.packets(&mut sim));
+        assert!(
+            !window.is_empty() && window.len() <= 2,
+            "at most Receive Maximum unacknowledged: {window:?}"
+        );
+        for publish in &window {
+            got.push(publish.payload[0]);
+            sub.send(&mut sim, &Packet::PubAck(ack(publish.packet_id)));
+        }
+    }
+    assert_eq!(got, [0, 1, 2, 3, 4], "in order, none lost");
+}

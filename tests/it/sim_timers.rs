@@ -5,7 +5,7 @@
 
 use crate::support::broker::{connect_packet, publish_packet, with_will};
 use crate::support::sim::{advance_ms, payloads, sim_with, Peer};
-use shardmq::codec::{Connect, Packet, ProtocolVersion, QoS, ReasonCode};
+use shardmq::codec::{Connect, Disconnect, Packet, ProtocolVersion, QoS, ReasonCode};
 
 const V4: ProtocolVersion = ProtocolVersion::V3_1_1;
 const V5: ProtocolVersion = ProtocolVersion::V5;
@@ -216,4 +216,86 @@ fn v5_session_expiry_ends_the_offline_session() {
     assert_eq!(sim.global().stats().sessions_expired, 1);
     let (_, connack) = Peer::connect(&mut sim, 1, connect);
     assert!(!connack.session_present);
+}
+
+fn kept(client_id: &str, expiry_secs: u32) -> Connect {
+    let mut connect = connect_packet(V5, client_id, false);
+    connect.properties.session_expiry_interval = Some(expiry_secs);
+    connect
+}
+
+fn disconnect_with_expiry(expiry_secs: u32) -> Packet {
+    let mut disconnect = Disconnect::default();
+    disconnect.properties.session_expiry_interval = Some(expiry_secs);
+    Packet::Disconnect(disconnect)
+}
+
+/// MQTT 5 DISCONNECT may lower the Session Expiry Interval: to 0 it ends the session at once;
+/// to another value it keeps the session for that long (and no longer).
+#[test]
+fn session_expiry_lowered_on_disconnect() {
+    let mut sim = sim_with(2, |_| {});
+    let (mut raw, _) = Peer::connect(&mut sim, 0, kept("lower", 600));
+    raw.subscribe(&mut sim, "s/#", QoS::AtLeastOnce);
+    raw.send(&mut sim, &disconnect_with_expiry(0));
+    assert!(sim.is_closed(raw.conn));
+    let (_again, connack) = Peer::connect(&mut sim, 1, kept("lower", 600));
+    assert!(!connack.session_present, "ended at once");
+    let (mut raw, _) = Peer::connect(&mut sim, 0, kept("keep", 600));
+    raw.subscribe(&mut sim, "s/#", QoS::AtLeastOnce);
+    raw.send(&mut sim, &disconnect_with_expiry(300));
+    advance_ms(&mut sim, 299_999);
+    assert_eq!(sim.global().stats().sessions_expired, 0);
+    advance_ms(&mut sim, 1);
+    assert_eq!(sim.global().stats().sessions_expired, 1, "300 s, not 600 s");
+}
+
+/// [MQTT-3.1.3-9]: the will waits for its delay or for the end of the session, whichever comes
+/// first: with session expiry 0 it goes out at once despite a 60 s delay; with session expiry
+/// 10 s and a 60 s delay it goes out when the session ends; a reconnect in time cancels it.
+#[test]
+fn will_delay_against_session_expiry() {
+    let mut sim = sim_with(2, |_| {});
+    let (mut watcher, _) = Peer::connect(&mut sim, 1, connect_packet(V5, "watcher", true));
+    watcher.subscribe(&mut sim, "will/#", QoS::AtMostOnce);
+    let will_connect = |id: &str, expiry: u32, delay: u32| {
+        let mut connect = with_will(
+            kept(id, expiry),
+            &format!("will/{id}"),
+            b"gone",
+            QoS::AtMostOnce,
+            false,
+        );
+        let will = connect.will.as_mut().expect("a will");
+        will.properties.will_delay_interval = Some(delay);
+        connect
+    };
+    let (raw, _) = Peer::connect(&mut sim, 0, will_connect("ends-now", 0, 60));
+    sim.hang_up(raw.conn);
+    advance_ms(&mut sim, 0);
+    assert_eq!(
+        payloads(&watcher.packets(&mut sim)),
+        [("will/ends-now".to_string(), b"gone".to_vec())]
+    );
+    let (raw, _) = Peer::connect(&mut sim, 0, will_connect("ends-first", 10, 60));
+    sim.hang_up(raw.conn);
+    advance_ms(&mut sim, 9_999);
+    assert_eq!(payloads(&watcher.packets(&mut sim)), []);
+    advance_ms(&mut sim, 1);
+    assert_eq!(
+        payloads(&watcher.packets(&mut sim)),
+        [("will/ends-first".to_string(), b"gone".to_vec())],
+        "the session ended before the delay"
+    );
+    let (raw, _) = Peer::connect(&mut sim, 0, will_connect("waits", 60, 60));
+    sim.hang_up(raw.conn);
+    advance_ms(&mut sim, 59_000);
+    let (_back, connack) = Peer::connect(&mut sim, 1, will_connect("waits", 60, 60));
+    assert!(connack.session_present);
+    advance_ms(&mut sim, 120_000);
+    assert_eq!(
+        payloads(&watcher.packets(&mut sim)),
+        [],
+        "cancelled by the reconnect"
+    );
 }

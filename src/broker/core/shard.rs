@@ -584,10 +584,8 @@ impl ShardCore {
 }
 
 impl ShardCore {
-    /// Queues a packet built from bounded values only (see [`push_bounded`]) on `key`, counts
-    /// its bytes in the memory budget and schedules the write: with `send_packet` (any packet)
-    /// and `write_publish` (fan-out), one of the three places that add to an outgoing buffer
-    /// and its accounting.
+    /// Queues a packet built from bounded values only (see [`push_bounded`]) on `key` and
+    /// schedules the write (the bytes are counted by `OutBuf` itself, `connection/outgoing.rs`).
     pub(super) fn queue_bounded(
         &mut self,
         key: ConnKey,

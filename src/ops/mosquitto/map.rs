@@ -373,11 +373,11 @@ fn map_limits(m: &mut Mapper, parsed: &MosquittoConfig, listeners: &[&Listener])
         }
     }
     if let Some(v) = &parsed.max_queued_bytes {
-        if v.value > 0 {
-            m.warn(
-                &v.at,
-                "max_queued_bytes: ignored; the broker-wide bound max_buffered_bytes applies",
-            );
+        // Issue 11 made ours per session, as Mosquitto's: 0 (Mosquitto's unlimited) is our
+        // largest, and our smallest is 1 KiB (a queue must hold one message's overhead).
+        let max = i64::from(u32::MAX);
+        if let Some(n) = bounded(m, "max_queued_bytes", v, 0, max) {
+            m.config.max_queued_bytes = if n == 0 { max } else { n.max(1024) } as usize;
         }
     }
     if let Some(v) = &parsed.max_packet_size {

@@ -96,6 +96,25 @@ fn default_listener_settings_create_it_only_when_not_default() {
 }
 
 #[test]
+fn max_queued_bytes_maps_per_session() {
+    let loaded = map("max_queued_bytes 100000\n").unwrap();
+    assert_eq!(loaded.config.max_queued_bytes, 100_000);
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    assert_eq!(
+        map("max_queued_bytes 0\n").unwrap().config.max_queued_bytes,
+        4_294_967_295
+    );
+    assert_eq!(
+        map("max_queued_bytes 10\n")
+            .unwrap()
+            .config
+            .max_queued_bytes,
+        1024
+    );
+    assert_eq!(errors("max_queued_bytes -1\n").len(), 1);
+}
+
+#[test]
 fn no_listener_keeps_loopback_default_and_allows_anonymous() {
     let loaded = map("max_queued_messages 7\n").unwrap();
     assert_eq!(loaded.config.listen[0].to_string(), "127.0.0.1:1883");
