@@ -351,7 +351,7 @@ impl ShardCore {
         super::backpressure::queue_charges::charge_of(messages) + self.handovers.held_bytes()
     }
 
-    /// The sessions' own views of their queues ([`super::session::queued_bytes`] per entry,
+    /// The sessions' own views of their queues ([`super::sessions::session::queued_bytes`] per entry,
     /// what `max_queued_bytes` bounds), summed over the sessions.
     pub fn session_queued_bytes(&self) -> usize {
         self.sessions

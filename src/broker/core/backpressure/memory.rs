@@ -15,7 +15,7 @@ use crate::broker::core::sessions::session::{Congestion, MessageRef};
 
 /// A shard's part of `max_buffered_bytes` and the bytes it holds now: outgoing buffers (every
 /// byte pushed, until written or the connection is gone) and session queues
-/// (each distinct message once per shard plus a slot per entry, [`QueueCharges`]). Owned by
+/// (each distinct message once per shard plus a slot per entry, `QueueCharges`). Owned by
 /// the shard,
 /// changed on the hot path with plain arithmetic; published to the stats gauges once per turn.
 ///
