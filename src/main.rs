@@ -40,7 +40,7 @@ struct Cli {
     #[arg(long, value_name = "BYTES")]
     max_packet_size: Option<u32>,
     /// Outgoing QoS 1/2 in-flight window per client (MQTT 5: min with its Receive Maximum)
-    /// [default: 32].
+    /// [default: 4096].
     #[arg(long, value_name = "N")]
     max_inflight: Option<u16>,
     /// Incoming QoS 2 messages awaiting PUBREL per client; advertised as Receive Maximum
@@ -119,6 +119,10 @@ struct Cli {
     /// [default: 67108864].
     #[arg(long, value_name = "BYTES")]
     max_queued_bytes: Option<usize>,
+    /// Bytes of QoS 1/2 messages in flight (written, not yet acknowledged) per subscriber at
+    /// most, as Mosquitto's max_inflight_bytes [default: 4194304].
+    #[arg(long, value_name = "BYTES")]
+    max_inflight_bytes: Option<usize>,
     /// Issue 11: retained messages one SUBSCRIBE sends at most [default: 100000].
     #[arg(long, value_name = "N")]
     max_retained_per_subscribe: Option<usize>,
@@ -312,6 +316,7 @@ impl Cli {
             partial_packet_timeout_ms = self.partial_packet_timeout_ms,
             slow_consumer_timeout_ms = self.slow_consumer_timeout_ms,
             max_queued_bytes = self.max_queued_bytes,
+            max_inflight_bytes = self.max_inflight_bytes,
             max_retained_per_subscribe = self.max_retained_per_subscribe,
             max_retained_bytes_per_subscribe = self.max_retained_bytes_per_subscribe,
             acl_file = self.acl_file.map(Some),

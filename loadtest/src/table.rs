@@ -37,11 +37,15 @@ fn rows(doc: &Value, baseline: Option<&str>, out: &mut String) {
     };
     let base_value = base.as_ref().map_or(0.0, headline);
     let rate = doc["rate_per_publisher"].as_f64().unwrap_or(0.0);
-    let scenario = if rate > 0.0 {
+    let mut scenario = if rate > 0.0 {
         format!("{} @{rate}/s/pub", doc["scenario"].as_str().unwrap_or("?"))
     } else {
         doc["scenario"].as_str().unwrap_or("?").to_owned()
     };
+    // Issue 17's payload-size runs: the size, when it is not the default 64 bytes.
+    if let Some(payload) = doc["payload_bytes"].as_u64().filter(|&p| p != 64) {
+        scenario.push_str(&format!(" {payload} B"));
+    }
     for s in &summaries {
         // A search that never failed only shows a lower bound.
         let at_least = if s["max_bounded"].as_bool() == Some(false) {
@@ -113,5 +117,10 @@ mod tests {
         let mut out = String::new();
         rows(&doc, Some("b"), &mut out);
         assert!(out.contains("| 2.00x |"), "{out}");
+        let mut big = doc.clone();
+        big["payload_bytes"] = serde_json::json!(16384);
+        let mut out = String::new();
+        rows(&big, None, &mut out);
+        assert!(out.contains("| p2p 16384 B | 1 |"), "{out}");
     }
 }

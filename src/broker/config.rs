@@ -26,7 +26,8 @@ pub struct Config {
     /// protocol maximum.
     pub max_packet_size: u32,
     /// Outgoing in-flight window (unacknowledged QoS 1/2 messages per client), 1..=65,535.
-    /// Default 32. MQTT 5 clients get min(their Receive Maximum, this).
+    /// Default 4,096 (issue 17, chosen by measurement: BENCHMARKS.md "Issue 17"). MQTT 5
+    /// clients get min(their Receive Maximum, this).
     pub max_inflight: u16,
     /// Incoming QoS 2 messages awaiting PUBREL per client, 1..=65,535. Default 1,024. Advertised
     /// to MQTT 5 clients as Receive Maximum; exceeding it is a protocol error (0x93).
@@ -186,6 +187,14 @@ pub struct Config {
     /// Issue 11: bytes of retained messages (counted as queue entries: topic, payload,
     /// properties, overhead) one SUBSCRIBE sends at most, 0..=1 TiB. Default 256 MiB.
     pub max_retained_bytes_per_subscribe: usize,
+    /// Issue 17 (with issue 11's bounds): bytes of QoS 1/2 messages written to one subscriber
+    /// and not yet acknowledged (counted as queue entries: topic, payload, properties,
+    /// overhead), as Mosquitto's `max_inflight_bytes`, 1 KiB..=4 GiB - 1. Default 4 MiB. At it,
+    /// the in-flight window (`max_inflight` messages) takes nothing more until an
+    /// acknowledgement comes; further messages wait in the session's queue. An empty window
+    /// always takes one message, however large. This bounds what a client that reads but
+    /// never acknowledges pins, whatever the window's message count.
+    pub max_inflight_bytes: usize,
 }
 
 /// How a shared subscription group spreads messages over its members. The publishing shard
@@ -232,7 +241,7 @@ impl Default for Config {
             pin_cores: false,
             max_connections: 100_000,
             max_packet_size: crate::codec::MAX_PACKET_SIZE_DEFAULT,
-            max_inflight: 32,
+            max_inflight: 4096,
             receive_maximum: 1024,
             max_queued_messages: 1000,
             queue_qos0: false,
@@ -271,6 +280,7 @@ impl Default for Config {
             max_queued_bytes: 64 * 1024 * 1024,
             max_retained_per_subscribe: 100_000,
             max_retained_bytes_per_subscribe: 256 * 1024 * 1024,
+            max_inflight_bytes: 4 * 1024 * 1024,
         }
     }
 }
@@ -390,6 +400,12 @@ impl Config {
         range(
             "max_queued_bytes",
             self.max_queued_bytes as u64,
+            1024,
+            u64::from(u32::MAX),
+        )?;
+        range(
+            "max_inflight_bytes",
+            self.max_inflight_bytes as u64,
             1024,
             u64::from(u32::MAX),
         )?;

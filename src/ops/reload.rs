@@ -76,6 +76,7 @@ pub const LIVE_FIELDS: &[&str] = &[
     "partial_packet_timeout_ms",
     "slow_consumer_timeout_ms",
     "max_queued_bytes",
+    "max_inflight_bytes",
     "max_retained_per_subscribe",
     "max_retained_bytes_per_subscribe",
     "ops.sys_interval_secs",

@@ -282,7 +282,8 @@ impl Sim {
     }
 
     /// Runs turns until nothing is left to do now (no unread client bytes a shard may read, no
-    /// mesh message, no resumed connection), at most `max_turns`; returns whether it settled.
+    /// mesh message in a channel or waiting in a shard's overflow queue, no resumed
+    /// connection), at most `max_turns`; returns whether it settled.
     pub fn settle(&mut self, max_turns: usize) -> bool {
         for _ in 0..max_turns {
             self.step();
@@ -308,7 +309,11 @@ impl Sim {
             .cores
             .iter()
             .any(|c| c.poll_timeout(now) == Some(Duration::ZERO));
-        !(readable || mesh || busy)
+        // Finding F2: messages in a full channel's overflow queue move on the shard's next
+        // turn (the runtime retries after `OVERFLOW_RETRY`); a settle that stopped before
+        // would check the memory budget in the middle of, say, a session handover.
+        let overflow = self.cores.iter().any(ShardCore::has_mesh_overflow);
+        !(readable || mesh || busy || overflow)
     }
 
     /// One loop turn of `shard`, in the runtime's order (`broker::core::io`).

@@ -123,7 +123,14 @@ fn a_message_queued_for_many_sessions_counts_once_per_shard() {
 #[test]
 fn a_resumed_window_of_big_messages_is_resent_as_the_buffer_drains() {
     let (count, window, message_bytes) = (50usize, 32usize, 200_000);
-    let mut sim = Sim::new(big_message_config(), 22).expect("valid config");
+    // The window is set, not the default (4,096 since issue 17, which would hold all 50), and
+    // its byte bound raised past 32 x 200 KB (the 4 MiB default would hold about 20).
+    let config = Config {
+        max_inflight: window as u16,
+        max_inflight_bytes: 64 << 20,
+        ..big_message_config()
+    };
+    let mut sim = Sim::new(config, 22).expect("valid config");
     let sub_options = || options("sub").clean_start(false);
     let mut subscriber = SimClient::connect(&mut sim, 0, sub_options()).expect("room");
     quiesce(&mut sim, &mut [&mut subscriber]);

@@ -95,3 +95,97 @@ fn f2_queued_bytes_are_counted_once() {
         include_bytes!("fuzz_findings/f2-queued-bytes-counted-twice.bin"),
     );
 }
+
+/// Finding F2, the sequence behind it: a persistent session (`c`, on `t/#`) is taken over from
+/// shard 0 by a connection on shard 1 with mesh channels of 2 slots. While shard 0 has not yet
+/// read the installer's `Switch`, a publish on shard 1 is held for the session (its forwards
+/// from shard 0 may still be on their way). Shard 0 answers `Switch` with more handover
+/// messages (`Drained` for each source, `Done`, route removals, `Switched`) than the channel
+/// holds; the rest wait in its overflow queue. The simulation used to call that idle, so a
+/// settled broker still had the handover in progress and the held message counted in the
+/// budget outside every session queue ("76 bytes counted, 38 queued" at 7278a93). Settled
+/// now means the overflow moved too: the handover ends, the held message reaches the new
+/// connection, and the budget holds exactly what the queues do.
+#[test]
+fn f2_a_settled_broker_has_no_handover_messages_left_in_a_mesh_overflow() {
+    use crate::overload::quiesce;
+    use bytes::Bytes;
+    use shardmq::broker::Config;
+    use shardmq::client::ConnectOptions;
+    use shardmq::codec::{MqttString, ProtocolVersion, QoS, SubscriptionOptions};
+    use shardmq::sim::{Sim, SimClient};
+
+    let persistent = || {
+        ConnectOptions::new("c")
+            .protocol(ProtocolVersion::V5)
+            .keep_alive_secs(0)
+            .clean_start(false)
+            .session_expiry_secs(3600)
+    };
+    let config = Config {
+        shards: 2,
+        mesh_channel_capacity: 2,
+        ..Config::default()
+    };
+    let mut sim = Sim::new(config, 2).expect("valid config");
+    let mut old = SimClient::connect(&mut sim, 0, persistent()).expect("room");
+    quiesce(&mut sim, &mut [&mut old]);
+    let qos1 = SubscriptionOptions {
+        qos: QoS::AtLeastOnce,
+        ..SubscriptionOptions::default()
+    };
+    old.session.subscribe(&[(MqttString::from("t/#"), qos1)]);
+    old.flush(&mut sim);
+    quiesce(&mut sim, &mut [&mut old]);
+    sim.hang_up(old.conn);
+    let mut publisher =
+        SimClient::connect(&mut sim, 1, ConnectOptions::new("p").keep_alive_secs(0)).expect("room");
+    quiesce(&mut sim, &mut [&mut publisher]);
+    assert!(publisher.is_connected());
+
+    // The takeover, one turn at a time: shard 1 asks, shard 0 hands the session over, shard 1
+    // installs it and sends `Switch`, which shard 0 has not read yet.
+    let mut new = SimClient::connect(&mut sim, 1, persistent()).expect("room");
+    sim.turn(1);
+    sim.turn(0);
+    sim.turn(1);
+    assert_eq!(
+        sim.core(1).handovers_in_progress(),
+        1,
+        "installed on shard 1"
+    );
+    let now = sim.now();
+    let _ = publisher.session.publish(
+        MqttString::from("t/held"),
+        Bytes::from_static(b"held"),
+        QoS::AtLeastOnce,
+        false,
+        now,
+    );
+    publisher.flush(&mut sim);
+    sim.turn(1);
+    let (buffered, _) = sim.core(1).buffered_bytes();
+    assert!(
+        buffered > 0 && sim.core(1).queued_bytes() == buffered,
+        "the publish is held for the arriving session ({buffered} bytes)"
+    );
+
+    assert!(sim.settle(1_000), "settles");
+    for shard in 0..2 {
+        let core = sim.core(shard);
+        assert!(!core.has_mesh_overflow(), "shard {shard}: overflow moved");
+        assert_eq!(
+            core.handovers_in_progress(),
+            0,
+            "shard {shard}: handover ended"
+        );
+        let (buffered, _) = core.buffered_bytes();
+        assert_eq!(buffered, core.queued_bytes(), "shard {shard}");
+    }
+    quiesce(&mut sim, &mut [&mut new, &mut publisher]);
+    assert!(new.is_connected());
+    assert!(
+        new.received.iter().any(|p| p.topic.as_str() == "t/held"),
+        "the held message reached the session's new connection"
+    );
+}

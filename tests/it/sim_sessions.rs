@@ -259,3 +259,55 @@ fn broker_respects_client_receive_maximum_across_shards() {
     }
     assert_eq!(got, [0, 1, 2, 3, 4], "in order, none lost");
 }
+
+/// Issue 11: subscribers that do not read get QoS 0 dropped once their outgoing buffer is
+/// full, and are disconnected when a message meets a buffer that has not moved for
+/// `slow_consumer_timeout_ms` (counted in whole seconds of the shard's clock from the second
+/// it last moved): not at 999 ms, at 1,000 ms. The publisher on the other shard is unaffected.
+#[test]
+fn slow_subscribers_get_qos0_dropped_then_disconnected_after_the_timeout() {
+    let mut sim = sim_with(2, |c| {
+        c.max_outgoing_bytes = 64 * 1024;
+        c.max_inflight = 2000;
+        c.slow_consumer_timeout_ms = 1_000;
+        // Publishers paused by the congested subscribers are read again after 100 ms.
+        c.congestion_timeout_ms = 100;
+    });
+    let mut slow0 = client(&mut sim, 0, V4, "slow0");
+    slow0.subscribe(&mut sim, "flood", QoS::AtMostOnce);
+    let mut slow1 = client(&mut sim, 0, V4, "slow1");
+    slow1.subscribe(&mut sim, "flood", QoS::AtLeastOnce);
+    // Neither subscriber reads from here on.
+    sim.set_write_capacity(slow0.conn, 0);
+    sim.set_write_capacity(slow1.conn, 0);
+    let mut publisher = client(&mut sim, 1, V4, "flooder");
+    let payload = vec![0u8; 16 * 1024];
+    for i in 1..=8u16 {
+        let packet = publish_packet("flood", &payload, QoS::AtLeastOnce, false, i);
+        publisher.send_only(&mut sim, &packet);
+    }
+    assert!(sim.settle(1000));
+    for _ in 0..9 {
+        advance_ms(&mut sim, 111);
+    }
+    let stats = sim.global().stats();
+    assert!(stats.dropped_outgoing_buffer_full > 0, "{stats:?}");
+    assert_eq!(stats.slow_consumer_disconnects, 0, "not before the timeout");
+    // 999 ms: one more message meets both full buffers; still within the timeout.
+    publisher.send(
+        &mut sim,
+        &publish_packet("flood", &payload, QoS::AtLeastOnce, false, 9),
+    );
+    assert!(!sim.is_closed(slow0.conn) && !sim.is_closed(slow1.conn));
+    advance_ms(&mut sim, 1);
+    publisher.send(
+        &mut sim,
+        &publish_packet("flood", &payload, QoS::AtLeastOnce, false, 10),
+    );
+    assert_eq!(sim.global().stats().slow_consumer_disconnects, 2);
+    assert!(sim.is_closed(slow0.conn) && sim.is_closed(slow1.conn));
+    let acks = publisher.packets(&mut sim);
+    assert_eq!(acks.len(), 10, "every publish acknowledged: {acks:?}");
+    publisher.send(&mut sim, &Packet::PingReq);
+    assert_eq!(publisher.packets(&mut sim), [Packet::PingResp]);
+}

@@ -351,13 +351,25 @@ impl ShardCore {
         super::backpressure::queue_charges::charge_of(messages) + self.handovers.held_bytes()
     }
 
-    /// The sessions' own views of their queues ([`super::sessions::session::queued_bytes`] per entry,
+    /// The sessions' own views of their queues (`session::queued_bytes` per entry,
     /// what `max_queued_bytes` bounds), summed over the sessions.
     pub fn session_queued_bytes(&self) -> usize {
         self.sessions
             .iter()
             .map(|(_, s)| s.session.state.queued_bytes())
             .sum()
+    }
+
+    /// Whether mesh messages wait in this shard's overflow queues for room in a channel
+    /// (moved by `handle_timeout`): work a driver must not call idle.
+    pub fn has_mesh_overflow(&self) -> bool {
+        self.mesh.has_overflow()
+    }
+
+    /// Session handovers this shard takes part in now (for invariant checks: none once the
+    /// mesh has settled).
+    pub fn handovers_in_progress(&self) -> usize {
+        self.handovers.in_progress()
     }
 
     /// Open connections and sessions on this shard.

@@ -380,6 +380,13 @@ fn map_limits(m: &mut Mapper, parsed: &MosquittoConfig, listeners: &[&Listener])
             m.config.max_queued_bytes = if n == 0 { max } else { n.max(1024) } as usize;
         }
     }
+    if let Some(v) = &parsed.max_inflight_bytes {
+        // As `max_queued_bytes`: Mosquitto's 0 (unlimited) is our largest, 1 KiB our smallest.
+        let max = i64::from(u32::MAX);
+        if let Some(n) = bounded(m, "max_inflight_bytes", v, 0, max) {
+            m.config.max_inflight_bytes = if n == 0 { max } else { n.max(1024) } as usize;
+        }
+    }
     if let Some(v) = &parsed.max_packet_size {
         if let Some(n) = bounded(m, "max_packet_size", v, 0, 268_435_460) {
             if n > 0 {

@@ -155,6 +155,7 @@ pub struct MosquittoConfig {
     pub max_inflight_messages: Option<At<i64>>,
     pub max_queued_messages: Option<At<i64>>,
     pub max_queued_bytes: Option<At<i64>>,
+    pub max_inflight_bytes: Option<At<i64>>,
     pub max_packet_size: Option<At<i64>>,
     pub message_size_limit: Option<At<i64>>,
     pub max_keepalive: Option<At<i64>>,
@@ -368,6 +369,7 @@ impl Parser {
             "max_inflight_messages" => config.max_inflight_messages = Some(one!(parse_int)),
             "max_queued_messages" => config.max_queued_messages = Some(one!(parse_int)),
             "max_queued_bytes" => config.max_queued_bytes = Some(one!(parse_int)),
+            "max_inflight_bytes" => config.max_inflight_bytes = Some(one!(parse_int)),
             "max_packet_size" => config.max_packet_size = Some(one!(parse_int)),
             "message_size_limit" => config.message_size_limit = Some(one!(parse_int)),
             "max_keepalive" => config.max_keepalive = Some(one!(parse_int)),
@@ -407,7 +409,6 @@ impl Parser {
             | "set_tcp_nodelay"
             | "upgrade_outgoing_qos"
             | "check_retain_source"
-            | "max_inflight_bytes"
             | "memory_limit"
             | "allow_duplicate_messages"
             | "autosave_on_changes"

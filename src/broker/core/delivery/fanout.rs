@@ -14,7 +14,7 @@ use crate::broker::core::mesh::ShardMsg;
 use crate::broker::core::retained::RetainOutcome;
 use crate::broker::core::sessions::handover::{Gate, Route};
 use crate::broker::core::sessions::session::{
-    queued_bytes, Decision, Message, MessageRef, Presence, QueueRoom,
+    queued_bytes, ByteLimits, Decision, Message, MessageRef, Presence, QueueRoom,
 };
 use crate::broker::core::shard::{Awaited, ShardCore};
 use crate::broker::core::stats::{bump, ShardCounters};
@@ -227,7 +227,7 @@ impl ShardCore {
         // Issue 11 hook (flow by bytes): QoS 1/2 waits in the queue while the buffer is full.
         let max_outgoing = self.config.max_outgoing_bytes;
         // Validated to fit in a u32 (config.rs).
-        let max_queued_bytes = u32::try_from(self.config.max_queued_bytes).unwrap_or(u32::MAX);
+        let byte_limits = ByteLimits::of(&self.config);
         let outgoing_full = connection
             .and_then(|key| connections.get(key))
             .is_some_and(|c| c.out.len() >= max_outgoing);
@@ -238,7 +238,7 @@ impl ShardCore {
             presence,
             queue_room,
             outgoing_full,
-            max_queued_bytes,
+            byte_limits,
         ) {
             Decision::SendQoS0 => {
                 if let Some(key) = connection {
@@ -454,10 +454,11 @@ impl ShardCore {
                 self.update_congestion(skey);
                 return;
             }
+            let max_inflight_bytes = ByteLimits::of(&self.config).inflight;
             let Some(session) = self.sessions.get_mut(skey) else {
                 return;
             };
-            let Some((packet_id, queued)) = session.session.poll_queued() else {
+            let Some((packet_id, queued)) = session.session.poll_queued(max_inflight_bytes) else {
                 self.update_congestion(skey);
                 return;
             };

@@ -52,6 +52,9 @@ pub struct Router {
     shared_index: HashMap<String, usize>,
     /// Filter -> slab key of the shared subscriptions using it.
     shared_trie: TopicTrie<usize>,
+    /// Recent results of `shared_trie` by topic name (issue 17: the walk was ~300 instructions
+    /// of every shared delivery).
+    shared_cache: MatchCache<usize>,
     /// Per message scratch: the shared subscriptions matched.
     shared_matches: Vec<usize>,
 }
@@ -72,6 +75,7 @@ impl Router {
             shared: Slab::new(),
             shared_index: HashMap::new(),
             shared_trie: TopicTrie::new(),
+            shared_cache: MatchCache::new(),
             shared_matches: Vec::new(),
         }
     }
@@ -229,7 +233,7 @@ impl Router {
     /// client id hash, `random` a fresh random number.
     pub fn shared_targets(
         &mut self,
-        topic: &str,
+        topic: &[u8],
         strategy: SharedStrategy,
         hash: u64,
         random: u64,
@@ -241,11 +245,13 @@ impl Router {
         let Router {
             shared,
             shared_trie,
+            shared_cache,
             shared_matches,
             ..
         } = self;
         shared_matches.clear();
-        shared_trie.for_each_match(topic, |&key| shared_matches.push(key));
+        // The topic's bytes: its UTF-8 was checked once, by the codec (issue 17).
+        shared_cache.for_each_match(shared_trie, topic, |&key| shared_matches.push(key));
         for &key in shared_matches.iter() {
             let Some(route) = shared.get_mut(key) else {
                 continue;
@@ -348,7 +354,7 @@ mod tests {
         assert!(router.destinations("a/b").is_empty());
         let mut out = Vec::new();
         for _ in 0..4 {
-            router.shared_targets("a/b", SharedStrategy::RoundRobin, 0, 0, &mut out);
+            router.shared_targets(b"a/b", SharedStrategy::RoundRobin, 0, 0, &mut out);
         }
         let picked: Vec<ShardId> = out
             .iter()
@@ -367,11 +373,11 @@ mod tests {
         );
         out.clear();
         // `#` does not match a `$` topic, `a/+` not `b`.
-        router.shared_targets("$x", SharedStrategy::RoundRobin, 0, 0, &mut out);
+        router.shared_targets(b"$x", SharedStrategy::RoundRobin, 0, 0, &mut out);
         assert!(out.is_empty());
         // Hash: the same publisher always lands on the same shard.
         for _ in 0..3 {
-            router.shared_targets("a/c", SharedStrategy::Hash, 7, 0, &mut out);
+            router.shared_targets(b"a/c", SharedStrategy::Hash, 7, 0, &mut out);
         }
         let hashed: Vec<ShardId> = out
             .iter()
@@ -386,7 +392,7 @@ mod tests {
         out.clear();
         assert!(router.local_removed(&share));
         router.remote_remove(2, "$share/g/a/+");
-        router.shared_targets("a/b", SharedStrategy::RoundRobin, 0, 0, &mut out);
+        router.shared_targets(b"a/b", SharedStrategy::RoundRobin, 0, 0, &mut out);
         assert_eq!(out.len(), 1, "only $share/other is left");
         assert_eq!(out[0].0, 1);
     }

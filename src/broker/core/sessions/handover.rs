@@ -154,9 +154,15 @@ impl Handovers {
         !self.incoming.is_empty()
     }
 
+    /// Handovers this shard takes part in now, on either side or as a relay (0 once the mesh
+    /// has settled: every handover ends by itself).
+    pub(crate) fn in_progress(&self) -> usize {
+        self.outgoing.len() + self.incoming.len() + self.relays.len()
+    }
+
     /// Bytes of the messages held (counted with the sessions' queues in the memory budget;
-    /// the debug builds' check of that count reads it).
-    #[cfg(debug_assertions)]
+    /// `ShardCore::queued_bytes` reads it, for the debug builds' check and the simulation's
+    /// invariant in every build).
     pub(crate) fn held_bytes(&self) -> usize {
         let held = self.incoming.iter().flat_map(|i| &i.sources);
         held.flat_map(|s| &s.held)

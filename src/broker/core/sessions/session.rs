@@ -128,6 +128,36 @@ pub fn queued_bytes(message: &Message) -> usize {
         + QUEUED_OVERHEAD_BYTES
 }
 
+/// [`queued_bytes`] as a `u32` (saturating), the unit of the per-session byte counts.
+fn message_bytes(message: &Message) -> u32 {
+    u32::try_from(queued_bytes(message)).unwrap_or(u32::MAX)
+}
+
+/// The byte limits a delivery is checked against, from the shard's configuration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ByteLimits {
+    /// `max_queued_bytes`: the queue's [`queued_bytes`] at most.
+    pub queued: u32,
+    /// `max_inflight_bytes`: the in-flight window takes no new message at or over this.
+    pub inflight: u32,
+}
+
+impl ByteLimits {
+    /// No byte limit.
+    pub const NONE: ByteLimits = ByteLimits {
+        queued: u32::MAX,
+        inflight: u32::MAX,
+    };
+
+    /// The limits of `config` (validated there to fit in a u32).
+    pub fn of(config: &crate::broker::Config) -> ByteLimits {
+        ByteLimits {
+            queued: u32::try_from(config.max_queued_bytes).unwrap_or(u32::MAX),
+            inflight: u32::try_from(config.max_inflight_bytes).unwrap_or(u32::MAX),
+        }
+    }
+}
+
 impl SessionState {
     /// [`queued_bytes`] summed over the queue (a session arriving or leaving).
     pub fn queued_bytes(&self) -> usize {
@@ -270,23 +300,32 @@ pub struct Session {
     pub limits: SessionLimits,
     /// Backpressure state (see [`Congestion`]); not part of the state a takeover moves.
     pub congestion: Congestion,
-    /// Counts (wrapping) the times the session became congested; guards the congestion timer.
-    /// 32 bits, so that with `congestion` it fits in `inflight_max`'s padding.
-    pub congestion_episode: u32,
+    /// Counts (wrapping) the times the session became congested; guards the congestion timer
+    /// (a stale timer would need 65,536 episodes within one `congestion_timeout_ms` to be
+    /// mistaken for the current one). 16 bits, so that the small fields fill one word.
+    pub congestion_episode: u16,
     /// Issue 11: [`queued_bytes`] summed over `state.queued`, at most `max_queued_bytes` (plus
     /// a congested session's overshoot).
     pub queued_bytes: u32,
     /// Issue 11 (resend paced by bytes): while the in-flight window of a resumed session is
     /// being resent, the index of its next entry to resend; nothing new is sent before the
-    /// window has been (new QoS 1/2 messages queue behind it).
-    resend_next: Option<u16>,
+    /// window has been (new QoS 1/2 messages queue behind it). [`NO_RESEND`] when none is
+    /// (a window holds at most 65,535 entries, so an index is at most 65,534).
+    resend_next: u16,
     /// Issue 17: whether `state.inflight`'s packet ids ascend (cyclically, from the front's)
     /// in deque order, as `allocate_packet_id` hands them out. While they do, a packet id is
     /// allocated and found in O(1) and O(log window) instead of a scan of the whole window.
     /// Checked once when the session is built (a resumed or recovered state), kept up by
     /// every push; true again whenever the window empties.
     inflight_ascending: bool,
+    /// [`queued_bytes`] summed over `state.inflight`: what the written but unacknowledged
+    /// messages pin. The window takes no new message while it is at `max_inflight_bytes`
+    /// (issue 17's large default window stays bounded in bytes; one message always goes).
+    inflight_bytes: u32,
 }
+
+/// `Session::resend_next` when no resend is in progress.
+const NO_RESEND: u16 = u16::MAX;
 
 /// Packet ids cycle through 1..=65,535: the distance from `from` to `id` going up, 0..=65,534.
 fn id_distance(from: u16, id: u16) -> u32 {
@@ -315,58 +354,77 @@ impl Session {
     pub fn new(state: SessionState, inflight_max: u16, limits: SessionLimits) -> Session {
         debug_assert!(inflight_max >= 1);
         let queued_bytes = u32::try_from(state.queued_bytes()).unwrap_or(u32::MAX);
+        let inflight_bytes = state
+            .inflight
+            .iter()
+            .map(|o| message_bytes(&o.message))
+            .fold(0u32, u32::saturating_add);
         Session {
             queued_bytes,
+            inflight_bytes,
             inflight_ascending: ids_ascend(&state.inflight),
             state,
             inflight_max: inflight_max.max(1),
             limits,
             congestion: Congestion::Clear,
             congestion_episode: 0,
-            resend_next: None,
+            resend_next: NO_RESEND,
         }
     }
 
     /// The session resumed: its in-flight window is to be resent from the start
     /// ([MQTT-4.4.0-1]), one [`Session::next_resend`] at a time as the outgoing buffer allows.
     pub fn start_resend(&mut self) {
-        self.resend_next = (!self.state.inflight.is_empty()).then_some(0);
+        self.resend_next = if self.state.inflight.is_empty() {
+            NO_RESEND
+        } else {
+            0
+        };
     }
 
     /// Whether part of the in-flight window still waits to be resent.
     #[inline]
     pub fn resend_pending(&self) -> bool {
-        self.resend_next.is_some()
+        self.resend_next != NO_RESEND
     }
 
     /// The next in-flight entry to resend, if any (the resend then moves past it).
     pub fn next_resend(&mut self) -> Option<Outgoing> {
-        let index = usize::from(self.resend_next?);
+        if !self.resend_pending() {
+            return None;
+        }
+        let index = usize::from(self.resend_next);
         let Some(outgoing) = self.state.inflight.get(index) else {
-            self.resend_next = None;
+            self.resend_next = NO_RESEND;
             return None;
         };
         let outgoing = outgoing.clone();
         let next = index + 1;
         // While resending nothing is added to the window, so its end is the resend's end.
-        self.resend_next = (next < self.state.inflight.len())
-            .then(|| u16::try_from(next).ok())
-            .flatten();
+        self.resend_next = match u16::try_from(next) {
+            Ok(next) if usize::from(next) < self.state.inflight.len() => next,
+            _ => NO_RESEND,
+        };
         Some(outgoing)
     }
 
     /// Takes the message at `index` out of the window, keeping the resend position on the same
     /// next entry; an empty window's ids ascend again (issue 17).
     fn remove_inflight(&mut self, index: usize) {
-        self.state.inflight.remove(index);
+        if let Some(removed) = self.state.inflight.remove(index) {
+            self.inflight_bytes = self
+                .inflight_bytes
+                .saturating_sub(message_bytes(&removed.message));
+        }
         if self.state.inflight.is_empty() {
             self.inflight_ascending = true;
         }
-        if let Some(next) = self.resend_next {
+        if self.resend_pending() {
+            let next = self.resend_next;
             if index < usize::from(next) {
-                self.resend_next = Some(next - 1);
+                self.resend_next = next - 1;
             } else if usize::from(next) >= self.state.inflight.len() {
-                self.resend_next = None;
+                self.resend_next = NO_RESEND;
             }
         }
     }
@@ -402,7 +460,7 @@ impl Session {
 
     /// The congestion timeout of `episode` passed: a session still congested is stalled.
     /// Returns whether it was.
-    pub fn stall(&mut self, episode: u32) -> bool {
+    pub fn stall(&mut self, episode: u16) -> bool {
         if self.congestion != Congestion::Congested || self.congestion_episode != episode {
             return false;
         }
@@ -422,14 +480,22 @@ impl Session {
         presence: Presence,
         queue_room: QueueRoom,
     ) -> Decision {
-        self.deliver_paced(message, qos, retain, presence, queue_room, false, u32::MAX)
+        self.deliver_paced(
+            message,
+            qos,
+            retain,
+            presence,
+            queue_room,
+            false,
+            ByteLimits::NONE,
+        )
     }
 
     /// [`Session::deliver`], where `outgoing_full` (issue 11, flow by bytes) says that the
     /// connection's outgoing buffer is at `max_outgoing_bytes`: a QoS 1/2 message then queues
     /// even with room in the in-flight window, and goes when the buffer is written down.
-    /// `max_queued_bytes` bounds the queue's [`queued_bytes`] as Mosquitto's option of that
-    /// name (passed in rather than kept in [`SessionLimits`], which stays 16 bytes).
+    /// `limits` bound the queue's and the in-flight window's [`queued_bytes`] (passed in rather
+    /// than kept in [`SessionLimits`], which stays 16 bytes).
     #[allow(clippy::too_many_arguments)]
     pub fn deliver_paced(
         &mut self,
@@ -439,7 +505,7 @@ impl Session {
         presence: Presence,
         queue_room: QueueRoom,
         outgoing_full: bool,
-        max_queued_bytes: u32,
+        limits: ByteLimits,
     ) -> Decision {
         let online = presence == Presence::Online;
         if qos == QoS::AtMostOnce {
@@ -449,11 +515,11 @@ impl Session {
             if !self.limits.queue_qos0 {
                 return Decision::Discarded;
             }
-            return self.enqueue(message, qos, retain, queue_room, max_queued_bytes);
+            return self.enqueue(message, qos, retain, queue_room, limits.queued);
         }
-        if online && !outgoing_full && self.can_send_now() {
+        if online && !outgoing_full && self.can_send_now(limits.inflight) {
             let packet_id = self.allocate_packet_id();
-            self.state.inflight.push_back(Outgoing {
+            self.push_inflight(Outgoing {
                 packet_id,
                 message: message.clone(),
                 qos,
@@ -462,7 +528,7 @@ impl Session {
             });
             return Decision::Send { packet_id };
         }
-        self.enqueue(message, qos, retain, queue_room, max_queued_bytes)
+        self.enqueue(message, qos, retain, queue_room, limits.queued)
     }
 
     fn enqueue(
@@ -513,18 +579,37 @@ impl Session {
     }
 
     /// Whether a QoS 1/2 message offered now would be sent at once (nothing queued, room in the
-    /// in-flight window).
-    pub fn can_send_now(&self) -> bool {
-        self.state.queued.is_empty() && self.window_has_room() && !self.resend_pending()
+    /// in-flight window, counted in messages and in bytes against `max_inflight_bytes`).
+    pub fn can_send_now(&self, max_inflight_bytes: u32) -> bool {
+        self.state.queued.is_empty()
+            && self.window_has_room(max_inflight_bytes)
+            && !self.resend_pending()
     }
 
-    fn window_has_room(&self) -> bool {
-        self.state.inflight.len() < usize::from(self.inflight_max)
+    /// Room for one more message: under `inflight_max` messages and under
+    /// `max_inflight_bytes`, except that an empty window always takes one (a message larger
+    /// than the limit still goes).
+    fn window_has_room(&self, max_inflight_bytes: u32) -> bool {
+        let len = self.state.inflight.len();
+        len < usize::from(self.inflight_max)
+            && (len == 0 || self.inflight_bytes < max_inflight_bytes)
+    }
+
+    /// Written but unacknowledged bytes (see `inflight_bytes`).
+    pub fn inflight_bytes(&self) -> u32 {
+        self.inflight_bytes
+    }
+
+    fn push_inflight(&mut self, outgoing: Outgoing) {
+        self.inflight_bytes = self
+            .inflight_bytes
+            .saturating_add(message_bytes(&outgoing.message));
+        self.state.inflight.push_back(outgoing);
     }
 
     /// Takes the next queued message that may be sent now, moving QoS 1/2 into the in-flight
     /// window. Returns the packet id (0 for QoS 0) and the message.
-    pub fn poll_queued(&mut self) -> Option<(u16, Queued)> {
+    pub fn poll_queued(&mut self, max_inflight_bytes: u32) -> Option<(u16, Queued)> {
         if self.resend_pending() {
             return None;
         }
@@ -534,13 +619,13 @@ impl Session {
             self.note_dequeued(&queued.message);
             return Some((0, queued));
         }
-        if !self.window_has_room() {
+        if !self.window_has_room(max_inflight_bytes) {
             return None;
         }
         let queued = self.state.queued.pop_front()?;
         self.note_dequeued(&queued.message);
         let packet_id = self.allocate_packet_id();
-        self.state.inflight.push_back(Outgoing {
+        self.push_inflight(Outgoing {
             packet_id,
             message: queued.message.clone(),
             qos: queued.qos,

@@ -86,17 +86,17 @@ fn window_then_queue_then_drop() {
         Decision::DroppedQueueFull
     );
     assert_eq!(s.state.dropped_messages, 1);
-    assert!(s.poll_queued().is_none(), "window is full");
+    assert!(s.poll_queued(u32::MAX).is_none(), "window is full");
     assert!(s.handle_puback(1));
     assert!(!s.handle_puback(1), "already acknowledged");
-    let (id, _) = s.poll_queued().unwrap();
+    let (id, _) = s.poll_queued(u32::MAX).unwrap();
     assert_eq!(id, 3);
-    assert!(s.poll_queued().is_none());
+    assert!(s.poll_queued(u32::MAX).is_none());
     // QoS 2 flow: PUBREC then PUBCOMP.
     assert!(!s.handle_pubcomp(2), "PUBCOMP before PUBREC");
     assert!(s.handle_pubrec(2, true));
     assert!(s.handle_pubcomp(2));
-    assert_eq!(s.poll_queued().unwrap().0, 4);
+    assert_eq!(s.poll_queued(u32::MAX).unwrap().0, 4);
 }
 
 #[test]
@@ -345,8 +345,8 @@ fn qos0_offline_is_discarded_unless_configured() {
         ),
         Decision::Queued
     );
-    assert_eq!(s.poll_queued().unwrap().0, 0);
-    assert_eq!(s.poll_queued().unwrap().0, 1);
+    assert_eq!(s.poll_queued(u32::MAX).unwrap().0, 0);
+    assert_eq!(s.poll_queued(u32::MAX).unwrap().0, 1);
 }
 
 #[test]
@@ -461,7 +461,7 @@ fn large_windows_allocate_distinct_ids_and_ack_in_any_order() {
         assert!(s.handle_puback(id));
     }
     assert!(s.state.inflight.is_empty());
-    let (id, _) = s.poll_queued().expect("the queued message goes");
+    let (id, _) = s.poll_queued(u32::MAX).expect("the queued message goes");
     assert!(s.handle_puback(id));
 }
 
@@ -501,4 +501,73 @@ fn windows_whose_ids_do_not_ascend_are_scanned() {
         assert!(s.handle_puback(id));
     }
     assert_eq!(sent(&mut s), 7);
+}
+
+/// Issue 17's large window stays bounded in bytes: at `max_inflight_bytes` the window takes
+/// nothing more (the message queues) until an acknowledgement frees bytes; an empty window
+/// always takes one message, however large; resumed windows are counted too.
+#[test]
+fn the_window_is_bounded_in_bytes() {
+    let big = |n: u8| {
+        let publish = Publish {
+            topic: MqttString::from("t"),
+            payload: Bytes::from(vec![n; 1000]),
+            qos: QoS::AtLeastOnce,
+            ..Publish::default()
+        };
+        Message::new_ref(publish, Instant::now())
+    };
+    let per_message = message_bytes(&big(0));
+    let limits_2_5 = ByteLimits {
+        queued: u32::MAX,
+        inflight: per_message * 2 + per_message / 2,
+    };
+    let mut s = Session::new(SessionState::default(), 100, limits());
+    let offer = |s: &mut Session, m: &MessageRef, limits: ByteLimits| {
+        s.deliver_paced(
+            m,
+            QoS::AtLeastOnce,
+            false,
+            Presence::Online,
+            QueueRoom::Available,
+            false,
+            limits,
+        )
+    };
+    // Three go (the third starts under the limit), the fourth queues.
+    for n in 1..=3 {
+        assert_eq!(
+            offer(&mut s, &big(n), limits_2_5),
+            Decision::Send {
+                packet_id: u16::from(n)
+            }
+        );
+    }
+    assert_eq!(s.inflight_bytes(), per_message * 3);
+    assert_eq!(offer(&mut s, &big(4), limits_2_5), Decision::Queued);
+    assert!(
+        s.poll_queued(limits_2_5.inflight).is_none(),
+        "over the bytes"
+    );
+    assert!(s.handle_puback(1));
+    assert_eq!(s.inflight_bytes(), per_message * 2);
+    let (id, _) = s
+        .poll_queued(limits_2_5.inflight)
+        .expect("an ack freed bytes");
+    assert_eq!(id, 4);
+    // An empty window takes a message larger than the whole limit.
+    let tiny = ByteLimits {
+        queued: u32::MAX,
+        inflight: 1,
+    };
+    let mut alone = Session::new(SessionState::default(), 100, limits());
+    assert_eq!(
+        offer(&mut alone, &big(9), tiny),
+        Decision::Send { packet_id: 1 }
+    );
+    assert_eq!(offer(&mut alone, &big(10), tiny), Decision::Queued);
+    // A resumed window counts its bytes from the start.
+    let resumed = Session::new(s.state.clone(), 100, limits());
+    assert_eq!(resumed.inflight_bytes(), s.inflight_bytes());
+    assert!(!resumed.can_send_now(limits_2_5.inflight));
 }
