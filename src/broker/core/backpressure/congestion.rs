@@ -273,7 +273,7 @@ impl ShardCore {
 
     /// The congestion timer of `episode` fired: a session still congested is stalled.
     pub(crate) fn congestion_timeout(&mut self, skey: SessionKey, episode: u64) {
-        let Ok(episode) = u32::try_from(episode) else {
+        let Ok(episode) = u16::try_from(episode) else {
             return;
         };
         let Some(session) = self.sessions.get_mut(skey) else {

@@ -302,16 +302,18 @@ pub struct Session {
     pub limits: SessionLimits,
     /// Backpressure state (see [`Congestion`]); not part of the state a takeover moves.
     pub congestion: Congestion,
-    /// Counts (wrapping) the times the session became congested; guards the congestion timer.
-    /// 32 bits, so that with `congestion` it fits in `inflight_max`'s padding.
-    pub congestion_episode: u32,
+    /// Counts (wrapping) the times the session became congested; guards the congestion timer
+    /// (a stale timer would need 65,536 episodes within one `congestion_timeout_ms` to be
+    /// mistaken for the current one). 16 bits, so that the small fields fill one word.
+    pub congestion_episode: u16,
     /// Issue 11: [`queued_bytes`] summed over `state.queued`, at most `max_queued_bytes` (plus
     /// a congested session's overshoot).
     pub queued_bytes: u32,
     /// Issue 11 (resend paced by bytes): while the in-flight window of a resumed session is
     /// being resent, the index of its next entry to resend; nothing new is sent before the
-    /// window has been (new QoS 1/2 messages queue behind it).
-    resend_next: Option<u16>,
+    /// window has been (new QoS 1/2 messages queue behind it). [`NO_RESEND`] when none is
+    /// (a window holds at most 65,535 entries, so an index is at most 65,534).
+    resend_next: u16,
     /// Issue 17: whether `state.inflight`'s packet ids ascend (cyclically, from the front's)
     /// in deque order, as `allocate_packet_id` hands them out. While they do, a packet id is
     /// allocated and found in O(1) and O(log window) instead of a scan of the whole window.
@@ -323,6 +325,9 @@ pub struct Session {
     /// (issue 17's large default window stays bounded in bytes; one message always goes).
     inflight_bytes: u32,
 }
+
+/// `Session::resend_next` when no resend is in progress.
+const NO_RESEND: u16 = u16::MAX;
 
 /// Packet ids cycle through 1..=65,535: the distance from `from` to `id` going up, 0..=65,534.
 fn id_distance(from: u16, id: u16) -> u32 {
@@ -365,35 +370,43 @@ impl Session {
             limits,
             congestion: Congestion::Clear,
             congestion_episode: 0,
-            resend_next: None,
+            resend_next: NO_RESEND,
         }
     }
 
     /// The session resumed: its in-flight window is to be resent from the start
     /// ([MQTT-4.4.0-1]), one [`Session::next_resend`] at a time as the outgoing buffer allows.
     pub fn start_resend(&mut self) {
-        self.resend_next = (!self.state.inflight.is_empty()).then_some(0);
+        self.resend_next = if self.state.inflight.is_empty() {
+            NO_RESEND
+        } else {
+            0
+        };
     }
 
     /// Whether part of the in-flight window still waits to be resent.
     #[inline]
     pub fn resend_pending(&self) -> bool {
-        self.resend_next.is_some()
+        self.resend_next != NO_RESEND
     }
 
     /// The next in-flight entry to resend, if any (the resend then moves past it).
     pub fn next_resend(&mut self) -> Option<Outgoing> {
-        let index = usize::from(self.resend_next?);
+        if !self.resend_pending() {
+            return None;
+        }
+        let index = usize::from(self.resend_next);
         let Some(outgoing) = self.state.inflight.get(index) else {
-            self.resend_next = None;
+            self.resend_next = NO_RESEND;
             return None;
         };
         let outgoing = outgoing.clone();
         let next = index + 1;
         // While resending nothing is added to the window, so its end is the resend's end.
-        self.resend_next = (next < self.state.inflight.len())
-            .then(|| u16::try_from(next).ok())
-            .flatten();
+        self.resend_next = match u16::try_from(next) {
+            Ok(next) if usize::from(next) < self.state.inflight.len() => next,
+            _ => NO_RESEND,
+        };
         Some(outgoing)
     }
 
@@ -408,11 +421,12 @@ impl Session {
         if self.state.inflight.is_empty() {
             self.inflight_ascending = true;
         }
-        if let Some(next) = self.resend_next {
+        if self.resend_pending() {
+            let next = self.resend_next;
             if index < usize::from(next) {
-                self.resend_next = Some(next - 1);
+                self.resend_next = next - 1;
             } else if usize::from(next) >= self.state.inflight.len() {
-                self.resend_next = None;
+                self.resend_next = NO_RESEND;
             }
         }
     }
@@ -448,7 +462,7 @@ impl Session {
 
     /// The congestion timeout of `episode` passed: a session still congested is stalled.
     /// Returns whether it was.
-    pub fn stall(&mut self, episode: u32) -> bool {
+    pub fn stall(&mut self, episode: u16) -> bool {
         if self.congestion != Congestion::Congested || self.congestion_episode != episode {
             return false;
         }

@@ -571,3 +571,65 @@ fn the_window_is_bounded_in_bytes() {
     assert_eq!(resumed.inflight_bytes(), s.inflight_bytes());
     assert!(!resumed.can_send_now(limits_2_5.inflight));
 }
+
+/// Issue 11 (resend paced by bytes): a resumed window is resent in order, one entry at a time;
+/// acknowledgements meanwhile (before, at and after the resend position) neither skip nor
+/// repeat an entry; nothing queued is sent until the whole window has been resent.
+#[test]
+fn a_resumed_window_is_resent_in_order_around_acknowledgements() {
+    let mut s = Session::new(SessionState::default(), 5, limits());
+    let offer = |s: &mut Session, n: u8| {
+        s.deliver(
+            &message(n),
+            QoS::AtLeastOnce,
+            false,
+            Presence::Online,
+            QueueRoom::Available,
+        )
+    };
+    for n in 1..=5 {
+        assert_eq!(
+            offer(&mut s, n),
+            Decision::Send {
+                packet_id: u16::from(n)
+            }
+        );
+    }
+    assert_eq!(offer(&mut s, 6), Decision::Queued, "the window is full");
+    assert!(s.next_resend().is_none(), "no resend before a resume");
+    s.start_resend();
+    assert!(s.resend_pending());
+    assert_eq!(s.next_resend().map(|o| o.packet_id), Some(1));
+    assert_eq!(s.next_resend().map(|o| o.packet_id), Some(2));
+    // Acknowledged behind the resend position (1) and ahead of it (4): the window has room.
+    assert!(s.handle_puback(1));
+    assert!(s.handle_puback(4));
+    assert!(
+        s.poll_queued(u32::MAX).is_none(),
+        "the window is resent first"
+    );
+    assert!(!s.can_send_now(u32::MAX));
+    assert_eq!(s.next_resend().map(|o| o.packet_id), Some(3));
+    assert_eq!(s.next_resend().map(|o| o.packet_id), Some(5));
+    assert!(!s.resend_pending(), "done after the last entry");
+    assert!(s.next_resend().is_none());
+    let (packet_id, queued) = s.poll_queued(u32::MAX).expect("the queue goes on");
+    assert_eq!((packet_id, queued.message.payload[0]), (6, 6));
+    // Window 2, 3, 5, 6: acknowledged at the resend position (5), the next one follows.
+    s.start_resend();
+    assert_eq!(s.next_resend().map(|o| o.packet_id), Some(2));
+    assert_eq!(s.next_resend().map(|o| o.packet_id), Some(3));
+    assert!(s.handle_puback(5));
+    assert_eq!(s.next_resend().map(|o| o.packet_id), Some(6));
+    assert!(!s.resend_pending());
+    // Window 2, 3, 6: the last entry acknowledged while next to resend ends the resend.
+    s.start_resend();
+    assert_eq!(s.next_resend().map(|o| o.packet_id), Some(2));
+    assert_eq!(s.next_resend().map(|o| o.packet_id), Some(3));
+    assert!(s.handle_puback(6));
+    assert!(!s.resend_pending());
+    // An empty window has nothing to resend.
+    assert!(s.handle_puback(2) && s.handle_puback(3));
+    s.start_resend();
+    assert!(!s.resend_pending());
+}
