@@ -56,7 +56,8 @@ impl ShardCore {
     fn limits(&self) -> SessionLimits {
         let config = &self.config;
         SessionLimits {
-            max_queued_messages: config.max_queued_messages,
+            // Validated to at most 10,000,000 (config.rs).
+            max_queued_messages: u32::try_from(config.max_queued_messages).unwrap_or(u32::MAX),
             queue_qos0: config.queue_qos0,
             receive_maximum: config.receive_maximum,
             congested_overshoot: u32::try_from(

@@ -228,7 +228,9 @@ pub enum Congestion {
 #[derive(Clone, Copy, Debug)]
 pub struct SessionLimits {
     /// Maximum queued messages.
-    pub max_queued_messages: usize,
+    /// Validated to at most 10,000,000 (config.rs): a u32, so that with `inflight_bytes`
+    /// the session stays 240 bytes.
+    pub max_queued_messages: u32,
     /// Queue QoS 0 while offline.
     pub queue_qos0: bool,
     /// Incoming QoS 2 ids awaiting PUBREL.
@@ -238,7 +240,7 @@ pub struct SessionLimits {
     /// through the mesh reached it; those (at most a mesh channel's worth per source shard)
     /// are kept rather than dropped. Local publishers see it at once and add nothing. The shard
     /// sets (shards - 1) x `mesh_channel_capacity` (at most 255 x 1,000,000, so u32 fits and
-    /// the struct stays 16 bytes); a stalled or offline session drops at `max_queued_messages`.
+    /// the struct stays 12 bytes); a stalled or offline session drops at `max_queued_messages`.
     pub congested_overshoot: u32,
 }
 
@@ -437,8 +439,8 @@ impl Session {
         outgoing: OutgoingFill,
     ) -> Option<Congestion> {
         let queued = self.state.queued.len();
-        let high = self.limits.max_queued_messages / 2;
-        let low = self.limits.max_queued_messages / 4;
+        let high = self.limits.max_queued_messages as usize / 2;
+        let low = self.limits.max_queued_messages as usize / 4;
         // A queue too small to have watermarks (limit 0 or 1) never congests.
         let queue_high = high > 0 && queued >= high;
         let drained = queued <= low && outgoing == OutgoingFill::Low;
@@ -495,7 +497,7 @@ impl Session {
     /// connection's outgoing buffer is at `max_outgoing_bytes`: a QoS 1/2 message then queues
     /// even with room in the in-flight window, and goes when the buffer is written down.
     /// `limits` bound the queue's and the in-flight window's [`queued_bytes`] (passed in rather
-    /// than kept in [`SessionLimits`], which stays 16 bytes).
+    /// than kept in [`SessionLimits`], which stays 12 bytes).
     #[allow(clippy::too_many_arguments)]
     pub fn deliver_paced(
         &mut self,
@@ -542,9 +544,9 @@ impl Session {
         let limit = if self.congestion == Congestion::Congested {
             self.limits
                 .max_queued_messages
-                .saturating_add(self.limits.congested_overshoot as usize)
+                .saturating_add(self.limits.congested_overshoot) as usize
         } else {
-            self.limits.max_queued_messages
+            self.limits.max_queued_messages as usize
         };
         let bytes = u32::try_from(queued_bytes(message)).unwrap_or(u32::MAX);
         let bytes_over = self.congestion != Congestion::Congested
