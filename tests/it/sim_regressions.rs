@@ -189,3 +189,13 @@ fn f2_a_settled_broker_has_no_handover_messages_left_in_a_mesh_overflow() {
         "the held message reached the session's new connection"
     );
 }
+
+/// Fuzz finding F3 (2026-12-05, `core` target on main 0a91032): with every connection closed
+/// and the mesh settled, a session handover was still in progress on shard 0.
+#[test]
+fn f3_no_handover_is_left_in_progress_once_settled() {
+    check(
+        "F3",
+        include_bytes!("fuzz_findings/f3-handover-in-progress-after-settle.bin"),
+    );
+}
