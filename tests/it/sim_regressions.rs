@@ -199,3 +199,90 @@ fn f3_no_handover_is_left_in_progress_once_settled() {
         include_bytes!("fuzz_findings/f3-handover-in-progress-after-settle.bin"),
     );
 }
+
+/// Finding F3, the sequence behind it: client id `c` reconnects on shard 1, 0, 1, 0 in turn,
+/// each CONNECT read before the takeover it races with is answered. The session's state goes
+/// from shard 0 (origin) along every claim: 0 → 1 → 0 → 1 → 0. Shard 0 then waits for two
+/// takeovers of `c` at once (claims 2 and 4 of `c`); the request from shard 1's claim 3 used to
+/// attach to whichever the map's random order offered first: the older one made the state's
+/// path pass shard 0 twice, and its relay took the handover's messages meant for the
+/// installer on the same shard (the handover never ended: "1 session handovers in progress"
+/// in about 15 of 40 runs); the newer one made shards 0 and 1 wait for each other's answer
+/// forever (the last connection never got a CONNACK). Now the request attaches to the claim
+/// it replaced and the handover's messages carry their hop on the path.
+#[test]
+fn f3_a_client_id_reconnecting_on_two_shards_in_turn_gets_its_session() {
+    use crate::overload::quiesce;
+    use bytes::Bytes;
+    use shardmq::broker::Config;
+    use shardmq::client::ConnectOptions;
+    use shardmq::codec::{MqttString, ProtocolVersion, QoS, SubscriptionOptions};
+    use shardmq::sim::{Sim, SimClient};
+
+    let persistent = || {
+        ConnectOptions::new("c")
+            .protocol(ProtocolVersion::V5)
+            .keep_alive_secs(0)
+            .clean_start(false)
+            .session_expiry_secs(3600)
+    };
+    let config = Config {
+        shards: 2,
+        ..Config::default()
+    };
+    // Several runs: the outcome used to depend on the process's random hash seed, and each
+    // `Sim` has its own maps.
+    for run in 0..8 {
+        let mut sim = Sim::new(config.clone(), run).expect("valid config");
+        let mut first = SimClient::connect(&mut sim, 0, persistent()).expect("room");
+        quiesce(&mut sim, &mut [&mut first]);
+        let qos1 = SubscriptionOptions {
+            qos: QoS::AtLeastOnce,
+            ..SubscriptionOptions::default()
+        };
+        first.session.subscribe(&[(MqttString::from("t/#"), qos1)]);
+        first.flush(&mut sim);
+        quiesce(&mut sim, &mut [&mut first]);
+
+        // Each turn reads the new CONNECT (a claim, a takeover request to the previous claim's
+        // shard) before the mesh messages of the turns before.
+        let mut last = None;
+        for shard in [1, 0, 1, 0] {
+            let client = SimClient::connect(&mut sim, shard, persistent()).expect("room");
+            sim.turn(shard);
+            last = Some(client);
+        }
+        let mut last = last.expect("four connections");
+        quiesce(&mut sim, &mut [&mut last]);
+        for shard in 0..2 {
+            assert_eq!(
+                sim.core(shard).handovers_in_progress(),
+                0,
+                "run {run}, shard {shard}: the handover ended"
+            );
+        }
+        assert!(
+            last.is_connected(),
+            "run {run}: the last connection has its session"
+        );
+
+        let mut publisher =
+            SimClient::connect(&mut sim, 1, ConnectOptions::new("p").keep_alive_secs(0))
+                .expect("room");
+        quiesce(&mut sim, &mut [&mut last, &mut publisher]);
+        let now = sim.now();
+        let _ = publisher.session.publish(
+            MqttString::from("t/x"),
+            Bytes::from_static(b"x"),
+            QoS::AtLeastOnce,
+            false,
+            now,
+        );
+        publisher.flush(&mut sim);
+        quiesce(&mut sim, &mut [&mut last, &mut publisher]);
+        assert!(
+            last.received.iter().any(|p| p.topic.as_str() == "t/x"),
+            "run {run}: the session kept its subscription across the four takeovers"
+        );
+    }
+}

@@ -20,6 +20,7 @@
 use super::connection::{ConnState, Connection, Unsent, PAUSED_MESH};
 use super::keys::ConnKey;
 use super::mesh::ShardMsg;
+use super::sessions::handover::HandoverLeg;
 use super::shard::{CloseReason, ShardCore, OVERFLOW_RETRY};
 use super::stats::{bump, bump_by, drop_one};
 use super::timers::TimerKind;
@@ -206,7 +207,11 @@ impl ShardCore {
                 request,
                 state,
                 handover,
-            } => self.handle_takeover_reply(request, state, handover),
+                hop,
+            } => {
+                let handover = handover.map(|id| HandoverLeg { id, hop });
+                self.handle_takeover_reply(request, state, handover)
+            }
             ShardMsg::Handover(msg) => self.handle_handover(msg),
         }
     }

@@ -9,7 +9,7 @@
 //! that target's overflow queue (order kept: once anything waits, later messages queue behind it)
 //! and the caller stops reading the connection that produced it until the overflow drains.
 
-use super::sessions::handover::{HandoverId, HandoverMsg};
+use super::sessions::handover::{HandoverId, HandoverLeg, HandoverMsg};
 use super::sessions::session::{MessageRef, SessionState};
 use crate::codec::MqttString;
 use crossbeam_channel::{Sender, TrySendError};
@@ -55,6 +55,8 @@ pub enum ShardMsg {
     /// connection and send the session state back (`keep_state`) or drop it.
     Takeover {
         from: ShardId,
+        /// The number of the claim that asks (unique broker-wide): the target's own claim
+        /// that it replaced is the latest one before it (`Sessions::waiting_takeover_mut`).
         request: u64,
         client_id: MqttString,
         keep_state: bool,
@@ -64,11 +66,32 @@ pub enum ShardMsg {
         from: ShardId,
         request: u64,
         state: Option<Box<SessionState>>,
-        /// With a state: the handover it belongs to (`handover.rs`).
+        /// With a state: the handover it belongs to (`handover.rs`)...
         handover: Option<HandoverId>,
+        /// ...and how many shards relayed it so far ([`HandoverLeg`]; apart from `handover`,
+        /// it fits beside the enum's tag and the message stays at 7 words).
+        hop: u32,
     },
     /// The session handover protocol (`handover.rs`).
     Handover(HandoverMsg),
+}
+
+impl ShardMsg {
+    /// A `TakeoverReply` carrying `handover` (with its hop count) if any.
+    pub fn takeover_reply(
+        from: ShardId,
+        request: u64,
+        state: Option<Box<SessionState>>,
+        handover: Option<HandoverLeg>,
+    ) -> ShardMsg {
+        ShardMsg::TakeoverReply {
+            from,
+            request,
+            state,
+            handover: handover.map(|leg| leg.id),
+            hop: handover.map_or(0, |leg| leg.hop),
+        }
+    }
 }
 
 /// One shard's sending end of the mesh.

@@ -29,7 +29,10 @@
 //!
 //! A session passed on by a shard that was itself waiting for it (crossing takeovers: the
 //! client id reconnected on B, then on C before A answered) keeps its handover: B relays the
-//! state, the forwards, `Drained` and `Done` on to C, and C installs as above. A shard whose
+//! state, the forwards, `Drained` and `Done` on to C, and C installs as above. A client id
+//! reconnecting on two shards in turn can route the state through the same shard more than
+//! once (A, B, A, B, A: finding F3), so these messages carry their hop count
+//! ([`HandoverLeg`]) and each relay, and the installer, handles only its own hop. A shard whose
 //! session is still arriving defers a takeover request for it until its handover ends, so one
 //! session is in at most one handover. Shared subscriptions: a message that reaches A for the
 //! session's group, with no member left on A, goes to B as a `Forward` for the group (no order
@@ -54,6 +57,26 @@ pub struct HandoverId {
     pub number: u64,
 }
 
+/// A handover as it reaches one shard on the way from its origin to its installer: `hop`
+/// shards relayed it before (finding F3). A path may pass the same shard more than once
+/// (crossing takeovers between two shards: A, B, A, B, A), so a shard tells its places on the
+/// path apart by the hop count that the messages towards the installer carry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HandoverLeg {
+    pub id: HandoverId,
+    pub hop: u32,
+}
+
+impl HandoverLeg {
+    /// The leg after this one (the next shard on the path).
+    fn next(self) -> HandoverLeg {
+        HandoverLeg {
+            id: self.id,
+            hop: self.hop.saturating_add(1),
+        }
+    }
+}
+
 /// The handover protocol's mesh messages (see the module doc).
 #[derive(Debug)]
 pub enum HandoverMsg {
@@ -65,14 +88,21 @@ pub enum HandoverMsg {
     /// shared subscription `share` (with the publisher's client id hash).
     Forward {
         id: HandoverId,
+        /// The messages towards the installer carry the two parts of their [`HandoverLeg`]
+        /// apart: the hop fits beside the enum's tag, which keeps the message at 5 words.
+        hop: u32,
         message: MessageRef,
         share: Option<Box<(MqttString, u64)>>,
     },
     /// From the origin towards the installer (relayed): every forward of what `source` routed
     /// before it switched was sent before this.
-    Drained { id: HandoverId, source: ShardId },
+    Drained {
+        id: HandoverId,
+        hop: u32,
+        source: ShardId,
+    },
     /// From the origin towards the installer (relayed): the origin is done; relays forget it.
-    Done { id: HandoverId },
+    Done { id: HandoverId, hop: u32 },
     /// To the origin: the state was not installed (the new connection wanted a clean start, or
     /// died and its session ends).
     Abort { id: HandoverId },
@@ -107,6 +137,9 @@ struct Source {
 /// The installer's side of a handover.
 struct Incoming {
     id: HandoverId,
+    /// Relays the session's state passed before it reached this shard: messages towards the
+    /// installer with another hop count are for another place of this shard on the path.
+    hop: u32,
     /// `None` once the session ended here.
     session: Option<SessionKey>,
     client_id: MqttString,
@@ -140,7 +173,8 @@ pub struct Handovers {
     next_number: u64,
     outgoing: Vec<Outgoing>,
     incoming: Vec<Incoming>,
-    relays: Vec<(HandoverId, ShardId)>,
+    /// Handovers whose messages this shard passes on: at which hop, and to which shard.
+    relays: Vec<(HandoverLeg, ShardId)>,
 }
 
 impl Handovers {
@@ -174,10 +208,10 @@ impl Handovers {
         self.incoming.iter_mut().find(|i| i.id == id)
     }
 
-    fn relay(&self, id: HandoverId) -> Option<ShardId> {
+    fn relay(&self, leg: HandoverLeg) -> Option<ShardId> {
         self.relays
             .iter()
-            .find(|(r, _)| *r == id)
+            .find(|(r, _)| *r == leg)
             .map(|(_, to)| *to)
     }
 }
@@ -222,13 +256,18 @@ impl ShardCore {
         }
         let mut overflowed = false;
         for &(number, to) in &targets {
-            let id = HandoverId {
-                origin: self.id,
-                number,
-            };
+            let HandoverLeg { id, hop } = self.first_leg(number);
             let share = None;
             let message = message.clone();
-            overflowed |= !self.send_handover(to, HandoverMsg::Forward { id, message, share });
+            overflowed |= !self.send_handover(
+                to,
+                HandoverMsg::Forward {
+                    id,
+                    hop,
+                    message,
+                    share,
+                },
+            );
         }
         (!targets.is_empty(), overflowed)
     }
@@ -249,19 +288,34 @@ impl ShardCore {
         else {
             return false;
         };
-        let id = HandoverId {
-            origin: self.id,
-            number: out.number,
-        };
-        let to = out.to;
+        let (number, to) = (out.number, out.to);
+        let HandoverLeg { id, hop } = self.first_leg(number);
         let share = Some(Box::new((share.clone(), publisher_hash)));
         let message = message.clone();
-        self.send_handover(to, HandoverMsg::Forward { id, message, share });
+        self.send_handover(
+            to,
+            HandoverMsg::Forward {
+                id,
+                hop,
+                message,
+                share,
+            },
+        );
         true
     }
 
-    /// Installer: the session of handover `id` is installed as `skey` (its routes broadcast).
-    pub(crate) fn handover_installed(&mut self, id: HandoverId, skey: SessionKey) {
+    /// Origin: the first leg of its handover `number` (towards the shard that asked).
+    fn first_leg(&self, number: u64) -> HandoverLeg {
+        let id = HandoverId {
+            origin: self.id,
+            number,
+        };
+        HandoverLeg { id, hop: 0 }
+    }
+
+    /// Installer: the session of handover `leg` is installed as `skey` (its routes broadcast).
+    pub(crate) fn handover_installed(&mut self, leg: HandoverLeg, skey: SessionKey) {
+        let id = leg.id;
         let shards = self.mesh.shards();
         let client_id = match self.sessions.get(skey) {
             Some(s) => s.session.state.client_id.clone(),
@@ -271,6 +325,7 @@ impl ShardCore {
         sources[self.id].switched = true;
         self.handovers.incoming.push(Incoming {
             id,
+            hop: leg.hop,
             session: Some(skey),
             client_id,
             sources,
@@ -297,9 +352,11 @@ impl ShardCore {
         }
     }
 
-    /// This shard passed the state of handover `id` on to `to`: so does what follows it.
-    pub(crate) fn handover_relayed(&mut self, id: HandoverId, to: ShardId) {
-        self.handovers.relays.push((id, to));
+    /// This shard passed the state of handover `leg` on to `to`: so does what follows it.
+    /// Returns the leg the state continues on.
+    pub(crate) fn handover_relayed(&mut self, leg: HandoverLeg, to: ShardId) -> HandoverLeg {
+        self.handovers.relays.push((leg, to));
+        leg.next()
     }
 
     /// Installer: what to do with a message from `source` matched for session `skey`.
@@ -426,17 +483,38 @@ impl ShardCore {
 
     /// `Forward`, `Drained` and `Done`: relayed, or handled by the installer.
     fn handle_towards_installer(&mut self, msg: HandoverMsg) {
-        let id = match &msg {
-            HandoverMsg::Forward { id, .. }
-            | HandoverMsg::Drained { id, .. }
-            | HandoverMsg::Done { id } => *id,
+        let leg = match &msg {
+            HandoverMsg::Forward { id, hop, .. }
+            | HandoverMsg::Drained { id, hop, .. }
+            | HandoverMsg::Done { id, hop } => HandoverLeg { id: *id, hop: *hop },
             _ => return,
         };
-        if let Some(to) = self.handovers.relay(id) {
-            if matches!(msg, HandoverMsg::Done { .. }) {
-                self.handovers.relays.retain(|(r, _)| *r != id);
-            }
+        if let Some(to) = self.handovers.relay(leg) {
+            let HandoverLeg { id, hop } = leg.next();
+            let msg = match msg {
+                HandoverMsg::Forward { message, share, .. } => HandoverMsg::Forward {
+                    id,
+                    hop,
+                    message,
+                    share,
+                },
+                HandoverMsg::Drained { source, .. } => HandoverMsg::Drained { id, hop, source },
+                _ => {
+                    self.handovers.relays.retain(|(r, _)| *r != leg);
+                    HandoverMsg::Done { id, hop }
+                }
+            };
             self.send_handover(to, msg);
+            return;
+        }
+        let id = leg.id;
+        // Finding F3: this shard is the installer only at the end of the path.
+        if !self
+            .handovers
+            .incoming
+            .iter()
+            .any(|i| i.id == id && i.hop == leg.hop)
+        {
             return;
         }
         match msg {
@@ -515,11 +593,15 @@ impl ShardCore {
         }
         let to = out.to;
         let complete = out.switched.iter().all(|&s| s);
-        let id = HandoverId {
-            origin: self.id,
-            number,
-        };
-        self.send_handover(to, HandoverMsg::Drained { id, source: shard });
+        let HandoverLeg { id, hop } = self.first_leg(number);
+        self.send_handover(
+            to,
+            HandoverMsg::Drained {
+                id,
+                hop,
+                source: shard,
+            },
+        );
         if complete {
             self.origin_finish(number);
         }
@@ -536,11 +618,8 @@ impl ShardCore {
             return;
         };
         let out = self.handovers.outgoing.swap_remove(at);
-        let id = HandoverId {
-            origin: self.id,
-            number,
-        };
-        self.send_handover(out.to, HandoverMsg::Done { id });
+        let HandoverLeg { id, hop } = self.first_leg(number);
+        self.send_handover(out.to, HandoverMsg::Done { id, hop });
         let mut gone = Vec::new();
         for filter in out.filters {
             if self.delivery.router_mut().local_removed(&filter) {

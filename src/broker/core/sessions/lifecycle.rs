@@ -22,7 +22,7 @@ use crate::broker::core::delivery::LocalSub;
 use crate::broker::core::keys::{ConnKey, SessionKey};
 use crate::broker::core::mesh::{ShardId, ShardMsg};
 use crate::broker::core::registry::Claim;
-use crate::broker::core::sessions::handover::HandoverId;
+use crate::broker::core::sessions::handover::HandoverLeg;
 use crate::broker::core::sessions::session::{Session, SessionLimits, SessionState};
 use crate::broker::core::sessions::ShardSession;
 use crate::broker::core::shard::{Awaited, CloseReason, PendingAck, ShardCore};
@@ -48,8 +48,8 @@ enum SessionSource {
     Fresh,
     /// A session already on this shard (slab key).
     Local(SessionKey),
-    /// State handed over by another shard, in handover `HandoverId` (handover.rs).
-    Transferred(Box<SessionState>, HandoverId),
+    /// State handed over by another shard, in handover `HandoverLeg` (handover.rs).
+    Transferred(Box<SessionState>, HandoverLeg),
 }
 
 impl ShardCore {
@@ -174,7 +174,7 @@ impl ShardCore {
         // A takeover for this id is in flight towards us: this connection replaces the parked one
         // and waits for the same answer.
         let conn_id = self.connections.get(key).map_or(0, |c| c.id);
-        if let Some(pending) = self.sessions.waiting_takeover_mut(&client_id) {
+        if let Some(pending) = self.sessions.waiting_takeover_mut(&client_id, u64::MAX) {
             let old = pending.connection;
             let old_id = pending.connection_id;
             pending.connection = key;
@@ -572,18 +572,16 @@ impl ShardCore {
             }
             // Finding F1: this shard keeps routing for the session until every shard has the
             // new routes (handover.rs).
-            let handover = state.as_ref().map(|s| self.handover_start(from, s));
-            let reply = ShardMsg::TakeoverReply {
-                from: self.id,
-                request,
-                state,
-                handover,
-            };
+            let handover = state.as_ref().map(|s| HandoverLeg {
+                id: self.handover_start(from, s),
+                hop: 0,
+            });
+            let reply = ShardMsg::takeover_reply(self.id, request, state, handover);
             self.mesh.send(from, reply);
             return;
         }
         // We are ourselves waiting for this id's session: hand the answer on when it comes.
-        if let Some(pending) = self.sessions.waiting_takeover_mut(&client_id) {
+        if let Some(pending) = self.sessions.waiting_takeover_mut(&client_id, request) {
             pending.forward = Some((from, request, keep_state));
             let (old, old_id) = (pending.connection, pending.connection_id);
             if self.connections.get(old).is_some_and(|c| c.id == old_id) {
@@ -591,15 +589,8 @@ impl ShardCore {
             }
             return;
         }
-        self.mesh.send(
-            from,
-            ShardMsg::TakeoverReply {
-                from: self.id,
-                request,
-                state: None,
-                handover: None,
-            },
-        );
+        self.mesh
+            .send(from, ShardMsg::takeover_reply(self.id, request, None, None));
     }
 
     /// The shard that held a session answered our `Takeover` (or relayed the answer).
@@ -607,37 +598,29 @@ impl ShardCore {
         &mut self,
         request: u64,
         state: Option<Box<SessionState>>,
-        handover: Option<HandoverId>,
+        handover: Option<HandoverLeg>,
     ) {
         let Some(pending) = self.sessions.finish_takeover(request) else {
             // Nothing asked for it any more: the state is dropped, the handover ends.
             if let Some(handover) = handover {
-                self.handover_aborted(handover);
+                self.handover_aborted(handover.id);
             }
             return;
         };
         if let Some((to, their_request, keep)) = pending.forward {
             // Crossing takeovers: the state, and what follows it, go on to the newer claim.
             let (state, handover) = match (keep, handover) {
-                (true, Some(handover)) => {
-                    self.handover_relayed(handover, to);
-                    (state, Some(handover))
-                }
+                (true, Some(handover)) => (state, Some(self.handover_relayed(handover, to))),
                 (_, handover) => {
                     if let Some(handover) = handover {
-                        self.handover_aborted(handover);
+                        self.handover_aborted(handover.id);
                     }
                     (None, None)
                 }
             };
             self.mesh.send(
                 to,
-                ShardMsg::TakeoverReply {
-                    from: self.id,
-                    request: their_request,
-                    state,
-                    handover,
-                },
+                ShardMsg::takeover_reply(self.id, their_request, state, handover),
             );
             return;
         }
@@ -651,7 +634,7 @@ impl ShardCore {
             }
             (_, handover) => {
                 if let Some(handover) = handover {
-                    self.handover_aborted(handover);
+                    self.handover_aborted(handover.id);
                 }
                 SessionSource::Fresh
             }
@@ -674,7 +657,7 @@ impl ShardCore {
             }
             source => {
                 if let SessionSource::Transferred(_, handover) = source {
-                    self.handover_aborted(handover);
+                    self.handover_aborted(handover.id);
                 }
                 self.global
                     .registry

@@ -48,10 +48,9 @@ pub struct Sessions {
     slab: Slots<SessionKey, ShardSession>,
     /// Client id -> slab key.
     client_ids: ClientIds,
-    /// Takeovers this shard asked another shard for, by request number.
+    /// Takeovers this shard asked another shard for, by request number (the number of the
+    /// client id claim that asked, unique broker-wide).
     takeovers: HashMap<u64, PendingTakeover>,
-    /// The next takeover request number (unique on this shard).
-    next_request: u64,
     /// The next value of [`ShardSession::generation`] (unique on this shard).
     next_generation: u64,
 }
@@ -116,20 +115,33 @@ impl Sessions {
         generation
     }
 
-    /// Records a takeover this shard asks another shard for; returns its request number.
+    /// Records a takeover this shard asks another shard for; returns its request number: the
+    /// number of the pending connection's claim (finding F3: it orders the requests).
     pub fn start_takeover(&mut self, pending: PendingTakeover) -> u64 {
-        let request = self.next_request;
-        self.next_request += 1;
+        let request = pending.claim.number;
         self.takeovers.insert(request, pending);
         request
     }
 
     /// The takeover this shard waits for on behalf of its own CONNECT for `client_id` (not one
-    /// it forwards for another shard).
-    pub fn waiting_takeover_mut(&mut self, client_id: &MqttString) -> Option<&mut PendingTakeover> {
+    /// it forwards for another shard) whose claim came last before claim number `before`.
+    ///
+    /// Finding F3: a client id reconnecting on two shards in turn leaves several takeovers for
+    /// it waiting here; a request from claim N supersedes the claim just before N, so the
+    /// latest one before N is the one that passes the session on (the first one the map's
+    /// random order offered made the outcome vary from run to run, and could make two shards
+    /// wait for each other forever).
+    pub fn waiting_takeover_mut(
+        &mut self,
+        client_id: &MqttString,
+        before: u64,
+    ) -> Option<&mut PendingTakeover> {
         self.takeovers
             .values_mut()
-            .find(|p| p.accepted.client_id == *client_id && p.forward.is_none())
+            .filter(|p| {
+                p.accepted.client_id == *client_id && p.forward.is_none() && p.claim.number < before
+            })
+            .max_by_key(|p| p.claim.number)
     }
 
     /// The takeover of `request` was answered: it is no longer pending.
