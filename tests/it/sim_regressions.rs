@@ -286,3 +286,24 @@ fn f3_a_client_id_reconnecting_on_two_shards_in_turn_gets_its_session() {
         );
     }
 }
+
+/// Four more inputs of F3's class that the fuzzer found (`-ignore_crashes`) before the fix.
+#[test]
+fn f3_class_inputs_settle_without_a_handover_in_progress() {
+    check(
+        "F3 04cbc2c2",
+        include_bytes!("fuzz_findings/f3-class-04cbc2c2.bin"),
+    );
+    check(
+        "F3 07c34d8d",
+        include_bytes!("fuzz_findings/f3-class-07c34d8d.bin"),
+    );
+    check(
+        "F3 0ec0e190",
+        include_bytes!("fuzz_findings/f3-class-0ec0e190.bin"),
+    );
+    check(
+        "F3 4ccd343b",
+        include_bytes!("fuzz_findings/f3-class-4ccd343b.bin"),
+    );
+}
