@@ -19,7 +19,7 @@
 //!   id, that connection itself) subscribed to (a delivery to the wrong connection, say a
 //!   reused slab key or a closed session's queue, breaks it);
 //! - after every connection is closed and the mesh has settled (overflow queues included), no
-//!   session handover is in progress, every shard's buffered bytes equal what its session
+//!   session handover is in progress and no takeover is still waited on, every shard's buffered bytes equal what its session
 //!   queues hold (no accounting drift, nothing held for a closed connection) and stay within
 //!   its part of `max_buffered_bytes` plus the queue bound; the same once every session expiry
 //!   a script can ask for has passed (expired sessions refund exactly what they held).
@@ -561,6 +561,15 @@ fn check_settled(sim: &Sim, when: &str) -> Result<(), Violation> {
             return Err(Violation(format!(
                 "shard {shard}: {handovers} session handovers in progress with the mesh \
                  settled ({when})"
+            )));
+        }
+        // Finding F3: two claims on one client id waiting on each other for ever would leave
+        // a takeover pending (and a connection without its CONNACK).
+        let takeovers = core.takeovers_pending();
+        if takeovers != 0 {
+            return Err(Violation(format!(
+                "shard {shard}: {takeovers} takeovers still pending with the mesh settled \
+                 ({when})"
             )));
         }
         let (buffered, limit) = core.buffered_bytes();

@@ -377,6 +377,12 @@ impl ShardCore {
         self.handovers.in_progress()
     }
 
+    /// Takeovers this shard waits on (for invariant checks: none once the mesh has settled;
+    /// finding F3's second form was a pair of claims waiting on each other for ever).
+    pub fn takeovers_pending(&self) -> usize {
+        self.sessions.takeovers_pending()
+    }
+
     /// Open connections and sessions on this shard.
     pub fn population(&self) -> (usize, usize) {
         (self.connections.len(), self.sessions.len())

@@ -144,6 +144,12 @@ impl Sessions {
             .max_by_key(|p| p.claim.number)
     }
 
+    /// Takeovers this shard asked other shards for and still waits on (for invariant checks:
+    /// none once the mesh has settled).
+    pub fn takeovers_pending(&self) -> usize {
+        self.takeovers.len()
+    }
+
     /// The takeover of `request` was answered: it is no longer pending.
     pub fn finish_takeover(&mut self, request: u64) -> Option<PendingTakeover> {
         self.takeovers.remove(&request)
