@@ -4,6 +4,7 @@
 //! Identifiers, a member moving shard. One member per message, the strategies and skipping
 //! offline and lagging members are tested in the simulation, `sim_shared.rs`.
 
+use crate::support::assert_each_once;
 use crate::support::broker::*;
 use shardmq::codec::{Packet, ProtocolVersion, QoS, ReasonCode, SubscriptionOptions};
 use std::collections::BTreeSet;
@@ -44,18 +45,6 @@ fn publish_n(publisher: &mut Raw, topic: &str, n: usize, qos: QoS) -> BTreeSet<S
             payload
         })
         .collect()
-}
-
-/// Checks that the members together got every message exactly once.
-fn assert_each_once(members: &[Vec<String>], sent: &BTreeSet<String>) {
-    let all: Vec<&String> = members.iter().flatten().collect();
-    let distinct: BTreeSet<String> = all.iter().map(|s| s.to_string()).collect();
-    assert_eq!(
-        all.len(),
-        sent.len(),
-        "one delivery per message: {members:?}"
-    );
-    assert_eq!(&distinct, sent, "every message delivered: {members:?}");
 }
 
 #[test]

@@ -5,6 +5,7 @@
 //! periods; here each member sits on the shard the test names and every turn runs to the end.
 //! `mqtt5_shared.rs` keeps the real-TCP ones for the wire and for MQTT 3.1.1 clients.
 
+use crate::support::assert_each_once;
 use crate::support::broker::{connect_packet, publish_packet, unsubscribe_packet};
 use crate::support::sim::{advance_ms, payloads, sim_with, Peer};
 use shardmq::broker::config::SharedStrategy;
@@ -44,18 +45,6 @@ fn publish_n(sim: &mut Sim, publisher: &mut Peer, topic: &str, n: usize) -> BTre
             payload
         })
         .collect()
-}
-
-/// The members together got every message exactly once.
-fn assert_each_once(members: &[Vec<String>], sent: &BTreeSet<String>) {
-    let all: Vec<&String> = members.iter().flatten().collect();
-    let distinct: BTreeSet<String> = all.iter().map(|s| s.to_string()).collect();
-    assert_eq!(
-        all.len(),
-        sent.len(),
-        "one delivery per message: {members:?}"
-    );
-    assert_eq!(&distinct, sent, "every message delivered: {members:?}");
 }
 
 fn drain_all(sim: &mut Sim, members: &mut [Peer]) -> Vec<Vec<String>> {

@@ -24,3 +24,16 @@ pub mod interop;
 pub mod mosquitto;
 pub mod sim;
 pub mod transport;
+
+/// Shared-subscription tests (real TCP and simulated): the members together got every message
+/// exactly once.
+pub fn assert_each_once(members: &[Vec<String>], sent: &std::collections::BTreeSet<String>) {
+    let all: Vec<&String> = members.iter().flatten().collect();
+    let distinct: std::collections::BTreeSet<String> = all.iter().map(|s| s.to_string()).collect();
+    assert_eq!(
+        all.len(),
+        sent.len(),
+        "one delivery per message: {members:?}"
+    );
+    assert_eq!(&distinct, sent, "every message delivered: {members:?}");
+}

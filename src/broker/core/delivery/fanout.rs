@@ -34,6 +34,21 @@ pub enum Encoding {
 }
 
 impl ShardCore {
+    /// A message that will not be written (expired, or over the client's Maximum Packet
+    /// Size) is treated as delivered: a QoS 1/2 one leaves the in-flight window as if
+    /// acknowledged, in memory and in the store.
+    fn discard_as_delivered(&mut self, skey: SessionKey, qos: QoS, packet_id: u16) {
+        if qos == QoS::AtMostOnce {
+            return;
+        }
+        if let Some(session) = self.sessions.get_mut(skey) {
+            session.session.forget(packet_id);
+            // Persistence: discarded as if acknowledged.
+            let client_id = &session.session.state.client_id;
+            self.store.message_done(client_id, packet_id);
+        }
+    }
+
     /// Routes a message published on this shard (by a client or as a will). Returns whether any
     /// subscriber matched and whether a mesh channel was full (the caller pauses the publisher).
     pub(crate) fn route_publish(
@@ -330,14 +345,7 @@ impl ShardCore {
         let resend = encoding == Encoding::Fresh { dup: true };
         if expiry_left == Some(0) && !resend {
             bump(&self.global.counters[self.id].messages_expired);
-            if qos != QoS::AtMostOnce {
-                if let Some(session) = self.sessions.get_mut(skey) {
-                    session.session.forget(packet_id);
-                    // Persistence: discarded as if acknowledged.
-                    let client_id = &session.session.state.client_id;
-                    self.store.message_done(client_id, packet_id);
-                }
-            }
+            self.discard_as_delivered(skey, qos, packet_id);
             return;
         }
         let adjusted =
@@ -400,14 +408,7 @@ impl ShardCore {
         if layout.len(qos) > conn.client_max_packet_size as usize {
             // [MQTT-3.1.2-25]: discard it and behave as if it had been delivered.
             bump(&self.global.counters[self.id].dropped_client_packet_size);
-            if qos != QoS::AtMostOnce {
-                if let Some(session) = self.sessions.get_mut(skey) {
-                    session.session.forget(packet_id);
-                    // Persistence: discarded as if acknowledged.
-                    let client_id = &session.session.state.client_id;
-                    self.store.message_done(client_id, packet_id);
-                }
-            }
+            self.discard_as_delivered(skey, qos, packet_id);
             return;
         }
         if let Some((alias, _)) = alias {
