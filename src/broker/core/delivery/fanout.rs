@@ -65,7 +65,7 @@ impl ShardCore {
         let mut remote = false;
         let shards = self.mesh.shards();
         if shards > 1 {
-            // One message per destination shard, sharing the Arc'd publish.
+            // One reference per destination shard, sharing the Arc'd publish.
             let (destinations, lookup) = self
                 .delivery
                 .router_mut()
@@ -79,11 +79,8 @@ impl ShardCore {
                 {
                     self.backpressure.note_blocker(Blocker::Shard(target));
                 }
-                let msg = ShardMsg::Publish {
-                    from: self.id,
-                    message: message.clone(),
-                };
-                if !self.mesh.send(target, msg) {
+                // Into this turn's batch for the target (mesh.rs, issue 17).
+                if !self.mesh.publish(target, message.clone()) {
                     overflowed = true;
                     bump(&self.global.counters[self.id].mesh_channel_full);
                 }
