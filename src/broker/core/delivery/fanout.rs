@@ -60,37 +60,42 @@ impl ShardCore {
             self.store_retained(message);
         }
         self.backpressure.start_publish();
-        let local = self.deliver_local(message, origin, Route::Direct(self.id));
-        let mut overflowed = false;
-        let mut remote = false;
         let shards = self.mesh.shards();
-        if shards > 1 {
-            // One reference per destination shard, sharing the Arc'd publish.
-            let (destinations, lookup) = self
-                .delivery
-                .router_mut()
-                .destinations_bytes(message.topic.as_bytes());
-            count_lookup(&self.global.counters[self.id], lookup);
-            remote = !destinations.is_empty();
-            for &target in destinations {
-                // Inline `note_destination`: `destinations` borrows the router.
-                if !self.backpressure.has_blocker()
-                    && self.global.congested[target].0.load(Ordering::Relaxed)
-                {
-                    self.backpressure.note_blocker(Blocker::Shard(target));
-                }
-                // Into this turn's batch for the target (mesh.rs, issue 17).
-                if !self.mesh.publish(target, message.clone()) {
-                    overflowed = true;
-                    bump(&self.global.counters[self.id].mesh_channel_full);
-                }
+        if shards == 1 {
+            let local = self.deliver_local(message, origin, Route::Direct(self.id));
+            let (shared, shared_overflowed) = self.route_shared(message, origin);
+            return (local || shared, shared_overflowed);
+        }
+        // One reference per destination shard, sharing the Arc'd publish. The routes name this
+        // shard's own filters too: the local trie is searched only when one matched (issue 17:
+        // a publish for another shard's subscriber saves that search).
+        let (destinations, lookup) = self
+            .delivery
+            .router_mut()
+            .destinations_bytes(message.topic.as_bytes());
+        count_lookup(&self.global.counters[self.id], lookup);
+        let mut remote = !destinations.is_empty();
+        let mut overflowed = false;
+        for &target in destinations {
+            // Inline `note_destination`: `destinations` borrows the router.
+            if !self.backpressure.has_blocker()
+                && self.global.congested[target].0.load(Ordering::Relaxed)
+            {
+                self.backpressure.note_blocker(Blocker::Shard(target));
             }
-            // Finding F1: a session handed over from here may still need it (handover.rs).
-            if self.handovers.has_outgoing() {
-                let (forwarded, full) = self.handover_forward(message, self.id);
-                remote |= forwarded;
-                overflowed |= full;
+            // Into this turn's batch for the target (mesh.rs, issue 17).
+            if !self.mesh.publish(target, message.clone()) {
+                overflowed = true;
+                bump(&self.global.counters[self.id].mesh_channel_full);
             }
+        }
+        let local = self.delivery.router().local_matched()
+            && self.deliver_local(message, origin, Route::Direct(self.id));
+        // Finding F1: a session handed over from here may still need it (handover.rs).
+        if self.handovers.has_outgoing() {
+            let (forwarded, full) = self.handover_forward(message, self.id);
+            remote |= forwarded;
+            overflowed |= full;
         }
         let (shared, shared_overflowed) = self.route_shared(message, origin);
         (local || remote || shared, overflowed || shared_overflowed)
