@@ -29,6 +29,15 @@ fn first_byte(packet_type: PacketType) -> u8 {
     ((packet_type as u8) << 4) | flags
 }
 
+/// The four bytes of an acknowledgement that carries only its packet identifier: every MQTT
+/// 3.x one, and an MQTT 5 one with reason code Success and no properties, whose reason code and
+/// property length are left out (spec 3.4.2.1). Exactly what [`Ack::encode`] writes for such
+/// an acknowledgement, without building one (the broker's per-message PUBACK, issue 17).
+pub fn short_ack(packet_type: PacketType, packet_id: u16) -> [u8; 4] {
+    let [high, low] = packet_id.to_be_bytes();
+    [first_byte(packet_type), 2, high, low]
+}
+
 impl Ack {
     /// Decodes the body of a PUBACK, PUBREC, PUBREL or PUBCOMP (`packet_type`).
     pub(crate) fn decode(
@@ -97,5 +106,49 @@ impl Ack {
             self.properties.encode(PropertyContext::Ack, out);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_ack_is_what_encode_writes_for_a_plain_acknowledgement() {
+        let types = [
+            PacketType::PubAck,
+            PacketType::PubRec,
+            PacketType::PubRel,
+            PacketType::PubComp,
+        ];
+        let versions = [
+            ProtocolVersion::V3_1,
+            ProtocolVersion::V3_1_1,
+            ProtocolVersion::V5,
+        ];
+        for packet_type in types {
+            for version in versions {
+                for packet_id in [1u16, 0x1234, u16::MAX] {
+                    let ack = Ack {
+                        packet_id,
+                        reason_code: ReasonCode::Success,
+                        properties: Properties::default(),
+                    };
+                    let mut out = BytesMut::new();
+                    ack.encode(packet_type, version, &mut out).expect("encodes");
+                    assert_eq!(&out[..], &short_ack(packet_type, packet_id)[..]);
+                }
+            }
+        }
+        // A 3.x acknowledgement never carries a reason code, whatever the broker decided.
+        let ack = Ack {
+            packet_id: 9,
+            reason_code: ReasonCode::NoMatchingSubscribers,
+            properties: Properties::default(),
+        };
+        let mut out = BytesMut::new();
+        ack.encode(PacketType::PubAck, ProtocolVersion::V3_1_1, &mut out)
+            .expect("encodes");
+        assert_eq!(&out[..], &short_ack(PacketType::PubAck, 9)[..]);
     }
 }

@@ -57,6 +57,7 @@ mod topic_rules;
 mod types;
 mod writer;
 
+pub use ack::short_ack;
 pub use error::DecodeError;
 pub use limits::{EncodeError, FIELD_LEN_MAX};
 pub use properties::{MoreProperties, Properties, PropertyContext, PropertyId, PropertyType};

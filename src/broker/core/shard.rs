@@ -11,7 +11,9 @@ use super::stats::{bump, drop_one, ShardCounters};
 use super::timers::{TimerKind, Timers};
 use super::Global;
 use crate::broker::fault;
-use crate::codec::{self, Disconnect, MqttString, Packet, Properties, QoS, ReasonCode, SubAck};
+use crate::codec::{
+    self, Ack, Disconnect, MqttString, Packet, PacketType, Properties, QoS, ReasonCode, SubAck,
+};
 use std::collections::VecDeque;
 use std::fmt;
 use std::io;
@@ -327,6 +329,38 @@ impl ShardCore {
     }
 
     /// Queues a packet on a connection and schedules its write.
+    /// Sends PUBACK, PUBREC, PUBREL or PUBCOMP (`packet_type`) for `packet_id` with `code`.
+    /// Issue 17: a plain one (every 3.x acknowledgement, an MQTT 5 one with Success) goes out as
+    /// its four bytes without a packet being built: what `send_packet` would write for it
+    /// (`codec::short_ack`).
+    pub fn send_ack(
+        &mut self,
+        key: ConnKey,
+        packet_type: PacketType,
+        packet_id: u16,
+        code: ReasonCode,
+    ) {
+        let Some(conn) = self.connections.get_mut(key) else {
+            return;
+        };
+        if conn.state == ConnState::Closing {
+            return;
+        }
+        // [MQTT-3.1.2-24]: four bytes fit any Maximum Packet Size but a nonsensical one below
+        // four, which `send_packet` handles.
+        if (code == ReasonCode::Success || !conn.version.is_v5())
+            && conn.client_max_packet_size >= 4
+        {
+            let memory = self.backpressure.memory_mut();
+            conn.out
+                .push_ack(codec::short_ack(packet_type, packet_id), memory);
+            bump(&self.global.counters[self.id].packets_sent);
+            self.mark_dirty(key);
+            return;
+        }
+        self.send_packet(key, &ack_packet(packet_type, packet_id, code));
+    }
+
     pub fn send_packet(&mut self, key: ConnKey, packet: &Packet) {
         let Some(conn) = self.connections.get_mut(key) else {
             return;
@@ -631,6 +665,22 @@ fn with_reason_string(mut packet: Packet, why: &str) -> Packet {
         disconnect.properties.reason_string = Some(MqttString::from(&why[..end]));
     }
     packet
+}
+
+/// The acknowledgement `packet_type` (PUBACK, PUBREC, PUBREL, else PUBCOMP) for `packet_id`
+/// with `code` and no properties.
+pub(crate) fn ack_packet(packet_type: PacketType, packet_id: u16, code: ReasonCode) -> Packet {
+    let ack = Ack {
+        packet_id,
+        reason_code: code,
+        properties: Properties::default(),
+    };
+    match packet_type {
+        PacketType::PubAck => Packet::PubAck(ack),
+        PacketType::PubRec => Packet::PubRec(ack),
+        PacketType::PubRel => Packet::PubRel(ack),
+        _ => Packet::PubComp(ack),
+    }
 }
 
 #[cfg(test)]

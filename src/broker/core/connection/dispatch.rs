@@ -3,7 +3,7 @@
 //! Every violation becomes `CloseReason::Protocol(reason code, rule)`: the connection gets a
 //! DISCONNECT with that code (MQTT 5), one log line, and is closed; nobody else is affected.
 
-use crate::broker::core::connection::protocol::{granted, topic_levels, FORWARD_FRAME_MAX_BYTES};
+use crate::broker::core::connection::protocol::{granted, topic_levels};
 use crate::broker::core::connection::{Announced, ConnState};
 use crate::broker::core::delivery::LocalSub;
 use crate::broker::core::keys::{ConnKey, SessionKey};
@@ -11,19 +11,11 @@ use crate::broker::core::sessions::session::{IncomingQoS2, ReceivedFrame, Stored
 use crate::broker::core::shard::{Awaited, CloseReason, PendingAck, ShardCore};
 use crate::broker::core::stats::{bump, drop_one};
 use crate::codec::{
-    Ack, Disconnect, MqttString, Packet, Properties, ProtocolVersion, Publish, QoS, ReasonCode,
-    SubAck, Subscribe, UnsubAck, Unsubscribe,
+    Ack, Disconnect, MqttString, Packet, PacketType, Properties, ProtocolVersion, Publish, QoS,
+    ReasonCode, SubAck, Subscribe, UnsubAck, Unsubscribe,
 };
 use crate::topic;
 use bytes::Bytes;
-
-fn ack(packet_id: u16, reason_code: ReasonCode) -> Ack {
-    Ack {
-        packet_id,
-        reason_code,
-        properties: Properties::default(),
-    }
-}
 
 fn protocol_error(why: &str) -> CloseReason {
     CloseReason::Protocol(ReasonCode::ProtocolError, why.to_string())
@@ -60,18 +52,22 @@ impl ShardCore {
         let v5 = conn.version.is_v5();
         match packet {
             Packet::Publish(publish) => {
-                // Small frames without a Topic Alias may be forwarded as they are.
-                let frame = (frame.len() <= FORWARD_FRAME_MAX_BYTES
-                    && publish.properties.topic_alias.is_none())
-                .then_some(ReceivedFrame { bytes: frame, v5 });
+                // Frames without a Topic Alias may be forwarded as they are (issue 17: whatever
+                // their size; the payload is a slice of the same read allocation anyway).
+                let frame = publish
+                    .properties
+                    .topic_alias
+                    .is_none()
+                    .then_some(ReceivedFrame { bytes: frame, v5 });
                 self.handle_publish(key, skey, publish, frame)
             }
             Packet::PubAck(a) => {
                 if let Some(s) = self.sessions.get_mut(skey) {
-                    if s.session.handle_puback(a.packet_id) {
+                    if let Some(message) = s.session.take_puback(a.packet_id) {
                         // Persistence: the message is finished.
                         let client_id = &s.session.state.client_id;
                         self.store.message_done(client_id, a.packet_id);
+                        self.delivery.recycle_message(message);
                     } else {
                         log::debug!(
                             "shard {}: PUBACK for unknown packet id {}",
@@ -101,7 +97,7 @@ impl ShardCore {
                 } else {
                     ReasonCode::PacketIdentifierNotFound
                 };
-                self.send_packet(key, &Packet::PubComp(ack(a.packet_id, code)));
+                self.send_ack(key, PacketType::PubComp, a.packet_id, code);
             }
             Packet::PubComp(a) => {
                 if let Some(s) = self.sessions.get_mut(skey) {
@@ -205,8 +201,8 @@ impl ShardCore {
             let code = self.denied_publish_code(key);
             match qos {
                 QoS::AtMostOnce => {}
-                QoS::AtLeastOnce => self.send_packet(key, &Packet::PubAck(ack(packet_id, code))),
-                QoS::ExactlyOnce => self.send_packet(key, &Packet::PubRec(ack(packet_id, code))),
+                QoS::AtLeastOnce => self.send_ack(key, PacketType::PubAck, packet_id, code),
+                QoS::ExactlyOnce => self.send_ack(key, PacketType::PubRec, packet_id, code),
             }
             return;
         }
@@ -226,8 +222,7 @@ impl ShardCore {
                 IncomingQoS2::Duplicate => {
                     // [MQTT-4.3.3-10]: not delivered again; answer PUBREC again (after any
                     // PUBREC still held for durability, persist.rs).
-                    let pubrec = Packet::PubRec(ack(packet_id, ReasonCode::Success));
-                    self.send_publish_ack(key, pubrec);
+                    self.send_publish_ack(key, PacketType::PubRec, packet_id, ReasonCode::Success);
                     return;
                 }
                 IncomingQoS2::ReceiveMaximumExceeded => {
@@ -248,10 +243,10 @@ impl ShardCore {
             match qos {
                 QoS::AtMostOnce => {}
                 QoS::AtLeastOnce => {
-                    self.send_packet(key, &Packet::PubAck(ack(packet_id, ReasonCode::Success)))
+                    self.send_ack(key, PacketType::PubAck, packet_id, ReasonCode::Success)
                 }
                 QoS::ExactlyOnce => {
-                    self.send_packet(key, &Packet::PubRec(ack(packet_id, ReasonCode::Success)))
+                    self.send_ack(key, PacketType::PubRec, packet_id, ReasonCode::Success)
                 }
             }
             return;
@@ -271,8 +266,8 @@ impl ShardCore {
         };
         match qos {
             QoS::AtMostOnce => {}
-            QoS::AtLeastOnce => self.send_publish_ack(key, Packet::PubAck(ack(packet_id, code))),
-            QoS::ExactlyOnce => self.send_publish_ack(key, Packet::PubRec(ack(packet_id, code))),
+            QoS::AtLeastOnce => self.send_publish_ack(key, PacketType::PubAck, packet_id, code),
+            QoS::ExactlyOnce => self.send_publish_ack(key, PacketType::PubRec, packet_id, code),
         }
         if overflowed {
             self.pause(key);
@@ -358,7 +353,7 @@ impl ShardCore {
             } else {
                 ReasonCode::PacketIdentifierNotFound
             };
-            self.send_packet(key, &Packet::PubRel(ack(a.packet_id, code)));
+            self.send_ack(key, PacketType::PubRel, a.packet_id, code);
         } else {
             self.pump_queue(key, skey);
         }

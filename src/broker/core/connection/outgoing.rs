@@ -24,10 +24,28 @@ pub(crate) const COPY_THRESHOLD_BYTES: usize = 256;
 /// The most chunks given to one vectored write.
 const IOV_MAX_CHUNKS: usize = 64;
 
+/// Room the staging buffer starts with: a turn's small packets for one connection fit without
+/// the doubling reallocations a buffer growing from empty would go through.
+const STAGING_INITIAL_BYTES: usize = 2048;
+
+/// One piece of the queue: a run of the staging buffer, or a shared piece.
+#[derive(Debug)]
+enum Chunk {
+    /// The next this many bytes of the staging buffer.
+    Staged(usize),
+    Shared(Bytes),
+}
+
 /// The outgoing byte queue of a connection, counted in its shard's [`MemoryBudget`].
+///
+/// Copied bytes all go into one staging buffer. While nothing shared is queued, `chunks` is
+/// empty and the staging buffer is the whole queue; otherwise `chunks` covers every queued byte
+/// in order, a staged run as a length (so queueing a shared piece after copied bytes neither
+/// splits nor reallocates the staging buffer). Written bytes are advanced past, so one staging
+/// allocation serves the connection's whole busy period; it is freed once everything is written.
 #[derive(Debug, Default)]
 pub struct OutBuf {
-    chunks: VecDeque<Bytes>,
+    chunks: VecDeque<Chunk>,
     staging: BytesMut,
     len: usize,
 }
@@ -55,6 +73,13 @@ impl OutBuf {
         self.encode_packet(packet, version)?;
         memory.hold(self.len - before);
         Ok(())
+    }
+
+    /// Appends a four-byte acknowledgement (`codec::short_ack`) and counts it in `memory`.
+    #[inline]
+    pub fn push_ack(&mut self, bytes: [u8; 4], memory: &mut MemoryBudget) {
+        self.push_copy(&bytes);
+        memory.hold(bytes.len());
     }
 
     /// Appends a PUBLISH encoded as a layout (`connection::protocol::Layout`): `head`, then for
@@ -99,8 +124,24 @@ impl OutBuf {
 
     /// Appends a copy of `data`.
     fn push_copy(&mut self, data: &[u8]) {
+        if self.staging.capacity() == 0 {
+            self.staging.reserve(data.len().max(STAGING_INITIAL_BYTES));
+        }
         self.staging.extend_from_slice(data);
-        self.len += data.len();
+        self.staged(data.len());
+    }
+
+    /// Counts `added` bytes just appended to the staging buffer.
+    #[inline]
+    fn staged(&mut self, added: usize) {
+        self.len += added;
+        if self.chunks.is_empty() {
+            return;
+        }
+        match self.chunks.back_mut() {
+            Some(Chunk::Staged(run)) => *run += added,
+            _ => self.chunks.push_back(Chunk::Staged(added)),
+        }
     }
 
     /// Appends `data`, sharing it unless it is small.
@@ -109,9 +150,12 @@ impl OutBuf {
             self.push_copy(data);
             return;
         }
-        self.seal_staging();
+        if self.chunks.is_empty() && !self.staging.is_empty() {
+            // From now on the chunks cover the staged bytes too.
+            self.chunks.push_back(Chunk::Staged(self.staging.len()));
+        }
         self.len += data.len();
-        self.chunks.push_back(data.clone());
+        self.chunks.push_back(Chunk::Shared(data.clone()));
     }
 
     fn encode_packet(
@@ -119,29 +163,33 @@ impl OutBuf {
         packet: &Packet,
         version: ProtocolVersion,
     ) -> Result<(), EncodeError> {
+        if self.staging.capacity() == 0 {
+            self.staging.reserve(STAGING_INITIAL_BYTES);
+        }
         let before = self.staging.len();
         packet.encode(version, &mut self.staging)?;
-        self.len += self.staging.len() - before;
+        self.staged(self.staging.len() - before);
         Ok(())
-    }
-
-    fn seal_staging(&mut self) {
-        if !self.staging.is_empty() {
-            self.chunks.push_back(self.staging.split().freeze());
-        }
     }
 
     /// Writes until the queue is empty (`Ok(true)`) or the socket would block (`Ok(false)`).
     fn write_all_to<W: Write>(&mut self, socket: &mut W) -> io::Result<bool> {
-        if self.chunks.is_empty() {
-            return self.write_staging(socket);
-        }
-        self.seal_staging();
-        while !self.chunks.is_empty() {
+        loop {
+            if self.chunks.is_empty() {
+                return self.write_staging(socket);
+            }
             let mut slices = [IoSlice::new(&[]); IOV_MAX_CHUNKS];
             let mut count = 0;
-            for (slot, chunk) in slices.iter_mut().zip(self.chunks.iter()) {
-                *slot = IoSlice::new(chunk);
+            let mut staged_at = 0;
+            for chunk in self.chunks.iter().take(IOV_MAX_CHUNKS) {
+                slices[count] = match chunk {
+                    Chunk::Staged(len) => {
+                        let run = &self.staging[staged_at..staged_at + len];
+                        staged_at += len;
+                        IoSlice::new(run)
+                    }
+                    Chunk::Shared(bytes) => IoSlice::new(bytes),
+                };
                 count += 1;
             }
             let written = match socket.write_vectored(&slices[..count]) {
@@ -153,13 +201,12 @@ impl OutBuf {
             };
             self.consume(written);
         }
-        self.release();
-        Ok(true)
     }
 
-    /// The common case of small packets only: the staging buffer is written as it is, with no
-    /// chunk queue (so no allocation for one).
+    /// The common case of copied bytes only (small packets): the staging buffer is written as
+    /// it is, with no chunk queue (so no allocation for one).
     fn write_staging<W: Write>(&mut self, socket: &mut W) -> io::Result<bool> {
+        debug_assert!(self.chunks.is_empty() && self.len == self.staging.len());
         while !self.staging.is_empty() {
             let written = match socket.write(&self.staging) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -175,6 +222,7 @@ impl OutBuf {
         Ok(true)
     }
 
+    /// Drops the first `written` bytes of the queue.
     fn consume(&mut self, mut written: usize) {
         self.len -= written;
         while written > 0 {
@@ -182,12 +230,26 @@ impl OutBuf {
                 debug_assert!(false, "wrote more than was queued");
                 return;
             };
-            if front.len() <= written {
-                written -= front.len();
+            let taken = match front {
+                Chunk::Staged(len) => {
+                    let taken = written.min(*len);
+                    self.staging.advance(taken);
+                    *len -= taken;
+                    taken
+                }
+                Chunk::Shared(bytes) => {
+                    let taken = written.min(bytes.len());
+                    bytes.advance(taken);
+                    taken
+                }
+            };
+            written -= taken;
+            let empty = match front {
+                Chunk::Staged(len) => *len == 0,
+                Chunk::Shared(bytes) => bytes.is_empty(),
+            };
+            if empty {
                 self.chunks.pop_front();
-            } else {
-                front.advance(written);
-                written = 0;
             }
         }
     }
@@ -299,6 +361,77 @@ mod tests {
         expected.extend_from_slice(&big);
         expected.extend_from_slice(b"cd");
         assert_eq!(sink.written, expected);
+    }
+
+    /// A writer whose vectored write takes up to `limit` bytes across several slices.
+    struct VectoredTrickle {
+        written: Vec<u8>,
+        limit: usize,
+        calls: usize,
+    }
+
+    impl Write for VectoredTrickle {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.write_vectored(&[IoSlice::new(buf)])
+        }
+        fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+            self.calls += 1;
+            if self.calls % 3 == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let mut left = self.limit;
+            for buf in bufs {
+                let n = buf.len().min(left);
+                self.written.extend_from_slice(&buf[..n]);
+                left -= n;
+                if left == 0 {
+                    break;
+                }
+            }
+            Ok(self.limit - left)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn interleaved_pieces_survive_partial_vectored_writes() {
+        for limit in [1, 7, 100, 257, 1000, 5000] {
+            let mut out = OutBuf::default();
+            let mut memory = MemoryBudget::new(1 << 24, 1);
+            let mut expected = Vec::new();
+            let mut sink = VectoredTrickle {
+                written: Vec::new(),
+                limit,
+                calls: 0,
+            };
+            // More pieces than one vectored write takes, with writes between pushes.
+            for i in 0..150u32 {
+                let small = i.to_be_bytes();
+                let big = Bytes::from(vec![(i % 251) as u8; 300 + i as usize]);
+                let head = Bytes::copy_from_slice(&small);
+                out.push_publish(&head, Some((i as u16, &big)), &mut memory);
+                expected.extend_from_slice(&small);
+                expected.extend_from_slice(&(i as u16).to_be_bytes());
+                expected.extend_from_slice(&big);
+                if i % 40 == 39 {
+                    let _ = out.write_to(&mut sink, &mut memory).expect("writes");
+                }
+            }
+            out.push_packet(&Packet::PingResp, ProtocolVersion::V5, &mut memory)
+                .expect("encodes");
+            expected.extend_from_slice(&[0xd0, 0]);
+            let mut rounds = 0;
+            while !out.write_to(&mut sink, &mut memory).expect("writes") {
+                rounds += 1;
+                assert!(rounds < 1_000_000);
+            }
+            assert_eq!(sink.written, expected, "limit {limit}");
+            assert!(out.is_empty());
+            assert_eq!(memory.buffered(), 0);
+            assert_eq!(out.staging.capacity(), 0, "freed once written");
+        }
     }
 
     #[test]

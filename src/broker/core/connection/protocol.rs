@@ -410,11 +410,6 @@ pub struct LayoutOptions {
 /// turn, and never pin the block for long.
 const ENCODE_SHARED_MAX_BYTES: usize =
     crate::broker::core::connection::outgoing::COPY_THRESHOLD_BYTES;
-/// Received PUBLISH frames at most this long may be forwarded as they are (`Message::frame`):
-/// like small encoded layouts they are copied into outgoing buffers, so a forwarded frame never
-/// keeps the publisher's read buffer alive.
-pub const FORWARD_FRAME_MAX_BYTES: usize =
-    crate::broker::core::connection::outgoing::COPY_THRESHOLD_BYTES;
 /// Size of the scratch block small packets are encoded into: one allocation per many
 /// messages instead of one per message.
 const ENCODE_BLOCK_BYTES: usize = 16 * 1024;

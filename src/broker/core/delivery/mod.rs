@@ -59,8 +59,10 @@ pub struct Delivery {
     layouts: LayoutCache,
     /// Scratch of the encoder.
     encode_buf: BytesMut,
-    /// A message allocation kept for the next publish, emptied so that it pins no read buffer.
-    spare_message: Option<MessageRef>,
+    /// Message allocations kept for the next publishes (at most `SPARE_MESSAGES_MAX`), emptied
+    /// so that they pin no read buffer: the publisher's when nothing else kept it, and a QoS 1
+    /// message's once its PUBACK came (issue 17).
+    spare_messages: Vec<MessageRef>,
     // Scratch vectors lent out for one publish or subscribe and given back, so that the
     // steady state allocates nothing.
     matches: Vec<LocalSub>,
@@ -68,6 +70,10 @@ pub struct Delivery {
     shared_targets: Vec<(ShardId, MqttString)>,
     retained_scratch: Vec<MessageRef>,
 }
+
+/// Emptied message allocations a shard keeps for reuse at most: a fixed bound (about 200 bytes
+/// each), enough for the PUBACKs of one read to feed the publishes of the next.
+const SPARE_MESSAGES_MAX: usize = 64;
 
 impl Delivery {
     /// The delivery state of shard `me` of `shards`; `random_state` seeds the random strategy.
@@ -80,7 +86,7 @@ impl Delivery {
             random_state: random_state | 1,
             layouts: LayoutCache::default(),
             encode_buf: BytesMut::new(),
-            spare_message: None,
+            spare_messages: Vec::new(),
             matches: Vec::new(),
             subscription_ids: Vec::new(),
             shared_targets: Vec::new(),
@@ -152,7 +158,7 @@ impl Delivery {
         frame: Option<ReceivedFrame>,
         now: Instant,
     ) -> MessageRef {
-        if let Some(mut spare) = self.spare_message.take() {
+        if let Some(mut spare) = self.spare_messages.pop() {
             if let Some(message) = Arc::get_mut(&mut spare) {
                 message.publish = publish;
                 message.received_at = now;
@@ -171,12 +177,15 @@ impl Delivery {
     /// queue, no other shard, no retained store), dropping its fields so that the spare does
     /// not keep the publisher's read buffer alive.
     pub fn recycle_message(&mut self, mut message: MessageRef) {
+        if self.spare_messages.len() >= SPARE_MESSAGES_MAX {
+            return;
+        }
         if let Some(spare) = Arc::get_mut(&mut message) {
             spare.publish.topic = MqttString::default();
             spare.publish.payload = Bytes::new();
             spare.publish.properties = Properties::default();
             spare.frame = None;
-            self.spare_message = Some(message);
+            self.spare_messages.push(message);
         }
     }
 

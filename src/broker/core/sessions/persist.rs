@@ -13,9 +13,9 @@
 use crate::broker::core::connection::WillMessage;
 use crate::broker::core::keys::{ConnKey, SessionKey};
 use crate::broker::core::sessions::handover::Route;
-use crate::broker::core::shard::ShardCore;
+use crate::broker::core::shard::{ack_packet, ShardCore};
 use crate::broker::core::timers::TimerKind;
-use crate::codec::{Packet, Publish, QoS};
+use crate::codec::{Packet, PacketType, Publish, QoS, ReasonCode};
 use crate::store::{RecoveredSession, ShardStore, StoreShared};
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
@@ -134,9 +134,15 @@ impl ShardCore {
 
     /// Sends a PUBACK/PUBREC now, or holds it while a message it covers is not yet durable on
     /// another shard or an earlier acknowledgement of this connection is held.
-    pub(crate) fn send_publish_ack(&mut self, key: ConnKey, packet: Packet) {
+    pub(crate) fn send_publish_ack(
+        &mut self,
+        key: ConnKey,
+        packet_type: PacketType,
+        packet_id: u16,
+        code: ReasonCode,
+    ) {
         if !self.store.holds_acks() || self.mesh.shards() == 1 {
-            self.send_packet(key, &packet);
+            self.send_ack(key, packet_type, packet_id, code);
             return;
         }
         let mut needs = Vec::new();
@@ -155,9 +161,10 @@ impl ShardCore {
         self.persist.sent_before.clear();
         let earlier_held = self.persist.held.iter().any(|h| h.connection == key);
         if needs.is_empty() && !earlier_held {
-            self.send_packet(key, &packet);
+            self.send_ack(key, packet_type, packet_id, code);
             return;
         }
+        let packet = ack_packet(packet_type, packet_id, code);
         let Some(connection_id) = self.connections.get(key).map(|c| c.id) else {
             return;
         };

@@ -19,9 +19,10 @@ pub struct Message {
     pub publish: Publish,
     pub received_at: Instant,
     /// The PUBLISH frame as the publisher sent it, when it may be forwarded byte for byte to a
-    /// receiver whose layout is the same (see `protocol::LayoutCache`): small (it is copied into
-    /// outgoing buffers, never kept there), without a Topic Alias, and describing `publish`
-    /// exactly. `None` for every message changed after it was received.
+    /// receiver whose layout is the same (see `protocol::LayoutCache`): without a Topic Alias,
+    /// and describing `publish` exactly. `None` for every message changed after it was
+    /// received. It shares the publisher's read allocation with `publish`'s topic and payload,
+    /// so keeping it pins nothing more than the message does.
     pub frame: Option<ReceivedFrame>,
 }
 
@@ -390,8 +391,9 @@ impl Session {
 
     /// Takes the message at `index` out of the window, keeping the resend position on the same
     /// next entry; an empty window's ids ascend again (issue 17).
-    fn remove_inflight(&mut self, index: usize) {
-        if let Some(removed) = self.state.inflight.remove(index) {
+    fn remove_inflight(&mut self, index: usize) -> Option<MessageRef> {
+        let removed = self.state.inflight.remove(index);
+        if let Some(removed) = &removed {
             self.inflight_bytes = self
                 .inflight_bytes
                 .saturating_sub(message_bytes(&removed.message));
@@ -407,6 +409,7 @@ impl Session {
                 self.resend_next = NO_RESEND;
             }
         }
+        removed.map(|removed| removed.message)
     }
 
     /// Re-evaluates [`Congestion`] after the queue or the outgoing buffer changed or the
@@ -679,13 +682,14 @@ impl Session {
 
     /// PUBACK received. False if no QoS 1 message with that id was in flight.
     pub fn handle_puback(&mut self, packet_id: u16) -> bool {
-        match self.position(packet_id, OutgoingState::AwaitPubAck) {
-            Some(i) => {
-                self.remove_inflight(i);
-                true
-            }
-            None => false,
-        }
+        self.take_puback(packet_id).is_some()
+    }
+
+    /// PUBACK received: the message it finished, for its allocation to be reused
+    /// (`Delivery::recycle_message`); `None` if no QoS 1 message with that id was in flight.
+    pub fn take_puback(&mut self, packet_id: u16) -> Option<MessageRef> {
+        let index = self.position(packet_id, OutgoingState::AwaitPubAck)?;
+        self.remove_inflight(index)
     }
 
     /// PUBREC received. With `accepted` (reason < 0x80) the message moves to awaiting PUBCOMP
