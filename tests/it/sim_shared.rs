@@ -241,3 +241,75 @@ fn random_strategy_delivers_each_message_once() {
         "spread over members: {got:?}"
     );
 }
+
+/// The message numbers (`m{i}`) a member got.
+fn numbers(got: &[String]) -> Vec<usize> {
+    got.iter()
+        .map(|p| p.trim_start_matches('m').parse().expect("m{i}"))
+        .collect()
+}
+
+/// Issue 17 (a group is keyed by its slot, not its name, on the per-message path): round robin
+/// takes the members of one shard strictly in turn, still after a member leaves and another
+/// joins, and a group made in the slot of one that went does not get the old one's messages.
+#[test]
+fn round_robin_takes_members_in_turn_through_leaves_and_joins() {
+    let mut sim = sim_with(1, |_| {});
+    let mut members: Vec<Peer> = (0..4)
+        .map(|i| member(&mut sim, 0, &format!("rr{i}"), "$share/g/rr"))
+        .collect();
+    let mut publisher = client(&mut sim, 0, "rrp");
+    let in_turn = |got: &[Vec<String>], n: usize| {
+        let mut residues = BTreeSet::new();
+        for g in got {
+            let numbers = numbers(g);
+            assert!(!numbers.is_empty(), "every member gets some: {got:?}");
+            assert!(
+                numbers.iter().all(|i| i % n == numbers[0] % n),
+                "every {n}th message to one member: {got:?}"
+            );
+            residues.insert(numbers[0] % n);
+        }
+        assert_eq!(residues.len(), n, "members in turn: {got:?}");
+    };
+    let sent = publish_n(&mut sim, &mut publisher, "rr", 8);
+    let got = drain_all(&mut sim, &mut members);
+    assert_each_once(&got, &sent);
+    in_turn(&got, 4);
+    // One leaves: the other three in turn.
+    let mut gone = members.remove(1);
+    gone.send(&mut sim, &unsubscribe_packet(2, &["$share/g/rr"]));
+    assert!(matches!(
+        gone.packets(&mut sim).as_slice(),
+        [Packet::UnsubAck(_)]
+    ));
+    let sent = publish_n(&mut sim, &mut publisher, "rr", 9);
+    let got = drain_all(&mut sim, &mut members);
+    assert_each_once(&got, &sent);
+    in_turn(&got, 3);
+    // One joins: four in turn again.
+    members.push(member(&mut sim, 0, "rr4", "$share/g/rr"));
+    let sent = publish_n(&mut sim, &mut publisher, "rr", 8);
+    let got = drain_all(&mut sim, &mut members);
+    assert_each_once(&got, &sent);
+    in_turn(&got, 4);
+    // A group whose last member left frees its slot; a new group takes it.
+    let mut old = member(&mut sim, 0, "old", "$share/old/x");
+    old.send(&mut sim, &unsubscribe_packet(3, &["$share/old/x"]));
+    assert!(matches!(
+        old.packets(&mut sim).as_slice(),
+        [Packet::UnsubAck(_)]
+    ));
+    let mut new = member(&mut sim, 0, "new", "$share/new/y");
+    publish_n(&mut sim, &mut publisher, "x", 2);
+    assert_eq!(old.drain(&mut sim), Vec::<String>::new());
+    assert_eq!(
+        new.drain(&mut sim),
+        Vec::<String>::new(),
+        "not the old group's"
+    );
+    let sent = publish_n(&mut sim, &mut publisher, "y", 2);
+    assert_each_once(&[new.drain(&mut sim)], &sent);
+    let got = drain_all(&mut sim, &mut members);
+    assert!(got.iter().all(Vec::is_empty), "{got:?}");
+}

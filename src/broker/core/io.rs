@@ -171,7 +171,7 @@ impl ShardCore {
                 share,
                 publisher_hash,
                 hops,
-            } => self.deliver_shared(&share, &message, publisher_hash, hops),
+            } => self.deliver_shared_named(&share, &message, publisher_hash, hops),
             ShardMsg::RouteAdd {
                 from,
                 filters,

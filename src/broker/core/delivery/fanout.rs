@@ -141,6 +141,10 @@ impl ShardCore {
         origin: Option<SessionKey>,
         route: Route,
     ) -> bool {
+        if !self.delivery.has_local_subscriptions() {
+            // Nothing to match (a shard whose clients only publish or share, issue 17).
+            return false;
+        }
         let topic = message.topic.as_bytes();
         let (mut matches, lookup) = self.delivery.take_matches(topic, origin);
         count_lookup(&self.global.counters[self.id], lookup);

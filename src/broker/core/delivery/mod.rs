@@ -25,9 +25,8 @@ use crate::codec::{
 };
 use crate::topic::{CacheLookup, MatchCache, TopicTrie};
 use bytes::{Bytes, BytesMut};
-use router::Router;
-use shared_subscriptions::{is_shared, SharedMembers};
-use std::collections::HashMap;
+use router::{GroupKey, Router};
+use shared_subscriptions::is_shared;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -47,11 +46,9 @@ pub struct Delivery {
     trie: TopicTrie<LocalSub>,
     /// Recent match results of `trie` by topic name.
     match_cache: MatchCache<LocalSub>,
-    /// This shard's members of shared subscriptions, by `$share/{group}/{filter}`. Looked up
-    /// once per shared delivery: hashed with foldhash, keyed per map with a random seed (issue
-    /// 17 profile: SipHash of the name was ~270 instructions per message), as the ACL cache.
-    shared_members: HashMap<MqttString, SharedMembers, foldhash::fast::RandomState>,
-    /// The other shards' filters (routing replica) and the SUBACK barrier's epochs.
+    /// The other shards' filters (routing replica), the SUBACK barrier's epochs, and this
+    /// shard's members of shared subscriptions (by [`GroupKey`], issue 17: no name is hashed
+    /// per message).
     router: Router,
     /// State of the shared subscriptions' random strategy (xorshift64*, never 0).
     random_state: u64,
@@ -67,7 +64,7 @@ pub struct Delivery {
     // steady state allocates nothing.
     matches: Vec<LocalSub>,
     subscription_ids: Vec<u32>,
-    shared_targets: Vec<(ShardId, MqttString)>,
+    shared_targets: Vec<(ShardId, GroupKey)>,
     retained_scratch: Vec<MessageRef>,
 }
 
@@ -81,7 +78,6 @@ impl Delivery {
         Delivery {
             trie: TopicTrie::new(),
             match_cache: MatchCache::new(),
-            shared_members: HashMap::default(),
             router: Router::new(me, shards),
             random_state: random_state | 1,
             layouts: LayoutCache::default(),
@@ -112,11 +108,8 @@ impl Delivery {
             self.trie.insert(filter.as_str(), sub);
             return;
         }
-        let group = self.shared_members.entry(filter.clone()).or_default();
-        match group.members.iter_mut().find(|m| m.session == sub.session) {
-            Some(existing) => *existing = sub,
-            None => group.members.push(sub),
-        }
+        let joined = self.router.shared_join(filter.as_str(), sub);
+        debug_assert!(joined, "a validated shared subscription name");
     }
 
     /// Removes a session's subscription from the trie or from its shared group.
@@ -126,18 +119,15 @@ impl Delivery {
                 .remove_where(filter.as_str(), |sub| sub.session == skey);
             return;
         }
-        if let Some(group) = self.shared_members.get_mut(filter) {
-            group.members.retain(|m| m.session != skey);
-            group.sticky = None;
-            if group.members.is_empty() {
-                self.shared_members.remove(filter);
-            }
-        }
+        self.router.shared_leave(filter.as_str(), skey);
     }
 
-    /// The local members of shared subscription `share`.
-    pub fn shared_group_mut(&mut self, share: &MqttString) -> Option<&mut SharedMembers> {
-        self.shared_members.get_mut(share)
+    /// Whether this shard has ordinary (not shared) subscriptions: without any, a publish has
+    /// no local fan-out to match (issue 17: the empty match cost ~130 instructions of every
+    /// message into a shared subscription).
+    #[inline]
+    pub fn has_local_subscriptions(&self) -> bool {
+        !self.trie.is_empty()
     }
 
     /// A fresh pseudo-random number (xorshift64*; for the random strategy, not for security).
@@ -235,13 +225,13 @@ impl Delivery {
 
     /// An empty vector for the shared-subscription targets of one publish; give it back with
     /// [`Delivery::recycle_shared_targets`].
-    pub fn take_shared_targets(&mut self) -> Vec<(ShardId, MqttString)> {
+    pub fn take_shared_targets(&mut self) -> Vec<(ShardId, GroupKey)> {
         let mut targets = std::mem::take(&mut self.shared_targets);
         targets.clear();
         targets
     }
 
-    pub fn recycle_shared_targets(&mut self, targets: Vec<(ShardId, MqttString)>) {
+    pub fn recycle_shared_targets(&mut self, targets: Vec<(ShardId, GroupKey)>) {
         self.shared_targets = targets;
     }
 
@@ -346,13 +336,25 @@ mod tests {
         delivery.subscribe(&share, sub(1, false));
         assert_eq!(delivery.take_matches(b"t", None).0.len(), 0);
         assert_eq!(delivery.take_matches(b"$share/g/t", None).0.len(), 0);
-        let members = delivery.shared_group_mut(&share).expect("a group");
-        assert_eq!(members.members.len(), 2, "one entry per session");
+        let group = delivery
+            .router()
+            .shared_group("$share/g/t")
+            .expect("a group");
+        let members = delivery.router_mut().shared_members_mut(group);
+        assert_eq!(
+            members.expect("members").members.len(),
+            2,
+            "one entry per session"
+        );
         delivery.unsubscribe(&share, SessionKey::new(1));
         delivery.unsubscribe(&share, SessionKey::new(2));
         assert!(
-            delivery.shared_group_mut(&share).is_none(),
+            delivery.router().shared_group("$share/g/t").is_none(),
             "empty groups go"
+        );
+        assert!(
+            delivery.router_mut().shared_members_mut(group).is_none(),
+            "an old key finds nothing"
         );
     }
 

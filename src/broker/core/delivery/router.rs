@@ -10,16 +10,31 @@
 //!
 //! Shared subscriptions travel the same way, their route being the whole `$share/{group}/{filter}`
 //! string: the replica keeps, per shared subscription, the shards that have members (this one
-//! included), and the publishing shard picks ONE of them per message ([`Router::shared_targets`]).
+//! included) and this shard's own members, and the publishing shard picks ONE shard per message
+//! ([`Router::shared_targets`]). Issue 17: a shared subscription is named on the per-message path
+//! by its [`GroupKey`] (a slot in this table), never by its name; the name is looked up only at
+//! subscribe and unsubscribe, and for messages that come from another shard.
 
 use crate::broker::core::config::SharedStrategy;
+use crate::broker::core::delivery::shared_subscriptions::SharedMembers;
+use crate::broker::core::delivery::LocalSub;
+use crate::broker::core::keys::SessionKey;
 use crate::broker::core::mesh::ShardId;
 use crate::codec::MqttString;
 use crate::topic::{self, CacheLookup, MatchCache, TopicTrie};
 use slab::Slab;
 use std::collections::HashMap;
 
-/// One shared subscription as this shard's replica knows it.
+/// A shared subscription on this shard: its slot in the router's table and the generation the
+/// slot had when it was handed out, so that a slot freed and reused is never taken for the old
+/// subscription. Valid on this shard only (other shards are sent the name).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GroupKey {
+    slot: u32,
+    generation: u32,
+}
+
+/// One shared subscription as this shard knows it.
 struct SharedRoute {
     /// `$share/{group}/{filter}`, the name members subscribed with.
     share: MqttString,
@@ -31,6 +46,11 @@ struct SharedRoute {
     cursor: usize,
     /// The sticky strategy's current shard.
     sticky: Option<ShardId>,
+    /// Distinguishes this subscription from earlier ones in the same slot.
+    generation: u32,
+    /// This shard's members (none when only other shards have some, or while a handover keeps
+    /// the route of a session that left).
+    members: SharedMembers,
 }
 
 pub struct Router {
@@ -50,9 +70,14 @@ pub struct Router {
     dest_list: Vec<ShardId>,
     /// Whether the last lookup matched a local filter (`local_matched`).
     dest_local: bool,
-    /// Shared subscriptions with members anywhere, by `$share/...` name.
+    /// Shared subscriptions with members anywhere (this shard's members included), by
+    /// [`GroupKey`]; a slot lives while some shard has members or this shard has.
     shared: Slab<SharedRoute>,
-    shared_index: HashMap<String, usize>,
+    /// The generation given to the next shared subscription.
+    shared_generation: u32,
+    /// Slot by name, for subscribe, unsubscribe and messages from other shards: foldhash, keyed
+    /// per map with a random seed, as the ACL cache.
+    shared_index: HashMap<String, usize, foldhash::fast::RandomState>,
     /// Filter -> slab key of the shared subscriptions using it.
     shared_trie: TopicTrie<usize>,
     /// Recent results of `shared_trie` by topic name (issue 17: the walk was ~300 instructions
@@ -77,7 +102,8 @@ impl Router {
             dest_list: Vec::with_capacity(shards),
             dest_local: false,
             shared: Slab::new(),
-            shared_index: HashMap::new(),
+            shared_generation: 0,
+            shared_index: HashMap::default(),
             shared_trie: TopicTrie::new(),
             shared_cache: MatchCache::new(),
             shared_matches: Vec::new(),
@@ -155,27 +181,52 @@ impl Router {
         }
     }
 
+    /// The slot of shared subscription `share`, made if there is none; `None` if `share` is not
+    /// a shared subscription name.
+    fn shared_entry(&mut self, share: &str) -> Option<usize> {
+        if let Some(&key) = self.shared_index.get(share) {
+            return Some(key);
+        }
+        let Ok(Some(parsed)) = topic::parse_shared(share) else {
+            return None;
+        };
+        let filter = MqttString::from(parsed.filter);
+        self.shared_generation = self.shared_generation.wrapping_add(1);
+        let key = self.shared.insert(SharedRoute {
+            share: MqttString::from(share),
+            filter: filter.clone(),
+            shards: Vec::new(),
+            cursor: 0,
+            sticky: None,
+            generation: self.shared_generation,
+            members: SharedMembers::default(),
+        });
+        self.shared_index.insert(share.to_string(), key);
+        self.shared_trie.insert(filter.as_str(), key);
+        Some(key)
+    }
+
+    /// Frees the slot of a shared subscription no shard has members of any more.
+    fn shared_release(&mut self, key: usize) {
+        let unused = self
+            .shared
+            .get(key)
+            .is_some_and(|r| r.shards.is_empty() && r.members.members.is_empty());
+        if unused {
+            let route = self.shared.remove(key);
+            self.shared_index.remove(route.share.as_str());
+            self.shared_trie.remove(route.filter.as_str(), &key);
+        }
+    }
+
     /// Notes that `shard` has members of `share` if it is a shared subscription name; returns
     /// whether it was one.
     fn shared_add(&mut self, shard: ShardId, share: &str) -> bool {
-        let Ok(Some(parsed)) = topic::parse_shared(share) else {
+        if !share.starts_with("$share/") {
             return false;
-        };
-        let key = match self.shared_index.get(share) {
-            Some(&key) => key,
-            None => {
-                let filter = MqttString::from(parsed.filter);
-                let key = self.shared.insert(SharedRoute {
-                    share: MqttString::from(share),
-                    filter: filter.clone(),
-                    shards: Vec::new(),
-                    cursor: 0,
-                    sticky: None,
-                });
-                self.shared_index.insert(share.to_string(), key);
-                self.shared_trie.insert(filter.as_str(), key);
-                key
-            }
+        }
+        let Some(key) = self.shared_entry(share) else {
+            return false;
         };
         let shards = &mut self.shared[key].shards;
         if let Err(at) = shards.binary_search(&shard) {
@@ -198,12 +249,63 @@ impl Router {
         if route.sticky == Some(shard) {
             route.sticky = None;
         }
-        if route.shards.is_empty() {
-            let route = self.shared.remove(key);
-            self.shared_index.remove(route.share.as_str());
-            self.shared_trie.remove(route.filter.as_str(), &key);
+        self.shared_release(key);
+        true
+    }
+
+    /// Adds (or replaces) a local member of shared subscription `share`; false if `share` is
+    /// not a shared subscription name.
+    pub fn shared_join(&mut self, share: &str, sub: LocalSub) -> bool {
+        let Some(key) = self.shared_entry(share) else {
+            return false;
+        };
+        let group = &mut self.shared[key].members;
+        match group.members.iter_mut().find(|m| m.session == sub.session) {
+            Some(existing) => *existing = sub,
+            None => group.members.push(sub),
         }
         true
+    }
+
+    /// Removes a session from the local members of shared subscription `share`.
+    pub fn shared_leave(&mut self, share: &str, skey: SessionKey) {
+        let Some(&key) = self.shared_index.get(share) else {
+            return;
+        };
+        let group = &mut self.shared[key].members;
+        group.members.retain(|m| m.session != skey);
+        group.sticky = None;
+        self.shared_release(key);
+    }
+
+    /// The key of shared subscription `share`, if some shard has members (or this one has).
+    pub fn shared_group(&self, share: &str) -> Option<GroupKey> {
+        let key = *self.shared_index.get(share)?;
+        let route = self.shared.get(key)?;
+        Some(GroupKey {
+            slot: u32::try_from(key).ok()?,
+            generation: route.generation,
+        })
+    }
+
+    fn shared_route(&self, group: GroupKey) -> Option<&SharedRoute> {
+        self.shared
+            .get(group.slot as usize)
+            .filter(|r| r.generation == group.generation)
+    }
+
+    /// This shard's members of `group` (`None` once the subscription is gone everywhere).
+    #[inline]
+    pub fn shared_members_mut(&mut self, group: GroupKey) -> Option<&mut SharedMembers> {
+        self.shared
+            .get_mut(group.slot as usize)
+            .filter(|r| r.generation == group.generation)
+            .map(|r| &mut r.members)
+    }
+
+    /// The name of `group` (what other shards are sent).
+    pub fn shared_name(&self, group: GroupKey) -> Option<&MqttString> {
+        self.shared_route(group).map(|r| &r.share)
     }
 
     /// Whether any shared subscription has members anywhere (the per-publish fast path).
@@ -211,18 +313,18 @@ impl Router {
         !self.shared.is_empty()
     }
 
-    /// A shard with members of `share` (this one included), picked by `random`.
-    pub fn shared_pick(&self, share: &str, random: u64) -> Option<ShardId> {
-        let route = self.shared.get(*self.shared_index.get(share)?)?;
+    /// A shard with members of `group` (this one included), picked by `random`.
+    pub fn shared_pick(&self, group: GroupKey, random: u64) -> Option<ShardId> {
+        let route = self.shared_route(group)?;
         if route.shards.is_empty() {
             return None;
         }
         Some(route.shards[(random % route.shards.len() as u64) as usize])
     }
 
-    /// A shard other than this one with members of `share`, picked by `random`.
-    pub fn shared_other_shard(&self, share: &str, random: u64) -> Option<ShardId> {
-        let route = self.shared.get(*self.shared_index.get(share)?)?;
+    /// A shard other than this one with members of `group`, picked by `random`.
+    pub fn shared_other_shard(&self, group: GroupKey, random: u64) -> Option<ShardId> {
+        let route = self.shared_route(group)?;
         let others = route.shards.iter().filter(|&&s| s != self.me).count();
         if others == 0 {
             return None;
@@ -237,15 +339,16 @@ impl Router {
     }
 
     /// For each shared subscription matching `topic`, the shard that gets the message (this
-    /// one included) and the subscription's name, appended to `out`. `hash` is the publisher's
-    /// client id hash, `random` a fresh random number.
+    /// one included) and the subscription's key, appended to `out`. `hash` is the publisher's
+    /// client id hash, `random` a fresh random number (read by the random and sticky
+    /// strategies only).
     pub fn shared_targets(
         &mut self,
         topic: &[u8],
         strategy: SharedStrategy,
         hash: u64,
         random: u64,
-        out: &mut Vec<(ShardId, MqttString)>,
+        out: &mut Vec<(ShardId, GroupKey)>,
     ) {
         if self.shared.is_empty() {
             return;
@@ -269,6 +372,8 @@ impl Router {
                 continue;
             }
             let shard = match strategy {
+                // One shard (the common case) needs no division; sticky notes its pick.
+                _ if n == 1 && strategy != SharedStrategy::Sticky => route.shards[0],
                 SharedStrategy::RoundRobin => {
                     route.cursor = route.cursor.wrapping_add(1);
                     route.shards[route.cursor % n]
@@ -284,7 +389,17 @@ impl Router {
                     }
                 },
             };
-            out.push((shard, route.share.clone()));
+            // Slab keys fit in u32: the table is bounded by the subscriptions on the broker.
+            let Ok(slot) = u32::try_from(key) else {
+                continue;
+            };
+            out.push((
+                shard,
+                GroupKey {
+                    slot,
+                    generation: route.generation,
+                },
+            ));
         }
     }
 
@@ -406,13 +521,14 @@ mod tests {
         router.remote_add(1, "$share/other/#");
         // Shared routes are not ordinary routes.
         assert!(router.destinations("a/b").is_empty());
+        let g = router.shared_group("$share/g/a/+").expect("a group");
         let mut out = Vec::new();
         for _ in 0..4 {
             router.shared_targets(b"a/b", SharedStrategy::RoundRobin, 0, 0, &mut out);
         }
         let picked: Vec<ShardId> = out
             .iter()
-            .filter(|(_, s)| s.as_str() == "$share/g/a/+")
+            .filter(|(_, group)| *group == g)
             .map(|(shard, _)| *shard)
             .collect();
         assert_eq!(
@@ -435,7 +551,7 @@ mod tests {
         }
         let hashed: Vec<ShardId> = out
             .iter()
-            .filter(|(_, s)| s.as_str() == "$share/g/a/+")
+            .filter(|(_, group)| *group == g)
             .map(|(shard, _)| *shard)
             .collect();
         assert_eq!(
@@ -449,5 +565,33 @@ mod tests {
         router.shared_targets(b"a/b", SharedStrategy::RoundRobin, 0, 0, &mut out);
         assert_eq!(out.len(), 1, "only $share/other is left");
         assert_eq!(out[0].0, 1);
+    }
+
+    #[test]
+    fn a_reused_slot_is_not_taken_for_the_old_group() {
+        let mut router = Router::new(0, 1);
+        let member = LocalSub {
+            session: SessionKey::new(1),
+            options: crate::codec::SubscriptionOptions::default(),
+            identifier: 0,
+        };
+        assert!(!router.shared_join("a/b", member), "not a shared name");
+        assert!(router.shared_join("$share/g/a", member));
+        let old = router.shared_group("$share/g/a").expect("a group");
+        router.shared_leave("$share/g/a", member.session);
+        assert!(router.shared_group("$share/g/a").is_none());
+        assert!(router.shared_join("$share/h/a", member));
+        let new = router.shared_group("$share/h/a").expect("a group");
+        assert_eq!(new.slot, old.slot, "the slot is reused");
+        assert!(router.shared_members_mut(old).is_none());
+        assert!(router.shared_name(old).is_none());
+        assert_eq!(
+            router.shared_name(new).map(|s| s.as_str()),
+            Some("$share/h/a")
+        );
+        let mut out = Vec::new();
+        router.local_added(&MqttString::from("$share/h/a"));
+        router.shared_targets(b"a", SharedStrategy::RoundRobin, 0, 0, &mut out);
+        assert_eq!(out, vec![(0, new)]);
     }
 }

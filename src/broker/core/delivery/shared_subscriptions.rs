@@ -9,10 +9,14 @@
 //! the message is queued to the member the strategy picked (it is not lost).
 //!
 //! Local members live outside the ordinary trie (a topic named `$share/...` must never match
-//! them): one entry per shared subscription name, each with its members in subscribe order.
+//! them): in the router's table, one entry per shared subscription name, each with its members
+//! in subscribe order. Issue 17: on the per-message path a subscription is its
+//! [`GroupKey`] (carried from the router's match to the member pick), so no name is hashed,
+//! compared or cloned there; names travel only to other shards.
 
 use crate::broker::core::config::SharedStrategy;
 use crate::broker::core::delivery::fanout::{with_subscription_identifiers, Encoding};
+use crate::broker::core::delivery::router::GroupKey;
 use crate::broker::core::delivery::LocalSub;
 use crate::broker::core::keys::SessionKey;
 use crate::broker::core::mesh::ShardMsg;
@@ -49,6 +53,15 @@ pub fn client_id_hash(client_id: &str) -> u64 {
 }
 
 impl ShardCore {
+    /// A fresh random number for the strategies that read one (random and sticky), else 0:
+    /// round robin and hash need none on the per-message path.
+    fn strategy_random(&mut self, strategy: SharedStrategy) -> u64 {
+        match strategy {
+            SharedStrategy::Random | SharedStrategy::Sticky => self.delivery.next_random(),
+            SharedStrategy::RoundRobin | SharedStrategy::Hash => 0,
+        }
+    }
+
     /// Sends a message published on this shard to one member of each matching shared
     /// subscription. Returns whether any group matched and whether a mesh channel was full.
     pub(crate) fn route_shared(
@@ -67,7 +80,7 @@ impl ShardCore {
             .filter(|_| strategy == SharedStrategy::Hash)
             .and_then(|skey| self.sessions.get(skey))
             .map_or(0, |s| client_id_hash(s.session.state.client_id.as_str()));
-        let random = self.delivery.next_random();
+        let random = self.strategy_random(strategy);
         let mut targets = self.delivery.take_shared_targets();
         self.delivery.router_mut().shared_targets(
             message.topic.as_bytes(),
@@ -78,11 +91,15 @@ impl ShardCore {
         );
         let matched = !targets.is_empty();
         let mut overflowed = false;
-        for (shard, share) in targets.drain(..) {
+        for &(shard, group) in &targets {
             if shard == self.id {
-                self.deliver_shared(&share, message, hash, 0);
+                self.deliver_shared(group, message, hash, 0);
                 continue;
             }
+            // Another shard knows the subscription by its name.
+            let Some(share) = self.delivery.router().shared_name(group).cloned() else {
+                continue;
+            };
             let msg = ShardMsg::MessageRef {
                 message: message.clone(),
                 share,
@@ -98,53 +115,49 @@ impl ShardCore {
         (matched, overflowed)
     }
 
-    /// Delivers a message to one local member of `share`.
-    pub(crate) fn deliver_shared(
+    /// Delivers a message for the shared subscription named `share` (from another shard, or
+    /// from a handover) to one local member.
+    pub(crate) fn deliver_shared_named(
         &mut self,
         share: &MqttString,
         message: &MessageRef,
         publisher_hash: u64,
         hops: u8,
     ) {
-        let strategy = self.config.shared_subscription_strategy;
-        let random = self.delivery.next_random();
-        let Some((sub, can_take)) =
-            self.pick_member(share, message.qos, strategy, publisher_hash, random)
-        else {
-            // Finding F1: the member was a session handed over from here, whose route this
-            // shard keeps until the handover ends: it follows the session (handover.rs).
-            if self.handovers.has_outgoing()
-                && self.handover_forward_shared(share, message, publisher_hash)
-            {
-                return;
-            }
-            // The last member left after the publishing shard routed the message here (its
-            // route removal was still on the way): hand it to another shard with members. Again
-            // if it was passed on already (the shard that passed it on may have had busy
-            // members only, and picked this one by a stale route), up to one hop per shard.
-            let other = self
-                .delivery
-                .router()
-                .shared_other_shard(share.as_str(), random);
-            match other {
-                Some(target) if usize::from(hops) < self.mesh.shards() => {
-                    let msg = ShardMsg::MessageRef {
-                        message: message.clone(),
-                        share: share.clone(),
-                        publisher_hash,
-                        hops: hops + 1,
-                    };
-                    if !self.mesh.send(target, msg) {
-                        bump(&self.global.counters[self.id].mesh_channel_full);
-                    }
+        match self.delivery.router().shared_group(share.as_str()) {
+            Some(group) => self.deliver_shared(group, message, publisher_hash, hops),
+            None => {
+                // Finding F1: the member was a session handed over from here (handover.rs).
+                if self.handovers.has_outgoing()
+                    && self.handover_forward_shared(share, message, publisher_hash)
+                {
+                    return;
                 }
-                _ => bump(&self.global.counters[self.id].shared_no_member),
+                // No shard has members any more, as far as this one knows.
+                bump(&self.global.counters[self.id].shared_no_member);
             }
+        }
+    }
+
+    /// Delivers a message to one local member of `group`.
+    pub(crate) fn deliver_shared(
+        &mut self,
+        group: GroupKey,
+        message: &MessageRef,
+        publisher_hash: u64,
+        hops: u8,
+    ) {
+        let strategy = self.config.shared_subscription_strategy;
+        let random = self.strategy_random(strategy);
+        let Some((sub, can_take)) =
+            self.pick_member(group, message.qos, strategy, publisher_hash, random)
+        else {
+            self.deliver_shared_elsewhere(group, message, publisher_hash, hops);
             return;
         };
         // Issue 11 hook: when no member here can take it, another shard with members gets it
         // (once); it queues here only when that was already tried.
-        if !can_take && hops == 0 && self.forward_shared(share, message, publisher_hash, random) {
+        if !can_take && hops == 0 && self.forward_shared(group, message, publisher_hash) {
             return;
         }
         let qos = sub.options.qos.min(message.qos);
@@ -163,6 +176,49 @@ impl ShardCore {
             self.deliver_to_session(sub.session, &own, qos, retain, fresh);
         } else {
             self.deliver_to_session(sub.session, message, qos, retain, fresh);
+        }
+    }
+
+    /// `group` has no member on this shard any more.
+    fn deliver_shared_elsewhere(
+        &mut self,
+        group: GroupKey,
+        message: &MessageRef,
+        publisher_hash: u64,
+        hops: u8,
+    ) {
+        let share = self.delivery.router().shared_name(group).cloned();
+        let Some(share) = share else {
+            // Gone everywhere (its last member here left while this message was routed).
+            bump(&self.global.counters[self.id].shared_no_member);
+            return;
+        };
+        // Finding F1: the member was a session handed over from here, whose route this shard
+        // keeps until the handover ends: it follows the session (handover.rs).
+        if self.handovers.has_outgoing()
+            && self.handover_forward_shared(&share, message, publisher_hash)
+        {
+            return;
+        }
+        // The last member left after the publishing shard routed the message here (its route
+        // removal was still on the way): hand it to another shard with members. Again if it was
+        // passed on already (the shard that passed it on may have had busy members only, and
+        // picked this one by a stale route), up to one hop per shard.
+        let random = self.delivery.next_random();
+        let other = self.delivery.router().shared_other_shard(group, random);
+        match other {
+            Some(target) if usize::from(hops) < self.mesh.shards() => {
+                let msg = ShardMsg::MessageRef {
+                    message: message.clone(),
+                    share,
+                    publisher_hash,
+                    hops: hops + 1,
+                };
+                if !self.mesh.send(target, msg) {
+                    bump(&self.global.counters[self.id].mesh_channel_full);
+                }
+            }
+            _ => bump(&self.global.counters[self.id].shared_no_member),
         }
     }
 
@@ -194,13 +250,16 @@ impl ShardCore {
                     continue;
                 }
                 let random = self.delivery.next_random();
-                let Some(target) = self.delivery.router().shared_pick(share.as_str(), random)
-                else {
+                let router = self.delivery.router();
+                let Some(group) = router.shared_group(share.as_str()) else {
+                    continue;
+                };
+                let Some(target) = router.shared_pick(group, random) else {
                     continue;
                 };
                 bump(&self.global.counters[self.id].shared_redelivered);
                 if target == self.id {
-                    self.deliver_shared(share, message, 0, 0);
+                    self.deliver_shared(group, message, 0, 0);
                 } else {
                     let msg = ShardMsg::MessageRef {
                         message: message.clone(),
@@ -216,12 +275,12 @@ impl ShardCore {
         }
     }
 
-    /// Picks the member of `share` that gets the next message: the strategy's choice if it can
+    /// Picks the member of `group` that gets the next message: the strategy's choice if it can
     /// take it now, else the next member in order that can, else the strategy's choice anyway
     /// (the message waits in its queue).
     fn pick_member(
         &mut self,
-        share: &MqttString,
+        group: GroupKey,
         qos: QoS,
         strategy: SharedStrategy,
         publisher_hash: u64,
@@ -233,13 +292,15 @@ impl ShardCore {
         let max_outgoing = self.config.max_outgoing_bytes;
         let max_inflight_bytes =
             crate::broker::core::sessions::session::ByteLimits::of(&self.config).inflight;
-        let group = self.delivery.shared_group_mut(share)?;
+        let group = self.delivery.router_mut().shared_members_mut(group)?;
         let n = group.members.len();
         if n == 0 {
             return None;
         }
         let start = match strategy {
-            SharedStrategy::RoundRobin => (group.cursor + 1) % n,
+            // The member after the last one picked, without a division.
+            SharedStrategy::RoundRobin if group.cursor + 1 < n => group.cursor + 1,
+            SharedStrategy::RoundRobin => 0,
             SharedStrategy::Random => (random % n as u64) as usize,
             SharedStrategy::Hash => (publisher_hash % n as u64) as usize,
             SharedStrategy::Sticky => group
@@ -255,9 +316,16 @@ impl ShardCore {
                     && (qos == QoS::AtMostOnce || s.session.can_send_now(max_inflight_bytes))
             })
         };
-        let chosen = (0..n)
-            .map(|step| (start + step) % n)
-            .find(|&i| can_take(&group.members[i]));
+        // The strategy's member first (the common case: one check), then the others in order.
+        let mut chosen = None;
+        let mut index = start;
+        for _ in 0..n {
+            if can_take(&group.members[index]) {
+                chosen = Some(index);
+                break;
+            }
+            index = if index + 1 < n { index + 1 } else { 0 };
+        }
         let index = match chosen {
             Some(i) => i,
             None => {
@@ -277,21 +345,21 @@ impl ShardCore {
     /// whether it was sent.
     fn forward_shared(
         &mut self,
-        share: &MqttString,
+        group: GroupKey,
         message: &MessageRef,
         publisher_hash: u64,
-        random: u64,
     ) -> bool {
-        let Some(target) = self
-            .delivery
-            .router()
-            .shared_other_shard(share.as_str(), random)
-        else {
+        let random = self.delivery.next_random();
+        let router = self.delivery.router();
+        let Some(target) = router.shared_other_shard(group, random) else {
+            return false;
+        };
+        let Some(share) = router.shared_name(group).cloned() else {
             return false;
         };
         let msg = ShardMsg::MessageRef {
             message: message.clone(),
-            share: share.clone(),
+            share,
             publisher_hash,
             hops: 1,
         };

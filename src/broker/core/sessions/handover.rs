@@ -526,7 +526,7 @@ impl ShardCore {
                     Some(share) => {
                         let (share, hash) = *share;
                         // Like a message passed on once: it queues here if no member can take it.
-                        self.deliver_shared(&share, &message, hash, 1);
+                        self.deliver_shared_named(&share, &message, hash, 1);
                     }
                     None => {
                         self.deliver_local(&message, None, Route::Forwarded(skey));
