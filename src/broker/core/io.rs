@@ -152,14 +152,7 @@ impl ShardCore {
     pub fn handle_mesh(&mut self, msg: ShardMsg) {
         match msg {
             ShardMsg::Publishes { from, messages } => {
-                let route = super::sessions::handover::Route::Direct(from);
-                for message in &messages {
-                    self.deliver_local(message, None, route);
-                    // Finding F1: a session handed over from here may still need it.
-                    if self.handovers.has_outgoing() {
-                        self.handover_forward(message, from);
-                    }
-                }
+                self.deliver_batch(from, &messages);
                 self.mesh.recycle(from, messages);
             }
             // Operations: a `$SYS` message made by the broker, routed as if received here.

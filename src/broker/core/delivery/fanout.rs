@@ -10,7 +10,7 @@ use crate::broker::core::connection::protocol::{Layout, LayoutOptions};
 use crate::broker::core::connection::ConnState;
 use crate::broker::core::delivery::LocalSub;
 use crate::broker::core::keys::{ConnKey, SessionKey};
-use crate::broker::core::mesh::ShardMsg;
+use crate::broker::core::mesh::{ShardId, ShardMsg};
 use crate::broker::core::retained::RetainOutcome;
 use crate::broker::core::sessions::handover::{Gate, Route};
 use crate::broker::core::sessions::session::{
@@ -148,14 +148,30 @@ impl ShardCore {
         let topic = message.topic.as_bytes();
         let (mut matches, lookup) = self.delivery.take_matches(topic, origin);
         count_lookup(&self.global.counters[self.id], lookup);
-        // Finding F1: a session arriving from another shard gates what it is sent directly.
-        let gated = match route {
+        let source = match route {
             Route::Forwarded(skey) => {
                 matches.retain(|m| m.session == skey);
                 None
             }
-            Route::Direct(source) => Some(source).filter(|_| self.handovers.has_incoming()),
+            Route::Direct(source) => Some(source),
         };
+        let matched = self.deliver_matches(message, &matches, source);
+        self.delivery.recycle_matches(matches);
+        matched
+    }
+
+    /// Delivers `message` to the local subscriptions `matches` (grouped by session, as
+    /// [`crate::broker::core::delivery::Delivery::take_matches`] gives them); `source`: the
+    /// shard that routed it directly (`None`: a handover forwarded it). Returns whether any
+    /// matched.
+    pub(crate) fn deliver_matches(
+        &mut self,
+        message: &MessageRef,
+        matches: &[LocalSub],
+        source: Option<ShardId>,
+    ) -> bool {
+        // Finding F1: a session arriving from another shard gates what it is sent directly.
+        let gated = source.filter(|_| self.handovers.has_incoming());
         let matched = !matches.is_empty();
         let mut identifiers = self.delivery.take_identifiers();
         if matched {
@@ -203,7 +219,6 @@ impl ShardCore {
             }
         }
         self.delivery.recycle_identifiers(identifiers);
-        self.delivery.recycle_matches(matches);
         matched
     }
 
