@@ -56,8 +56,10 @@ pub struct Config {
     /// Maximum retained messages held, 0..=100,000,000. Default 100,000. Over it a new retained
     /// topic is not stored (counted); replacing or clearing an existing one always works.
     pub max_retained_messages: usize,
-    /// Capacity of each shard-to-shard channel in messages, 1..=1,000,000. Default 4,096. When
-    /// one is full, publishers feeding it are paused (TCP backpressure) until it drains.
+    /// Capacity of each shard-to-shard channel in messages, 1..=1,000,000. Default 4,096 (the
+    /// publishes of a batch count one each; other messages one each in a bound of as many
+    /// items). When one is full, publishers feeding it are paused (TCP backpressure) until it
+    /// drains.
     pub mesh_channel_capacity: usize,
     /// How long a congested session (a connected QoS 1/2 subscriber whose queue passed half of
     /// `max_queued_messages`) may hold its publishers paused without draining to a quarter, in

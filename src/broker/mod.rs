@@ -73,15 +73,18 @@
 //!    allocation; `store_route_start` (`core/sessions/persist.rs`);
 //! 5. `ShardCore::route_publish` (`core/delivery/fanout.rs`): `Backpressure::start_publish`
 //!    (`core/backpressure/mod.rs`), local delivery (as in 9-11, on A), then
-//!    `Router::destinations_bytes` (`delivery/router.rs`) and `Mesh::send` (`core/mesh.rs`)
-//!    once per destination shard, and `route_shared` (`delivery/shared_subscriptions.rs`);
+//!    `Router::destinations_bytes` (`delivery/router.rs`) and `Mesh::publish` (`core/mesh.rs`)
+//!    once per destination shard: into the turn's batch for that shard; and `route_shared`
+//!    (`delivery/shared_subscriptions.rs`);
 //! 6. back in `handle_publish`: `Delivery::recycle_message`; QoS 1: `send_publish_ack`
 //!    (`persist.rs`), `ShardCore::send_packet` (`core/shard.rs`), `OutBuf::push_packet`
 //!    (`connection/outgoing.rs`); then `Backpressure::take_blocker`;
-//! 7. end of A's turn: `ShardCore::drain_wakes` (`core/io.rs`), `Mesh::drain_wakes`, then
-//!    `Inbox::wake` (`runtime/inbox.rs`);
+//! 7. end of A's turn: `ShardCore::drain_wakes` (`core/io.rs`), `Mesh::drain_wakes`: one
+//!    channel item per destination shard carrying the turn's publishes for it
+//!    (`ShardMsg::Publishes`), then `Inbox::wake` (`runtime/inbox.rs`);
 //! 8. B's turn: `Inbox::drain_into` (`runtime/inbox.rs`), `ShardCore::handle_mesh`
-//!    (`core/io.rs`);
+//!    (`core/io.rs`), steps 9-11 for each publish of the batch, then `Mesh::recycle` hands the
+//!    emptied vector back to A;
 //! 9. `ShardCore::deliver_local` (`core/delivery/fanout.rs`): `Delivery::take_matches`
 //!    (`delivery/mod.rs`): `MatchCache::for_each_match` over the trie (`topic/cache.rs`,
 //!    `topic/trie.rs`), grouped by session;
@@ -423,6 +426,7 @@ impl Broker {
             Vec::new()
         };
         let start = std::time::Instant::now();
+        let links = self::core::mesh::MeshLinks::new(shards);
         for (id, (((poll, shard_senders), shard_receivers), accepted)) in polls
             .into_iter()
             .zip(senders)
@@ -433,7 +437,7 @@ impl Broker {
             let mut core = self::core::ShardCore::new(
                 id,
                 global.clone(),
-                self::core::mesh::Mesh::new(id, shard_senders),
+                self::core::mesh::Mesh::new(id, shard_senders, links.clone()),
                 start,
             );
             // Persistence: the sessions recovery gave this shard, before any client connects.

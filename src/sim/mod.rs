@@ -14,7 +14,7 @@ pub mod script;
 pub use client::SimClient;
 
 use crate::broker::core::keys::ConnKey;
-use crate::broker::core::mesh::{Mesh, ShardId, ShardMsg};
+use crate::broker::core::mesh::{Mesh, MeshLinks, ShardId, ShardMsg};
 use crate::broker::core::ShardCore;
 use crate::broker::{Config, Global};
 use bytes::BytesMut;
@@ -115,10 +115,14 @@ impl Sim {
             }
         }
         let start = Instant::now();
+        let links = MeshLinks::new(shards);
         let cores = senders
             .into_iter()
             .enumerate()
-            .map(|(id, tx)| ShardCore::new(id, global.clone(), Mesh::new(id, tx), start))
+            .map(|(id, tx)| {
+                let mesh = Mesh::new(id, tx, links.clone());
+                ShardCore::new(id, global.clone(), mesh, start)
+            })
             .collect();
         Ok(Sim {
             global,

@@ -36,6 +36,10 @@ enum Kind {
     Crossing,
     /// `$share/g/x/+` and two reconnects crossing.
     SharedCrossing,
+    /// `x/+`, one takeover, each publisher sending a burst per turn: the publishes a shard
+    /// routes to another in one turn cross as one batch (`core/mesh.rs`), and the takeover
+    /// lands between and inside such batches.
+    Burst,
 }
 
 /// The seed's choices.
@@ -57,6 +61,10 @@ struct Case {
     bystander: bool,
     takeover_turn: usize,
     small_reads: bool,
+    /// Messages each publisher sends per turn (at most; half its in-flight window), on every
+    /// `burst_every`-th turn.
+    burst: u32,
+    burst_every: usize,
 }
 
 struct Rng(u64);
@@ -97,6 +105,8 @@ impl Case {
             bystander: rng.below(2) == 0,
             takeover_turn: 2 + rng.below(12),
             small_reads: rng.below(4) == 0,
+            burst: if kind == Kind::Burst { 8 } else { 2 },
+            burst_every: if kind == Kind::Burst { 4 } else { 1 },
         }
     }
 
@@ -303,7 +313,9 @@ fn run(case: &Case) -> Result<(), String> {
     let mut pubs = Vec::new();
     for p in 0..SHARDS {
         let id = format!("pub{p}");
-        pubs.push(connect(&mut sim, p, options(&id, version(case.pub_v5[p])))?);
+        let window = (case.burst * 2).max(8) as u16;
+        let publisher = options(&id, version(case.pub_v5[p])).inflight_window(window);
+        pubs.push(connect(&mut sim, p, publisher)?);
     }
     let mut next = [0u32; SHARDS];
     let mut takers: Vec<SimClient> = Vec::new();
@@ -313,7 +325,12 @@ fn run(case: &Case) -> Result<(), String> {
         let now = sim.now();
         for (p, client) in pubs.iter_mut().enumerate() {
             let mut this_turn = 0;
-            while next[p] < TOTAL && this_turn < 2 && client.session.can_publish() {
+            let burst = if turn % case.burst_every == 0 {
+                case.burst
+            } else {
+                0
+            };
+            while next[p] < TOTAL && this_turn < burst && client.session.can_publish() {
                 let topic = MqttString::from(format!("x/{p}").as_str());
                 let level = qos(case.pub_qos[p]);
                 if client
@@ -405,6 +422,15 @@ fn run(case: &Case) -> Result<(), String> {
             stats.handover_held_dropped
         ));
     }
+    // Bursts crossed shards in batches of more than one message.
+    let (batches, batched) = (0..SHARDS)
+        .map(|s| sim.core(s).mesh_batches_sent())
+        .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+    if case.kind == Kind::Burst && batched < 2 * batches {
+        return Err(format!(
+            "{batched} publishes in {batches} batches: the bursts did not cross in batches"
+        ));
+    }
     // Every buffer is released once the broker is idle.
     for shard in 0..SHARDS {
         let (buffered, _) = sim.core(shard).buffered_bytes();
@@ -493,6 +519,13 @@ fn takeover_with_publishers_on_every_shard_loses_and_duplicates_nothing() {
 #[test]
 fn takeover_of_a_shared_subscription_member_loses_and_duplicates_nothing() {
     run_seeds(Kind::Shared);
+}
+
+/// Publishers sending bursts, so that their messages cross shards in batches of many (issue 17):
+/// order, no loss and no duplicate across batches and the takeover.
+#[test]
+fn takeover_amid_batches_of_publishes_loses_duplicates_and_reorders_nothing() {
+    run_seeds(Kind::Burst);
 }
 
 /// Two takeovers crossing: the client id reconnects on B, then on C (or back on A) before the

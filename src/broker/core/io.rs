@@ -14,7 +14,8 @@
 //! 5. read again every connection `poll_read` names (as in 2);
 //! 6. `flush_writes`: one write per connection touched this turn;
 //! 7. `poll_close` until `None`: write the last bytes, close the socket;
-//! 8. `end_turn`, then `drain_wakes` to wake the peers sent to, and sleep at most
+//! 8. `end_turn`, then `drain_wakes` to send the turn's batches of publishes and wake the
+//!    peers sent to, and sleep at most
 //!    `poll_timeout`.
 
 use super::connection::{ConnState, Connection, Unsent, PAUSED_MESH};
@@ -150,16 +151,9 @@ impl ShardCore {
     /// One message from another shard.
     pub fn handle_mesh(&mut self, msg: ShardMsg) {
         match msg {
-            ShardMsg::Publish { from, message } => {
-                self.deliver_local(
-                    &message,
-                    None,
-                    super::sessions::handover::Route::Direct(from),
-                );
-                // Finding F1: a session handed over from here may still need it.
-                if self.handovers.has_outgoing() {
-                    self.handover_forward(&message, from);
-                }
+            ShardMsg::Publishes { from, messages } => {
+                self.deliver_batch(from, &messages);
+                self.mesh.recycle(from, messages);
             }
             // Operations: a `$SYS` message made by the broker, routed as if received here.
             ShardMsg::Inject(message) => {
@@ -312,7 +306,8 @@ impl ShardCore {
         self.debug_check_buffered();
     }
 
-    /// Calls `wake(shard)` once for every peer sent to since the last call.
+    /// The end of a turn for the mesh: sends this turn's batches of publishes, then calls
+    /// `wake(shard)` once for every peer sent to since the last call.
     pub fn drain_wakes(&mut self, wake: impl FnMut(super::mesh::ShardId)) {
         self.mesh.drain_wakes(wake);
     }
@@ -366,9 +361,16 @@ impl ShardCore {
     }
 
     /// Whether mesh messages wait in this shard's overflow queues for room in a channel
-    /// (moved by `handle_timeout`): work a driver must not call idle.
+    /// (moved by `handle_timeout`), or in a batch not sent yet (sent by `drain_wakes`): work a
+    /// driver must not call idle.
     pub fn has_mesh_overflow(&self) -> bool {
-        self.mesh.has_overflow()
+        self.mesh.has_overflow() || self.mesh.has_open_batches()
+    }
+
+    /// Batches of publishes this shard sent to its peers since start, and the publishes they
+    /// carried (so a test can see that its traffic crossed shards in batches).
+    pub fn mesh_batches_sent(&self) -> (u64, u64) {
+        self.mesh.batches_sent()
     }
 
     /// Session handovers this shard takes part in now (for invariant checks: none once the

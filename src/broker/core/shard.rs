@@ -694,7 +694,7 @@ mod tests {
     fn core_with_connection() -> (ShardCore, ConnKey, Arc<Global>) {
         let global = Global::new(Config::default(), 0).expect("global");
         let (tx, _rx) = crossbeam_channel::bounded(1);
-        let mesh = Mesh::new(0, vec![tx]);
+        let mesh = Mesh::new(0, vec![tx], crate::broker::core::mesh::MeshLinks::new(1));
         let mut core = ShardCore::new(0, global.clone(), mesh, Instant::now());
         let key = core.handle_accept("127.0.0.1:1".parse().expect("address"));
         (core, key, global)

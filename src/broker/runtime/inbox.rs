@@ -44,7 +44,8 @@ pub struct Inbox {
     /// Sockets from the acceptors.
     accepted: Receiver<Accepted>,
     signals: Arc<[Arc<ShardSignal>]>,
-    /// Messages received from each source shard since start (persistence, `sync`).
+    /// Messages received from each source shard since start (persistence, `sync`), each
+    /// publish of a batch counted.
     received: Vec<u64>,
 }
 
@@ -64,12 +65,14 @@ impl Inbox {
         }
     }
 
-    /// Moves up to `budget` messages per source into `out`.
+    /// Moves up to `budget` items per source into `out` (a batch of publishes is one item).
     pub fn drain_into(&mut self, out: &mut Vec<ShardMsg>, budget: usize) {
         for (source, receiver) in self.receivers.iter().enumerate() {
-            let before = out.len();
-            out.extend(receiver.try_iter().take(budget));
-            self.received[source] += (out.len() - before) as u64;
+            for msg in receiver.try_iter().take(budget) {
+                // Persistence counts messages, as the sender's `Mesh::sent_counts` does.
+                self.received[source] += msg.weight();
+                out.push(msg);
+            }
         }
     }
 
@@ -139,7 +142,7 @@ impl Inbox {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::broker::core::mesh::Mesh;
+    use crate::broker::core::mesh::{Mesh, MeshLinks};
     use mio::{Poll, Token};
 
     fn signal(poll: &Poll) -> Arc<ShardSignal> {
@@ -161,7 +164,7 @@ mod tests {
         let (to_1, from_0) = crossbeam_channel::bounded(2);
         let (unused_tx, unused_rx) = crossbeam_channel::bounded(1);
         let (_accept_tx, accept_rx) = crossbeam_channel::bounded(1);
-        let mut mesh0 = Mesh::new(0, vec![unused_tx.clone(), to_1]);
+        let mut mesh0 = Mesh::new(0, vec![unused_tx.clone(), to_1], MeshLinks::new(2));
         let inbox0 = Inbox::new(0, vec![unused_rx], accept_rx.clone(), signals.clone());
         let mut inbox1 = Inbox::new(1, vec![from_0], accept_rx, signals.clone());
 

@@ -10,7 +10,7 @@ use crate::broker::core::connection::protocol::{forwarded_parts, Layout, LayoutO
 use crate::broker::core::connection::ConnState;
 use crate::broker::core::delivery::LocalSub;
 use crate::broker::core::keys::{ConnKey, SessionKey};
-use crate::broker::core::mesh::ShardMsg;
+use crate::broker::core::mesh::{ShardId, ShardMsg};
 use crate::broker::core::retained::RetainOutcome;
 use crate::broker::core::sessions::handover::{Gate, Route};
 use crate::broker::core::sessions::session::{
@@ -60,40 +60,42 @@ impl ShardCore {
             self.store_retained(message);
         }
         self.backpressure.start_publish();
-        let local = self.deliver_local(message, origin, Route::Direct(self.id));
-        let mut overflowed = false;
-        let mut remote = false;
         let shards = self.mesh.shards();
-        if shards > 1 {
-            // One message per destination shard, sharing the Arc'd publish.
-            let (destinations, lookup) = self
-                .delivery
-                .router_mut()
-                .destinations_bytes(message.topic.as_bytes());
-            count_lookup(&self.global.counters[self.id], lookup);
-            remote = !destinations.is_empty();
-            for &target in destinations {
-                // Inline `note_destination`: `destinations` borrows the router.
-                if !self.backpressure.has_blocker()
-                    && self.global.congested[target].0.load(Ordering::Relaxed)
-                {
-                    self.backpressure.note_blocker(Blocker::Shard(target));
-                }
-                let msg = ShardMsg::Publish {
-                    from: self.id,
-                    message: message.clone(),
-                };
-                if !self.mesh.send(target, msg) {
-                    overflowed = true;
-                    bump(&self.global.counters[self.id].mesh_channel_full);
-                }
+        if shards == 1 {
+            let local = self.deliver_local(message, origin, Route::Direct(self.id));
+            let (shared, shared_overflowed) = self.route_shared(message, origin);
+            return (local || shared, shared_overflowed);
+        }
+        // One reference per destination shard, sharing the Arc'd publish. The routes name this
+        // shard's own filters too: the local trie is searched only when one matched (issue 17:
+        // a publish for another shard's subscriber saves that search).
+        let (destinations, lookup) = self
+            .delivery
+            .router_mut()
+            .destinations_bytes(message.topic.as_bytes());
+        count_lookup(&self.global.counters[self.id], lookup);
+        let mut remote = !destinations.is_empty();
+        let mut overflowed = false;
+        for &target in destinations {
+            // Inline `note_destination`: `destinations` borrows the router.
+            if !self.backpressure.has_blocker()
+                && self.global.congested[target].0.load(Ordering::Relaxed)
+            {
+                self.backpressure.note_blocker(Blocker::Shard(target));
             }
-            // Finding F1: a session handed over from here may still need it (handover.rs).
-            if self.handovers.has_outgoing() {
-                let (forwarded, full) = self.handover_forward(message, self.id);
-                remote |= forwarded;
-                overflowed |= full;
+            // Into this turn's batch for the target (mesh.rs, issue 17).
+            if !self.mesh.publish(target, message.clone()) {
+                overflowed = true;
+                bump(&self.global.counters[self.id].mesh_channel_full);
             }
+        }
+        let local = self.delivery.router().local_matched()
+            && self.deliver_local(message, origin, Route::Direct(self.id));
+        // Finding F1: a session handed over from here may still need it (handover.rs).
+        if self.handovers.has_outgoing() {
+            let (forwarded, full) = self.handover_forward(message, self.id);
+            remote |= forwarded;
+            overflowed |= full;
         }
         let (shared, shared_overflowed) = self.route_shared(message, origin);
         (local || remote || shared, overflowed || shared_overflowed)
@@ -146,14 +148,30 @@ impl ShardCore {
         let topic = message.topic.as_bytes();
         let (mut matches, lookup) = self.delivery.take_matches(topic, origin);
         count_lookup(&self.global.counters[self.id], lookup);
-        // Finding F1: a session arriving from another shard gates what it is sent directly.
-        let gated = match route {
+        let source = match route {
             Route::Forwarded(skey) => {
                 matches.retain(|m| m.session == skey);
                 None
             }
-            Route::Direct(source) => Some(source).filter(|_| self.handovers.has_incoming()),
+            Route::Direct(source) => Some(source),
         };
+        let matched = self.deliver_matches(message, &matches, source);
+        self.delivery.recycle_matches(matches);
+        matched
+    }
+
+    /// Delivers `message` to the local subscriptions `matches` (grouped by session, as
+    /// [`crate::broker::core::delivery::Delivery::take_matches`] gives them); `source`: the
+    /// shard that routed it directly (`None`: a handover forwarded it). Returns whether any
+    /// matched.
+    pub(crate) fn deliver_matches(
+        &mut self,
+        message: &MessageRef,
+        matches: &[LocalSub],
+        source: Option<ShardId>,
+    ) -> bool {
+        // Finding F1: a session arriving from another shard gates what it is sent directly.
+        let gated = source.filter(|_| self.handovers.has_incoming());
         let matched = !matches.is_empty();
         let mut identifiers = self.delivery.take_identifiers();
         if matched {
@@ -201,7 +219,6 @@ impl ShardCore {
             }
         }
         self.delivery.recycle_identifiers(identifiers);
-        self.delivery.recycle_matches(matches);
         matched
     }
 

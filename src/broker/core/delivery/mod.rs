@@ -6,8 +6,10 @@
 //! filters ([`router::Router`]), the wire layouts of the publish being delivered, and the
 //! scratch vectors and message allocation reused every publish. The shard's logic around it
 //! (route a publish, deliver to sessions, write layouts, SUBACK barrier) is `fanout.rs`,
-//! `shared_subscriptions.rs` and `retained_pacing.rs`.
+//! `batch.rs` (a batch of publishes from another shard), `shared_subscriptions.rs` and
+//! `retained_pacing.rs`.
 
+pub(crate) mod batch;
 pub(crate) mod fanout;
 // Issue 11: QoS 0 retained messages on subscribe paced as the buffer drains.
 pub(crate) mod retained_pacing;
@@ -214,6 +216,18 @@ impl Delivery {
     /// The vector [`Delivery::take_matches`] lent.
     pub fn recycle_matches(&mut self, matches: Vec<LocalSub>) {
         self.matches = matches;
+    }
+
+    /// A new delivery starts with the matches of the previous one (same topic, trie unchanged:
+    /// `batch.rs`): the layouts of the previous one are dropped, as `take_matches` does.
+    pub fn start_delivery(&mut self) {
+        self.layouts.clear();
+    }
+
+    /// Changes with every subscription added to or removed from the local trie: matches taken
+    /// at one generation hold while it stays.
+    pub fn trie_generation(&self) -> u64 {
+        self.trie.generation()
     }
 
     /// An empty vector for the subscription identifiers of one recipient; give it back with

@@ -55,7 +55,8 @@ struct SharedRoute {
 
 pub struct Router {
     me: ShardId,
-    /// Routes to other shards: filter -> shard, one entry per (filter, shard).
+    /// Routes: filter -> shard, one entry per (filter, shard), this shard's own filters
+    /// included (`local_added`).
     routes: TopicTrie<ShardId>,
     /// Recent results of `routes` by topic name.
     routes_cache: MatchCache<ShardId>,
@@ -67,6 +68,8 @@ pub struct Router {
     acked: Vec<u64>,
     dest_mask: Vec<bool>,
     dest_list: Vec<ShardId>,
+    /// Whether the last lookup matched a local filter (`local_matched`).
+    dest_local: bool,
     /// Shared subscriptions with members anywhere (this shard's members included), by
     /// [`GroupKey`]; a slot lives while some shard has members or this shard has.
     shared: Slab<SharedRoute>,
@@ -97,6 +100,7 @@ impl Router {
             acked,
             dest_mask: vec![false; shards],
             dest_list: Vec::with_capacity(shards),
+            dest_local: false,
             shared: Slab::new(),
             shared_generation: 0,
             shared_index: HashMap::default(),
@@ -107,12 +111,14 @@ impl Router {
     }
 
     /// A local subscription to `filter` was added; true if it is the first (broadcast a route).
+    /// The routes name this shard too (issue 17): a publish whose topic no local filter
+    /// matches skips the local trie ([`Router::local_matched`]).
     pub fn local_added(&mut self, filter: &MqttString) -> bool {
         let count = self.local_counts.entry(filter.clone()).or_insert(0);
         *count += 1;
         let first = *count == 1;
-        if first {
-            self.shared_add(self.me, filter.as_str());
+        if first && !self.shared_add(self.me, filter.as_str()) {
+            self.routes.insert(filter.as_str(), self.me);
         }
         first
     }
@@ -126,7 +132,9 @@ impl Router {
             }
             Some(_) => {
                 self.local_counts.remove(filter);
-                self.shared_remove(self.me, filter.as_str());
+                if !self.shared_remove(self.me, filter.as_str()) {
+                    self.routes.remove(filter.as_str(), &self.me);
+                }
                 true
             }
             None => {
@@ -400,6 +408,19 @@ impl Router {
         self.dest_mask[shard]
     }
 
+    /// The other shards the last [`Router::destinations_bytes`] named, each once.
+    pub fn last_destinations(&self) -> &[ShardId] {
+        &self.dest_list
+    }
+
+    /// Whether a local (non-shared) filter matched the topic of the last
+    /// [`Router::destinations_bytes`]: when not, the local trie has no subscriber for it. A
+    /// filter whose session is being handed over stays until the handover ends, so this may
+    /// say yes for nothing, never no for a subscriber.
+    pub fn local_matched(&self) -> bool {
+        self.dest_local
+    }
+
     /// The other shards with subscribers matching `topic`, each once.
     pub fn destinations(&mut self, topic: &str) -> &[ShardId] {
         self.destinations_bytes(topic.as_bytes()).0
@@ -409,18 +430,23 @@ impl Router {
     /// the routing table's match cache answered.
     pub fn destinations_bytes(&mut self, topic: &[u8]) -> (&[ShardId], CacheLookup) {
         let Router {
+            me,
             routes,
             routes_cache,
             dest_mask,
             dest_list,
+            dest_local,
             ..
         } = self;
         for &shard in dest_list.iter() {
             dest_mask[shard] = false;
         }
         dest_list.clear();
+        *dest_local = false;
         let lookup = routes_cache.for_each_match(routes, topic, |&shard| {
-            if !dest_mask[shard] {
+            if shard == *me {
+                *dest_local = true;
+            } else if !dest_mask[shard] {
                 dest_mask[shard] = true;
                 dest_list.push(shard);
             }
@@ -432,6 +458,34 @@ impl Router {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// This shard's own filters are in the routes (so a lookup says whether the local trie
+    /// can match), never among the destinations; the last local subscriber removes them.
+    #[test]
+    fn local_filters_are_matched_but_never_a_destination() {
+        let mut router = Router::new(0, 2);
+        let f = MqttString::from("a/+");
+        let shared = MqttString::from("$share/g/b/#");
+        assert!(router.local_added(&f));
+        assert!(router.local_added(&shared));
+        router.remote_add(1, "a/x");
+        assert_eq!(router.destinations_bytes(b"a/x").0, &[1]);
+        assert!(router.local_matched());
+        assert!(router.destinations_bytes(b"a/y").0.is_empty());
+        assert!(router.local_matched());
+        assert!(router.destinations_bytes(b"b/c").0.is_empty());
+        assert!(
+            !router.local_matched(),
+            "a shared filter is not in the routes"
+        );
+        assert!(!router.local_added(&f));
+        assert!(!router.local_removed(&f));
+        assert!(router.destinations_bytes(b"a/y").0.is_empty());
+        assert!(router.local_matched(), "one subscriber is left");
+        assert!(router.local_removed(&f));
+        assert_eq!(router.destinations_bytes(b"a/x").0, &[1]);
+        assert!(!router.local_matched());
+    }
 
     #[test]
     fn counts_epochs_and_destinations() {
