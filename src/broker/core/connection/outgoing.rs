@@ -112,10 +112,10 @@ impl OutBuf {
         memory: &mut MemoryBudget,
     ) -> usize {
         let before = self.len;
-        self.push_copy(head);
+        self.push_copy(head, memory);
         if let Some((packet_id, tail)) = rest {
-            self.push_copy(&packet_id.to_be_bytes());
-            self.push_copy(tail);
+            self.push_copy(&packet_id.to_be_bytes(), memory);
+            self.push_copy(tail, memory);
         }
         let added = self.len - before;
         memory.hold(added);
