@@ -133,8 +133,10 @@ fn cached_results_follow_subscription_changes_on_every_shard() {
         );
     }
     let before = broker.stats();
-    // Two lookups (trie, routing table) per publish, all but the first publish's hits.
-    assert!(before.match_cache_hits >= 4, "{before:?}");
+    // One lookup per publish, all but the first publish's hits: the routing table, which
+    // names this shard's own filters too (issue 17: the local trie is searched only when it
+    // matched one of them, and here none does).
+    assert!(before.match_cache_hits >= 2, "{before:?}");
 
     // A subscriber on the publisher's shard.
     assert_eq!(
