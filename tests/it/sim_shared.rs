@@ -313,3 +313,97 @@ fn round_robin_takes_members_in_turn_through_leaves_and_joins() {
     let got = drain_all(&mut sim, &mut members);
     assert!(got.iter().all(Vec::is_empty), "{got:?}");
 }
+
+/// The QoS 1 PUBLISHes a peer was sent since the last call: (packet id, payload).
+fn publishes(sim: &mut Sim, peer: &mut Peer) -> Vec<(u16, String)> {
+    peer.packets(sim)
+        .into_iter()
+        .map(|packet| match packet {
+            Packet::Publish(p) => (p.packet_id, String::from_utf8_lossy(&p.payload).into()),
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect()
+}
+
+fn ack(sim: &mut Sim, peer: &mut Peer, packet_id: u16) {
+    let ack = shardmq::codec::Ack {
+        packet_id,
+        reason_code: shardmq::codec::ReasonCode::Success,
+        properties: Default::default(),
+    };
+    peer.send(sim, &Packet::PubAck(ack));
+}
+
+/// Issue 17: while no member can take a QoS 1 message (every window full) each message is
+/// queued to the strategy's member without every member being checked again (counted each
+/// time); once a member's acknowledgement opens its window it is picked at once, and every
+/// message arrives once.
+#[test]
+fn a_busy_group_is_looked_at_again_once_a_member_acknowledges() {
+    let mut sim = sim_with(1, |_| {});
+    let mut members: Vec<Peer> = (0..2)
+        .map(|i| {
+            let mut connect = connect_packet(V5, &format!("busy{i}"), true);
+            connect.properties.receive_maximum = Some(1);
+            let (mut peer, _) = Peer::connect(&mut sim, 0, connect);
+            peer.subscribe_with(&mut sim, "$share/g/busy", qos1());
+            peer
+        })
+        .collect();
+    let mut publisher = client(&mut sim, 0, "busy-pub");
+    let busy = |sim: &Sim| sim.global().stats().shared_all_members_busy;
+    let mut publish = |sim: &mut Sim, payload: &str| {
+        let packet = publish_packet("busy", payload.as_bytes(), QoS::AtLeastOnce, false, 1);
+        publisher.send(sim, &packet);
+        assert!(matches!(
+            publisher.packets(sim).as_slice(),
+            [Packet::PubAck(_)]
+        ));
+    };
+    let mut got: Vec<Vec<String>> = vec![Vec::new(), Vec::new()];
+    // One message each fills both windows.
+    publish(&mut sim, "m0");
+    publish(&mut sim, "m1");
+    let mut in_flight = Vec::new();
+    for (i, member) in members.iter_mut().enumerate() {
+        let sent = publishes(&mut sim, member);
+        assert_eq!(sent.len(), 1, "one each: {sent:?}");
+        in_flight.push(sent[0].0);
+        got[i].push(sent[0].1.clone());
+    }
+    assert_eq!(busy(&sim), 0);
+    // Two more: nobody can take them; queued, counted each time, nothing sent.
+    publish(&mut sim, "q2");
+    assert_eq!(busy(&sim), 1);
+    publish(&mut sim, "q3");
+    assert_eq!(busy(&sim), 2);
+    for member in members.iter_mut() {
+        assert_eq!(publishes(&mut sim, member), []);
+    }
+    // Each acknowledgement lets one queued message out (one queued per member: round robin).
+    for (i, member) in members.iter_mut().enumerate() {
+        ack(&mut sim, member, in_flight[i]);
+        let sent = publishes(&mut sim, member);
+        assert_eq!(sent.len(), 1, "its queued message: {sent:?}");
+        in_flight[i] = sent[0].0;
+        got[i].push(sent[0].1.clone());
+    }
+    // Member 0's window opens with nothing queued: the next message goes to it at once.
+    ack(&mut sim, &mut members[0], in_flight[0]);
+    assert_eq!(publishes(&mut sim, &mut members[0]), []);
+    publish(&mut sim, "q4");
+    let sent = publishes(&mut sim, &mut members[0]);
+    assert_eq!(
+        sent.iter().map(|s| s.1.as_str()).collect::<Vec<_>>(),
+        ["q4"]
+    );
+    got[0].push(sent[0].1.clone());
+    assert_eq!(publishes(&mut sim, &mut members[1]), []);
+    assert_eq!(busy(&sim), 2, "no member found busy for q4");
+    ack(&mut sim, &mut members[1], in_flight[1]);
+    for (i, member) in members.iter_mut().enumerate() {
+        got[i].extend(member.drain(&mut sim));
+    }
+    let sent: BTreeSet<String> = ["m0", "m1", "q2", "q3", "q4"].map(String::from).into();
+    assert_each_once(&got, &sent);
+}

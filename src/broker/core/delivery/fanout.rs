@@ -41,6 +41,7 @@ impl ShardCore {
         if qos == QoS::AtMostOnce {
             return;
         }
+        self.delivery.note_member_progress();
         if let Some(session) = self.sessions.get_mut(skey) {
             session.session.forget(packet_id);
             // Persistence: discarded as if acknowledged.
@@ -430,6 +431,7 @@ impl ShardCore {
                     conn.peer
                 );
                 if qos != QoS::AtMostOnce {
+                    self.delivery.note_member_progress();
                     if let Some(session) = self.sessions.get_mut(skey) {
                         session.session.forget(packet_id);
                     }
@@ -479,6 +481,8 @@ impl ShardCore {
     /// Sends queued messages while the in-flight window has room (after what a resumed
     /// session's window still has to resend).
     pub(crate) fn pump_queue(&mut self, key: ConnKey, skey: SessionKey) {
+        // Called whenever `skey` may take messages again: a busy shared group looks again.
+        self.delivery.note_member_progress();
         // The common case after a PUBACK (issue 17: once per QoS 1 delivery): nothing to resend
         // and nothing queued, so only the congestion state is looked at, as the loop below
         // would end doing.

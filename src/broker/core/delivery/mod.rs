@@ -54,6 +54,8 @@ pub struct Delivery {
     router: Router,
     /// State of the shared subscriptions' random strategy (xorshift64*, never 0).
     random_state: u64,
+    /// Counts the events that may let a session take a message again (`note_member_progress`).
+    member_progress: u64,
     /// The wire layouts of the publish being delivered, one per (version, QoS, retain).
     layouts: LayoutCache,
     /// Scratch of the encoder.
@@ -86,6 +88,7 @@ impl Delivery {
             match_cache: MatchCache::new(),
             router: Router::new(me, shards),
             random_state: random_state | 1,
+            member_progress: 0,
             layouts: LayoutCache::default(),
             encode_buf: BytesMut::new(),
             spare_messages: Vec::new(),
@@ -134,6 +137,19 @@ impl Delivery {
     #[inline]
     pub fn has_local_subscriptions(&self) -> bool {
         !self.trie.is_empty()
+    }
+
+    /// Something may have let a session take a message again (its window or outgoing buffer
+    /// opened, it came online): shared-subscription groups found busy are checked again.
+    #[inline]
+    pub fn note_member_progress(&mut self) {
+        self.member_progress = self.member_progress.wrapping_add(1);
+    }
+
+    /// See [`Delivery::note_member_progress`].
+    #[inline]
+    pub fn member_progress(&self) -> u64 {
+        self.member_progress
     }
 
     /// A fresh pseudo-random number (xorshift64*; for the random strategy, not for security).

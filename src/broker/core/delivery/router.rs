@@ -264,6 +264,8 @@ impl Router {
             Some(existing) => *existing = sub,
             None => group.members.push(sub),
         }
+        // The new member may take what the others could not.
+        group.all_busy_at = None;
         true
     }
 

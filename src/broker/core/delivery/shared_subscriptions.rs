@@ -34,6 +34,11 @@ pub struct SharedMembers {
     pub cursor: usize,
     /// The sticky strategy's current member (index into `members`).
     pub sticky: Option<usize>,
+    /// The shard's member progress ([`crate::broker::core::delivery::Delivery::member_progress`])
+    /// when no member could take a QoS 1/2 message: until it moves (an acknowledgement, a
+    /// written-down buffer, a connect, a discarded in-flight message) none can, and the pick
+    /// does not check them all again (issue 17: O(1) per message while the group is busy).
+    pub all_busy_at: Option<u64>,
 }
 
 /// Whether a (validated) filter names a shared subscription.
@@ -292,6 +297,7 @@ impl ShardCore {
         let max_outgoing = self.config.max_outgoing_bytes;
         let max_inflight_bytes =
             crate::broker::core::sessions::session::ByteLimits::of(&self.config).inflight;
+        let progress = self.delivery.member_progress();
         let group = self.delivery.router_mut().shared_members_mut(group)?;
         let n = group.members.len();
         if n == 0 {
@@ -316,19 +322,27 @@ impl ShardCore {
                     && (qos == QoS::AtMostOnce || s.session.can_send_now(max_inflight_bytes))
             })
         };
-        // The strategy's member first (the common case: one check), then the others in order.
+        // The strategy's member first (the common case: one check), then the others in order;
+        // none while nothing moved since every member was found busy. A QoS 0 message needs no
+        // window, so it is always checked.
+        let busy = qos != QoS::AtMostOnce;
         let mut chosen = None;
-        let mut index = start;
-        for _ in 0..n {
-            if can_take(&group.members[index]) {
-                chosen = Some(index);
-                break;
+        if !(busy && group.all_busy_at == Some(progress)) {
+            let mut index = start;
+            for _ in 0..n {
+                if can_take(&group.members[index]) {
+                    chosen = Some(index);
+                    break;
+                }
+                index = if index + 1 < n { index + 1 } else { 0 };
             }
-            index = if index + 1 < n { index + 1 } else { 0 };
         }
         let index = match chosen {
             Some(i) => i,
             None => {
+                if busy {
+                    group.all_busy_at = Some(progress);
+                }
                 bump(&self.global.counters[self.id].shared_all_members_busy);
                 start
             }
