@@ -102,6 +102,26 @@ impl OutBuf {
         added
     }
 
+    /// [`OutBuf::push_publish`] for a small PUBLISH given as borrowed parts
+    /// (`connection::protocol::forwarded_parts`), copied. Returns how many bytes it added.
+    #[inline]
+    pub fn push_publish_copied(
+        &mut self,
+        head: &[u8],
+        rest: Option<(u16, &[u8])>,
+        memory: &mut MemoryBudget,
+    ) -> usize {
+        let before = self.len;
+        self.push_copy(head, memory);
+        if let Some((packet_id, tail)) = rest {
+            self.push_copy(&packet_id.to_be_bytes(), memory);
+            self.push_copy(tail, memory);
+        }
+        let added = self.len - before;
+        memory.hold(added);
+        added
+    }
+
     /// Writes until the queue is empty (`Ok(true)`) or the socket would block (`Ok(false)`);
     /// the written bytes leave `memory`.
     pub fn write_to<W: Write>(

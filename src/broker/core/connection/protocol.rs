@@ -367,6 +367,46 @@ pub fn forwarded_layout(
     Some(split_layout(frame.clone(), qos, message.topic.len()))
 }
 
+/// A PUBLISH as what is written around the packet id: an owned [`Layout`], or parts borrowed
+/// from the publisher's frame ([`forwarded_parts`]).
+#[derive(Clone, Copy, Debug)]
+pub enum Wire<'a> {
+    Layout(&'a Layout),
+    Parts { head: &'a [u8], tail: &'a [u8] },
+}
+
+impl Wire<'_> {
+    /// The wire size with the packet id.
+    pub fn len(&self, qos: QoS) -> usize {
+        match self {
+            Wire::Layout(layout) => layout.len(qos),
+            Wire::Parts { head, tail } => {
+                head.len() + tail.len() + if qos == QoS::AtMostOnce { 0 } else { 2 }
+            }
+        }
+    }
+}
+
+/// Issue 17: [`forwarded_layout`] borrowed, for a frame small enough to be copied into the
+/// outgoing buffer anyway (at most `COPY_THRESHOLD_BYTES`): the head and the tail around the
+/// packet id (for QoS 0 the whole frame and nothing), with no `Bytes` handles made per delivery.
+pub fn forwarded_parts(
+    message: &MessageRef,
+    version: ProtocolVersion,
+    qos: QoS,
+    retain: bool,
+) -> Option<(&[u8], &[u8])> {
+    let frame = forwardable_frame(message, version, qos, retain)?;
+    if frame.len() > crate::broker::core::connection::outgoing::COPY_THRESHOLD_BYTES {
+        return None;
+    }
+    if qos == QoS::AtMostOnce {
+        return Some((frame, &[]));
+    }
+    let offset = packet_id_offset(frame, message.topic.len());
+    Some((&frame[..offset], &frame[offset + 2..]))
+}
+
 /// The publisher's frame, when it is exactly what [`encode_layout`] would write for this
 /// delivery with default options: the same protocol family (3.x or 5, whose PUBLISH layouts
 /// differ only by the property list) and the same first byte, that is the same QoS and retain
@@ -518,19 +558,24 @@ fn split_layout(full: Bytes, qos: QoS, topic_len: usize) -> Layout {
             tail: Bytes::new(),
         };
     }
-    // Offset of the packet id: fixed header byte, remaining-length bytes, topic length + topic.
+    let offset = packet_id_offset(&full, topic_len);
+    Layout {
+        head: full.slice(..offset),
+        tail: full.slice(offset + 2..),
+    }
+}
+
+/// Where the packet id of a QoS 1/2 PUBLISH frame starts: after the fixed header byte, the
+/// remaining-length bytes and the topic (length and name). The packet id is 1 when encoded
+/// here, the publisher's when forwarded (never 0: the codec refuses such a PUBLISH with 0x82,
+/// [MQTT-2.2.1-3]); the clamp keeps `offset + 2` in bounds.
+fn packet_id_offset(full: &[u8], topic_len: usize) -> usize {
     let mut offset = 1;
     while offset < full.len() && full[offset] & 0x80 != 0 {
         offset += 1;
     }
     offset += 1 + 2 + topic_len;
-    // The packet id is 1 when encoded here, the publisher's when forwarded (never 0: the codec
-    // refuses such a PUBLISH with 0x82, [MQTT-2.2.1-3]); the clamp keeps the slices in bounds.
-    let offset = offset.min(full.len().saturating_sub(2));
-    Layout {
-        head: full.slice(..offset),
-        tail: full.slice(offset + 2..),
-    }
+    offset.min(full.len().saturating_sub(2))
 }
 
 #[cfg(test)]

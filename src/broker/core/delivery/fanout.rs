@@ -6,7 +6,7 @@
 //! layout (version, QoS, retain) is encoded once; subscribers share the encoded bytes.
 
 use crate::broker::core::backpressure::Blocker;
-use crate::broker::core::connection::protocol::{Layout, LayoutOptions};
+use crate::broker::core::connection::protocol::{forwarded_parts, Layout, LayoutOptions, Wire};
 use crate::broker::core::connection::ConnState;
 use crate::broker::core::delivery::LocalSub;
 use crate::broker::core::keys::{ConnKey, SessionKey};
@@ -384,12 +384,23 @@ impl ShardCore {
             (Encoding::Cached, Some(_)) => Encoding::Fresh { dup: false },
             (other, _) => other,
         };
+        // Issue 17: a small frame forwarded as received (a shared-subscription delivery, a queued
+        // message) is copied straight from the publisher's bytes, with no `Bytes` handles made
+        // and dropped per delivery.
+        let parts = match encoding {
+            Encoding::Fresh { dup: false } if adjusted.is_none() && alias.is_none() => {
+                forwarded_parts(message, conn.version, qos, retain)
+            }
+            _ => None,
+        };
         let fresh: Layout;
-        let layout = match encoding {
-            Encoding::Cached => self
+        let layout = match (parts, encoding) {
+            (Some((head, tail)), _) => Ok(Wire::Parts { head, tail }),
+            (None, Encoding::Cached) => self
                 .delivery
-                .cached_layout(message, conn.version, qos, retain),
-            Encoding::Fresh { dup } => {
+                .cached_layout(message, conn.version, qos, retain)
+                .map(Wire::Layout),
+            (None, Encoding::Fresh { dup }) => {
                 let options = LayoutOptions {
                     qos,
                     retain,
@@ -400,7 +411,7 @@ impl ShardCore {
                 match self.delivery.fresh_layout(message, conn.version, options) {
                     Ok(layout) => {
                         fresh = layout;
-                        Ok(&fresh)
+                        Ok(Wire::Layout(&fresh))
                     }
                     Err(error) => Err(error),
                 }
@@ -409,8 +420,8 @@ impl ShardCore {
         // A delivery over a wire-format limit (a PUBLISH near 268,435,455 bytes plus what this
         // delivery adds) cannot be sent: discarded like one over the client's Maximum Packet
         // Size, and counted.
-        let layout = match layout {
-            Ok(layout) => layout,
+        let wire = match layout {
+            Ok(wire) => wire,
             Err(error) => {
                 bump(&self.global.counters[self.id].packets_unencodable);
                 log::warn!(
@@ -426,7 +437,7 @@ impl ShardCore {
                 return;
             }
         };
-        if layout.len(qos) > conn.client_max_packet_size as usize {
+        if wire.len(qos) > conn.client_max_packet_size as usize {
             // [MQTT-3.1.2-25]: discard it and behave as if it had been delivered.
             bump(&self.global.counters[self.id].dropped_client_packet_size);
             self.discard_as_delivered(skey, qos, packet_id);
@@ -442,9 +453,17 @@ impl ShardCore {
         if before < max_outgoing {
             conn.out_progress_secs = (self.now_ms / 1000) as u16;
         }
-        let rest = (qos != QoS::AtMostOnce).then_some((packet_id, &layout.tail));
         let memory = self.backpressure.memory_mut();
-        conn.out.push_publish(&layout.head, rest, memory);
+        match wire {
+            Wire::Layout(layout) => {
+                let rest = (qos != QoS::AtMostOnce).then_some((packet_id, &layout.tail));
+                conn.out.push_publish(&layout.head, rest, memory);
+            }
+            Wire::Parts { head, tail } => {
+                let rest = (qos != QoS::AtMostOnce).then_some((packet_id, tail));
+                conn.out.push_publish_copied(head, rest, memory);
+            }
+        }
         let after = conn.out.len();
         bump(&self.global.counters[self.id].messages_sent);
         bump(&self.global.counters[self.id].packets_sent);

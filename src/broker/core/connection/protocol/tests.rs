@@ -284,3 +284,52 @@ fn a_delivery_over_the_largest_packet_is_an_error() {
     let fresh = encode_layout(&message, ProtocolVersion::V5, options, &mut scratch);
     assert!(fresh.is_err());
 }
+
+/// Issue 17: the borrowed parts of a small forwarded frame are the bytes of its forwarded
+/// layout, whenever there is one; a frame above the copy threshold is not borrowed.
+#[test]
+fn forwarded_parts_are_the_forwarded_layout() {
+    let versions = [ProtocolVersion::V3_1_1, ProtocolVersion::V5];
+    let qoss = [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce];
+    let mut borrowed = 0;
+    for publisher in versions {
+        for qos in qoss {
+            for retain in [false, true] {
+                let message = received(publisher, qos, retain, false);
+                for subscriber in versions {
+                    for sub_qos in qoss {
+                        let layout = forwarded_layout(&message, subscriber, sub_qos, retain);
+                        let parts = forwarded_parts(&message, subscriber, sub_qos, retain);
+                        let expected = layout.as_ref().map(|l| (&l.head[..], &l.tail[..]));
+                        assert_eq!(parts, expected, "{publisher:?} {qos:?} -> {subscriber:?}");
+                        if let (Some((head, tail)), Some(layout)) = (parts, &layout) {
+                            assert_eq!(
+                                Wire::Parts { head, tail }.len(sub_qos),
+                                layout.len(sub_qos)
+                            );
+                            borrowed += 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    // Same family and QoS: one per (version, QoS, retain).
+    assert_eq!(borrowed, 2 * 3 * 2);
+    let mut big = Message::clone(&received(
+        ProtocolVersion::V5,
+        QoS::AtLeastOnce,
+        false,
+        false,
+    ));
+    let frame = big.frame.as_mut().expect("a frame");
+    let mut bytes = BytesMut::from(&frame.bytes[..]);
+    bytes.resize(
+        crate::broker::core::connection::outgoing::COPY_THRESHOLD_BYTES + 1,
+        0,
+    );
+    frame.bytes = bytes.freeze();
+    let big = Arc::new(big);
+    assert!(forwarded_layout(&big, ProtocolVersion::V5, QoS::AtLeastOnce, false).is_some());
+    assert!(forwarded_parts(&big, ProtocolVersion::V5, QoS::AtLeastOnce, false).is_none());
+}
