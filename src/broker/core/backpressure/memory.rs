@@ -12,6 +12,7 @@
 
 use super::queue_charges::QueueCharges;
 use crate::broker::core::sessions::session::{Congestion, MessageRef};
+use bytes::BytesMut;
 
 /// A shard's part of `max_buffered_bytes` and the bytes it holds now: outgoing buffers (every
 /// byte pushed, until written or the connection is gone) and session queues
@@ -49,7 +50,18 @@ pub struct MemoryBudget {
     /// Issue 11 item 1: queue entries per shared message, so that a message held by many
     /// queues is charged once.
     charges: QueueCharges,
+    /// Issue 17: emptied staging buffers of outgoing queues, kept for the next connection that
+    /// has something to send (at most `SPARE_BUFFERS_MAX`, none larger than
+    /// `SPARE_BUFFER_MAX_BYTES`), so that a connection sending a packet per loop turn does not
+    /// allocate and free one each turn. Not counted in `buffered` (they hold no bytes); a fixed
+    /// bound per shard (docs/memory.md).
+    spare_buffers: Vec<BytesMut>,
 }
+
+/// Spare staging buffers one shard keeps at most.
+const SPARE_BUFFERS_MAX: usize = 32;
+/// Largest staging buffer kept for reuse: so the spares hold at most 32 x 8 KiB per shard.
+const SPARE_BUFFER_MAX_BYTES: usize = 8 * 1024;
 
 impl MemoryBudget {
     /// The budget of one of `shards` shards sharing `max_buffered_bytes`.
@@ -67,7 +79,35 @@ impl MemoryBudget {
             queued: 0,
             queued_limit: limit / 2,
             charges: QueueCharges::default(),
+            spare_buffers: Vec::new(),
         }
+    }
+
+    /// An empty buffer with room for at least `bytes`, a spare one when one is kept.
+    #[inline]
+    pub fn buffer(&mut self, bytes: usize) -> BytesMut {
+        match self.spare_buffers.pop() {
+            Some(mut spare) => {
+                spare.reserve(bytes);
+                spare
+            }
+            None => BytesMut::with_capacity(bytes),
+        }
+    }
+
+    /// Takes back an emptied buffer for reuse by [`MemoryBudget::buffer`], or frees it.
+    #[inline]
+    pub fn recycle_buffer(&mut self, mut buffer: BytesMut) {
+        if self.spare_buffers.len() >= SPARE_BUFFERS_MAX || !buffer.is_empty() {
+            return;
+        }
+        // An emptied buffer may have been advanced to its end, so `capacity` tells only what is
+        // left after its start; `try_reclaim` (never allocating) tells whether its whole
+        // allocation is larger than the bound. `buffer` reclaims the rest when it is reused.
+        if buffer.try_reclaim(SPARE_BUFFER_MAX_BYTES + 1) || !buffer.try_reclaim(1) {
+            return; // too large, or no allocation at all
+        }
+        self.spare_buffers.push(buffer);
     }
 
     /// This shard's part of `max_buffered_bytes`.
@@ -217,6 +257,34 @@ impl MemoryBudget {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Buf;
+
+    #[test]
+    fn spare_buffers_are_reused_whole_and_bounded() {
+        let mut budget = MemoryBudget::new(1 << 20, 1);
+        let mut buffer = budget.buffer(2048);
+        let address = buffer.as_ptr();
+        buffer.extend_from_slice(&[1; 2048]);
+        buffer.advance(2048); // written out: empty, advanced to its end
+        budget.recycle_buffer(buffer);
+        let again = budget.buffer(2048);
+        assert_eq!(again.as_ptr(), address, "the same allocation, whole again");
+        assert!(again.capacity() >= 2048 && again.is_empty());
+        // Larger than the bound, or holding bytes, or no allocation: not kept.
+        let mut large = BytesMut::with_capacity(SPARE_BUFFER_MAX_BYTES + 1);
+        large.extend_from_slice(&[1; 100]);
+        large.advance(100);
+        budget.recycle_buffer(large);
+        let mut full = BytesMut::with_capacity(64);
+        full.extend_from_slice(b"x");
+        budget.recycle_buffer(full);
+        budget.recycle_buffer(BytesMut::new());
+        assert!(budget.spare_buffers.is_empty());
+        for _ in 0..SPARE_BUFFERS_MAX + 5 {
+            budget.recycle_buffer(BytesMut::with_capacity(1024));
+        }
+        assert_eq!(budget.spare_buffers.len(), SPARE_BUFFERS_MAX);
+    }
 
     #[test]
     fn splits_the_limit_over_the_shards() {

@@ -70,7 +70,7 @@ impl OutBuf {
         memory: &mut MemoryBudget,
     ) -> Result<(), EncodeError> {
         let before = self.len;
-        self.encode_packet(packet, version)?;
+        self.encode_packet(packet, version, memory)?;
         memory.hold(self.len - before);
         Ok(())
     }
@@ -78,7 +78,7 @@ impl OutBuf {
     /// Appends a four-byte acknowledgement (`codec::short_ack`) and counts it in `memory`.
     #[inline]
     pub fn push_ack(&mut self, bytes: [u8; 4], memory: &mut MemoryBudget) {
-        self.push_copy(&bytes);
+        self.push_copy(&bytes, memory);
         memory.hold(bytes.len());
     }
 
@@ -92,10 +92,10 @@ impl OutBuf {
         memory: &mut MemoryBudget,
     ) -> usize {
         let before = self.len;
-        self.push_shared(head);
+        self.push_shared(head, memory);
         if let Some((packet_id, tail)) = rest {
-            self.push_copy(&packet_id.to_be_bytes());
-            self.push_shared(tail);
+            self.push_copy(&packet_id.to_be_bytes(), memory);
+            self.push_shared(tail, memory);
         }
         let added = self.len - before;
         memory.hold(added);
@@ -112,6 +112,9 @@ impl OutBuf {
         let before = self.len;
         let result = self.write_all_to(socket);
         memory.release(before - self.len);
+        if matches!(result, Ok(true)) {
+            self.release(Some(memory));
+        }
         result
     }
 
@@ -123,10 +126,8 @@ impl OutBuf {
     }
 
     /// Appends a copy of `data`.
-    fn push_copy(&mut self, data: &[u8]) {
-        if self.staging.capacity() == 0 {
-            self.staging.reserve(data.len().max(STAGING_INITIAL_BYTES));
-        }
+    fn push_copy(&mut self, data: &[u8], memory: &mut MemoryBudget) {
+        self.ensure_staging(data.len(), memory);
         self.staging.extend_from_slice(data);
         self.staged(data.len());
     }
@@ -144,10 +145,18 @@ impl OutBuf {
         }
     }
 
+    /// A staging buffer for an empty queue (a spare one when the shard keeps one).
+    #[inline]
+    fn ensure_staging(&mut self, bytes: usize, memory: &mut MemoryBudget) {
+        if self.staging.capacity() == 0 {
+            self.staging = memory.buffer(bytes.max(STAGING_INITIAL_BYTES));
+        }
+    }
+
     /// Appends `data`, sharing it unless it is small.
-    fn push_shared(&mut self, data: &Bytes) {
+    fn push_shared(&mut self, data: &Bytes, memory: &mut MemoryBudget) {
         if data.len() <= COPY_THRESHOLD_BYTES {
-            self.push_copy(data);
+            self.push_copy(data, memory);
             return;
         }
         if self.chunks.is_empty() && !self.staging.is_empty() {
@@ -162,10 +171,9 @@ impl OutBuf {
         &mut self,
         packet: &Packet,
         version: ProtocolVersion,
+        memory: &mut MemoryBudget,
     ) -> Result<(), EncodeError> {
-        if self.staging.capacity() == 0 {
-            self.staging.reserve(STAGING_INITIAL_BYTES);
-        }
+        self.ensure_staging(0, memory);
         let before = self.staging.len();
         packet.encode(version, &mut self.staging)?;
         self.staged(self.staging.len() - before);
@@ -218,7 +226,6 @@ impl OutBuf {
             self.staging.advance(written);
             self.len -= written;
         }
-        self.release();
         Ok(true)
     }
 
@@ -254,10 +261,13 @@ impl OutBuf {
         }
     }
 
-    /// Frees the memory of an empty queue.
-    fn release(&mut self) {
+    /// Frees the memory of an empty queue; its staging buffer goes to `memory`'s spares.
+    fn release(&mut self, memory: Option<&mut MemoryBudget>) {
         debug_assert!(self.len == 0 && self.chunks.is_empty() && self.staging.is_empty());
-        self.staging = BytesMut::new();
+        let staging = std::mem::take(&mut self.staging);
+        if let Some(memory) = memory {
+            memory.recycle_buffer(staging);
+        }
         if self.chunks.capacity() > 0 {
             self.chunks = VecDeque::new();
         }
@@ -316,8 +326,8 @@ mod tests {
     fn staging_only_writes_need_no_chunk_queue() {
         let mut out = OutBuf::default();
         let mut memory = MemoryBudget::new(1 << 20, 1);
-        out.push_copy(b"hello");
-        out.push_copy(b" world");
+        out.push_copy(b"hello", &mut memory);
+        out.push_copy(b" world", &mut memory);
         memory.hold(out.len());
         let mut sink = Trickle {
             written: Vec::new(),
@@ -341,9 +351,9 @@ mod tests {
         let mut out = OutBuf::default();
         let mut memory = MemoryBudget::new(1 << 20, 1);
         let big = Bytes::from(vec![7u8; 1000]);
-        out.push_copy(b"ab");
-        out.push_shared(&big);
-        out.push_copy(b"cd");
+        out.push_copy(b"ab", &mut memory);
+        out.push_shared(&big, &mut memory);
+        out.push_copy(b"cd", &mut memory);
         assert_eq!(out.len(), 1004);
         memory.hold(out.len());
         let mut sink = Trickle {

@@ -460,6 +460,18 @@ impl ShardCore {
     /// Sends queued messages while the in-flight window has room (after what a resumed
     /// session's window still has to resend).
     pub(crate) fn pump_queue(&mut self, key: ConnKey, skey: SessionKey) {
+        // The common case after a PUBACK (issue 17: once per QoS 1 delivery): nothing to resend
+        // and nothing queued, so only the congestion state is looked at, as the loop below
+        // would end doing.
+        let Some(session) = self.sessions.get(skey) else {
+            return;
+        };
+        if !session.session.resend_pending() && session.session.state.queued.is_empty() {
+            if session.connection == Some(key) {
+                self.update_congestion(skey);
+            }
+            return;
+        }
         if !self.resend_inflight(key, skey) {
             self.update_congestion(skey);
             return;

@@ -70,9 +70,13 @@ pub struct Delivery {
     retained_scratch: Vec<MessageRef>,
 }
 
-/// Emptied message allocations a shard keeps for reuse at most: a fixed bound (about 200 bytes
-/// each), enough for the PUBACKs of one read to feed the publishes of the next.
-const SPARE_MESSAGES_MAX: usize = 64;
+/// Emptied message allocations a shard keeps for reuse at most: a fixed bound (168 bytes each
+/// on 64-bit targets, so at most 168 KiB per shard, held only after that many messages were
+/// in flight at once), enough for the PUBACKs of one turn to feed the publishes of the next.
+/// Issue 17: at 64 the pool overflowed with 64 publishers x 64 in flight (`sharedsub
+/// --publishers 64`), and most messages were allocated and freed again; 1,024 gave 4-7 % more
+/// deliveries per broker CPU-second there than 64 or 256 (BENCHMARKS.md, `$share` second round).
+const SPARE_MESSAGES_MAX: usize = 1024;
 
 impl Delivery {
     /// The delivery state of shard `me` of `shards`; `random_state` seeds the random strategy.
