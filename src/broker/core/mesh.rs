@@ -132,12 +132,22 @@ impl ShardMsg {
 pub const MESH_BATCH_MAX: usize = 256;
 /// Emptied batch vectors a shard keeps for reuse per peer (beyond them they are freed).
 const SPARE_BATCHES_PER_PEER: usize = 4;
+/// Emptied message allocations (about 200 bytes each) moved between shards at once.
+const SPARE_MESSAGE_BUNDLE: usize = 64;
+/// Bundles of emptied message allocations the shards share, per shard (beyond them they are
+/// freed): at most 16 x 64 x ~200 bytes = ~200 KiB per shard.
+const SPARE_BUNDLES_PER_SHARD: usize = 16;
 
 /// What the shards of one broker share about their channels, beside the channels themselves:
 /// how many publishes each target took out of each channel, and the emptied batch vectors on
 /// their way back to the shard that filled them.
 pub struct MeshLinks {
     shards: Box<[LinkEnd]>,
+    /// Emptied message allocations one shard had left over, for any shard that has none (a
+    /// publish is allocated by the publisher's shard and often freed by the subscriber's:
+    /// without this, one shard would always allocate and the other always free), in bundles
+    /// of [`SPARE_MESSAGE_BUNDLE`] so that a channel operation is paid once per bundle.
+    spare_messages: (Sender<Vec<MessageRef>>, Receiver<Vec<MessageRef>>),
 }
 
 /// One shard's part of [`MeshLinks`].
@@ -158,6 +168,7 @@ impl MeshLinks {
         };
         Arc::new(MeshLinks {
             shards: (0..shards).map(end).collect(),
+            spare_messages: crossbeam_channel::bounded(SPARE_BUNDLES_PER_SHARD * shards),
         })
     }
 }
@@ -199,6 +210,10 @@ pub struct Mesh {
     routes_sent: bool,
     /// Batches sent since start, and the publishes they carried (tests and the simulation).
     batches_sent: (u64, u64),
+    /// Emptied message allocations from another shard's bundle, not used yet, and the bundle
+    /// this shard is filling for the others (`take_spare_message`, `give_spare_message`).
+    spare_in: Vec<MessageRef>,
+    spare_out: Vec<MessageRef>,
 }
 
 impl Mesh {
@@ -226,6 +241,8 @@ impl Mesh {
             sent: vec![0; shards],
             routes_sent: false,
             batches_sent: (0, 0),
+            spare_in: Vec::new(),
+            spare_out: Vec::new(),
         }
     }
 
@@ -321,6 +338,41 @@ impl Mesh {
         taken.store(count, Ordering::Release);
         messages.clear();
         let _ = self.links.shards[from].spare.0.try_send(messages);
+    }
+
+    /// An emptied message allocation another shard had left over, if any (none with one
+    /// shard: nothing crosses).
+    pub fn take_spare_message(&mut self) -> Option<MessageRef> {
+        if let Some(spare) = self.spare_in.pop() {
+            return Some(spare);
+        }
+        if self.senders.len() == 1 {
+            return None;
+        }
+        let mut bundle = self.links.spare_messages.1.try_recv().ok()?;
+        let spare = bundle.pop();
+        // The emptied vector of the previous bundle becomes the next outgoing one.
+        let empty = std::mem::replace(&mut self.spare_in, bundle);
+        if self.spare_out.capacity() == 0 {
+            self.spare_out = empty;
+        }
+        spare
+    }
+
+    /// Offers an emptied message allocation to the other shards (in bundles; freed when they
+    /// have enough).
+    pub fn give_spare_message(&mut self, spare: MessageRef) {
+        if self.senders.len() == 1 {
+            return;
+        }
+        if self.spare_out.capacity() == 0 {
+            self.spare_out = Vec::with_capacity(SPARE_MESSAGE_BUNDLE);
+        }
+        self.spare_out.push(spare);
+        if self.spare_out.len() >= SPARE_MESSAGE_BUNDLE {
+            let bundle = std::mem::take(&mut self.spare_out);
+            let _ = self.links.spare_messages.0.try_send(bundle);
+        }
     }
 
     /// Sends `msg` to `target` without blocking, after the batch open for it (so the target
@@ -583,5 +635,46 @@ mod tests {
         mesh0.drain_wakes(|_| {});
         let sizes: Vec<u64> = rx.try_iter().map(|m| m.weight()).collect();
         assert_eq!(sizes, vec![MESH_BATCH_MAX as u64, 1]);
+    }
+}
+
+#[cfg(test)]
+mod spare_tests {
+    use super::*;
+    use crate::broker::core::sessions::session::Message;
+    use crate::codec::Publish;
+    use std::time::Instant;
+
+    /// Allocations one shard has left over reach another in bundles, and come out unique.
+    #[test]
+    fn spare_messages_move_between_shards_in_bundles() {
+        let links = MeshLinks::new(2);
+        let channels = || {
+            let (a, _) = crossbeam_channel::bounded(1);
+            let (b, _) = crossbeam_channel::bounded(1);
+            vec![a, b]
+        };
+        let mut giver = Mesh::new(1, channels(), links.clone());
+        let mut taker = Mesh::new(0, channels(), links);
+        let spares: Vec<MessageRef> = (0..SPARE_MESSAGE_BUNDLE)
+            .map(|_| Message::new_ref(Publish::default(), Instant::now()))
+            .collect();
+        let addresses: Vec<*const Message> = spares.iter().map(Arc::as_ptr).collect();
+        for spare in spares.into_iter().take(SPARE_MESSAGE_BUNDLE - 1) {
+            giver.give_spare_message(spare);
+        }
+        assert!(
+            taker.take_spare_message().is_none(),
+            "a bundle goes when full"
+        );
+        let last = Message::new_ref(Publish::default(), Instant::now());
+        giver.give_spare_message(last);
+        let mut taken = 0;
+        while let Some(mut spare) = taker.take_spare_message() {
+            assert!(Arc::get_mut(&mut spare).is_some(), "unique");
+            taken += 1;
+        }
+        assert_eq!(taken, SPARE_MESSAGE_BUNDLE);
+        assert!(!addresses.is_empty());
     }
 }

@@ -67,7 +67,9 @@ impl ShardCore {
                         // Persistence: the message is finished.
                         let client_id = &s.session.state.client_id;
                         self.store.message_done(client_id, a.packet_id);
-                        self.delivery.recycle_message(message);
+                        if let Some(spare) = self.delivery.recycle_message(message) {
+                            self.mesh.give_spare_message(spare);
+                        }
                     } else {
                         log::debug!(
                             "shard {}: PUBACK for unknown packet id {}",
@@ -253,11 +255,20 @@ impl ShardCore {
         }
         publish.dup = false;
         publish.packet_id = 0;
+        // Issue 17: a message routed to another shard is freed there; the allocations that
+        // shard has left over come back through the mesh.
+        if !self.delivery.has_spare_message() {
+            if let Some(spare) = self.mesh.take_spare_message() {
+                self.delivery.add_spare_message(spare);
+            }
+        }
         let message = self.delivery.new_message(publish, frame, self.now);
         // Persistence (`sync`): the acknowledgement below waits for other shards' records.
         self.store_route_start(qos);
         let (matched, overflowed) = self.route_publish(&message, Some(skey));
-        self.delivery.recycle_message(message);
+        if let Some(spare) = self.delivery.recycle_message(message) {
+            self.mesh.give_spare_message(spare);
+        }
         // MQTT 5: 0x10 No matching subscribers is informative, the message was accepted.
         let code = if matched {
             ReasonCode::Success

@@ -263,9 +263,11 @@ impl Connection {
         }
     }
 
-    /// Drops the read buffer's memory when nothing is buffered.
+    /// Drops the read buffer's memory when nothing is buffered. Also when no room is left in
+    /// it: an emptied buffer whose last frame ended at its capacity still references the
+    /// allocation those frames share.
     pub fn release_read_buffer(&mut self) {
-        if self.read_buf.is_empty() && self.read_buf.capacity() > 0 {
+        if self.read_buf.is_empty() {
             self.read_buf = BytesMut::new();
         }
     }

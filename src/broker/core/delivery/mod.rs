@@ -187,17 +187,31 @@ impl Delivery {
 
     /// Keeps `message`'s allocation for [`Delivery::new_message`] if nothing else holds it (no
     /// queue, no other shard, no retained store), dropping its fields so that the spare does
-    /// not keep the publisher's read buffer alive.
-    pub fn recycle_message(&mut self, mut message: MessageRef) {
+    /// not keep the publisher's read buffer alive. Returns the emptied allocation when this
+    /// shard keeps enough already (issue 17: the caller offers it to the other shards,
+    /// `Mesh::give_spare_message`).
+    pub fn recycle_message(&mut self, mut message: MessageRef) -> Option<MessageRef> {
+        let spare = Arc::get_mut(&mut message)?;
+        spare.publish.topic = MqttString::default();
+        spare.publish.payload = Bytes::new();
+        spare.publish.properties = Properties::default();
+        spare.frame = None;
         if self.spare_messages.len() >= SPARE_MESSAGES_MAX {
-            return;
+            return Some(message);
         }
-        if let Some(spare) = Arc::get_mut(&mut message) {
-            spare.publish.topic = MqttString::default();
-            spare.publish.payload = Bytes::new();
-            spare.publish.properties = Properties::default();
-            spare.frame = None;
-            self.spare_messages.push(message);
+        self.spare_messages.push(message);
+        None
+    }
+
+    /// Whether a message allocation is kept for the next [`Delivery::new_message`].
+    pub fn has_spare_message(&self) -> bool {
+        !self.spare_messages.is_empty()
+    }
+
+    /// Keeps an emptied allocation another shard gave back (`Mesh::take_spare_message`).
+    pub fn add_spare_message(&mut self, spare: MessageRef) {
+        if self.spare_messages.len() < SPARE_MESSAGES_MAX {
+            self.spare_messages.push(spare);
         }
     }
 
