@@ -34,6 +34,10 @@ pub struct GroupKey {
     generation: u32,
 }
 
+/// Longest topic name whose routing answer is kept for the next publish (longer ones are
+/// looked up every time).
+const DEST_TOPIC_LEN_MAX: usize = 256;
+
 /// One shared subscription as this shard knows it.
 struct SharedRoute {
     /// `$share/{group}/{filter}`, the name members subscribed with.
@@ -70,6 +74,11 @@ pub struct Router {
     dest_list: Vec<ShardId>,
     /// Whether the last lookup matched a local filter (`local_matched`).
     dest_local: bool,
+    /// The topic of the last lookup (at most `DEST_TOPIC_LEN_MAX` bytes) and the routes'
+    /// generation it was answered at (0: none), so that the next publish on the same topic
+    /// reuses the answer.
+    dest_topic: Vec<u8>,
+    dest_generation: u64,
     /// Shared subscriptions with members anywhere (this shard's members included), by
     /// [`GroupKey`]; a slot lives while some shard has members or this shard has.
     shared: Slab<SharedRoute>,
@@ -101,6 +110,8 @@ impl Router {
             dest_mask: vec![false; shards],
             dest_list: Vec::with_capacity(shards),
             dest_local: false,
+            dest_topic: Vec::new(),
+            dest_generation: 0,
             shared: Slab::new(),
             shared_generation: 0,
             shared_index: HashMap::default(),
@@ -438,8 +449,15 @@ impl Router {
             dest_mask,
             dest_list,
             dest_local,
+            dest_topic,
+            dest_generation,
             ..
         } = self;
+        // Issue 17: a connection's publishes read in one turn are mostly on one topic; the
+        // last answer holds while the routes did not change.
+        if *dest_generation == routes.generation() && dest_topic.as_slice() == topic {
+            return (dest_list, CacheLookup::Hit);
+        }
         for &shard in dest_list.iter() {
             dest_mask[shard] = false;
         }
@@ -453,6 +471,13 @@ impl Router {
                 dest_list.push(shard);
             }
         });
+        dest_topic.clear();
+        if topic.len() <= DEST_TOPIC_LEN_MAX {
+            dest_topic.extend_from_slice(topic);
+            *dest_generation = routes.generation();
+        } else {
+            *dest_generation = 0;
+        }
         (dest_list, lookup)
     }
 }
@@ -460,6 +485,29 @@ impl Router {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The answer kept for the last topic is reused only while the routes stay as they were.
+    #[test]
+    fn the_last_answer_follows_route_changes() {
+        let mut router = Router::new(0, 3);
+        router.remote_add(1, "a/x");
+        assert_eq!(router.destinations_bytes(b"a/x").0, &[1]);
+        assert_eq!(router.destinations_bytes(b"a/x").1, CacheLookup::Hit);
+        router.remote_add(2, "a/#");
+        let mut dests = router.destinations_bytes(b"a/x").0.to_vec();
+        dests.sort();
+        assert_eq!(dests, vec![1, 2]);
+        router.remote_remove(1, "a/x");
+        assert_eq!(router.destinations_bytes(b"a/x").0, &[2]);
+        assert!(!router.was_destination(1) && router.was_destination(2));
+        assert!(!router.local_matched());
+        assert!(router.local_added(&MqttString::from("a/+")));
+        assert_eq!(router.destinations_bytes(b"a/x").0, &[2]);
+        assert!(router.local_matched());
+        let long = vec![b'l'; DEST_TOPIC_LEN_MAX + 1];
+        assert!(router.destinations_bytes(&long).0.is_empty());
+        assert!(router.destinations_bytes(&long).0.is_empty());
+    }
 
     /// This shard's own filters are in the routes (so a lookup says whether the local trie
     /// can match), never among the destinations; the last local subscriber removes them.
