@@ -263,11 +263,14 @@ impl Connection {
         }
     }
 
-    /// Drops the read buffer's memory when nothing is buffered. Also when no room is left in
-    /// it: an emptied buffer whose last frame ended at its capacity still references the
-    /// allocation those frames share.
+    /// Drops the read buffer's memory when nothing is buffered and room is left in it. An
+    /// emptied buffer with no room left (its last frame ended at its capacity, as when a read
+    /// is sized to what arrived) is kept: it still shares the allocation its frames came from,
+    /// and the next read reuses that allocation when they are gone instead of allocating anew
+    /// (issue 17: measured, dropping it costs an allocation and a free per read at a paced
+    /// rate). It holds at most one read's bytes.
     pub fn release_read_buffer(&mut self) {
-        if self.read_buf.is_empty() {
+        if self.read_buf.is_empty() && self.read_buf.capacity() > 0 {
             self.read_buf = BytesMut::new();
         }
     }
