@@ -133,7 +133,7 @@ impl OutBuf {
         let result = self.write_all_to(socket);
         memory.release(before - self.len);
         if matches!(result, Ok(true)) {
-            self.release(Some(memory));
+            self.release(memory);
         }
         result
     }
@@ -282,12 +282,9 @@ impl OutBuf {
     }
 
     /// Frees the memory of an empty queue; its staging buffer goes to `memory`'s spares.
-    fn release(&mut self, memory: Option<&mut MemoryBudget>) {
+    fn release(&mut self, memory: &mut MemoryBudget) {
         debug_assert!(self.len == 0 && self.chunks.is_empty() && self.staging.is_empty());
-        let staging = std::mem::take(&mut self.staging);
-        if let Some(memory) = memory {
-            memory.recycle_buffer(staging);
-        }
+        memory.recycle_buffer(std::mem::take(&mut self.staging));
         if self.chunks.capacity() > 0 {
             self.chunks = VecDeque::new();
         }
